@@ -1,0 +1,1 @@
+"""The analyst: the LLM and what it reads and says."""

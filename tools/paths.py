@@ -1,0 +1,44 @@
+"""Where ShopSight keeps its files: one home folder, overridable by SHOPSIGHT_HOME.
+
+Lives in `tools` (not `assistant.config`) because tools must never import the assistant,
+yet the store, the predictor and the case memory all need the same defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# Offline by default: no code path may reach a hub or an analytics host.
+for _name, _value in {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "GRADIO_ANALYTICS_ENABLED": "False",
+    "ANONYMIZED_TELEMETRY": "False",  # chromadb's posthog telemetry
+    "TOKENIZERS_PARALLELISM": "false",
+}.items():
+    os.environ.setdefault(_name, _value)
+
+
+def shopsight_home() -> Path:
+    """The home folder: $SHOPSIGHT_HOME, else ~/.shopsight (created on first use)."""
+    home = Path(os.environ.get("SHOPSIGHT_HOME") or Path.home() / ".shopsight").expanduser()
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def default_db_path() -> Path:
+    """The DuckDB event store file."""
+    return Path(os.environ.get("SHOPSIGHT_DB") or shopsight_home() / "shop.duckdb")
+
+
+def default_chroma_path() -> Path:
+    """The Chroma PersistentClient folder of the case memory."""
+    return shopsight_home() / "chroma"
+
+
+def default_models_dir() -> Path:
+    """Converted LLM caches, predictor checkpoints and adapters live here."""
+    path = shopsight_home() / "models"
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,1 @@
+"""The numeric behavior Transformer, its baselines and the benchmark protocol."""
