@@ -1,0 +1,68 @@
+"""One settings object for the assistant: paths, model choice, device, horizons.
+
+Every field can be set from the environment with the prefix SHOPSIGHT_ (for example
+SHOPSIGHT_MODEL=qwen2.5-coder-1.5b, SHOPSIGHT_LOAD_IN_4BIT=1). Paths default to the
+home folder of `tools.paths` so the assistant and the tools agree on where things live.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from tools import paths
+
+
+def _env_value(name: str, default, kind):
+    raw = os.environ.get(f"SHOPSIGHT_{name.upper()}")
+    if raw is None or raw == "":
+        return default
+    if kind is bool:
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    if kind is int:
+        return int(raw)
+    if kind is tuple:
+        return tuple(int(part) for part in raw.split(",") if part.strip())
+    if kind is Path:
+        return Path(raw).expanduser()
+    return raw
+
+
+@dataclass
+class Settings:
+    """Resolved settings; build with `Settings.from_env()`."""
+
+    home: Path = field(default_factory=paths.shopsight_home)
+    db_path: Path = field(default_factory=paths.default_db_path)
+    chroma_path: Path = field(default_factory=paths.default_chroma_path)
+    chroma_url: str = ""  # a Chroma server (http://host:port); empty = PersistentClient at chroma_path
+    models_dir: Path = field(default_factory=paths.default_models_dir)
+    model: str = "qwen2.5-coder-0.5b"  # a registry name, a local HF folder, a hub id, or an http(s) URL
+    adapter: str = ""  # a LoRA adapter folder
+    dtype: str = "bf16"
+    load_in_4bit: bool = False
+    device: str = "cpu"
+    predictor: str = "demo"  # checkpoint name under models_dir/predictor/
+    horizons_days: tuple = (7, 30)
+    max_agent_steps: int = 6
+    max_new_tokens: int = 256
+    host: str = "127.0.0.1"
+    port: int = 7860
+    auth: str = ""  # "user:password" or a path to a file of such lines
+
+    @classmethod
+    def from_env(cls, **overrides) -> "Settings":
+        settings = cls()
+        for f in fields(cls):
+            default = getattr(settings, f.name)
+            kind = type(default) if not isinstance(default, Path) else Path
+            setattr(settings, f.name, _env_value(f.name, default, kind))
+        for name, value in overrides.items():
+            if value is not None:
+                setattr(settings, name, value)
+        return settings
+
+    @property
+    def predictor_dir(self) -> Path:
+        return self.models_dir / "predictor" / self.predictor
