@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
+TEMPLATE = Path(__file__).resolve().parent / "tiny_chat_template.jinja"
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
 
@@ -43,7 +43,7 @@ def train_tokenizer(texts: list[str], vocab_size: int = 400):
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=core, eos_token="<|im_end|>", pad_token="<|endoftext|>"
     )
-    tokenizer.chat_template = (PROMPTS_DIR / "finetune_tiny_chat.j2").read_text(encoding="utf-8")
+    tokenizer.chat_template = TEMPLATE.read_text(encoding="utf-8")
     return tokenizer
 
 

@@ -1,0 +1,101 @@
+"""`shopsight ask "question"`: one question to the analyst, for scripts.
+
+Prints the answer (and its sources); with `--json`, the event stream as JSON lines, one
+event per line with a `type` field, the last being `{"type": "answer", "text", "citations",
+"grounded", "ungrounded", ...}`. With `--session FILE` the conversation is kept in FILE, so
+a follow-up asked by a second `shopsight ask --session FILE` resolves against the first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TextIO
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `ask` command."""
+    parser = subparsers.add_parser(
+        "ask", help="ask the analyst a question and print the grounded, cited answer",
+        description="Ask the analyst one question about the shop in the event store.",
+    )
+    parser.add_argument("question", help='e.g. "Which users will churn this week and why?"')
+    parser.add_argument("--json", action="store_true", help="print every event as one JSON line")
+    parser.add_argument("--session", type=Path, default=None,
+                        help="conversation file to continue and update (created if missing)")
+    parser.add_argument("--max-steps", type=int, default=None, help="model calls per question (default: settings)")
+    parser.add_argument("--answer-mode", choices=("model", "template"), default="model",
+                        help="who writes the answer: the model (grounded, with fallbacks) or the template")
+    parser.add_argument("--no-router", action="store_true",
+                        help="let the model choose the first tool freely (for comparison)")
+    parser.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Build the workspace and the agent, then answer (errors the user can fix exit with the fix)."""
+    from assistant.agent import Agent
+    from assistant.config import Settings
+    from assistant.workspace import PartUnavailable, Workspace
+
+    settings = Settings.from_env()
+    if not Path(settings.db_path).exists():
+        raise SystemExit(f"no event store at {settings.db_path}; run `shopsight demo` (or `make run`) first")
+    workspace = Workspace.open(settings)
+    for part in ("predictor", "cases", "reviews"):
+        if part in workspace.problems:
+            print(f"note: {part}: {workspace.problems[part]}", file=sys.stderr)
+    try:
+        chat_model = workspace.chat_model()
+    except PartUnavailable as exc:
+        raise SystemExit(str(exc)) from exc
+    agent = Agent(chat_model, workspace.tools, max_steps=args.max_steps or settings.max_agent_steps,
+                  router=None if args.no_router else "auto", answer_mode=args.answer_mode)
+    answer = ask(agent, args.question, session_path=args.session, as_json=args.json)
+    return 0 if answer is not None else 1
+
+
+def ask(agent, question: str, session_path: Path | None = None, as_json: bool = False,
+        out: TextIO | None = None, err: TextIO | None = None) -> dict | None:
+    """Run one question through `agent`, print it, and update the session file.
+
+    Args:
+        agent: an `assistant.agent.Agent`.
+        question: the user's question.
+        session_path: a conversation file to continue (and save after the answer).
+        as_json: print JSON lines instead of the answer text.
+        out: where the answer / JSON lines go (stdout).
+        err: where progress lines go in text mode (stderr).
+
+    Returns:
+        The answer event as a dict, or None when the loop ended without one.
+    """
+    from assistant.session import Session
+
+    out = out or sys.stdout
+    err = err or sys.stderr
+    session = Session.load(session_path) if session_path else None
+    answer = None
+    for event in agent.run(question, history=session.messages if session else None):
+        if as_json:
+            print(event.to_json(), file=out, flush=True)
+        elif event.type == "tool_call":
+            args = ", ".join(f"{k}={v!r}" for k, v in event["arguments"].items())
+            print(f"-> {event['name']}({args})", file=err, flush=True)
+        elif event.type == "error":
+            print(f"   ({event['message']})", file=err, flush=True)
+        if event.type == "answer":
+            answer = event
+    if answer is None:
+        return None
+    if not as_json:
+        print(answer["text"], file=out)
+        if answer["citations"]:
+            sources = ", ".join(f"{c['kind']} {c['id']}" for c in answer["citations"])
+            print(f"\nSources: {sources}", file=out)
+        if answer["ungrounded"]:
+            print(f"(left out, not backed by any tool result: {', '.join(answer['ungrounded'])})", file=err)
+    if session is not None:
+        session.messages = answer["messages"]
+        session.save()
+    return answer.to_dict()

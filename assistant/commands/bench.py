@@ -1,0 +1,75 @@
+"""`shopsight bench`: write prediction files for every model (`run`) and score a folder (`score`).
+
+    shopsight bench run --dataset cdnow --data .cache/datasets/CDNOW_master.txt --out runs/cdnow
+    shopsight bench run --dataset demo --out runs/demo --models oracle recency popularity
+    shopsight bench score runs/cdnow
+
+The protocol is docs/benchmark.md; the code is `tools.predictor.bench`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("bench", help="benchmark the predictor and the baselines (docs/benchmark.md)")
+    sub = parser.add_subparsers(dest="bench_command", metavar="SUBCOMMAND")
+
+    run = sub.add_parser("run", help="write prediction files of every model for one dataset")
+    run.add_argument("--dataset", required=True, choices=("cdnow", "taobao", "demo"))
+    run.add_argument("--data", type=Path, default=None,
+                     help="CDNOW_master.txt, a Taobao UserBehavior CSV, or a .duckdb store (not needed for demo)")
+    run.add_argument("--out", type=Path, required=True, help="benchmark folder to write (OUT/<model>/<file>.csv)")
+    run.add_argument("--models", nargs="+", default=None,
+                     help="models to run (default: every model that applies to the dataset)")
+    run.add_argument("--n-users", type=int, default=5000, help="demo shop size (default 5000)")
+    run.add_argument("--seed", type=int, default=0, help="demo shop seed (default 0)")
+    run.add_argument("--transformer-config", type=Path, default=None,
+                     help="YAML of TrainConfig fields for the transformer (horizons come from the dataset)")
+    run.add_argument("--resume", action="store_true", help="skip a model's cutoff whose files all exist")
+    run.add_argument("--no-score", action="store_true", help="do not print the score table at the end")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.set_defaults(func=_run)
+
+    score = sub.add_parser("score", help="score a benchmark folder: one markdown table, models side by side")
+    score.add_argument("folder", type=Path)
+    score.set_defaults(func=_score)
+    parser.set_defaults(func=lambda args: parser.print_help() or 2)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import yaml
+
+    from tools.predictor.bench import MODELS, run_benchmark, score_directory
+
+    unknown = [m for m in args.models or [] if m not in MODELS]
+    if unknown:
+        raise SystemExit(f"unknown model(s) {', '.join(unknown)}; choose from: {', '.join(MODELS)}")
+    config = None
+    if args.transformer_config is not None:
+        if not args.transformer_config.is_file():
+            raise SystemExit(f"{args.transformer_config}: no such file (--transformer-config takes a YAML file)")
+        config = yaml.safe_load(args.transformer_config.read_text()) or {}
+        if not isinstance(config, dict):
+            raise SystemExit(f"{args.transformer_config}: expected a mapping of TrainConfig fields")
+    try:
+        manifest = run_benchmark(args.dataset, args.data, args.out, models=args.models, n_users=args.n_users,
+                                 seed=args.seed, transformer_config=config, resume=args.resume,
+                                 progress=not args.quiet)
+    except (ValueError, FileNotFoundError) as exc:
+        raise SystemExit(str(exc)) from None
+    if not args.no_score:
+        print(score_directory(args.out))
+    return 1 if manifest.get("failed") else 0
+
+
+def _score(args: argparse.Namespace) -> int:
+    from tools.predictor.bench_score import score_directory
+
+    try:
+        print(score_directory(args.folder))
+    except (ValueError, FileNotFoundError) as exc:
+        raise SystemExit(str(exc)) from None
+    return 0

@@ -1,0 +1,197 @@
+"""A LangChain chat model for an OpenAI-compatible server (vLLM), with tool calling.
+
+A tiny HTTP client on the standard library (no new dependency): POST /v1/chat/completions
+with the tool schemas; the server's `tool_calls` become `AIMessage.tool_calls`. When the
+server runs without a tool parser and returns the call as text, the same parser as the local
+model reads it (`<tool_call>` or fenced JSON). A bad call is an invalid tool call, not an error.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any, Iterator, Sequence
+
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable
+
+from assistant.chat import _text
+from assistant.tool_calls import normalize_tool_choice, parse_tool_calls, tool_names, tool_schema
+
+
+class ServerError(RuntimeError):
+    """The server could not be reached or answered with an error (message names the URL)."""
+
+
+def to_openai_messages(messages: Sequence[BaseMessage]) -> list[dict]:
+    """LangChain messages -> OpenAI chat messages."""
+    out: list[dict] = []
+    for msg in messages:
+        if isinstance(msg, SystemMessage):
+            out.append({"role": "system", "content": _text(msg.content)})
+        elif isinstance(msg, HumanMessage):
+            out.append({"role": "user", "content": _text(msg.content)})
+        elif isinstance(msg, AIMessage):
+            entry: dict[str, Any] = {"role": "assistant", "content": _text(msg.content)}
+            if msg.tool_calls:
+                entry["tool_calls"] = [{"id": c["id"], "type": "function", "function": {
+                    "name": c["name"], "arguments": json.dumps(c["args"])}} for c in msg.tool_calls]
+            out.append(entry)
+        elif isinstance(msg, ToolMessage):
+            out.append({"role": "tool", "tool_call_id": msg.tool_call_id, "content": _text(msg.content)})
+    return out
+
+
+class OpenAICompatChat(BaseChatModel):
+    """Chat model over `base_url` (e.g. http://127.0.0.1:8000/v1), an OpenAI-compatible server.
+
+    Attributes:
+        base_url: Server URL; "/v1" is added when missing.
+        served_model: The model (or LoRA adapter) name the server serves; default its first.
+        api_key: Sent as a Bearer token when set (vLLM's --api-key).
+        max_new_tokens: Answer length limit.
+        temperature: 0 for greedy.
+        timeout_s: Seconds to wait for the server.
+    """
+
+    base_url: str
+    served_model: str | None = None
+    api_key: str | None = None
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    timeout_s: float = 120.0
+
+    @property
+    def _llm_type(self) -> str:
+        return "shopsight-openai-compatible"
+
+    @property
+    def api_root(self) -> str:
+        root = self.base_url.rstrip("/")
+        return root if root.endswith("/v1") else root + "/v1"
+
+    def _request(self, path: str, payload: dict | None = None):
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        data = json.dumps(payload).encode() if payload is not None else None
+        req = urllib.request.Request(self.api_root + path, data=data, headers=headers,
+                                     method="POST" if data else "GET")
+        try:
+            return urllib.request.urlopen(req, timeout=self.timeout_s)
+        except urllib.error.HTTPError as exc:
+            body = exc.read().decode(errors="replace")[:500]
+            raise ServerError(f"{self.api_root}{path}: HTTP {exc.code}: {body}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise ServerError(f"cannot reach the model server at {self.api_root} ({exc}); is it running? "
+                              "(vLLM: `vllm serve <model> --enable-auto-tool-choice`)") from None
+
+    def model_id(self) -> str:
+        """The served model name (asks the server once when not given)."""
+        if not self.served_model:
+            with self._request("/models") as resp:
+                data = json.loads(resp.read())
+            models = [m["id"] for m in data.get("data", [])]
+            if not models:
+                raise ServerError(f"{self.api_root}/models lists no model")
+            self.served_model = models[0]
+        return self.served_model
+
+    def bind_tools(self, tools: Sequence[Any], *, tool_choice: Any = None, **kwargs: Any) -> Runnable:
+        """Bind tools (typed functions, BaseTools or schema dicts); see `LocalToolChat.bind_tools`."""
+        schemas = [tool_schema(t) for t in tools]
+        normalize_tool_choice(tool_choice, tool_names(schemas))
+        return self.bind(tools=schemas, tool_choice=tool_choice, **kwargs)
+
+    def _payload(self, messages, stop, kwargs, stream: bool) -> tuple[dict, list[str]]:
+        tools = kwargs.get("tools") or []
+        payload: dict[str, Any] = {
+            "model": self.model_id(), "messages": to_openai_messages(messages),
+            "max_tokens": int(kwargs.get("max_new_tokens", self.max_new_tokens)),
+            "temperature": float(kwargs.get("temperature", self.temperature)), "stream": stream,
+        }
+        if stop:
+            payload["stop"] = list(stop)
+        if tools:
+            payload["tools"] = tools
+            choice = normalize_tool_choice(kwargs.get("tool_choice"), tool_names(tools))
+            if choice == "none":
+                payload["tool_choice"] = "none"
+            elif isinstance(choice, list) and len(choice) == 1:
+                payload["tool_choice"] = {"type": "function", "function": {"name": choice[0]}}
+            elif isinstance(choice, list):
+                payload["tool_choice"] = "required"
+        return payload, tool_names(tools)
+
+    @staticmethod
+    def _message(content: str, raw_calls: list[dict], names: list[str], usage: dict | None) -> AIMessage:
+        calls, invalid = [], []
+        for i, raw in enumerate(raw_calls):
+            fn = raw.get("function", {})
+            name, args_text = fn.get("name"), fn.get("arguments") or "{}"
+            cid = raw.get("id") or f"call_{i}"
+            try:
+                args = json.loads(args_text) if isinstance(args_text, str) else args_text
+                if not isinstance(args, dict):
+                    raise ValueError("arguments must be a JSON object")
+                if names and name not in names:
+                    raise ValueError(f"unknown tool '{name}'; available tools: {', '.join(names)}")
+                calls.append({"type": "tool_call", "name": name, "args": args, "id": cid})
+            except (ValueError, json.JSONDecodeError) as exc:
+                invalid.append({"type": "invalid_tool_call", "name": name, "args": str(args_text),
+                                "id": cid, "error": str(exc)})
+        if not raw_calls and names:  # a server without a tool parser: the call is in the text
+            parsed = parse_tool_calls(content, allowed=names)
+            content, calls, invalid = parsed.content, parsed.tool_calls, parsed.invalid_tool_calls
+        usage_md = None
+        if usage:
+            usage_md = {"input_tokens": usage.get("prompt_tokens", 0),
+                        "output_tokens": usage.get("completion_tokens", 0),
+                        "total_tokens": usage.get("total_tokens", 0)}
+        return AIMessage(content=content, tool_calls=calls, invalid_tool_calls=invalid, usage_metadata=usage_md)
+
+    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                  run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+        payload, names = self._payload(messages, stop, kwargs, stream=False)
+        with self._request("/chat/completions", payload) as resp:
+            data = json.loads(resp.read())
+        msg = data["choices"][0]["message"]
+        message = self._message(msg.get("content") or "", msg.get("tool_calls") or [], names, data.get("usage"))
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+        """Server-sent events: content deltas as they come, tool calls assembled at the end."""
+        payload, names = self._payload(messages, stop, kwargs, stream=True)
+        content, calls = "", {}
+        with self._request("/chat/completions", payload) as resp:
+            for raw_line in resp:
+                line = raw_line.decode().strip()
+                if not line.startswith("data:"):
+                    continue
+                body = line[5:].strip()
+                if body == "[DONE]":
+                    break
+                delta = json.loads(body)["choices"][0].get("delta", {})
+                for tc in delta.get("tool_calls") or []:
+                    slot = calls.setdefault(tc.get("index", 0), {"id": None, "function": {"name": "", "arguments": ""}})
+                    slot["id"] = tc.get("id") or slot["id"]
+                    fn = tc.get("function", {})
+                    slot["function"]["name"] += fn.get("name") or ""
+                    slot["function"]["arguments"] += fn.get("arguments") or ""
+                piece = delta.get("content") or ""
+                if piece:
+                    content += piece
+                    if not names or "<tool_call>" not in content:
+                        chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
+                        if run_manager:
+                            run_manager.on_llm_new_token(piece, chunk=chunk)
+                        yield chunk
+        final = self._message(content, [calls[i] for i in sorted(calls)], names, None)
+        yield ChatGenerationChunk(message=AIMessageChunk(
+            content="", tool_calls=final.tool_calls, invalid_tool_calls=final.invalid_tool_calls,
+            chunk_position="last"))

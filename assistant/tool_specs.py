@@ -1,0 +1,120 @@
+"""Tool functions as the model sees them, and argument checking against that view.
+
+The schema is the one `apply_chat_template(tools=[fn])` shows the model
+(`transformers.utils.get_json_schema`, parsed from the Google docstring), so what we check
+is exactly what the model was told. Checking coerces the harmless slips a small model makes
+("7" for 7, 7.0 for 7, "None" for null) and names the real mistakes so the model can fix them.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable
+
+_TYPE_NAMES = {"integer": "an integer", "number": "a number", "string": "a string",
+               "boolean": "true or false", "array": "a list", "object": "an object"}
+
+
+@dataclass
+class ToolSpec:
+    """One tool: the function, its JSON schema and a checker for the model's arguments."""
+
+    fn: Callable
+    schema: dict
+
+    @property
+    def name(self) -> str:
+        return self.schema["function"]["name"]
+
+    @property
+    def description(self) -> str:
+        return self.schema["function"].get("description", "")
+
+    @property
+    def parameters(self) -> dict[str, dict]:
+        return self.schema["function"].get("parameters", {}).get("properties", {})
+
+    @property
+    def required(self) -> list[str]:
+        return list(self.schema["function"].get("parameters", {}).get("required", []))
+
+    def usage(self) -> str:
+        """A one-line signature for error hints: name(arg: type, ...)."""
+        parts = []
+        for arg, prop in self.parameters.items():
+            kind = prop.get("type", "any")
+            if "enum" in prop:
+                kind = "|".join(repr(v) for v in prop["enum"])
+            parts.append(f"{arg}: {kind}" + ("" if arg in self.required else " (optional)"))
+        return f"{self.name}({', '.join(parts)})"
+
+    def validate(self, args: dict) -> tuple[dict, str | None]:
+        """Coerce `args` to the schema; returns (checked args, None) or ({}, what is wrong)."""
+        unknown = [k for k in args if k not in self.parameters]
+        if unknown:
+            return {}, f"{self.name} has no argument {', '.join(map(repr, unknown))}"
+        missing = [k for k in self.required if args.get(k) in (None, "")]
+        if missing:
+            return {}, f"{self.name} needs {', '.join(map(repr, missing))}"
+        checked: dict[str, Any] = {}
+        for key, value in args.items():
+            prop = self.parameters[key]
+            coerced, problem = _coerce(value, prop)
+            if problem:
+                return {}, f"argument {key!r} of {self.name}: {problem}"
+            if coerced is None and key not in self.required:
+                continue  # leave the function's default
+            checked[key] = coerced
+        return checked, None
+
+
+def _coerce(value: Any, prop: dict) -> tuple[Any, str | None]:
+    kind = prop.get("type")
+    kinds = kind if isinstance(kind, list) else [kind]
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null", "")):
+        if prop.get("nullable") or "null" in kinds:
+            return None, None
+        return None, None  # dropped for optional args; `validate` catches missing required ones
+    if "integer" in kinds:
+        try:
+            number = float(value) if not isinstance(value, bool) else None
+        except (TypeError, ValueError):
+            number = None
+        if number is None or not number.is_integer():
+            return None, f"expected {_TYPE_NAMES['integer']}, got {value!r}"
+        value = int(number)
+    elif "number" in kinds:
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            return None, f"expected {_TYPE_NAMES['number']}, got {value!r}"
+    elif "string" in kinds:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(int(value)) if float(value).is_integer() else str(value)
+        elif not isinstance(value, str):
+            return None, f"expected {_TYPE_NAMES['string']}, got {value!r}"
+        value = value.strip()
+    elif "boolean" in kinds and not isinstance(value, bool):
+        if str(value).lower() in ("true", "false"):
+            value = str(value).lower() == "true"
+        else:
+            return None, f"expected {_TYPE_NAMES['boolean']}, got {value!r}"
+    if "enum" in prop and value not in prop["enum"]:
+        return None, f"{value!r} is not one of {prop['enum']}"
+    return value, None
+
+
+def build_specs(tools: list[Callable]) -> dict[str, ToolSpec]:
+    """name -> ToolSpec for each tool function (schema from its signature and docstring)."""
+    from transformers.utils import get_json_schema  # heavy import, only when an agent is built
+
+    specs: dict[str, ToolSpec] = {}
+    for fn in tools:
+        if not callable(fn) or not inspect.getdoc(fn):
+            raise TypeError(f"tool {fn!r} needs a Google-style docstring: it is the schema the model sees")
+        spec = ToolSpec(fn, get_json_schema(fn))
+        if spec.name in specs:
+            raise ValueError(f"two tools are named {spec.name!r}")
+        specs[spec.name] = spec
+    return specs

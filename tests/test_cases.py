@@ -1,0 +1,213 @@
+"""Case memory over a real Chroma (PersistentClient and a real `chroma run` server).
+
+Exact results are asserted with a deterministic hashing embedding function (langchain-chroma
+style); one test loads the real packaged MiniLM to check the offline embedding function.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
+from chromadb.utils.embedding_functions import register_embedding_function
+
+from tools.case_snapshots import case_id, default_cutoffs, outcomes, snapshot_features
+from tools.cases import TEXT_COLLECTION, CaseMemory, CaseMemoryError, make_client
+
+
+@register_embedding_function
+class HashingEmbedding(EmbeddingFunction[Documents]):
+    """Bag of words hashed into 64 dims, L2-normalized: same text, same vector, every run."""
+
+    def __init__(self, dims: int = 64) -> None:
+        self.dims = dims
+
+    def __call__(self, input: Documents) -> Embeddings:
+        out = []
+        for text in input:
+            v = np.zeros(self.dims, dtype=np.float32)
+            for word in re.findall(r"\w+", text.lower()):
+                v[int(hashlib.md5(word.encode()).hexdigest(), 16) % self.dims] += 1.0
+            out.append(v / max(np.linalg.norm(v), 1e-9))
+        return out
+
+    @staticmethod
+    def name() -> str:
+        return "test-hashing"
+
+    def get_config(self) -> dict:
+        return {"dims": self.dims}
+
+    @staticmethod
+    def build_from_config(config: dict) -> "HashingEmbedding":
+        return HashingEmbedding(config["dims"])
+
+
+class FeatureVectors:
+    """A scripted predictor exposing the contract's `user_vectors` (numbers from the user's events),
+    standing in where the real checkpoint is not what the test is about."""
+
+    def user_vectors(self, events, cutoff, users=None):
+        feats = snapshot_features(events, cutoff, users)
+        vec = np.stack([feats["n_events"], feats["n_orders"], feats["days_since_last_event"] + 1.0,
+                        feats["spend"] / 10.0], axis=1).astype(np.float32)
+        return list(feats.index), vec
+
+
+def _events() -> pd.DataFrame:
+    rows = []
+    t0 = datetime(2024, 1, 1)
+
+    def add(user, day, behavior, item, cat, amount=None):
+        rows.append((user, t0 + pd.Timedelta(days=day), behavior, item, cat, 1, amount))
+
+    # u1 buys often (before and after the cutoffs); u2 bought once then went quiet; u3 only browses.
+    for d in (1, 5, 10, 20, 35, 41, 50, 62, 70):
+        add("u1", d, "view", "i1", "c1")
+        add("u1", d, "buy", "i1", "c1", 10.0)
+    add("u2", 2, "view", "i2", "c2")
+    add("u2", 3, "buy", "i2", "c2", 25.0)
+    for d in (4, 9, 33):
+        add("u3", d, "view", "i3", "c2")
+    add("u4", 45, "buy", "i4", "c3", 5.0)  # appears only after the first cutoff
+    add("u3", 90, "view", "i3", "c2")  # the last event: sets the data's end
+    return pd.DataFrame(rows, columns=["user_id", "ts", "behavior", "item_id", "category_id", "quantity", "amount"])
+
+
+C1, C2 = datetime(2024, 1, 31, 23, 59, 59), datetime(2024, 2, 20, 23, 59, 59)
+
+
+def test_snapshot_features_and_outcomes_read_the_right_windows():
+    ev = _events()
+    f = snapshot_features(ev, C1)
+    assert list(f.index) == ["u1", "u2", "u3"]  # u4 has no event by C1
+    assert f.loc["u1", "n_orders"] == 4 and f.loc["u1", "spend"] == 40.0
+    assert f.loc["u2", "days_since_last_buy"] == 27 and f.loc["u3", "days_since_last_buy"] == -1
+    o = outcomes(ev, C1, (7, 30), f.index)
+    assert o.loc["u1", "churned_7d"] == False and o.loc["u1", "buys_30d"] == 3  # days 35, 41, 50 (not 62)
+    assert o.loc["u1", "spend_30d"] == 30.0
+    assert bool(o.loc["u2", "churned_30d"]) and bool(o.loc["u3", "churned_7d"])
+    assert o.loc["u1", "bought_items"] == "i1"
+
+
+def test_build_is_incremental_and_reopens(tmp_path):
+    ev = _events()
+    mem = CaseMemory(path=tmp_path / "chroma", text_embedding=HashingEmbedding())
+    first = mem.build(ev, [C1], (7, 30), predictor=FeatureVectors(), progress=False)
+    assert first["text_added"] == 3 and first["vectors_added"] == 3 and first["text_skipped"] == 0
+    again = mem.build(ev, [C1, C2], (7, 30), predictor=FeatureVectors(), progress=False)
+    assert again["text_skipped"] == 3 and again["text_added"] == 4  # C2 adds u1..u4
+    assert mem.by_text.count() == 7 and mem.by_vector.count() == 7
+    assert sorted(mem.by_text.get(include=[])["ids"]) == sorted(
+        [case_id(u, C1) for u in ("u1", "u2", "u3")] + [case_id(u, C2) for u in ("u1", "u2", "u3", "u4")])
+    info = mem.info()
+    assert info["snapshots_by_cutoff"] == {pd.Timestamp(C1).isoformat(): 3, pd.Timestamp(C2).isoformat(): 4}
+
+    # Reopening with no embedding function given rebuilds the registered one from Chroma's config.
+    reopened = make_client(tmp_path / "chroma").get_collection(TEXT_COLLECTION)
+    assert reopened.query(query_texts=["anything"], n_results=1)["ids"][0]
+
+
+def test_build_refuses_a_cutoff_whose_outcome_is_unknown(tmp_path):
+    mem = CaseMemory(path=tmp_path / "c", text_embedding=HashingEmbedding())
+    with pytest.raises(CaseMemoryError, match="outcome window ends after the last event"):
+        mem.build(_events(), [datetime(2024, 3, 15)], (7, 30), progress=False)
+    assert mem.by_text.count() == 0  # nothing half-written
+
+
+def test_text_search_is_exact_and_excludes_the_user(tmp_path):
+    ev = _events()
+    mem = CaseMemory(path=tmp_path / "c", text_embedding=HashingEmbedding())
+    mem.build(ev, [C1, C2], (7, 30), progress=False)
+    doc = mem.by_text.get(ids=[case_id("u2", C1)], include=["documents"])["documents"][0]
+    res = mem.search_text(doc, k=1, horizon_days=30)
+    assert res["cases"][0]["case_id"] == case_id("u2", C1)
+    assert res["cases"][0]["similarity"] == pytest.approx(1.0, abs=1e-4)
+    assert res["cases"][0]["churned"] is True and res["outcomes"] == {
+        "n_snapshots": 1, "churned": 1, "retained": 0, "churn_rate": 1.0}
+    by_user = mem.search_user("u2", ev, C2, k=3, horizon_days=30)
+    assert by_user["method"] == "text" and all(c["user_id"] != "u2" for c in by_user["cases"])
+
+
+def test_vector_search_uses_the_predictor_vectors(tmp_path):
+    ev = _events()
+    mem = CaseMemory(path=tmp_path / "c", text_embedding=HashingEmbedding())
+    mem.build(ev, [C1], (7, 30), predictor=FeatureVectors(), progress=False)
+    _, vecs = FeatureVectors().user_vectors(ev, C1, ["u1"])
+    res = mem.search_vector(vecs[0], k=1)
+    assert res["method"] == "user_vector" and res["cases"][0]["case_id"] == case_id("u1", C1)
+    assert res["cases"][0]["similarity"] == pytest.approx(1.0, abs=1e-4)
+    with pytest.raises(ValueError, match="user vectors"):
+        mem.by_vector.query(query_texts=["text is not allowed here"], n_results=1)
+
+
+def test_saved_analyst_case_is_found_and_not_duplicated(tmp_path):
+    mem = CaseMemory(path=tmp_path / "c", text_embedding=HashingEmbedding())
+    text = "Loyal coffee buyer stopped ordering after a late delivery complaint"
+    a = mem.save_case(text, outcome="retained after a voucher", title="late delivery")
+    b = mem.save_case(text, outcome="retained after a voucher", title="late delivery")
+    assert a == b and mem.by_text.count() == 1
+    hit = mem.search_text("late delivery complaint coffee", k=1)["cases"][0]
+    assert hit["case_id"] == a and hit["outcome"] == "retained after a voucher"
+    with pytest.raises(CaseMemoryError, match="outcome"):
+        mem.save_case("text", outcome=" ")
+
+
+def test_default_cutoffs_leave_a_full_horizon():
+    cuts = default_cutoffs(datetime(2024, 4, 1), (7, 30), n=3)
+    assert cuts[-1] == datetime(2024, 3, 1, 23, 59, 59) and cuts[0] == datetime(2024, 1, 1, 23, 59, 59)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_http_server_is_used_when_a_url_is_given(tmp_path):
+    chroma = shutil.which("chroma") or str(Path(sys.executable).parent / "chroma")
+    port = _free_port()
+    proc = subprocess.Popen([chroma, "run", "--path", str(tmp_path / "srv"), "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 60
+        while True:
+            try:
+                make_client(url=url).heartbeat()
+                break
+            except Exception:
+                if time.time() > deadline or proc.poll() is not None:
+                    raise
+                time.sleep(0.3)
+        mem = CaseMemory(url=url, text_embedding=HashingEmbedding())
+        assert mem.build(_events(), [C1], (7, 30), progress=False)["text_added"] == 3
+        again = CaseMemory(url=url, text_embedding=HashingEmbedding())  # a second client, same server
+        assert again.build(_events(), [C1], (7, 30), progress=False)["text_added"] == 0
+        assert again.search_text("Customer u1", k=1)["cases"][0]["case_id"].endswith("@20240131T235959Z")
+        assert not (tmp_path / "chroma").exists()  # the server's folder, not a local one
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_packaged_minilm_embeds_offline():
+    from tools.embeddings import MINILM_DIMS, MiniLMEmbedding, minilm_folder
+
+    assert (minilm_folder() / "model.safetensors").exists()
+    ef = MiniLMEmbedding()
+    a, b, c = ef(["The coffee arrived late and cold", "Delivery was slow, coffee was cold", "I love this dog toy"])
+    assert len(a) == MINILM_DIMS
+    assert float(np.dot(a, b)) > float(np.dot(a, c))
+    assert MiniLMEmbedding.build_from_config(ef.get_config()).get_config() == ef.get_config()

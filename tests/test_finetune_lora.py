@@ -1,0 +1,185 @@
+"""The LoRA script end to end on CPU: a tiny random-init Qwen2 and a tokenizer trained here.
+
+Like torchtune's recipe tests, the first losses are pinned: a change in masking, data order,
+seeding or the loop shows up as a number.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+
+import pytest
+import torch
+import yaml
+
+from finetune import lora
+from finetune.adapter import check_base, load_adapter
+from finetune.memory import lora_params
+from finetune.sft_tokens import SFTFormatError, read_sft_file, tokenize_example
+from finetune.tiny import build_tiny_qwen2
+
+# Pinned on this code with seed 1337 (torch 2.13 CPU); rtol 1e-5.
+EXPECTED_FIRST_LOSSES = [5.862645626068115, 5.506345748901367, 5.269176959991455, 5.166141033172607]
+
+
+def _examples(n: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        buys = rng.randint(0, 12)
+        out.append({"messages": [
+            {"role": "system", "content": "You predict churn."},
+            {"role": "user", "content": f"User u{i} bought {buys} times in 30 days. Will they churn?"},
+            {"role": "assistant", "content": "yes" if buys < 4 else "no"}]})
+    return out
+
+
+def _write(path, examples) -> None:
+    path.write_text("".join(json.dumps(e) + "\n" for e in examples), encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lora")
+    train, evals = _examples(24, seed=1), _examples(8, seed=2)
+    _write(root / "train.jsonl", train)
+    _write(root / "eval.jsonl", evals)
+    corpus = [m["content"] for e in train for m in e["messages"]] * 3
+    build_tiny_qwen2(root / "model", corpus, hidden_size=64)
+    return root
+
+
+def _argv(root, out, **over) -> list[str]:
+    args = {"base_model": root / "model", "train_file": root / "train.jsonl", "eval_file": root / "eval.jsonl",
+            "out_dir": out, "max_steps": 6, "micro_batch_size": 4, "lr": "1e-2", "eval_interval": 3,
+            "save_interval": 3, "max_seq_len": 128, "num_threads": 2}
+    args.update(over)
+    return [tok for key, value in args.items() for tok in (f"--{key}", str(value))]
+
+
+def _losses(out) -> dict[int, float]:
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    return {x["step"]: x["train_loss"] for x in lines if "train_loss" in x}
+
+
+@pytest.fixture(scope="module")
+def trained(workdir):
+    out = workdir / "run"
+    summary = lora.cli(_argv(workdir, out))
+    return out, summary
+
+
+def test_losses_pinned_and_decreasing(trained):
+    out, _ = trained
+    losses = _losses(out)
+    assert sorted(losses) == [1, 2, 3, 4, 5, 6]
+    first = [losses[s] for s in (1, 2, 3, 4)]
+    assert first == pytest.approx(EXPECTED_FIRST_LOSSES, rel=1e-5)
+    assert losses[6] < losses[1]
+    records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in records if "eval_loss" in r]
+    assert [e["step"] for e in evals] == [3]
+
+
+def test_folders_config_and_param_count(trained, workdir):
+    out, summary = trained
+    final = out / "final"
+    for name in ("adapter_model.safetensors", "adapter_config.json", "config.yaml", "base_model.yaml",
+                 "summary.yaml", "tokenizer.json"):
+        assert (final / name).is_file(), name
+    assert (out / "checkpoints" / "step-000003" / "training_state.pt").is_file()
+    assert not list(out.rglob("*.tmp"))
+    config = yaml.safe_load((final / "config.yaml").read_text())
+    assert config["max_steps"] == 6 and config["lr"] == pytest.approx(1e-2)
+    assert config["base_model"] == str(workdir / "model")
+    model_cfg = json.loads((workdir / "model" / "config.json").read_text())
+    # r=8 per layer: q,o 8*(64+64); k,v 8*(64+32) (2 kv heads of 16); gate,up,down 8*(64+128)
+    per_layer = 2 * 1024 + 2 * 768 + 3 * 1536
+    assert summary["trainable_params"] == lora_params(model_cfg, 8, lora.ALL_TARGETS) == 2 * per_layer == 16384
+
+
+def test_reload_adapter_and_generate(trained, workdir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out, _ = trained
+    tokenizer = AutoTokenizer.from_pretrained(out / "final")
+    base = AutoModelForCausalLM.from_pretrained(workdir / "model")
+    model = load_adapter(base, out / "final", str(workdir / "model"))
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "User u1 bought 2 times."}],
+                                           add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    new = model.generate(**prompt, max_new_tokens=4, do_sample=False)[0, prompt["input_ids"].shape[1]:]
+    assert len(new) >= 1
+    # the adapter changes the output distribution: it was trained
+    with torch.no_grad(), model.disable_adapter():
+        plain = model(**prompt).logits[0, -1]
+    assert not torch.allclose(model(**prompt).logits[0, -1], plain)
+
+
+def test_resume_continues_with_same_losses(trained, workdir):
+    out, _ = trained
+    again = workdir / "resumed"
+    shutil.copytree(out / "checkpoints", again / "checkpoints")
+    # a crashed run's tail that must not survive the resume
+    (again / "metrics.jsonl").write_text(json.dumps({"step": 5, "train_loss": 99.0}) + "\n")
+    lora.cli(_argv(workdir, again))
+    resumed, original = _losses(again), _losses(out)
+    assert sorted(resumed) == [4, 5, 6]
+    assert [resumed[s] for s in (4, 5, 6)] == pytest.approx([original[s] for s in (4, 5, 6)], rel=1e-5)
+
+
+def test_adapter_refused_on_other_base(trained, workdir, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    out, _ = trained
+    build_tiny_qwen2(tmp_path / "other", ["another corpus entirely"] * 20, seed=7, hidden_size=64)
+    other = AutoModelForCausalLM.from_pretrained(tmp_path / "other")
+    with pytest.raises(ValueError, match="was trained on base model"):
+        check_base(out / "final", other, str(tmp_path / "other"))
+
+
+def test_qlora_runs_on_cpu(workdir, tmp_path):
+    summary = lora.cli(_argv(workdir, tmp_path / "q", quantize="nf4", max_steps=2, eval_interval=5))
+    assert (tmp_path / "q" / "final" / "adapter_model.safetensors").is_file()
+    assert summary["trainable_params"] > 0
+
+
+def test_batch_that_cannot_fit_is_refused_before_loading(workdir, tmp_path):
+    with pytest.raises(SystemExit, match=r"needs about .* GiB .* only 0.01 GiB"):
+        lora.cli(_argv(workdir, tmp_path / "big", micro_batch_size=512, max_memory_gb=0.01))
+    assert not (tmp_path / "big").exists()
+
+
+def test_malformed_line_names_line_number(tmp_path):
+    good = json.dumps(_examples(1, 0)[0])
+    path = tmp_path / "bad.jsonl"
+    path.write_text(f"{good}\n\n{good}\n{{\"messages\": [}}\n")
+    with pytest.raises(SFTFormatError, match=r"bad.jsonl:4: not valid JSON"):
+        read_sft_file(path)
+    path.write_text(f"{good}\n" + json.dumps({"messages": [{"role": "user", "content": "hi"}]}) + "\n")
+    with pytest.raises(SFTFormatError, match=r"bad.jsonl:2: no assistant message"):
+        read_sft_file(path)
+
+
+def test_mask_covers_only_assistant_turns(workdir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(workdir / "model")
+    example = {"messages": [
+        {"role": "user", "content": "Who is u1?"},
+        {"role": "assistant", "tool_calls": [{"type": "function",
+                                              "function": {"name": "user_profile", "arguments": {"user_id": "u1"}}}]},
+        {"role": "tool", "content": "{\"p_churn\": 0.25}"},
+        {"role": "assistant", "content": "u1 churns with p 0.25"}]}
+    item = tokenize_example(tokenizer, example)
+    trained_text = tokenizer.decode([t for t, lab in zip(item.input_ids, item.labels) if lab != -100])
+    assert trained_text == ('<tool_call>{"name": "user_profile", "arguments": {"user_id": "u1"}}</tool_call>'
+                            "<|im_end|>\nu1 churns with p 0.25<|im_end|>\n")
+
+
+def test_bad_arguments_say_how_to_fix():
+    with pytest.raises(SystemExit, match="Choose null .* or nf4"):
+        lora.parse_args(["--train_file", "x", "--out_dir", "y", "--quantize", "int3"])
+    with pytest.raises(SystemExit, match="unknown option"):
+        lora.parse_args(["--train_file", "x", "--out_dir", "y", "--learning_rate", "1"])

@@ -1,0 +1,148 @@
+"""Snapshots of users at a past cutoff, and what then happened: the rows of the case memory.
+
+A snapshot reads only events with `ts <= cutoff`; its outcome reads `(cutoff, cutoff + H]` for
+each horizon H. The text of a case describes the situation only (never the outcome), so a
+text query finds customers who *looked like* this one, and the outcome is read from metadata.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+
+DAY = pd.Timedelta(days=1)
+
+
+def case_id(user_id: str, cutoff: datetime) -> str:
+    """Deterministic id of a snapshot: `user@YYYYMMDDTHHMMSSZ` (re-runs upsert, never duplicate)."""
+    return f"{user_id}@{pd.Timestamp(cutoff):%Y%m%dT%H%M%SZ}"
+
+
+def _round(x: float, nd: int = 2) -> float:
+    return float(round(float(x), nd))
+
+
+def snapshot_features(events: pd.DataFrame, cutoff: datetime, users: list[str] | None = None) -> pd.DataFrame:
+    """Per-user facts as of `cutoff`, indexed by user_id (users with no event by then are absent).
+
+    Columns: n_events, n_orders (distinct buy days), spend, tenure_days, days_since_last_event,
+    days_since_last_buy (-1 when never bought), events_30d, buys_90d, top_category, last_items.
+    """
+    c = pd.Timestamp(cutoff)
+    past = events[events["ts"] <= c]
+    if users is not None:
+        past = past[past["user_id"].isin(users)]
+    if not len(past):
+        return pd.DataFrame()
+    g = past.groupby("user_id", sort=True)
+    out = pd.DataFrame({
+        "n_events": g.size(),
+        "first_ts": g["ts"].min(),
+        "last_ts": g["ts"].max(),
+    })
+    buys = past[past["behavior"] == "buy"]
+    bg = buys.groupby("user_id")
+    out["n_orders"] = bg["ts"].apply(lambda s: s.dt.normalize().nunique()).reindex(out.index).fillna(0).astype(int)
+    amount = buys["amount"].fillna(0.0) * 1.0 if "amount" in buys else pd.Series(0.0, index=buys.index)
+    out["spend"] = amount.groupby(buys["user_id"]).sum().reindex(out.index).fillna(0.0)
+    last_buy = bg["ts"].max().reindex(out.index)
+    out["tenure_days"] = ((c - out["first_ts"]) / DAY).astype(int)
+    out["days_since_last_event"] = ((c - out["last_ts"]) / DAY).astype(int)
+    out["days_since_last_buy"] = ((c - last_buy) / DAY).fillna(-1).astype(int)
+    out["events_30d"] = past[past["ts"] > c - 30 * DAY].groupby("user_id").size().reindex(out.index).fillna(0).astype(int)
+    out["buys_90d"] = buys[buys["ts"] > c - 90 * DAY].groupby("user_id").size().reindex(out.index).fillna(0).astype(int)
+    cats = past.dropna(subset=["category_id"]) if "category_id" in past else past.iloc[0:0]
+    top = cats.groupby(["user_id", "category_id"]).size().reset_index(name="n")
+    top = top.sort_values(["user_id", "n", "category_id"], ascending=[True, False, True]).drop_duplicates("user_id")
+    out["top_category"] = top.set_index("user_id")["category_id"].astype(str).reindex(out.index).fillna("")
+    last3 = buys.sort_values("ts").groupby("user_id")["item_id"].apply(lambda s: " ".join(s.astype(str).tail(3)[::-1]))
+    out["last_items"] = last3.reindex(out.index).fillna("")
+    return out.drop(columns=["first_ts", "last_ts"])
+
+
+def outcomes(events: pd.DataFrame, cutoff: datetime, horizons_days: tuple[int, ...],
+             users: pd.Index) -> pd.DataFrame:
+    """What each user did in `(cutoff, cutoff + H]`: churned_{H}d, buys_{H}d, spend_{H}d per horizon,
+    and bought_categories / bought_items (top 3, most bought first) over the longest horizon."""
+    c = pd.Timestamp(cutoff)
+    out = pd.DataFrame(index=users)
+    longest = max(horizons_days)
+    future = events[(events["ts"] > c) & (events["ts"] <= c + longest * DAY) & (events["behavior"] == "buy")]
+    future = future[future["user_id"].isin(users)]
+    for h in sorted(horizons_days):
+        win = future[future["ts"] <= c + h * DAY]
+        n = win.groupby("user_id").size().reindex(users).fillna(0).astype(int)
+        out[f"buys_{h}d"] = n
+        out[f"churned_{h}d"] = n == 0
+        spend = win["amount"].fillna(0.0).groupby(win["user_id"]).sum() if "amount" in win else n * 0.0
+        out[f"spend_{h}d"] = spend.reindex(users).fillna(0.0).round(2)
+    for col, name in (("category_id", "bought_categories"), ("item_id", "bought_items")):
+        if col not in future:
+            out[name] = ""
+            continue
+        counts = future.dropna(subset=[col]).groupby(["user_id", col]).size().reset_index(name="n")
+        counts = counts.sort_values(["user_id", "n", col], ascending=[True, False, True])
+        top = counts.groupby("user_id")[col].apply(lambda s: " ".join(s.astype(str).head(3)))
+        out[name] = top.reindex(users).fillna("")
+    return out
+
+
+def snapshot_text(user_id: str, cutoff: datetime, row) -> str:
+    """One line describing the situation (never the outcome): what the text collection embeds."""
+    bought = (f"last purchase {row.days_since_last_buy} days before" if row.days_since_last_buy >= 0
+              else "never purchased")
+    cat = f", mostly category {row.top_category}" if row.top_category else ""
+    return (f"Customer {user_id} as of {pd.Timestamp(cutoff):%Y-%m-%d}: {row.n_orders} order days, "
+            f"{row.n_events} events over {row.tenure_days} days, {bought}, "
+            f"last activity {row.days_since_last_event} days before, spend {row.spend:.2f}{cat}; "
+            f"{row.events_30d} events in the last 30 days, {row.buys_90d} purchases in the last 90.")
+
+
+def snapshot_rows(events: pd.DataFrame, cutoff: datetime, horizons_days: tuple[int, ...],
+                  users: list[str] | None = None) -> tuple[list[str], list[str], list[dict]]:
+    """(ids, documents, metadatas) of every snapshot at `cutoff` (for `users` if given)."""
+    feats = snapshot_features(events, cutoff, users)
+    if not len(feats):
+        return [], [], []
+    outs = outcomes(events, cutoff, horizons_days, feats.index)
+    ids, docs, metas = [], [], []
+    cutoff_ts = pd.Timestamp(cutoff)
+    for (uid, f), (_, o) in zip(feats.iterrows(), outs.iterrows()):
+        ids.append(case_id(str(uid), cutoff))
+        docs.append(snapshot_text(str(uid), cutoff, f))
+        meta = {"kind": "snapshot", "user_id": str(uid), "cutoff": cutoff_ts.isoformat(),
+                "cutoff_s": int(cutoff_ts.timestamp()),
+                "horizons_days": " ".join(str(h) for h in sorted(horizons_days)),
+                "n_events": int(f.n_events), "n_orders": int(f.n_orders), "spend": _round(f.spend),
+                "tenure_days": int(f.tenure_days), "days_since_last_buy": int(f.days_since_last_buy),
+                "top_category": str(f.top_category)}
+        for h in sorted(horizons_days):
+            meta[f"churned_{h}d"] = bool(o[f"churned_{h}d"])
+            meta[f"buys_{h}d"] = int(o[f"buys_{h}d"])
+            meta[f"spend_{h}d"] = _round(o[f"spend_{h}d"])
+        meta["bought_categories"] = str(o["bought_categories"])
+        meta["bought_items"] = str(o["bought_items"])
+        metas.append(meta)
+    return ids, docs, metas
+
+
+def default_cutoffs(span_end: datetime, horizons_days: tuple[int, ...], n: int = 4, step_days: int | None = None
+                    ) -> list[datetime]:
+    """`n` cutoffs spaced `step_days` (default: the longest horizon) apart, the last one a full
+    horizon before the end of the data, so every outcome is known."""
+    longest = max(horizons_days)
+    step = step_days or longest
+    last = pd.Timestamp(span_end).floor("D") - timedelta(days=longest) - timedelta(seconds=1)
+    return [(last - timedelta(days=step * i)).to_pydatetime() for i in range(n)][::-1]
+
+
+def numeric(value) -> float | int | None:
+    """A JSON-able number from a numpy scalar (None for NaN)."""
+    if value is None:
+        return None
+    if isinstance(value, (np.integer, int)):
+        return int(value)
+    v = float(value)
+    return None if np.isnan(v) else v

@@ -1,0 +1,242 @@
+"""The case memory: past customers, what they looked like and what then happened, in Chroma.
+
+Two collections hold the same snapshots (`tools.case_snapshots`), keyed `user@cutoff`:
+- `cases_by_vector`: the predictor's user vector (supplied directly, cosine space), so
+  "customers like this one" means "customers the model sees alike";
+- `cases_by_text`: a one-line description embedded by an explicit offline embedding
+  function (all-MiniLM-L6-v2 from its package), also holding cases analysts saved.
+
+`build` is incremental: ids that are already stored are skipped, re-runs add nothing twice.
+A Chroma server is used when a URL is given (HttpClient), a local folder otherwise
+(PersistentClient). A server and a PersistentClient must not share one folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+from urllib.parse import urlparse
+
+import chromadb
+import numpy as np
+import pandas as pd
+from chromadb.config import Settings as ChromaSettings
+from tqdm.auto import tqdm
+
+from tools import paths
+from tools.case_snapshots import case_id, snapshot_features, snapshot_rows, snapshot_text
+from tools.embeddings import MiniLMEmbedding, PrecomputedEmbedding
+
+VECTOR_COLLECTION = "cases_by_vector"
+TEXT_COLLECTION = "cases_by_text"
+BATCH = 500  # rows per Chroma call: under every server's max batch size, small enough for progress
+
+
+class CaseMemoryError(Exception):
+    """A case memory request that cannot be honoured; the message says the fix."""
+
+
+def make_client(path: str | Path | None = None, url: str | None = None) -> Any:
+    """HttpClient for `url` (http://host:port), else a PersistentClient on `path` (default home folder)."""
+    settings = ChromaSettings(anonymized_telemetry=False)
+    if url:
+        parsed = urlparse(url if "://" in url else f"http://{url}")
+        if not parsed.hostname:
+            raise CaseMemoryError(f"chroma url {url!r}: expected http://host:port (SHOPSIGHT_CHROMA_URL)")
+        return chromadb.HttpClient(host=parsed.hostname, port=parsed.port or 8000, ssl=parsed.scheme == "https",
+                                   settings=settings)
+    folder = Path(path) if path else paths.default_chroma_path()
+    folder.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(folder), settings=settings)
+
+
+def _chunks(seq: list, size: int) -> Iterable[list]:
+    for i in range(0, len(seq), size):
+        yield seq[i:i + size]
+
+
+class CaseMemory:
+    """Past cases in Chroma, searchable by predictor user vector and by text."""
+
+    def __init__(self, path: str | Path | None = None, url: str | None = None, text_embedding: Any = None,
+                 client: Any = None) -> None:
+        self.client = client or make_client(path, url)
+        self.location = url or str(Path(path) if path else paths.default_chroma_path())
+        # A fresh configuration dict per call: chroma writes the embedding function into it.
+        self.by_text = self.client.get_or_create_collection(
+            TEXT_COLLECTION, embedding_function=text_embedding or MiniLMEmbedding(),
+            configuration={"hnsw": {"space": "cosine"}})
+        self.by_vector = self.client.get_or_create_collection(
+            VECTOR_COLLECTION, embedding_function=PrecomputedEmbedding(),
+            configuration={"hnsw": {"space": "cosine"}})
+
+    # ----------------------------------------------------------------- building
+    def _missing(self, collection, ids: list[str]) -> list[str]:
+        have: set[str] = set()
+        for chunk in _chunks(ids, BATCH):
+            have.update(collection.get(ids=chunk, include=[])["ids"])
+        return [i for i in ids if i not in have]
+
+    def build(self, events: pd.DataFrame, cutoffs: list[datetime], horizons_days: tuple[int, ...] = (7, 30),
+              predictor: Any = None, progress: bool = True) -> dict:
+        """Add the snapshots of every user at each cutoff; skip those already stored.
+
+        Args:
+            events: canonical events (all of them: outcomes read the window after each cutoff).
+            cutoffs: past cutoffs; each needs `cutoff + max(horizons_days)` inside the data.
+            horizons_days: outcome windows stored with every case.
+            predictor: a `Predictor` for the vector collection; None stores text only.
+            progress: show a tqdm bar per cutoff.
+
+        Returns:
+            {"cutoffs": [...], "text_added", "text_skipped", "vectors_added", "vectors_skipped", "notes"}.
+
+        Raises:
+            CaseMemoryError: a cutoff whose outcome window runs past the last event.
+        """
+        if events is None or not len(events):
+            raise CaseMemoryError("no events to build cases from: import data first (shopsight data import / demo)")
+        last = pd.Timestamp(events["ts"].max())
+        longest = max(horizons_days)
+        for c in cutoffs:
+            if pd.Timestamp(c) + pd.Timedelta(days=longest) > last:
+                raise CaseMemoryError(
+                    f"cutoff {pd.Timestamp(c):%Y-%m-%d %H:%M:%S}: its {longest}-day outcome window ends after the "
+                    f"last event ({last:%Y-%m-%d}); pick cutoffs on or before "
+                    f"{last - pd.Timedelta(days=longest):%Y-%m-%d} (--cutoffs YYYY-MM-DD ...)")
+        report = {"cutoffs": [pd.Timestamp(c).isoformat() for c in cutoffs], "text_added": 0, "text_skipped": 0,
+                  "vectors_added": 0, "vectors_skipped": 0, "notes": []}
+        if predictor is None:
+            report["notes"].append("no trained predictor: only the text collection was built "
+                                   "(train one with `shopsight predictor train`, then re-run)")
+        for c in cutoffs:
+            users = sorted(events.loc[events["ts"] <= pd.Timestamp(c), "user_id"].astype(str).unique())
+            all_ids = [case_id(u, c) for u in users]
+            todo_text = set(self._missing(self.by_text, all_ids))
+            todo_vec = set(self._missing(self.by_vector, all_ids)) if predictor is not None else set()
+            report["text_skipped"] += len(all_ids) - len(todo_text)
+            report["vectors_skipped"] += (len(all_ids) - len(todo_vec)) if predictor is not None else 0
+            todo_users = [u for u, i in zip(users, all_ids) if i in todo_text or i in todo_vec]
+            bar = tqdm(total=len(todo_users), desc=f"cases @ {pd.Timestamp(c):%Y-%m-%d}", unit="user",
+                       disable=not progress)
+            for chunk in _chunks(todo_users, BATCH):
+                ids, docs, metas = snapshot_rows(events, c, horizons_days, users=chunk)
+                text_rows = [k for k, i in enumerate(ids) if i in todo_text]
+                if text_rows:
+                    self.by_text.upsert(ids=[ids[k] for k in text_rows], documents=[docs[k] for k in text_rows],
+                                        metadatas=[metas[k] for k in text_rows])
+                    report["text_added"] += len(text_rows)
+                vec_rows = [k for k, i in enumerate(ids) if i in todo_vec]
+                if vec_rows:
+                    vec_users = [metas[k]["user_id"] for k in vec_rows]
+                    got, vectors = predictor.user_vectors(events, c, users=vec_users)
+                    by_user = {u: np.asarray(v, dtype=np.float32) for u, v in zip(got, vectors)}
+                    keep = [k for k in vec_rows if metas[k]["user_id"] in by_user]
+                    if keep:
+                        self.by_vector.upsert(ids=[ids[k] for k in keep], documents=[docs[k] for k in keep],
+                                              metadatas=[metas[k] for k in keep],
+                                              embeddings=[by_user[metas[k]["user_id"]] for k in keep])
+                    report["vectors_added"] += len(keep)
+                bar.update(len(chunk))
+            bar.close()
+        return report
+
+    def save_case(self, text: str, outcome: str, user_id: str | None = None, title: str = "",
+                  analyst: str = "") -> str:
+        """Store a resolved case an analyst wrote; the same text saved twice keeps one id.
+
+        Returns:
+            The case id (`analyst:<hash of text>`).
+        """
+        if not text or not text.strip():
+            raise CaseMemoryError("save_case: the case text is empty; describe the customer and situation")
+        if not outcome or not outcome.strip():
+            raise CaseMemoryError("save_case: say what happened (outcome), e.g. 'retained after a 10% voucher'")
+        cid = "analyst:" + hashlib.sha256(text.strip().encode()).hexdigest()[:12]
+        meta = {"kind": "analyst", "outcome": outcome.strip(), "title": title, "analyst": analyst,
+                "user_id": user_id or "", "saved_at": datetime.now(timezone.utc).replace(tzinfo=None).isoformat()}
+        self.by_text.upsert(ids=[cid], documents=[text.strip()], metadatas=[meta])
+        return cid
+
+    # ---------------------------------------------------------------- searching
+    @staticmethod
+    def _format(res: dict, horizon_days: int | None) -> list[dict]:
+        out = []
+        for cid, dist, doc, meta in zip(res["ids"][0], res["distances"][0], res["documents"][0],
+                                        res["metadatas"][0]):
+            item = {"case_id": cid, "similarity": round(1.0 - float(dist), 4), "kind": meta.get("kind")}
+            if meta.get("kind") == "analyst":
+                item.update(title=meta.get("title", ""), outcome=meta.get("outcome", ""), text=doc[:300])
+            else:
+                item.update(user_id=meta.get("user_id"), cutoff=meta.get("cutoff"), summary=doc)
+                h = horizon_days if horizon_days and f"churned_{horizon_days}d" in meta else None
+                if h is None:  # the longest stored horizon
+                    hs = [int(x) for x in str(meta.get("horizons_days", "")).split() if x.isdigit()]
+                    h = max(hs) if hs else None
+                if h is not None:
+                    item.update(horizon_days=h, churned=bool(meta[f"churned_{h}d"]), buys_after=meta[f"buys_{h}d"],
+                                spend_after=meta[f"spend_{h}d"])
+                item.update(bought_categories=meta.get("bought_categories", ""),
+                            bought_items=meta.get("bought_items", ""))
+            out.append(item)
+        return out
+
+    @staticmethod
+    def _outcome_summary(cases: list[dict]) -> dict:
+        snaps = [c for c in cases if c.get("kind") == "snapshot" and "churned" in c]
+        if not snaps:
+            return {"n_snapshots": 0}
+        churned = sum(c["churned"] for c in snaps)
+        return {"n_snapshots": len(snaps), "churned": churned, "retained": len(snaps) - churned,
+                "churn_rate": round(churned / len(snaps), 3)}
+
+    def search_text(self, text: str, k: int = 5, horizon_days: int | None = None,
+                    exclude_user: str | None = None) -> dict:
+        """Cases (snapshots and analyst cases) whose description is nearest to `text`."""
+        if self.by_text.count() == 0:
+            raise CaseMemoryError("the case memory is empty: build it with `shopsight cases build`")
+        where = {"user_id": {"$ne": exclude_user}} if exclude_user else None
+        res = self.by_text.query(query_texts=[text], n_results=k, where=where,
+                                 include=["documents", "metadatas", "distances"])
+        cases = self._format(res, horizon_days)
+        return {"method": "text", "cases": cases, "outcomes": self._outcome_summary(cases)}
+
+    def search_vector(self, vector, k: int = 5, horizon_days: int | None = None,
+                      exclude_user: str | None = None) -> dict:
+        """Snapshots whose predictor user vector is nearest (cosine) to `vector`."""
+        if self.by_vector.count() == 0:
+            raise CaseMemoryError("no user vectors stored: run `shopsight cases build` with a trained predictor")
+        where = {"user_id": {"$ne": exclude_user}} if exclude_user else None
+        res = self.by_vector.query(query_embeddings=[np.asarray(vector, dtype=np.float32)], n_results=k,
+                                   where=where, include=["documents", "metadatas", "distances"])
+        cases = self._format(res, horizon_days)
+        return {"method": "user_vector", "cases": cases, "outcomes": self._outcome_summary(cases)}
+
+    def search_user(self, user_id: str, events: pd.DataFrame, cutoff: datetime, k: int = 5,
+                    horizon_days: int | None = None, predictor: Any = None) -> dict:
+        """Past cases like this user now: by the predictor's vector when available, else by text.
+
+        The user's own past snapshots are left out: "customers like them" means other customers.
+        """
+        if predictor is not None and self.by_vector.count() > 0:
+            got, vectors = predictor.user_vectors(events, cutoff, users=[user_id])
+            if len(got):
+                return self.search_vector(vectors[0], k, horizon_days, exclude_user=user_id)
+        feats = snapshot_features(events, cutoff, users=[user_id])
+        if not len(feats):
+            raise CaseMemoryError(f"user {user_id} has no events on or before {pd.Timestamp(cutoff):%Y-%m-%d}")
+        text = snapshot_text(user_id, cutoff, feats.iloc[0])
+        return self.search_text(text, k, horizon_days, exclude_user=user_id)
+
+    def info(self) -> dict:
+        """Counts and cutoffs stored (for `shopsight cases info`)."""
+        metas = []
+        total = self.by_text.count()
+        for offset in range(0, total, 5000):
+            metas += self.by_text.get(include=["metadatas"], limit=5000, offset=offset)["metadatas"]
+        cutoffs = pd.Series([m.get("cutoff") for m in metas if m.get("kind") == "snapshot"]).value_counts()
+        return {"location": self.location, "text_cases": total, "vector_cases": self.by_vector.count(),
+                "analyst_cases": sum(1 for m in metas if m.get("kind") == "analyst"),
+                "snapshots_by_cutoff": {str(k): int(v) for k, v in sorted(cutoffs.items())}}

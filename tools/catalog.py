@@ -1,0 +1,171 @@
+"""The tools the agent calls: typed functions whose Google-style docstrings are their schemas.
+
+`build_tools(ctx)` returns plain functions (closures over a `ToolContext`), each wrapped so that
+- model-caused errors (unknown id, out-of-range horizon, bad enum, wrong argument names) come
+  back as `{"error": ..., "hint": ...}` the model can act on, never as an exception;
+- integer-looking strings are accepted for int arguments (small models write "7");
+- results are plain JSON (no numpy scalars);
+- every call is appended to an audit log (JSON lines under the home folder).
+Errors in our own code still raise (the agent's error policy: those are bugs, not model mistakes).
+
+The tools themselves live in `catalog_users.py` (scores, explanations, histories, segments)
+and `catalog_memory.py` (similar cases, review summaries); shared reads in `catalog_data.py`.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import time
+import typing
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from tools import paths
+from tools.data.schema import StoreError
+
+
+class ToolError(Exception):
+    """A tool call the model can fix: becomes `{"error": message, "hint": hint}`."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+@dataclass
+class ToolContext:
+    """What the tool functions read. Everything is read-only; caches live for the context's life.
+
+    Attributes:
+        store: the EventStore.
+        predictor: a loaded Predictor, or None (tools that need it say how to train one).
+        cases: the CaseMemory, or None (similar_cases says how to build it).
+        reviews: a ReviewAnalyzer, or None (trained on the store's ratings on first use).
+        cutoff: "now" for the shop (naive UTC): nothing after it is read.
+        audit_path: JSON-lines audit log; default <home>/audit/tool_calls.jsonl.
+    """
+
+    store: Any
+    predictor: Any = None
+    cases: Any = None
+    reviews: Any = None
+    cutoff: datetime | None = None
+    audit_path: Path | None = None
+    cache: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.cutoff is None:
+            # Default "now": the last event of the store, so the demo shop answers as of its end.
+            _, last = self.store.time_span()
+            if last is None:
+                raise StoreError("the event store is empty: import data first (shopsight demo / shopsight data import)")
+            self.cutoff = pd.Timestamp(last).to_pydatetime()
+        self.cutoff = pd.Timestamp(self.cutoff).tz_localize(None).to_pydatetime() \
+            if pd.Timestamp(self.cutoff).tzinfo else pd.Timestamp(self.cutoff).to_pydatetime()
+        if self.audit_path is None:
+            self.audit_path = paths.shopsight_home() / "audit" / "tool_calls.jsonl"
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON types only: numpy scalars, timestamps and NaN converted."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        v = float(value)
+        return None if np.isnan(v) else v
+    if isinstance(value, (pd.Timestamp, datetime)):
+        return pd.Timestamp(value).isoformat()
+    if value is None or isinstance(value, (str, int)):
+        return value
+    if value is pd.NaT or (isinstance(value, float) and np.isnan(value)):
+        return None
+    return str(value)
+
+
+def _coerce(name: str, value: Any, hint: Any) -> Any:
+    """Accept "7" for an int and "0.5" for a float; refuse what cannot be read."""
+    base = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+    target = base[0]
+    if value is None:
+        return None
+    if target is int and not isinstance(value, bool):
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            return int(value.strip())
+        raise ToolError(f"argument {name}={value!r} is not a whole number", f"pass {name} as an integer, e.g. 7")
+    if target is float and isinstance(value, (int, str)) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except ValueError:
+            raise ToolError(f"argument {name}={value!r} is not a number", f"pass {name} as a number") from None
+    if target is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)  # ids written as numbers
+    if typing.get_origin(target) is typing.Literal and value not in typing.get_args(target):
+        choices = ", ".join(map(repr, typing.get_args(target)))
+        raise ToolError(f"argument {name}={value!r} is not one of the allowed values", f"use one of {choices}")
+    return value
+
+
+def _audit(ctx: ToolContext, record: dict) -> None:
+    path = Path(ctx.audit_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(jsonable(record), ensure_ascii=False) + "\n")
+
+
+def tool(ctx: ToolContext) -> Callable[[Callable], Callable]:
+    """Decorator for a tool function: argument checks, structured errors, JSON results, audit log."""
+
+    def wrap(func: Callable) -> Callable:
+        sig = inspect.signature(func)
+        hints = typing.get_type_hints(func)
+
+        @functools.wraps(func)
+        def call(*args: Any, **kwargs: Any) -> dict:
+            t0 = time.perf_counter()
+            record: dict = {"ts": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+                            "tool": func.__name__, "arguments": kwargs or list(args), "as_of": ctx.cutoff}
+            try:
+                try:
+                    bound = sig.bind(*args, **kwargs)
+                except TypeError as exc:
+                    raise ToolError(f"bad arguments for {func.__name__}: {exc}",
+                                    f"valid arguments: {', '.join(sig.parameters)}") from None
+                for name, value in list(bound.arguments.items()):
+                    bound.arguments[name] = _coerce(name, value, hints.get(name))
+                result = jsonable(func(*bound.args, **bound.kwargs))
+            except ToolError as exc:
+                result = {"error": str(exc), "hint": exc.hint}
+            except StoreError as exc:  # unknown ids and windows, from the store
+                result = {"error": str(exc), "hint": "check the id; at_risk_users or user_history list valid ids"}
+            record.update(ok="error" not in result, error=result.get("error"), ms=round(1e3 * (time.perf_counter() - t0), 1))
+            _audit(ctx, record)
+            return result
+
+        return call
+
+    return wrap
+
+
+def build_tools(ctx: ToolContext) -> list[Callable]:
+    """The agent's tools over `ctx`, in the order the model sees them."""
+    from tools.catalog_memory import memory_tools
+    from tools.catalog_users import user_tools
+
+    return user_tools(ctx) + memory_tools(ctx)

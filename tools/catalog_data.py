@@ -1,0 +1,123 @@
+"""Reads shared by the tools: events as of the cutoff, churn scores, the active population, spend.
+
+Scores come from the store's `scores` table (written by `shopsight predictor score`) when it
+has rows for the horizon at or before the cutoff, else from `ctx.predictor` directly (cached
+per context). Without either, tools return an error saying which command trains one.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from tools.case_snapshots import snapshot_features
+from tools.catalog import ToolContext, ToolError
+
+ACTIVE_DAYS = 90  # the population the tools rank: users with a purchase in these days before the cutoff
+SPEND_WINDOW_DAYS = 180  # expected spend = run rate over this window (or the tenure, if shorter)
+MIN_RUN_RATE_DAYS = 30  # a 3-day-old customer's spend is not extrapolated from 3 days
+TRAIN_HINT = ("train the predictor with `shopsight predictor train`, then write scores with "
+              "`shopsight predictor score` (or run `shopsight demo`)")
+
+
+def events_until_cutoff(ctx: ToolContext) -> pd.DataFrame:
+    """All events with ts <= cutoff (cached)."""
+    if "events" not in ctx.cache:
+        ctx.cache["events"] = ctx.store.events_frame(until=ctx.cutoff)
+    return ctx.cache["events"]
+
+
+def known_horizons(ctx: ToolContext) -> list[int]:
+    """Horizons the predictor or the scores table can answer for."""
+    if ctx.predictor is not None:
+        return sorted(int(h) for h in ctx.predictor.horizons_days)
+    if "horizons" not in ctx.cache:
+        frame = ctx.store.scores_frame()
+        ctx.cache["horizons"] = sorted(int(h) for h in frame["horizon_days"].unique()) if len(frame) else []
+    return ctx.cache["horizons"]
+
+
+def check_horizon(ctx: ToolContext, horizon_days: int) -> int:
+    """The horizon if the model knows it, else a ToolError listing the ones it does."""
+    horizons = known_horizons(ctx)
+    if not horizons:
+        raise ToolError("no churn model is available: the predictor is not trained and no scores are stored",
+                        TRAIN_HINT)
+    if horizon_days not in horizons:
+        raise ToolError(f"horizon_days={horizon_days} is out of range: the predictor answers for {horizons} days",
+                        f"use horizon_days={min(horizons, key=lambda h: abs(h - horizon_days))} "
+                        f"(choices: {horizons}; 'this week' = 7)")
+    return horizon_days
+
+
+def scores(ctx: ToolContext, horizon_days: int) -> tuple[pd.DataFrame, dict]:
+    """(scores for the horizon, provenance) with columns user_id, p_churn, p_buy, top_items, top_categories."""
+    check_horizon(ctx, horizon_days)
+    key = ("scores", horizon_days)
+    if key in ctx.cache:
+        return ctx.cache[key]
+    frame = ctx.store.scores_frame(horizon_days=horizon_days)
+    if len(frame):
+        frame = frame[pd.to_datetime(frame["cutoff"]) <= pd.Timestamp(ctx.cutoff)]
+    if len(frame):
+        latest = pd.to_datetime(frame["cutoff"]).max()
+        frame = frame[pd.to_datetime(frame["cutoff"]) == latest]
+        source = {"source": "scores table", "scored_as_of": latest.isoformat(),
+                  "model_version": str(frame["model_version"].iloc[0])}
+    elif ctx.predictor is not None:
+        all_scores = ctx.predictor.score_users(events_until_cutoff(ctx), ctx.cutoff)
+        frame = all_scores[all_scores["horizon_days"] == horizon_days]
+        source = {"source": "predictor", "scored_as_of": pd.Timestamp(ctx.cutoff).isoformat(),
+                  "model_version": str(ctx.predictor.version)}
+    else:
+        raise ToolError(f"no scores for horizon {horizon_days} days at or before {ctx.cutoff:%Y-%m-%d}", TRAIN_HINT)
+    frame = frame.drop_duplicates("user_id", keep="last").set_index("user_id")
+    ctx.cache[key] = (frame, source)
+    return frame, source
+
+
+def user_facts(ctx: ToolContext) -> pd.DataFrame:
+    """snapshot_features of every user as of the cutoff, plus expected daily spend (cached)."""
+    if "facts" not in ctx.cache:
+        events = events_until_cutoff(ctx)
+        facts = snapshot_features(events, ctx.cutoff)
+        c = pd.Timestamp(ctx.cutoff)
+        recent = events[(events["behavior"] == "buy") & (events["ts"] > c - pd.Timedelta(days=SPEND_WINDOW_DAYS))]
+        spend = recent["amount"].fillna(0.0).groupby(recent["user_id"]).sum().reindex(facts.index).fillna(0.0)
+        days = facts["tenure_days"].clip(lower=MIN_RUN_RATE_DAYS, upper=SPEND_WINDOW_DAYS)
+        facts["daily_spend"] = spend / days
+        last_buy = facts["days_since_last_buy"]
+        facts["active"] = (last_buy >= 0) & (last_buy < ACTIVE_DAYS)
+        ctx.cache["facts"] = facts
+    return ctx.cache["facts"]
+
+
+def check_user(ctx: ToolContext, user_id: str) -> str:
+    """The id if the user has events by the cutoff, else a ToolError the model can act on."""
+    facts = user_facts(ctx)
+    if user_id not in facts.index:
+        raise ToolError(f"unknown user_id {user_id!r}: no events on or before {ctx.cutoff:%Y-%m-%d}",
+                        "use an id returned by at_risk_users or similar_cases (ids are strings, e.g. '00042')")
+    return user_id
+
+
+def user_segments(ctx: ToolContext) -> pd.Series:
+    """users.segment by user_id (empty when the store has no users table rows)."""
+    if "segments" not in ctx.cache:
+        users = ctx.store.users_frame()
+        seg = users.set_index("user_id")["segment"] if len(users) and "segment" in users else pd.Series(dtype=object)
+        ctx.cache["segments"] = seg.dropna().astype(str)
+    return ctx.cache["segments"]
+
+
+def parse_since(ctx: ToolContext, since: str | None) -> pd.Timestamp | None:
+    """`since` as a date: "YYYY-MM-DD", or "30d" / "4w" counted back from the cutoff."""
+    if since is None or str(since).strip() == "":
+        return None
+    text = str(since).strip().lower()
+    units = {"d": 1, "w": 7, "m": 30}
+    if text[-1:] in units and text[:-1].isdigit():
+        return pd.Timestamp(ctx.cutoff) - pd.Timedelta(days=int(text[:-1]) * units[text[-1]])
+    try:
+        return pd.Timestamp(text).tz_localize(None) if pd.Timestamp(text).tzinfo else pd.Timestamp(text)
+    except ValueError:
+        raise ToolError(f"since={since!r} is not a date", "use YYYY-MM-DD, or 7d / 30d / 4w back from today") from None

