@@ -116,6 +116,13 @@ class LocalToolChat(BaseChatModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True, protected_namespaces=())
 
+    @classmethod
+    def from_model(cls, model: Any, tokenizer: Any, **options: Any) -> "LocalToolChat":
+        """Wrap a loaded model (e.g. from `assistant.llm.load_chat_model`), naming it after its source."""
+        ident = getattr(model, "shopsight_identity", None) or {}
+        name = ident.get("name") or getattr(getattr(model, "config", None), "_name_or_path", "") or "local"
+        return cls(model=model, tokenizer=tokenizer, model_name=str(name), **options)
+
     @property
     def _llm_type(self) -> str:
         return "shopsight-local-transformers"
@@ -175,8 +182,10 @@ class LocalToolChat(BaseChatModel):
     def _prepare(self, messages, stop, kwargs) -> tuple[dict, str, list[str], Any]:
         tools = kwargs.pop("tools", None) or []
         tool_choice = kwargs.pop("tool_choice", None)
-        prompt, prefix, _required = self.render_prompt(messages, tools, tool_choice)
+        prompt, prefix, required = self.render_prompt(messages, tools, tool_choice)
         names = tool_names(tools)
+        # A required call may only name the required tools; a free one any bound tool.
+        constrain_to = required if isinstance(required, list) else names
         enc = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
         enc = {k: v.to(self.model.device) for k, v in enc.items()}
         sampling = float(kwargs.get("temperature", self.temperature)) > 0
@@ -195,13 +204,13 @@ class LocalToolChat(BaseChatModel):
         if stop:
             gen["stop_strings"] = list(stop)
             gen["tokenizer"] = self.tokenizer
-        if names and bool(kwargs.get("constrain_tool_names", self.constrain_tool_names)):
+        if constrain_to and (required or bool(kwargs.get("constrain_tool_names", self.constrain_tool_names))):
             from transformers import LogitsProcessorList
 
             from assistant.constrain import ToolNameConstraint
 
             gen["logits_processor"] = LogitsProcessorList([
-                ToolNameConstraint(self.tokenizer, names, enc["input_ids"].shape[1], prompt_tail=prefix)])
+                ToolNameConstraint(self.tokenizer, constrain_to, enc["input_ids"].shape[1], prompt_tail=prefix)])
         return gen, prefix, names, stop
 
     @staticmethod

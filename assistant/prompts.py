@@ -37,11 +37,12 @@ def list_templates(prompts_dir: Path | None = None) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.j2"))
 
 
-def render(name: str, prompts_dir: Path | None = None, **variables) -> str:
+def render(name: str, /, prompts_dir: Path | None = None, **variables) -> str:
     """Render `prompts/<name>.j2` with the given variables.
 
     Args:
-        name: Template name without the `.j2` suffix (e.g. "history_en").
+        name: Template name without the `.j2` suffix (e.g. "history_en"); positional only, so a
+            template may itself have a variable called `name`.
         prompts_dir: Another prompts folder (tests).
         **variables: The template's variables; a missing one raises `jinja2.UndefinedError`.
 

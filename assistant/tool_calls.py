@@ -43,10 +43,13 @@ def tool_schema(tool: Any) -> dict:
             return tool
         if "name" in tool and "parameters" in tool:
             return {"type": "function", "function": tool}
-    if inspect.isfunction(tool) or inspect.ismethod(tool):
-        from transformers.utils import get_json_schema
+    from transformers.utils import get_json_schema
 
+    if inspect.isfunction(tool) or inspect.ismethod(tool):
         return get_json_schema(tool)
+    func = getattr(tool, "func", None)  # a LangChain StructuredTool made from one of our functions
+    if (inspect.isfunction(func) or inspect.ismethod(func)) and getattr(tool, "name", None) == func.__name__:
+        return get_json_schema(func)  # the same schema whether the agent binds the function or the tool
     from langchain_core.utils.function_calling import convert_to_openai_tool
 
     return convert_to_openai_tool(tool)

@@ -22,10 +22,20 @@ CORPUS = [
     '{"type": "function", "function": {"name": "x", "description": "y", "parameters": '
     '{"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "integer"}}, "required": ["a"]}}}',
     "system user assistant tool tools response Call a tool as",
+    # The rendered tool schemas, so prompts compress to few tokens and training stays fast.
+    '{"type": "function", "function": {"name": "churn_risk", "description": "Churn risk of one user.", '
+    '"parameters": {"type": "object", "properties": {"user_id": {"type": "string", "description": '
+    '"The user\'s id."}, "horizon_days": {"type": "integer", "description": "Days ahead."}}, '
+    '"required": ["user_id"]}, "return": {"type": "string"}}}',
+    '{"type": "function", "function": {"name": "top_items", "description": "Best-selling items of a '
+    'category.", "parameters": {"type": "object", "properties": {"category_id": {"type": "string", '
+    '"description": "The category id."}, "k": {"type": "integer", "description": "How many items."}}, '
+    '"required": ["category_id"]}, "return": {"type": "string"}}}',
+    "<|im_start|>system\n# Tools\n<tools>\n</tools>\n<|im_end|>\n<|im_start|>user\n<|im_start|>assistant\n",
 ]
 
 
-def build_tokenizer(vocab_size: int = 420) -> PreTrainedTokenizerFast:
+def build_tokenizer(vocab_size: int = 900) -> PreTrainedTokenizerFast:
     """Byte-level BPE trained on a small corpus, with a chat template that renders tools."""
     raw = Tokenizer(models.BPE())
     raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -51,7 +61,7 @@ def build_model(tok: PreTrainedTokenizerFast, hidden: int = 64, layers: int = 2,
     return Qwen2ForCausalLM(config).eval()
 
 
-def memorize(model, tok, pairs: list[tuple[str, str]], steps: int = 300, lr: float = 3e-3) -> float:
+def memorize(model, tok, pairs: list[tuple[str, str]], steps: int = 400, lr: float = 1e-2) -> float:
     """Train until greedy decoding of each prompt gives its reply (loss on the reply only).
 
     Args:
@@ -60,26 +70,30 @@ def memorize(model, tok, pairs: list[tuple[str, str]], steps: int = 300, lr: flo
     Returns:
         The last loss.
     """
-    batch = []
+    rows, starts = [], []
     for prompt, reply in pairs:
         p = tok(prompt, add_special_tokens=False)["input_ids"]
         r = tok(reply, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
-        batch.append((torch.tensor([p + r]), len(p)))
+        rows.append(p + r)
+        starts.append(len(p))
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), tok.pad_token_id)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    labels = torch.full((len(rows), width), -100)
+    for i, (row, start) in enumerate(zip(rows, starts)):
+        ids[i, : len(row)] = torch.tensor(row)
+        mask[i, : len(row)] = 1
+        labels[i, start: len(row)] = torch.tensor(row[start:])
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
-    loss = torch.tensor(0.0)
+    loss = float("inf")
     for _ in range(steps):
         opt.zero_grad()
-        total = 0.0
-        for ids, n_prompt in batch:
-            labels = ids.clone()
-            labels[:, :n_prompt] = -100
-            out = model(input_ids=ids, labels=labels)
-            out.loss.backward()
-            total += float(out.loss)
+        out = model(input_ids=ids, attention_mask=mask, labels=labels)
+        out.loss.backward()
         opt.step()
-        loss = total / len(batch)
-        if loss < 0.01:
+        loss = out.loss.item()
+        if loss < 0.02:
             break
     model.eval()
     return loss

@@ -18,6 +18,7 @@ import functools
 import inspect
 import json
 import time
+import types
 import typing
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -97,8 +98,9 @@ def jsonable(value: Any) -> Any:
 
 def _coerce(name: str, value: Any, hint: Any) -> Any:
     """Accept "7" for an int and "0.5" for a float; refuse what cannot be read."""
-    base = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
-    target = base[0]
+    target = hint
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):  # Optional[X] -> X
+        target = next(a for a in typing.get_args(hint) if a is not type(None))
     if value is None:
         return None
     if target is int and not isinstance(value, bool):

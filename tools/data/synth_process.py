@@ -34,7 +34,7 @@ class ProcessConfig:
     """Every constant of the generative process (saved as YAML beside the oracle)."""
 
     existing_share: float = 0.5  # users who were customers before DEMO_START (no signup session)
-    rate_median: float = 0.37  # sessions per day at e = 1, lognormal across users
+    rate_median: float = 0.38  # sessions per day at e = 1, lognormal across users
     rate_sigma: float = 0.6
     buy_beta: tuple[float, float] = (4.0, 6.0)  # per-session buy probability at e = 1
     decay_days_median: float = 30.0  # engagement half-life scale, lognormal across users
@@ -42,9 +42,9 @@ class ProcessConfig:
     floor_beta: tuple[float, float] = (1.2, 40.0)  # engagement never decays below this
     init_new_beta: tuple[float, float] = (6.0, 2.0)  # e on signup day
     init_existing_beta: tuple[float, float] = (2.0, 3.0)  # e on DEMO_START for existing users
-    renewal: float = 0.3  # good order: e <- 1 - (1 - e)(1 - renewal)
-    late_mult: float = 0.5  # late order: e <- e * late_mult
-    poor_mult: float = 0.55  # poor-quality unit: e <- e * poor_mult
+    renewal: float = 0.35  # good order: e <- 1 - (1 - e)(1 - renewal)
+    late_mult: float = 0.3  # late order: e <- e * late_mult
+    poor_mult: float = 0.35  # poor-quality unit: e <- e * poor_mult
     late_prob: float = 0.05  # ordinary chance that an order arrives late
     # Carrier disruptions: (first day, last day, late probability), UTC dates inclusive.
     disruptions: tuple[tuple[str, str, float], ...] = (("2026-03-09", "2026-03-29", 0.35),

@@ -164,12 +164,13 @@ def simulate(params: UserParams, catalog: Catalog, pref: np.ndarray, cfg: Proces
         qty = 1 + (rng.random((n_s, width)) < 0.25) + (rng.random((n_s, width)) < 0.07)
         for code, mask, secs, seq in ((0, valid, view_sec, pos * 4), (2, fav, fav_sec, pos * 4 + 1),
                                       (1, cart, cart_sec, pos * 4 + 2), (3, bought, buy_sec, 100 + pos)):
-            out["u"].append(uu[mask])
-            out["s"].append(secs[mask])
+            # Compact dtypes: at 100,000 users these lists hold ~6M rows each.
+            out["u"].append(uu[mask].astype(np.int32))
+            out["s"].append(secs[mask].astype(np.int32))  # < 2^31 s after DEMO_START
             out["b"].append(np.full(mask.sum(), code, dtype=np.int8))
-            out["i"].append(items[mask])
-            out["q"].append(np.where(code == 3, qty, 1)[mask])
-            out["seq"].append(seq[mask])
+            out["i"].append(items[mask].astype(np.int32))
+            out["q"].append(np.where(code == 3, qty, 1)[mask].astype(np.int8))
+            out["seq"].append(seq[mask].astype(np.int16))
 
         # --- order outcomes and the engagement update -----------------------------------------
         late_order = is_buy & (rng.random(n_s) < late_probability(start, d, cfg))

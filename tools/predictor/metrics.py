@@ -33,7 +33,7 @@ def _as_arrays(y_true: Sequence[int], p: Sequence[float]) -> tuple[np.ndarray, n
 def roc_auc(y_true: Sequence[int], p: Sequence[float]) -> float:
     """ROC-AUC (ties count one half); NaN when only one class is present."""
     y, q = _as_arrays(y_true, p)
-    if y.min(initial=0) == y.max(initial=0) or len(y) == 0:
+    if len(np.unique(y)) < 2:
         return math.nan
     return float(roc_auc_score(y, q))
 

@@ -1,0 +1,117 @@
+"""`shopsight cases ...`: build, inspect and extend the Chroma memory of past cases.
+
+    shopsight cases build [--cutoffs 2024-03-31 2024-04-30 ...] [--horizons 7 30] [--text-only]
+    shopsight cases info
+    shopsight cases save --text "..." --outcome "..." [--title ...] [--user ID]
+
+`build` is incremental: cases already stored (id `user@cutoff`) are skipped, so a re-run or
+a run with one more cutoff adds only what is new.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import datetime
+
+import pandas as pd
+
+from assistant.config import Settings
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("cases", help="the memory of past cases (Chroma): build, info, save")
+    sub = parser.add_subparsers(dest="cases_command", metavar="ACTION")
+    build = sub.add_parser("build", help="add snapshots of users at past cutoffs with what then happened")
+    build.add_argument("--cutoffs", nargs="+", metavar="DATE",
+                       help="YYYY-MM-DD (end of that day, UTC) or an ISO timestamp; default: 4 cutoffs one "
+                            "longest horizon apart, the last a full horizon before the data's end")
+    build.add_argument("--horizons", nargs="+", type=int, metavar="DAYS",
+                       help="outcome windows stored with each case (default: SHOPSIGHT_HORIZONS_DAYS, 7 30)")
+    build.add_argument("--text-only", action="store_true", help="skip the predictor's user vectors")
+    build.add_argument("--no-progress", action="store_true")
+    build.set_defaults(func=_build)
+    info = sub.add_parser("info", help="what the case memory holds")
+    info.set_defaults(func=_info)
+    save = sub.add_parser("save", help="save a resolved case an analyst wrote")
+    save.add_argument("--text", required=True, help="the customer and situation")
+    save.add_argument("--outcome", required=True, help="what happened, e.g. 'retained after a voucher'")
+    save.add_argument("--title", default="")
+    save.add_argument("--user", default=None, help="the user id the case is about, if any")
+    save.set_defaults(func=_save)
+    parser.set_defaults(func=lambda args: parser.print_help() or 2)
+
+
+def parse_cutoff(text: str) -> datetime:
+    """'2024-03-31' -> 2024-03-31 23:59:59 (the whole day is past); ISO timestamps as given (UTC)."""
+    try:
+        ts = pd.Timestamp(text)
+    except ValueError:
+        raise SystemExit(f"--cutoffs: {text!r} is not a date; write YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS") from None
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    if len(text.strip()) == 10:  # a bare date means the end of that day
+        ts = ts + pd.Timedelta(days=1) - pd.Timedelta(seconds=1)
+    return ts.to_pydatetime()
+
+
+def _memory(settings: Settings):
+    from tools.cases import CaseMemory
+
+    return CaseMemory(path=settings.chroma_path, url=settings.chroma_url or None)
+
+
+def _load_predictor(settings: Settings):
+    folder = settings.predictor_dir
+    if not (folder / "config.yaml").exists():
+        return None, f"no predictor at {folder} (train one with `shopsight predictor train`)"
+    from tools.predictor.score import Predictor
+
+    return Predictor.load(folder), f"predictor {folder}"
+
+
+def _build(args: argparse.Namespace) -> int:
+    from tools.case_snapshots import default_cutoffs
+    from tools.cases import CaseMemoryError
+    from tools.data.store import EventStore
+
+    settings = Settings.from_env()
+    horizons = tuple(sorted(set(args.horizons or settings.horizons_days)))
+    if not horizons or min(horizons) <= 0:
+        raise SystemExit(f"--horizons {horizons}: give positive whole days, e.g. --horizons 7 30")
+    if not settings.db_path.exists():
+        raise SystemExit(f"no event store at {settings.db_path}: run `shopsight demo` or `shopsight data import FILE`")
+    store = EventStore(settings.db_path, read_only=True)
+    try:
+        events = store.events_frame()
+        if not len(events):
+            raise SystemExit(f"{settings.db_path}: the event store has no events; import data first")
+        cutoffs = [parse_cutoff(c) for c in args.cutoffs] if args.cutoffs else \
+            default_cutoffs(pd.Timestamp(events["ts"].max()).to_pydatetime(), horizons)
+    finally:
+        store.close()
+    predictor, note = (None, "text only (--text-only)") if args.text_only else _load_predictor(settings)
+    print(f"building cases at {len(cutoffs)} cutoff(s), horizons {list(horizons)} days; vectors: {note}")
+    memory = _memory(settings)
+    try:
+        report = memory.build(events, cutoffs, horizons, predictor=predictor, progress=not args.no_progress)
+    except CaseMemoryError as exc:
+        raise SystemExit(str(exc)) from None
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    print(json.dumps(_memory(Settings.from_env()).info(), indent=2))
+    return 0
+
+
+def _save(args: argparse.Namespace) -> int:
+    from tools.cases import CaseMemoryError
+
+    try:
+        cid = _memory(Settings.from_env()).save_case(args.text, args.outcome, user_id=args.user, title=args.title)
+    except CaseMemoryError as exc:
+        raise SystemExit(str(exc)) from None
+    print(cid)
+    return 0

@@ -1,0 +1,165 @@
+"""Evaluate the LLM base vs LoRA on held-out cutoffs and users; print the table side by side.
+
+    python -m finetune.evaluate --data_dir runs/sft_demo --base_model qwen2.5-coder-0.5b \
+        --adapter runs/lora_qwen05_demo/final --out_dir runs/bench_demo [--bench_dir runs/bench_demo]
+
+(a) churn: the LLM as a predictor, P("yes") vs P("no") as the next token, written as
+    BENCHMARK.md prediction files (OUT/llm_base/churn__30d__<cutoff>.csv, OUT/llm_lora/...) and
+    scored with ROC-AUC etc. on the sampled held-out users, beside a recency score on the same
+    users and any models already in --bench_dir (the predictor, the baselines), restricted to
+    the same users (a missing user counts 0.5, as the protocol says);
+(b) tool calls: exact tool and arguments on the held-out question file;
+(c) grounding: share of numbers and ids in generated answers found in the tool results.
+Writes OUT/llm_eval.md (the table), OUT/llm_eval.yaml (numbers, arguments) and
+OUT/llm_eval_records.jsonl (every question and answer, for reading the failures).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+import torch
+import yaml
+
+from finetune.eval_llm import churn_probabilities, grounding_share, tool_call_accuracy, tool_defaults
+from finetune.sft_tokens import read_sft_file
+from tools import paths  # noqa: F401  (offline environment)
+
+
+def load_models(base_model: str, adapter: str | None, dtype: str):
+    """(model, tokenizer, has_adapter): the base, wrapped with the checked adapter when given.
+
+    The adapter is attached before anything runs; the base is evaluated with it disabled, so
+    both are the same weights in memory and a 4-bit base is never generated from unwrapped.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from finetune.adapter import load_adapter
+    from finetune.lora import resolve_base
+
+    folder = resolve_base(base_model)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16 if dtype == "bf16" else torch.float32)
+    if adapter:
+        try:
+            model = load_adapter(model, adapter, base_model)
+        except ValueError as err:
+            raise SystemExit(str(err)) from None
+    model.eval()
+    return model, tokenizer, bool(adapter)
+
+
+def recency_scores(examples: list[dict]) -> list[float]:
+    """A baseline on the same users: more days since the last purchase -> higher churn score."""
+    days = []
+    for e in examples:
+        value = e["meta"].get("facts", {}).get("days_since_last_buy")
+        days.append(float(value) if isinstance(value, (int, float)) else 1e4)  # never bought: most at risk
+    top = max(days) if days else 1.0
+    return [d / top for d in days]
+
+
+def churn_table(examples: list[dict], scores: dict[str, list[float]], out_dir: Path,
+                bench_dir: Path | None) -> dict[str, dict]:
+    """Write each model's prediction file and score every model on the sampled users."""
+    from tools.predictor import bench_files
+    from tools.predictor.metrics import churn_metrics
+
+    meta = [e["meta"] for e in examples]
+    cutoff, horizon = datetime.fromisoformat(meta[0]["cutoff"]), int(meta[0]["horizon_days"])
+    users = [m["user_id"] for m in meta]
+    labels = [m["label"] for m in meta]
+    table = {}
+    for name, p in scores.items():
+        bench_files.write_churn(out_dir, name, horizon, cutoff, pd.DataFrame({"user_id": users, "p_churn": p}))
+        table[name] = churn_metrics(labels, p)
+    if bench_dir is not None and bench_dir.is_dir():
+        for folder in bench_files.model_dirs(bench_dir):
+            path = folder / bench_files.file_name("churn", horizon, cutoff)
+            if folder.name in scores or not path.is_file():
+                continue
+            theirs = bench_files.read_churn(path).set_index("user_id")["p_churn"]
+            table[folder.name] = churn_metrics(labels, [float(theirs.get(u, 0.5)) for u in users])
+    return table
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def markdown(churn: dict[str, dict], rows: dict[str, dict[str, float | None]], columns: list[str]) -> str:
+    """The side-by-side table: churn metrics for every model, then the LLM-only rows."""
+    models = list(churn)
+    lines = ["| metric | " + " | ".join(models) + " |", "|---" * (len(models) + 1) + "|"]
+    for key in ("auc", "ap", "brier", "ece", "base_rate", "n"):
+        cells = [str(int(churn[m][key])) if key == "n" else _fmt(churn[m][key]) for m in models]
+        lines.append(f"| churn {key} | " + " | ".join(cells) + " |")
+    for label, values in rows.items():
+        lines.append(f"| {label} | " + " | ".join(_fmt(values.get(m)) if m in columns else "" for m in models) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Score base and LoRA; write prediction files, the table, the numbers and the records."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data_dir", required=True, help="output folder of finetune.sft_data")
+    parser.add_argument("--base_model", required=True, help="registry name or model folder")
+    parser.add_argument("--adapter", help="LoRA adapter folder (finetune.lora's final/)")
+    parser.add_argument("--out_dir", required=True, help="benchmark folder for the prediction files")
+    parser.add_argument("--bench_dir", help="benchmark folder with other models' prediction files")
+    parser.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"])
+    parser.add_argument("--max_churn", type=int, default=None)
+    parser.add_argument("--max_tools", type=int, default=None)
+    parser.add_argument("--max_grounding", type=int, default=10)
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--num_threads", type=int, default=None)
+    args = parser.parse_args(argv)
+    if args.num_threads:
+        torch.set_num_threads(args.num_threads)
+    data, out = Path(args.data_dir), Path(args.out_dir)
+    churn_ex = read_sft_file(data / "eval_churn.jsonl")[: args.max_churn]
+    tool_ex = read_sft_file(data / "eval_tools.jsonl")[: args.max_tools]
+    from finetune.sft_sources import _schema_tools
+
+    defaults = tool_defaults(_schema_tools())
+    model, tokenizer, has_adapter = load_models(args.base_model, args.adapter, args.dtype)
+    variants = [("llm_base", model.disable_adapter() if has_adapter else contextlib.nullcontext())]
+    if has_adapter:
+        variants.append(("llm_lora", contextlib.nullcontext()))
+    scores, rows, records, timings = {}, {"tool-call accuracy": {}, "grounding share": {}}, [], {}
+    for name, context in variants:
+        started = time.perf_counter()
+        with context:
+            scores[name] = churn_probabilities(model, tokenizer, churn_ex, args.batch_size)
+            accuracy, calls = tool_call_accuracy(model, tokenizer, tool_ex, defaults)
+            share, answers = grounding_share(model, tokenizer, tool_ex[: args.max_grounding])
+        rows["tool-call accuracy"][name], rows["grounding share"][name] = accuracy, share
+        timings[name] = round(time.perf_counter() - started, 1)
+        records += [{"model": name, "kind": "tool_call", **r} for r in calls]
+        records += [{"model": name, "kind": "answer", **r} for r in answers]
+    scores["recency_days"] = recency_scores(churn_ex)
+    churn = churn_table(churn_ex, scores, out, Path(args.bench_dir) if args.bench_dir else None)
+    table = markdown(churn, rows, [name for name, _ in variants])
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "llm_eval.md").write_text(table + "\n", encoding="utf-8")
+    summary = {"args": vars(args), "churn": churn, **{k: v for k, v in rows.items()}, "seconds": timings,
+               "n_churn": len(churn_ex), "n_tool_questions": len(tool_ex)}
+    (out / "llm_eval.yaml").write_text(yaml.safe_dump(json.loads(json.dumps(summary)), sort_keys=False),
+                                       encoding="utf-8")
+    with (out / "llm_eval_records.jsonl").open("w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+    print(table)
+    return summary
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,313 @@
+"""Build chat fine-tuning data (JSON lines) from the shop's events at past cutoffs.
+
+    python -m finetune.sft_data --out_dir runs/sft_demo --demo_users 1500
+    python -m finetune.sft_data --out_dir runs/sft_shop --db ~/.shopsight/shop.duckdb \
+        --train_cutoffs 2026-04-01 2026-05-01 --eval_cutoff 2026-06-01
+
+Two kinds of examples:
+(a) churn: a user's history serialized as of a cutoff -> "yes"/"no" (no purchase in the next H
+    days, the true outcome) + the next category + reasons built only from facts known at the
+    cutoff (the predictor's `explain_user` when a predictor is given, else RFM facts);
+(b) tool use: a question -> the right tool call -> (with a store) the tool's result -> an
+    answer that only repeats numbers of that result (finetune/sft_tools.py).
+Train and held-out examples come from different cutoffs AND different users (a stable hash
+split), so neither the time nor the person of a held-out example was seen in training.
+Files: train.jsonl, eval.jsonl (eval loss), eval_churn.jsonl and eval_tools.jsonl (evaluate.py),
+manifest.yaml (resolved arguments, counts, label rates).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+import yaml
+
+from finetune.sft_tools import ShopValues, load_bank, pick_tools, sample_questions, tool_example, tool_schema
+from tools import paths  # noqa: F401  (offline environment)
+
+
+def _day(ts) -> str:
+    return pd.Timestamp(ts).strftime("%Y-%m-%d")
+
+
+def rfm_facts(history: pd.DataFrame, cutoff: datetime) -> dict:
+    """Recency / frequency / monetary facts of one user's events at or before `cutoff`."""
+    c = pd.Timestamp(cutoff)
+    buys = history[history["behavior"] == "buy"]
+    recent = history[history["ts"] > c - pd.Timedelta(days=30)]
+    facts = {"orders": int(len(buys)), "spend": round(float(buys["amount"].fillna(0).sum()), 2),
+             "days_since_last_buy": int((c - buys["ts"].max()).days) if len(buys) else "never bought",
+             "days_since_last_event": int((c - history["ts"].max()).days) if len(history) else "no events",
+             "events_last_30d": int(len(recent)),
+             "orders_last_30d": int((recent["behavior"] == "buy").sum()),
+             "tenure_days": int((c - history["ts"].min()).days) if len(history) else 0}
+    cats = buys["category_id"].dropna()
+    facts["top_category"] = str(cats.value_counts().index[0]) if len(cats) else "none"
+    return facts
+
+
+def churn_outcome(future: pd.DataFrame, cutoff: datetime, horizon_days: int) -> tuple[bool, str | None]:
+    """(churned, next category) from one user's events after the cutoff (BENCHMARK.md definitions)."""
+    c = pd.Timestamp(cutoff)
+    window = future[(future["ts"] > c) & (future["ts"] <= c + pd.Timedelta(days=horizon_days))]
+    churned = not (window["behavior"] == "buy").any()
+    first = window.sort_values("ts", kind="stable").head(1)
+    nxt = None if first.empty or pd.isna(first["category_id"].iloc[0]) else str(first["category_id"].iloc[0])
+    return churned, nxt
+
+
+def local_serialize(history: pd.DataFrame, last_n: int = 10) -> str:
+    """A compact fallback serialization: the last events, newest first, one line each."""
+    rows = history.sort_values("ts", kind="stable").tail(last_n).iloc[::-1]
+    return "\n".join(f"{_day(r.ts)} {r.behavior} {r.category_id} {r.item_id}" for r in rows.itertuples()) \
+        or "(no events)"
+
+
+def make_serializer(token_budget: int, tokenizer=None, kind: str = "auto") -> Callable:
+    """`serialize(history, reviews, cutoff) -> str`.
+
+    Args:
+        token_budget: the serializer's token budget.
+        tokenizer: for exact token counts.
+        kind: "assistant" (assistant.serialize.serialize_user, what the agent shows the model),
+            "local" (the short fallback above), or "auto" (assistant when importable).
+    """
+    if kind not in ("auto", "assistant", "local"):
+        raise ValueError(f"serializer {kind!r}: choose auto, assistant or local")
+    try:
+        from assistant.serialize import serialize_user
+    except ImportError:
+        if kind == "assistant":
+            raise
+        serialize_user = None
+    if kind == "local" or serialize_user is None:
+        return lambda history, reviews, cutoff: local_serialize(history)
+
+    def serialize(history, reviews, cutoff):
+        return serialize_user(history, reviews, cutoff, token_budget=token_budget, lang="en", tokenizer=tokenizer)
+
+    return serialize
+
+
+def reasons(facts: dict, explanation: dict | None = None) -> list[str]:
+    """Short reasons, each a fact the model was shown or the predictor's explain returned."""
+    out = []
+    if explanation:
+        for driver in (explanation.get("drivers") or [])[:2]:
+            name = driver.get("feature") or driver.get("event")
+            effect = driver.get("effect")
+            if name is not None and isinstance(effect, (int, float)):
+                out.append(f"{name} {'raises' if effect > 0 else 'lowers'} the risk")
+    if isinstance(facts["days_since_last_buy"], int):
+        out.append(f"last purchase {facts['days_since_last_buy']} days before the cutoff")
+    else:
+        out.append("no purchase before the cutoff")
+    out.append(f"{facts['orders']} orders in total, {facts['orders_last_30d']} in the last 30 days")
+    out.append(f"{facts['events_last_30d']} events in the last 30 days")
+    return out
+
+
+def churn_examples(events: pd.DataFrame, reviews: pd.DataFrame | None, users: list[str], cutoff: datetime,
+                   horizon_days: int, serialize: Callable, explain: Callable | None = None) -> list[dict]:
+    """One churn chat example per user of `users` (users without events before the cutoff are skipped).
+
+    Args:
+        events: canonical events (any span; only ts <= cutoff reaches the prompt).
+        reviews: canonical reviews or None.
+        users: user ids to build examples for.
+        cutoff: the as-of time.
+        horizon_days: churn horizon H.
+        serialize: `serialize(history, reviews, cutoff) -> str`.
+        explain: optional `explain(user_id, cutoff, horizon_days) -> dict` (the predictor's explain_user).
+    """
+    from assistant.prompts import render
+
+    c = pd.Timestamp(cutoff)
+    sub = events[events["user_id"].isin(users)]
+    past, future = sub[sub["ts"] <= c], sub[sub["ts"] > c]
+    past_groups, future_groups = dict(tuple(past.groupby("user_id"))), dict(tuple(future.groupby("user_id")))
+    out = []
+    for user in users:
+        history = past_groups.get(user)
+        if history is None or history.empty:
+            continue
+        mine = reviews[(reviews["user_id"] == user) & (reviews["ts"] <= c)] if reviews is not None else None
+        facts = rfm_facts(history, cutoff)
+        churned, nxt = churn_outcome(future_groups.get(user, future.iloc[:0]), cutoff, horizon_days)
+        explanation = explain(user, cutoff, horizon_days) if explain else None
+        question = render("finetune_churn_question", cutoff=_day(c), horizon_days=horizon_days, facts=facts,
+                          history=serialize(history, mine, cutoff))
+        answer = render("finetune_churn_answer", label="yes" if churned else "no", next_category=nxt,
+                        reasons=reasons(facts, explanation))
+        out.append({"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}],
+                    "meta": {"kind": "churn", "user_id": str(user), "cutoff": c.isoformat(),
+                             "horizon_days": horizon_days, "label": int(churned), "next_category": nxt,
+                             "facts": facts}})
+    return out
+
+
+def split_users(users: list[str], eval_share: float, salt: str = "shopsight") -> tuple[list[str], list[str]]:
+    """Stable train / held-out split by a hash of the id (the same user always lands on the same side)."""
+    def bucket(u: str) -> float:
+        return int(hashlib.sha1(f"{salt}:{u}".encode()).hexdigest()[:8], 16) / 16**8
+
+    held = [u for u in users if bucket(u) < eval_share]
+    return [u for u in users if bucket(u) >= eval_share], held
+
+
+@dataclass
+class SFTArgs:
+    """Arguments of `python -m finetune.sft_data` (see `--help`)."""
+
+    out_dir: str
+    db: str | None = None
+    demo_users: int | None = None
+    predictor: str | None = None
+    train_cutoffs: list[str] = field(default_factory=lambda: ["2026-04-01", "2026-05-01"])
+    eval_cutoff: str = "2026-06-01"
+    horizon_days: int = 30
+    n_churn_train: int = 160
+    n_churn_eval: int = 200
+    n_tool_train: int = 80
+    n_tool_eval: int = 40
+    eval_user_share: float = 0.3
+    distractors: int = 3
+    schema_style: str = "compact"
+    token_budget: int = 160
+    serializer: str = "auto"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if (self.db is None) == (self.demo_users is None):
+            raise ValueError("Give exactly one data source: --db PATH (an event store) or --demo_users N.")
+        if not 0 < self.eval_user_share < 1:
+            raise ValueError(f"--eval_user_share must be in (0, 1), got {self.eval_user_share}.")
+        if self.eval_cutoff in self.train_cutoffs:
+            raise ValueError(f"--eval_cutoff {self.eval_cutoff} is also a train cutoff; held-out examples "
+                             "must come from another cutoff.")
+        late = [c for c in self.train_cutoffs
+                if pd.Timestamp(c) + pd.Timedelta(days=self.horizon_days) > pd.Timestamp(self.eval_cutoff)]
+        if late:
+            raise ValueError(f"train cutoffs {late} + {self.horizon_days} days reach past --eval_cutoff: their labels "
+                             "would use the held-out period. Choose earlier train cutoffs.")
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    """Write rows atomically (a temp file renamed), so a crash leaves no half file."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+    tmp.replace(path)
+
+
+def build(args: SFTArgs, events: pd.DataFrame, reviews: pd.DataFrame | None, values: dict[str, list[str]],
+          tools: list[Callable], run_tool_at: Callable[[datetime], Callable] | None = None,
+          explain: Callable | None = None, tokenizer=None) -> dict[str, list[dict]]:
+    """All example sets from frames and tool functions (the testable core of `main`).
+
+    Args:
+        args: the resolved arguments.
+        events, reviews: canonical frames.
+        values: "items", "categories", "segments" id lists for the question slots.
+        tools: the agent's tool functions (their schemas go into the prompts).
+        run_tool_at: `run_tool_at(cutoff) -> run_tool(name, arguments) -> dict`, for results and
+            grounded answers; None writes call-only tool examples.
+        explain: optional predictor explanation for churn reasons.
+        tokenizer: for the serializer's token budget.
+
+    Returns:
+        {"train", "eval", "eval_churn", "eval_tools"} lists of examples.
+    """
+    from assistant.prompts import render
+
+    rng = random.Random(args.seed)
+    serialize = make_serializer(args.token_budget, tokenizer, args.serializer)
+    all_users = sorted(events["user_id"].astype(str).unique())
+    train_users, eval_users = split_users(all_users, args.eval_user_share)
+    churn_train = []
+    per_cutoff = -(-args.n_churn_train // len(args.train_cutoffs))
+    for i, cutoff in enumerate(args.train_cutoffs):
+        present = set(events.loc[events["ts"] <= pd.Timestamp(cutoff), "user_id"].astype(str))
+        pool = [u for u in train_users if u in present]
+        picked = random.Random(args.seed + i).sample(pool, min(per_cutoff, len(pool)))
+        churn_train += churn_examples(events, reviews, picked, datetime.fromisoformat(cutoff), args.horizon_days,
+                                      serialize, explain)
+    present = set(events.loc[events["ts"] <= pd.Timestamp(args.eval_cutoff), "user_id"].astype(str))
+    pool = [u for u in eval_users if u in present]
+    picked = random.Random(args.seed + 99).sample(pool, min(args.n_churn_eval, len(pool)))
+    churn_eval = churn_examples(events, reviews, picked, datetime.fromisoformat(args.eval_cutoff), args.horizon_days,
+                                serialize, explain)
+
+    schemas = [tool_schema(fn, args.schema_style) for fn in tools]
+    params = {s["function"]["name"]: set(s["function"]["parameters"].get("properties", {})) for s in schemas}
+    system = render("system", tools=schemas, entities={})
+    answer = (lambda tool, arguments, result: render("finetune_tool_answer", tool=tool, args=arguments,
+                                                     result=result)) if run_tool_at else None
+    bank = load_bank()
+
+    def tool_set(split: str, users: list[str], cutoff: str, n: int, seed: int, all_tools: bool) -> list[dict]:
+        shop = ShopValues(users=users, items=values.get("items", []), categories=values.get("categories", []),
+                          segments=values.get("segments", []))
+        runner = run_tool_at(datetime.fromisoformat(cutoff)) if run_tool_at else None
+        out = []
+        for q in sample_questions(bank, split, shop, n, seed, tool_params=params):
+            shown = schemas if all_tools else pick_tools(schemas, q["calls"][0]["name"], args.distractors, rng)
+            out.append(tool_example(q, shown, system, runner, answer, {"cutoff": cutoff, "split": split}))
+        return out
+
+    tool_train = []
+    for i, cutoff in enumerate(args.train_cutoffs):
+        tool_train += tool_set("train", train_users, cutoff, -(-args.n_tool_train // len(args.train_cutoffs)),
+                               args.seed + 10 + i, all_tools=False)
+    tool_eval = tool_set("heldout", eval_users, args.eval_cutoff, args.n_tool_eval, args.seed + 77, all_tools=True)
+    train = churn_train + tool_train
+    rng.shuffle(train)
+    eval_mix = churn_eval[: max(1, len(churn_eval) // 4)] + tool_eval[: max(1, len(tool_eval) // 2)]
+    return {"train": train, "eval": eval_mix, "eval_churn": churn_eval, "eval_tools": tool_eval}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Build the data from a store or the demo shop and write the files + manifest."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    for f in SFTArgs.__dataclass_fields__.values():
+        kind = f.type if isinstance(f.type, str) else f.type.__name__
+        if "list" in kind:
+            parser.add_argument(f"--{f.name}", nargs="+")
+        else:
+            caster = int if kind.startswith("int") else float if kind.startswith("float") else str
+            parser.add_argument(f"--{f.name}", type=caster)
+    raw = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
+    try:
+        args = SFTArgs(**raw)
+    except (TypeError, ValueError) as err:
+        raise SystemExit(str(err)) from None
+    from finetune.sft_sources import load_source
+
+    source = load_source(args)
+    sets = build(args, source.events, source.reviews, source.values, source.tools, source.run_tool_at,
+                 source.explain)
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, rows in sets.items():
+        write_jsonl(out / f"{name}.jsonl", rows)
+    churn = [e["meta"]["label"] for e in sets["eval_churn"]]
+    manifest = {"args": asdict(args), "source": source.description,
+                "counts": {k: len(v) for k, v in sets.items()},
+                "eval_churn_rate": round(sum(churn) / max(len(churn), 1), 3),
+                "tool_results": bool(source.run_tool_at), "created": datetime.now().isoformat(timespec="seconds")}
+    (out / "manifest.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False), encoding="utf-8")
+    print(yaml.safe_dump(manifest["counts"]), f"written to {out}")
+    return manifest
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,157 @@
+"""Tool-use chat examples: an operations or support question -> the right tool call -> a grounded answer.
+
+Questions come from `finetune/sft_questions.yaml` (phrasings split into train and held-out),
+their slots are filled with ids of the shop, and the expected call is derived from the same
+slots, so a question and its call can never disagree. Tool schemas come from the tool
+functions themselves (`transformers.utils.get_json_schema`, what `apply_chat_template(tools=)`
+uses), so the fine-tuned model sees exactly what the agent will show it.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+QUESTIONS_FILE = Path(__file__).resolve().parent / "sft_questions.yaml"
+_SLOT = re.compile(r"\{(\w+)\}")
+
+
+@dataclass
+class ShopValues:
+    """Ids the question slots are filled with (train and held-out use disjoint users)."""
+
+    users: list[str]
+    items: list[str] = field(default_factory=list)
+    categories: list[str] = field(default_factory=list)
+    segments: list[str] = field(default_factory=list)
+    counts: tuple[int, ...] = (3, 5)  # small k keeps tool results, hence examples, short
+
+
+def _first_sentence(text: str) -> str:
+    text = " ".join((text or "").split())
+    match = re.match(r"(.+?[.!?])(\s|$)", text)
+    return match.group(1) if match else text
+
+
+def tool_schema(fn: Callable, style: str = "compact") -> dict:
+    """The JSON schema of a tool function; `compact` keeps only the first sentence of each description.
+
+    Compact schemas keep names, types, enums and required fields, and cut the prompt of seven
+    tools from ~1,500 to ~500 tokens: what makes CPU fine-tuning affordable. Train and evaluate
+    with the same style, and serve the adapter with it.
+    """
+    from transformers.utils import get_json_schema
+
+    schema = get_json_schema(fn)
+    if style == "full":
+        return schema
+    if style != "compact":
+        raise ValueError(f"schema style {style!r}: choose full or compact")
+    fn_part = schema["function"]
+    fn_part["description"] = _first_sentence(fn_part.get("description", ""))
+    for prop in fn_part.get("parameters", {}).get("properties", {}).values():
+        if "description" in prop:
+            prop["description"] = _first_sentence(prop["description"])
+    return schema
+
+
+def load_bank(path: str | Path = QUESTIONS_FILE) -> dict:
+    """The question bank (see the YAML file's header)."""
+    return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+
+
+def _fill(entry: dict, phrasing: str, bank: dict, values: ShopValues, rng: random.Random) -> dict | None:
+    """One question with its expected call, or None when the shop lacks a needed value."""
+    needed = set(_SLOT.findall(phrasing)) | {s for v in entry["args"].values() if isinstance(v, str)
+                                              for s in _SLOT.findall(v)}
+    slot_text, slot_value = {}, {}
+    for slot in sorted(needed):
+        if slot == "h":
+            days = rng.choice(sorted(bank["horizons"]))
+            slot_text[slot], slot_value[slot] = rng.choice(bank["horizons"][days]), int(days)
+        elif slot == "since":
+            key = rng.choice(sorted(bank["since"]))
+            slot_text[slot], slot_value[slot] = rng.choice(bank["since"][key]), key
+        elif slot == "segby":
+            key = rng.choice(sorted(bank["segment_by"]))
+            slot_text[slot], slot_value[slot] = rng.choice(bank["segment_by"][key]), key
+        elif slot == "k":
+            count = rng.choice(values.counts)
+            slot_text[slot], slot_value[slot] = str(count), count
+        else:
+            pool = {"user": values.users, "item": values.items, "category": values.categories,
+                    "segment": values.segments, "text": bank.get("texts", [])}[slot]
+            if not pool:
+                return None
+            choice = rng.choice(pool)
+            slot_text[slot], slot_value[slot] = str(choice), choice
+    arguments = {}
+    for name, spec in entry["args"].items():
+        slots = _SLOT.fullmatch(spec) if isinstance(spec, str) else None
+        arguments[name] = slot_value[slots.group(1)] if slots else spec
+    question = phrasing.format(**slot_text)
+    return {"question": question[0].upper() + question[1:], "calls": [{"name": entry["tool"], "arguments": arguments}]}
+
+
+def sample_questions(bank: dict, split: str, values: ShopValues, n: int, seed: int,
+                     tool_params: dict[str, set[str]] | None = None) -> list[dict]:
+    """`n` questions of `split` ("train" or "heldout"), cycling through entries for balance.
+
+    Args:
+        bank: the question bank.
+        split: which phrasings to use.
+        values: ids to fill the slots with.
+        n: number of questions.
+        seed: random seed (same seed -> same questions).
+        tool_params: {tool name: its parameter names}: only entries whose tool is available and
+            accepts every argument the entry sets (None: all entries).
+    """
+    if split not in ("train", "heldout"):
+        raise ValueError(f"split {split!r}: choose train or heldout")
+    rng = random.Random(seed)
+    entries = [e for e in bank["entries"] if tool_params is None
+               or (e["tool"] in tool_params and set(e["args"]) <= tool_params[e["tool"]])]
+    pairs = [(e, p) for e in entries for p in e.get(split, [])]
+    out, attempts = [], 0
+    while len(out) < n and pairs and attempts < 20 * n:
+        entry, phrasing = pairs[attempts % len(pairs)] if attempts < len(pairs) else rng.choice(pairs)
+        attempts += 1
+        item = _fill(entry, phrasing, bank, values, rng)
+        if item is not None:
+            out.append(item)
+    return out
+
+
+def _call_message(calls: list[dict]) -> dict:
+    return {"role": "assistant", "tool_calls": [{"type": "function", "function": dict(c)} for c in calls]}
+
+
+def tool_example(question: dict, schemas: list[dict], system: str, run_tool: Callable[[str, dict], dict] | None,
+                 render_answer: Callable[[str, dict, dict], str] | None, meta: dict) -> dict:
+    """A chat example: system, question, the call, and (when `run_tool` is given) result and answer."""
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": question["question"]},
+                _call_message(question["calls"])]
+    if run_tool is not None and render_answer is not None:
+        call = question["calls"][0]
+        result = run_tool(call["name"], dict(call["arguments"]))
+        if isinstance(result, dict) and "error" in result:  # a tool that cannot answer here: train the call only
+            return {"messages": messages, "tools": schemas,
+                    "meta": {"kind": "tool", "expected_calls": question["calls"], **meta}}
+        messages.append({"role": "tool", "content": json.dumps(result, ensure_ascii=False)})
+        messages.append({"role": "assistant", "content": render_answer(call["name"], call["arguments"], result)})
+    return {"messages": messages, "tools": schemas,
+            "meta": {"kind": "tool", "expected_calls": question["calls"], **meta}}
+
+
+def pick_tools(schemas: list[dict], needed: str, distractors: int, rng: random.Random) -> list[dict]:
+    """The needed tool plus `distractors` others, in catalog order (the model must choose)."""
+    names = [s["function"]["name"] for s in schemas]
+    others = [n for n in names if n != needed]
+    keep = {needed, *rng.sample(others, min(distractors, len(others)))}
+    return [s for s in schemas if s["function"]["name"] in keep]

@@ -1,0 +1,182 @@
+"""Fine-tuning data and evaluation: real demo-shop frames, local typed tools, a tiny real model."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Optional
+
+import pandas as pd
+import pytest
+
+from finetune import evaluate, sft_data
+from finetune.eval_llm import normalize_arguments, tool_defaults
+from finetune.sft_tokens import read_sft_file
+from finetune.sft_tools import tool_schema
+
+
+def _events() -> pd.DataFrame:
+    """A small hand-checkable shop: u1 buys often, u2 stopped, u3 starts late, u4..u40 filler."""
+    rows = []
+    for day in range(0, 150, 5):  # u1 buys every 5 days through the whole span
+        rows.append(("u1", datetime(2026, 1, 1) + pd.Timedelta(days=day), "buy", "i1", "coffee", 1, 10.0))
+    rows.append(("u2", datetime(2026, 1, 3), "view", "i2", "tea", 1, None))
+    rows.append(("u2", datetime(2026, 1, 4), "buy", "i2", "tea", 2, 8.0))
+    rows.append(("u3", datetime(2026, 5, 20), "buy", "i3", "snacks", 1, 3.5))
+    for n in range(4, 41):
+        for day in range(n % 7, 150, 3 + n % 11):
+            rows.append((f"u{n}", datetime(2026, 1, 1) + pd.Timedelta(days=day, hours=n % 5),
+                         "buy" if day % 2 else "view", f"i{n % 9}", ["coffee", "tea", "snacks"][n % 3], 1, 4.0))
+    return pd.DataFrame(rows, columns=["user_id", "ts", "behavior", "item_id", "category_id", "quantity", "amount"])
+
+
+def at_risk_users(horizon_days: int = 7, top_k: int = 10, segment: Optional[str] = None) -> dict:
+    """List the customers most likely to churn within the horizon.
+
+    Args:
+        horizon_days: Days ahead; 7 means this week.
+        top_k: How many users to return.
+        segment: Only this segment.
+    """
+    return {"horizon_days": horizon_days, "as_of": "2026-04-01",
+            "users": [{"user_id": f"u{i}", "p_churn": round(0.9 - 0.05 * i, 2)} for i in range(1, top_k + 1)]}
+
+
+def user_history(user_id: str, last_n: int = 10) -> dict:
+    """Show a user's most recent events.
+
+    Args:
+        user_id: The user's id.
+        last_n: How many events.
+    """
+    return {"user_id": user_id, "totals": {"orders": 12, "spend": 99.5, "days_since_last_buy": 4},
+            "events": [{"ts": "2026-03-30", "behavior": "buy", "item_id": "i1"}][:last_n]}
+
+
+TOOLS = [at_risk_users, user_history]
+
+
+def _args(tmp_path, **over) -> sft_data.SFTArgs:
+    values = dict(out_dir=str(tmp_path), demo_users=1, train_cutoffs=["2026-03-01", "2026-04-01"],
+                  eval_cutoff="2026-05-01", horizon_days=30, n_churn_train=20, n_churn_eval=12, n_tool_train=8,
+                  n_tool_eval=6, eval_user_share=0.3, serializer="local")
+    values.update(over)
+    return sft_data.SFTArgs(**values)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("sft")
+    args = _args(tmp)
+    runner = lambda cutoff: (lambda name, arguments: {f.__name__: f for f in TOOLS}[name](**arguments))  # noqa: E731
+    sets = sft_data.build(args, _events(), None, {"items": ["i1"], "categories": ["tea"], "segments": []},
+                          TOOLS, run_tool_at=runner)
+    for name, rows in sets.items():
+        sft_data.write_jsonl(tmp / f"{name}.jsonl", rows)
+    return tmp, sets
+
+
+def test_train_and_heldout_differ_in_cutoff_and_user(built):
+    _, sets = built
+    train_churn = [e["meta"] for e in sets["train"] if e["meta"]["kind"] == "churn"]
+    held = [e["meta"] for e in sets["eval_churn"]]
+    assert train_churn and held
+    assert {m["cutoff"][:10] for m in train_churn} == {"2026-03-01", "2026-04-01"}
+    assert {m["cutoff"][:10] for m in held} == {"2026-05-01"}
+    assert not {m["user_id"] for m in train_churn} & {m["user_id"] for m in held}
+
+
+def test_churn_labels_and_answers_follow_the_truth(built):
+    _, sets = built
+    examples = {(e["meta"]["user_id"], e["meta"]["cutoff"][:10]): e for e in sets["train"] + sets["eval_churn"]
+                if e["meta"]["kind"] == "churn"}
+    for (user, _cutoff), example in examples.items():
+        answer = example["messages"][-1]["content"]
+        assert answer.split("\n")[0] == ("yes" if example["meta"]["label"] else "no")
+        if user == "u1":  # buys every 5 days: never churns in 30 days
+            assert example["meta"]["label"] == 0
+        if user == "u2":  # last buy in January
+            assert example["meta"]["label"] == 1
+            assert "days_since_last_buy: " in example["messages"][0]["content"]
+    # the prompt never shows an event after the cutoff
+    for example in sets["eval_churn"]:
+        shown = [line[:10] for line in example["messages"][0]["content"].splitlines() if line[:4] == "2026"]
+        assert all(day <= example["meta"]["cutoff"][:10] for day in shown)
+
+
+def test_tool_examples_call_right_tool_and_ground_answer(built):
+    from assistant.grounding import Evidence, check
+
+    _, sets = built
+    tool_train = [e for e in sets["train"] if e["meta"]["kind"] == "tool"]
+    assert len(tool_train) == 8 and len(sets["eval_tools"]) == 6
+    for example in tool_train + sets["eval_tools"]:
+        call = example["messages"][2]["tool_calls"][0]["function"]
+        assert [call] == example["meta"]["expected_calls"]
+        names = [t["function"]["name"] for t in example["tools"]]
+        assert call["name"] in names and names == [n for n in ("at_risk_users", "user_history") if n in names]
+        result = json.loads(example["messages"][3]["content"])
+        answer = example["messages"][4]["content"]
+        report = check(answer, Evidence.from_results([result], extra_texts=[example["messages"][1]["content"]]))
+        assert report.claims and report.ok, report.ungrounded
+    # held-out questions use phrasings never seen in training
+    train_q = {e["messages"][1]["content"] for e in tool_train}
+    assert not train_q & {e["messages"][1]["content"] for e in sets["eval_tools"]}
+
+
+def test_schemas_come_from_the_functions():
+    schema = tool_schema(at_risk_users)
+    assert schema["function"]["name"] == "at_risk_users"
+    assert schema["function"]["parameters"]["properties"]["top_k"]["type"] == "integer"
+    assert schema["function"]["description"] == "List the customers most likely to churn within the horizon."
+
+
+def test_files_are_valid_sft_files(built):
+    tmp, sets = built
+    for name in ("train", "eval", "eval_churn", "eval_tools"):
+        assert len(read_sft_file(tmp / f"{name}.jsonl")) == len(sets[name])
+
+
+def test_bad_arguments_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="also a train cutoff"):
+        _args(tmp_path, eval_cutoff="2026-04-01")
+    with pytest.raises(ValueError, match="reach past --eval_cutoff"):
+        _args(tmp_path, train_cutoffs=["2026-04-15"])
+    with pytest.raises(ValueError, match="exactly one data source"):
+        _args(tmp_path, demo_users=None)
+
+
+def test_argument_normalization():
+    defaults = tool_defaults(TOOLS)
+    assert normalize_arguments("at_risk_users", {"horizon_days": "7", "top_k": 10}, defaults) == {}
+    assert normalize_arguments("at_risk_users", {"horizon_days": 30, "segment": None}, defaults) == \
+        {"horizon_days": 30}
+    assert normalize_arguments("user_history", {"user_id": "u1", "last_n": "5"}, defaults) == \
+        {"user_id": "u1", "last_n": 5}
+
+
+def test_evaluate_writes_benchmark_files_and_table(built, tmp_path):
+    from finetune import lora
+    from finetune.tiny import build_tiny_qwen2
+
+    data, _ = built
+    texts = [m.get("content") or "" for line in (data / "train.jsonl").read_text().splitlines()
+             for m in json.loads(line)["messages"]]
+    model = build_tiny_qwen2(tmp_path / "model", texts * 2, vocab_size=500)
+    lora.cli(["--base_model", str(model), "--train_file", str(data / "train.jsonl"), "--out_dir",
+              str(tmp_path / "run"), "--max_steps", "1", "--max_seq_len", "4096", "--num_threads", "2"])
+    summary = evaluate.main(["--data_dir", str(data), "--base_model", str(model), "--adapter",
+                             str(tmp_path / "run" / "final"), "--out_dir", str(tmp_path / "bench"),
+                             "--max_tools", "1", "--max_grounding", "1", "--dtype", "fp32", "--num_threads", "2"])
+    for name in ("llm_base", "llm_lora", "recency_days"):
+        frame = pd.read_csv(tmp_path / "bench" / name / "churn__30d__20260501T000000Z.csv", dtype={"user_id": str})
+        assert list(frame.columns) == ["user_id", "p_churn"] and len(frame) == summary["n_churn"]
+        assert frame["p_churn"].between(0, 1).all()
+    table = (tmp_path / "bench" / "llm_eval.md").read_text()
+    assert "| metric | llm_base | llm_lora | recency_days |" in table and "tool-call accuracy" in table
+    assert 0 <= summary["tool-call accuracy"]["llm_lora"] <= 1
+
+    other = build_tiny_qwen2(tmp_path / "other", ["something else"] * 30, seed=3, vocab_size=500)
+    with pytest.raises(SystemExit, match="was trained on base model"):
+        evaluate.main(["--data_dir", str(data), "--base_model", str(other), "--adapter",
+                       str(tmp_path / "run" / "final"), "--out_dir", str(tmp_path / "b2"), "--dtype", "fp32"])

@@ -1,0 +1,280 @@
+"""The behavior Transformer: leakage, overfitting, checkpoints, explanations, bad input.
+
+Tiny real models on small synthetic shops built here (the demo generator is another room's);
+each training run takes a second or two on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from tools.predictor.checkpoint import sha256_file
+from tools.predictor.data import PredictorError, build_vocab, collate, examples_at, prepare_events, cutoff_seconds
+from tools.predictor.explain import explain_user
+from tools.predictor.model import BehaviorTransformer, ModelConfig
+from tools.predictor.score import Predictor
+from tools.predictor.train import TrainConfig, train_predictor
+
+CUTOFF = pd.Timestamp("2024-03-31 23:59:59")
+
+
+def make_shop(n_users: int = 60, n_items: int = 40, days: int = 120, seed: int = 0) -> pd.DataFrame:
+    """A small shop: each user favours one category, revisits items, and may stop (churn) early."""
+    rng = np.random.default_rng(seed)
+    start = pd.Timestamp("2024-01-01")
+    rows = []
+    for u in range(n_users):
+        fav = u % 5
+        stop = days if rng.random() < 0.6 else rng.integers(10, days)
+        t = float(rng.uniform(0, 5))
+        while t < stop:
+            item = fav * (n_items // 5) + int(rng.integers(0, n_items // 5))
+            behavior = rng.choice(["view", "cart", "fav", "buy"], p=[0.6, 0.15, 0.05, 0.2])
+            rows.append((f"u{u:03d}", start + pd.Timedelta(days=t), behavior, f"i{item:03d}", f"c{fav}",
+                         1, float(5 + item) if behavior == "buy" else np.nan))
+            t += float(rng.exponential(3.0 if u % 2 else 8.0))
+    return pd.DataFrame(rows, columns=["user_id", "ts", "behavior", "item_id", "category_id", "quantity", "amount"])
+
+
+def tiny_config(**overrides) -> TrainConfig:
+    base = dict(horizons_days=(7, 30), max_len=16, d_model=16, n_layers=1, n_heads=2, n_cutoffs=6,
+                cutoff_stride_days=7, batch_size=64, epochs=2, warmup_steps=5, lr=3e-3, val_fraction=0.25,
+                max_items=100, max_categories=20, item_hash_buckets=4, category_hash_buckets=2, device="cpu")
+    base.update(overrides)
+    return TrainConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def shop() -> pd.DataFrame:
+    return make_shop()
+
+
+@pytest.fixture(scope="module")
+def trained(shop, tmp_path_factory) -> Predictor:
+    return train_predictor(shop, CUTOFF, tiny_config(), tmp_path_factory.mktemp("ckpt"), progress=False)
+
+
+def perturb_future(events: pd.DataFrame, seed: int = 1) -> pd.DataFrame:
+    """Rewrite everything after CUTOFF: new items, behaviors, amounts, extra users and events."""
+    rng = np.random.default_rng(seed)
+    past = events[events["ts"] <= CUTOFF]
+    future = events[events["ts"] > CUTOFF].copy()
+    future["item_id"] = [f"x{rng.integers(0, 9)}" for _ in range(len(future))]
+    future["behavior"] = "buy"
+    future["amount"] = 999.0
+    extra = past.sample(50, random_state=seed).assign(ts=CUTOFF + pd.Timedelta(hours=1))
+    return pd.concat([past, future.iloc[::2], extra], ignore_index=True)
+
+
+# ---- leakage -----------------------------------------------------------------------------------
+def test_future_events_cannot_change_predictions(shop, trained):
+    before = trained.score_users(shop, CUTOFF)
+    after = trained.score_users(perturb_future(shop), CUTOFF)
+    pd.testing.assert_frame_equal(before, after, check_exact=True)
+    ids_a, vec_a = trained.user_vectors(shop, CUTOFF)
+    ids_b, vec_b = trained.user_vectors(perturb_future(shop, seed=2), CUTOFF)
+    assert ids_a == ids_b and np.array_equal(vec_a, vec_b)
+
+
+def test_future_events_cannot_change_training(shop, trained, tmp_path):
+    """Same seed, same past, different future -> bit-identical weights (labels only from the past)."""
+    other = train_predictor(perturb_future(shop), CUTOFF, tiny_config(), tmp_path, progress=False)
+    assert sha256_file(tmp_path / "model.safetensors") == sha256_file(trained.folder / "model.safetensors")
+    assert other.calibration == trained.calibration
+
+
+def test_labels_come_only_from_windows_inside_the_past(shop):
+    from tools.predictor.train import build_datasets
+
+    cfg = tiny_config()
+    _, _, train, val, cutoff_s, label_end = build_datasets(shop, CUTOFF, cfg)
+    for ex in (train, val):
+        for j, h in enumerate(cfg.horizons_days):
+            labelled = ex.mask[:, j] > 0
+            assert (ex.cutoffs[labelled] + h * 86_400 <= label_end).all()
+    assert label_end <= cutoff_s
+
+
+# ---- the model learns ----------------------------------------------------------------------------
+def test_tiny_model_overfits_20_sequences():
+    torch.manual_seed(0)
+    rows = []
+    for u in range(20):  # each user walks a fixed cycle of 4 items of its own
+        for t in range(12):
+            rows.append((f"u{u}", pd.Timestamp("2024-01-01") + pd.Timedelta(hours=t), "view",
+                         f"i{u}_{t % 4}", f"c{u % 3}", 1, np.nan))
+    events = pd.DataFrame(rows, columns=["user_id", "ts", "behavior", "item_id", "category_id", "quantity", "amount"])
+    vocab = build_vocab(events, 1000, 100, 4, 2)
+    arrays = prepare_events(events, vocab)
+    ex = examples_at(arrays, cutoff_seconds("2024-01-01 05:30"))  # 6 events each; the 7th is the target
+    cfg = ModelConfig(n_items=vocab.n_items, n_categories=vocab.n_categories, n_known_items=len(vocab.items),
+                      n_known_categories=len(vocab.categories), n_features=ex.features.shape[1], n_horizons=1,
+                      d_model=32, n_layers=2, n_heads=2, dropout=0.0, max_len=16, item_loss_positions=16)
+    model = BehaviorTransformer(cfg)
+    batch = {k: torch.from_numpy(np.asarray(v)).to(torch.float32 if np.asarray(v).dtype.kind == "f" else torch.long)
+             for k, v in collate(arrays, ex, np.arange(len(ex)), 16, label_end=10**12).items()}
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    first = None
+    for _ in range(150):
+        loss = model(batch)["loss"]
+        first = first if first is not None else float(loss)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss) < 0.05 * first
+    model.eval()
+    top = model.predict(batch, top_k=1)["items"][:, 0].numpy()
+    want = batch["next_item"][torch.arange(20), batch["lengths"] - 1].numpy()
+    assert (top == want).sum() >= 19
+
+
+def test_probabilities_are_calibrated_shape_and_monotone(shop, trained):
+    scores = trained.score_users(shop, CUTOFF)
+    assert set(scores["horizon_days"]) == {7, 30}
+    assert scores["p_churn"].between(0, 1).all() and np.allclose(scores["p_churn"] + scores["p_buy"], 1.0)
+    wide = scores.pivot(index="user_id", columns="horizon_days", values="p_buy")
+    assert (wide[30] >= wide[7]).all()  # buying within 30 days is never less likely than within 7
+    first = scores.iloc[0]
+    assert len(first["top_items"].split()) == 10 and len(first["top_item_probs"].split()) == 10
+    assert trained.config["training"]["epochs_run"] >= 1 and len(trained.calibration["buy"]) == 2
+
+
+# ---- checkpoints ---------------------------------------------------------------------------------
+def test_checkpoint_round_trip_and_files(shop, trained):
+    folder = trained.folder
+    assert sorted(p.name for p in folder.iterdir() if p.is_file()) == [
+        "best.safetensors", "calibration.json", "config.yaml", "model.safetensors", "vocab.json"]
+    again = Predictor.load(folder)
+    assert again.version == trained.version
+    pd.testing.assert_frame_equal(again.score_users(shop, CUTOFF), trained.score_users(shop, CUTOFF))
+
+
+def test_refuses_events_from_another_dataset(trained):
+    other = make_shop(seed=5).assign(item_id=lambda d: "z" + d["item_id"])
+    with pytest.raises(PredictorError, match="vocabulary mismatch"):
+        trained.score_users(other, CUTOFF)
+
+
+def test_refuses_vocab_from_another_checkpoint(trained, tmp_path):
+    bigger = make_shop(n_items=80, seed=3)
+    other = train_predictor(bigger, CUTOFF, tiny_config(epochs=1), tmp_path / "b", progress=False)
+    mixed = tmp_path / "mixed"
+    shutil.copytree(trained.folder, mixed)
+    shutil.copy(other.folder / "vocab.json", mixed / "vocab.json")
+    with pytest.raises(PredictorError, match="vocab.json"):
+        Predictor.load(mixed)
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "garbage"])
+def test_refuses_corrupted_checkpoint(trained, tmp_path, damage):
+    folder = tmp_path / "c"
+    shutil.copytree(trained.folder, folder)
+    path = folder / "model.safetensors"
+    data = bytearray(path.read_bytes())
+    if damage == "flip":
+        data[len(data) // 2] ^= 0xFF
+    elif damage == "truncate":
+        data = data[: len(data) // 3]
+    else:
+        data = bytearray(b"not a checkpoint")
+    path.write_bytes(bytes(data))
+    with pytest.raises(PredictorError, match="corrupted"):
+        Predictor.load(folder)
+
+
+def test_missing_checkpoint_says_how_to_train(tmp_path):
+    with pytest.raises(PredictorError, match="shopsight predictor train"):
+        Predictor.load(tmp_path)
+
+
+def test_resume_finished_run_and_refuse_other_config(shop, trained, tmp_path):
+    folder = tmp_path / "r"
+    shutil.copytree(trained.folder, folder)
+    again = train_predictor(shop, CUTOFF, tiny_config(), folder, progress=False, resume=True)
+    assert sha256_file(folder / "model.safetensors") == sha256_file(trained.folder / "model.safetensors")
+    assert again.config["training"]["epochs_run"] == trained.config["training"]["epochs_run"]
+    with pytest.raises(PredictorError, match="another config"):
+        train_predictor(shop, CUTOFF, tiny_config(d_model=32), folder, progress=False, resume=True)
+
+
+# ---- explanations --------------------------------------------------------------------------------
+def test_explanation_structure(shop, trained):
+    user = shop["user_id"].iloc[0]
+    reviews = pd.DataFrame({"review_id": ["r1", "r2"], "user_id": [user, user], "item_id": ["i001", "i002"],
+                            "ts": [CUTOFF - pd.Timedelta(days=3), CUTOFF + pd.Timedelta(days=3)], "rating": [2, 5]})
+    out = explain_user(trained, shop, user, CUTOFF, 30, reviews=reviews)
+    json.dumps(out)  # JSON-able all the way down
+    assert out["user_id"] == user and 0 <= out["p_churn"] <= 1
+    kinds = {d["type"] for d in out["drivers"]}
+    assert kinds == {"event", "feature"}
+    for d in out["drivers"]:
+        assert d["type"] in d and isinstance(d["effect"], float)
+    facts = out["facts"]
+    assert facts["last_review"]["rating"] == 2  # the review after the cutoff is not read
+    assert len(facts["events_per_week_last_8"]) == 8 and facts["trend"] in ("rising", "falling", "flat")
+    score = trained.score_users(shop, CUTOFF, users=[user])
+    assert out["p_churn"] == round(float(score.loc[score["horizon_days"] == 30, "p_churn"].iloc[0]), 4)
+    with pytest.raises(PredictorError, match="horizon_days=5"):
+        explain_user(trained, shop, user, CUTOFF, 5)
+
+
+# ---- bad input -----------------------------------------------------------------------------------
+def test_unknown_user_is_a_clear_error(shop, trained):
+    with pytest.raises(PredictorError, match="unknown user.*active_users"):
+        trained.score_users(shop, CUTOFF, users=["nobody"])
+
+
+def test_one_event_user(shop, trained):
+    one = pd.DataFrame({"user_id": ["solo"], "ts": [CUTOFF - pd.Timedelta(days=2)], "behavior": ["view"],
+                        "item_id": ["i001"], "category_id": ["c0"], "quantity": [1], "amount": [np.nan]})
+    events = pd.concat([shop, one], ignore_index=True)
+    scores = trained.score_users(events, CUTOFF, users=["solo"])
+    assert len(scores) == 2 and scores["p_churn"].between(0, 1).all()
+    out = explain_user(trained, events, "solo", CUTOFF, 7)
+    assert out["facts"]["events_total"] == 1 and out["facts"]["days_since_last_buy"] is None
+    assert all(d["type"] == "feature" for d in out["drivers"])
+
+
+def test_100k_event_user_is_truncated_and_says_so(shop, trained, caplog):
+    n = 100_000
+    heavy = pd.DataFrame({"user_id": "heavy", "ts": CUTOFF - pd.to_timedelta(np.arange(n)[::-1] * 60, unit="s"),
+                          "behavior": "view", "item_id": "i003", "category_id": "c0", "quantity": 1, "amount": np.nan})
+    events = pd.concat([shop, heavy], ignore_index=True)
+    with caplog.at_level(logging.WARNING):
+        scores = trained.score_users(events, CUTOFF, users=["heavy", "u001"])
+    assert len(scores) == 4 and "most recent 16" in caplog.text
+    assert trained.last_info["truncated_users"] == 1 and trained.last_info["longest_history"] == n
+    out = explain_user(trained, events, "heavy", CUTOFF, 7, max_events=3)
+    assert out["history"]["truncated"] and out["history"]["events_total"] == n
+
+
+def test_cutoff_before_and_after_all_data(shop, trained, tmp_path):
+    with pytest.raises(PredictorError, match="before any data"):
+        trained.score_users(shop, "2023-01-01")
+    with pytest.raises(PredictorError, match="before any data"):
+        train_predictor(shop, "2023-01-01", tiny_config(), tmp_path / "x", progress=False)
+    late = pd.Timestamp("2026-01-01")
+    scores = trained.score_users(shop, late)
+    assert trained.last_info["after_all_data"] and scores["user_id"].nunique() == shop["user_id"].nunique()
+    with pytest.warns(UserWarning, match="after all data"):
+        train_predictor(shop, late, tiny_config(epochs=1), tmp_path / "late", progress=False)
+
+
+def test_bad_event_frames_name_the_field(trained, shop):
+    with pytest.raises(PredictorError, match="'behavior'"):
+        trained.score_users(shop.assign(behavior="click"), CUTOFF)
+    with pytest.raises(PredictorError, match="missing column"):
+        trained.score_users(shop.drop(columns=["item_id"]), CUTOFF)
+    with pytest.raises(PredictorError, match="'ts'"):
+        trained.score_users(shop.assign(ts=shop["ts"].astype(str)), CUTOFF)
+    with pytest.raises(ValueError, match="increasing order"):
+        tiny_config(horizons_days=(30, 7))
