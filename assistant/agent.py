@@ -37,7 +37,7 @@ from assistant.composer import compose_answer
 from assistant.prompts import render
 from assistant.router import make_router
 from assistant.events import AgentEvent
-from assistant.session import known_entities, resolve_references, tool_results
+from assistant.session import known_entities, resolve_references, time_notes, tool_results
 from assistant.tool_specs import ToolSpec, build_specs
 from assistant.untrusted import injected_call_reason, mask_pii, result_for_prompt, sanitize_result
 
@@ -120,16 +120,18 @@ class Agent:
         yield from self._finish(turn, answer_text, started, step)
 
     def prepare_messages(self, question: str, history: list[BaseMessage] | None = None) -> list[BaseMessage]:
-        """The prompt of a turn's first step: system prompt (with known entities), history, question.
+        """The prompt of a turn's first step: the system prompt, the history, the question with notes.
 
         A follow-up's ordinals and pronouns ("the second one", "that user") get a reference
         note naming the id they point to (assistant/session.py), so a small model can copy it.
         """
         history = [m for m in (history or []) if not isinstance(m, SystemMessage)]
         entities = known_entities(history)
-        hint = resolve_references(question, entities)
-        human = HumanMessage(question + (f"\n(Reference: {hint}.)" if hint else ""))
-        system = SystemMessage(render("system", tools=list(self.specs.values()), entities=entities))
+        notes = [n for n in [resolve_references(question, entities)] if n] + time_notes(question)
+        # The system prompt stays the same for every question (its KV cache is reused by the
+        # router); what this turn needs to know goes into the user's message as notes.
+        human = HumanMessage(render("agent_question", question=question, notes=notes, entities=entities))
+        system = SystemMessage(render("system", tools=list(self.specs.values())))
         return [system, *history, human]
 
     def _decide(self, turn: _Turn, step: int, answer_only: bool) -> AIMessage:

@@ -9,13 +9,18 @@ The router asks a narrower question of the same model and prompt:
    one prefill and the KV cache cropped back after each candidate;
 3. continue the best name with `", "arguments": {` and decode greedily until the braces
    balance (at most `max_arg_tokens`), then parse and check the arguments against the schema,
-   dropping optional ones that do not fit (their defaults apply).
+   dropping optional ones that do not fit, and optional ones whose values appear nowhere in
+   the conversation (copied from a docstring, say): their defaults apply.
+
+The prompt's prefix (system prompt and tool schemas, the same for every question) is kept as
+a KV cache between calls, so a question costs the prefill of its own tokens only.
 
 Only the user's question and the conversation decide the call; nothing is matched by keywords.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from dataclasses import dataclass, field
@@ -23,9 +28,12 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage
 
-from assistant.tool_specs import ToolSpec
+from langchain_core.messages import HumanMessage, ToolMessage
+
+from assistant.tool_specs import ToolSpec, ground_arguments
 
 ARGS_PREFIX = '", "arguments": {'
+MIN_REUSE_TOKENS = 16  # below this a shared prefix is not worth copying a cache for
 
 
 @dataclass
@@ -35,6 +43,7 @@ class RouteTrace:
     scores: dict[str, float] = field(default_factory=dict)
     raw_arguments: str = ""
     dropped: list[str] = field(default_factory=list)
+    reused_tokens: int = 0
     seconds: float = 0.0
 
 
@@ -51,6 +60,7 @@ class LikelihoodRouter:
         self.chat = chat_model
         self.max_arg_tokens = max_arg_tokens
         self.last: RouteTrace | None = None
+        self._prefix: tuple[list[int], Any] | None = None  # (token ids, their KV cache) of the last prompt
 
     def route(self, messages: list[BaseMessage], specs: dict[str, ToolSpec]) -> dict | None:
         """The first call as `{"name", "args"}`, or None when there are no tools."""
@@ -63,11 +73,14 @@ class LikelihoodRouter:
         tokenizer, model = self.chat.tokenizer, self.chat.model
         prompt, _, _ = self.chat.render_prompt(messages, [s.schema for s in specs.values()], "any")
         device = model.device
-        prompt_ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"].to(device)
+        ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        cache, start = self._cached_prefix(ids)
+        trace.reused_tokens = start
         with torch.inference_mode():
-            out = model(input_ids=prompt_ids, use_cache=True)
+            out = model(input_ids=torch.tensor([ids[start:]], device=device), cache=cache, use_cache=True)
             cache, first_logp = _cache_of(out), torch.log_softmax(out.logits[0, -1].float(), -1)
-            prompt_len = prompt_ids.shape[1]
+            prompt_len = len(ids)
+            self._prefix = (list(ids), copy.deepcopy(cache))
             for name in specs:
                 ids = tokenizer(name + '"', add_special_tokens=False)["input_ids"]
                 score = float(first_logp[ids[0]])
@@ -81,9 +94,30 @@ class LikelihoodRouter:
             trace.raw_arguments = self._decode_arguments(model, tokenizer, cache, best, device)
         args = _parse_object("{" + trace.raw_arguments)
         args, trace.dropped = _fit(specs[best], args)
+        texts = [m.content for m in messages if isinstance(m, (HumanMessage, ToolMessage)) and isinstance(m.content, str)]
+        args, ungrounded = ground_arguments(specs[best], args, texts)
+        trace.dropped += ungrounded
         trace.seconds = time.perf_counter() - started
         self.last = trace
         return {"name": best, "args": args}
+
+    def _cached_prefix(self, ids: list[int]) -> tuple[Any, int]:
+        """A copy of the stored KV cache cut to the longest prefix shared with `ids` (None, 0 if none)."""
+        if self._prefix is None:
+            return None, 0
+        stored_ids, stored_cache = self._prefix
+        shared = 0
+        for a, b in zip(stored_ids, ids):
+            if a != b:
+                break
+            shared += 1
+        shared = min(shared, len(ids) - 1)  # at least one new token, for the next-token scores
+        if shared < MIN_REUSE_TOKENS:
+            return None, 0
+        cache = copy.deepcopy(stored_cache)
+        if cache.get_seq_length() > shared:
+            cache.crop(shared - cache.get_seq_length())
+        return cache, shared
 
     def _decode_arguments(self, model, tokenizer, cache, name: str, device) -> str:
         """Greedy decoding of the argument object after the chosen name (text after the `{`)."""

@@ -39,7 +39,7 @@ def _mask(text: str) -> str:
     # The data room owns what counts as PII; one definition for imports, tools and prompts.
     from tools.data.pii import mask_pii
 
-    return mask_pii(text)
+    return mask_pii(text)[0]
 
 
 def _quote(text: str) -> str:
@@ -68,7 +68,7 @@ def _weeks(older: pd.DataFrame) -> list[dict]:
     """Per ISO week (Monday start): counts by behavior and the top categories."""
     if older.empty:
         return []
-    week = older["ts"].dt.normalize() - pd.to_timedelta(older["ts"].dt.weekday, unit="D")
+    week = older["ts"].dt.normalize() - pd.to_timedelta(older["ts"].dt.day_of_week, unit="D")
     out = []
     for start, rows in older.groupby(week, sort=True):
         cats: list[dict] = []

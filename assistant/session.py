@@ -35,6 +35,11 @@ _ORDINAL_RE = re.compile(
     re.I,
 )
 _NUMBER_REF_RE = re.compile(r"(?:#|number\s+|no\.\s*)(\d{1,2})\b", re.I)
+_TIME_PHRASES = (
+    (re.compile(r"\b(?:this|next|coming)\s+week\b|\bweekly\b", re.I), 7),
+    (re.compile(r"\b(?:this|next|coming)\s+month\b|\bmonthly\b", re.I), 30),
+)
+_DAYS_RE = re.compile(r"\b\d+\s*(?:-\s*)?days?\b", re.I)
 _PRONOUN_RE = re.compile(r"\b(that|this|the same)\s+(user|customer|item|product)\b|\b(him|her|them)\b", re.I)
 
 
@@ -144,3 +149,15 @@ def resolve_references(question: str, entities: dict[str, list[str]], last_kind:
                 notes.append(f'"{match.group(0)}" = {kind} {ids[0]}')
                 break
     return "; ".join(notes)
+
+
+def time_notes(question: str) -> list[str]:
+    """Notes turning "this week" / "this month" into days, unless the question already gives days."""
+    if _DAYS_RE.search(question):
+        return []
+    notes = []
+    for pattern, days in _TIME_PHRASES:
+        match = pattern.search(question)
+        if match:
+            notes.append(f'"{match.group(0)}" = {days} days')
+    return notes

@@ -9,6 +9,7 @@ is exactly what the model was told. Checking coerces the harmless slips a small 
 from __future__ import annotations
 
 import inspect
+import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -118,3 +119,49 @@ def build_specs(tools: list[Callable]) -> dict[str, ToolSpec]:
             raise ValueError(f"two tools are named {spec.name!r}")
         specs[spec.name] = spec
     return specs
+
+
+_WORD_RE = re.compile(r"[a-z0-9_]{3,}")
+
+
+def ground_arguments(spec: ToolSpec, args: dict, texts: list[str]) -> tuple[dict, list[str]]:
+    """Drop optional arguments whose values do not come from the conversation.
+
+    A small model forced to continue a call's JSON tends to fill every parameter, often with
+    values copied from the docstrings ("top_k": 100 from "at most 100"). An optional value is
+    kept when it is a closed choice (enum, boolean) or when the user's words (with the agent's
+    notes) or a trusted tool result contain it; otherwise the tool's default applies.
+    Required arguments are never dropped: a wrong one comes back to the model as an error.
+
+    Returns:
+        (kept arguments, names of the dropped ones).
+    """
+    haystack = "\n".join(texts).lower()
+    numbers = {float(n) for n in re.findall(r"(?<![\w.])\d+(?:\.\d+)?", haystack)}
+    kept, dropped = {}, []
+    for key, value in args.items():
+        prop = spec.parameters.get(key, {})
+        if key in spec.required or "enum" in prop or isinstance(value, bool) or _grounded_value(value, haystack, numbers):
+            kept[key] = value
+        else:
+            dropped.append(key)
+    return kept, dropped
+
+
+def _grounded_value(value: Any, haystack: str, numbers: set[float]) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, (int, float)):
+        return float(value) in numbers
+    text = str(value).strip().lower()
+    if not text:
+        return False
+    if text in haystack:
+        return True
+    unit = re.fullmatch(r"(\d+)\s*[dwm]", text)  # "30d" for "the last 30 days"
+    if unit:
+        return float(unit.group(1)) in numbers
+    words = _WORD_RE.findall(text)
+    if len(words) >= 3:  # a free-text description: most of its words must be the user's
+        return sum(w in haystack for w in words) >= 0.5 * len(words)
+    return False

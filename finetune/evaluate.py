@@ -1,7 +1,7 @@
 """Evaluate the LLM base vs LoRA on held-out cutoffs and users; print the table side by side.
 
-    python -m finetune.evaluate --data_dir runs/sft_demo --base_model qwen2.5-coder-0.5b \
-        --adapter runs/lora_qwen05_demo/final --out_dir runs/bench_demo [--bench_dir runs/bench_demo]
+    python -m finetune.evaluate --data_dir out/sft_demo --base_model qwen2.5-coder-0.5b \
+        --adapter out/lora_qwen05_demo/final --out_dir out/bench_demo [--bench_dir out/bench_demo]
 
 (a) churn: the LLM as a predictor, P("yes") vs P("no") as the next token, written as
     BENCHMARK.md prediction files (OUT/llm_base/churn__30d__<cutoff>.csv, OUT/llm_lora/...) and
@@ -79,10 +79,13 @@ def churn_table(examples: list[dict], scores: dict[str, list[float]], out_dir: P
     for name, p in scores.items():
         bench_files.write_churn(out_dir, name, horizon, cutoff, pd.DataFrame({"user_id": users, "p_churn": p}))
         table[name] = churn_metrics(labels, p)
-    if bench_dir is not None and bench_dir.is_dir():
-        for folder in bench_files.model_dirs(bench_dir):
+    # models of an earlier run into out_dir (e.g. llm_base) and of a benchmark folder, on the same users
+    for source in [out_dir] + ([bench_dir] if bench_dir is not None and bench_dir.is_dir() else []):
+        if not source.is_dir():
+            continue
+        for folder in bench_files.model_dirs(source):
             path = folder / bench_files.file_name("churn", horizon, cutoff)
-            if folder.name in scores or not path.is_file():
+            if folder.name in table or not path.is_file():
                 continue
             theirs = bench_files.read_churn(path).set_index("user_id")["p_churn"]
             table[folder.name] = churn_metrics(labels, [float(theirs.get(u, 0.5)) for u in users])
@@ -115,6 +118,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--adapter", help="LoRA adapter folder (finetune.lora's final/)")
     parser.add_argument("--out_dir", required=True, help="benchmark folder for the prediction files")
     parser.add_argument("--bench_dir", help="benchmark folder with other models' prediction files")
+    parser.add_argument("--variants", default="base,lora",
+                        help="which to run now: base and/or lora; results of the other one already in "
+                             "--out_dir (an earlier run) are kept and shown")
     parser.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"])
     parser.add_argument("--max_churn", type=int, default=None)
     parser.add_argument("--max_tools", type=int, default=None)
@@ -131,10 +137,17 @@ def main(argv: list[str] | None = None) -> dict:
 
     defaults = tool_defaults(_schema_tools())
     model, tokenizer, has_adapter = load_models(args.base_model, args.adapter, args.dtype)
-    variants = [("llm_base", model.disable_adapter() if has_adapter else contextlib.nullcontext())]
-    if has_adapter:
+    wanted = {v.strip() for v in args.variants.split(",")}
+    variants = []
+    if "base" in wanted:
+        variants.append(("llm_base", model.disable_adapter() if has_adapter else contextlib.nullcontext()))
+    if "lora" in wanted and has_adapter:
         variants.append(("llm_lora", contextlib.nullcontext()))
-    scores, rows, records, timings = {}, {"tool-call accuracy": {}, "grounding share": {}}, [], {}
+    previous = out / "llm_eval.yaml"
+    old = yaml.safe_load(previous.read_text(encoding="utf-8")) if previous.is_file() else {}
+    rows = {key: {m: v for m, v in (old.get(key) or {}).items() if m not in {n for n, _ in variants}}
+            for key in ("tool-call accuracy", "grounding share")}
+    scores, records, timings = {}, [], dict(old.get("seconds") or {})
     for name, context in variants:
         started = time.perf_counter()
         with context:
@@ -147,14 +160,15 @@ def main(argv: list[str] | None = None) -> dict:
         records += [{"model": name, "kind": "answer", **r} for r in answers]
     scores["recency_days"] = recency_scores(churn_ex)
     churn = churn_table(churn_ex, scores, out, Path(args.bench_dir) if args.bench_dir else None)
-    table = markdown(churn, rows, [name for name, _ in variants])
+    llm_columns = sorted({m for values in rows.values() for m in values})
+    table = markdown(churn, rows, llm_columns)
     out.mkdir(parents=True, exist_ok=True)
     (out / "llm_eval.md").write_text(table + "\n", encoding="utf-8")
     summary = {"args": vars(args), "churn": churn, **{k: v for k, v in rows.items()}, "seconds": timings,
                "n_churn": len(churn_ex), "n_tool_questions": len(tool_ex)}
     (out / "llm_eval.yaml").write_text(yaml.safe_dump(json.loads(json.dumps(summary)), sort_keys=False),
                                        encoding="utf-8")
-    with (out / "llm_eval_records.jsonl").open("w", encoding="utf-8") as handle:
+    with (out / "llm_eval_records.jsonl").open("a", encoding="utf-8") as handle:
         for record in records:
             handle.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
     print(table)

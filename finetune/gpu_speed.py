@@ -96,7 +96,7 @@ def run_mode(folder: Path, mode: str, device: torch.device, args) -> dict:
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        losses.append(round(float(loss), 4))
+        losses.append(round(float(loss.detach()), 4))
     _sync(device)
     train_s = time.perf_counter() - started
     train_peak = _peak_gib(device)

@@ -44,12 +44,11 @@ def estimate_bytes(cfg: dict, *, dtype: str, quantize: str | None, micro_batch_s
                    lora_r: int, lora_targets: list[str], gradient_checkpointing: bool) -> dict[str, float]:
     """The memory of one training step, by part, in bytes (and the total with a 20% margin)."""
     n = count_params(cfg)
-    width = BYTES[dtype]
+    width = BYTES[dtype]  # activations run in the compute dtype
     if quantize:
         # NF4: half a byte per linear weight plus block scales; embeddings and norms are upcast to
         # fp32 by prepare_model_for_kbit_training.
         weights = n["linear"] * 0.53 + (n["embed"] + n["other"]) * 4
-        width = 4
     else:
         weights = (n["linear"] + n["embed"] + n["other"]) * width
     trainable = lora_params(cfg, lora_r, lora_targets) * 16  # fp32 weight, grad, Adam m and v

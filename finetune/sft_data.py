@@ -1,7 +1,7 @@
 """Build chat fine-tuning data (JSON lines) from the shop's events at past cutoffs.
 
-    python -m finetune.sft_data --out_dir runs/sft_demo --demo_users 1500
-    python -m finetune.sft_data --out_dir runs/sft_shop --db ~/.shopsight/shop.duckdb \
+    python -m finetune.sft_data --out_dir out/sft_demo --demo_users 1500
+    python -m finetune.sft_data --out_dir out/sft_shop --db ~/.shopsight/shop.duckdb \
         --train_cutoffs 2026-04-01 2026-05-01 --eval_cutoff 2026-06-01
 
 Two kinds of examples:
@@ -64,11 +64,19 @@ def churn_outcome(future: pd.DataFrame, cutoff: datetime, horizon_days: int) -> 
     return churned, nxt
 
 
-def local_serialize(history: pd.DataFrame, last_n: int = 10) -> str:
-    """A compact fallback serialization: the last events, newest first, one line each."""
-    rows = history.sort_values("ts", kind="stable").tail(last_n).iloc[::-1]
-    return "\n".join(f"{_day(r.ts)} {r.behavior} {r.category_id} {r.item_id}" for r in rows.itertuples()) \
-        or "(no events)"
+def local_serialize(history: pd.DataFrame, last_n: int = 8) -> str:
+    """A compact fallback serialization: one line per (day, category), newest first.
+
+    "05-31 view,cart,buy oils_vinegar": behaviors of that day in time order, duplicates dropped;
+    item ids and the year are left out to keep CPU fine-tuning prompts short.
+    """
+    rows = history.sort_values("ts", kind="stable")
+    days = rows["ts"].dt.strftime("%m-%d")
+    lines: list[str] = []
+    for (day, category), group in rows.groupby([days, rows["category_id"].fillna("?")], sort=False):
+        behaviors = list(dict.fromkeys(group["behavior"]))
+        lines.append(f"{day} {','.join(behaviors)} {category}")
+    return "\n".join(lines[::-1][:last_n]) or "(no events)"
 
 
 def make_serializer(token_budget: int, tokenizer=None, kind: str = "auto") -> Callable:
@@ -174,15 +182,16 @@ class SFTArgs:
     train_cutoffs: list[str] = field(default_factory=lambda: ["2026-04-01", "2026-05-01"])
     eval_cutoff: str = "2026-06-01"
     horizon_days: int = 30
-    n_churn_train: int = 160
-    n_churn_eval: int = 200
-    n_tool_train: int = 80
-    n_tool_eval: int = 40
+    n_churn_train: int = 80
+    n_churn_eval: int = 160
+    n_tool_train: int = 60
+    n_tool_eval: int = 30
     eval_user_share: float = 0.3
-    distractors: int = 3
+    distractors: int = 2
     schema_style: str = "compact"
     token_budget: int = 160
     serializer: str = "auto"
+    balance_churn: int = 1
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -238,6 +247,14 @@ def build(args: SFTArgs, events: pd.DataFrame, reviews: pd.DataFrame | None, val
     for i, cutoff in enumerate(args.train_cutoffs):
         present = set(events.loc[events["ts"] <= pd.Timestamp(cutoff), "user_id"].astype(str))
         pool = [u for u in train_users if u in present]
+        if args.balance_churn:  # equal yes / no: the model must learn the boundary, not the base rate
+            picked = random.Random(args.seed + i).sample(pool, min(4 * per_cutoff, len(pool)))
+            found = churn_examples(events, reviews, picked, datetime.fromisoformat(cutoff), args.horizon_days,
+                                   serialize, explain)
+            half = per_cutoff // 2
+            churn_train += [e for e in found if e["meta"]["label"] == 1][:half] + \
+                [e for e in found if e["meta"]["label"] == 0][: per_cutoff - half]
+            continue
         picked = random.Random(args.seed + i).sample(pool, min(per_cutoff, len(pool)))
         churn_train += churn_examples(events, reviews, picked, datetime.fromisoformat(cutoff), args.horizon_days,
                                       serialize, explain)

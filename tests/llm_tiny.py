@@ -22,27 +22,24 @@ CORPUS = [
     '{"type": "function", "function": {"name": "x", "description": "y", "parameters": '
     '{"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "integer"}}, "required": ["a"]}}}',
     "system user assistant tool tools response Call a tool as",
-    # The rendered tool schemas, so prompts compress to few tokens and training stays fast.
-    '{"type": "function", "function": {"name": "churn_risk", "description": "Churn risk of one user.", '
-    '"parameters": {"type": "object", "properties": {"user_id": {"type": "string", "description": '
-    '"The user\'s id."}, "horizon_days": {"type": "integer", "description": "Days ahead."}}, '
-    '"required": ["user_id"]}, "return": {"type": "string"}}}',
-    '{"type": "function", "function": {"name": "top_items", "description": "Best-selling items of a '
-    'category.", "parameters": {"type": "object", "properties": {"category_id": {"type": "string", '
-    '"description": "The category id."}, "k": {"type": "integer", "description": "How many items."}}, '
-    '"required": ["category_id"]}, "return": {"type": "string"}}}',
-    "<|im_start|>system\n# Tools\n<tools>\n</tools>\n<|im_end|>\n<|im_start|>user\n<|im_start|>assistant\n",
 ]
 
 
-def build_tokenizer(vocab_size: int = 900) -> PreTrainedTokenizerFast:
-    """Byte-level BPE trained on a small corpus, with a chat template that renders tools."""
+def build_tokenizer(vocab_size: int = 900, extra: list[str] | None = None) -> PreTrainedTokenizerFast:
+    """Byte-level BPE trained on a small corpus, with a chat template that renders tools.
+
+    Args:
+        vocab_size: Most tokens (the trainer stops earlier on a small corpus).
+        extra: More training text, e.g. the rendered prompts a test will use (prompt rendering
+            does not depend on the vocabulary, so a first tokenizer can render them): short
+            prompts keep the memorizing fast.
+    """
     raw = Tokenizer(models.BPE())
     raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     raw.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    raw.train_from_iterator(CORPUS * 4, trainer)
+    raw.train_from_iterator((CORPUS + list(extra or [])) * 4, trainer)
     tok = PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<|im_end|>", pad_token="<|endoftext|>")
     tok.add_tokens(["<tool_call>", "</tool_call>"])  # plain added tokens: they survive skip_special_tokens
     tok.chat_template = TEMPLATE

@@ -8,6 +8,7 @@ LocalToolChat uses; the tools are real typed functions over a small in-test shop
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Callable
 
 import pytest
@@ -313,8 +314,8 @@ def test_follow_up_resolves_against_the_previous_turn(tmp_path) -> None:
     def resolve(messages: list[BaseMessage]) -> str:
         # The model copies the id the agent's reference note gives it for "the second one".
         note = messages[-1].content
-        assert isinstance(messages[0], SystemMessage) and "u_101, u_102, u_103" in messages[0].content
-        assert '"the second one" = user u_102' in note
+        assert isinstance(messages[0], SystemMessage) and "u_101" not in messages[0].content  # static prompt
+        assert '"the second one" = user u_102' in note and "users u_101, u_102, u_103" in note
         return call("explain_user", user_id="u_102", horizon_days=7)
 
     second = ScriptedChatModel(script=[resolve, "u_102 is at 0.64: 41 days since the last purchase."])
@@ -333,6 +334,29 @@ def test_known_entities_and_references() -> None:
     assert resolve_references("what about #2?", entities) == '"#2" = user b2'
     assert resolve_references("tell me about that customer", entities) == '"that customer" = user a1'
     assert resolve_references("the tenth user", entities) == ""
+
+
+def test_time_phrases_become_days() -> None:
+    from assistant.session import time_notes
+
+    assert time_notes("Who will churn this week?") == ['"this week" = 7 days']
+    assert time_notes("complaints this month") == ['"this month" = 30 days']
+    assert time_notes("churn in the next 30 days this month") == []  # the question already says
+    assert time_notes("Summarize reviews of P1") == []
+
+
+def test_router_arguments_must_come_from_the_conversation() -> None:
+    from assistant.tool_specs import build_specs, ground_arguments
+
+    spec = build_specs(Shop().tools())["at_risk_users"]
+    texts = ['Which users will churn this week?\n(Notes: "this week" = 7 days.)']
+    kept, dropped = ground_arguments(spec, {"horizon_days": 7, "top_k": 100}, texts)
+    assert kept == {"horizon_days": 7} and dropped == ["top_k"]  # 100 came from a docstring
+    kept, _ = ground_arguments(spec, {"horizon_days": 30, "top_k": 5}, ["List the top 5 users for 30 days"])
+    assert kept == {"horizon_days": 30, "top_k": 5}
+    review = build_specs(Shop().tools())["explain_user"]
+    kept, dropped = ground_arguments(review, {"user_id": "u_9"}, ["hello"])
+    assert kept == {"user_id": "u_9"} and dropped == []  # required: kept, the tool says if it is wrong
 
 
 def test_session_file_errors_name_the_fix(tmp_path) -> None:
@@ -393,7 +417,7 @@ def test_router_decides_the_first_call() -> None:
     events, answer = run(Agent(model, shop.tools(), router=router), "Who churns this week?")
     assert len(model.seen) == 1 and shop.calls == [("at_risk_users", {"horizon_days": 7, "top_k": 1})]
     assert [e for e in events if e.type == "tool_call"][0]["routed"] is True
-    assert router.seen[0][-1] == "Who churns this week?"
+    assert router.seen[0][-1].startswith("Who churns this week?\n(Notes: \"this week\" = 7 days.")
 
 
 # ---------------------------------------------------------------------------- `shopsight ask`
@@ -416,7 +440,7 @@ def test_ask_json_lines_and_session_follow_up(tmp_path) -> None:
 
     text_out = io.StringIO()
     model2 = ScriptedChatModel(script=[
-        lambda m: call("explain_user", user_id=m[-1].content.split("user ")[-1].rstrip(".)")),
+        lambda m: call("explain_user", user_id=re.search(r"= user (\S+?)\.", m[-1].content).group(1)),
         "u_102 is at 0.64."])
     ask(Agent(model2, shop.tools()), "and why is the second one at risk?", session_path=session,
         out=text_out, err=io.StringIO())
@@ -458,7 +482,9 @@ def test_router_scores_are_the_full_sequence_likelihoods(tiny_chat) -> None:
     specs = build_specs(Shop().tools())
     messages = [SystemMessage("You are ShopSight."), HumanMessage("Which users will churn this week?")]
     router = LikelihoodRouter(tiny_chat, max_arg_tokens=8)
-    choice = router.route(messages, specs)
+    router.route([SystemMessage("You are ShopSight."), HumanMessage("Summarize reviews of item i_1")], specs)
+    choice = router.route(messages, specs)  # the system prompt and tools now come from the cache
+    assert router.last.reused_tokens > 20
     assert choice["name"] in specs and choice["name"] == max(router.last.scores, key=router.last.scores.get)
     checked, problem = specs[choice["name"]].validate(choice["args"])
     assert problem is None or "needs" in problem  # optional junk is dropped, only a missing required may remain
@@ -488,3 +514,25 @@ def test_agent_end_to_end_on_a_tiny_real_model(tiny_chat) -> None:
                                                 __import__("assistant.session").session.tool_results(answer["messages"])],
                                                ["Which users will churn this week?"])
     assert grounding.check(answer["text"], evidence).ok
+
+
+# ---------------------------------------------------------------------------- the real packaged model, end to end
+@pytest.mark.slow
+def test_real_packaged_model_end_to_end() -> None:
+    from assistant import grounding
+    from assistant.llm import load_llm
+    from assistant.session import tool_results
+
+    try:
+        chat = load_llm("qwen2.5-coder-0.5b", max_new_tokens=96)
+    except Exception as exc:  # noqa: BLE001 - not installed here: say what to run
+        pytest.skip(f"the packaged model is not installed ({exc}); run `make models`")
+    shop = Shop()
+    agent = Agent(chat, shop.tools(), max_steps=3)
+    question = "Which users will churn this week?"
+    events, answer = run(agent, question)
+    first = [e for e in events if e.type == "tool_call"][0]
+    assert first["routed"] and first["name"] == "at_risk_users" and first["arguments"].get("horizon_days") == 7
+    evidence = grounding.Evidence.from_results([r for _, r in tool_results(answer["messages"])], [question])
+    assert grounding.check(answer["text"], evidence).ok
+    assert any(c["id"] in USERS for c in answer["citations"])

@@ -211,3 +211,28 @@ def test_packaged_minilm_embeds_offline():
     assert len(a) == MINILM_DIMS
     assert float(np.dot(a, b)) > float(np.dot(a, c))
     assert MiniLMEmbedding.build_from_config(ef.get_config()).get_config() == ef.get_config()
+
+
+def test_cli_build_is_incremental_and_info_reports(tmp_path, monkeypatch, capsys):
+    store_module = pytest.importorskip("tools.data.store", reason="the event store (data room) is not written yet")
+    monkeypatch.setenv("SHOPSIGHT_HOME", str(tmp_path))
+    monkeypatch.setenv("SHOPSIGHT_DB", str(tmp_path / "shop.duckdb"))
+    monkeypatch.setenv("SHOPSIGHT_CHROMA_PATH", str(tmp_path / "chroma"))
+    with store_module.EventStore(tmp_path / "shop.duckdb") as store:
+        report = store.import_frames("test", events=_events())
+        assert report.rows_imported == len(_events()), report.problems[:3]
+    from assistant.cli import main
+
+    assert main(["cases", "build", "--cutoffs", "2024-01-31", "--text-only", "--no-progress"]) == 0
+    first = capsys.readouterr().out
+    assert '"text_added": 3' in first
+    assert main(["cases", "build", "--cutoffs", "2024-01-31", "2024-02-20", "--text-only", "--no-progress"]) == 0
+    second = capsys.readouterr().out
+    assert '"text_added": 4' in second and '"text_skipped": 3' in second
+    assert main(["cases", "info"]) == 0
+    info = capsys.readouterr().out
+    assert '"text_cases": 7' in info and "2024-01-31T23:59:59" in info
+    with pytest.raises(SystemExit, match="outcome window ends after the last event"):
+        main(["cases", "build", "--cutoffs", "2024-03-20", "--text-only", "--no-progress"])
+    with pytest.raises(SystemExit, match="is not a date"):
+        main(["cases", "build", "--cutoffs", "yesterday", "--text-only"])

@@ -212,7 +212,10 @@ def test_with_a_tiny_real_predictor(store, analyzer, tmp_path):
     predictor = train_predictor(events, CUTOFF, cfg, tmp_path / "pred", progress=False)
     empty = EventStore(tmp_path / "noscores.duckdb")
     empty.import_frames("test", **_frames())  # no scores table rows: the predictor answers directly
-    ctx = ToolContext(store=empty, predictor=predictor, reviews=analyzer, cutoff=CUTOFF,
+    cases = CaseMemory(path=tmp_path / "chroma", text_embedding=HashingEmbedding())
+    built = cases.build(events, [datetime(2024, 2, 29, 23, 59, 59)], (7, 30), predictor=predictor, progress=False)
+    assert built["vectors_added"] == 9  # u01..u08 and u99
+    ctx = ToolContext(store=empty, predictor=predictor, cases=cases, reviews=analyzer, cutoff=CUTOFF,
                       audit_path=tmp_path / "a.jsonl")
     fns = {f.__name__: f for f in build_tools(ctx)}
     risk = fns["at_risk_users"](horizon_days=30, top_k=3)
@@ -222,4 +225,8 @@ def test_with_a_tiny_real_predictor(store, analyzer, tmp_path):
     assert len(nxt["next_items"]) == 2 and set(nxt["p_buy"]) == {"7d", "30d"}
     why = fns["explain_user"](user_id="u01", horizon_days=7)
     assert "error" not in why and 0.0 <= why["p_churn"] <= 1.0 and why["facts"]["orders"] > 0
+    like = fns["similar_cases"](user_id="u02", k=3)
+    assert like["method"] == "user_vector" and all(c["user_id"] != "u02" for c in like["cases"])
+    assert "not one this model predicts" in fns["explain_user"](user_id="u01", horizon_days=14)["error"] or \
+        "out of range" in fns["explain_user"](user_id="u01", horizon_days=14)["error"]
     empty.close()

@@ -69,12 +69,14 @@ def _second_turn() -> list:
 
 @pytest.fixture(scope="module")
 def chat() -> LocalToolChat:
-    tok = build_tokenizer()
+    draft = LocalToolChat(model=None, tokenizer=build_tokenizer())
+    pairs = [(_prompt(draft, [HumanMessage(q)]), a) for q, a in
+             [(Q_TAGGED, TAGGED), (Q_FENCED, FENCED), (Q_PLAIN, PLAIN), (Q_BROKEN, BROKEN)]]
+    pairs.append((_prompt(draft, _second_turn()), FINAL))
+    # Trained on the prompts too, so each is a few dozen tokens and memorizing takes seconds.
+    tok = build_tokenizer(extra=[text for pair in pairs for text in pair])
     model = build_model(tok)
     chat = LocalToolChat(model=model, tokenizer=tok, max_new_tokens=48, model_name="tiny")
-    pairs = [(_prompt(chat, [HumanMessage(q)]), a) for q, a in
-             [(Q_TAGGED, TAGGED), (Q_FENCED, FENCED), (Q_PLAIN, PLAIN), (Q_BROKEN, BROKEN)]]
-    pairs.append((_prompt(chat, _second_turn()), FINAL))
     loss = memorize(model, tok, pairs)
     assert loss < 0.05, f"the tiny model did not learn its replies (loss {loss:.3f})"
     return chat

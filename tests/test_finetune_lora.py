@@ -183,3 +183,13 @@ def test_bad_arguments_say_how_to_fix():
         lora.parse_args(["--train_file", "x", "--out_dir", "y", "--quantize", "int3"])
     with pytest.raises(SystemExit, match="unknown option"):
         lora.parse_args(["--train_file", "x", "--out_dir", "y", "--learning_rate", "1"])
+
+
+@pytest.mark.parametrize("config", sorted((lora.Path(__file__).resolve().parent.parent / "finetune" / "configs")
+                                          .glob("*.yaml")), ids=lambda p: p.name)
+def test_every_config_parses_and_documents_its_launch(config):
+    args = lora.parse_args(["--config", str(config), "--max_steps", "3"])
+    assert args.max_steps == 3
+    header = config.read_text().split("\n\n")[0]
+    assert f"--config finetune/configs/{config.name}" in header  # the launch command names this file
+    assert args.quantize == ("nf4" if config.name.startswith("qlora") else None)

@@ -97,3 +97,45 @@ def test_citations_follow_mentions() -> None:
 
 def test_sentence_split_keeps_decimals() -> None:
     assert grounding.split_sentences("p is 0.73. Next one.") == ["p is 0.73.", "Next one."]
+
+
+# ---------------------------------------------------------------------------- the composer is grounded by construction
+CATALOG_SHAPED = [
+    ("at_risk_users", {"horizon_days": 7, "as_of": "2026-06-30T23:02:12", "rank_by": "value_at_risk", "segment": None,
+                       "population": "2134 active customers (a purchase in the last 90 days)", "mean_p_churn": 0.4123,
+                       "users": [{"rank": 1, "user_id": "1814", "p_churn": 0.91234, "value_at_risk": 12.456,
+                                  "expected_spend": 13.7, "days_since_last_buy": 41, "orders": 3}]}),
+    ("explain_user", {"user_id": "1814", "horizon_days": 7, "p_churn": 0.9123,
+                      "drivers": [{"type": "feature", "feature": "recency", "effect": 0.2113,
+                                   "direction": "raises churn risk"},
+                                  {"type": "event", "event": {"behavior": "buy", "item_id": "P00001",
+                                                              "category_id": "tea"}, "effect": -0.0312}],
+                      "facts": {"orders": 3, "spend": 45.2, "top_category": "tea"}}),
+    ("review_summary", {"scope": {"item_id": "P00458", "since": None}, "n_reviews": 29, "mean_rating": 3.21,
+                        "sentiment": {"positive": 12, "mixed": 5, "negative": 12},
+                        "aspects": [{"aspect": "taste", "reviews": 9, "positive": 6, "negative": 3,
+                                     "quote": {"review_id": "R0000042", "text": "«tastes stale after 2 weeks»"}}],
+                        "quotes": {"negative": [{"review_id": "R0000007", "p_positive": 0.07, "text": "«awful»",
+                                                 "rating": 1}], "positive": []}}),
+    ("segment_report", {"segment_by": "tenure", "horizon_days": 30, "segments": [
+        {"segment": "0-30d", "users": 211, "predicted_churn_rate": 0.6412, "predicted_buy_rate": 0.3588,
+         "mean_spend": 10.004}]}),
+    ("similar_cases", {"cases": [{"case_id": "snap:1814:2026-04-01", "similarity": 0.9312, "user_id": "77",
+                                  "churned": True, "buys_after": 0}],
+                       "outcomes": {"n_snapshots": 5, "churned": 3, "retained": 2, "churn_rate": 0.6}}),
+    ("user_history", {"user_id": "1814", "events": [{"ts": "2026-06-01T10:00:00", "behavior": "buy",
+                                                     "item_id": "P00001", "amount": 4.5}],
+                      "totals": {"orders": 3, "spend": 45.2}}),
+]
+
+
+@pytest.mark.parametrize("tool, result", CATALOG_SHAPED, ids=[t for t, _ in CATALOG_SHAPED])
+def test_composed_answers_are_grounded(tool: str, result: dict) -> None:
+    from assistant.composer import compose_answer
+
+    text = compose_answer("q", [(tool, result)])
+    assert text and "None" not in text
+    report = check(text, Evidence.from_results([result]))
+    assert report.ok, (text, report.ungrounded)
+    ids = [v for v in ("1814", "P00458", "R0000042", "0-30d", "snap:1814:2026-04-01") if v in str(result)]
+    assert all(i in text for i in ids)

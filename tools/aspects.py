@@ -78,6 +78,12 @@ def find_aspects(clause: str) -> list[str]:
     return [a for a in ASPECTS if _EN_PATTERNS[a].search(lowered) or _ZH_PATTERNS[a].search(clause)]
 
 
+def keyword_position(clause: str, aspect: str) -> int:
+    """Where the first keyword of `aspect` starts in `clause` (-1 when absent): quotes centre on it."""
+    m = _EN_PATTERNS[aspect].search(clause.lower()) or _ZH_PATTERNS[aspect].search(clause)
+    return m.start() if m else -1
+
+
 @dataclass(frozen=True)
 class AspectMention:
     """One clause of one review that mentions one aspect."""

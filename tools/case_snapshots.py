@@ -89,7 +89,29 @@ def outcomes(events: pd.DataFrame, cutoff: datetime, horizons_days: tuple[int, .
     return out
 
 
-def snapshot_text(user_id: str, cutoff: datetime, row) -> str:
+def review_facts(reviews: pd.DataFrame | None, cutoff: datetime, users) -> pd.DataFrame:
+    """Per user, reviews written by `cutoff`: n_reviews, mean_rating, last_rating, last_aspects.
+
+    A customer who wrote "arrived two weeks late" is a different case from a silent one; the
+    aspects make text queries like "stopped after a late delivery" find them.
+    """
+    from tools.aspects import find_aspects  # keyword match only: cheap enough for every review
+
+    cols = ["n_reviews", "mean_rating", "last_rating", "last_aspects"]
+    if reviews is None or not len(reviews):
+        return pd.DataFrame(columns=cols)
+    past = reviews[(reviews["ts"] <= pd.Timestamp(cutoff)) & reviews["user_id"].astype(str).isin(users)]
+    if not len(past):
+        return pd.DataFrame(columns=cols)
+    past = past.sort_values("ts", kind="stable")
+    g = past.groupby(past["user_id"].astype(str))
+    last = g.tail(1).set_index(past.loc[g.tail(1).index, "user_id"].astype(str))
+    text = last.get("title", pd.Series("", index=last.index)).fillna("") + ". " + last["text"].fillna("")
+    return pd.DataFrame({"n_reviews": g.size(), "mean_rating": g["rating"].mean(),
+                         "last_rating": last["rating"], "last_aspects": text.map(lambda t: " ".join(find_aspects(t)))})
+
+
+def snapshot_text(user_id: str, cutoff: datetime, row, review=None) -> str:
     """One line describing the situation (never the outcome): what the text collection embeds."""
     bought = (f"last purchase {row.days_since_last_buy} days before" if row.days_since_last_buy >= 0
               else "never purchased")
@@ -97,21 +119,33 @@ def snapshot_text(user_id: str, cutoff: datetime, row) -> str:
     return (f"Customer {user_id} as of {pd.Timestamp(cutoff):%Y-%m-%d}: {row.n_orders} order days, "
             f"{row.n_events} events over {row.tenure_days} days, {bought}, "
             f"last activity {row.days_since_last_event} days before, spend {row.spend:.2f}{cat}; "
-            f"{row.events_30d} events in the last 30 days, {row.buys_90d} purchases in the last 90.")
+            f"{row.events_30d} events in the last 30 days, {row.buys_90d} purchases in the last 90."
+            + _review_sentence(review))
+
+
+def _review_sentence(review) -> str:
+    if review is None or pd.isna(review.get("n_reviews")):
+        return ""
+    about = f" about {review['last_aspects'].replace(' ', ', ')}" if review.get("last_aspects") else ""
+    last = "" if pd.isna(review.get("last_rating")) else f"; the last one {int(review['last_rating'])} stars{about}"
+    mean = "" if pd.isna(review.get("mean_rating")) else f" (mean {float(review['mean_rating']):.1f} stars)"
+    return f" Wrote {int(review['n_reviews'])} review(s){mean}{last}."
 
 
 def snapshot_rows(events: pd.DataFrame, cutoff: datetime, horizons_days: tuple[int, ...],
-                  users: list[str] | None = None) -> tuple[list[str], list[str], list[dict]]:
+                  users: list[str] | None = None, reviews: pd.DataFrame | None = None
+                  ) -> tuple[list[str], list[str], list[dict]]:
     """(ids, documents, metadatas) of every snapshot at `cutoff` (for `users` if given)."""
     feats = snapshot_features(events, cutoff, users)
     if not len(feats):
         return [], [], []
     outs = outcomes(events, cutoff, horizons_days, feats.index)
+    revs = review_facts(reviews, cutoff, set(feats.index.astype(str)))
     ids, docs, metas = [], [], []
     cutoff_ts = pd.Timestamp(cutoff)
     for (uid, f), (_, o) in zip(feats.iterrows(), outs.iterrows()):
         ids.append(case_id(str(uid), cutoff))
-        docs.append(snapshot_text(str(uid), cutoff, f))
+        docs.append(snapshot_text(str(uid), cutoff, f, revs.loc[str(uid)] if str(uid) in revs.index else None))
         meta = {"kind": "snapshot", "user_id": str(uid), "cutoff": cutoff_ts.isoformat(),
                 "cutoff_s": int(cutoff_ts.timestamp()),
                 "horizons_days": " ".join(str(h) for h in sorted(horizons_days)),

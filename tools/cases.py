@@ -26,7 +26,7 @@ from chromadb.config import Settings as ChromaSettings
 from tqdm.auto import tqdm
 
 from tools import paths
-from tools.case_snapshots import case_id, snapshot_features, snapshot_rows, snapshot_text
+from tools.case_snapshots import case_id, review_facts, snapshot_features, snapshot_rows, snapshot_text
 from tools.embeddings import MiniLMEmbedding, PrecomputedEmbedding
 
 VECTOR_COLLECTION = "cases_by_vector"
@@ -80,7 +80,7 @@ class CaseMemory:
         return [i for i in ids if i not in have]
 
     def build(self, events: pd.DataFrame, cutoffs: list[datetime], horizons_days: tuple[int, ...] = (7, 30),
-              predictor: Any = None, progress: bool = True) -> dict:
+              predictor: Any = None, progress: bool = True, reviews: pd.DataFrame | None = None) -> dict:
         """Add the snapshots of every user at each cutoff; skip those already stored.
 
         Args:
@@ -89,6 +89,7 @@ class CaseMemory:
             horizons_days: outcome windows stored with every case.
             predictor: a `Predictor` for the vector collection; None stores text only.
             progress: show a tqdm bar per cutoff.
+            reviews: canonical reviews; what a user wrote by the cutoff goes into the case text.
 
         Returns:
             {"cutoffs": [...], "text_added", "text_skipped", "vectors_added", "vectors_skipped", "notes"}.
@@ -122,7 +123,7 @@ class CaseMemory:
             bar = tqdm(total=len(todo_users), desc=f"cases @ {pd.Timestamp(c):%Y-%m-%d}", unit="user",
                        disable=not progress)
             for chunk in _chunks(todo_users, BATCH):
-                ids, docs, metas = snapshot_rows(events, c, horizons_days, users=chunk)
+                ids, docs, metas = snapshot_rows(events, c, horizons_days, users=chunk, reviews=reviews)
                 text_rows = [k for k, i in enumerate(ids) if i in todo_text]
                 if text_rows:
                     self.by_text.upsert(ids=[ids[k] for k in text_rows], documents=[docs[k] for k in text_rows],
@@ -215,7 +216,8 @@ class CaseMemory:
         return {"method": "user_vector", "cases": cases, "outcomes": self._outcome_summary(cases)}
 
     def search_user(self, user_id: str, events: pd.DataFrame, cutoff: datetime, k: int = 5,
-                    horizon_days: int | None = None, predictor: Any = None) -> dict:
+                    horizon_days: int | None = None, predictor: Any = None,
+                    reviews: pd.DataFrame | None = None) -> dict:
         """Past cases like this user now: by the predictor's vector when available, else by text.
 
         The user's own past snapshots are left out: "customers like them" means other customers.
@@ -227,7 +229,8 @@ class CaseMemory:
         feats = snapshot_features(events, cutoff, users=[user_id])
         if not len(feats):
             raise CaseMemoryError(f"user {user_id} has no events on or before {pd.Timestamp(cutoff):%Y-%m-%d}")
-        text = snapshot_text(user_id, cutoff, feats.iloc[0])
+        revs = review_facts(reviews, cutoff, {user_id})
+        text = snapshot_text(user_id, cutoff, feats.iloc[0], revs.loc[user_id] if user_id in revs.index else None)
         return self.search_text(text, k, horizon_days, exclude_user=user_id)
 
     def info(self) -> dict:

@@ -30,6 +30,7 @@ import pandas as pd
 
 from tools import paths
 from tools.data.schema import StoreError
+from tools.predictor.data import PredictorError
 
 
 class ToolError(Exception):
@@ -154,7 +155,7 @@ def tool(ctx: ToolContext) -> Callable[[Callable], Callable]:
                 result = jsonable(func(*bound.args, **bound.kwargs))
             except ToolError as exc:
                 result = {"error": str(exc), "hint": exc.hint}
-            except StoreError as exc:  # unknown ids and windows, from the store
+            except (StoreError, PredictorError) as exc:  # unknown ids and windows, from the store or the model
                 result = {"error": str(exc), "hint": "check the id; at_risk_users or user_history list valid ids"}
             record.update(ok="error" not in result, error=result.get("error"), ms=round(1e3 * (time.perf_counter() - t0), 1))
             _audit(ctx, record)

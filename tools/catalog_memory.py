@@ -45,7 +45,8 @@ def memory_tools(ctx: ToolContext) -> list[Callable]:
             if user_id:
                 check_user(ctx, user_id)
                 res = ctx.cases.search_user(user_id, events_until_cutoff(ctx), ctx.cutoff, k=k,
-                                            horizon_days=horizon, predictor=ctx.predictor)
+                                            horizon_days=horizon, predictor=ctx.predictor,
+                                            reviews=ctx.store.reviews_frame(user_id=user_id, until=ctx.cutoff))
             else:
                 res = ctx.cases.search_text(text.strip(), k=k, horizon_days=horizon)
         except CaseMemoryError as exc:

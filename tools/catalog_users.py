@@ -86,7 +86,8 @@ def user_tools(ctx: ToolContext) -> list[Callable]:
         from tools.predictor.explain import explain_user as predictor_explain
 
         events = events_until_cutoff(ctx)
-        exp = predictor_explain(ctx.predictor, events[events["user_id"] == user_id], user_id, ctx.cutoff, horizon_days)
+        exp = predictor_explain(ctx.predictor, events[events["user_id"] == user_id], user_id, ctx.cutoff, horizon_days,
+                                reviews=ctx.store.reviews_frame(user_id=user_id, until=ctx.cutoff))
         f = user_facts(ctx).loc[user_id]
         facts = {"orders": int(f.n_orders), "spend": _r(f.spend, 2), "days_since_last_buy": int(f.days_since_last_buy),
                  "days_since_last_event": int(f.days_since_last_event), "tenure_days": int(f.tenure_days),

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from tools import paths
-from tools.aspects import ASPECTS, aspect_mentions, is_chinese
+from tools.aspects import ASPECTS, aspect_mentions, is_chinese, keyword_position
 from tools.sentiment import SentimentModel, fingerprint_reviews, rating_labels
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -42,13 +42,23 @@ def mask_text(text: str) -> str:
     return _MARKUP.sub(" ", masked)
 
 
-def quote(text: str, limit: int = QUOTE_CHARS) -> str:
-    """A masked quote, cut at a word boundary to `limit` characters."""
-    text = " ".join(mask_text(text).split())
+_HTML = re.compile(r"<br\s*/?>|</?p>", re.IGNORECASE)  # Amazon-style line breaks in review bodies
+
+
+def quote(text: str, limit: int = QUOTE_CHARS, around: int = -1) -> str:
+    """A masked quote of at most `limit` characters, cut at word boundaries; when `around` is a
+    position in `text`, the window starts shortly before it (so an aspect's keyword is shown)."""
+    text = " ".join(mask_text(_HTML.sub(" ", text)).split())
     if len(text) <= limit:
         return text
-    cut = text[:limit].rsplit(" ", 1)[0] if not is_chinese(text) else text[:limit]
-    return cut + " …"
+    start = max(0, min(around - limit // 4, len(text) - limit)) if around > 0 else 0
+    window = text[start:start + limit]
+    if not is_chinese(text):
+        if start > 0:
+            window = window.split(" ", 1)[-1]
+        if start + limit < len(text):
+            window = window.rsplit(" ", 1)[0]
+    return ("… " if start > 0 else "") + window + (" …" if start + limit < len(text) else "")
 
 
 def sentiment_label(p_positive: float) -> str:
@@ -63,7 +73,7 @@ def sentiment_label(p_positive: float) -> str:
 def review_text(frame: pd.DataFrame) -> list[str]:
     """Title and body joined: the title often carries the verdict ("Not as advertised")."""
     title = frame["title"].fillna("").astype(str) if "title" in frame else pd.Series("", index=frame.index)
-    body = frame["text"].fillna("").astype(str)
+    body = frame["text"].fillna("").astype(str).str.replace(_HTML, "\n", regex=True)
     joined = np.where(title.str.len() > 0, title + ". " + body, body)
     return [str(t) for t in joined]
 
@@ -174,13 +184,17 @@ class ReviewAnalyzer:
             n_neg = int((rows["sentiment"] == "negative").sum())
             # The quote shows the majority view, the most confident clause of that side.
             pick = rows.loc[rows["p_positive"].idxmin()] if n_neg > n_pos else rows.loc[rows["p_positive"].idxmax()]
+            clause = pick["clause"]
             aspects.append({"aspect": aspect, "reviews": int(len(rows)), "positive": n_pos, "negative": n_neg,
-                            "quote": {"review_id": pick["review_id"], "text": quote(pick["clause"], 160)}})
+                            "quote": {"review_id": pick["review_id"],
+                                      "text": quote(clause, 160, around=keyword_position(clause, aspect))}})
         aspects.sort(key=lambda a: -a["reviews"])
         out["aspects"] = aspects
         texts = dict(zip(frame["review_id"].astype(str), review_text(frame)))
         rating_by_id = dict(zip(frame["review_id"].astype(str), ratings)) if len(ratings) else {}
-        ranked = per_review.sort_values("p_positive")
+        # Shops reuse texts (and so does the demo shop): one quote per distinct text.
+        ranked = per_review.assign(text=per_review["review_id"].map(texts)).drop_duplicates("text")
+        ranked = ranked.sort_values("p_positive", kind="stable")
         out["quotes"] = {side: [self._quote_row(r, texts, rating_by_id) for r in rows.itertuples()]
                          for side, rows in (("negative", ranked[ranked.sentiment == "negative"].head(n_quotes)),
                                             ("positive", ranked[ranked.sentiment == "positive"]

@@ -84,6 +84,7 @@ def _build(args: argparse.Namespace) -> int:
     store = EventStore(settings.db_path, read_only=True)
     try:
         events = store.events_frame()
+        reviews = store.reviews_frame()
         if not len(events):
             raise SystemExit(f"{settings.db_path}: the event store has no events; import data first")
         cutoffs = [parse_cutoff(c) for c in args.cutoffs] if args.cutoffs else \
@@ -94,7 +95,8 @@ def _build(args: argparse.Namespace) -> int:
     print(f"building cases at {len(cutoffs)} cutoff(s), horizons {list(horizons)} days; vectors: {note}")
     memory = _memory(settings)
     try:
-        report = memory.build(events, cutoffs, horizons, predictor=predictor, progress=not args.no_progress)
+        report = memory.build(events, cutoffs, horizons, predictor=predictor, progress=not args.no_progress,
+                              reviews=reviews)
     except CaseMemoryError as exc:
         raise SystemExit(str(exc)) from None
     print(json.dumps(report, indent=2))

@@ -85,11 +85,14 @@ def _train_then_predict(events: pd.DataFrame, cutoff: datetime, horizon_days: in
     """Fit on features at cutoff - H with labels from (cutoff - H, cutoff]; predict at cutoff."""
     past = _past(events, cutoff)
     train_cut = cutoff - timedelta(days=horizon_days)
+    too_short = f"the data before the cutoff {cutoff} is too short for a {horizon_days}-day horizon " \
+        f"(labels come from ({train_cut}, {cutoff}]); pick a later cutoff or a shorter horizon"
+    if not (past["ts"] <= train_cut).any():
+        raise ValueError(f"cannot train at {train_cut}: no events before it; {too_short}")
     train = features(past, train_cut)
     y = _labels(past, train_cut, cutoff, train.index)
     if len(np.unique(y)) < 2:
-        raise ValueError(f"cannot train at {train_cut}: every user has the same label; the data before the "
-                         f"cutoff {cutoff} is too short for a {horizon_days}-day horizon")
+        raise ValueError(f"cannot train at {train_cut}: every user has the same label; {too_short}")
     model = make_model()
     model.fit(design(train), y)
     now = features(past, cutoff)

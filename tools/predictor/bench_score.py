@@ -147,7 +147,7 @@ def score_table(long: pd.DataFrame, manifest: dict | None = None) -> str:
                 h_label = f"{h}d" if h != "mean" else "mean"
                 lines.append(f"| {task} | {h_label} | {label} | " + " | ".join(cells) + " |")
     n_cutoffs = long["cutoff"].nunique()
-    footer = f"\nMeans over {n_cutoffs} test cutoff(s)"
+    footer = f"\n\nMeans over {n_cutoffs} test cutoff(s)"
     if manifest:
         footer += f" of `{manifest['data']['dataset']}` ({', '.join(manifest['test_cutoffs'])})"
     footer += "; the F1 threshold is chosen on each cutoff's validation cutoff (c - max H)."

@@ -169,7 +169,8 @@ class BehaviorTransformer(nn.Module):
             denom = m.sum().clamp_min(1.0)
             losses["buy"] = (F.binary_cross_entropy_with_logits(buy_logits, b["buy"], reduction="none") * m).sum() / denom
             losses["cart"] = (F.binary_cross_entropy_with_logits(cart_logits, b["cart"], reduction="none") * m).sum() / denom
-        if "next_item" in b:
+        wants_next = any(weights.get(k, 1.0) > 0 for k in ("next_item", "next_category", "next_behavior"))
+        if "next_item" in b and wants_next:
             T = h.shape[1]
             recent = torch.arange(T, device=h.device)[None] >= (lengths[:, None] - self.cfg.item_loss_positions)
             sel = (b["next_item"] >= 0) & recent

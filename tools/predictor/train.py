@@ -67,7 +67,9 @@ class TrainConfig:
                                                         "next_category": 0.5, "next_behavior": 0.2})
     calibration: str = "platt"  # platt | isotonic | none
     device: str = "auto"  # auto | cpu | cuda
-    num_threads: int = 0  # torch CPU threads; 0 = leave torch's default
+    # torch CPU threads. 1 by default: this model's matrices are too small to split, and on a
+    # shared or busy machine extra threads spin-wait (measured 4x slower per matmul with 2 threads).
+    num_threads: int = 1
 
     def __post_init__(self) -> None:
         self.horizons_days = tuple(int(h) for h in self.horizons_days)
@@ -90,6 +92,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, raw: dict) -> "TrainConfig":
+        """Fields from a mapping; a recipe's `run:` section (read by finetune.predictor) is ignored."""
+        raw = {k: v for k, v in raw.items() if k != "run"}
         names = {f.name for f in fields(cls)}
         unknown = set(raw) - names
         if unknown:
@@ -113,6 +117,10 @@ def _to_tensors(batch: dict, device: torch.device) -> dict[str, torch.Tensor]:
         arr = np.asarray(v)
         out[k] = torch.from_numpy(arr.astype(np.float32) if arr.dtype.kind == "f" else arr.astype(np.int64)).to(device)
     return out
+
+
+def device_name_hint(cfg: TrainConfig) -> str:
+    return "cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
 
 
 def _resolve_device(cfg: TrainConfig) -> str:
@@ -165,7 +173,7 @@ def _evaluate(model: BehaviorTransformer, arrays: EventArrays, ex: Examples, cfg
     with torch.no_grad():
         for idx in length_batches(ex.ends - arrays.offsets[ex.user_rows], 1024, None):
             b = _to_tensors(collate(arrays, ex, idx, cfg.max_len, label_end), device)
-            total += float(model(b, cfg.loss_weights)["loss"]) * len(idx)
+            total += model(b, cfg.loss_weights)["loss"].item() * len(idx)
             n += len(idx)
     model.train()
     return total / max(n, 1)
@@ -190,7 +198,7 @@ def train_predictor(events: pd.DataFrame, cutoff: datetime, config: TrainConfig,
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     torch.manual_seed(config.seed)
-    if config.num_threads:
+    if config.num_threads and device_name_hint(config) == "cpu":
         torch.set_num_threads(config.num_threads)
     device_name = _resolve_device(config)
     acc = Accelerator(cpu=device_name == "cpu")
@@ -247,7 +255,8 @@ def train_predictor(events: pd.DataFrame, cutoff: datetime, config: TrainConfig,
             opt.step()
             state["step"] += 1
             seen += len(idx)
-            bar.set_postfix(loss=f"{float(losses['loss']):.4f}", lr=f"{lr:.1e}")
+            if state["step"] % 20 == 0:  # .item() is a device sync point: not every step
+                bar.set_postfix(loss=f"{losses['loss'].item():.4f}", lr=f"{lr:.1e}")
         val_loss = _evaluate(raw_model, arrays, val, config, label_end, device)
         improved = val_loss < state["best_val"] - 1e-5
         state.update(epoch=epoch + 1, best_val=min(val_loss, state["best_val"]),

@@ -1,0 +1,422 @@
+"""Import a source file into the event store: all or nothing, every line accounted for.
+
+Flow of one import (one DuckDB transaction; a crash or kill before COMMIT leaves the store as it
+was): hash the file (a file already imported adds nothing) -> stream chunks (readers.py) ->
+validate each chunk in SQL into a temporary staging table (validate.py) -> find duplicates ->
+insert accepted rows, rejected rows with their reasons, new users/items, and one import_log row.
+
+Invariant, checked before COMMIT: rows_read = rows_imported + rows_rejected + rows_dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from tools.data import readers
+from tools.data.formats import (
+    ALIASES,
+    CANONICAL_FIELDS,
+    FORMATS,
+    REQUIRED_FIELDS,
+    FormatSpec,
+    check_first_line,
+    detect_format,
+    format_list,
+)
+from tools.data.pii import hmac_pads, secret_key
+from tools.data.schema import ImportFailed, RowProblem
+from tools.data.validate import DEDUPE_KEY, STAGE_COLUMNS, chunk_select
+
+PhaseFn = Callable[[str, int], None]  # (phase name, rows so far): for UIs and the kill test
+SHOW_PROBLEMS = 5
+
+
+@dataclass
+class ImportReport:
+    """What one import did. `rows_read == rows_imported + rows_rejected + rows_dropped` always."""
+
+    source_file: str
+    format: str
+    target_table: str
+    sha256: str = ""
+    import_id: int | None = None
+    rows_read: int = 0
+    rows_imported: int = 0
+    rows_rejected: int = 0
+    rows_dropped: int = 0
+    duplicates: int = 0
+    pii_masks: int = 0
+    pseudonymized: bool = False
+    already_imported: bool = False
+    seconds: float = 0.0
+    added: dict[str, int] = field(default_factory=dict)  # rows added per table
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    problems: list[RowProblem] = field(default_factory=list)  # the first few rejected rows
+    window_label: str = ""
+
+    def summary(self) -> str:
+        """Human-readable lines for the CLI."""
+        if self.already_imported:
+            return (
+                f"{self.source_file}: already imported (import {self.import_id}, same sha256 "
+                f"{self.sha256[:12]}); nothing added."
+            )
+        lines = [
+            f"{self.source_file} ({self.format} -> {self.target_table}, import {self.import_id}, "
+            f"{self.seconds:.1f}s): read {self.rows_read:,} = imported {self.rows_imported:,} "
+            f"+ rejected {self.rows_rejected:,} + dropped {self.rows_dropped:,}"
+        ]
+        if self.rows_dropped:
+            lines.append(f"  dropped: outside {self.window_label or 'the format window'}")
+        if self.duplicates:
+            lines.append(f"  duplicate rows: {self.duplicates:,}")
+        if self.pii_masks:
+            lines.append(f"  PII masked in review text: {self.pii_masks:,} spans")
+        if self.pseudonymized:
+            lines.append("  user ids pseudonymized (keyed hash)")
+        extra = {k: v for k, v in self.added.items() if k != self.target_table and v}
+        if extra:
+            lines.append("  also added: " + ", ".join(f"{v:,} {k}" for k, v in extra.items()))
+        for problem in self.problems:
+            lines.append("  rejected " + problem.describe(self.source_file))
+        if self.rows_rejected > len(self.problems):
+            lines.append(
+                f"  ... {self.rows_rejected - len(self.problems):,} more; see them with "
+                f"`shopsight data info` or SELECT * FROM rejected WHERE import_id = {self.import_id}"
+            )
+        return "\n".join(lines)
+
+
+def file_sha256(path: Path, chunk: int = 8 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def parse_mapping(mapping: dict | None) -> dict:
+    """Normalise a mapping to {"columns": {source: canonical}, "target", "ts_unit", "behaviors", "delimiter"}."""
+    mapping = dict(mapping or {})
+    known = {"columns", "target", "ts_unit", "behaviors", "delimiter"}
+    if mapping and not (set(mapping) & known):
+        mapping = {"columns": mapping}  # a flat {source: canonical} dict
+    unknown = set(mapping) - known
+    if unknown:
+        raise ImportFailed(f"mapping: unknown keys {sorted(unknown)}; use {sorted(known)}")
+    mapping.setdefault("columns", {})
+    return mapping
+
+
+def mapped_spec(base: FormatSpec, names: list[str], mapping: dict, path: Path) -> FormatSpec:
+    """A generic CSV/Parquet spec whose fields come from the mapping (or canonical header names)."""
+    columns = {str(k): str(v) for k, v in mapping["columns"].items()}
+    target = mapping.get("target") or (
+        "reviews" if "review_id" in columns.values() or "rating" in columns.values() else "events"
+    )
+    if target not in CANONICAL_FIELDS:
+        raise ImportFailed(f"mapping: target {target!r} is not one of {sorted(CANONICAL_FIELDS)}")
+    if not columns:  # identity on canonical names and common aliases
+        for name in names:
+            canonical = ALIASES.get(name.lower(), name.lower())
+            if canonical in CANONICAL_FIELDS[target] and canonical not in columns.values():
+                columns[name] = canonical
+    for source, canonical in columns.items():
+        if source not in names:
+            raise ImportFailed(
+                f"{path}:1: mapping names column {source!r}, which the header lacks; columns are {names}"
+            )
+        if canonical not in CANONICAL_FIELDS[target]:
+            raise ImportFailed(
+                f"mapping: {source}={canonical}: {canonical!r} is not a field of {target}; "
+                f"fields are {', '.join(CANONICAL_FIELDS[target])}"
+            )
+    missing = [f for f in REQUIRED_FIELDS[target] if f not in columns.values()]
+    if missing:
+        raise ImportFailed(
+            f"{path}: no column maps to {', '.join(missing)} (header: {names}). Map them, e.g. "
+            f"--map {names[0] if names else 'col'}={missing[0]}, or give --mapping FILE.yaml"
+        )
+    fields = {canonical: '"' + source.replace('"', '""') + '"' for source, canonical in columns.items()}
+    behaviors = mapping.get("behaviors")
+    if behaviors is not None:
+        behaviors = {str(k).lower(): str(v) for k, v in behaviors.items()}
+        behaviors.update({b: b for b in ("view", "cart", "fav", "buy") if b not in behaviors})
+    return replace(
+        base,
+        target=target,
+        fields=fields,
+        ts_unit=str(mapping.get("ts_unit") or "auto"),
+        behaviors=behaviors,
+        delimiter=str(mapping.get("delimiter") or ","),
+    )
+
+
+def resolve_spec(path: Path, fmt: str | None) -> FormatSpec:
+    name = fmt or detect_format(path)
+    if name not in FORMATS:
+        raise ImportFailed(f"unknown format {name!r}; known formats:\n{format_list()}")
+    return FORMATS[name]
+
+
+def import_file(
+    con: duckdb.DuckDBPyConnection,
+    path: str | Path,
+    fmt: str | None = None,
+    mapping: dict | None = None,
+    pseudonymize: bool = False,
+    progress: bool = True,
+    on_phase: PhaseFn | None = None,
+    chunk_bytes: int = readers.DEFAULT_CHUNK_BYTES,
+) -> ImportReport:
+    """Import one file through `con` (a read-write connection); see the module docstring."""
+    started = utcnow()
+    t0 = time.perf_counter()
+    path = Path(path)
+    if not path.is_file():
+        raise ImportFailed(f"{path}: no such file; check the path")
+    if path.stat().st_size == 0:
+        raise ImportFailed(f"{path}: the file is empty (0 bytes); nothing was imported. Check the export.")
+    spec = resolve_spec(path, fmt)
+    if spec.engine not in ("parquet",):
+        check_first_line(path, spec)
+    sha = file_sha256(path)
+    report = ImportReport(str(path), spec.name, spec.target, sha256=sha, pseudonymized=pseudonymize,
+                          window_label=spec.window_label)
+    chunks, expected, spec = _open_chunks(path, spec, mapping, chunk_bytes, progress)  # checks the mapping
+    report.format, report.target_table = spec.name, spec.target
+    prior = con.execute(
+        "SELECT import_id FROM import_log WHERE sha256 = ? AND rows_imported > 0 ORDER BY import_id LIMIT 1", [sha]
+    ).fetchone()
+    if prior:
+        chunks.close()
+        report.already_imported, report.import_id = True, prior[0]
+        return report
+    keep_raw = spec.engine in ("csv", "parquet")  # records there are not lines we can re-read
+
+    con.execute("BEGIN TRANSACTION")
+    try:
+        run_chunks(con, report, spec, chunks, expected, path, pseudonymize, keep_raw, on_phase, started, t0)
+        if on_phase:
+            on_phase("before_commit", report.rows_imported)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return report
+
+
+def run_chunks(con, report: ImportReport, spec: FormatSpec, chunks, expected: int, path: Path | None,
+               pseudonymize: bool, keep_raw: bool, on_phase: PhaseFn | None, started: datetime,
+               t0: float) -> None:
+    """Stage, validate and insert one source inside the caller's open transaction; log it."""
+    params = {}
+    if pseudonymize:
+        ipad, opad = hmac_pads(secret_key())
+        params = {"ipad": ipad, "opad": opad}
+    sql = chunk_select(spec, expected, pseudonymize, keep_raw)
+    stage_ddl = ", ".join(f"{k} {v}" for k, v in STAGE_COLUMNS[spec.target].items())
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _stage ({stage_ddl})")
+        import_id = con.execute("SELECT coalesce(max(import_id), 0) + 1 FROM import_log").fetchone()[0]
+        report.import_id = import_id
+        staged = 0
+        for chunk in chunks:
+            con.register("chunk", chunk)
+            try:
+                con.execute(f"INSERT INTO _stage BY NAME {sql}", params or None)
+            finally:
+                con.unregister("chunk")
+            staged += chunk.num_rows
+            if on_phase:
+                on_phase("staged", staged)
+        _finalize(con, path, spec, report, keep_raw, on_phase)
+        report.seconds = time.perf_counter() - t0
+        con.execute(
+            "INSERT INTO import_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [import_id, report.source_file, report.sha256, spec.name, spec.target, report.rows_read,
+             report.rows_imported, report.rows_rejected, report.rows_dropped, report.duplicates,
+             report.pii_masks, pseudonymize, started, utcnow()],
+        )
+    finally:
+        try:  # after an error the transaction is aborted; ROLLBACK drops them then
+            con.execute("DROP TABLE IF EXISTS _stage")
+            con.execute("DROP TABLE IF EXISTS _dup")
+        except duckdb.Error:
+            pass
+
+
+def utcnow() -> datetime:
+    """Naive UTC now (the store keeps naive UTC timestamps)."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def _open_chunks(path: Path, spec: FormatSpec, mapping: dict | None, chunk_bytes: int, progress: bool):
+    """(chunk iterator, expected fields per record, final spec) for the spec's engine."""
+    bar = _bar(path, spec, progress)
+    tick = bar.update if bar else None
+    if spec.engine in ("split", "whitespace", "jsonl"):
+        def gen():
+            first = True
+            try:
+                for table in readers.iter_line_chunks(path, chunk_bytes, tick):
+                    if first and spec.header:
+                        table = _drop_header(table, spec)
+                    first = False
+                    yield readers.split_fields(table, spec) if spec.engine != "jsonl" else table.append_column(
+                        "nf", pa.array([1] * table.num_rows, pa.int32()))
+            finally:
+                if bar:
+                    bar.close()
+        return gen(), spec.n_fields, spec
+    if spec.engine == "csv":
+        mapping_n = parse_mapping(mapping) if spec.name == "csv" else None
+        delimiter = (mapping_n or {}).get("delimiter") or spec.delimiter
+        names, batches = readers.iter_csv_chunks(path, delimiter=delimiter, on_bytes=tick)
+        if mapping_n is not None:
+            spec = mapped_spec(spec, names, mapping_n, path)
+        elif spec.header and tuple(n.lower() for n in names) != spec.header:
+            raise ImportFailed(f"{path}:1: header {names} is not the {spec.name} header {list(spec.header)}")
+        return _closing(batches, bar), len(names), spec
+    names, batches = readers.iter_parquet_chunks(path, on_bytes=tick)
+    spec = mapped_spec(spec, names, parse_mapping(mapping), path)
+    return _closing(batches, bar), len(names), spec
+
+
+def _closing(batches, bar):
+    try:
+        yield from batches
+    finally:
+        if bar:
+            bar.close()
+
+
+def _bar(path: Path, spec: FormatSpec, progress: bool):
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    if spec.engine == "parquet":
+        import pyarrow.parquet as pq
+
+        return tqdm(total=pq.ParquetFile(path).metadata.num_rows, unit="rows", desc=f"import {path.name}")
+    return tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc=f"import {path.name}")
+
+
+def _drop_header(table: pa.Table, spec: FormatSpec) -> pa.Table:
+    """Remove the header line (the first non-blank line) when it matches the format's header."""
+    import pyarrow.compute as pc
+
+    for i in range(min(table.num_rows, 50)):
+        text = table["raw"][i].as_py()
+        if not text.strip():
+            continue
+        parts = text.lower().split() if spec.engine == "whitespace" else text.lower().split(spec.delimiter)
+        if tuple(p.strip() for p in parts) == spec.header:
+            return table.filter(pc.not_equal(table["line_no"], table["line_no"][i]))
+        break
+    return table
+
+
+def _finalize(con, path: Path, spec: FormatSpec, report: ImportReport, keep_raw: bool, on_phase) -> None:
+    """Duplicates, then inserts into the target, rejected, users and items; fills `report`."""
+    target, import_id, source = spec.target, report.import_id, report.source_file
+    key = DEDUPE_KEY[target]
+    ok = "reason IS NULL AND NOT dropped"
+    # Duplicates inside the file: group by a 64-bit hash first (cheap), then compare full keys.
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _dup AS
+        WITH g AS (SELECT h FROM _stage WHERE {ok} GROUP BY h HAVING count(*) > 1),
+        c AS (SELECT line_no, {", ".join(key)} FROM _stage WHERE {ok} AND h IN (SELECT h FROM g))
+        SELECT line_no, first_line FROM (
+            SELECT line_no, min(line_no) OVER (PARTITION BY {", ".join(key)}) AS first_line FROM c)
+        WHERE line_no <> first_line""")
+    # Rows already in the store (another file with the same rows).
+    span = con.execute(f"SELECT min(ts), max(ts), count(*) FROM _stage WHERE {ok}").fetchone()
+    if span[2] and con.execute(f"SELECT count(*) FROM {target} WHERE ts BETWEEN ? AND ?", span[:2]).fetchone()[0]:
+        cond = " AND ".join(f"t.{k} IS NOT DISTINCT FROM s.{k}" for k in key)
+        con.execute(f"""
+            INSERT INTO _dup SELECT s.line_no, NULL FROM _stage s
+            WHERE s.reason IS NULL AND NOT s.dropped AND s.line_no NOT IN (SELECT line_no FROM _dup)
+              AND EXISTS (SELECT 1 FROM {target} t WHERE t.ts BETWEEN $lo AND $hi AND {cond})""",
+            {"lo": span[0], "hi": span[1]})
+    report.duplicates = con.execute("SELECT count(*) FROM _dup").fetchone()[0]
+    if not spec.dedupe:
+        con.execute("DELETE FROM _dup")  # counted, but kept: see the format's note
+    if on_phase:
+        on_phase("deduplicated", report.duplicates)
+
+    cols = [c for c in STAGE_COLUMNS[target] if c in _target_columns(con, target)]
+    con.execute(f"""
+        INSERT INTO {target} ({", ".join(cols)})
+        SELECT {", ".join("s." + c for c in cols)} FROM _stage s
+        WHERE s.reason IS NULL AND NOT s.dropped AND s.line_no NOT IN (SELECT line_no FROM _dup)""")
+    if on_phase:
+        on_phase("inserted", 0)
+    con.execute(
+        "INSERT INTO rejected SELECT ?, ?, line_no, raw, field, reason FROM _stage WHERE reason IS NOT NULL",
+        [import_id, source],
+    )
+    dup_raw = "s.raw"
+    if report.duplicates and spec.dedupe and not keep_raw:
+        wanted = {r[0] for r in con.execute("SELECT line_no FROM _dup").fetchall()}
+        lines = readers.fetch_lines(path, wanted)
+        con.register("_dup_lines", pa.table({"line_no": list(lines), "text": list(lines.values())}))
+        dup_raw = "(SELECT text FROM _dup_lines l WHERE l.line_no = d.line_no)"
+    con.execute(f"""
+        INSERT INTO rejected SELECT ?, ?, d.line_no, {dup_raw}, 'line',
+          CASE WHEN d.first_line IS NULL THEN 'duplicate of a row already in the store; nothing to fix'
+               ELSE 'duplicate of line ' || d.first_line || '; identical rows are imported once' END
+        FROM _dup d JOIN _stage s USING (line_no)""", [import_id, source])
+
+    counts = con.execute(f"""
+        SELECT count(*), count(*) FILTER (WHERE reason IS NOT NULL), count(*) FILTER (WHERE dropped),
+               coalesce(sum(masks) FILTER (WHERE {ok} AND line_no NOT IN (SELECT line_no FROM _dup)), 0)
+        FROM _stage""").fetchone()
+    report.rows_read, invalid, report.rows_dropped, report.pii_masks = (int(x) for x in counts)
+    report.rows_rejected = invalid + (report.duplicates if spec.dedupe else 0)
+    report.rows_imported = report.rows_read - report.rows_rejected - report.rows_dropped
+    report.added[target] = report.rows_imported
+    report.added["users"] = _insert_new(con, "users", "user_id", f"SELECT DISTINCT user_id FROM _stage WHERE {ok}")
+    category = "any_value(category_id)" if target == "events" else "NULL"
+    report.added["items"] = _insert_new(
+        con, "items", "item_id, category_id",
+        f"SELECT item_id, {category} FROM _stage WHERE {ok} GROUP BY item_id")
+    by_reason = con.execute(
+        "SELECT split_part(reason, ':', 1) AS r, count(*) FROM rejected WHERE import_id = ? GROUP BY r ORDER BY 2 DESC",
+        [import_id]).fetchall()
+    report.rejected_by_reason = {r: int(n) for r, n in by_reason}
+    report.problems = [
+        RowProblem(line_no=r[0], field=r[1], reason=r[2], raw_line=r[3] or "")
+        for r in con.execute(
+            "SELECT line_no, field, reason, raw_line FROM rejected WHERE import_id = ? ORDER BY line_no LIMIT ?",
+            [import_id, SHOW_PROBLEMS]).fetchall()
+    ]
+    # The invariant, checked against what actually landed, before COMMIT.
+    landed = con.execute(
+        f"SELECT (SELECT count(*) FROM rejected WHERE import_id = $i)", {"i": import_id}).fetchone()[0]
+    if landed != report.rows_rejected or report.rows_imported < 0:
+        raise RuntimeError(f"import accounting mismatch: {report}")
+
+
+def _target_columns(con, table: str) -> set[str]:
+    return {r[0] for r in con.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE table_name = ? AND NOT internal", [table]).fetchall()}
+
+
+def _insert_new(con, table: str, columns: str, select_sql: str) -> int:
+    """Insert rows whose first column is not yet in `table`; return how many."""
+    first = columns.split(",")[0].strip()
+    before = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    con.execute(f"""INSERT INTO {table} ({columns})
+        SELECT * FROM ({select_sql}) n WHERE n.{first} IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM {table} t WHERE t.{first} = n.{first})""")
+    return con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] - before
