@@ -352,3 +352,29 @@ def launch(ws: Workspace, host: str = "127.0.0.1", port: int = 7860, auth: str =
     return demo.launch(server_name=host, server_port=port, auth=read_auth(auth), share=False,
                        prevent_thread_lock=not block, show_error=True, quiet=not block,
                        footer_links=[])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Open the workspace from the environment's settings and serve it until interrupted."""
+    import argparse
+
+    from assistant.config import Settings
+
+    parser = argparse.ArgumentParser(description="ShopSight workspace")
+    parser.add_argument("--host", default=None, help="address to bind (default 127.0.0.1, this machine only)")
+    parser.add_argument("--port", type=int, default=None, help="port (default 7860)")
+    parser.add_argument("--auth", default=None, help="'user:password' or a file of such lines (or SHOPSIGHT_AUTH)")
+    args = parser.parse_args(argv)
+    settings = Settings.from_env(host=args.host, port=args.port, auth=args.auth)
+    if not settings.db_path.exists():
+        raise SystemExit(f"no event store at {settings.db_path}; run `shopsight demo` (or `make run`) first")
+    workspace = Workspace.open(settings)
+    for part, message in workspace.problems.items():
+        print(f"warning: {part}: {message}")
+    print(f"ShopSight workspace on http://{settings.host}:{settings.port}", flush=True)
+    launch(workspace, host=settings.host, port=settings.port, auth=settings.auth)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,8 +1,14 @@
-"""`shopsight app`: start the workspace UI on the store and models of the home folder."""
+"""`shopsight app`: start the workspace UI on the store and models of the home folder.
+
+The UI lives in the top-level `app.py`, which nothing imports: this command runs it as a
+program (`runpy`), passing its options through.
+"""
 
 from __future__ import annotations
 
 import argparse
+import runpy
+import sys
 
 
 def register(subparsers) -> None:
@@ -14,17 +20,10 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from assistant.config import Settings
-    from assistant.workspace import Workspace
-
-    settings = Settings.from_env(host=args.host, port=args.port, auth=args.auth)
-    if not settings.db_path.exists():
-        raise SystemExit(f"no event store at {settings.db_path}; run `shopsight data generate` or `make run` first")
-    workspace = Workspace.open(settings)
-    for part, message in workspace.problems.items():
-        print(f"warning: {part}: {message}")
-    print(f"ShopSight workspace on http://{settings.host}:{settings.port}")
-    import app
-
-    app.launch(workspace, host=settings.host, port=settings.port, auth=settings.auth)
+    argv = ["app.py"]
+    for flag in ("host", "port", "auth"):
+        if getattr(args, flag) is not None:
+            argv += [f"--{flag}", str(getattr(args, flag))]
+    sys.argv = argv
+    runpy.run_module("app", run_name="__main__", alter_sys=True)
     return 0

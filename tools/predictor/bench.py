@@ -26,7 +26,7 @@ from tools.predictor.baselines import CHURN_BASELINES
 from tools.predictor.baselines_rank import RANKING_BASELINES
 from tools.predictor.bench_datasets import BenchData, load_bench_data
 from tools.predictor.bench_score import score_directory  # noqa: F401  (the contract's entry point)
-from tools.predictor.bench_files import (TASK_FIELD, cutoff_tag, file_name, write_churn, write_ranking,
+from tools.predictor.bench_files import (TASK_COLUMN, TASK_FIELD, cutoff_tag, file_name, write_churn, write_ranking,
                                          write_truth)
 
 MANIFEST = "benchmark.yaml"
@@ -100,9 +100,9 @@ class _Runner:
                 continue
             past = self.past(c)
             for task in self.rank_tasks:
-                ranked = fn(past, c, TASK_FIELD[task]).rename(columns={"items": "items_"})
+                ranked = fn(past, c, TASK_FIELD[task])
                 # A next-H ranking does not depend on H for these baselines: one list, one file per H.
-                frame = pd.DataFrame({"user_id": ranked["user_id"], _column(task): ranked["items_"]})
+                frame = pd.DataFrame({"user_id": ranked["user_id"], TASK_COLUMN[task]: ranked["items"]})
                 for h in self.data.horizons_days:
                     write_ranking(self.out_dir, model, task, h, c, frame)
 
@@ -140,13 +140,9 @@ class _Runner:
                 if c in self.data.cutoffs:
                     for task in self.rank_tasks:
                         source = "top_items" if task == "next_item" else "top_categories"
-                        frame = pd.DataFrame({"user_id": part["user_id"], _column(task): part[source].fillna("")})
+                        frame = pd.DataFrame({"user_id": part["user_id"], TASK_COLUMN[task]: part[source].fillna("")})
                         write_ranking(self.out_dir, TRANSFORMER, task, h, c, frame)
         return None
-
-
-def _column(task: str) -> str:
-    return "items" if task == "next_item" else "categories"
 
 
 def applicable_models(data: BenchData) -> list[str]:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from tools.predictor.bench_files import (file_name, model_dirs, parse_cutoff_tag, read_churn, read_ranking,
+from tools.predictor.bench_files import (TASK_COLUMN, file_name, model_dirs, parse_cutoff_tag, read_churn, read_ranking,
                                          read_truth)
 from tools.predictor.metrics import (best_f1_threshold, churn_metrics, ranking_metrics, target_ranks,
                                      threshold_metrics)
@@ -66,7 +66,7 @@ def _score_churn(out_dir: Path, model_dir: Path, horizon: int, cutoff, val_cutof
 def _score_ranking(out_dir: Path, model_dir: Path, task: str, horizon: int, cutoff) -> dict[str, float]:
     truth = read_truth(out_dir, task, horizon, cutoff)
     path = model_dir / file_name(task, horizon, cutoff)
-    column = "items" if task == "next_item" else "categories"
+    column = TASK_COLUMN[task]
     if path.is_file():
         pred = read_ranking(path, task)
         lists = truth[["user_id"]].merge(pred, on="user_id", how="left")[column]

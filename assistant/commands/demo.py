@@ -1,0 +1,83 @@
+"""`shopsight demo`: everything `make run` does after the install, each step skipped when done.
+
+1. generate and import the demo shop        (`shopsight data generate`)
+2. train the behavior Transformer           (`shopsight predictor train`)
+3. score every user as of the last event    (`shopsight predictor score`)
+4. build the memory of past cases           (`shopsight cases build`)
+5. install the default chat model           (`shopsight models install`)
+6. start the workspace                      (`shopsight app`)
+
+Each step runs the same command a user would type, so `make run` exercises the real paths;
+a re-run finds the finished steps and goes straight to the app.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("demo", help="set up the demo shop end to end and start the workspace")
+    parser.add_argument("--users", type=int, default=5000, help="demo shop size (default 5000 users)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-app", action="store_true", help="prepare everything, do not start the app")
+    parser.add_argument("--skip-model", action="store_true", help="do not install the chat model")
+    parser.set_defaults(func=run)
+
+
+def _demo_loaded(settings, users: int, seed: int) -> bool:
+    from tools.data.store import EventStore
+
+    if not settings.db_path.exists():
+        return False
+    with EventStore(settings.db_path, read_only=True) as store:
+        log = store.query("SELECT source_file FROM import_log")
+    return f"demo-shop:seed={seed}:users={users}" in set(log["source_file"])
+
+
+def _scored(settings) -> bool:
+    from tools.data.store import EventStore
+
+    with EventStore(settings.db_path, read_only=True) as store:
+        cutoff = store.time_span()[1]
+        return len(store.scores_frame(cutoff=cutoff)) > 0
+
+
+def _cases_built(settings) -> bool:
+    from tools.cases import CaseMemory
+
+    info = CaseMemory(path=settings.chroma_path, url=settings.chroma_url or None).info()
+    return bool(info.get("text_cases") or info.get("cases") or info.get("count"))
+
+
+def run(args: argparse.Namespace) -> int:
+    from assistant.cli import main as shopsight
+    from assistant.config import Settings
+
+    settings = Settings.from_env()
+    steps = [
+        ("demo shop", lambda: _demo_loaded(settings, args.users, args.seed),
+         ["data", "generate", "--users", str(args.users), "--seed", str(args.seed)]),
+        ("predictor", lambda: (settings.predictor_dir / "config.yaml").exists(), ["predictor", "train"]),
+        ("scores", lambda: _scored(settings), ["predictor", "score"]),
+        ("case memory", lambda: _cases_built(settings), ["cases", "build"]),
+    ]
+    if not args.skip_model:
+        steps.append(("chat model", lambda: False, ["models", "install"]))
+    for number, (label, done, argv) in enumerate(steps, 1):
+        prefix = f"[{number}/{len(steps) + 1}] {label}"
+        if done():
+            print(f"{prefix}: ready")
+            continue
+        print(f"{prefix}: shopsight {' '.join(argv)}", flush=True)
+        start = time.perf_counter()
+        code = shopsight(argv)
+        if code:
+            print(f"{prefix} failed (exit {code}); fix the message above and re-run `make run`")
+            return code
+        print(f"{prefix}: done in {time.perf_counter() - start:.1f} s", flush=True)
+    if args.no_app:
+        return 0
+    print(f"[{len(steps) + 1}/{len(steps) + 1}] workspace", flush=True)
+    return shopsight(["app"])
