@@ -79,22 +79,22 @@ def render_events(events: Iterator[Any], chat: list) -> Iterator[tuple[list, Any
     answer_msg: gr.ChatMessage | None = None
     pending: dict[str, gr.ChatMessage] = {}
     for event in events:
-        kind = getattr(event, "type", None)
+        kind = event.type
         if kind == "tool_call":
             msg = gr.ChatMessage(
                 role="assistant",
-                content=_json_block(getattr(event, "arguments", {})),
-                metadata={"title": f"🛠️ Used tool {event.name}", "status": "pending"},
+                content=_json_block(event.get("arguments", {})),
+                metadata={"title": f"🛠️ Used tool {event.get('name')}", "status": "pending"},
             )
-            pending[event.name] = msg
+            pending[event.get("name")] = msg
             chat.append(msg)
         elif kind == "tool_result":
-            msg = pending.pop(getattr(event, "name", ""), None)
-            result = getattr(event, "result", None)
+            msg = pending.pop(event.get("name", ""), None)
+            result = event.get("result", None)
             body = _json_block(result)
             if msg is None:
                 chat.append(gr.ChatMessage(role="assistant", content=body,
-                                           metadata={"title": f"📄 Result of {event.name}", "status": "done"}))
+                                           metadata={"title": f"📄 Result of {event.get('name')}", "status": "done"}))
             else:
                 msg.content += "\n**Result**\n" + body
                 msg.metadata["status"] = "done"
@@ -104,11 +104,11 @@ def render_events(events: Iterator[Any], chat: list) -> Iterator[tuple[list, Any
             if answer_msg is None:
                 answer_msg = gr.ChatMessage(role="assistant", content="")
                 chat.append(answer_msg)
-            answer_msg.content += getattr(event, "text", "")
+            answer_msg.content += event.get("text", "")
         elif kind == "answer":
-            text = getattr(event, "text", "")
-            ungrounded = getattr(event, "ungrounded", None) or []
-            footer = _citations_markdown(getattr(event, "citations", None))
+            text = event.get("text", "")
+            ungrounded = event.get("ungrounded", None) or []
+            footer = _citations_markdown(event.get("citations", None))
             if ungrounded:
                 footer += "\n\n⚠️ Not supported by any tool result, left out: " + ", ".join(map(str, ungrounded))
             if answer_msg is None:
@@ -116,7 +116,7 @@ def render_events(events: Iterator[Any], chat: list) -> Iterator[tuple[list, Any
                 chat.append(answer_msg)
             answer_msg.content = text + footer
         elif kind == "error":
-            chat.append(gr.ChatMessage(role="assistant", content=f"⚠️ {getattr(event, 'text', event)}"))
+            chat.append(gr.ChatMessage(role="assistant", content=f"⚠️ {event.get('message', '')}"))
         yield chat, event
 
 
@@ -151,8 +151,8 @@ def build_app(ws: Workspace) -> gr.Blocks:
         try:
             events = ws.run_agent(question, history=conversation)
             for chat, event in render_events(events, chat):
-                if getattr(event, "type", None) == "answer":
-                    conversation = getattr(event, "messages", None) or conversation
+                if event.type == "answer":
+                    conversation = event.get("messages", None) or conversation
                 yield chat, conversation, ""
         except PartUnavailable as exc:
             chat.append(gr.ChatMessage(role="assistant", content=f"⚠️ The assistant is not available: {exc}"))

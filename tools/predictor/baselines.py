@@ -81,7 +81,8 @@ def _labels(events: pd.DataFrame, start: datetime, end: datetime, users: pd.Inde
 
 
 def _train_then_predict(events: pd.DataFrame, cutoff: datetime, horizon_days: int,
-                        design: Callable[[pd.DataFrame], pd.DataFrame], make_model: Callable[[], object]) -> pd.DataFrame:
+                        design: Callable[[pd.DataFrame], pd.DataFrame],
+                        make_model: Callable[[], object]) -> pd.DataFrame:
     """Fit on features at cutoff - H with labels from (cutoff - H, cutoff]; predict at cutoff."""
     past = _past(events, cutoff)
     train_cut = cutoff - timedelta(days=horizon_days)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import platform
 import time
+import traceback
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,9 +26,9 @@ from tqdm.auto import tqdm
 from tools.predictor.baselines import CHURN_BASELINES
 from tools.predictor.baselines_rank import RANKING_BASELINES
 from tools.predictor.bench_datasets import BenchData, load_bench_data
-from tools.predictor.bench_score import score_directory  # noqa: F401  (the contract's entry point)
 from tools.predictor.bench_files import (TASK_COLUMN, TASK_FIELD, cutoff_tag, file_name, write_churn, write_ranking,
                                          write_truth)
+from tools.predictor.bench_score import score_directory  # noqa: F401  (the contract's entry point)
 
 MANIFEST = "benchmark.yaml"
 TRANSFORMER = "transformer"
@@ -216,14 +217,18 @@ def run_benchmark(dataset: str, data_path: str | Path | None, out_dir: str | Pat
         except Exception as exc:
             if model != TRANSFORMER:
                 raise  # our own baselines failing is a bug to see, not to hide
+            traceback.print_exc()  # another room's error: show where, keep the baselines' files
             note = f"transformer FAILED: {type(exc).__name__}: {exc}"
             failed.append(model)
         seconds = round(time.perf_counter() - t0, 1)
+        manifest["notes"] = [n for n in manifest["notes"] if not n.startswith(model)]
         if note:
             say(note)
-            manifest["notes"] = [n for n in manifest["notes"] if not n.startswith(model)] + [note]
+            manifest["notes"].append(note)
+            manifest["models"].pop(model, None)
         else:
-            manifest["models"][model] = {"seconds": seconds, "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            manifest["models"][model] = {"seconds": seconds, "finished_at": finished}
             say(f"{model}: files written in {seconds} s")
         _save_manifest(out_dir, manifest)
     manifest["failed"] = failed
