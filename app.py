@@ -1,12 +1,13 @@
 """ShopSight's workspace: a Gradio app over the analyst agent and its tools.
 
-Four tabs, one per job: the chat (streamed answers, each tool call a collapsible step),
-the operations view (at-risk table, histogram, drill-down with a churn-over-time chart),
-the review desk (sentiment over time, aspects, the summary with review ids) and the
-data & models panel (what is loaded, upload an import). The app only renders what the
-`Workspace` and the agent's event stream give it; it computes no numbers of its own.
+Four tabs, one per job: the chat (streamed answers, each tool call a collapsible step, the
+numbers behind the answer as a table), the operations view (at-risk table, histogram,
+drill-down with a churn-over-time chart, save a case), the review desk (sentiment over time,
+aspects, the summary with review ids) and the data & models panel (what is loaded, upload
+an import). The app only renders what the `Workspace` and the agent's event stream give it.
 
-Run it with `shopsight app` (127.0.0.1:7860 by default) or `make run`.
+Run it with `shopsight app` (127.0.0.1:7860 by default) or `make run`; nothing imports it
+but the tests, which call `build_app(workspace)` / `launch(..., block=False)`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import pandas as pd  # noqa: E402
 from assistant.workspace import PartUnavailable, Workspace  # noqa: E402
 
 MAX_QUESTION_CHARS = 2000
+MAX_AT_RISK = 100  # at_risk_users' own limit
 EXAMPLES = {
     "Operations": [
         "Which users will churn this week, and why?",
@@ -33,10 +35,11 @@ EXAMPLES = {
     ],
     "Support": [
         "What do customers complain about most in their reviews?",
-        "Summarize the reviews of the most reviewed item.",
+        "Summarize the reviews of category dog_food_dry.",
     ],
     "Follow-ups": ["And why is the second one at risk?", "What happened to customers like them?"],
 }
+TABLE_KEYS = ("users", "segments", "cases", "events", "rows", "items", "next_categories", "quotes")
 
 
 # ---------------------------------------------------------------------- rendering helpers
@@ -47,13 +50,15 @@ def _json_block(value: Any, limit: int = 3000) -> str:
     return f"```json\n{text}\n```"
 
 
-def _rows_frame(result: dict, key_candidates=("users", "rows", "cases", "segments", "items")) -> pd.DataFrame:
+def _rows_frame(result: Any, keys: tuple[str, ...] = TABLE_KEYS) -> pd.DataFrame:
     """The list of records inside a tool result, as a table (tools return compact JSON)."""
-    for key in key_candidates:
-        if isinstance(result.get(key), list):
-            return pd.DataFrame(result[key])
-    lists = [v for v in result.values() if isinstance(v, list) and v and isinstance(v[0], dict)]
-    return pd.DataFrame(lists[0]) if lists else pd.DataFrame()
+    if not isinstance(result, dict):
+        return pd.DataFrame()
+    for key in keys:
+        value = result.get(key)
+        if isinstance(value, list) and value and isinstance(value[0], dict):
+            return pd.DataFrame(value)
+    return pd.DataFrame()
 
 
 def _error_text(result: Any) -> str | None:
@@ -65,68 +70,58 @@ def _error_text(result: Any) -> str | None:
 def _citations_markdown(citations: Any) -> str:
     if not citations:
         return ""
-    parts = []
-    for cite in citations:
-        if isinstance(cite, dict):
-            parts.append(f"`{cite.get('kind', 'id')}:{cite.get('id', cite)}`")
-        else:
-            parts.append(f"`{cite}`")
+    parts = [f"`{c.get('kind', 'id')} {c.get('id')}`" + (f" ({c['tool']})" if c.get("tool") else "")
+             if isinstance(c, dict) else f"`{c}`" for c in citations]
     return "\n\n**Evidence:** " + ", ".join(parts)
 
 
-def render_events(events: Iterator[Any], chat: list) -> Iterator[tuple[list, Any]]:
-    """Turn the agent's event stream into chat messages; yields (chat, last event)."""
+def render_events(events: Iterator[Any], chat: list) -> Iterator[tuple[list, Any, pd.DataFrame | None]]:
+    """Turn the agent's event stream into chat messages; yields (chat, event, table of the last result)."""
     answer_msg: gr.ChatMessage | None = None
     pending: dict[str, gr.ChatMessage] = {}
+    called: set[str] = set()
     for event in events:
-        kind = event.type
+        kind, table = event.type, None
         if kind == "tool_call":
-            msg = gr.ChatMessage(
-                role="assistant",
-                content=_json_block(event.get("arguments", {})),
-                metadata={"title": f"🛠️ Used tool {event.get('name')}", "status": "pending"},
-            )
-            pending[event.get("name")] = msg
+            args = ", ".join(f"{k}={v!r}" for k, v in (event.get("arguments") or {}).items())
+            how = " (chosen by the router)" if event.get("routed") else ""
+            msg = gr.ChatMessage(role="assistant", content="**Arguments**\n" + _json_block(event.get("arguments", {})),
+                                 metadata={"title": f"🛠️ {event.get('name')}({args}){how}", "status": "pending"})
+            pending[str(event.get("id") or event.get("name"))] = msg
+            called.add(str(event.get("name")))
             chat.append(msg)
         elif kind == "tool_result":
-            msg = pending.pop(event.get("name", ""), None)
-            result = event.get("result", None)
-            body = _json_block(result)
+            result = event.get("result")
+            msg = pending.pop(str(event.get("id") or event.get("name")), None)
             if msg is None:
-                chat.append(gr.ChatMessage(role="assistant", content=body,
-                                           metadata={"title": f"📄 Result of {event.get('name')}", "status": "done"}))
+                msg = gr.ChatMessage(role="assistant", content="",
+                                     metadata={"title": f"🛠️ {event.get('name')}", "status": "done"})
+                chat.append(msg)
+            msg.content += "\n**Result**\n" + _json_block(result)
+            msg.metadata["status"] = "done"
+            if _error_text(result):
+                msg.metadata["title"] += " — error"
             else:
-                msg.content += "\n**Result**\n" + body
-                msg.metadata["status"] = "done"
-                if _error_text(result):
-                    msg.metadata["title"] += " (error)"
+                table = _rows_frame(result)
         elif kind == "token":
             if answer_msg is None:
                 answer_msg = gr.ChatMessage(role="assistant", content="")
                 chat.append(answer_msg)
             answer_msg.content += event.get("text", "")
         elif kind == "answer":
-            text = event.get("text", "")
-            ungrounded = event.get("ungrounded", None) or []
-            footer = _citations_markdown(event.get("citations", None))
+            footer = _citations_markdown(event.get("citations"))
+            ungrounded = event.get("ungrounded") or []
             if ungrounded:
-                footer += "\n\n⚠️ Not supported by any tool result, left out: " + ", ".join(map(str, ungrounded))
+                footer += "\n\n⚠️ Left out, not backed by any tool result: " + ", ".join(map(str, ungrounded))
             if answer_msg is None:
                 answer_msg = gr.ChatMessage(role="assistant", content="")
                 chat.append(answer_msg)
-            answer_msg.content = text + footer
-        elif kind == "error":
-            chat.append(gr.ChatMessage(role="assistant", content=f"⚠️ {event.get('message', '')}"))
-        yield chat, event
-
-
-def _plain_history(chat: list) -> list[dict]:
-    out = []
-    for msg in chat:
-        role = msg["role"] if isinstance(msg, dict) else msg.role
-        content = msg["content"] if isinstance(msg, dict) else msg.content
-        out.append({"role": role, "content": content})
-    return out
+            answer_msg.content = event.get("text", "") + footer
+        elif kind == "error" and str(event.get("message", "")).split(":")[0] not in called:
+            # a tool's own error is shown inside its step; the rest are model mistakes fed back
+            chat.append(gr.ChatMessage(role="assistant", content=event.get("hint") or "fed back to the model",
+                                       metadata={"title": f"⚠️ {event.get('message', '')}", "status": "done"}))
+        yield chat, event, table
 
 
 # ---------------------------------------------------------------------- the app
@@ -138,45 +133,51 @@ def build_app(ws: Workspace) -> gr.Blocks:
         question = (question or "").strip()
         if not question:
             gr.Warning("Type a question first.")
-            yield chat, conversation, ""
+            yield chat, conversation, "", gr.skip()
             return
         if len(question) > MAX_QUESTION_CHARS:
             chat.append(gr.ChatMessage(role="assistant", content=(
-                f"⚠️ That question is {len(question):,} characters; the limit is {MAX_QUESTION_CHARS:,}. "
+                f"⚠️ That question is {len(question):,} characters long; the limit is {MAX_QUESTION_CHARS:,}. "
                 "Ask about one thing at a time (for example one user or one item).")))
-            yield chat, conversation, question
+            yield chat, conversation, question, gr.skip()
             return
         chat.append(gr.ChatMessage(role="user", content=question))
-        yield chat, conversation, ""
+        yield chat, conversation, "", gr.skip()
         try:
-            events = ws.run_agent(question, history=conversation)
-            for chat, event in render_events(events, chat):
+            for chat, event, table in render_events(ws.run_agent(question, history=conversation), chat):
                 if event.type == "answer":
-                    conversation = event.get("messages", None) or conversation
-                yield chat, conversation, ""
+                    conversation = event.get("messages") or conversation
+                yield chat, conversation, "", table if table is not None and len(table) else gr.skip()
         except PartUnavailable as exc:
             chat.append(gr.ChatMessage(role="assistant", content=f"⚠️ The assistant is not available: {exc}"))
-            yield chat, conversation, ""
+            yield chat, conversation, "", gr.skip()
 
     # ---- operations
-    def at_risk(horizon: str, rank_by: str, segment: str, top_k: float):
-        result = ws.call_tool("at_risk_users", horizon_days=int(horizon), top_k=int(top_k),
+    def at_risk(horizon: str, rank_by: str, segment: str | None, top_k: float):
+        result = ws.call_tool("at_risk_users", horizon_days=int(horizon), top_k=min(int(top_k), MAX_AT_RISK),
                               segment=segment or None, rank_by=rank_by)
         if _error_text(result):
             raise gr.Error(_error_text(result))
-        table = _rows_frame(result)
-        csv_path = Path(tempfile.mkdtemp(prefix="shopsight-")) / f"at_risk_{horizon}d.csv"
+        table = _rows_frame(result, ("users",))
+        csv_path = Path(tempfile.mkdtemp(prefix="shopsight-")) / f"at_risk_{horizon}d_{rank_by}.csv"
         table.to_csv(csv_path, index=False)
-        hist = pd.DataFrame(columns=["p_churn", "users"])
-        if "p_churn" in table:
-            bins = pd.cut(table["p_churn"], bins=[i / 10 for i in range(11)], include_lowest=True)
-            hist = bins.value_counts(sort=False).rename_axis("p_churn").reset_index(name="users")
-            hist["p_churn"] = hist["p_churn"].astype(str)
-        return table, gr.DownloadButton(value=str(csv_path), visible=True), hist
+        note = f"{result.get('population', '')}; as of {result.get('as_of', '')}; mean p_churn {result.get('mean_p_churn')}"
+        return table, gr.DownloadButton(value=str(csv_path), visible=True), ws_histogram(int(horizon)), note
 
-    def pick_user(table: pd.DataFrame, evt: gr.SelectData):
-        row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
-        return str(table.iloc[row]["user_id"])
+    def ws_histogram(horizon: int) -> pd.DataFrame:
+        scores = ws.store.scores_frame(cutoff=ws.cutoff, horizon_days=horizon)
+        if scores.empty:
+            return pd.DataFrame(columns=["p_churn", "users"])
+        edges = [i / 10 for i in range(11)]
+        bins = pd.cut(scores["p_churn"], bins=edges, include_lowest=True,
+                      labels=[f"{lo:.1f}–{hi:.1f}" for lo, hi in zip(edges, edges[1:])])
+        return bins.value_counts(sort=False).rename_axis("p_churn").reset_index(name="users")
+
+    def pick_user(evt: gr.SelectData):
+        row = getattr(evt, "row_value", None)
+        if not row:
+            raise gr.Error("Click a row of the table.")
+        return str(row[1] if len(row) > 1 else row[0])  # columns: rank, user_id, ...
 
     def drill_down(user_id: str, horizon: str):
         user_id = (user_id or "").strip()
@@ -184,38 +185,46 @@ def build_app(ws: Workspace) -> gr.Blocks:
             raise gr.Error("Pick a user in the table or type a user id.")
         explanation = ws.call_tool("explain_user", user_id=user_id, horizon_days=int(horizon))
         if _error_text(explanation):
-            raise gr.Error(_error_text(explanation))
-        history = _rows_frame(ws.call_tool("user_history", user_id=user_id, last_n=100), ("events",))
+            raise gr.Error(f"User {user_id!r}: {_error_text(explanation)}")
+        history = _rows_frame(ws.call_tool("user_history", user_id=user_id, last_n=50), ("events",))
         cases = ws.call_tool("similar_cases", user_id=user_id, k=5)
         try:
             trend = ws.churn_over_cutoffs(user_id, int(horizon))
         except PartUnavailable as exc:
             raise gr.Error(str(exc)) from exc
-        drivers = "### Drivers\n" + _json_block({k: v for k, v in explanation.items() if k != "user_id"})
-        return history, trend, drivers, _rows_frame(cases, ("cases",))
+        facts = explanation.get("facts") or {}
+        head = (f"### User {user_id}: p_churn {explanation.get('p_churn')} within {horizon} days\n"
+                + " · ".join(f"**{k}** {v}" for k, v in facts.items()))
+        drivers = pd.DataFrame(explanation.get("drivers") or [])
+        case_table = _rows_frame(cases, ("cases",))
+        if _error_text(cases):
+            case_table = pd.DataFrame([{"note": _error_text(cases)}])
+        return head, drivers, trend, history, case_table
 
-    def save_case(user_id: str, horizon: str, conclusion: str):
+    def save_case(user_id: str, horizon: str, conclusion: str, outcome: str):
         try:
-            saved = ws.save_case((user_id or "").strip(), int(horizon), conclusion or "")
+            case_id = ws.save_case((user_id or "").strip(), int(horizon), conclusion or "", outcome or "")
         except PartUnavailable as exc:
             raise gr.Error(str(exc)) from exc
-        return f"Saved as case `{saved.get('case_id', saved)}`."
+        return f"✅ Saved as case `{case_id}`; `similar_cases` will find it."
 
     # ---- review desk
     def find_targets(text: str):
-        return gr.Dropdown(choices=ws.search_items(text), value=None)
+        choices = ws.search_items(text)
+        return gr.Dropdown(choices=choices, value=choices[0][1] if choices else None)
 
-    def review_desk(target: str):
+    def review_desk(target: str | None):
         if not target:
-            raise gr.Error("Pick an item or a category first.")
+            raise gr.Error("Search for an item or a category and pick one first.")
         kind, _, key = target.partition(":")
         args = {"item_id": key} if kind == "item" else {"category_id": key}
         summary = ws.call_tool("review_summary", **args)
         if _error_text(summary):
             raise gr.Error(_error_text(summary))
-        timeline = ws.review_timeline(**args)
-        aspects = pd.DataFrame(summary.get("aspects", []))
-        return timeline, aspects, _summary_markdown(summary)
+        aspects = pd.DataFrame([{"aspect": a["aspect"], "sentiment": side, "mentions": int(a.get(side, 0))}
+                                for a in summary.get("aspects") or [] for side in ("negative", "positive")],
+                               columns=["aspect", "sentiment", "mentions"])
+        return ws.review_timeline(**args), aspects, _summary_markdown(summary, target)
 
     # ---- data & models
     def data_panel():
@@ -224,97 +233,139 @@ def build_app(ws: Workspace) -> gr.Blocks:
     def upload(file):
         if file is None:
             raise gr.Error("Choose a file to import.")
+        path = file if isinstance(file, str) else getattr(file, "name", str(file))
         try:
-            report = ws.import_upload(file if isinstance(file, str) else file.name)
+            report = ws.import_upload(path)
         except Exception as exc:  # noqa: BLE001 - the import's own message names file, line and field
             return f"❌ Import refused: {exc}", pd.DataFrame()
-        rejected = pd.DataFrame(report.pop("rejected_sample", []) or report.pop("rejected", []) or [])
-        return "### Import report\n" + _json_block(report), rejected
+        rejected = pd.DataFrame(report.pop("rejected"))
+        lines = [f"### Import report: {report['file']} ({report['format']} → {report['table']})",
+                 f"rows read **{report['rows_read']:,}** = imported **{report['rows_imported']:,}** "
+                 f"+ rejected **{report['rows_rejected']:,}** + dropped **{report['rows_dropped']:,}**"]
+        if report["already_imported"]:
+            lines.append("This file was imported before (same sha256): nothing added.")
+        for reason, n in report["rejected_by_reason"].items():
+            lines.append(f"- rejected {n:,}: {reason}")
+        return "\n\n".join(lines), rejected
 
     with gr.Blocks(title="ShopSight") as demo:
-        gr.Markdown("# ShopSight — analyst workspace")
+        gr.Markdown("# ShopSight — analyst workspace", elem_id="title")
+        banner = gr.Markdown(elem_id="banner")
         conversation = gr.State(None)
-        with gr.Tab("Ask"):
-            chatbot = gr.Chatbot(label="Assistant", height=520, elem_id="chat")
+        with gr.Tab("Ask", id="ask"):
+            chatbot = gr.Chatbot(label="Assistant", height=480, elem_id="chat", layout="panel",
+                                 placeholder="Ask about churn, customers, items or reviews. Each tool the "
+                                             "assistant uses shows as a step you can open.")
             with gr.Row():
                 question = gr.Textbox(placeholder="Ask about churn, customers, items or reviews…", show_label=False,
                                       scale=8, elem_id="question", max_lines=4)
                 send = gr.Button("Send", variant="primary", scale=1, elem_id="send")
-                stop = gr.Button("Stop", scale=1, elem_id="stop")
+                stop = gr.Button("Stop", scale=1, elem_id="stop", variant="stop")
+                clear = gr.Button("New chat", scale=1, elem_id="new-chat")
+            answer_table = gr.Dataframe(label="Numbers behind the answer (last tool result)", interactive=False,
+                                        elem_id="answer-table", max_height=260)
             for group, questions in EXAMPLES.items():
                 gr.Examples(questions, inputs=question, label=group)
             submit_args = dict(fn=ask, inputs=[question, chatbot, conversation],
-                               outputs=[chatbot, conversation, question], concurrency_id="llm",
+                               outputs=[chatbot, conversation, question, answer_table], concurrency_id="llm",
                                concurrency_limit=1)
             ev1 = question.submit(**submit_args)
             ev2 = send.click(**submit_args)
             stop.click(None, cancels=[ev1, ev2])
-        with gr.Tab("Operations"):
+            clear.click(lambda: ([], None, None), None, [chatbot, conversation, answer_table], cancels=[ev1, ev2])
+        with gr.Tab("Operations", id="operations"):
             with gr.Row():
-                horizon = gr.Radio(["7", "30"], value="7", label="Horizon (days)")
+                horizon = gr.Radio(["7", "30"], value="7", label="Horizon (days)", elem_id="horizon")
                 rank_by = gr.Radio([("Probability", "p_churn"), ("Value at risk", "value_at_risk")],
                                    value="p_churn", label="Rank by")
-                segment = gr.Textbox(label="Segment filter", placeholder="e.g. tenure:new, value:high")
-                top_k = gr.Slider(5, 200, value=50, step=5, label="Users")
+                segment = gr.Dropdown([("all segments", "")] + [(s, s) for s in ws.segments()], value="",
+                                      label="Segment")
+                top_k = gr.Slider(5, MAX_AT_RISK, value=25, step=5, label="Users")
             refresh = gr.Button("Show at-risk users", variant="primary", elem_id="at-risk")
-            risk_table = gr.Dataframe(label="At-risk users (click a row to drill down)", interactive=False,
-                                      elem_id="risk-table")
+            population = gr.Markdown(elem_id="population")
             with gr.Row():
-                download = gr.DownloadButton("Download CSV", visible=False)
-                histogram = gr.BarPlot(x="p_churn", y="users", title="Churn probability of the listed users",
-                                       height=220)
+                with gr.Column(scale=3):
+                    risk_table = gr.Dataframe(label="At-risk users (click a row to drill down)", interactive=False,
+                                              elem_id="risk-table", max_height=320)
+                    download = gr.DownloadButton("Download CSV", visible=False, elem_id="download")
+                with gr.Column(scale=2):
+                    histogram = gr.BarPlot(x="p_churn", y="users", title="Churn probability, all scored users",
+                                           height=300, elem_id="histogram", sort="x")
             gr.Markdown("### Drill-down")
             with gr.Row():
-                user_box = gr.Textbox(label="User id", elem_id="user-id")
-                open_user = gr.Button("Open user", elem_id="open-user")
+                user_box = gr.Textbox(label="User id", elem_id="user-id", scale=3)
+                open_user = gr.Button("Open user", elem_id="open-user", scale=1)
+            user_head = gr.Markdown(elem_id="user-head")
             with gr.Row():
-                trend_plot = gr.LinePlot(x="cutoff", y="p_churn", title="Churn probability at past cutoffs",
-                                         height=260, elem_id="trend")
-                drivers = gr.Markdown(elem_id="drivers")
-            timeline = gr.Dataframe(label="Timeline (most recent first)", interactive=False)
-            similar = gr.Dataframe(label="Similar past cases and what happened", interactive=False)
-            conclusion = gr.Textbox(label="Your conclusion (saved as a case in the memory)", lines=2)
-            save = gr.Button("Save as case")
-            saved_note = gr.Markdown()
-            refresh.click(at_risk, [horizon, rank_by, segment, top_k], [risk_table, download, histogram])
-            risk_table.select(pick_user, [risk_table], [user_box]).then(
-                drill_down, [user_box, horizon], [timeline, trend_plot, drivers, similar])
-            open_user.click(drill_down, [user_box, horizon], [timeline, trend_plot, drivers, similar])
-            save.click(save_case, [user_box, horizon, conclusion], [saved_note])
-        with gr.Tab("Review desk"):
+                trend_plot = gr.LinePlot(x="cutoff", y="p_churn", title="Churn probability at past weekly cutoffs",
+                                         height=260, elem_id="trend", y_lim=[0, 1])
+                drivers = gr.Dataframe(label="Drivers", interactive=False, elem_id="drivers", max_height=260)
+            timeline = gr.Dataframe(label="Timeline (most recent first)", interactive=False, max_height=260,
+                                    elem_id="timeline")
+            similar = gr.Dataframe(label="Similar past cases and what happened", interactive=False, max_height=260,
+                                   elem_id="similar")
             with gr.Row():
-                search = gr.Textbox(label="Search items or categories by id or name", elem_id="review-search")
+                conclusion = gr.Textbox(label="Your conclusion", lines=2, scale=3, elem_id="conclusion")
+                outcome = gr.Textbox(label="Outcome / action", lines=2, scale=2, elem_id="outcome",
+                                     placeholder="e.g. retained after a 10% voucher")
+            save = gr.Button("Save as case", elem_id="save-case")
+            saved_note = gr.Markdown(elem_id="saved-note")
+            drill_outputs = [user_head, drivers, trend_plot, timeline, similar]
+            refresh.click(at_risk, [horizon, rank_by, segment, top_k], [risk_table, download, histogram, population])
+            risk_table.select(pick_user, None, [user_box]).then(drill_down, [user_box, horizon], drill_outputs)
+            open_user.click(drill_down, [user_box, horizon], drill_outputs)
+            user_box.submit(drill_down, [user_box, horizon], drill_outputs)
+            save.click(save_case, [user_box, horizon, conclusion, outcome], [saved_note])
+        with gr.Tab("Review desk", id="reviews"):
+            with gr.Row():
+                search = gr.Textbox(label="Search items or categories by id or name (Enter)", elem_id="review-search")
                 target = gr.Dropdown(label="Item or category", choices=[], elem_id="review-target")
-                show_reviews = gr.Button("Show reviews", elem_id="show-reviews")
+                show_reviews = gr.Button("Show reviews", elem_id="show-reviews", variant="primary")
             with gr.Row():
                 sentiment_plot = gr.LinePlot(x="month", y="share", color="sentiment", title="Sentiment over time",
-                                             height=260)
-                aspect_plot = gr.BarPlot(x="aspect", y="mentions", color="sentiment", title="Aspects", height=260)
+                                             height=260, elem_id="sentiment")
+                aspect_plot = gr.BarPlot(x="aspect", y="mentions", color="sentiment", title="Aspects mentioned",
+                                         height=260, elem_id="aspects",
+                                         color_map={"negative": "#d62728", "positive": "#2ca02c"})
             review_md = gr.Markdown(elem_id="review-summary")
             search.submit(find_targets, [search], [target])
             show_reviews.click(review_desk, [target], [sentiment_plot, aspect_plot, review_md])
-        with gr.Tab("Data & models"):
+        with gr.Tab("Data & models", id="data"):
             panel = gr.Markdown(elem_id="data-panel")
-            upload_file = gr.File(label="Import a file (Taobao, RetailRocket, CDNOW, Amazon reviews, CSV/Parquet)",
-                                  elem_id="upload")
-            import_btn = gr.Button("Import", elem_id="import")
+            upload_file = gr.File(label="Import a file (Taobao, RetailRocket, CDNOW, Amazon reviews, canonical CSV, "
+                                        "JSON lines, Parquet)", elem_id="upload")
+            import_btn = gr.Button("Import", elem_id="import", variant="primary")
             import_report = gr.Markdown(elem_id="import-report")
-            rejected_table = gr.Dataframe(label="Rejected rows", interactive=False, elem_id="rejected")
+            rejected_table = gr.Dataframe(label="Rejected rows (line, field, reason)", interactive=False,
+                                          elem_id="rejected")
             import_btn.click(upload, [upload_file], [import_report, rejected_table]).then(data_panel, None, [panel])
-        demo.load(data_panel, None, [panel])
+        demo.load(data_panel, None, [panel]).then(lambda: _banner(ws), None, [banner])
     return demo
 
 
-def _summary_markdown(summary: dict) -> str:
-    lines = [f"### {summary.get('target', 'Reviews')}"]
-    if summary.get("summary"):
-        lines.append(str(summary["summary"]))
-    counts = summary.get("sentiment_counts") or summary.get("sentiment")
-    if counts:
-        lines.append("**Sentiment:** " + ", ".join(f"{k}: {v}" for k, v in dict(counts).items()))
-    for quote in summary.get("quotes", []):
-        lines.append(f"> {quote.get('text', '')}  \n> — review `{quote.get('review_id')}`, "
-                     f"{quote.get('rating', '?')}★")
+def _banner(ws: Workspace) -> str:
+    if not ws.problems:
+        return ""
+    return "\n".join(f"⚠️ **{part}**: {message}" for part, message in ws.problems.items())
+
+
+def _summary_markdown(summary: dict, target: str) -> str:
+    """Counts, one quote per aspect and the strongest quotes, each with its review id (text is untrusted)."""
+    lines = [f"### Reviews of {target.replace(':', ' ')}"]
+    counts = {k: summary[k] for k in ("n_reviews", "mean_rating") if k in summary}
+    if isinstance(summary.get("sentiment"), dict):
+        counts.update(summary["sentiment"])
+    lines.append(" · ".join(f"**{k}** {v}" for k, v in counts.items()) or "No reviews in this scope.")
+    for aspect in summary.get("aspects") or []:
+        q = aspect.get("quote") or {}
+        lines.append(f"- **{aspect.get('aspect')}**: {aspect.get('reviews')} reviews "
+                     f"({aspect.get('positive')} positive, {aspect.get('negative')} negative) — "
+                     f"{q.get('text', '')} (review `{q.get('review_id')}`)")
+    quotes = summary.get("quotes") or {}
+    for side, rows in (quotes.items() if isinstance(quotes, dict) else [("", quotes)]):
+        for quote in rows:
+            lines.append(f"> {quote.get('text', '')}  \n> — {side} review `{quote.get('review_id')}`, "
+                         f"{quote.get('rating', '?')}★")
     return "\n\n".join(lines)
 
 
@@ -322,7 +373,8 @@ def _summary_panel(info: dict) -> str:
     problems = info.pop("problems", {})
     lines = ["### What is loaded"]
     for key, value in info.items():
-        lines.append(f"- **{key}**: {value if not isinstance(value, (dict, list)) else json.dumps(value, default=str)}")
+        shown = value if not isinstance(value, (dict, list, tuple)) else json.dumps(value, default=str)
+        lines.append(f"- **{key}**: {shown}")
     for part, message in problems.items():
         lines.append(f"- ⚠️ **{part}**: {message}")
     return "\n".join(lines)
@@ -340,18 +392,23 @@ def read_auth(spec: str) -> list[tuple[str, str]] | None:
             continue
         user, sep, password = line.partition(":")
         if not sep or not user or not password:
-            raise SystemExit(f"{spec}:{number}: expected 'user:password', got {line!r}")
+            where = f"{spec}:{number}" if Path(spec).is_file() else "SHOPSIGHT_AUTH / --auth"
+            raise SystemExit(f"{where}: expected 'user:password', got {line!r}")
         pairs.append((user, password))
+    if not pairs:
+        raise SystemExit(f"{spec}: no 'user:password' line; add one or unset SHOPSIGHT_AUTH")
     return pairs
 
 
 def launch(ws: Workspace, host: str = "127.0.0.1", port: int = 7860, auth: str = "", block: bool = True):
     """Start the server: local by default, a login when asked, one model run at a time, no share link."""
     demo = build_app(ws)
-    demo.queue(default_concurrency_limit=4, max_size=32)
-    return demo.launch(server_name=host, server_port=port, auth=read_auth(auth), share=False,
-                       prevent_thread_lock=not block, show_error=True, quiet=not block,
-                       footer_links=[])
+    # The chat events share the "llm" concurrency group of size 1; views and tools run beside them.
+    demo.queue(default_concurrency_limit=4, max_size=64)
+    demo.launch(server_name=host, server_port=port, auth=read_auth(auth), share=False, ssr_mode=False,
+                prevent_thread_lock=not block, show_error=True, quiet=not block, footer_links=[],
+                auth_message="ShopSight workspace: log in with the user set in SHOPSIGHT_AUTH.")
+    return demo
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -368,9 +425,12 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.from_env(host=args.host, port=args.port, auth=args.auth)
     if not settings.db_path.exists():
         raise SystemExit(f"no event store at {settings.db_path}; run `shopsight demo` (or `make run`) first")
-    workspace = Workspace.open(settings)
+    try:
+        workspace = Workspace.open(settings)
+    except PartUnavailable as exc:
+        raise SystemExit(str(exc)) from exc
     for part, message in workspace.problems.items():
-        print(f"warning: {part}: {message}")
+        print(f"warning: {part}: {message}", flush=True)
     print(f"ShopSight workspace on http://{settings.host}:{settings.port}", flush=True)
     launch(workspace, host=settings.host, port=settings.port, auth=settings.auth)
     return 0

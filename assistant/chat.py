@@ -299,11 +299,26 @@ class LocalToolChat(BaseChatModel):
         final = self._message(text, names, prompt_len, counted[0] if counted else 0)
         already = text[:shown].lstrip()
         rest = final.content[len(already):] if final.content.startswith(already) else ""
-        yield ChatGenerationChunk(message=AIMessageChunk(
-            content=rest,
-            tool_calls=final.tool_calls,
-            invalid_tool_calls=final.invalid_tool_calls,
-            usage_metadata=final.usage_metadata,
-            response_metadata=final.response_metadata,
-            chunk_position="last",
-        ))
+        yield ChatGenerationChunk(message=final_chunk(final, rest))
+
+
+def final_chunk(message: AIMessage, content: str) -> AIMessageChunk:
+    """The last streamed chunk: the parsed calls as tool-call chunks that aggregate faithfully.
+
+    LangChain re-parses tool-call chunks when chunks are added, leniently: `{oops` would become
+    a valid call with no arguments. So an invalid call's args travel as a JSON *string* (never
+    an object, so it stays invalid), and the errors ride along in response_metadata.
+    """
+    chunks = [{"type": "tool_call_chunk", "name": c["name"], "args": json.dumps(c["args"]), "id": c["id"],
+               "index": i} for i, c in enumerate(message.tool_calls)]
+    offset = len(chunks)
+    chunks += [{"type": "tool_call_chunk", "name": c["name"], "args": json.dumps(str(c["args"] or "")),
+                "id": c["id"], "index": offset + i} for i, c in enumerate(message.invalid_tool_calls)]
+    errors = {c["id"]: c["error"] for c in message.invalid_tool_calls}
+    return AIMessageChunk(
+        content=content,
+        tool_call_chunks=chunks,
+        usage_metadata=message.usage_metadata,
+        response_metadata={**message.response_metadata, "invalid_tool_call_errors": errors},
+        chunk_position="last",
+    )

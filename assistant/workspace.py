@@ -4,7 +4,8 @@ memory and the tools, and loads the chat model lazily.
 The Gradio app, `shopsight ask` and `shopsight demo` all build the same stack through
 `Workspace.open`, so what the UI shows is exactly what the agent can see. Each part that
 fails to load is recorded as a message saying what to run, never a crash: the UI still
-starts and shows that message.
+starts and shows that message. Nothing slow happens at open: the chat model loads on the
+first question and the review classifier on the first review question (the tools do that).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pandas as pd
@@ -19,22 +21,28 @@ import pandas as pd
 from assistant.config import Settings
 from tools.data.store import EventStore
 
+# What an upload may be: the importers read text (CSV / TXT / JSON lines) and Parquet.
+UPLOAD_SUFFIXES = (".csv", ".txt", ".tsv", ".json", ".jsonl", ".parquet")
+
 
 class PartUnavailable(Exception):
-    """A part of the stack (chat model, predictor, case memory) is not installed or failed to load."""
+    """A part of the stack (chat model, predictor, case memory) is missing, or a request cannot be served."""
 
 
 @dataclass
 class Workspace:
+    """The opened stack; build with `Workspace.open`."""
+
     settings: Settings
     store: EventStore
     cutoff: datetime
     predictor: Any = None
     cases: Any = None
-    reviews: Any = None
+    context: Any = None  # the tools' ToolContext (holds the lazily trained review analyzer)
     tools: list[Callable] = field(default_factory=list)
     problems: dict[str, str] = field(default_factory=dict)  # part -> what is wrong and what to run
     chat_model_factory: Callable[[], Any] | None = None
+    agent_options: dict = field(default_factory=dict)  # extra Agent(...) arguments (router, answer_mode)
     _chat_model: Any = None
     _chat_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -47,19 +55,34 @@ class Workspace:
         chat_model_factory: Callable[[], Any] | None = None,
         predictor: Any = None,
         cases: Any = None,
+        reviews: Any = None,
+        agent_options: dict | None = None,
     ) -> "Workspace":
-        """Open every part that is there; record what is missing instead of failing."""
+        """Open every part that is there; record what is missing instead of failing.
+
+        Args:
+            settings: paths and model choice (default: from the environment).
+            store: an open EventStore (default: the settings' file, opened for writing so
+                uploads can be imported).
+            chat_model_factory: builds the chat model on the first question (default: the
+                settings' model through `assistant.llm.load_llm`); tests pass a scripted one.
+            predictor, cases, reviews: already built parts (tests); loaded from the home folder when None.
+            agent_options: extra keyword arguments for `assistant.agent.Agent`.
+        """
         settings = settings or Settings.from_env()
         store = store or EventStore(settings.db_path)
         _, last_ts = store.time_span()
-        cutoff = last_ts or datetime.utcnow()
-        ws = cls(settings=settings, store=store, cutoff=cutoff, chat_model_factory=chat_model_factory)
+        if last_ts is None:
+            raise PartUnavailable(f"the event store {settings.db_path} is empty; run `shopsight demo` "
+                                  "or `shopsight data import FILE` first")
+        ws = cls(settings=settings, store=store, cutoff=pd.Timestamp(last_ts).to_pydatetime(),
+                 chat_model_factory=chat_model_factory, agent_options=dict(agent_options or {}))
         ws.predictor = predictor if predictor is not None else ws._try("predictor", ws._load_predictor)
         ws.cases = cases if cases is not None else ws._try("cases", ws._load_cases)
-        ws.reviews = ws._try("reviews", ws._load_reviews)
-        ws.tools = ws._build_tools()
         if ws.chat_model_factory is None:
             ws.chat_model_factory = ws._load_chat_model
+            ws._try("llm", ws._check_llm_installed)
+        ws._build_tools(reviews)
         return ws
 
     def _try(self, part: str, loader: Callable[[], Any]) -> Any:
@@ -76,38 +99,48 @@ class Workspace:
 
         folder = self.settings.predictor_dir
         if not (folder / "config.yaml").exists():
-            raise PartUnavailable(
-                f"no trained predictor at {folder}; run `shopsight predictor train` (or `make run`)"
-            )
+            raise PartUnavailable(f"no trained predictor at {folder}; run `shopsight predictor train` "
+                                  "then `shopsight predictor score` (or `make run`)")
         return Predictor.load(folder)
 
     def _load_cases(self):
         from tools.cases import CaseMemory
 
-        return CaseMemory.open(path=self.settings.chroma_path, url=self.settings.chroma_url or None)
+        memory = CaseMemory(path=self.settings.chroma_path, url=self.settings.chroma_url or None)
+        if memory.by_text.count() == 0:
+            self.problems["cases"] = "the case memory is empty; run `shopsight cases build` (or `make run`)"
+        return memory
 
-    def _load_reviews(self):
-        from tools.reviews import ReviewAnalyzer
+    def _check_llm_installed(self) -> None:
+        """A cheap look (no weights read) so the UI can say what to run before anyone asks."""
+        from assistant.model_registry import MODEL_REGISTRY, is_cached, packages_installed
 
-        return ReviewAnalyzer.for_store(self.store)
+        name = self.settings.model
+        if name in MODEL_REGISTRY and not is_cached(name, self.settings.models_dir) \
+                and not packages_installed(MODEL_REGISTRY[name]):
+            raise PartUnavailable(f"the chat model '{name}' is not installed; run `shopsight models install` "
+                                  "(or `make run`), or set SHOPSIGHT_MODEL")
+        if name not in MODEL_REGISTRY and not name.startswith(("http://", "https://")) \
+                and "/" in name and name.startswith((".", "/", "~")) and not Path(name).expanduser().exists():
+            raise PartUnavailable(f"the chat model folder {name} does not exist; fix SHOPSIGHT_MODEL")
 
-    def _build_tools(self) -> list[Callable]:
+    def _build_tools(self, reviews: Any = None) -> None:
         from tools.catalog import ToolContext, build_tools
 
-        ctx = ToolContext(
-            store=self.store, predictor=self.predictor, cases=self.cases, reviews=self.reviews, cutoff=self.cutoff
-        )
-        return build_tools(ctx)
+        self.context = ToolContext(store=self.store, predictor=self.predictor, cases=self.cases,
+                                   reviews=reviews, cutoff=self.cutoff)
+        self.tools = build_tools(self.context)
 
     def _load_chat_model(self):
-        from assistant.chat import LocalToolChat
-        from assistant.llm import LLMSpec, load_chat_model
+        from assistant.llm import LLMSpec, load_llm
 
-        spec = LLMSpec.from_settings(self.settings)
-        model, tokenizer = load_chat_model(spec)
-        return LocalToolChat.from_model(model, tokenizer, max_new_tokens=self.settings.max_new_tokens)
+        return load_llm(LLMSpec.from_settings(self.settings), max_new_tokens=self.settings.max_new_tokens)
 
     # ------------------------------------------------------------------ the chat model and the agent
+    @property
+    def chat_model_loaded(self) -> bool:
+        return self._chat_model is not None
+
     def chat_model(self):
         """The chat model, loaded once; raises PartUnavailable with what to run."""
         with self._chat_lock:
@@ -119,7 +152,7 @@ class Workspace:
                 except Exception as exc:  # noqa: BLE001 - shown in the UI, with the fix
                     message = (
                         f"the chat model '{self.settings.model}' could not be loaded ({type(exc).__name__}: {exc}); "
-                        "run `shopsight models install` or set SHOPSIGHT_MODEL"
+                        "run `shopsight models install` or set SHOPSIGHT_MODEL to an installed model"
                     )
                     self.problems["llm"] = message
                     raise PartUnavailable(message) from exc
@@ -129,7 +162,12 @@ class Workspace:
     def new_agent(self):
         from assistant.agent import Agent
 
-        return Agent(self.chat_model(), self.tools, max_steps=self.settings.max_agent_steps)
+        return Agent(self.chat_model(), self.tools, max_steps=self.settings.max_agent_steps, **self.agent_options)
+
+    def run_agent(self, question: str, history: list | None = None) -> Iterator[Any]:
+        """The agent's events for one question (loads the chat model on first use)."""
+        agent = self.new_agent()
+        yield from agent.run(question, history=history)
 
     # ------------------------------------------------------------------ tools, called directly by the UI
     def tool(self, name: str) -> Callable:
@@ -139,17 +177,51 @@ class Workspace:
         raise PartUnavailable(f"no tool named {name!r}; known: {', '.join(f.__name__ for f in self.tools)}")
 
     def call_tool(self, name: str, **arguments) -> dict:
+        """Run one tool as the agent would (same checks, audit log); errors come back as {"error", "hint"}."""
         return self.tool(name)(**arguments)
 
     # ------------------------------------------------------------------ views the UI needs beyond the tools
     def summary(self) -> dict:
+        """What is loaded: store counts and span, predictor, case memory, chat model, problems."""
         info = dict(self.store.summary())
-        info["cutoff"] = self.cutoff.isoformat(sep=" ")
-        info["predictor"] = getattr(self.predictor, "version", None) or self.problems.get("predictor", "not loaded")
+        info.pop("imports", None)
+        info["as_of"] = self.cutoff.isoformat(sep=" ")
+        if self.predictor is not None:
+            info["predictor"] = f"{self.predictor.version} ({self.settings.predictor_dir})"
+            metrics = self._predictor_metrics()
+            if metrics:
+                info["predictor_validation"] = metrics
+        if self.cases is not None:
+            try:
+                info["case_memory"] = {k: v for k, v in self.cases.info().items() if k != "snapshots_by_cutoff"}
+            except Exception as exc:  # noqa: BLE001 - a server that went away is a problem to show
+                self.problems["cases"] = f"{type(exc).__name__}: {exc}"
         info["llm"] = self.settings.model + (f" + adapter {self.settings.adapter}" if self.settings.adapter else "")
-        info["llm_state"] = "loaded" if self._chat_model is not None else self.problems.get("llm", "loads on first question")
+        info["llm_state"] = "loaded" if self.chat_model_loaded else (
+            "not available" if "llm" in self.problems else "loads on the first question")
         info["problems"] = dict(self.problems)
         return info
+
+    def _predictor_metrics(self) -> dict:
+        """Validation figures the trainer saved in calibration.json (churn AUC per horizon)."""
+        import json
+
+        path = self.settings.predictor_dir / "calibration.json"
+        if not path.is_file():
+            return {}
+        data = json.loads(path.read_text())
+        out = {}
+        for h, entry in zip(data.get("horizons_days", []), data.get("validation", [])):
+            if entry and "churn_auc" in entry:
+                out[f"{h}d"] = {k: entry[k] for k in ("churn_auc", "churn_base_rate", "n", "cutoff") if k in entry}
+        return out
+
+    def segments(self) -> list[str]:
+        """The shop's own segment labels (for the at-risk filter)."""
+        users = self.store.users_frame()
+        if "segment" not in users:
+            return []
+        return sorted(str(s) for s in users["segment"].dropna().unique())
 
     def churn_over_cutoffs(self, user_id: str, horizon_days: int, weeks: int = 12) -> pd.DataFrame:
         """p_churn of one user at weekly cutoffs up to now (each scored only on events up to it)."""
@@ -158,6 +230,8 @@ class Workspace:
         if not self.store.has_user(user_id):
             raise PartUnavailable(f"unknown user id {user_id!r}; pick one from the at-risk table")
         history = self.store.user_history(user_id, until=self.cutoff)
+        if history.empty:
+            return pd.DataFrame(columns=["cutoff", "p_churn"])
         first = pd.Timestamp(history["ts"].min()).to_pydatetime()
         rows = []
         for week in range(weeks - 1, -1, -1):
@@ -168,11 +242,11 @@ class Workspace:
             scored = self.predictor.score_users(events, cutoff, users=[user_id])
             scored = scored[scored["horizon_days"] == horizon_days]
             if len(scored):
-                rows.append({"cutoff": cutoff, "p_churn": float(scored["p_churn"].iloc[0])})
+                rows.append({"cutoff": pd.Timestamp(cutoff), "p_churn": round(float(scored["p_churn"].iloc[0]), 3)})
         return pd.DataFrame(rows, columns=["cutoff", "p_churn"])
 
     def review_timeline(self, item_id: str | None = None, category_id: str | None = None) -> pd.DataFrame:
-        """Monthly review counts and the share of negative (1-2 star) and positive (4-5 star) reviews."""
+        """Monthly share of negative (1-2 star), neutral and positive (4-5 star) reviews."""
         reviews = self.store.reviews_frame(item_id=item_id or None, category_id=category_id or None)
         if reviews.empty:
             return pd.DataFrame(columns=["month", "sentiment", "share", "reviews"])
@@ -181,6 +255,7 @@ class Workspace:
         counts = pd.crosstab(month, label)
         shares = counts.div(counts.sum(axis=1), axis=0).stack().rename("share").reset_index()
         shares.columns = ["month", "sentiment", "share"]
+        shares["sentiment"] = shares["sentiment"].astype(str)
         totals = counts.sum(axis=1).rename("reviews")
         return shares.merge(totals, left_on="month", right_index=True)
 
@@ -189,32 +264,54 @@ class Workspace:
         items = self.store.items_frame()
         text = (text or "").strip().lower()
         if text:
-            mask = items["item_id"].str.lower().str.contains(text, regex=False)
+            mask = items["item_id"].astype(str).str.lower().str.contains(text, regex=False)
             if "name" in items:
-                mask |= items["name"].fillna("").str.lower().str.contains(text, regex=False)
-            mask |= items["category_id"].fillna("").str.lower().str.contains(text, regex=False)
+                mask |= items["name"].fillna("").astype(str).str.lower().str.contains(text, regex=False)
+            mask |= items["category_id"].fillna("").astype(str).str.lower().str.contains(text, regex=False)
             items = items[mask]
         choices = []
         for row in items.head(limit).itertuples():
             name = getattr(row, "name", None) or ""
             choices.append((f"item {row.item_id} {name}".strip(), f"item:{row.item_id}"))
-        categories = sorted({c for c in items["category_id"].dropna().unique()})[:limit]
+        categories = sorted({str(c) for c in items["category_id"].dropna().unique()})[:limit]
         choices += [(f"category {c}", f"category:{c}") for c in categories]
         return choices
 
-    def save_case(self, user_id: str, horizon_days: int, conclusion: str) -> dict:
+    def save_case(self, user_id: str, horizon_days: int, conclusion: str, outcome: str) -> str:
+        """Store the analyst's conclusion about a user as a case in the memory; returns the case id."""
         if self.cases is None:
             raise PartUnavailable(self.problems.get("cases", "no case memory; run `shopsight cases build`"))
         if not conclusion.strip():
-            raise PartUnavailable("write the conclusion first")
-        return self.cases.save_analyst_case(user_id=user_id, cutoff=self.cutoff, note=conclusion.strip(),
-                                            horizon_days=horizon_days)
+            raise PartUnavailable("write your conclusion first (what you found about this customer)")
+        if not outcome.strip():
+            raise PartUnavailable("say what happened or what was done, e.g. 'retained after a 10% voucher'")
+        if user_id and not self.store.has_user(user_id):
+            raise PartUnavailable(f"unknown user id {user_id!r}; open a user from the at-risk table first")
+        about = f"User {user_id} as of {self.cutoff:%Y-%m-%d}, {horizon_days}-day horizon: " if user_id else ""
+        title = f"user {user_id}" if user_id else "analyst note"
+        return self.cases.save_case(about + conclusion.strip(), outcome.strip(), user_id=user_id or None,
+                                    title=title, analyst="workspace")
 
     def import_upload(self, path: str) -> dict:
-        """Import an uploaded file; the report says rows read / imported / rejected with reasons."""
-        report = self.store.import_file(path, progress=False)
-        return report.as_dict() if hasattr(report, "as_dict") else dict(vars(report))
+        """Import an uploaded file; the report says rows read / imported / rejected with reasons.
 
-    def run_agent(self, question: str, history: list | None = None) -> Iterator[Any]:
-        agent = self.new_agent()
-        yield from agent.run(question, history=history)
+        Raises:
+            PartUnavailable: the file's type is not one the importers read.
+            tools.data.importers.ImportFailed: the whole file was refused (its message names the fix).
+        """
+        suffix = Path(path).suffix.lower()
+        if suffix not in UPLOAD_SUFFIXES:
+            raise PartUnavailable(
+                f"{Path(path).name}: '{suffix or 'no extension'}' is not a supported format; import CSV/TXT "
+                f"(Taobao, RetailRocket, CDNOW, Amazon reviews, canonical columns), JSON lines or Parquet "
+                f"({', '.join(UPLOAD_SUFFIXES)}); export a spreadsheet as CSV first")
+        report = self.store.import_file(path, progress=False)
+        self.context.cache.clear()  # new events: cached frames and facts are stale
+        rejected = [{"line": p.line_no, "field": p.field, "reason": p.reason, "raw_line": p.raw_line[:200]}
+                    for p in report.problems]
+        return {"file": Path(report.source_file).name, "format": report.format, "table": report.target_table,
+                "rows_read": report.rows_read, "rows_imported": report.rows_imported,
+                "rows_rejected": report.rows_rejected, "rows_dropped": report.rows_dropped,
+                "duplicates": report.duplicates, "already_imported": report.already_imported,
+                "rejected_by_reason": dict(report.rejected_by_reason), "rejected": rejected,
+                "summary": report.summary()}

@@ -27,11 +27,11 @@ VALIDATION_TAGS = ["19970702T235959Z", "19971002T235959Z"]  # c - 90 d; the thir
 
 @pytest.fixture(scope="module")
 def cdnow_slice(tmp_path_factory) -> Path:
-    """The real CDNOW file cut to its first 1,500 customer ids (header kept)."""
+    """The real CDNOW file cut to its first 1,000 customer ids (header kept)."""
     if not CDNOW.is_file():
         pytest.skip(f"{CDNOW} missing: run `make data`")
     lines = CDNOW.read_text().splitlines()
-    keep = [lines[0]] + [ln for ln in lines[1:] if ln.strip() and int(ln.split()[0]) <= 1500]
+    keep = [lines[0]] + [ln for ln in lines[1:] if ln.strip() and int(ln.split()[0]) <= 1000]
     path = tmp_path_factory.mktemp("data") / "cdnow_slice.txt"
     path.write_text("\n".join(keep) + "\n")
     return path
@@ -205,22 +205,30 @@ def test_taobao_run_writes_rankings_and_scores_them(tmp_path):
 def test_transformer_is_skipped_with_a_note_when_not_importable(cdnow_slice, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "tools.predictor.train", None)  # as if the module were not written yet
     notes = []
-    manifest = run_benchmark("cdnow", cdnow_slice, tmp_path / "b", models=["transformer", "recency"],
+    manifest = run_benchmark("cdnow", cdnow_slice, tmp_path / "b", models=["transformer"],
                              progress=False, say=notes.append)
     assert any("transformer skipped: tools.predictor.train is not importable" in n for n in notes)
     assert manifest["notes"] and not (tmp_path / "b" / "transformer").exists()
     assert "transformer skipped" in score_directory(tmp_path / "b")
 
 
-def test_transformer_through_the_contract(cdnow_slice, tmp_path):
+def test_transformer_through_the_contract(tmp_path):
     pytest.importorskip("tools.predictor.train")
-    config = {"epochs": 1, "d_model": 16, "n_heads": 2, "n_layers": 1, "max_len": 8, "n_cutoffs": 8,
-              "cutoff_stride_days": 15, "batch_size": 128, "warmup_steps": 2, "num_threads": 1}
-    manifest = run_benchmark("cdnow", cdnow_slice, tmp_path / "t", models=["transformer"],
-                             transformer_config=config, progress=False, say=lambda _: None)
+    data = _taobao_csv(tmp_path / "UserBehavior.csv", n_users=80)
+    config = {"epochs": 1, "d_model": 16, "n_heads": 2, "n_layers": 1, "max_len": 8, "n_cutoffs": 4,
+              "cutoff_stride_days": 1, "batch_size": 128, "warmup_steps": 2, "num_threads": 1}
+    manifest = run_benchmark("taobao", data, tmp_path / "t", models=["transformer"], transformer_config=config,
+                             progress=False, say=lambda _: None)
     assert "transformer" in manifest["models"], manifest.get("notes")
-    assert len(list((tmp_path / "t" / "transformer").glob("churn__*.csv"))) == 10
-    assert "| churn | 30d | ROC-AUC |" in score_directory(tmp_path / "t")
+    folder = tmp_path / "t" / "transformer"
+    # Churn at the test cutoff and its validation cutoff (c - 2 d); rankings at the test cutoff only.
+    assert sorted(p.name for p in folder.glob("churn__*.csv")) == [
+        "churn__1d__20171129T160000Z.csv", "churn__1d__20171201T160000Z.csv",
+        "churn__2d__20171129T160000Z.csv", "churn__2d__20171201T160000Z.csv"]
+    items = read_ranking(folder / "next_item__1d__20171201T160000Z.csv", "next_item")
+    assert items["items"].map(len).max() == 10
+    table = score_directory(tmp_path / "t")
+    assert "| churn | 2d | ROC-AUC |" in table and "| next_category | 1d | NDCG@10 |" in table
 
 
 def test_resume_skips_done_files_and_other_data_is_refused(cdnow_slice, cdnow_run, tmp_path):
@@ -271,3 +279,16 @@ def test_cli_run_and_score(cdnow_slice, tmp_path, capsys):
                    "--models", "gpt5"])
     with pytest.raises(SystemExit, match="not a benchmark folder"):
         shopsight(["bench", "score", str(tmp_path)])
+
+
+def test_a_store_imported_with_the_cdnow_importer_gives_the_same_files(cdnow_slice, cdnow_run, tmp_path):
+    store_mod = pytest.importorskip("tools.data.store")
+    db = tmp_path / "shop.duckdb"
+    store = store_mod.EventStore(db)
+    store.import_file(cdnow_slice, fmt="cdnow", progress=False)
+    store.close()
+    out = tmp_path / "via_store"
+    run_benchmark("cdnow", db, out, models=["recency"], progress=False, say=lambda _: None)
+    for name in ("churn__30d__19971231T235959Z.csv", "churn__90d__19970702T235959Z.csv"):
+        pd.testing.assert_frame_equal(read_churn(out / "recency" / name), read_churn(cdnow_run / "recency" / name))
+        assert (out / "_truth" / name).read_text() == (cdnow_run / "_truth" / name).read_text()

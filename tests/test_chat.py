@@ -125,6 +125,17 @@ def test_stream_yields_tokens_and_same_message_as_invoke(chat):
     assert [(c["name"], c["args"]) for c in total.tool_calls] == [("churn_risk", {"user_id": "42", "horizon_days": 7})]
 
 
+def test_stream_keeps_a_malformed_call_invalid(chat):
+    chunks = list(chat.bind_tools(TOOLS).stream([HumanMessage(Q_BROKEN)]))
+    total = chunks[0]
+    for c in chunks[1:]:
+        total = total + c
+    assert total.tool_calls == []
+    [bad] = total.invalid_tool_calls
+    assert bad["name"] == "churn_risk"
+    assert "not valid JSON" in total.response_metadata["invalid_tool_call_errors"][bad["id"]]
+
+
 def test_stream_of_fenced_call_shows_text_but_not_the_block(chat):
     chunks = list(chat.bind_tools(TOOLS).stream([HumanMessage(Q_FENCED)]))
     shown = "".join(c.content for c in chunks)

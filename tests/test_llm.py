@@ -289,3 +289,29 @@ def test_unreachable_server_is_a_clear_error():
 
     with pytest.raises(ServerError, match="cannot reach the model server"):
         load_llm("http://127.0.0.1:9").invoke([HumanMessage("hi")])
+
+
+# ----- the real packaged model ------------------------------------------------------------------------
+def churn_risk(user_id: str, horizon_days: int = 7) -> dict:
+    """Probability that a user stops buying within the horizon.
+
+    Args:
+        user_id: The user's id.
+        horizon_days: Days ahead to predict, 7 or 30.
+    """
+    return {}
+
+
+@pytest.mark.slow
+def test_real_packaged_model_makes_a_correct_tool_call():
+    from assistant.model_registry import DEFAULT_MODEL, MODEL_REGISTRY, packages_installed
+
+    if not packages_installed(MODEL_REGISTRY[DEFAULT_MODEL]):
+        pytest.skip(f"packages of {DEFAULT_MODEL} not installed (make models)")
+    chat = load_llm(LLMSpec(model=DEFAULT_MODEL), max_new_tokens=64)
+    msg = chat.bind_tools([churn_risk, top_items]).invoke(
+        [HumanMessage("What is the churn risk of user 1042 over the next 30 days?")])
+    assert msg.invalid_tool_calls == [], msg.response_metadata["raw_text"]
+    [call] = msg.tool_calls
+    assert call["name"] == "churn_risk"
+    assert str(call["args"]["user_id"]) == "1042" and int(call["args"].get("horizon_days", 0)) == 30

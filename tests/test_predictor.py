@@ -17,33 +17,13 @@ import pandas as pd
 import pytest
 import torch
 
+from predictor_shop import CUTOFF, make_shop
 from tools.predictor.checkpoint import sha256_file
 from tools.predictor.data import PredictorError, build_vocab, collate, examples_at, prepare_events, cutoff_seconds
 from tools.predictor.explain import explain_user
 from tools.predictor.model import BehaviorTransformer, ModelConfig
 from tools.predictor.score import Predictor
 from tools.predictor.train import TrainConfig, train_predictor
-
-CUTOFF = pd.Timestamp("2024-03-31 23:59:59")
-
-
-def make_shop(n_users: int = 60, n_items: int = 40, days: int = 120, seed: int = 0) -> pd.DataFrame:
-    """A small shop: each user favours one category, revisits items, and may stop (churn) early."""
-    rng = np.random.default_rng(seed)
-    start = pd.Timestamp("2024-01-01")
-    rows = []
-    for u in range(n_users):
-        fav = u % 5
-        stop = days if rng.random() < 0.6 else rng.integers(10, days)
-        t = float(rng.uniform(0, 5))
-        while t < stop:
-            item = fav * (n_items // 5) + int(rng.integers(0, n_items // 5))
-            behavior = rng.choice(["view", "cart", "fav", "buy"], p=[0.6, 0.15, 0.05, 0.2])
-            rows.append((f"u{u:03d}", start + pd.Timedelta(days=t), behavior, f"i{item:03d}", f"c{fav}",
-                         1, float(5 + item) if behavior == "buy" else np.nan))
-            t += float(rng.exponential(3.0 if u % 2 else 8.0))
-    return pd.DataFrame(rows, columns=["user_id", "ts", "behavior", "item_id", "category_id", "quantity", "amount"])
-
 
 def tiny_config(**overrides) -> TrainConfig:
     base = dict(horizons_days=(7, 30), max_len=16, d_model=16, n_layers=1, n_heads=2, n_cutoffs=6,
@@ -126,11 +106,11 @@ def test_tiny_model_overfits_20_sequences():
     first = None
     for _ in range(150):
         loss = model(batch)["loss"]
-        first = first if first is not None else float(loss)
+        first = first if first is not None else loss.item()
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert float(loss) < 0.05 * first
+    assert loss.item() < 0.05 * first
     model.eval()
     top = model.predict(batch, top_k=1)["items"][:, 0].numpy()
     want = batch["next_item"][torch.arange(20), batch["lengths"] - 1].numpy()

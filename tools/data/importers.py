@@ -11,6 +11,7 @@ Invariant, checked before COMMIT: rows_read = rows_imported + rows_rejected + ro
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -202,6 +203,9 @@ def import_file(
         return report
     keep_raw = spec.engine in ("csv", "parquet")  # records there are not lines we can re-read
 
+    # DuckDB spills the staging table to disk past this limit: peak RSS stays bounded by it.
+    limit = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    con.execute(f"SET memory_limit = '{os.environ.get('SHOPSIGHT_IMPORT_MEMORY', '768MB')}'")
     con.execute("BEGIN TRANSACTION")
     try:
         run_chunks(con, report, spec, chunks, expected, path, pseudonymize, keep_raw, on_phase, started, t0)
@@ -211,6 +215,8 @@ def import_file(
     except BaseException:
         con.execute("ROLLBACK")
         raise
+    finally:
+        con.execute(f"SET memory_limit = '{limit}'")
     return report
 
 
@@ -340,7 +346,12 @@ def _finalize(con, path: Path, spec: FormatSpec, report: ImportReport, keep_raw:
             SELECT line_no, min(line_no) OVER (PARTITION BY {", ".join(key)}) AS first_line FROM c)
         WHERE line_no <> first_line""")
     # Rows already in the store (another file with the same rows).
-    span = con.execute(f"SELECT min(ts), max(ts), count(*) FROM _stage WHERE {ok}").fetchone()
+    counts = con.execute(f"""
+        SELECT min(ts) FILTER (WHERE {ok}), max(ts) FILTER (WHERE {ok}), count(*) FILTER (WHERE {ok}),
+               count(*), count(*) FILTER (WHERE reason IS NOT NULL), count(*) FILTER (WHERE dropped)
+        FROM _stage""").fetchone()
+    span = counts[:3]
+    report.rows_read, invalid, report.rows_dropped = (int(x) for x in counts[3:])
     if span[2] and con.execute(f"SELECT count(*) FROM {target} WHERE ts BETWEEN ? AND ?", span[:2]).fetchone()[0]:
         cond = " AND ".join(f"t.{k} IS NOT DISTINCT FROM s.{k}" for k in key)
         con.execute(f"""
@@ -377,11 +388,9 @@ def _finalize(con, path: Path, spec: FormatSpec, report: ImportReport, keep_raw:
                ELSE 'duplicate of line ' || d.first_line || '; identical rows are imported once' END
         FROM _dup d JOIN _stage s USING (line_no)""", [import_id, source])
 
-    counts = con.execute(f"""
-        SELECT count(*), count(*) FILTER (WHERE reason IS NOT NULL), count(*) FILTER (WHERE dropped),
-               coalesce(sum(masks) FILTER (WHERE {ok} AND line_no NOT IN (SELECT line_no FROM _dup)), 0)
-        FROM _stage""").fetchone()
-    report.rows_read, invalid, report.rows_dropped, report.pii_masks = (int(x) for x in counts)
+    if target == "reviews":
+        report.pii_masks = int(con.execute(f"""SELECT coalesce(sum(masks), 0) FROM _stage
+            WHERE {ok} AND line_no NOT IN (SELECT line_no FROM _dup)""").fetchone()[0])
     report.rows_rejected = invalid + (report.duplicates if spec.dedupe else 0)
     report.rows_imported = report.rows_read - report.rows_rejected - report.rows_dropped
     report.added[target] = report.rows_imported

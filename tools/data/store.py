@@ -49,8 +49,11 @@ class EventStore:
         except duckdb.ConnectionException as exc:
             if "different configuration" not in str(exc):
                 raise StoreError(f"cannot open {self.path}: {exc}") from None
-            # Same file already open in this process with the other mode: share that database.
-            self._con = duckdb.connect(self.path, read_only=not read_only, config={"memory_limit": memory})
+            if not read_only:
+                raise StoreError(f"{self.path} is open read-only in this process; close those stores "
+                                 "before opening it for writing") from None
+            # Already open read-write in this process: share that database; this store refuses writes.
+            self._con = duckdb.connect(self.path, read_only=False, config={"memory_limit": memory})
         except duckdb.IOException as exc:
             raise StoreError(
                 f"cannot open {self.path}: {exc}. Another process holds it for writing; open it "

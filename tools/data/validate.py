@@ -58,7 +58,7 @@ def _ts_sql(unit: str) -> tuple[str, str, str]:
             hint = "unix seconds / milliseconds or an ISO date-time like 2017-11-25 10:00:00"
         in_range = (
             f"CASE WHEN {seconds} >= {_MIN_S} AND {seconds} < {_MAX_S} "
-            f"THEN make_timestamp(CAST(round({seconds} * 1000000) AS BIGINT)) END"
+            f"THEN make_timestamp(CAST({seconds} * 1000000 AS BIGINT)) END"
         )
         parsed = f"{num}"
         if unit == "auto":
@@ -96,6 +96,8 @@ def chunk_select(spec: FormatSpec, expected_fields: int, pseudonymize: bool, kee
             src_cols.append(f"NULL::VARCHAR AS f_{name}")
         elif name in ("title", "text"):  # keep inner whitespace and newlines of texts
             src_cols.append(f"nullif(CAST({expr} AS VARCHAR), '') AS f_{name}")
+        elif spec.engine in ("split", "whitespace"):  # cut fields: no padding to trim (trim is costly)
+            src_cols.append(f"nullif({expr}, '') AS f_{name}")
         else:
             src_cols.append(f"nullif(trim(CAST({expr} AS VARCHAR)), '') AS f_{name}")
     ts_parsed, ts_value, ts_hint = _ts_sql(spec.ts_unit)
@@ -154,7 +156,7 @@ def chunk_select(spec: FormatSpec, expected_fields: int, pseudonymize: bool, kee
         behaviors = spec.behaviors or {b: b for b in ("view", "cart", "fav", "buy")}
         mapped = " ".join(f"WHEN {q(k)} THEN {q(v)}" for k, v in behaviors.items())
         typed += [
-            f"CASE lower(f_behavior) {mapped} END AS v_behavior",
+            f"coalesce(CASE f_behavior {mapped} END, CASE lower(f_behavior) {mapped} END) AS v_behavior",
             "TRY_CAST(f_quantity AS DOUBLE) AS v_quantity",
             "TRY_CAST(f_amount AS DOUBLE) AS v_amount",
         ]
@@ -174,7 +176,7 @@ def chunk_select(spec: FormatSpec, expected_fields: int, pseudonymize: bool, kee
             "f_category_id AS category_id", "coalesce(CAST(v_quantity AS INTEGER), 1) AS quantity",
             "v_amount AS amount", "0 AS masks",
         ]
-        key = "hash(" + ", ".join(EVENT_KEY) + ")"
+        key = "hash(user_id, ts, item_id, behavior)"  # a pre-filter: candidates are compared on every column
     else:
         text_sql, text_count = mask_sql("f_text")
         title_sql, title_count = mask_sql("f_title")
@@ -195,7 +197,9 @@ def chunk_select(spec: FormatSpec, expected_fields: int, pseudonymize: bool, kee
     return f"""
 WITH src AS (
   SELECT line_no, raw, nf, problem, truncated, {"jraw, " if spec.engine == "jsonl" else ""}{", ".join(src_cols)}
-  FROM {source} WHERE problem IS NOT NULL OR trim(raw) <> ''
+  FROM {source}
+  -- blank lines are not records; trim only short lines (trim over every row is costly)
+  WHERE problem IS NOT NULL OR NOT (raw = '' OR (strlen(raw) < 16 AND trim(raw) = ''))
 ), nums AS (
   SELECT *, TRY_CAST(f_ts AS DOUBLE) AS n_ts FROM src
 ), typed AS (

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from tools.predictor.baselines import CHURN_BASELINES
@@ -207,7 +208,9 @@ def run_benchmark(dataset: str, data_path: str | Path | None, out_dir: str | Pat
         note = None
         try:
             if model in CHURN_BASELINES:
-                runner.run_churn_baseline(model)
+                # Small problems: one BLAS / OpenMP thread; on busy cores extra threads only spin.
+                with threadpool_limits(1):
+                    runner.run_churn_baseline(model)
             elif model in RANKING_BASELINES:
                 runner.run_ranking_baseline(model)
             elif model == ORACLE:

@@ -122,7 +122,8 @@ def score_table(long: pd.DataFrame, manifest: dict | None = None) -> str:
     Every value is the mean over the test cutoffs.
     """
     if long.empty:
-        return "(no prediction files found)"
+        notes = "".join(f"\n- {n}" for n in (manifest or {}).get("notes", []))
+        return "(no prediction files found)" + notes
     models = _ordered_models(sorted(long["model"].unique()))
     per_h = long.groupby(["task", "horizon_days", "metric", "model"], sort=False)["value"].mean()
     lines = ["| task | H | metric | " + " | ".join(models) + " |",

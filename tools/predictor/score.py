@@ -60,11 +60,22 @@ def apply_calibration(logits: np.ndarray, params: dict | None) -> np.ndarray:
     return np.interp(logits, params["x"], params["y"])
 
 
-def fit_calibration(model, arrays: EventArrays, val: Examples, cfg, label_end: int, device) -> dict:
-    """Per horizon: fit on validation users at the latest labelled cutoff; report their AUC/ECE."""
+def fit_calibration(model, arrays: EventArrays, val: Examples, cfg, label_end: int, device,
+                    train: Examples | None = None) -> dict:
+    """Per horizon: fit on users at the latest labelled cutoff; report their AUC/ECE.
+
+    `cfg.calibrate_on` = "val": the held-out users only; "all": training users too (10x more
+    users, so less noise in the map; fine for a model small next to its data, as on CDNOW).
+    """
     from sklearn.metrics import roc_auc_score
 
-    out = {"method": cfg.calibration, "horizons_days": list(cfg.horizons_days), "buy": [], "cart": [], "validation": []}
+    if cfg.calibrate_on == "all" and train is not None:
+        pick = lambda ex: np.flatnonzero(ex.mask.sum(1) > 0)  # noqa: E731  (only labelled examples)
+        a, b = val.subset(pick(val)), train.subset(pick(train))
+        val = Examples(*(np.concatenate([getattr(a, f), getattr(b, f)]) for f in
+                         ("user_rows", "ends", "cutoffs", "features", "buy", "cart", "mask")))
+    out = {"method": cfg.calibration, "fitted_on": cfg.calibrate_on, "horizons_days": list(cfg.horizons_days),
+           "buy": [], "cart": [], "validation": []}
     raw = _predict_examples(model, arrays, val, cfg.max_len, device, top_k=0)
     for j, h in enumerate(cfg.horizons_days):
         labelled = val.mask[:, j] > 0
@@ -77,7 +88,10 @@ def fit_calibration(model, arrays: EventArrays, val: Examples, cfg, label_end: i
             z, y = raw[f"{key}_logits"][latest, j].astype(float), getattr(val, key)[latest, j].astype(float)
             fitted = None
             if cfg.calibration != "none" and 0 < y.sum() < len(y):
-                fitted = _platt(z, y) if cfg.calibration == "platt" else _isotonic(z, y)
+                fit = _platt if cfg.calibration == "platt" else _isotonic
+                if _beats_raw(z, y, fit):
+                    fitted = fit(z, y)
+                entry[f"{key}_calibrated"] = fitted is not None
             out[key].append(fitted)
             p = apply_calibration(z, fitted)
             if key == "buy" and 0 < y.sum() < len(y):
@@ -86,6 +100,28 @@ def fit_calibration(model, arrays: EventArrays, val: Examples, cfg, label_end: i
                              ece_in_sample=round(_ece(1 - y, 1 - p), 4))
         out["validation"].append(entry)
     return out
+
+
+def _log_loss(y: np.ndarray, p: np.ndarray) -> float:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def _beats_raw(z: np.ndarray, y: np.ndarray, fit) -> bool:
+    """2-fold check on the validation users: does the calibration map beat the raw model out of sample?
+
+    The model is trained with log loss over many cutoffs and is often calibrated already; a map
+    fitted on a few thousand validation users can add more noise than it removes (measured on
+    CDNOW: ECE 0.0125 with the map vs 0.0033 without), so it is kept only when it helps.
+    """
+    fold = np.arange(len(y)) % 2 == 0
+    if min(y[fold].sum(), y[~fold].sum(), (1 - y[fold]).sum(), (1 - y[~fold]).sum()) < 5:
+        return False
+    cal = raw = 0.0
+    for a, b in ((fold, ~fold), (~fold, fold)):
+        cal += _log_loss(y[b], apply_calibration(z[b], fit(z[a], y[a])))
+        raw += _log_loss(y[b], apply_calibration(z[b], None))
+    return cal < raw
 
 
 def _ece(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:

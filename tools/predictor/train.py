@@ -66,6 +66,7 @@ class TrainConfig:
     loss_weights: dict = field(default_factory=lambda: {"buy": 1.0, "cart": 0.5, "next_item": 1.0,
                                                         "next_category": 0.5, "next_behavior": 0.2})
     calibration: str = "platt"  # platt | isotonic | none
+    calibrate_on: str = "val"  # val (held-out users) | all (every user at the latest labelled cutoff)
     device: str = "auto"  # auto | cpu | cuda
     # torch CPU threads. 1 by default: this model's matrices are too small to split, and on a
     # shared or busy machine extra threads spin-wait (measured 4x slower per matmul with 2 threads).
@@ -82,6 +83,8 @@ class TrainConfig:
             raise ValueError(f"val_fraction={self.val_fraction}: choose a share in (0, 0.5), e.g. 0.1")
         if self.calibration not in ("platt", "isotonic", "none"):
             raise ValueError(f"calibration={self.calibration!r}: choose platt, isotonic or none")
+        if self.calibrate_on not in ("val", "all"):
+            raise ValueError(f"calibrate_on={self.calibrate_on!r}: choose val or all")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device={self.device!r}: choose auto, cpu or cuda")
         unknown = set(self.loss_weights) - {"buy", "cart", "next_item", "next_category", "next_behavior"}
@@ -276,7 +279,7 @@ def train_predictor(events: pd.DataFrame, cutoff: datetime, config: TrainConfig,
     train_s = time.perf_counter() - t0
     raw_model.load_state_dict(ckpt.load_weights(out_dir / "best.safetensors"))
     raw_model.eval()
-    calibration = fit_calibration(raw_model, arrays, val, config, label_end, device)
+    calibration = fit_calibration(raw_model, arrays, val, config, label_end, device, train=train)
     meta = {
         "name": config.name, "created_at": datetime.utcnow().isoformat(timespec="seconds"),
         "dataset": vocab.dataset, "cutoff": str(cutoff), "label_end": str(pd.Timestamp(label_end, unit="s")),

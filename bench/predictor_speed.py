@@ -1,0 +1,144 @@
+"""Speed and memory of the behavior Transformer: training on CDNOW, scoring 100,000 demo users.
+
+    .venv/bin/python bench/predictor_speed.py                       # both parts, default sizes
+    .venv/bin/python bench/predictor_speed.py --part score --users 100000 --threads 2
+    .venv/bin/python bench/predictor_speed.py --part train --cdnow .cache/datasets/CDNOW_master.txt
+
+Scoring: a 5,000-user demo shop (tools/data/synth.py) is replicated with renamed users up to
+`--users` (generating 100,000 users directly works too, `--generate`, but takes minutes), a small
+demo predictor is trained on the original shop, then a fresh subprocess loads the events and the
+checkpoint and scores everyone, so its peak RSS is the scoring job's own. The logistic-RFM
+baseline scores the same users beside it. Training: one CDNOW model (finetune/configs/
+predictor_cdnow.yaml) at the first protocol cutoff; sequences/s from the trainer's own record.
+Timings on a shared machine are noisy: the load average is printed with every table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def score_child(events_path: str, checkpoint: str, cutoff: str, threads: int) -> dict:
+    """Run in a fresh process: load events + checkpoint, score all users, report time and peak RSS."""
+    import pandas as pd
+    import torch
+
+    from tools.predictor.baselines import logreg_rfm_baseline
+    from tools.predictor.score import Predictor
+
+    torch.set_num_threads(threads)
+    events = pd.read_parquet(events_path)
+    rss_events = _rss_mb()
+    predictor = Predictor.load(Path(checkpoint))
+    start = time.perf_counter()
+    scores = predictor.score_users(events, pd.Timestamp(cutoff), progress=False)
+    seconds = time.perf_counter() - start
+    users = int(scores["user_id"].nunique())
+    peak = _rss_mb()
+    start = time.perf_counter()
+    logreg_rfm_baseline(events, pd.Timestamp(cutoff).to_pydatetime(), predictor.horizons_days[0])
+    base_s = time.perf_counter() - start
+    return {"users": users, "events": int(len(events)), "seconds": round(seconds, 2),
+            "users_per_s": round(users / seconds), "peak_rss_mb": round(peak), "rss_after_events_mb": round(rss_events),
+            "truncated_users": predictor.last_info["truncated_users"], "threads": threads,
+            "logreg_rfm_seconds": round(base_s, 2)}
+
+
+def bench_score(users: int, threads: int, generate: bool, workdir: Path) -> dict:
+    import pandas as pd
+    import yaml
+
+    from tools.data.synth import DEMO_CUTOFFS, generate_shop
+    from tools.predictor.train import TrainConfig, train_predictor
+
+    cutoff = DEMO_CUTOFFS[0]
+    base = generate_shop(n_users=users if generate else 5000, seed=0, progress=False).events
+    base = base[base["ts"] <= cutoff]
+    raw = yaml.safe_load((ROOT / "finetune/configs/predictor_demo.yaml").read_text())
+    raw.update(epochs=1, n_cutoffs=2)  # speed of scoring does not depend on how long it trained
+    start = time.perf_counter()
+    train_predictor(base, cutoff, TrainConfig.from_dict(raw), workdir / "ckpt", progress=False, resume=False)
+    train_s = time.perf_counter() - start
+    if not generate:
+        copies = -(-users // base["user_id"].nunique())
+        base = pd.concat([base.assign(user_id=base["user_id"].astype(str) + f"_{k}") for k in range(copies)],
+                         ignore_index=True)
+        keep = pd.Index(pd.unique(base["user_id"]))[:users]
+        base = base[base["user_id"].isin(keep)]
+    base.to_parquet(workdir / "events.parquet")
+    code = (f"import json,sys; sys.path.insert(0,{str(ROOT)!r}); from bench.predictor_speed import score_child; "
+            f"print(json.dumps(score_child({str(workdir / 'events.parquet')!r}, {str(workdir / 'ckpt')!r}, "
+            f"{str(cutoff)!r}, {threads})))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["demo_train_s_1_epoch"] = round(train_s, 1)
+    return result
+
+
+def bench_train(cdnow: Path, workdir: Path) -> dict:
+    import pandas as pd
+    import yaml
+
+    from tools.predictor.bench_datasets import read_cdnow
+    from tools.predictor.train import TrainConfig, train_predictor
+
+    raw = yaml.safe_load((ROOT / "finetune/configs/predictor_cdnow.yaml").read_text())
+    raw["horizons_days"] = [30, 90]
+    events = read_cdnow(cdnow)
+    cutoff = pd.Timestamp("1997-09-30 23:59:59")
+    start = time.perf_counter()
+    predictor = train_predictor(events[events["ts"] <= cutoff], cutoff, TrainConfig.from_dict(raw), workdir / "cdnow",
+                                progress=False, resume=False)
+    seconds = time.perf_counter() - start
+    record = predictor.config["training"]
+    users = predictor.config["data"]["users"]
+    return {"seconds_total": round(seconds, 1), "seconds_training_loop": record["seconds"],
+            "epochs": record["epochs_run"], "sequences_per_s": record["examples_per_s"],
+            "train_examples": predictor.config["data"]["train_examples"], "users": users,
+            "users_per_s": round(users * record["epochs_run"] / max(record["seconds"], 1e-9)),
+            "parameters": record["parameters"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--part", choices=["train", "score", "both"], default="both")
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--generate", action="store_true", help="generate all users instead of replicating 5,000")
+    parser.add_argument("--cdnow", type=Path, default=ROOT / ".cache/datasets/CDNOW_master.txt")
+    args = parser.parse_args()
+    load = os.getloadavg()
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.part in ("train", "both"):
+            r = bench_train(args.cdnow, Path(tmp))
+            print("| CDNOW training (cutoff 1997-09-30) | value | target |\n|---|---|---|")
+            for k, v in r.items():
+                print(f"| {k} | {v} | {'< 300 s' if k == 'seconds_total' else ''} |")
+        if args.part in ("score", "both"):
+            r = bench_score(args.users, args.threads, args.generate, Path(tmp))
+            print(f"\n| scoring {r['users']:,} demo users | transformer | logreg_rfm baseline | target |\n|---|---|---|---|")
+            print(f"| seconds | {r['seconds']} | {r['logreg_rfm_seconds']} (fit + predict) | < 60 |")
+            print(f"| users/s | {r['users_per_s']:,} | {round(r['users'] / max(r['logreg_rfm_seconds'], 1e-9)):,} | |")
+            print(f"| peak RSS MB (whole process) | {r['peak_rss_mb']:,} | | < 4096 |")
+            for k in ("events", "rss_after_events_mb", "truncated_users", "threads", "demo_train_s_1_epoch"):
+                print(f"| {k} | {r[k]} | | |")
+    print(f"\nload average at start: {load[0]:.1f} (2 cores; numbers are noisy when others run)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,328 @@
+"""The workspace in a real browser: the real app over a small real stack, driven by headless chromium.
+
+One app server per module (plus short-lived ones for the login and the broken-model cases),
+a scripted chat model behind the real agent (tests/app_shop.py), Playwright for Python with
+Debian's chromium (never a downloaded browser). Screenshots of each main view go to the
+test's output folder; set SHOPSIGHT_SCREENSHOTS=docs/screenshots to refresh the committed set.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("playwright.sync_api")
+CHROMIUM = "/usr/bin/chromium"
+if not Path(CHROMIUM).exists():
+    pytest.skip("chromium is not installed (make browser)", allow_module_level=True)
+
+from playwright.sync_api import expect, sync_playwright  # noqa: E402
+
+from app_shop import build_stack, scripted_analyst  # noqa: E402
+
+pytestmark = pytest.mark.browser
+ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
+WAIT_MS = 30_000  # the machine is shared: generous, but every wait is for a specific element
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    home = tmp_path_factory.mktemp("home")
+    old = os.environ.get("SHOPSIGHT_HOME")
+    os.environ["SHOPSIGHT_HOME"] = str(home)  # the audit log and caches land here, not in ~/.shopsight
+    parts = build_stack(home)
+    yield parts
+    parts["store"].close()
+    if old is None:
+        os.environ.pop("SHOPSIGHT_HOME", None)
+    else:
+        os.environ["SHOPSIGHT_HOME"] = old
+
+
+def open_workspace(stack, **kwargs):
+    from assistant.workspace import Workspace
+
+    return Workspace.open(kwargs.pop("settings", stack["settings"]), store=stack["store"],
+                          predictor=stack["predictor"], cases=stack["cases"], reviews=stack["reviews"], **kwargs)
+
+
+def start(ws, auth: str = ""):
+    import app
+
+    port = free_port()
+    demo = app.launch(ws, host="127.0.0.1", port=port, auth=auth, block=False)
+    return demo, f"http://127.0.0.1:{port}/"
+
+
+@pytest.fixture(scope="module")
+def chat_model():
+    return scripted_analyst(delay_s=0.4)  # slow enough that two tabs really overlap
+
+
+@pytest.fixture(scope="module")
+def server(stack, chat_model):
+    ws = open_workspace(stack, chat_model_factory=lambda: chat_model)
+    demo, url = start(ws)
+    yield url, ws
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("screenshots")
+    yield folder
+    target = os.environ.get("SHOPSIGHT_SCREENSHOTS")
+    if target:
+        Path(target).mkdir(parents=True, exist_ok=True)
+        for png in folder.glob("*.png"):
+            shutil.copy(png, Path(target) / png.name)
+
+
+@pytest.fixture()
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    pg = context.new_page()
+    pg.set_default_timeout(WAIT_MS)
+    yield pg
+    context.close()
+
+
+def open_app(page, url: str) -> None:
+    page.goto(url, wait_until="domcontentloaded")
+    page.wait_for_selector("#question textarea")
+
+
+def tab(page, name: str) -> None:
+    page.get_by_role("tab", name=name).click()
+
+
+def ask(page, text: str) -> None:
+    page.locator("#question textarea").fill(text)
+    page.locator("#send").click()
+
+
+# ---------------------------------------------------------------------------- the main flows
+def test_ask_shows_answer_tool_steps_and_table(page, server, shots):
+    url, ws = server
+    open_app(page, url)
+    ask(page, "Which users will churn this week, and why?")
+    chat = page.locator("#chat")
+    expect(chat).to_contain_text("The customer most likely to churn is user", timeout=WAIT_MS)
+    expect(chat).to_contain_text("at_risk_users")  # the tool step, collapsible
+    expect(chat).to_contain_text("Evidence:")  # citations of the final answer
+    top = ws.call_tool("at_risk_users", horizon_days=7, top_k=5)["users"][0]
+    expect(chat).to_contain_text(f"user {top['user_id']} with a churn probability of {top['p_churn']}")
+    table = page.locator("#answer-table")
+    expect(table).to_contain_text(top["user_id"])
+    expect(table).to_contain_text("p_churn")
+    page.screenshot(path=shots / "ask.png")
+
+    ask(page, "And who is at risk this month?")  # a follow-up keeps the conversation
+    expect(chat.get_by_text("I listed 5 users in the table.")).to_have_count(2, timeout=WAIT_MS)
+    tab(page, "Operations")
+    page.locator("#at-risk").click()
+    expect(page.locator("#risk-table")).to_contain_text(top["user_id"])
+    expect(page.locator("#population")).to_contain_text("active customers")
+    page.wait_for_selector("#histogram canvas, #histogram svg")
+    page.screenshot(path=shots / "operations.png")
+
+
+def test_drill_down_shows_chart_drivers_cases_and_saves_a_case(page, server, shots):
+    url, ws = server
+    user = ws.call_tool("at_risk_users", horizon_days=7, top_k=1)["users"][0]["user_id"]
+    open_app(page, url)
+    tab(page, "Operations")
+    page.locator("#user-id input, #user-id textarea").first.fill(user)
+    page.locator("#open-user").click()
+    expect(page.locator("#user-head")).to_contain_text(f"User {user}: p_churn")
+    page.wait_for_selector("#trend canvas, #trend svg")
+    expect(page.locator("#drivers")).to_contain_text("effect")
+    expect(page.locator("#similar")).to_contain_text("churned")
+    expect(page.locator("#timeline")).to_contain_text("behavior")
+    page.locator("#user-head").scroll_into_view_if_needed()
+    page.screenshot(path=shots / "drill_down.png")
+
+    before = ws.cases.info()["analyst_cases"]
+    page.locator("#conclusion textarea").fill("Stopped after two late deliveries; price-sensitive.")
+    page.locator("#outcome textarea").fill("retained after a 10% voucher")
+    page.locator("#save-case").click()
+    expect(page.locator("#saved-note")).to_contain_text("Saved as case")
+    assert ws.cases.info()["analyst_cases"] == before + 1
+
+
+def test_review_desk(page, server, shots):
+    url, ws = server
+    open_app(page, url)
+    tab(page, "Review desk")
+    page.locator("#review-search input, #review-search textarea").first.fill("dog")
+    page.locator("#review-search input, #review-search textarea").first.press("Enter")
+    expect(page.locator("#review-target input")).not_to_have_value("", timeout=WAIT_MS)
+    page.locator("#show-reviews").click()
+    expect(page.locator("#review-summary")).to_contain_text("Reviews of")
+    page.screenshot(path=shots / "review_desk.png")
+
+
+def test_upload_malformed_csv_shows_rejected_rows(page, server, shots, tmp_path):
+    url, ws = server
+    bad = tmp_path / "retailrocket_events.csv"
+    bad.write_text("timestamp,visitorid,event,itemid,transactionid\n"
+                   "1433221332117,257597,view,355908,\n"
+                   "1433221955914,483717,click,253185,\n"
+                   "yesterday,111016,view,318965,\n")
+    open_app(page, url)
+    tab(page, "Data & models")
+    expect(page.locator("#data-panel")).to_contain_text("events")
+    page.locator("#upload input[type=file]").set_input_files(str(bad))
+    expect(page.locator("#upload")).to_contain_text("retailrocket_events.csv")
+    page.locator("#import").click()
+    report = page.locator("#import-report")
+    expect(report).to_contain_text("rows read 3", timeout=WAIT_MS)
+    expect(report).to_contain_text("rejected 2")
+    rejected = page.locator("#rejected")
+    expect(rejected).to_contain_text("click")  # the reason names the bad value
+    expect(rejected).to_contain_text("yesterday")
+    page.screenshot(path=shots / "data_upload.png", full_page=True)
+
+
+# ---------------------------------------------------------------------------- bad input
+def test_empty_and_too_long_questions(page, server, chat_model):
+    url, _ = server
+    open_app(page, url)
+    calls = len(chat_model.seen)
+    page.locator("#send").click()
+    expect(page.get_by_text("Type a question first.")).to_be_visible()
+    ask(page, "why " * 5000)  # 20,000 characters
+    expect(page.locator("#chat")).to_contain_text("20,000 characters long; the limit is 2,000")
+    assert len(chat_model.seen) == calls  # neither reached the model
+
+
+def test_unknown_user_in_drill_down(page, server):
+    url, _ = server
+    open_app(page, url)
+    tab(page, "Operations")
+    page.locator("#user-id input, #user-id textarea").first.fill("no-such-user")
+    page.locator("#open-user").click()
+    expect(page.get_by_text("unknown user_id 'no-such-user'").first).to_be_visible()
+
+
+def test_unsupported_upload_format(page, server, tmp_path):
+    url, _ = server
+    sheet = tmp_path / "events.xlsx"
+    sheet.write_bytes(b"PK\x03\x04 not really a spreadsheet")
+    open_app(page, url)
+    tab(page, "Data & models")
+    page.locator("#upload input[type=file]").set_input_files(str(sheet))
+    expect(page.locator("#upload")).to_contain_text("events.xlsx")
+    page.locator("#import").click()
+    expect(page.locator("#import-report")).to_contain_text("'.xlsx' is not a supported format")
+
+
+def test_two_tabs_ask_at_once_one_model_run_at_a_time(browser, server, chat_model):
+    url, _ = server
+    context = browser.new_context(viewport={"width": 1100, "height": 800})
+    try:
+        pages = [context.new_page(), context.new_page()]
+        for pg in pages:
+            pg.set_default_timeout(WAIT_MS)
+            open_app(pg, url)
+        for pg in pages:  # both sent before either is answered (each answer takes >= 0.8 s)
+            ask(pg, "Which users will churn this month?")
+        for pg in pages:
+            expect(pg.locator("#chat")).to_contain_text("The customer most likely to churn", timeout=WAIT_MS)
+        assert chat_model.max_running == 1
+    finally:
+        context.close()
+
+
+def test_page_answers_while_a_chat_runs(browser, server):
+    url, _ = server
+    context = browser.new_context()
+    try:
+        chat_page, data_page = context.new_page(), context.new_page()
+        for pg in (chat_page, data_page):
+            pg.set_default_timeout(WAIT_MS)
+            open_app(pg, url)
+        ask(chat_page, "Which users will churn this week?")
+        tab(data_page, "Operations")
+        data_page.locator("#at-risk").click()  # not in the chat's concurrency group: answers meanwhile
+        expect(data_page.locator("#risk-table")).to_contain_text("p_churn")
+        expect(chat_page.locator("#chat")).to_contain_text("most likely to churn", timeout=WAIT_MS)
+    finally:
+        context.close()
+
+
+def test_login_right_password_works_wrong_is_refused(browser, stack, chat_model):
+    demo, url = start(open_workspace(stack, chat_model_factory=lambda: chat_model), auth="ana:s3cret-pw")
+    context = browser.new_context()
+    try:
+        pg = context.new_page()
+        pg.set_default_timeout(WAIT_MS)
+        pg.goto(url, wait_until="domcontentloaded")
+        pg.wait_for_selector("input[type=password]")
+        assert pg.locator("#question").count() == 0
+        pg.locator("input[type=text]").first.fill("ana")
+        pg.locator("input[type=password]").fill("wrong")
+        pg.locator("input[type=password]").press("Enter")
+        expect(pg.get_by_text("Incorrect Credentials", exact=False)).to_be_visible()
+        assert pg.locator("#question").count() == 0
+        pg.locator("input[type=text]").first.fill("ana")
+        pg.locator("input[type=password]").fill("s3cret-pw")
+        pg.locator("input[type=password]").press("Enter")
+        pg.wait_for_selector("#question textarea")
+    finally:
+        context.close()
+        demo.close()
+
+
+def test_model_failing_to_load_ui_starts_and_says_what_to_run(browser, stack, shots):
+    from dataclasses import replace
+
+    settings = replace(stack["settings"], model="/no/such/model-folder")
+    ws = open_workspace(stack, settings=settings)  # the real loader: fails on the first question
+    assert "llm" in ws.problems
+    demo, url = start(ws)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        pg = context.new_page()
+        pg.set_default_timeout(WAIT_MS)
+        open_app(pg, url)
+        expect(pg.locator("#banner")).to_contain_text("fix SHOPSIGHT_MODEL")
+        ask(pg, "Which users will churn this week?")
+        expect(pg.locator("#chat")).to_contain_text("The assistant is not available")
+        expect(pg.locator("#chat")).to_contain_text("shopsight models install")
+        tab(pg, "Operations")  # the rest of the workspace still works
+        pg.locator("#at-risk").click()
+        expect(pg.locator("#risk-table")).to_contain_text("p_churn")
+        tab(pg, "Ask")
+        pg.screenshot(path=shots / "model_missing.png")
+    finally:
+        context.close()
+        demo.close()
+
+
+def test_server_binds_localhost_only(server):
+    url, _ = server
+    assert url.startswith("http://127.0.0.1:")
+    port = int(url.rstrip("/").rsplit(":", 1)[1])
+    with socket.socket() as sock:
+        sock.settimeout(2)
+        assert sock.connect_ex(("127.0.0.1", port)) == 0
