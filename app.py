@@ -39,6 +39,8 @@ EXAMPLES = {
     ],
     "Follow-ups": ["And why is the second one at risk?", "What happened to customers like them?"],
 }
+DRILL_FACTS = ("orders", "spend", "days_since_last_buy", "days_since_last_event", "tenure_days", "events_30d",
+               "top_category", "usual_days_between_buys", "trend", "last_review")
 TABLE_KEYS = ("users", "segments", "cases", "events", "rows", "items", "next_categories", "quotes")
 
 
@@ -67,6 +69,17 @@ def _error_text(result: Any) -> str | None:
     return None
 
 
+def _driver_row(driver: dict) -> dict:
+    """One driver as a flat row: a feature, or one past event of the user (what, when)."""
+    event = driver.get("event")
+    if isinstance(event, dict):
+        what = f"{event.get('behavior')} {event.get('item_id')} ({event.get('category_id')}) at {event.get('ts')}"
+    else:
+        what = driver.get("feature") or driver.get("name") or ""
+    return {"driver": what, "kind": driver.get("type", ""), "effect": driver.get("effect"),
+            "direction": driver.get("direction", "")}
+
+
 def _citations_markdown(citations: Any) -> str:
     if not citations:
         return ""
@@ -86,7 +99,7 @@ def render_events(events: Iterator[Any], chat: list) -> Iterator[tuple[list, Any
             args = ", ".join(f"{k}={v!r}" for k, v in (event.get("arguments") or {}).items())
             how = " (chosen by the router)" if event.get("routed") else ""
             msg = gr.ChatMessage(role="assistant", content="**Arguments**\n" + _json_block(event.get("arguments", {})),
-                                 metadata={"title": f"🛠️ {event.get('name')}({args}){how}", "status": "pending"})
+                                 metadata={"title": f"⚙ Tool {event.get('name')}({args}){how}", "status": "pending"})
             pending[str(event.get("id") or event.get("name"))] = msg
             called.add(str(event.get("name")))
             chat.append(msg)
@@ -95,7 +108,7 @@ def render_events(events: Iterator[Any], chat: list) -> Iterator[tuple[list, Any
             msg = pending.pop(str(event.get("id") or event.get("name")), None)
             if msg is None:
                 msg = gr.ChatMessage(role="assistant", content="",
-                                     metadata={"title": f"🛠️ {event.get('name')}", "status": "done"})
+                                     metadata={"title": f"⚙ Tool {event.get('name')}", "status": "done"})
                 chat.append(msg)
             msg.content += "\n**Result**\n" + _json_block(result)
             msg.metadata["status"] = "done"
@@ -112,7 +125,7 @@ def render_events(events: Iterator[Any], chat: list) -> Iterator[tuple[list, Any
             footer = _citations_markdown(event.get("citations"))
             ungrounded = event.get("ungrounded") or []
             if ungrounded:
-                footer += "\n\n⚠️ Left out, not backed by any tool result: " + ", ".join(map(str, ungrounded))
+                footer += "\n\n⚠ Left out, not backed by any tool result: " + ", ".join(map(str, ungrounded))
             if answer_msg is None:
                 answer_msg = gr.ChatMessage(role="assistant", content="")
                 chat.append(answer_msg)
@@ -120,7 +133,7 @@ def render_events(events: Iterator[Any], chat: list) -> Iterator[tuple[list, Any
         elif kind == "error" and str(event.get("message", "")).split(":")[0] not in called:
             # a tool's own error is shown inside its step; the rest are model mistakes fed back
             chat.append(gr.ChatMessage(role="assistant", content=event.get("hint") or "fed back to the model",
-                                       metadata={"title": f"⚠️ {event.get('message', '')}", "status": "done"}))
+                                       metadata={"title": f"⚠ {event.get('message', '')}", "status": "done"}))
         yield chat, event, table
 
 
@@ -130,6 +143,7 @@ def build_app(ws: Workspace) -> gr.Blocks:
 
     def ask(question: str, chat: list, conversation: list | None):
         chat = list(chat or [])
+        typed = len(question or "")
         question = (question or "").strip()
         if not question:
             gr.Warning("Type a question first.")
@@ -137,7 +151,7 @@ def build_app(ws: Workspace) -> gr.Blocks:
             return
         if len(question) > MAX_QUESTION_CHARS:
             chat.append(gr.ChatMessage(role="assistant", content=(
-                f"⚠️ That question is {len(question):,} characters long; the limit is {MAX_QUESTION_CHARS:,}. "
+                f"⚠ That question is {typed:,} characters long; the limit is {MAX_QUESTION_CHARS:,}. "
                 "Ask about one thing at a time (for example one user or one item).")))
             yield chat, conversation, question, gr.skip()
             return
@@ -147,9 +161,10 @@ def build_app(ws: Workspace) -> gr.Blocks:
             for chat, event, table in render_events(ws.run_agent(question, history=conversation), chat):
                 if event.type == "answer":
                     conversation = event.get("messages") or conversation
-                yield chat, conversation, "", table if table is not None and len(table) else gr.skip()
+                shown = gr.Dataframe(value=table, visible=True) if table is not None and len(table) else gr.skip()
+                yield chat, conversation, "", shown
         except PartUnavailable as exc:
-            chat.append(gr.ChatMessage(role="assistant", content=f"⚠️ The assistant is not available: {exc}"))
+            chat.append(gr.ChatMessage(role="assistant", content=f"⚠ The assistant is not available: {exc}"))
             yield chat, conversation, "", gr.skip()
 
     # ---- operations
@@ -163,6 +178,12 @@ def build_app(ws: Workspace) -> gr.Blocks:
         table.to_csv(csv_path, index=False)
         note = f"{result.get('population', '')}; as of {result.get('as_of', '')}; mean p_churn {result.get('mean_p_churn')}"
         return table, gr.DownloadButton(value=str(csv_path), visible=True), ws_histogram(int(horizon)), note
+
+    def at_risk_quiet(*args):
+        try:
+            return at_risk(*args)
+        except gr.Error:  # no scores yet: the banner and the Data tab say what to run
+            return pd.DataFrame(), gr.skip(), gr.skip(), gr.skip()
 
     def ws_histogram(horizon: int) -> pd.DataFrame:
         scores = ws.store.scores_frame(cutoff=ws.cutoff, horizon_days=horizon)
@@ -192,10 +213,10 @@ def build_app(ws: Workspace) -> gr.Blocks:
             trend = ws.churn_over_cutoffs(user_id, int(horizon))
         except PartUnavailable as exc:
             raise gr.Error(str(exc)) from exc
-        facts = explanation.get("facts") or {}
+        facts = {k: v for k, v in (explanation.get("facts") or {}).items() if k in DRILL_FACTS}
         head = (f"### User {user_id}: p_churn {explanation.get('p_churn')} within {horizon} days\n"
-                + " · ".join(f"**{k}** {v}" for k, v in facts.items()))
-        drivers = pd.DataFrame(explanation.get("drivers") or [])
+                + " · ".join(f"**{k.replace('_', ' ')}** {v}" for k, v in facts.items()))
+        drivers = pd.DataFrame([_driver_row(d) for d in explanation.get("drivers") or []])
         case_table = _rows_frame(cases, ("cases",))
         if _error_text(cases):
             case_table = pd.DataFrame([{"note": _error_text(cases)}])
@@ -259,11 +280,11 @@ def build_app(ws: Workspace) -> gr.Blocks:
             with gr.Row():
                 question = gr.Textbox(placeholder="Ask about churn, customers, items or reviews…", show_label=False,
                                       scale=8, elem_id="question", max_lines=4)
-                send = gr.Button("Send", variant="primary", scale=1, elem_id="send")
-                stop = gr.Button("Stop", scale=1, elem_id="stop", variant="stop")
-                clear = gr.Button("New chat", scale=1, elem_id="new-chat")
+                send = gr.Button("Send", variant="primary", scale=1, elem_id="send", size="md")
+                stop = gr.Button("Stop", scale=1, elem_id="stop", variant="stop", size="md")
+                clear = gr.Button("New chat", scale=1, elem_id="new-chat", size="md")
             answer_table = gr.Dataframe(label="Numbers behind the answer (last tool result)", interactive=False,
-                                        elem_id="answer-table", max_height=260)
+                                        elem_id="answer-table", max_height=260, visible=False)
             for group, questions in EXAMPLES.items():
                 gr.Examples(questions, inputs=question, label=group)
             submit_args = dict(fn=ask, inputs=[question, chatbot, conversation],
@@ -272,7 +293,8 @@ def build_app(ws: Workspace) -> gr.Blocks:
             ev1 = question.submit(**submit_args)
             ev2 = send.click(**submit_args)
             stop.click(None, cancels=[ev1, ev2])
-            clear.click(lambda: ([], None, None), None, [chatbot, conversation, answer_table], cancels=[ev1, ev2])
+            clear.click(lambda: ([], None, gr.Dataframe(value=None, visible=False)), None,
+                        [chatbot, conversation, answer_table], cancels=[ev1, ev2])
         with gr.Tab("Operations", id="operations"):
             with gr.Row():
                 horizon = gr.Radio(["7", "30"], value="7", label="Horizon (days)", elem_id="horizon")
@@ -291,27 +313,30 @@ def build_app(ws: Workspace) -> gr.Blocks:
                 with gr.Column(scale=2):
                     histogram = gr.BarPlot(x="p_churn", y="users", title="Churn probability, all scored users",
                                            height=300, elem_id="histogram", sort="x")
-            gr.Markdown("### Drill-down")
-            with gr.Row():
-                user_box = gr.Textbox(label="User id", elem_id="user-id", scale=3)
-                open_user = gr.Button("Open user", elem_id="open-user", scale=1)
-            user_head = gr.Markdown(elem_id="user-head")
-            with gr.Row():
-                trend_plot = gr.LinePlot(x="cutoff", y="p_churn", title="Churn probability at past weekly cutoffs",
-                                         height=260, elem_id="trend", y_lim=[0, 1])
-                drivers = gr.Dataframe(label="Drivers", interactive=False, elem_id="drivers", max_height=260)
-            timeline = gr.Dataframe(label="Timeline (most recent first)", interactive=False, max_height=260,
-                                    elem_id="timeline")
-            similar = gr.Dataframe(label="Similar past cases and what happened", interactive=False, max_height=260,
-                                   elem_id="similar")
-            with gr.Row():
-                conclusion = gr.Textbox(label="Your conclusion", lines=2, scale=3, elem_id="conclusion")
-                outcome = gr.Textbox(label="Outcome / action", lines=2, scale=2, elem_id="outcome",
-                                     placeholder="e.g. retained after a 10% voucher")
-            save = gr.Button("Save as case", elem_id="save-case")
-            saved_note = gr.Markdown(elem_id="saved-note")
+            with gr.Column(elem_id="drill"):
+                gr.Markdown("### Drill-down")
+                with gr.Row():
+                    user_box = gr.Textbox(label="User id", elem_id="user-id", scale=3)
+                    open_user = gr.Button("Open user", elem_id="open-user", scale=1)
+                user_head = gr.Markdown(elem_id="user-head")
+                with gr.Row():
+                    trend_plot = gr.LinePlot(x="cutoff", y="p_churn", title="Churn probability at past weekly cutoffs",
+                                             height=260, elem_id="trend", y_lim=[0, 1])
+                    drivers = gr.Dataframe(label="Drivers", interactive=False, elem_id="drivers", max_height=260)
+                timeline = gr.Dataframe(label="Timeline (most recent first)", interactive=False, max_height=260,
+                                        elem_id="timeline")
+                similar = gr.Dataframe(label="Similar past cases and what happened", interactive=False, max_height=260,
+                                       elem_id="similar")
+                with gr.Row():
+                    conclusion = gr.Textbox(label="Your conclusion", lines=2, scale=3, elem_id="conclusion")
+                    outcome = gr.Textbox(label="Outcome / action", lines=2, scale=2, elem_id="outcome",
+                                         placeholder="e.g. retained after a 10% voucher")
+                save = gr.Button("Save as case", elem_id="save-case")
+                saved_note = gr.Markdown(elem_id="saved-note")
             drill_outputs = [user_head, drivers, trend_plot, timeline, similar]
-            refresh.click(at_risk, [horizon, rank_by, segment, top_k], [risk_table, download, histogram, population])
+            risk_outputs = [risk_table, download, histogram, population]
+            refresh.click(at_risk, [horizon, rank_by, segment, top_k], risk_outputs)
+            demo.load(at_risk_quiet, [horizon, rank_by, segment, top_k], risk_outputs)  # the view opens filled
             risk_table.select(pick_user, None, [user_box]).then(drill_down, [user_box, horizon], drill_outputs)
             open_user.click(drill_down, [user_box, horizon], drill_outputs)
             user_box.submit(drill_down, [user_box, horizon], drill_outputs)
@@ -323,7 +348,9 @@ def build_app(ws: Workspace) -> gr.Blocks:
                 show_reviews = gr.Button("Show reviews", elem_id="show-reviews", variant="primary")
             with gr.Row():
                 sentiment_plot = gr.LinePlot(x="month", y="share", color="sentiment", title="Sentiment over time",
-                                             height=260, elem_id="sentiment")
+                                             height=260, elem_id="sentiment", y_lim=[0, 1],
+                                             color_map={"negative": "#d62728", "neutral": "#7f7f7f",
+                                                        "positive": "#2ca02c"})
                 aspect_plot = gr.BarPlot(x="aspect", y="mentions", color="sentiment", title="Aspects mentioned",
                                          height=260, elem_id="aspects",
                                          color_map={"negative": "#d62728", "positive": "#2ca02c"})
@@ -346,7 +373,7 @@ def build_app(ws: Workspace) -> gr.Blocks:
 def _banner(ws: Workspace) -> str:
     if not ws.problems:
         return ""
-    return "\n".join(f"⚠️ **{part}**: {message}" for part, message in ws.problems.items())
+    return "\n".join(f"⚠ **{part}**: {message}" for part, message in ws.problems.items())
 
 
 def _summary_markdown(summary: dict, target: str) -> str:
@@ -370,13 +397,21 @@ def _summary_markdown(summary: dict, target: str) -> str:
 
 
 def _summary_panel(info: dict) -> str:
+    """The Data & models panel: one line per part, problems last with what to run."""
     problems = info.pop("problems", {})
-    lines = ["### What is loaded"]
+    tables = info.pop("tables", {}) or {}
+    span = info.pop("span", None) or (None, None)
+    lines = ["### What is loaded",
+             "- **store**: " + " · ".join(f"{n:,} {t}" for t, n in tables.items()) + f" ({info.pop('db_path', '')})",
+             f"- **events span**: {span[0]} → {span[1]}; answers are as of **{info.pop('as_of', '')}**"]
+    rejected = info.pop("rejected_by_reason", {}) or {}
+    if rejected:
+        lines.append("- **rejected rows by reason**: " + "; ".join(f"{r} ({n})" for r, n in rejected.items()))
     for key, value in info.items():
         shown = value if not isinstance(value, (dict, list, tuple)) else json.dumps(value, default=str)
-        lines.append(f"- **{key}**: {shown}")
+        lines.append(f"- **{key.replace('_', ' ')}**: {shown}")
     for part, message in problems.items():
-        lines.append(f"- ⚠️ **{part}**: {message}")
+        lines.append(f"- ⚠ **{part}**: {message}")
     return "\n".join(lines)
 
 

@@ -37,6 +37,7 @@ from assistant.composer import compose_answer
 from assistant.prompts import render
 from assistant.router import make_router
 from assistant.events import AgentEvent
+from assistant.tool_calls import TOOL_CALL_CLOSE, parse_tool_calls
 from assistant.session import known_entities, resolve_references, time_notes, tool_results
 from assistant.tool_specs import ToolSpec, build_specs
 from assistant.untrusted import injected_call_reason, mask_pii, result_for_prompt, sanitize_result
@@ -86,6 +87,8 @@ class Agent:
         self.specs: dict[str, ToolSpec] = build_specs(tools)
         self.max_steps = max_steps
         self.router = make_router(chat_model) if router == "auto" else router
+        # A local model's later steps reuse the router's KV cache (assistant/kv_decode.py).
+        self.decoder = getattr(self.router, "decoder", None) if hasattr(chat_model, "render_prompt") else None
         self.answer_mode = answer_mode
         self.allow_question_numbers = allow_question_numbers
         self._with_tools = chat_model.bind_tools([spec.fn for spec in self.specs.values()])
@@ -143,6 +146,8 @@ class Agent:
                 return AIMessage(content="", tool_calls=[{"name": call["name"], "args": call["args"],
                                                           "id": call_id, "type": "tool_call"}],
                                  additional_kwargs={"routed": True})
+        if self.decoder is not None:
+            return self._local_step(turn.messages, allow_tools=not answer_only)
         model = self.chat_model if answer_only else self._with_tools
         message = model.invoke(turn.messages)
         if not isinstance(message, AIMessage):
@@ -150,6 +155,20 @@ class Agent:
         if answer_only and message.tool_calls:  # no tools were offered: keep the prose only
             message = AIMessage(content=message.content or "")
         return message
+
+    def _local_step(self, messages: list[BaseMessage], allow_tools: bool) -> AIMessage:
+        """One step on the local model through the cached decoder, parsed like LocalToolChat does."""
+        schemas = [spec.schema for spec in self.specs.values()] if allow_tools else None
+        prompt, prefix, _ = self.chat_model.render_prompt(messages, schemas, None)
+        max_new = int(getattr(self.chat_model, "max_new_tokens", 256))
+        text, n_in, n_out = self.decoder.generate(prompt, max_new, stop_texts=(TOOL_CALL_CLOSE,))
+        text = prefix + text
+        usage = {"input_tokens": n_in, "output_tokens": n_out, "total_tokens": n_in + n_out}
+        if not allow_tools:
+            return AIMessage(content=text.strip(), usage_metadata=usage)
+        parsed = parse_tool_calls(text, allowed=list(self.specs))
+        return AIMessage(content=parsed.content, tool_calls=parsed.tool_calls,
+                         invalid_tool_calls=parsed.invalid_tool_calls, usage_metadata=usage)
 
     # ------------------------------------------------------------------ tool calls
     def _run_calls(self, turn: _Turn, message: AIMessage) -> Iterator[AgentEvent]:

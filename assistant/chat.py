@@ -35,6 +35,7 @@ from pydantic import ConfigDict, Field
 from assistant import prompts
 from assistant.tool_calls import (
     FORCED_CALL_PREFIX,
+    check_arguments,
     normalize_tool_choice,
     parse_tool_calls,
     possible_call_start,
@@ -172,7 +173,7 @@ class LocalToolChat(BaseChatModel):
             if tools:
                 system = chat[0]["content"] if chat and chat[0]["role"] == "system" else ""
                 rest = chat[1:] if system or (chat and chat[0]["role"] == "system") else chat
-                instructions = prompts.render("tool_instructions", system=system,
+                instructions = prompts.render("tool_instructions", system=system, example=tool_names(tools)[0],
                                               tools=[json.dumps(t) for t in tools])
                 chat = [{"role": "system", "content": instructions}, *rest]
             prompt = self.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
@@ -211,7 +212,7 @@ class LocalToolChat(BaseChatModel):
 
             gen["logits_processor"] = LogitsProcessorList([
                 ToolNameConstraint(self.tokenizer, constrain_to, enc["input_ids"].shape[1], prompt_tail=prefix)])
-        return gen, prefix, names, stop
+        return gen, prefix, tools, stop
 
     @staticmethod
     def _cut_stop(text: str, stop: list[str] | None) -> str:
@@ -221,8 +222,9 @@ class LocalToolChat(BaseChatModel):
                 text = text[:idx]
         return text
 
-    def _message(self, text: str, names: list[str], prompt_tokens: int, new_tokens: int) -> AIMessage:
-        parsed = parse_tool_calls(text, allowed=names if names else None)
+    def _message(self, text: str, tools: list[dict], prompt_tokens: int, new_tokens: int) -> AIMessage:
+        names = tool_names(tools)
+        parsed = check_arguments(parse_tool_calls(text, allowed=names if names else None), tools)
         if not names:  # no tools bound: nothing the model wrote is a call
             parsed.content, parsed.tool_calls, parsed.invalid_tool_calls = text.strip(), [], []
         return AIMessage(
@@ -239,13 +241,13 @@ class LocalToolChat(BaseChatModel):
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
         import torch
 
-        gen, prefix, names, stop = self._prepare(messages, stop, dict(kwargs))
+        gen, prefix, tools, stop = self._prepare(messages, stop, dict(kwargs))
         prompt_len = gen["input_ids"].shape[1]
         with torch.inference_mode():
             output = self.model.generate(**gen)
         new_ids = output[0, prompt_len:]
         text = prefix + self._cut_stop(self.tokenizer.decode(new_ids, skip_special_tokens=True), stop)
-        message = self._message(text, names, prompt_len, int(new_ids.shape[0]))
+        message = self._message(text, tools, prompt_len, int(new_ids.shape[0]))
         return ChatResult(generations=[ChatGeneration(message=message)])
 
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
@@ -258,7 +260,8 @@ class LocalToolChat(BaseChatModel):
         import torch
         from transformers import TextIteratorStreamer
 
-        gen, prefix, names, stop = self._prepare(messages, stop, dict(kwargs))
+        gen, prefix, tools, stop = self._prepare(messages, stop, dict(kwargs))
+        names = tool_names(tools)
         prompt_len = gen["input_ids"].shape[1]
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
         failure: list[BaseException] = []
@@ -296,7 +299,7 @@ class LocalToolChat(BaseChatModel):
         if failure:
             raise failure[0]
         text = self._cut_stop(text, stop)
-        final = self._message(text, names, prompt_len, counted[0] if counted else 0)
+        final = self._message(text, tools, prompt_len, counted[0] if counted else 0)
         already = text[:shown].lstrip()
         rest = final.content[len(already):] if final.content.startswith(already) else ""
         yield ChatGenerationChunk(message=final_chunk(final, rest))

@@ -20,7 +20,14 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.runnables import Runnable
 
 from assistant.chat import _text
-from assistant.tool_calls import normalize_tool_choice, parse_tool_calls, tool_names, tool_schema
+from assistant.tool_calls import (
+    ParsedOutput,
+    check_arguments,
+    normalize_tool_choice,
+    parse_tool_calls,
+    tool_names,
+    tool_schema,
+)
 
 
 class ServerError(RuntimeError):
@@ -128,7 +135,8 @@ class OpenAICompatChat(BaseChatModel):
         return payload, tool_names(tools)
 
     @staticmethod
-    def _message(content: str, raw_calls: list[dict], names: list[str], usage: dict | None) -> AIMessage:
+    def _message(content: str, raw_calls: list[dict], names: list[str], usage: dict | None,
+                 tools: list[dict] | None = None) -> AIMessage:
         calls, invalid = [], []
         for i, raw in enumerate(raw_calls):
             fn = raw.get("function", {})
@@ -147,6 +155,8 @@ class OpenAICompatChat(BaseChatModel):
         if not raw_calls and names:  # a server without a tool parser: the call is in the text
             parsed = parse_tool_calls(content, allowed=names)
             content, calls, invalid = parsed.content, parsed.tool_calls, parsed.invalid_tool_calls
+        checked = check_arguments(ParsedOutput(content, calls, invalid), tools or [])
+        calls, invalid = checked.tool_calls, checked.invalid_tool_calls
         usage_md = None
         if usage:
             usage_md = {"input_tokens": usage.get("prompt_tokens", 0),
@@ -160,7 +170,8 @@ class OpenAICompatChat(BaseChatModel):
         with self._request("/chat/completions", payload) as resp:
             data = json.loads(resp.read())
         msg = data["choices"][0]["message"]
-        message = self._message(msg.get("content") or "", msg.get("tool_calls") or [], names, data.get("usage"))
+        message = self._message(msg.get("content") or "", msg.get("tool_calls") or [], names, data.get("usage"),
+                                kwargs.get("tools") or [])
         return ChatResult(generations=[ChatGeneration(message=message)])
 
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
@@ -191,7 +202,7 @@ class OpenAICompatChat(BaseChatModel):
                         if run_manager:
                             run_manager.on_llm_new_token(piece, chunk=chunk)
                         yield chunk
-        final = self._message(content, [calls[i] for i in sorted(calls)], names, None)
+        final = self._message(content, [calls[i] for i in sorted(calls)], names, None, payload.get("tools"))
         yield ChatGenerationChunk(message=AIMessageChunk(
             content="", tool_calls=final.tool_calls, invalid_tool_calls=final.invalid_tool_calls,
             chunk_position="last"))

@@ -20,20 +20,17 @@ Only the user's question and the conversation decide the call; nothing is matche
 
 from __future__ import annotations
 
-import copy
 import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from langchain_core.messages import BaseMessage
+from langchain_core.messages import BaseMessage, HumanMessage, ToolMessage
 
-from langchain_core.messages import HumanMessage, ToolMessage
-
+from assistant.kv_decode import CachedDecoder
 from assistant.tool_specs import ToolSpec, ground_arguments
 
 ARGS_PREFIX = '", "arguments": {'
-MIN_REUSE_TOKENS = 16  # below this a shared prefix is not worth copying a cache for
 
 
 @dataclass
@@ -44,6 +41,9 @@ class RouteTrace:
     raw_arguments: str = ""
     dropped: list[str] = field(default_factory=list)
     reused_tokens: int = 0
+    prefill_s: float = 0.0
+    score_s: float = 0.0
+    args_s: float = 0.0
     seconds: float = 0.0
 
 
@@ -54,13 +54,14 @@ class LikelihoodRouter:
         chat_model: an object with `model`, `tokenizer` and `render_prompt(messages, tools, tool_choice)`
             (assistant.chat.LocalToolChat).
         max_arg_tokens: the longest argument object decoded.
+        decoder: a shared CachedDecoder (the agent's later steps reuse the same KV cache).
     """
 
-    def __init__(self, chat_model: Any, max_arg_tokens: int = 64):
+    def __init__(self, chat_model: Any, max_arg_tokens: int = 64, decoder: CachedDecoder | None = None):
         self.chat = chat_model
         self.max_arg_tokens = max_arg_tokens
+        self.decoder = decoder or CachedDecoder(chat_model.model, chat_model.tokenizer)
         self.last: RouteTrace | None = None
-        self._prefix: tuple[list[int], Any] | None = None  # (token ids, their KV cache) of the last prompt
 
     def route(self, messages: list[BaseMessage], specs: dict[str, ToolSpec]) -> dict | None:
         """The first call as `{"name", "args"}`, or None when there are no tools."""
@@ -70,28 +71,26 @@ class LikelihoodRouter:
             return None
         started = time.perf_counter()
         trace = RouteTrace()
-        tokenizer, model = self.chat.tokenizer, self.chat.model
+        dec = self.decoder
         prompt, _, _ = self.chat.render_prompt(messages, [s.schema for s in specs.values()], "any")
-        device = model.device
-        ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        cache, start = self._cached_prefix(ids)
-        trace.reused_tokens = start
-        with torch.inference_mode():
-            out = model(input_ids=torch.tensor([ids[start:]], device=device), cache=cache, use_cache=True)
-            cache, first_logp = _cache_of(out), torch.log_softmax(out.logits[0, -1].float(), -1)
-            prompt_len = len(ids)
-            self._prefix = (list(ids), copy.deepcopy(cache))
+        with dec.lock, torch.inference_mode():
+            ids = dec.encode(prompt)
+            cache, last_logits = dec.prefill(ids)
+            trace.reused_tokens = dec.last_reused
+            first_logp = torch.log_softmax(last_logits.float(), -1)
+            trace.prefill_s = time.perf_counter() - started
             for name in specs:
-                ids = tokenizer(name + '"', add_special_tokens=False)["input_ids"]
-                score = float(first_logp[ids[0]])
-                if len(ids) > 1:
-                    step = model(input_ids=torch.tensor([ids[:-1]], device=device), cache=cache, use_cache=True)
-                    logp = torch.log_softmax(step.logits[0].float(), -1)
-                    score += float(sum(logp[k, ids[k + 1]] for k in range(len(ids) - 1)))
-                    cache.crop(prompt_len - cache.get_seq_length())  # negative: tokens to drop
+                name_ids = dec.encode(name + '"')
+                score = float(first_logp[name_ids[0]])
+                if len(name_ids) > 1:
+                    logp = torch.log_softmax(dec.forward(name_ids[:-1], cache).float(), -1)
+                    score += float(sum(logp[k, name_ids[k + 1]] for k in range(len(name_ids) - 1)))
+                    cache.crop(len(ids) - cache.get_seq_length())  # negative: drop the candidate
                 trace.scores[name] = score
             best = max(trace.scores, key=trace.scores.get)
-            trace.raw_arguments = self._decode_arguments(model, tokenizer, cache, best, device)
+            trace.score_s = time.perf_counter() - started - trace.prefill_s
+            trace.raw_arguments = self._decode_arguments(cache, best)
+            trace.args_s = time.perf_counter() - started - trace.prefill_s - trace.score_s
         args = _parse_object("{" + trace.raw_arguments)
         args, trace.dropped = _fit(specs[best], args)
         texts = [m.content for m in messages if isinstance(m, (HumanMessage, ToolMessage)) and isinstance(m.content, str)]
@@ -101,37 +100,16 @@ class LikelihoodRouter:
         self.last = trace
         return {"name": best, "args": args}
 
-    def _cached_prefix(self, ids: list[int]) -> tuple[Any, int]:
-        """A copy of the stored KV cache cut to the longest prefix shared with `ids` (None, 0 if none)."""
-        if self._prefix is None:
-            return None, 0
-        stored_ids, stored_cache = self._prefix
-        shared = 0
-        for a, b in zip(stored_ids, ids):
-            if a != b:
-                break
-            shared += 1
-        shared = min(shared, len(ids) - 1)  # at least one new token, for the next-token scores
-        if shared < MIN_REUSE_TOKENS:
-            return None, 0
-        cache = copy.deepcopy(stored_cache)
-        if cache.get_seq_length() > shared:
-            cache.crop(shared - cache.get_seq_length())
-        return cache, shared
-
-    def _decode_arguments(self, model, tokenizer, cache, name: str, device) -> str:
+    def _decode_arguments(self, cache: Any, name: str) -> str:
         """Greedy decoding of the argument object after the chosen name (text after the `{`)."""
-        import torch
-
-        ids = tokenizer(name + ARGS_PREFIX, add_special_tokens=False)["input_ids"]
-        step = model(input_ids=torch.tensor([ids], device=device), cache=cache, use_cache=True)
+        dec = self.decoder
+        logits = dec.forward(dec.encode(name + ARGS_PREFIX), cache)[-1]
         text, depth = "", 1
-        eos = {tokenizer.eos_token_id, getattr(tokenizer, "pad_token_id", None)} - {None}
         for _ in range(self.max_arg_tokens):
-            token = int(step.logits[0, -1].argmax())
-            if token in eos:
+            token = int(logits.argmax())
+            if token in dec.eos_ids:
                 break
-            piece = tokenizer.decode([token])
+            piece = dec.tokenizer.decode([token])
             for i, char in enumerate(piece):
                 depth += {"{": 1, "}": -1}.get(char, 0)
                 if depth == 0:
@@ -139,14 +117,8 @@ class LikelihoodRouter:
             text += piece
             if "</tool_call>" in text or "\n\n" in text:
                 break
-            step = model(input_ids=torch.tensor([[token]], device=device), cache=cache, use_cache=True)
+            logits = dec.forward([token], cache)[-1]
         return text
-
-
-def _cache_of(output: Any) -> Any:
-    # transformers 5.x names the returned cache `past_key_values` on outputs but `cache` as an argument.
-    cache = getattr(output, "cache", None)
-    return cache if cache is not None else output.past_key_values
 
 
 def _parse_object(text: str) -> dict:

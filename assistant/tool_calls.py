@@ -14,7 +14,7 @@ import inspect
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 TOOL_CALL_OPEN = "<tool_call>"
 TOOL_CALL_CLOSE = "</tool_call>"
@@ -237,6 +237,31 @@ def possible_call_start(text: str) -> int:
     return best
 
 
-def describe_callable(fn: Callable) -> str:
-    """A one-line description of a tool for error messages and logs."""
-    return f"{fn.__name__}{inspect.signature(fn)}"
+def check_arguments(parsed: ParsedOutput, schemas: Sequence[dict]) -> ParsedOutput:
+    """Move calls whose arguments do not fit the tool's schema to the invalid calls.
+
+    Unknown argument names and missing required ones are errors the model can fix, so they go
+    back to it as text (with the argument list) rather than reaching the tool.
+    """
+    by_name = {s["function"]["name"]: s["function"].get("parameters") or {} for s in schemas}
+    keep = []
+    for call in parsed.tool_calls:
+        params = by_name.get(call["name"])
+        if params is None:
+            keep.append(call)
+            continue
+        props = params.get("properties") or {}
+        unknown = sorted(set(call["args"]) - set(props))
+        missing = [r for r in params.get("required") or [] if r not in call["args"]]
+        if not unknown and not missing:
+            keep.append(call)
+            continue
+        allowed = ", ".join(f"{k}{'' if k in (params.get('required') or []) else ' (optional)'}" for k in props)
+        problem = (f"unknown argument(s) {', '.join(unknown)}" if unknown else "") + \
+            ("; " if unknown and missing else "") + (f"missing required {', '.join(missing)}" if missing else "")
+        parsed.invalid_tool_calls.append({
+            "type": "invalid_tool_call", "name": call["name"], "args": json.dumps(call["args"], default=str),
+            "id": call["id"], "error": f"{call['name']}: {problem}; its arguments are: {allowed or '(none)'}",
+        })
+    parsed.tool_calls = keep
+    return parsed

@@ -269,12 +269,12 @@ class Workspace:
                 mask |= items["name"].fillna("").astype(str).str.lower().str.contains(text, regex=False)
             mask |= items["category_id"].fillna("").astype(str).str.lower().str.contains(text, regex=False)
             items = items[mask]
-        choices = []
+        # Categories first: their summaries have enough reviews to read; then single items.
+        categories = sorted({str(c) for c in items["category_id"].dropna().unique()})[:limit]
+        choices = [(f"category {c}", f"category:{c}") for c in categories]
         for row in items.head(limit).itertuples():
             name = getattr(row, "name", None) or ""
             choices.append((f"item {row.item_id} {name}".strip(), f"item:{row.item_id}"))
-        categories = sorted({str(c) for c in items["category_id"].dropna().unique()})[:limit]
-        choices += [(f"category {c}", f"category:{c}") for c in categories]
         return choices
 
     def save_case(self, user_id: str, horizon_days: int, conclusion: str, outcome: str) -> str:

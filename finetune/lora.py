@@ -14,8 +14,6 @@ assistant's turns (finetune/sft_tokens.py). Artifacts under `out_dir`:
 
 from __future__ import annotations
 
-import json
-import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -25,6 +23,7 @@ import torch
 import yaml
 
 from finetune import adapter as adapters
+from finetune.lora_state import last_checkpoint, log_metrics, resume_from, save_checkpoint, truncate_metrics
 from finetune.memory import check_fits
 from finetune.sft_tokens import IGNORE_INDEX, TokenizedExample, tokenize_file
 from tools import paths  # noqa: F401  (sets the offline environment variables)
@@ -279,11 +278,6 @@ def setup(args: LoRAArgs) -> dict:
     return main(args, accelerator, model, tokenizer, identity, train, evals)
 
 
-def _last_checkpoint(out_dir: Path) -> Path | None:
-    found = sorted((out_dir / "checkpoints").glob("step-[0-9]*[0-9]"))
-    return found[-1] if found else None
-
-
 def main(args: LoRAArgs, accelerator, model, tokenizer, identity: dict, train: list, evals: list) -> dict:
     """Optimizer, schedule and data loaders; resume when asked; fit; save the final adapter."""
     from functools import partial
@@ -315,14 +309,14 @@ def main(args: LoRAArgs, accelerator, model, tokenizer, identity: dict, train: l
         eval_loader = accelerator.prepare(eval_loader)
 
     step = 0
-    last = _last_checkpoint(out_dir) if args.resume else None
+    last = last_checkpoint(out_dir) if args.resume else None
     if last is not None:
         step = resume_from(last, accelerator, model, optimizer, scheduler, identity)
         accelerator.print(f"resumed from {last} at step {step}")
     metrics_path = out_dir / "metrics.jsonl"
     if accelerator.is_main_process:
         out_dir.mkdir(parents=True, exist_ok=True)
-        _truncate_metrics(metrics_path, step)
+        truncate_metrics(metrics_path, step)
     state = {"args": args, "accelerator": accelerator, "model": model, "optimizer": optimizer,
              "scheduler": scheduler, "loader": loader, "eval_loader": eval_loader, "tokenizer": tokenizer,
              "identity": identity, "metrics_path": metrics_path, "max_steps": max_steps}
@@ -336,7 +330,7 @@ def main(args: LoRAArgs, accelerator, model, tokenizer, identity: dict, train: l
         folder = adapters.save_adapter(out_dir / "final", accelerator.unwrap_model(model), tokenizer,
                                        resolved, identity)
         (folder / "summary.yaml").write_text(yaml.safe_dump(summary, sort_keys=False), encoding="utf-8")
-        _log(metrics_path, {"step": max_steps, "final_eval_loss": eval_loss})
+        log_metrics(metrics_path, {"step": max_steps, "final_eval_loss": eval_loss})
         accelerator.print(f"adapter saved to {folder}")
     accelerator.wait_for_everyone()
     return summary
@@ -378,12 +372,12 @@ def fit(state: dict, step: int) -> None:
                           "lr": scheduler.get_last_lr()[0], "tokens_per_s": round(rate, 1)}
                 bar.set_postfix(loss=f"{record['train_loss']:.4f}")
                 if accelerator.is_main_process:
-                    _log(state["metrics_path"], record)
+                    log_metrics(state["metrics_path"], record)
             losses = []
             if state["eval_loader"] is not None and step % args.eval_interval == 0 and step < max_steps:
                 eval_loss = validate(model, state["eval_loader"], accelerator)
                 if accelerator.is_main_process:
-                    _log(state["metrics_path"], {"step": step, "eval_loss": eval_loss})
+                    log_metrics(state["metrics_path"], {"step": step, "eval_loss": eval_loss})
                 model.train()
             if step % args.save_interval == 0 and step < max_steps:
                 save_checkpoint(state, step)
@@ -404,56 +398,6 @@ def validate(model, loader, accelerator) -> float:
         total += torch.stack([out.loss.float() * n, n.float()])
     total = accelerator.reduce(total, reduction="sum")
     return float(total[0] / total[1].clamp(min=1))
-
-
-def save_checkpoint(state: dict, step: int) -> None:
-    """Adapter + optimizer + schedule + RNG at `step`, written atomically for `resume_from`."""
-    accelerator = state["accelerator"]
-    accelerator.wait_for_everyone()
-    if not accelerator.is_main_process:
-        return
-    folder = Path(state["args"].out_dir) / "checkpoints" / f"step-{step:06d}"
-    model = accelerator.unwrap_model(state["model"])
-
-    def write(tmp: Path) -> None:
-        model.save_pretrained(tmp)
-        (tmp / adapters.IDENTITY_FILE).write_text(yaml.safe_dump(state["identity"]), encoding="utf-8")
-        torch.save({"step": step, "optimizer": state["optimizer"].state_dict(),
-                    "scheduler": state["scheduler"].state_dict(), "rng": torch.get_rng_state()},
-                   tmp / "training_state.pt")
-
-    adapters.write_atomically(folder, write)
-
-
-def resume_from(folder: Path, accelerator, model, optimizer, scheduler, identity: dict) -> int:
-    """Load a checkpoint of `save_checkpoint`; refuse one made on another base model."""
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
-
-    saved = yaml.safe_load((folder / adapters.IDENTITY_FILE).read_text(encoding="utf-8"))
-    if saved.get("embedding_sha256") != identity["embedding_sha256"]:
-        raise SystemExit(f"{folder} was written for base {saved.get('name_or_path')!r}, not this base model; "
-                         "use another --out_dir or --resume false.")
-    set_peft_model_state_dict(accelerator.unwrap_model(model), load_file(folder / "adapter_model.safetensors"))
-    training = torch.load(folder / "training_state.pt", weights_only=False)
-    optimizer.load_state_dict(training["optimizer"])
-    scheduler.load_state_dict(training["scheduler"])
-    torch.set_rng_state(training["rng"])
-    return int(training["step"])
-
-
-def _log(path: Path, record: dict) -> None:
-    with path.open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record) + "\n")
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop log lines past `step` (a crashed run's tail), so a resumed run has no duplicates."""
-    if not path.is_file():
-        return
-    keep = [line for line in path.read_text(encoding="utf-8").splitlines()
-            if line.strip() and json.loads(line).get("step", 0) <= step and "final_eval_loss" not in line]
-    path.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
 
 
 def cli(argv: list[str] | None = None) -> dict:

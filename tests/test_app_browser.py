@@ -28,6 +28,7 @@ pytestmark = pytest.mark.browser
 ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
 WAIT_MS = 30_000  # the machine is shared: generous, but every wait is for a specific element
+expect.set_options(timeout=WAIT_MS)
 
 
 def free_port() -> int:
@@ -155,11 +156,10 @@ def test_drill_down_shows_chart_drivers_cases_and_saves_a_case(page, server, sho
     page.locator("#open-user").click()
     expect(page.locator("#user-head")).to_contain_text(f"User {user}: p_churn")
     page.wait_for_selector("#trend canvas, #trend svg")
-    expect(page.locator("#drivers")).to_contain_text("effect")
+    expect(page.locator("#drivers")).to_contain_text("direction")
     expect(page.locator("#similar")).to_contain_text("churned")
     expect(page.locator("#timeline")).to_contain_text("behavior")
-    page.locator("#user-head").scroll_into_view_if_needed()
-    page.screenshot(path=shots / "drill_down.png")
+    page.locator("#drill").screenshot(path=shots / "drill_down.png")
 
     before = ws.cases.info()["analyst_cases"]
     page.locator("#conclusion textarea").fill("Stopped after two late deliveries; price-sensitive.")
@@ -178,6 +178,9 @@ def test_review_desk(page, server, shots):
     expect(page.locator("#review-target input")).not_to_have_value("", timeout=WAIT_MS)
     page.locator("#show-reviews").click()
     expect(page.locator("#review-summary")).to_contain_text("Reviews of")
+    expect(page.locator("#review-summary")).to_contain_text("review R")  # quotes carry review ids
+    page.wait_for_selector("#sentiment canvas, #sentiment svg")
+    page.wait_for_selector("#aspects canvas, #aspects svg")
     page.screenshot(path=shots / "review_desk.png")
 
 

@@ -292,3 +292,18 @@ def test_a_store_imported_with_the_cdnow_importer_gives_the_same_files(cdnow_sli
     for name in ("churn__30d__19971231T235959Z.csv", "churn__90d__19970702T235959Z.csv"):
         pd.testing.assert_frame_equal(read_churn(out / "recency" / name), read_churn(cdnow_run / "recency" / name))
         assert (out / "_truth" / name).read_text() == (cdnow_run / "_truth" / name).read_text()
+
+
+def test_the_runner_hands_models_nothing_after_the_cutoff(cdnow_slice, cdnow_run, tmp_path):
+    # Cut the data's future short: every prediction file must stay byte-identical (only truth changes).
+    lines = cdnow_slice.read_text().splitlines()
+    kept = [lines[0]] + [ln for ln in lines[1:] if ln.split()[1] <= "19980415"]
+    short = tmp_path / "short.txt"
+    short.write_text("\n".join(kept) + "\n")
+    out = tmp_path / "short"
+    said = []
+    run_benchmark("cdnow", short, out, models=["recency", "bgnbd", "logreg_rfm"], progress=False, say=said.append)
+    assert any(s.startswith("warning: data ends at 1998-04-15") for s in said)  # labels of 1998-03-31 are cut
+    for model in ("recency", "bgnbd", "logreg_rfm"):
+        for path in (cdnow_run / model).iterdir():
+            assert (out / model / path.name).read_bytes() == path.read_bytes(), (model, path.name)

@@ -154,8 +154,9 @@ def test_user_history_and_unknown_ids(tools, store):
 
 def test_tools_that_need_the_predictor_say_how_to_train_it(tools):
     _, fns = tools
-    for name, kwargs in (("explain_user", {"user_id": "u01"}), ("predict_next", {"user_id": "u01"})):
-        assert "shopsight predictor train" in fns[name](**kwargs)["hint"]
+    assert "shopsight predictor train" in fns["explain_user"](user_id="u01")["hint"]
+    nxt = fns["predict_next"](user_id="u01", k=1)  # the scores table still has the rankings
+    assert nxt["next_items"] == [{"item_id": "i1"}] and nxt["p_buy"] == {"7d": 0.1, "30d": 0.55}
 
 
 def test_no_scores_and_no_predictor(store, tmp_path):

@@ -100,3 +100,16 @@ def test_normalize_tool_choice():
     assert normalize_tool_choice({"type": "function", "function": {"name": "top_items"}}, NAMES) == ["top_items"]
     with pytest.raises(ValueError, match="not one of the bound tools"):
         normalize_tool_choice("nope", NAMES)
+
+
+def test_arguments_are_checked_against_the_schema():
+    from assistant.tool_calls import check_arguments
+
+    schema = tool_schema(churn_risk)
+    text = ('<tool_call>{"name": "churn_risk", "arguments": {"user_id": "1"}}</tool_call>'
+            '<tool_call>{"name": "churn_risk", "arguments": {"<argument>": "x"}}</tool_call>')
+    out = check_arguments(parse_tool_calls(text, NAMES), [schema])
+    assert [c["args"] for c in out.tool_calls] == [{"user_id": "1"}]
+    [bad] = out.invalid_tool_calls
+    assert "unknown argument(s) <argument>" in bad["error"] and "missing required user_id" in bad["error"]
+    assert "horizon_days (optional)" in bad["error"]

@@ -258,3 +258,13 @@ def test_bad_event_frames_name_the_field(trained, shop):
         trained.score_users(shop.assign(ts=shop["ts"].astype(str)), CUTOFF)
     with pytest.raises(ValueError, match="increasing order"):
         tiny_config(horizons_days=(30, 7))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_same_code_on_cuda(shop, tmp_path):
+    predictor = train_predictor(shop, CUTOFF, tiny_config(device="cuda"), tmp_path, progress=False)
+    assert predictor.config["training"]["device"].startswith("cuda")
+    on_cpu = Predictor.load(tmp_path)  # a CUDA-trained checkpoint loads and scores on CPU
+    a, b = predictor.score_users(shop, CUTOFF), on_cpu.score_users(shop, CUTOFF)
+    assert np.allclose(a["p_churn"], b["p_churn"], atol=1e-4)

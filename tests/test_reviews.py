@@ -129,7 +129,8 @@ def test_analyze_is_fast_enough_for_every_review(model):
 def test_for_store_trains_on_the_shop_ratings_then_reuses_the_cache(tmp_path):
     store_module = pytest.importorskip("tools.data.store", reason="the event store (data room) is not written yet")
     ff = pd.read_csv(FINEFOOD_CSV, nrows=400)
-    reviews = pd.DataFrame({"review_id": "R" + ff["Id"].astype(str), "user_id": ff["UserId"], "item_id": ff["ProductId"],
+    reviews = pd.DataFrame({"review_id": "R" + ff["Id"].astype(str), "user_id": ff["UserId"],
+                            "item_id": ff["ProductId"],
                             "ts": pd.to_datetime(ff["Time"], unit="s"), "rating": ff["Score"], "title": ff["Summary"],
                             "text": ff["Text"], "helpful_votes": ff["HelpfulnessNumerator"],
                             "total_votes": ff["HelpfulnessDenominator"]})

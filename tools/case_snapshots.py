@@ -53,7 +53,8 @@ def snapshot_features(events: pd.DataFrame, cutoff: datetime, users: list[str] |
     out["tenure_days"] = ((c - out["first_ts"]) / DAY).astype(int)
     out["days_since_last_event"] = ((c - out["last_ts"]) / DAY).astype(int)
     out["days_since_last_buy"] = ((c - last_buy) / DAY).fillna(-1).astype(int)
-    out["events_30d"] = past[past["ts"] > c - 30 * DAY].groupby("user_id").size().reindex(out.index).fillna(0).astype(int)
+    last_30d = past[past["ts"] > c - 30 * DAY]
+    out["events_30d"] = last_30d.groupby("user_id").size().reindex(out.index).fillna(0).astype(int)
     out["buys_90d"] = buys[buys["ts"] > c - 90 * DAY].groupby("user_id").size().reindex(out.index).fillna(0).astype(int)
     cats = past.dropna(subset=["category_id"]) if "category_id" in past else past.iloc[0:0]
     top = cats.groupby(["user_id", "category_id"]).size().reset_index(name="n")
@@ -115,14 +116,17 @@ def review_facts(reviews: pd.DataFrame | None, cutoff: datetime, users) -> pd.Da
 
 
 def snapshot_text(user_id: str, cutoff: datetime, row, review=None) -> str:
-    """One line describing the situation (never the outcome): what the text collection embeds."""
-    bought = (f"last purchase {row.days_since_last_buy} days before" if row.days_since_last_buy >= 0
+    """One line describing the situation (never the outcome): what the text collection embeds.
+
+    `row` is a mapping (dict or Series) of `snapshot_features` columns; `review` one of `review_facts`.
+    """
+    bought = (f"last purchase {row['days_since_last_buy']} days before" if row["days_since_last_buy"] >= 0
               else "never purchased")
-    cat = f", mostly category {row.top_category}" if row.top_category else ""
-    return (f"Customer {user_id} as of {pd.Timestamp(cutoff):%Y-%m-%d}: {row.n_orders} order days, "
-            f"{row.n_events} events over {row.tenure_days} days, {bought}, "
-            f"last activity {row.days_since_last_event} days before, spend {row.spend:.2f}{cat}; "
-            f"{row.events_30d} events in the last 30 days, {row.buys_90d} purchases in the last 90."
+    cat = f", mostly category {row['top_category']}" if row["top_category"] else ""
+    return (f"Customer {user_id} as of {pd.Timestamp(cutoff):%Y-%m-%d}: {row['n_orders']} order days, "
+            f"{row['n_events']} events over {row['tenure_days']} days, {bought}, "
+            f"last activity {row['days_since_last_event']} days before, spend {row['spend']:.2f}{cat}; "
+            f"{row['events_30d']} events in the last 30 days, {row['buys_90d']} purchases in the last 90."
             + _review_sentence(review))
 
 
@@ -144,17 +148,19 @@ def snapshot_rows(events: pd.DataFrame, cutoff: datetime, horizons_days: tuple[i
         return [], [], []
     outs = outcomes(events, cutoff, horizons_days, feats.index)
     revs = review_facts(reviews, cutoff, set(feats.index.astype(str)))
+    rev_rows = {str(k): v for k, v in zip(revs.index, revs.to_dict("records"))}
     ids, docs, metas = [], [], []
     cutoff_ts = pd.Timestamp(cutoff)
-    for (uid, f), (_, o) in zip(feats.iterrows(), outs.iterrows()):
-        ids.append(case_id(str(uid), cutoff))
-        docs.append(snapshot_text(str(uid), cutoff, f, revs.loc[str(uid)] if str(uid) in revs.index else None))
-        meta = {"kind": "snapshot", "user_id": str(uid), "cutoff": cutoff_ts.isoformat(),
+    # Plain dicts, not iterrows: building a Series per row costs more than everything else here.
+    for uid, f, o in zip(feats.index.astype(str), feats.to_dict("records"), outs.to_dict("records")):
+        ids.append(case_id(uid, cutoff))
+        docs.append(snapshot_text(uid, cutoff, f, rev_rows.get(uid)))
+        meta = {"kind": "snapshot", "user_id": uid, "cutoff": cutoff_ts.isoformat(),
                 "cutoff_s": int(cutoff_ts.timestamp()),
                 "horizons_days": " ".join(str(h) for h in sorted(horizons_days)),
-                "n_events": int(f.n_events), "n_orders": int(f.n_orders), "spend": _round(f.spend),
-                "tenure_days": int(f.tenure_days), "days_since_last_buy": int(f.days_since_last_buy),
-                "top_category": str(f.top_category)}
+                "n_events": int(f["n_events"]), "n_orders": int(f["n_orders"]), "spend": _round(f["spend"]),
+                "tenure_days": int(f["tenure_days"]), "days_since_last_buy": int(f["days_since_last_buy"]),
+                "top_category": str(f["top_category"])}
         for h in sorted(horizons_days):
             meta[f"churned_{h}d"] = bool(o[f"churned_{h}d"])
             meta[f"buys_{h}d"] = int(o[f"buys_{h}d"])
@@ -165,7 +171,7 @@ def snapshot_rows(events: pd.DataFrame, cutoff: datetime, horizons_days: tuple[i
     return ids, docs, metas
 
 
-def default_cutoffs(span_end: datetime, horizons_days: tuple[int, ...], n: int = 4, step_days: int | None = None
+def default_cutoffs(span_end: datetime, horizons_days: tuple[int, ...], n: int = 3, step_days: int | None = None
                     ) -> list[datetime]:
     """`n` cutoffs spaced `step_days` (default: the longest horizon) apart, the last one a full
     horizon before the end of the data, so every outcome is known."""

@@ -122,8 +122,11 @@ class CaseMemory:
             todo_users = [u for u, i in zip(users, all_ids) if i in todo_text or i in todo_vec]
             bar = tqdm(total=len(todo_users), desc=f"cases @ {pd.Timestamp(c):%Y-%m-%d}", unit="user",
                        disable=not progress)
-            for chunk in _chunks(todo_users, BATCH):
-                ids, docs, metas = snapshot_rows(events, c, horizons_days, users=chunk, reviews=reviews)
+            # Facts for all of this cutoff's users in one vectorized pass; Chroma gets them in batches.
+            all_rows = snapshot_rows(events, c, horizons_days, users=todo_users, reviews=reviews) \
+                if todo_users else ([], [], [])
+            for start in range(0, len(all_rows[0]), BATCH):
+                ids, docs, metas = (part[start:start + BATCH] for part in all_rows)
                 text_rows = [k for k, i in enumerate(ids) if i in todo_text]
                 if text_rows:
                     self.by_text.upsert(ids=[ids[k] for k in text_rows], documents=[docs[k] for k in text_rows],
@@ -140,7 +143,7 @@ class CaseMemory:
                                               metadatas=[metas[k] for k in keep],
                                               embeddings=[by_user[metas[k]["user_id"]] for k in keep])
                     report["vectors_added"] += len(keep)
-                bar.update(len(chunk))
+                bar.update(len(ids))
             bar.close()
         return report
 

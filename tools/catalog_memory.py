@@ -56,7 +56,9 @@ def memory_tools(ctx: ToolContext) -> list[Callable]:
     @t
     def review_summary(item_id: Optional[str] = None, category_id: Optional[str] = None,
                        since: Optional[str] = None) -> dict:
-        """Summarize customer reviews: sentiment counts, aspects (delivery, quality, price, packaging, taste, service, freshness) and quotes with review ids.
+        """Summarize customer reviews: sentiment counts, aspects and quotes with review ids.
+
+        Aspects are delivery, quality, price, packaging, taste, service and freshness.
 
         Give item_id for one product, category_id for a category, or neither for the whole shop.
 

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 
 from tools.catalog import ToolContext, ToolError, tool
-from tools.catalog_data import (ACTIVE_DAYS, TRAIN_HINT, check_horizon, check_user, events_until_cutoff, scores,
-                                user_facts, user_segments)
+from tools.catalog_data import (ACTIVE_DAYS, TRAIN_HINT, check_horizon, check_user, events_until_cutoff,
+                                known_horizons, scores, user_facts, user_segments)
 
 MAX_TOP_K = 100
 
@@ -132,7 +132,7 @@ def user_tools(ctx: ToolContext) -> list[Callable]:
         if not 1 <= k <= 10:
             raise ToolError(f"k={k} is out of range", "use k between 1 and 10")
         if ctx.predictor is None:
-            raise ToolError("the predictor is not trained, so there are no next-item predictions", TRAIN_HINT)
+            return _next_from_scores(ctx, user_id, k)
         frame = ctx.predictor.score_users(events_until_cutoff(ctx), ctx.cutoff, users=[user_id], top_k=k)
         row = frame.iloc[0]
 
@@ -152,7 +152,9 @@ def user_tools(ctx: ToolContext) -> list[Callable]:
         """Compare churn and purchase rates across customer segments of the active customers.
 
         Args:
-            segment_by: How to group users: category of their first purchase ("first_category"), how long they have been customers ("tenure"), their recent spend ("value_band"), or the shop's own segment label ("segment").
+            segment_by: How to group users: category of their first purchase ("first_category"),
+                how long they have been customers ("tenure"), their recent spend ("value_band"),
+                or the shop's own segment label ("segment").
             horizon_days: Days ahead the predicted churn and buy rates are about (7 or 30).
         """
         frame, source = scores(ctx, horizon_days)
@@ -178,6 +180,27 @@ def user_tools(ctx: ToolContext) -> list[Callable]:
                 "segments": rows[:20], **source}
 
     return [at_risk_users, explain_user, user_history, predict_next, segment_report]
+
+
+def _next_from_scores(ctx: ToolContext, user_id: str, k: int) -> dict:
+    """Rankings from the scores table (ids only, no probabilities) when no predictor is loaded."""
+    horizons = known_horizons(ctx)
+    if not horizons:
+        raise ToolError("the predictor is not trained, so there are no next-item predictions", TRAIN_HINT)
+    frame, source = scores(ctx, horizons[0])
+    if user_id not in frame.index:
+        raise ToolError(f"no stored prediction for user {user_id!r}", TRAIN_HINT)
+    row = frame.loc[user_id]
+    p_buy = {}
+    for h in horizons:
+        fr, _ = scores(ctx, h)
+        if user_id in fr.index and "p_buy" in fr and not pd.isna(fr.loc[user_id, "p_buy"]):
+            p_buy[f"{h}d"] = _r(fr.loc[user_id, "p_buy"])
+    return {"user_id": user_id, "as_of": ctx.cutoff,
+            "next_categories": [{"category_id": c} for c in _split_ids(row.get("top_categories"))[:k]],
+            "next_items": [{"item_id": i} for i in _split_ids(row.get("top_items"))[:k]],
+            "p_buy": p_buy, "note": "ranked ids from the stored scores; load the predictor for probabilities",
+            **source}
 
 
 TENURE_BANDS = [(0, 30, "0-30d"), (30, 90, "30-90d"), (90, 180, "90-180d"), (180, 365, "180-365d"),

@@ -108,6 +108,11 @@ class ReviewAnalyzer:
         self._memo_mentions = pd.DataFrame({c: pd.Series(dtype=t) for c, t in (
             ("review_id", str), ("aspect", str), ("clause", str), ("p_positive", float), ("sentiment", str))})
 
+    @property
+    def n_analyzed(self) -> int:
+        """How many reviews have been scored (and are memoized) by this analyzer."""
+        return len(self._memo_reviews)
+
     @classmethod
     def for_store(cls, store, cache_dir: Path | None = None, zh_per_class: int | None = ZH_SAMPLE) -> "ReviewAnalyzer":
         """Train on the store's ratings (cached; retrained when the reviews change).

@@ -24,11 +24,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = parser.add_subparsers(dest="cases_command", metavar="ACTION")
     build = sub.add_parser("build", help="add snapshots of users at past cutoffs with what then happened")
     build.add_argument("--cutoffs", nargs="+", metavar="DATE",
-                       help="YYYY-MM-DD (end of that day, UTC) or an ISO timestamp; default: 4 cutoffs one "
+                       help="YYYY-MM-DD (end of that day, UTC) or an ISO timestamp; default: 3 cutoffs one "
                             "longest horizon apart, the last a full horizon before the data's end")
     build.add_argument("--horizons", nargs="+", type=int, metavar="DAYS",
                        help="outcome windows stored with each case (default: SHOPSIGHT_HORIZONS_DAYS, 7 30)")
     build.add_argument("--text-only", action="store_true", help="skip the predictor's user vectors")
+    build.add_argument("--skip-reviews", action="store_true",
+                       help="do not train / refresh the review sentiment model (otherwise done here, once)")
     build.add_argument("--no-progress", action="store_true")
     build.set_defaults(func=_build)
     info = sub.add_parser("info", help="what the case memory holds")
@@ -100,7 +102,29 @@ def _build(args: argparse.Namespace) -> int:
     except CaseMemoryError as exc:
         raise SystemExit(str(exc)) from None
     print(json.dumps(report, indent=2))
+    if not args.skip_reviews:
+        _prepare_reviews(settings)
     return 0
+
+
+def _prepare_reviews(settings: Settings) -> None:
+    """Train (or reuse) the sentiment model on the shop's ratings and analyse every review now,
+    so the first review_summary the agent calls is a lookup, not a training run."""
+    import time
+
+    from tools.data.store import EventStore
+    from tools.reviews import ReviewAnalyzer
+
+    start = time.perf_counter()
+    with EventStore(settings.db_path, read_only=True) as store:
+        if not len(store.reviews_frame()):
+            print("reviews: none in the store, nothing to analyse")
+            return
+        analyzer = ReviewAnalyzer.for_store(store)
+    trained = analyzer.model.trained_on
+    print(f"reviews: {analyzer.n_analyzed} analysed; sentiment model trained on {trained.get('source')} "
+          f"({trained.get('n_positive')} positive / {trained.get('n_negative')} negative) "
+          f"in {time.perf_counter() - start:.1f} s")
 
 
 def _info(args: argparse.Namespace) -> int:

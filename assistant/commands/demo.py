@@ -45,10 +45,21 @@ def _scored(settings) -> bool:
 
 
 def _cases_built(settings) -> bool:
-    from tools.cases import CaseMemory
+    # Counting needs no embedding model: open the collection without loading MiniLM.
+    from tools.cases import TEXT_COLLECTION, make_client
 
-    info = CaseMemory(path=settings.chroma_path, url=settings.chroma_url or None).info()
-    return bool(info.get("text_cases") or info.get("cases") or info.get("count"))
+    if not settings.chroma_url and not settings.chroma_path.exists():
+        return False
+    client = make_client(settings.chroma_path, settings.chroma_url or None)
+    names = {getattr(c, "name", c) for c in client.list_collections()}
+    return TEXT_COLLECTION in names and client.get_collection(TEXT_COLLECTION).count() > 0
+
+
+def _model_ready(settings) -> bool:
+    from assistant.model_registry import MODEL_REGISTRY, is_cached
+
+    # A folder, hub id or server URL is the user's own choice: nothing for the demo to install.
+    return settings.model not in MODEL_REGISTRY or is_cached(settings.model, settings.models_dir)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         ("case memory", lambda: _cases_built(settings), ["cases", "build"]),
     ]
     if not args.skip_model:
-        steps.append(("chat model", lambda: False, ["models", "install"]))
+        steps.append(("chat model", lambda: _model_ready(settings), ["models", "install"]))
     for number, (label, done, argv) in enumerate(steps, 1):
         prefix = f"[{number}/{len(steps) + 1}] {label}"
         if done():

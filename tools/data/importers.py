@@ -203,18 +203,13 @@ def import_file(
         return report
     keep_raw = spec.engine in ("csv", "parquet")  # records there are not lines we can re-read
 
-    # DuckDB spills the staging table to disk past this limit: peak RSS stays bounded by it.
+    # Staging happens outside the transaction, in a temp table DuckDB can spill to disk past this
+    # limit (transaction-local rows cannot be spilled): peak RSS stays bounded by it, not the file.
     limit = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
     con.execute(f"SET memory_limit = '{os.environ.get('SHOPSIGHT_IMPORT_MEMORY', '768MB')}'")
-    con.execute("BEGIN TRANSACTION")
     try:
-        run_chunks(con, report, spec, chunks, expected, path, pseudonymize, keep_raw, on_phase, started, t0)
-        if on_phase:
-            on_phase("before_commit", report.rows_imported)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
+        run_chunks(con, report, spec, chunks, expected, path, pseudonymize, keep_raw, on_phase, started, t0,
+                   own_transaction=True)
     finally:
         con.execute(f"SET memory_limit = '{limit}'")
     return report
@@ -222,8 +217,12 @@ def import_file(
 
 def run_chunks(con, report: ImportReport, spec: FormatSpec, chunks, expected: int, path: Path | None,
                pseudonymize: bool, keep_raw: bool, on_phase: PhaseFn | None, started: datetime,
-               t0: float) -> None:
-    """Stage, validate and insert one source inside the caller's open transaction; log it."""
+               t0: float, own_transaction: bool = False) -> None:
+    """Stage and validate one source, then insert it and log it in one transaction.
+
+    With `own_transaction` the writes run in a transaction opened here after staging (staging only
+    touches temp tables); otherwise the caller's transaction is open already.
+    """
     params = {}
     if pseudonymize:
         ipad, opad = hmac_pads(secret_key())
@@ -232,8 +231,6 @@ def run_chunks(con, report: ImportReport, spec: FormatSpec, chunks, expected: in
     stage_ddl = ", ".join(f"{k} {v}" for k, v in STAGE_COLUMNS[spec.target].items())
     try:
         con.execute(f"CREATE OR REPLACE TEMP TABLE _stage ({stage_ddl})")
-        import_id = con.execute("SELECT coalesce(max(import_id), 0) + 1 FROM import_log").fetchone()[0]
-        report.import_id = import_id
         staged = 0
         for chunk in chunks:
             con.register("chunk", chunk)
@@ -244,16 +241,29 @@ def run_chunks(con, report: ImportReport, spec: FormatSpec, chunks, expected: in
             staged += chunk.num_rows
             if on_phase:
                 on_phase("staged", staged)
-        _finalize(con, path, spec, report, keep_raw, on_phase)
-        report.seconds = time.perf_counter() - t0
-        con.execute(
-            "INSERT INTO import_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [import_id, report.source_file, report.sha256, spec.name, spec.target, report.rows_read,
-             report.rows_imported, report.rows_rejected, report.rows_dropped, report.duplicates,
-             report.pii_masks, pseudonymize, started, utcnow()],
-        )
+        if own_transaction:
+            con.execute("BEGIN TRANSACTION")
+        try:
+            import_id = con.execute("SELECT coalesce(max(import_id), 0) + 1 FROM import_log").fetchone()[0]
+            report.import_id = import_id
+            _finalize(con, path, spec, report, keep_raw, on_phase)
+            report.seconds = time.perf_counter() - t0
+            con.execute(
+                "INSERT INTO import_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [import_id, report.source_file, report.sha256, spec.name, spec.target, report.rows_read,
+                 report.rows_imported, report.rows_rejected, report.rows_dropped, report.duplicates,
+                 report.pii_masks, pseudonymize, started, utcnow()],
+            )
+            if on_phase:
+                on_phase("before_commit", report.rows_imported)
+            if own_transaction:
+                con.execute("COMMIT")
+        except BaseException:
+            if own_transaction:
+                con.execute("ROLLBACK")
+            raise
     finally:
-        try:  # after an error the transaction is aborted; ROLLBACK drops them then
+        try:  # inside a failed caller transaction this fails; its ROLLBACK drops them then
             con.execute("DROP TABLE IF EXISTS _stage")
             con.execute("DROP TABLE IF EXISTS _dup")
         except duckdb.Error:

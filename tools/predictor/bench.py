@@ -66,12 +66,11 @@ class _Runner:
         self.data, self.out_dir, self.resume, self.progress, self.say = data, out_dir, resume, progress, say
         self.cutoffs = all_cutoffs(data)
         self.rank_tasks = [t for t in data.tasks if t != "churn"]
-        events = data.events
-        self._past = {c: events[events["ts"] <= c].reset_index(drop=True) for c in self.cutoffs}
 
     def past(self, cutoff: datetime) -> pd.DataFrame:
-        """A copy of the events at or before `cutoff`: a model cannot touch the rest, nor our cached frame."""
-        return self._past[cutoff].copy()
+        """A new frame of the events at or before `cutoff`: all a model gets to see."""
+        events = self.data.events
+        return events[events["ts"] <= cutoff].reset_index(drop=True)
 
     def done(self, model: str, names: list[str]) -> bool:
         return self.resume and all((self.out_dir / model / n).is_file() for n in names)
@@ -134,7 +133,8 @@ class _Runner:
                 continue
             past = self.past(c)
             folder = self.out_dir / "_checkpoints" / TRANSFORMER / cutoff_tag(c)
-            predictor = train_predictor(past, c, cfg, folder, progress=self.progress, resume=True)
+            # Without --resume a re-run retrains from scratch (the recipe may have changed).
+            predictor = train_predictor(past, c, cfg, folder, progress=self.progress, resume=self.resume)
             scores = predictor.score_users(past, c)
             for h in self.data.horizons_days:
                 part = scores[scores["horizon_days"] == h]
@@ -200,6 +200,10 @@ def run_benchmark(dataset: str, data_path: str | Path | None, out_dir: str | Pat
     runner = _Runner(data, out_dir, resume, progress, say)
     say(f"{data.name}: {data.info['events']:,} events, {data.info['users']:,} users, "
         f"{len(runner.cutoffs)} cutoffs ({len(data.cutoffs)} test), horizons {list(data.horizons_days)} days")
+    warnings = data.info.get("warnings", [])
+    manifest["notes"] = [n for n in manifest["notes"] if not n.startswith("data ends")] + warnings
+    for warning in warnings:
+        say(f"warning: {warning}")
     runner.write_truths()
     _save_manifest(out_dir, manifest)
     failed = []

@@ -223,3 +223,8 @@ def _check_events(data: BenchData) -> None:
                              "pass the whole dataset, not a slice of it")
     data.info.update({"events": int(len(events)), "users": int(events["user_id"].nunique()),
                       "first_ts": str(first), "last_ts": str(last)})
+    short = [f"data ends at {last}, before {c} + {max(data.horizons_days)} d: churn labels of that window "
+             "read the missing days as 'no buy'" for c in data.cutoffs
+             if last < c + timedelta(days=max(data.horizons_days) - 1)]
+    if short:
+        data.info["warnings"] = short

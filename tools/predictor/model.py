@@ -41,6 +41,7 @@ class ModelConfig:
     max_len: int = 50
     copy_buckets: int = 32  # repeat boost depends on how many events ago an id was seen
     item_loss_positions: int = 8  # next-item loss on the last K positions (memory: K*B*V floats)
+    wide: bool = False  # add a linear path from the features to the hazards (wide & deep)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -103,6 +104,8 @@ class BehaviorTransformer(nn.Module):
         self.register_buffer("feat_std", torch.ones(cfg.n_features))
         self.user_head = nn.Sequential(nn.Linear(d + cfg.n_features, 2 * d), nn.GELU(), nn.Dropout(cfg.dropout),
                                        nn.Linear(2 * d, 2 * cfg.n_horizons))
+        # The wide path makes "logistic regression on RFM" a special case of this model.
+        self.user_wide = nn.Linear(cfg.n_features, 2 * cfg.n_horizons) if cfg.wide else None
         self.apply(self._init_weights)
 
     @staticmethod
@@ -136,7 +139,10 @@ class BehaviorTransformer(nn.Module):
         return h[torch.arange(h.shape[0], device=h.device), lengths - 1]  # (B, C)
 
     def _user_logits(self, h_last: torch.Tensor, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        z = self.user_head(torch.cat([h_last, (features - self.feat_mean) / self.feat_std], dim=1))
+        x = (features - self.feat_mean) / self.feat_std
+        z = self.user_head(torch.cat([h_last, x], dim=1))
+        if self.user_wide is not None:
+            z = z + self.user_wide(x)
         H = self.cfg.n_horizons
         # Cumulative hazards Lambda_j = sum_{i<=j} softplus(z_i); p = 1 - exp(-Lambda); logit = log(e^L - 1).
         lam = F.softplus(z).view(-1, 2, H).cumsum(dim=2).clamp_min(1e-6)  # (B, 2, H)

@@ -25,6 +25,7 @@ from tools.predictor.data import (N_RESERVED, EventArrays, Examples, PredictorEr
 
 log = logging.getLogger(__name__)
 MIN_KNOWN_ITEMS = 0.05  # below this share of known item ids, the events come from another dataset
+MIN_DISTINCT_FOR_CHECK = 20
 
 
 # ---- calibration --------------------------------------------------------------------------------
@@ -184,7 +185,9 @@ class Predictor:
             first = events["ts"].min() if len(ts) else "none"
             raise PredictorError(f"cutoff {cutoff} is before any data (first event: {first}); choose a later cutoff")
         past = events[ts <= cutoff_s]
-        if self.vocab.items and self.vocab.known_fraction(past["item_id"]) < MIN_KNOWN_ITEMS:
+        # Judged only on enough distinct items: one user's few (maybe new) items prove nothing.
+        if (self.vocab.items and past["item_id"].nunique() >= MIN_DISTINCT_FOR_CHECK
+                and self.vocab.known_fraction(past["item_id"]) < MIN_KNOWN_ITEMS):
             raise PredictorError(
                 f"vocabulary mismatch: checkpoint {self.folder} ({self.version}, trained on dataset "
                 f"{self.vocab.dataset!r}) knows under {MIN_KNOWN_ITEMS:.0%} of these events' item ids; it belongs to "

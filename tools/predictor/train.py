@@ -17,7 +17,7 @@ import logging
 import time
 import warnings
 from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +63,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     seed: int = 0
     item_loss_positions: int = 8
+    wide: bool = True  # linear features -> hazards path beside the Transformer (wide & deep)
     loss_weights: dict = field(default_factory=lambda: {"buy": 1.0, "cart": 0.5, "next_item": 1.0,
                                                         "next_category": 0.5, "next_behavior": 0.2})
     calibration: str = "platt"  # platt | isotonic | none
@@ -194,7 +195,7 @@ def train_predictor(events: pd.DataFrame, cutoff: datetime, config: TrainConfig,
         progress: show tqdm bars.
         resume: continue from `out_dir/last/` when it holds a run of the same config and data.
     """
-    from accelerate import Accelerator  # imported here: scoring must not pay for it
+    from accelerate import Accelerator, DistributedDataParallelKwargs  # here: scoring must not pay for it
 
     from tools.predictor.score import Predictor, fit_calibration
 
@@ -204,14 +205,16 @@ def train_predictor(events: pd.DataFrame, cutoff: datetime, config: TrainConfig,
     if config.num_threads and device_name_hint(config) == "cpu":
         torch.set_num_threads(config.num_threads)
     device_name = _resolve_device(config)
-    acc = Accelerator(cpu=device_name == "cpu")
+    # Heads with loss weight 0 (next item on CDNOW) get no gradient: DDP must be told.
+    acc = Accelerator(cpu=device_name == "cpu",
+                      kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     device = acc.device
     vocab, arrays, train, val, cutoff_s, label_end = build_datasets(events, cutoff, config)
     mcfg = ModelConfig(n_items=vocab.n_items, n_categories=vocab.n_categories, n_known_items=len(vocab.items),
                        n_known_categories=len(vocab.categories), n_features=len(FEATURE_NAMES),
                        n_horizons=len(config.horizons_days), d_model=config.d_model, n_layers=config.n_layers,
                        n_heads=config.n_heads, dropout=config.dropout, max_len=config.max_len,
-                       item_loss_positions=config.item_loss_positions)
+                       item_loss_positions=config.item_loss_positions, wide=config.wide)
     model = BehaviorTransformer(mcfg)
     model.set_feature_stats(torch.from_numpy(train.features.mean(0)), torch.from_numpy(train.features.std(0)))
     decay = [p for p in model.parameters() if p.dim() >= 2]
@@ -281,7 +284,7 @@ def train_predictor(events: pd.DataFrame, cutoff: datetime, config: TrainConfig,
     raw_model.eval()
     calibration = fit_calibration(raw_model, arrays, val, config, label_end, device, train=train)
     meta = {
-        "name": config.name, "created_at": datetime.utcnow().isoformat(timespec="seconds"),
+        "name": config.name, "created_at": datetime.now(timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds"),
         "dataset": vocab.dataset, "cutoff": str(cutoff), "label_end": str(pd.Timestamp(label_end, unit="s")),
         "train": config.to_dict(), "feature_names": list(FEATURE_NAMES),
         "feature_mean": raw_model.feat_mean.tolist(), "feature_std": raw_model.feat_std.tolist(),

@@ -1,0 +1,134 @@
+"""The Workspace facade over a real small stack: demo shop, tiny predictor, Chroma, scripted chat model."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+
+import pandas as pd
+import pytest
+
+from app_shop import build_stack, scripted_analyst
+from assistant.workspace import PartUnavailable, Workspace
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    home = tmp_path_factory.mktemp("home")
+    old = os.environ.get("SHOPSIGHT_HOME")
+    os.environ["SHOPSIGHT_HOME"] = str(home)
+    parts = build_stack(home, n_users=150)
+    yield parts
+    parts["store"].close()
+    if old is None:
+        os.environ.pop("SHOPSIGHT_HOME", None)
+    else:
+        os.environ["SHOPSIGHT_HOME"] = old
+
+
+@pytest.fixture(scope="module")
+def ws(stack):
+    chat = scripted_analyst()
+    return Workspace.open(stack["settings"], store=stack["store"], chat_model_factory=lambda: chat,
+                          predictor=stack["predictor"], cases=stack["cases"], reviews=stack["reviews"])
+
+
+def test_open_with_every_part_reports_no_problem(ws, stack):
+    assert ws.problems == {}
+    assert ws.cutoff == stack["cutoff"]
+    info = ws.summary()
+    assert info["tables"]["events"] == len(stack["shop"].events)
+    assert info["predictor"].startswith(stack["predictor"].version)
+    assert info["case_memory"]["text_cases"] > 0
+    assert info["llm_state"] == "loads on the first question"  # nothing loaded at open
+
+
+def test_open_from_the_home_folder_loads_the_trained_predictor(stack):
+    ws = Workspace.open(stack["settings"], store=stack["store"], cases=stack["cases"],
+                        chat_model_factory=lambda: None)
+    assert ws.predictor is not None and ws.predictor.version == stack["predictor"].version
+    assert "predictor" not in ws.problems
+
+
+def test_missing_predictor_and_model_say_what_to_run(stack):
+    settings = replace(stack["settings"], predictor="never-trained", model="/no/such/model")
+    ws = Workspace.open(settings, store=stack["store"], cases=stack["cases"])
+    assert "shopsight predictor train" in ws.problems["predictor"]
+    assert "SHOPSIGHT_MODEL" in ws.problems["llm"]
+    result = ws.call_tool("explain_user", user_id=str(stack["shop"].users["user_id"].iloc[0]))
+    assert "error" in result and "train" in (result["error"] + result.get("hint", ""))
+    with pytest.raises(PartUnavailable, match="shopsight models install"):
+        list(ws.run_agent("Which users will churn this week?"))
+    assert ws.summary()["llm_state"] == "not available"
+
+
+def test_chat_model_failing_to_load_is_reported_not_raised_raw(stack):
+    def broken():
+        raise OSError("weights file truncated")
+
+    ws = Workspace.open(stack["settings"], store=stack["store"], predictor=stack["predictor"],
+                        cases=stack["cases"], chat_model_factory=broken)
+    with pytest.raises(PartUnavailable, match="weights file truncated.*shopsight models install"):
+        ws.chat_model()
+    assert "llm" in ws.problems
+
+
+def test_agent_answers_through_the_real_tools(ws):
+    events = list(ws.run_agent("Which users will churn this week, and why?"))
+    kinds = [e.type for e in events]
+    assert kinds.count("tool_call") == 1 and kinds[-1] == "answer"
+    top = next(e for e in events if e.type == "tool_result").get("result")["users"][0]
+    answer = events[-1]
+    assert f"user {top['user_id']}" in answer.get("text")
+    assert {"kind": "user", "id": top["user_id"], "tool": "at_risk_users"} in answer.get("citations")
+    assert ws.chat_model_loaded
+
+
+def test_churn_over_cutoffs_matches_the_scores_table(ws, stack):
+    top = ws.call_tool("at_risk_users", horizon_days=7, top_k=3)["users"][0]
+    trend = ws.churn_over_cutoffs(top["user_id"], 7)
+    assert 1 <= len(trend) <= 12 and trend["cutoff"].is_monotonic_increasing
+    assert trend["p_churn"].between(0, 1).all()
+    assert trend["cutoff"].iloc[-1] == pd.Timestamp(ws.cutoff)
+    assert trend["p_churn"].iloc[-1] == pytest.approx(top["p_churn"], abs=2e-3)  # same model, same cutoff
+    with pytest.raises(PartUnavailable, match="unknown user id 'nobody'"):
+        ws.churn_over_cutoffs("nobody", 7)
+
+
+def test_review_timeline_and_search(ws, stack):
+    category = stack["shop"].reviews.merge(stack["shop"].items, on="item_id")["category_id"].mode()[0]
+    timeline = ws.review_timeline(category_id=category)
+    assert set(timeline.columns) == {"month", "sentiment", "share", "reviews"}
+    assert timeline.groupby("month")["share"].sum().round(6).eq(1).all()
+    choices = ws.search_items(category[:4])
+    assert choices[0][1].startswith("category:")
+    assert any(value == f"category:{category}" for _, value in choices)
+    assert ws.search_items("zzz-no-such-thing") == []
+
+
+def test_save_case_checks_input_and_is_found_again(ws, stack):
+    user = str(stack["shop"].users["user_id"].iloc[3])
+    with pytest.raises(PartUnavailable, match="conclusion"):
+        ws.save_case(user, 7, "  ", "retained")
+    with pytest.raises(PartUnavailable, match="unknown user id"):
+        ws.save_case("nobody", 7, "late deliveries", "retained")
+    case_id = ws.save_case(user, 7, "Complained twice about late deliveries of cat litter", "retained after voucher")
+    assert case_id.startswith("analyst:")
+    found = ws.cases.search_text("late deliveries of cat litter", k=3)["cases"]
+    assert found[0]["case_id"] == case_id and found[0]["outcome"] == "retained after voucher"
+
+
+def test_import_upload_reports_rejected_rows_and_refuses_other_formats(ws, tmp_path):
+    before = ws.store.summary()["tables"]["events"]
+    sheet = tmp_path / "events.xlsx"
+    sheet.write_bytes(b"PK\x03\x04 zip")
+    with pytest.raises(PartUnavailable, match="'.xlsx' is not a supported format"):
+        ws.import_upload(str(sheet))
+    bad = tmp_path / "rr.csv"
+    bad.write_text("timestamp,visitorid,event,itemid,transactionid\n1433221332117,257597,view,355908,\n"
+                   "1433221955914,483717,click,253185,\n")
+    report = ws.import_upload(str(bad))
+    assert (report["rows_read"], report["rows_imported"], report["rows_rejected"]) == (2, 1, 1)
+    assert report["rejected"][0]["line"] == 3 and report["rejected"][0]["field"] == "event"
+    assert "click" in report["rejected"][0]["reason"]
+    assert ws.store.summary()["tables"]["events"] == before + 1
