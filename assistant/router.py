@@ -20,7 +20,9 @@ Only the user's question and the conversation decide the call; nothing is matche
 
 from __future__ import annotations
 
+import copy
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +33,7 @@ from assistant.kv_decode import CachedDecoder
 from assistant.tool_specs import ToolSpec, ground_arguments
 
 ARGS_PREFIX = '", "arguments": {'
+_OPEN_KEY_RE = re.compile(r',\s*"([^"]*)"?$')  # the key being written after a comma
 
 
 @dataclass
@@ -59,6 +62,7 @@ class LikelihoodRouter:
 
     def __init__(self, chat_model: Any, max_arg_tokens: int = 64, decoder: CachedDecoder | None = None):
         self.chat = chat_model
+        self.prior: dict[str, float] = {}  # content-free log-likelihoods subtracted when calibrated
         self.max_arg_tokens = max_arg_tokens
         self.decoder = decoder or CachedDecoder(chat_model.model, chat_model.tokenizer)
         self.last: RouteTrace | None = None
@@ -79,17 +83,11 @@ class LikelihoodRouter:
             trace.reused_tokens = dec.last_reused
             first_logp = torch.log_softmax(last_logits.float(), -1)
             trace.prefill_s = time.perf_counter() - started
-            for name in specs:
-                name_ids = dec.encode(name + '"')
-                score = float(first_logp[name_ids[0]])
-                if len(name_ids) > 1:
-                    logp = torch.log_softmax(dec.forward(name_ids[:-1], cache).float(), -1)
-                    score += float(sum(logp[k, name_ids[k + 1]] for k in range(len(name_ids) - 1)))
-                    cache.crop(len(ids) - cache.get_seq_length())  # negative: drop the candidate
-                trace.scores[name] = score
+            for name, score in self._score_names(list(specs), cache, first_logp).items():
+                trace.scores[name] = score - self.prior.get(name, 0.0)
             best = max(trace.scores, key=trace.scores.get)
             trace.score_s = time.perf_counter() - started - trace.prefill_s
-            trace.raw_arguments = self._decode_arguments(cache, best)
+            trace.raw_arguments = self._decode_arguments(cache, best, list(specs[best].parameters))
             trace.args_s = time.perf_counter() - started - trace.prefill_s - trace.score_s
         args = _parse_object("{" + trace.raw_arguments)
         args, trace.dropped = _fit(specs[best], args)
@@ -100,7 +98,43 @@ class LikelihoodRouter:
         self.last = trace
         return {"name": best, "args": args}
 
-    def _decode_arguments(self, cache: Any, name: str) -> str:
+    def calibrate(self, messages: list[BaseMessage], specs: dict[str, ToolSpec]) -> dict[str, float]:
+        """Learn each name's prior from a content-free question ("calibrate before use").
+
+        `messages` should be the system prompt and a question with no content ("N/A"); later
+        scores are log P(name | question) - log P(name | "N/A"), which removes the model's
+        standing preference for some tool names.
+        """
+        import torch
+
+        prompt, _, _ = self.chat.render_prompt(messages, [s.schema for s in specs.values()], "any")
+        with self.decoder.lock, torch.inference_mode():
+            cache, last_logits = self.decoder.prefill(self.decoder.encode(prompt))
+            first_logp = torch.log_softmax(last_logits.float(), -1)
+            self.prior = self._score_names(list(specs), cache, first_logp)
+        return self.prior
+
+    def _score_names(self, names: list[str], cache: Any, first_logp: Any) -> dict[str, float]:
+        """log P(name + '"' | prompt) for every name in one batched forward pass (right-padded)."""
+        import torch
+
+        dec = self.decoder
+        encoded = [dec.encode(name + '"') for name in names]
+        scores = {name: float(first_logp[ids[0]]) for name, ids in zip(names, encoded)}
+        width = max(len(ids) for ids in encoded) - 1
+        if width == 0:
+            return scores
+        batch = copy.deepcopy(cache)
+        batch.batch_repeat_interleave(len(names))
+        pad = dec.tokenizer.pad_token_id if dec.tokenizer.pad_token_id is not None else 0
+        rows = [ids[:-1] + [pad] * (width - len(ids) + 1) for ids in encoded]
+        out = dec.model(input_ids=torch.tensor(rows, device=dec.device), cache=batch, use_cache=True)
+        logp = torch.log_softmax(out.logits.float(), -1)  # (names, width, vocab); padding only follows
+        for row, (name, ids) in enumerate(zip(names, encoded)):
+            scores[name] += float(sum(logp[row, k, ids[k + 1]] for k in range(len(ids) - 1)))
+        return scores
+
+    def _decode_arguments(self, cache: Any, name: str, params: list[str]) -> str:
         """Greedy decoding of the argument object after the chosen name (text after the `{`)."""
         dec = self.decoder
         logits = dec.forward(dec.encode(name + ARGS_PREFIX), cache)[-1]
@@ -117,6 +151,9 @@ class LikelihoodRouter:
             text += piece
             if "</tool_call>" in text or "\n\n" in text:
                 break
+            key = _OPEN_KEY_RE.search(text)
+            if key and not any(p.startswith(key.group(1)) for p in params):
+                return text[:key.start()]  # a key this tool does not have: the object is done
             logits = dec.forward([token], cache)[-1]
         return text
 

@@ -536,3 +536,23 @@ def test_real_packaged_model_end_to_end() -> None:
     evidence = grounding.Evidence.from_results([r for _, r in tool_results(answer["messages"])], [question])
     assert grounding.check(answer["text"], evidence).ok
     assert any(c["id"] in USERS for c in answer["citations"])
+
+
+def test_cached_decoder_matches_plain_greedy_generation(tiny_chat) -> None:
+    import torch
+
+    from assistant.kv_decode import CachedDecoder
+
+    decoder = CachedDecoder(tiny_chat.model, tiny_chat.tokenizer)
+    base = "<|im_start|>system\nYou are ShopSight. at_risk_users explain_user review_summary<|im_end|>\n"
+    prompts = [base + "<|im_start|>user\nWhich users will churn this week?<|im_end|>\n<|im_start|>assistant\n",
+               base + "<|im_start|>user\nu_101 0.82<|im_end|>\n<|im_start|>assistant\n"]
+    for prompt in prompts:
+        text, n_in, n_out = decoder.generate(prompt, max_new_tokens=6)
+        ids = tiny_chat.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+        with torch.inference_mode():
+            out = tiny_chat.model.generate(**ids, max_new_tokens=6, do_sample=False,
+                                           eos_token_id=sorted(decoder.eos_ids), pad_token_id=0)
+        expected = tiny_chat.tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+        assert text == expected and n_in == ids["input_ids"].shape[1]
+    assert decoder.last_reused > 20  # the second prompt reused the shared system prefix

@@ -215,7 +215,8 @@ def test_transformer_is_skipped_with_a_note_when_not_importable(cdnow_slice, tmp
 def test_transformer_through_the_contract(tmp_path):
     pytest.importorskip("tools.predictor.train")
     data = _taobao_csv(tmp_path / "UserBehavior.csv", n_users=80)
-    config = {"epochs": 1, "d_model": 16, "n_heads": 2, "n_layers": 1, "max_len": 8, "n_cutoffs": 4,
+    config = {"run": {"dataset": "taobao"},  # a recipe's own section: the runner must ignore it
+              "epochs": 1, "d_model": 16, "n_heads": 2, "n_layers": 1, "max_len": 8, "n_cutoffs": 4,
               "cutoff_stride_days": 1, "batch_size": 128, "warmup_steps": 2, "num_threads": 1}
     manifest = run_benchmark("taobao", data, tmp_path / "t", models=["transformer"], transformer_config=config,
                              progress=False, say=lambda _: None)

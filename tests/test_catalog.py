@@ -189,6 +189,9 @@ def test_similar_cases_by_user_and_text(tools):
     assert all(c["user_id"] != "u02" and c["case_id"].endswith("@20240229T235959Z") for c in res["cases"])
     assert res["outcomes"]["n_snapshots"] == 3 and "churned" in res["cases"][0]
     assert "give user_id or text" in fns["similar_cases"]()["error"]
+    fns["similar_cases"](text="customer jo@example.com stopped buying", k=1)
+    last = json.loads(tools[0].audit_path.read_text().splitlines()[-1])
+    assert last["tool"] == "similar_cases" and "jo@example.com" not in json.dumps(last)
 
 
 def test_segment_report(tools):

@@ -229,7 +229,7 @@ def test_100k_event_user_is_truncated_and_says_so(shop, trained, caplog):
     heavy = pd.DataFrame({"user_id": "heavy", "ts": CUTOFF - pd.to_timedelta(np.arange(n)[::-1] * 60, unit="s"),
                           "behavior": "view", "item_id": "i003", "category_id": "c0", "quantity": 1, "amount": np.nan})
     events = pd.concat([shop, heavy], ignore_index=True)
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.INFO, logger="tools.predictor.score"):
         scores = trained.score_users(events, CUTOFF, users=["heavy", "u001"])
     assert len(scores) == 4 and "most recent 16" in caplog.text
     assert trained.last_info["truncated_users"] >= 1 and trained.last_info["longest_history"] == n

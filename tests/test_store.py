@@ -69,6 +69,8 @@ def test_reads(store):
     stats = store.item_stats().set_index("item_id")
     assert stats.loc["i1", "buys"] == 1 and stats.loc["i1", "revenue"] == 20.0 and stats.loc["i1", "reviews"] == 1
     assert stats.loc["i2", "conversion"] == 1.0
+    one = store.item_stats(["i2"], until=datetime(2024, 1, 1, 12))
+    assert one["item_id"].tolist() == ["i2"] and (one["views"][0], one["buys"][0]) == (1, 0)
     cats = store.category_stats().set_index("category_id")
     assert cats.loc["c1", "views"] == 2 and cats.loc["c2", "mean_rating"] == 1.0
     assert store.time_span() == (pd.Timestamp("2024-01-01"), pd.Timestamp("2024-01-21"))

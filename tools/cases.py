@@ -110,7 +110,7 @@ class CaseMemory:
         report = {"cutoffs": [pd.Timestamp(c).isoformat() for c in cutoffs], "text_added": 0, "text_skipped": 0,
                   "vectors_added": 0, "vectors_skipped": 0, "notes": []}
         if predictor is None:
-            report["notes"].append("no trained predictor: only the text collection was built "
+            report["notes"].append("no predictor given: only the text collection was built "
                                    "(train one with `shopsight predictor train`, then re-run)")
         for c in cutoffs:
             users = sorted(events.loc[events["ts"] <= pd.Timestamp(c), "user_id"].astype(str).unique())

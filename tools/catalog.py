@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from tools import paths
+from tools.data.pii import mask_pii
 from tools.data.schema import StoreError
 from tools.predictor.data import PredictorError
 
@@ -142,8 +143,10 @@ def tool(ctx: ToolContext) -> Callable[[Callable], Callable]:
         @functools.wraps(func)
         def call(*args: Any, **kwargs: Any) -> dict:
             t0 = time.perf_counter()
+            # Free-text arguments may carry what a user pasted: the log keeps them PII-masked.
+            logged = {k: mask_pii(v)[0] if isinstance(v, str) else v for k, v in kwargs.items()}
             record: dict = {"ts": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
-                            "tool": func.__name__, "arguments": kwargs or list(args), "as_of": ctx.cutoff}
+                            "tool": func.__name__, "arguments": logged or list(args), "as_of": ctx.cutoff}
             try:
                 try:
                     bound = sig.bind(*args, **kwargs)

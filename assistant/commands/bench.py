@@ -13,6 +13,10 @@ import argparse
 from pathlib import Path
 
 
+# Recipes shipped in the repository (finetune/configs/predictor_<dataset>.yaml), used by default.
+RECIPES = Path(__file__).resolve().parents[2] / "finetune" / "configs"
+
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser("bench", help="benchmark the predictor and the baselines (docs/benchmark.md)")
     sub = parser.add_subparsers(dest="bench_command", metavar="SUBCOMMAND")
@@ -27,7 +31,8 @@ def register(subparsers) -> None:
     run.add_argument("--n-users", type=int, default=5000, help="demo shop size (default 5000)")
     run.add_argument("--seed", type=int, default=0, help="demo shop seed (default 0)")
     run.add_argument("--transformer-config", type=Path, default=None,
-                     help="YAML of TrainConfig fields for the transformer (horizons come from the dataset)")
+                     help="YAML of TrainConfig fields for the transformer (horizons come from the dataset); "
+                          "default finetune/configs/predictor_<dataset>.yaml when present")
     run.add_argument("--resume", action="store_true", help="skip a model's cutoff whose files all exist")
     run.add_argument("--no-score", action="store_true", help="do not print the score table at the end")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -48,6 +53,11 @@ def _run(args: argparse.Namespace) -> int:
     if unknown:
         raise SystemExit(f"unknown model(s) {', '.join(unknown)}; choose from: {', '.join(MODELS)}")
     config = None
+    if args.transformer_config is None and (args.models is None or "transformer" in args.models):
+        recipe = RECIPES / f"predictor_{args.dataset}.yaml"
+        if recipe.is_file():  # the predictor room's tuned recipe for this dataset
+            print(f"transformer recipe: {recipe} (pass --transformer-config to choose another)")
+            args.transformer_config = recipe
     if args.transformer_config is not None:
         if not args.transformer_config.is_file():
             raise SystemExit(f"{args.transformer_config}: no such file (--transformer-config takes a YAML file)")

@@ -94,7 +94,7 @@ class EventStore:
             raise StoreError("the store is closed")
         cur = self._con.cursor()  # one cursor per read: safe across threads
         try:
-            return cur.execute(sql, params).fetch_df()
+            return _to_pandas(cur.execute(sql, params))
         finally:
             cur.close()
 
@@ -155,7 +155,7 @@ class EventStore:
                 cur.register("_users", pa.table({"user_id": pa.array([str(u) for u in users], pa.string())}))
                 join = "SEMI JOIN _users USING (user_id)"
             sql = f"SELECT {EVENT_COLS} FROM events {join} {where} ORDER BY user_id, ts, behavior, item_id"
-            return cur.execute(sql, params).fetch_df()
+            return _to_pandas(cur.execute(sql, params))
         finally:
             cur.close()
 
@@ -217,7 +217,7 @@ class EventStore:
     def item_stats(self, item_ids=None, until=None) -> pd.DataFrame:
         """Per item: events by behavior, users, revenue, view->buy conversion, reviews, mean rating."""
         where, params = self._window(None, until)
-        filt = ""
+        filt, efilt = "", ""
         if item_ids is not None:
             ids = [str(i) for i in item_ids]
             known = {r[0] for r in self._con.cursor().execute(
@@ -226,14 +226,17 @@ class EventStore:
             if unknown:
                 raise StoreError(f"unknown item_id {unknown[:5]}; list items with store.items_frame()")
             filt = "WHERE i.item_id IN (SELECT unnest($ids))"
+            # Filter before aggregating: a tool asking about 3 items must not aggregate the whole shop.
+            efilt = ("AND " if where else "WHERE ") + "item_id IN (SELECT unnest($ids))"
             params["ids"] = ids
         rwhere = where.replace("ts", "r.ts") if where else ""
+        rfilt = efilt.replace("item_id", "r.item_id").replace("AND ", "AND " if rwhere else "WHERE ", 1)
         return self._df(f"""
             WITH e AS (SELECT item_id, {self._behavior_sums()}, count(DISTINCT user_id) AS users,
                          sum(amount) FILTER (WHERE behavior = 'buy') AS revenue, max(ts) AS last_ts
-                       FROM events {where} GROUP BY item_id),
+                       FROM events {where} {efilt} GROUP BY item_id),
                  r AS (SELECT item_id, count(*) AS reviews, avg(rating) AS mean_rating FROM reviews r {rwhere}
-                       GROUP BY item_id)
+                       {rfilt} GROUP BY item_id)
             SELECT i.item_id, i.category_id, i.name, i.price,
                    {", ".join(f"coalesce(e.{b}s, 0) AS {b}s" for b in BEHAVIORS)},
                    coalesce(e.users, 0) AS users, coalesce(e.revenue, 0) AS revenue,
@@ -337,3 +340,8 @@ class EventStore:
     def _check_id(self, kind: str, value: str) -> None:
         if not self._one(f"SELECT EXISTS (SELECT 1 FROM {kind}s WHERE {kind}_id = ?)", [str(value)])[0]:
             raise StoreError(f"unknown {kind}_id {value!r}; list {kind}s with store.{kind}s_frame()")
+
+
+def _to_pandas(result: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Result -> DataFrame through Arrow (about 2x faster than fetch_df for string columns)."""
+    return result.to_arrow_table().to_pandas()

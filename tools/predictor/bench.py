@@ -123,6 +123,7 @@ class _Runner:
         except ImportError as exc:  # another room's module: skip it, say so, keep the baselines
             return f"transformer skipped: tools.predictor.train is not importable ({exc})"
         raw = dict(config or {})
+        raw.pop("run", None)  # a finetune/configs recipe's own section, not TrainConfig fields
         raw["horizons_days"] = list(self.data.horizons_days)
         cfg = TrainConfig.from_dict(raw)
         for c in tqdm(self.cutoffs, desc=TRANSFORMER, disable=not self.progress, leave=False):

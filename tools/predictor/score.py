@@ -208,7 +208,7 @@ class Predictor:
                 "max_len": self.max_len, "longest_history": int(n_events.max()) if len(ex) else 0,
                 "after_all_data": bool(cutoff_s - int(ts.max()) > 86_400)}
         if info["truncated_users"]:
-            log.warning("%d user(s) have more than %d events before %s: the model reads the most recent %d "
+            log.info("%d user(s) have more than %d events before %s: the model reads the most recent %d "
                         "(RFM features still count the whole history)", info["truncated_users"], self.max_len,
                         cutoff, self.max_len)
         self.last_info = info
