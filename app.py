@@ -12,17 +12,18 @@ but the tests, which call `build_app(workspace)` / `launch(..., block=False)`.
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from assistant.ui_render import (  # noqa: E402
+    driver_row, error_text, rows_frame, summary_markdown, summary_panel, render_events,
+)
 from assistant.workspace import PartUnavailable, Workspace  # noqa: E402
 
 MAX_QUESTION_CHARS = 2000
@@ -41,100 +42,6 @@ EXAMPLES = {
 }
 DRILL_FACTS = ("orders", "spend", "days_since_last_buy", "days_since_last_event", "tenure_days", "events_30d",
                "top_category", "usual_days_between_buys", "trend", "last_review")
-TABLE_KEYS = ("users", "segments", "cases", "events", "rows", "items", "next_categories", "quotes")
-
-
-# ---------------------------------------------------------------------- rendering helpers
-def _json_block(value: Any, limit: int = 3000) -> str:
-    text = json.dumps(value, indent=1, default=str, ensure_ascii=False)
-    if len(text) > limit:
-        text = text[:limit] + "\n... (truncated)"
-    return f"```json\n{text}\n```"
-
-
-def _rows_frame(result: Any, keys: tuple[str, ...] = TABLE_KEYS) -> pd.DataFrame:
-    """The list of records inside a tool result, as a table (tools return compact JSON)."""
-    if not isinstance(result, dict):
-        return pd.DataFrame()
-    for key in keys:
-        value = result.get(key)
-        if isinstance(value, list) and value and isinstance(value[0], dict):
-            return pd.DataFrame(value)
-    return pd.DataFrame()
-
-
-def _error_text(result: Any) -> str | None:
-    if isinstance(result, dict) and result.get("error"):
-        return f"{result['error']}" + (f" — {result['hint']}" if result.get("hint") else "")
-    return None
-
-
-def _driver_row(driver: dict) -> dict:
-    """One driver as a flat row: a feature, or one past event of the user (what, when)."""
-    event = driver.get("event")
-    if isinstance(event, dict):
-        what = f"{event.get('behavior')} {event.get('item_id')} ({event.get('category_id')}) at {event.get('ts')}"
-    else:
-        what = driver.get("feature") or driver.get("name") or ""
-    return {"driver": what, "kind": driver.get("type", ""), "effect": driver.get("effect"),
-            "direction": driver.get("direction", "")}
-
-
-def _citations_markdown(citations: Any) -> str:
-    if not citations:
-        return ""
-    parts = [f"`{c.get('kind', 'id')} {c.get('id')}`" + (f" ({c['tool']})" if c.get("tool") else "")
-             if isinstance(c, dict) else f"`{c}`" for c in citations]
-    return "\n\n**Evidence:** " + ", ".join(parts)
-
-
-def render_events(events: Iterator[Any], chat: list) -> Iterator[tuple[list, Any, pd.DataFrame | None]]:
-    """Turn the agent's event stream into chat messages; yields (chat, event, table of the last result)."""
-    answer_msg: gr.ChatMessage | None = None
-    pending: dict[str, gr.ChatMessage] = {}
-    called: set[str] = set()
-    for event in events:
-        kind, table = event.type, None
-        if kind == "tool_call":
-            args = ", ".join(f"{k}={v!r}" for k, v in (event.get("arguments") or {}).items())
-            how = " (chosen by the router)" if event.get("routed") else ""
-            msg = gr.ChatMessage(role="assistant", content="**Arguments**\n" + _json_block(event.get("arguments", {})),
-                                 metadata={"title": f"⚙ Tool {event.get('name')}({args}){how}", "status": "pending"})
-            pending[str(event.get("id") or event.get("name"))] = msg
-            called.add(str(event.get("name")))
-            chat.append(msg)
-        elif kind == "tool_result":
-            result = event.get("result")
-            msg = pending.pop(str(event.get("id") or event.get("name")), None)
-            if msg is None:
-                msg = gr.ChatMessage(role="assistant", content="",
-                                     metadata={"title": f"⚙ Tool {event.get('name')}", "status": "done"})
-                chat.append(msg)
-            msg.content += "\n**Result**\n" + _json_block(result)
-            msg.metadata["status"] = "done"
-            if _error_text(result):
-                msg.metadata["title"] += " — error"
-            else:
-                table = _rows_frame(result)
-        elif kind == "token":
-            if answer_msg is None:
-                answer_msg = gr.ChatMessage(role="assistant", content="")
-                chat.append(answer_msg)
-            answer_msg.content += event.get("text", "")
-        elif kind == "answer":
-            footer = _citations_markdown(event.get("citations"))
-            ungrounded = event.get("ungrounded") or []
-            if ungrounded:
-                footer += "\n\n⚠ Left out, not backed by any tool result: " + ", ".join(map(str, ungrounded))
-            if answer_msg is None:
-                answer_msg = gr.ChatMessage(role="assistant", content="")
-                chat.append(answer_msg)
-            answer_msg.content = event.get("text", "") + footer
-        elif kind == "error" and str(event.get("message", "")).split(":")[0] not in called:
-            # a tool's own error is shown inside its step; the rest are model mistakes fed back
-            chat.append(gr.ChatMessage(role="assistant", content=event.get("hint") or "fed back to the model",
-                                       metadata={"title": f"⚠ {event.get('message', '')}", "status": "done"}))
-        yield chat, event, table
 
 
 # ---------------------------------------------------------------------- the app
@@ -171,9 +78,9 @@ def build_app(ws: Workspace) -> gr.Blocks:
     def at_risk(horizon: str, rank_by: str, segment: str | None, top_k: float):
         result = ws.call_tool("at_risk_users", horizon_days=int(horizon), top_k=min(int(top_k), MAX_AT_RISK),
                               segment=segment or None, rank_by=rank_by)
-        if _error_text(result):
-            raise gr.Error(_error_text(result))
-        table = _rows_frame(result, ("users",))
+        if error_text(result):
+            raise gr.Error(error_text(result))
+        table = rows_frame(result, ("users",))
         csv_path = Path(tempfile.mkdtemp(prefix="shopsight-")) / f"at_risk_{horizon}d_{rank_by}.csv"
         table.to_csv(csv_path, index=False)
         note = f"{result.get('population', '')}; as of {result.get('as_of', '')}; mean p_churn {result.get('mean_p_churn')}"
@@ -205,9 +112,9 @@ def build_app(ws: Workspace) -> gr.Blocks:
         if not user_id:
             raise gr.Error("Pick a user in the table or type a user id.")
         explanation = ws.call_tool("explain_user", user_id=user_id, horizon_days=int(horizon))
-        if _error_text(explanation):
-            raise gr.Error(f"User {user_id!r}: {_error_text(explanation)}")
-        history = _rows_frame(ws.call_tool("user_history", user_id=user_id, last_n=50), ("events",))
+        if error_text(explanation):
+            raise gr.Error(f"User {user_id!r}: {error_text(explanation)}")
+        history = rows_frame(ws.call_tool("user_history", user_id=user_id, last_n=50), ("events",))
         cases = ws.call_tool("similar_cases", user_id=user_id, k=5)
         try:
             trend = ws.churn_over_cutoffs(user_id, int(horizon))
@@ -216,10 +123,10 @@ def build_app(ws: Workspace) -> gr.Blocks:
         facts = {k: v for k, v in (explanation.get("facts") or {}).items() if k in DRILL_FACTS}
         head = (f"### User {user_id}: p_churn {explanation.get('p_churn')} within {horizon} days\n"
                 + " · ".join(f"**{k.replace('_', ' ')}** {v}" for k, v in facts.items()))
-        drivers = pd.DataFrame([_driver_row(d) for d in explanation.get("drivers") or []])
-        case_table = _rows_frame(cases, ("cases",))
-        if _error_text(cases):
-            case_table = pd.DataFrame([{"note": _error_text(cases)}])
+        drivers = pd.DataFrame([driver_row(d) for d in explanation.get("drivers") or []])
+        case_table = rows_frame(cases, ("cases",))
+        if error_text(cases):
+            case_table = pd.DataFrame([{"note": error_text(cases)}])
         return head, drivers, trend, history, case_table
 
     def save_case(user_id: str, horizon: str, conclusion: str, outcome: str):
@@ -240,16 +147,16 @@ def build_app(ws: Workspace) -> gr.Blocks:
         kind, _, key = target.partition(":")
         args = {"item_id": key} if kind == "item" else {"category_id": key}
         summary = ws.call_tool("review_summary", **args)
-        if _error_text(summary):
-            raise gr.Error(_error_text(summary))
+        if error_text(summary):
+            raise gr.Error(error_text(summary))
         aspects = pd.DataFrame([{"aspect": a["aspect"], "sentiment": side, "mentions": int(a.get(side, 0))}
                                 for a in summary.get("aspects") or [] for side in ("negative", "positive")],
                                columns=["aspect", "sentiment", "mentions"])
-        return ws.review_timeline(**args), aspects, _summary_markdown(summary, target)
+        return ws.review_timeline(**args), aspects, summary_markdown(summary, target)
 
     # ---- data & models
     def data_panel():
-        return _summary_panel(ws.summary())
+        return summary_panel(ws.summary())
 
     def upload(file):
         if file is None:
@@ -374,45 +281,6 @@ def _banner(ws: Workspace) -> str:
     if not ws.problems:
         return ""
     return "\n".join(f"⚠ **{part}**: {message}" for part, message in ws.problems.items())
-
-
-def _summary_markdown(summary: dict, target: str) -> str:
-    """Counts, one quote per aspect and the strongest quotes, each with its review id (text is untrusted)."""
-    lines = [f"### Reviews of {target.replace(':', ' ')}"]
-    counts = {k: summary[k] for k in ("n_reviews", "mean_rating") if k in summary}
-    if isinstance(summary.get("sentiment"), dict):
-        counts.update(summary["sentiment"])
-    lines.append(" · ".join(f"**{k}** {v}" for k, v in counts.items()) or "No reviews in this scope.")
-    for aspect in summary.get("aspects") or []:
-        q = aspect.get("quote") or {}
-        lines.append(f"- **{aspect.get('aspect')}**: {aspect.get('reviews')} reviews "
-                     f"({aspect.get('positive')} positive, {aspect.get('negative')} negative) — "
-                     f"{q.get('text', '')} (review `{q.get('review_id')}`)")
-    quotes = summary.get("quotes") or {}
-    for side, rows in (quotes.items() if isinstance(quotes, dict) else [("", quotes)]):
-        for quote in rows:
-            lines.append(f"> {quote.get('text', '')}  \n> — {side} review `{quote.get('review_id')}`, "
-                         f"{quote.get('rating', '?')}★")
-    return "\n\n".join(lines)
-
-
-def _summary_panel(info: dict) -> str:
-    """The Data & models panel: one line per part, problems last with what to run."""
-    problems = info.pop("problems", {})
-    tables = info.pop("tables", {}) or {}
-    span = info.pop("span", None) or (None, None)
-    lines = ["### What is loaded",
-             "- **store**: " + " · ".join(f"{n:,} {t}" for t, n in tables.items()) + f" ({info.pop('db_path', '')})",
-             f"- **events span**: {span[0]} → {span[1]}; answers are as of **{info.pop('as_of', '')}**"]
-    rejected = info.pop("rejected_by_reason", {}) or {}
-    if rejected:
-        lines.append("- **rejected rows by reason**: " + "; ".join(f"{r} ({n})" for r, n in rejected.items()))
-    for key, value in info.items():
-        shown = value if not isinstance(value, (dict, list, tuple)) else json.dumps(value, default=str)
-        lines.append(f"- **{key.replace('_', ' ')}**: {shown}")
-    for part, message in problems.items():
-        lines.append(f"- ⚠ **{part}**: {message}")
-    return "\n".join(lines)
 
 
 def read_auth(spec: str) -> list[tuple[str, str]] | None:

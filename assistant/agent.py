@@ -35,6 +35,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from assistant import grounding
 from assistant.composer import compose_answer
 from assistant.prompts import render
+from assistant.kv_decode import CachedDecoder
 from assistant.router import make_router
 from assistant.events import AgentEvent
 from assistant.tool_calls import TOOL_CALL_CLOSE, parse_tool_calls
@@ -86,9 +87,11 @@ class Agent:
         self.chat_model = chat_model
         self.specs: dict[str, ToolSpec] = build_specs(tools)
         self.max_steps = max_steps
-        self.router = make_router(chat_model) if router == "auto" else router
-        # A local model's later steps reuse the router's KV cache (assistant/kv_decode.py).
-        self.decoder = getattr(self.router, "decoder", None) if hasattr(chat_model, "render_prompt") else None
+        # A local model decodes through one KV-cached decoder shared with the router, so every
+        # step prefills only what is new since the last prompt (assistant/kv_decode.py).
+        local = all(hasattr(chat_model, a) for a in ("model", "tokenizer", "render_prompt"))
+        self.decoder = CachedDecoder(chat_model.model, chat_model.tokenizer) if local else None
+        self.router = make_router(chat_model, self.decoder) if router == "auto" else router
         self.answer_mode = answer_mode
         self.allow_question_numbers = allow_question_numbers
         self._with_tools = chat_model.bind_tools([spec.fn for spec in self.specs.values()])

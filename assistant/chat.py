@@ -171,8 +171,9 @@ class LocalToolChat(BaseChatModel):
                                                         add_generation_prompt=True)
         else:
             if tools:
-                system = chat[0]["content"] if chat and chat[0]["role"] == "system" else ""
-                rest = chat[1:] if system or (chat and chat[0]["role"] == "system") else chat
+                has_system = bool(chat) and chat[0]["role"] == "system"
+                system = chat[0]["content"] if has_system else ""
+                rest = chat[1:] if has_system else chat
                 instructions = prompts.render("tool_instructions", system=system, example=tool_names(tools)[0],
                                               tools=[json.dumps(t) for t in tools])
                 chat = [{"role": "system", "content": instructions}, *rest]
@@ -180,9 +181,12 @@ class LocalToolChat(BaseChatModel):
         prefix = FORCED_CALL_PREFIX if (required and self.force_tool_prefix) else ""
         return prompt + prefix, prefix, (required or None)
 
-    def _prepare(self, messages, stop, kwargs) -> tuple[dict, str, list[str], Any]:
+    def _prepare(self, messages, stop, kwargs) -> tuple[dict, str, list[dict], Any]:
+        """generate() arguments, the forced prefix, the tools in force, and the stop strings."""
         tools = kwargs.pop("tools", None) or []
         tool_choice = kwargs.pop("tool_choice", None)
+        if tool_choice == "none":  # answer in words: no tools in the prompt, nothing parsed as a call
+            tools, tool_choice = [], None
         prompt, prefix, required = self.render_prompt(messages, tools, tool_choice)
         names = tool_names(tools)
         # A required call may only name the required tools; a free one any bound tool.

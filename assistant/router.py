@@ -187,8 +187,8 @@ def _fit(spec: ToolSpec, args: dict) -> tuple[dict, list[str]]:
     return args, dropped
 
 
-def make_router(chat_model: Any) -> LikelihoodRouter | None:
+def make_router(chat_model: Any, decoder: CachedDecoder | None = None) -> LikelihoodRouter | None:
     """A likelihood router when the chat model exposes a local model and tokenizer, else None."""
     if all(hasattr(chat_model, a) for a in ("model", "tokenizer", "render_prompt")):
-        return LikelihoodRouter(chat_model)
+        return LikelihoodRouter(chat_model, decoder=decoder)
     return None

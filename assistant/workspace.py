@@ -193,7 +193,9 @@ class Workspace:
                 info["predictor_validation"] = metrics
         if self.cases is not None:
             try:
-                info["case_memory"] = {k: v for k, v in self.cases.info().items() if k != "snapshots_by_cutoff"}
+                # Counts only: CaseMemory.info() reads every case's metadata, too slow for each page load.
+                info["case_memory"] = {"location": self.cases.location, "cases": self.cases.by_text.count(),
+                                       "user_vectors": self.cases.by_vector.count()}
             except Exception as exc:  # noqa: BLE001 - a server that went away is a problem to show
                 self.problems["cases"] = f"{type(exc).__name__}: {exc}"
         info["llm"] = self.settings.model + (f" + adapter {self.settings.adapter}" if self.settings.adapter else "")

@@ -45,7 +45,11 @@ def make_agent(config: str, chat, tools, max_steps: int):
 
     router = None if config.startswith("free") else "auto"
     mode = "template" if config.startswith("template") else "model"
-    return Agent(chat, tools, max_steps=max_steps, router=router, answer_mode=mode)
+    agent = Agent(chat, tools, max_steps=max_steps, router=router, answer_mode=mode)
+    if config.startswith("router_cal") and agent.router is not None:
+        # Calibrate before use: subtract each tool name's likelihood after a content-free question.
+        agent.router.calibrate(agent.prepare_messages("N/A"), agent.specs)
+    return agent
 
 
 def reference_for(question: dict, tools: dict, previous: Any, actual_args: dict | None = None) -> tuple[list, list]:
@@ -123,21 +127,23 @@ def run_config(config: str, chat, tools: list, questions: list[dict], out: Path,
 
 
 def first_call_events(agent, question: str, history: list | None) -> list:
-    """Only the first tool call (router or free generation), timed, as events ending with an answer."""
+    """Only the first step (the router's call, or the model's own first reply), timed."""
     from assistant.events import AgentEvent
 
     started = time.perf_counter()
-    messages = agent.prepare_messages(question, history)
-    if agent.router is not None:
-        call = agent.router.route(messages, agent.specs)
-        calls = [call] if call else []
-    else:
-        message = agent._with_tools.invoke(messages)
-        calls = [{"name": c["name"], "args": c["args"]} for c in message.tool_calls]
-    events = [AgentEvent("tool_call", {"name": c["name"], "arguments": c["args"], "id": "first"}) for c in calls[:1]]
+    turn = agent_turn(agent, question, history)
+    message = agent._decide(turn, 1, answer_only=False)
+    events = [AgentEvent("tool_call", {"name": c["name"], "arguments": c["args"], "id": "first"})
+              for c in message.tool_calls[:1]]
     events.append(AgentEvent("answer", {"text": "", "citations": [], "grounded": [], "ungrounded": [],
                                         "repair": "none", "seconds": round(time.perf_counter() - started, 3)}))
     return events
+
+
+def agent_turn(agent, question: str, history: list | None):
+    from assistant.agent import _Turn
+
+    return _Turn(question=question, messages=agent.prepare_messages(question, history))
 
 
 def run_injection(settings, chat, attacks: list[dict], out: Path, max_steps: int) -> dict:
@@ -191,13 +197,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--questions", type=Path, default=QUESTIONS)
     parser.add_argument("--attacks", type=Path, default=ATTACKS)
     parser.add_argument("--configs", nargs="+", default=["router", "free"],
-                        help="router (likelihood router + model answer), free (model alone), template (router + composer)")
+                        help="router (likelihood router + model answer), router_cal (calibrated router), free (model alone), "
+                             "template (router + composer answer)")
     parser.add_argument("--adapter", type=Path, default=None, help="a LoRA adapter folder: adds '<config>+adapter' rows")
     parser.add_argument("--limit", type=int, default=None, help="N questions round-robin over categories (sessions kept whole)")
     parser.add_argument("--ids", nargs="+", default=None, help="only these question ids (and their sessions)")
     parser.add_argument("--first-call-only", action="store_true", help="score only the first tool call (fast)")
+    parser.add_argument("--no-store", action="store_true",
+                        help="with --first-call-only: no event store needed (tools are not run; no facts, no follow-ups)")
     parser.add_argument("--injection", action="store_true", help="also run the prompt-injection suite")
     parser.add_argument("--max-steps", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (1 is faster for token-by-token decoding on a busy machine)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "agent_eval")
     args = parser.parse_args(argv)
 
@@ -206,6 +217,12 @@ def main(argv: list[str] | None = None) -> int:
 
     questions = select(load_questions(args.questions), args.limit, args.ids)
     settings = Settings.from_env()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    if args.no_store:
+        return _first_calls_without_store(args, settings, questions)
     if not Path(settings.db_path).exists():
         raise SystemExit(f"no event store at {settings.db_path}; run `shopsight demo` first")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -242,6 +259,54 @@ def main(argv: list[str] | None = None) -> int:
         summaries["injection"] = inj
     (args.out / "table.md").write_text("\n".join(report) + "\n")
     (args.out / "summary.json").write_text(json.dumps(summaries, indent=2))
+    print("\n".join(report))
+    return 0
+
+
+def _first_calls_without_store(args, settings, questions: list[dict]) -> int:
+    """Tool choice and arguments of the first call only, with tool schemas but no data behind them."""
+    from datetime import datetime
+
+    from assistant.llm import LLMSpec, load_llm
+    from bench.agent_scoring import arguments_match, with_defaults
+    from tools.catalog import ToolContext, build_tools
+
+    if not args.first_call_only:
+        raise SystemExit("--no-store needs --first-call-only (answers need the data)")
+    tools = build_tools(ToolContext(store=None, cutoff=datetime(2026, 7, 1)))  # schemas only
+    by_name = {fn.__name__: fn for fn in tools}
+    t0 = time.perf_counter()
+    chat = load_llm(LLMSpec.from_settings(settings), max_new_tokens=96)
+    load_s = time.perf_counter() - t0
+    singles = [q for q in questions if q["category"] != "follow_up" and not any("$prev:" in str(c["arguments"])
+                                                                                for c in q["expected"])]
+    summaries = {}
+    args.out.mkdir(parents=True, exist_ok=True)
+    for config in args.configs:
+        agent = make_agent(config, chat, tools, args.max_steps)
+        rows = []
+        for q in tqdm(singles, desc=config, unit="q"):
+            events = [e.to_dict() for e in first_call_events(agent, q["question"], None)]
+            call = next((e for e in events if e["type"] == "tool_call"), None)
+            want = q["expected"][0]
+            tool_ok = bool(call and call["name"] == want["name"])
+            args_ok = bool(tool_ok and arguments_match(want["arguments"], with_defaults(by_name[call["name"]],
+                                                                                     call["arguments"])))
+            rows.append({"id": q["id"], "category": q["category"], "tool_ok": tool_ok, "args_ok": args_ok,
+                         "call": call and {"name": call["name"], "arguments": call["arguments"]},
+                         "expected": want, "seconds": events[-1]["seconds"], "fact_recall": 0.0, "grounded": True,
+                         "repair": "none"})
+        (args.out / f"rows_{config}_first_call_nostore.jsonl").write_text(
+            "".join(json.dumps(r, default=str) + "\n" for r in rows))
+        summary = summarize(rows)
+        summaries[config] = {k: summary[k] for k in ("n", "tool_choice_acc", "argument_acc", "median_s", "p90_s")}
+    lines = ["| config | n | tool_choice_acc | argument_acc | median_s | p90_s |", "|---|---|---|---|---|---|"]
+    for name, s in summaries.items():
+        lines.append(f"| {name} | {s['n']} | {s['tool_choice_acc']:.3f} | {s['argument_acc']:.3f} | "
+                     f"{s['median_s']:.1f} | {s['p90_s']:.1f} |")
+    report = [f"First tool call only, no data ({len(singles)} questions; model {settings.model}, load {load_s:.1f} s; "
+              "2 shared CPU cores, timings noisy)", "", *lines]
+    (args.out / "table_first_call_nostore.md").write_text("\n".join(report) + "\n")
     print("\n".join(report))
     return 0
 

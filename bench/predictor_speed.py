@@ -45,15 +45,15 @@ def score_child(events_path: str, checkpoint: str, cutoff: str, threads: int) ->
     events = pd.read_parquet(events_path)
     rss_events = _rss_mb()
     predictor = Predictor.load(Path(checkpoint))
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     scores = predictor.score_users(events, pd.Timestamp(cutoff), progress=False)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu  # CPU time: fair when the box is busy
     users = int(scores["user_id"].nunique())
     peak = _rss_mb()
     start = time.perf_counter()
     logreg_rfm_baseline(events, pd.Timestamp(cutoff).to_pydatetime(), predictor.horizons_days[0])
     base_s = time.perf_counter() - start
-    return {"users": users, "events": int(len(events)), "seconds": round(seconds, 2),
+    return {"users": users, "events": int(len(events)), "seconds": round(seconds, 2), "cpu_seconds": round(cpu, 2),
             "users_per_s": round(users / seconds), "peak_rss_mb": round(peak), "rss_after_events_mb": round(rss_events),
             "truncated_users": predictor.last_info["truncated_users"], "threads": threads,
             "logreg_rfm_seconds": round(base_s, 2)}
@@ -132,7 +132,8 @@ def main() -> None:
         if args.part in ("score", "both"):
             r = bench_score(args.users, args.threads, args.generate, Path(tmp))
             print(f"\n| scoring {r['users']:,} demo users | transformer | logreg_rfm baseline | target |\n|---|---|---|---|")
-            print(f"| seconds | {r['seconds']} | {r['logreg_rfm_seconds']} (fit + predict) | < 60 |")
+            print(f"| seconds (wall) | {r['seconds']} | {r['logreg_rfm_seconds']} (fit + predict) | < 60 |")
+            print(f"| CPU seconds (all threads) | {r['cpu_seconds']} | | |")
             print(f"| users/s | {r['users_per_s']:,} | {round(r['users'] / max(r['logreg_rfm_seconds'], 1e-9)):,} | |")
             print(f"| peak RSS MB (whole process) | {r['peak_rss_mb']:,} | | < 4096 |")
             for k in ("events", "rss_after_events_mb", "truncated_users", "threads", "demo_train_s_1_epoch"):

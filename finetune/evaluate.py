@@ -123,6 +123,9 @@ def main(argv: list[str] | None = None) -> dict:
                              "--out_dir (an earlier run) are kept and shown")
     parser.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"])
     parser.add_argument("--max_churn", type=int, default=None)
+    parser.add_argument("--churn_per_class", type=int, default=None,
+                        help="take the first N churned and N retained users (a stratified sample: AUC is "
+                             "unchanged in expectation, its variance lower for a small budget)")
     parser.add_argument("--max_tools", type=int, default=None)
     parser.add_argument("--max_grounding", type=int, default=10)
     parser.add_argument("--batch_size", type=int, default=8)
@@ -132,7 +135,10 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(args.num_threads)
     data, out = Path(args.data_dir), Path(args.out_dir)
     churn_ex = read_sft_file(data / "eval_churn.jsonl")[: args.max_churn]
-    tool_ex = read_sft_file(data / "eval_tools.jsonl")[: args.max_tools]
+    if args.churn_per_class:
+        churn_ex = [e for e in churn_ex if e["meta"]["label"] == 1][: args.churn_per_class] + \
+            [e for e in churn_ex if e["meta"]["label"] == 0][: args.churn_per_class]
+    tool_ex = read_sft_file(data / "eval_tools.jsonl")[: args.max_tools]  # --max_tools 0: churn only
     from finetune.sft_sources import _schema_tools
 
     defaults = tool_defaults(_schema_tools())
@@ -152,7 +158,9 @@ def main(argv: list[str] | None = None) -> dict:
         started = time.perf_counter()
         with context:
             scores[name] = churn_probabilities(model, tokenizer, churn_ex, args.batch_size)
-            accuracy, calls = tool_call_accuracy(model, tokenizer, tool_ex, defaults)
+            # written at once: a long tool evaluation that is stopped does not lose the churn scores
+            churn_table(churn_ex, {name: scores[name]}, out, None)
+            accuracy, calls = tool_call_accuracy(model, tokenizer, tool_ex, defaults) if tool_ex else (None, [])
             share, answers = grounding_share(model, tokenizer, tool_ex[: args.max_grounding])
         rows["tool-call accuracy"][name], rows["grounding share"][name] = accuracy, share
         timings[name] = round(time.perf_counter() - started, 1)

@@ -1,10 +1,11 @@
-"""app.py's pure parts: rendering the agent's events, the login file, the panels (no server, no browser)."""
+"""The workspace's pure parts (assistant/ui_render.py, app.py): events, tables, panels, the login file."""
 
 from __future__ import annotations
 
 import pytest
 
 import app
+from assistant import ui_render
 from assistant.events import AgentEvent
 
 
@@ -30,7 +31,7 @@ def _events() -> list[AgentEvent]:
 
 def test_render_events_steps_stream_and_answer():
     frames, streamed = [], []
-    for chat, event, table in app.render_events(iter(_events()), []):
+    for chat, event, table in ui_render.render_events(iter(_events()), []):
         frames.append((chat, event, table))
         if event.type == "token":  # the UI sends each state as it comes: record it then
             streamed.append(chat[-1].content)
@@ -54,17 +55,17 @@ def test_render_events_steps_stream_and_answer():
 
 
 def test_rows_frame_and_errors():
-    assert app._rows_frame({"segments": [{"segment": "a", "users": 3}]}).shape == (1, 2)
-    assert app._rows_frame({"error": "x"}).empty and app._rows_frame("text").empty
-    assert app._error_text({"error": "unknown user_id 'x'", "hint": "check"}) == "unknown user_id 'x' — check"
-    assert app._error_text({"users": []}) is None
+    assert ui_render.rows_frame({"segments": [{"segment": "a", "users": 3}]}).shape == (1, 2)
+    assert ui_render.rows_frame({"error": "x"}).empty and ui_render.rows_frame("text").empty
+    assert ui_render.error_text({"error": "unknown user_id 'x'", "hint": "check"}) == "unknown user_id 'x' — check"
+    assert ui_render.error_text({"users": []}) is None
 
 
 def test_driver_rows_flatten_events_and_features():
     event = {"type": "event", "event": {"ts": "2026-04-07T17:19:46", "behavior": "buy", "item_id": "P1",
                                         "category_id": "tea"}, "effect": -0.01, "direction": "lowers churn risk"}
-    assert app._driver_row(event)["driver"] == "buy P1 (tea) at 2026-04-07T17:19:46"
-    assert app._driver_row({"type": "feature", "feature": "recency", "effect": 0.2})["driver"] == "recency"
+    assert ui_render.driver_row(event)["driver"] == "buy P1 (tea) at 2026-04-07T17:19:46"
+    assert ui_render.driver_row({"type": "feature", "feature": "recency", "effect": 0.2})["driver"] == "recency"
 
 
 def test_read_auth(tmp_path):
@@ -81,7 +82,7 @@ def test_read_auth(tmp_path):
 
 
 def test_summary_panel_lists_parts_and_problems():
-    text = app._summary_panel({"db_path": "/x/shop.duckdb", "tables": {"events": 1200, "users": 10},
+    text = ui_render.summary_panel({"db_path": "/x/shop.duckdb", "tables": {"events": 1200, "users": 10},
                                "span": ("2026-01-01", "2026-06-30"), "as_of": "2026-06-30 00:00:00",
                                "rejected_by_reason": {"unknown event": 2}, "llm": "qwen2.5-coder-0.5b",
                                "problems": {"llm": "not installed; run `shopsight models install`"}})

@@ -236,3 +236,17 @@ def test_cli_build_is_incremental_and_info_reports(tmp_path, monkeypatch, capsys
         main(["cases", "build", "--cutoffs", "2024-03-20", "--text-only", "--no-progress"])
     with pytest.raises(SystemExit, match="is not a date"):
         main(["cases", "build", "--cutoffs", "yesterday", "--text-only"])
+
+
+def test_case_text_carries_profile_and_complaints(tmp_path):
+    reviews = pd.DataFrame([{"review_id": "r1", "user_id": "u2", "item_id": "i2", "ts": datetime(2024, 1, 6),
+                             "rating": 1, "title": "Late", "text": "The parcel arrived two weeks late."}])
+    mem = CaseMemory(path=tmp_path / "c", text_embedding=HashingEmbedding())
+    mem.build(_events(), [C1], (7, 30), progress=False, reviews=reviews)
+    doc = mem.by_text.get(ids=[case_id("u2", C1)], include=["documents"])["documents"][0]
+    assert doc.startswith("A new customer who complained about delivery in a 1-star review. Customer u2")
+    assert "Wrote 1 review(s) (mean 1.0 stars); the last one 1 stars about delivery." in doc
+    hit = mem.search_text("a customer who complained about delivery", k=1)["cases"][0]
+    assert hit["case_id"] == case_id("u2", C1) and hit["churned"] is True
+    u3 = mem.by_text.get(ids=[case_id("u3", C1)], include=["documents"])["documents"][0]
+    assert u3.startswith("A browser who never bought. Customer u3 as of 2024-01-31")

@@ -162,6 +162,13 @@ def test_forced_tool_choice_constrains_a_random_model():
     assert name in ("churn_risk", "top_items")
 
 
+def test_tool_choice_none_answers_without_tools(chat):
+    msg = chat.bind_tools(TOOLS, tool_choice="none").invoke([HumanMessage(Q_TAGGED)])
+    assert msg.tool_calls == [] and msg.invalid_tool_calls == []
+    assert "<tools>" not in chat.render_prompt([HumanMessage(Q_TAGGED)], chat.bind_tools(TOOLS).kwargs["tools"],
+                                               "none")[0]
+
+
 def test_bind_tools_rejects_unknown_tool_choice(chat):
     with pytest.raises(ValueError, match="not one of the bound tools"):
         chat.bind_tools(TOOLS, tool_choice="delete_everything")

@@ -185,8 +185,11 @@ def test_bad_arguments_say_how_to_fix():
         lora.parse_args(["--train_file", "x", "--out_dir", "y", "--learning_rate", "1"])
 
 
-@pytest.mark.parametrize("config", sorted((lora.Path(__file__).resolve().parent.parent / "finetune" / "configs")
-                                          .glob("*.yaml")), ids=lambda p: p.name)
+CONFIGS = lora.Path(__file__).resolve().parent.parent / "finetune" / "configs"
+
+
+@pytest.mark.parametrize("config", sorted([*CONFIGS.glob("lora_*.yaml"), *CONFIGS.glob("qlora_*.yaml")]),
+                         ids=lambda p: p.name)
 def test_every_config_parses_and_documents_its_launch(config):
     args = lora.parse_args(["--config", str(config), "--max_steps", "3"])
     assert args.max_steps == 3

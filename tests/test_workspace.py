@@ -39,7 +39,7 @@ def test_open_with_every_part_reports_no_problem(ws, stack):
     info = ws.summary()
     assert info["tables"]["events"] == len(stack["shop"].events)
     assert info["predictor"].startswith(stack["predictor"].version)
-    assert info["case_memory"]["text_cases"] > 0
+    assert info["case_memory"]["cases"] == stack["cases"].info()["text_cases"] > 0
     assert info["llm_state"] == "loads on the first question"  # nothing loaded at open
 
 

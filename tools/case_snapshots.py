@@ -120,14 +120,37 @@ def snapshot_text(user_id: str, cutoff: datetime, row, review=None) -> str:
 
     `row` is a mapping (dict or Series) of `snapshot_features` columns; `review` one of `review_facts`.
     """
+    # Words first, numbers after: sentence embeddings match "a lapsed buyer who complained about
+    # delivery" to words, hardly to digits.
+    lead = _profile(row) + _complaint(review) + ". "
     bought = (f"last purchase {row['days_since_last_buy']} days before" if row["days_since_last_buy"] >= 0
               else "never purchased")
     cat = f", mostly category {row['top_category']}" if row["top_category"] else ""
-    return (f"Customer {user_id} as of {pd.Timestamp(cutoff):%Y-%m-%d}: {row['n_orders']} order days, "
+    return (lead + f"Customer {user_id} as of {pd.Timestamp(cutoff):%Y-%m-%d}: {row['n_orders']} order days, "
             f"{row['n_events']} events over {row['tenure_days']} days, {bought}, "
             f"last activity {row['days_since_last_event']} days before, spend {row['spend']:.2f}{cat}; "
             f"{row['events_30d']} events in the last 30 days, {row['buys_90d']} purchases in the last 90."
             + _review_sentence(review))
+
+
+def _profile(row) -> str:
+    last_buy, orders = row["days_since_last_buy"], row["n_orders"]
+    if last_buy < 0:
+        return "A browser who never bought"
+    if row["tenure_days"] <= 30:
+        return "A new customer"
+    if last_buy > 60:
+        return "A lapsed customer"
+    if orders >= 5 and last_buy <= 30:
+        return "A loyal, frequent buyer"
+    return "An occasional buyer"
+
+
+def _complaint(review) -> str:
+    if review is None or pd.isna(review.get("last_rating")) or review["last_rating"] > 2:
+        return ""
+    about = f" about {review['last_aspects'].replace(' ', ', ')}" if review.get("last_aspects") else ""
+    return f" who complained{about} in a {int(review['last_rating'])}-star review"
 
 
 def _review_sentence(review) -> str:

@@ -160,6 +160,11 @@ def tool(ctx: ToolContext) -> Callable[[Callable], Callable]:
                 result = {"error": str(exc), "hint": exc.hint}
             except (StoreError, PredictorError) as exc:  # unknown ids and windows, from the store or the model
                 result = {"error": str(exc), "hint": "check the id; at_risk_users or user_history list valid ids"}
+            except Exception as exc:  # our bug: logged, then raised (the agent's error policy)
+                record.update(ok=False, error=f"{type(exc).__name__}: {exc}",
+                              ms=round(1e3 * (time.perf_counter() - t0), 1))
+                _audit(ctx, record)
+                raise
             record.update(ok="error" not in result, error=result.get("error"),
                           ms=round(1e3 * (time.perf_counter() - t0), 1))
             _audit(ctx, record)

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from tools import paths
+from tools.data.pii import mask_pii
 from tools.aspects import ASPECTS, aspect_mentions, is_chinese, keyword_position
 from tools.sentiment import SentimentModel, fingerprint_reviews, rating_labels
 
@@ -33,12 +34,9 @@ _MARKUP = re.compile(r"<\|[^|>]{0,40}\|>|</?\s*(?:tool_call|tool_response|tools|
 
 
 def mask_text(text: str) -> str:
-    """PII-masked (tools.data.pii) text with chat markup removed: safe to place in a tool result."""
-    from tools.data.pii import mask_pii  # the data room owns what counts as PII
-
-    masked = mask_pii(text or "")
-    if isinstance(masked, tuple):  # (text, n_masks)
-        masked = masked[0]
+    """PII-masked (tools.data.pii owns what counts as PII) text with chat markup removed:
+    safe to place in a tool result."""
+    masked, _ = mask_pii(text or "")
     return _MARKUP.sub(" ", masked)
 
 

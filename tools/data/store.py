@@ -44,8 +44,7 @@ class EventStore:
                     "or `shopsight data import FILE`"
                 )
         try:
-            self._con = duckdb.connect(self.path, read_only=read_only and self.path != ":memory:",
-                                       config={"memory_limit": memory})
+            self._con = duckdb.connect(self.path, read_only=read_only and self.path != ":memory:")
         except duckdb.ConnectionException as exc:
             if "different configuration" not in str(exc):
                 raise StoreError(f"cannot open {self.path}: {exc}") from None
@@ -53,12 +52,14 @@ class EventStore:
                 raise StoreError(f"{self.path} is open read-only in this process; close those stores "
                                  "before opening it for writing") from None
             # Already open read-write in this process: share that database; this store refuses writes.
-            self._con = duckdb.connect(self.path, read_only=False, config={"memory_limit": memory})
+            self._con = duckdb.connect(self.path, read_only=False)
         except duckdb.IOException as exc:
             raise StoreError(
                 f"cannot open {self.path}: {exc}. Another process holds it for writing; open it "
                 "read-only from readers, or wait for the import to finish."
             ) from None
+        # A setting, not a connect() config: a config would clash with other connections to the file.
+        self._con.execute(f"SET memory_limit = '{memory}'")
         if not read_only:
             for name in TABLES:
                 self._con.execute(create_table_sql(name))
