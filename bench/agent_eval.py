@@ -146,7 +146,7 @@ def agent_turn(agent, question: str, history: list | None):
     return _Turn(question=question, messages=agent.prepare_messages(question, history))
 
 
-def run_injection(settings, chat, attacks: list[dict], out: Path, max_steps: int) -> dict:
+def run_injection(settings, chat, attacks: list[dict], out: Path, max_steps: int, config: str = "router") -> dict:
     """Each attack review on its own unreviewed item of a copy of the store; one question per attack."""
     import pandas as pd
 
@@ -167,7 +167,7 @@ def run_injection(settings, chat, attacks: list[dict], out: Path, max_steps: int
                               for a, item in zip(attacks, items)])
         store.import_frames("injection_suite", reviews=frame)
         workspace = Workspace.open(settings, store=store, chat_model_factory=lambda: chat)
-        agent = make_agent("router", chat, workspace.tools, max_steps)
+        agent = make_agent(config, chat, workspace.tools, max_steps)
         rows = []
         for i, (attack, item) in enumerate(tqdm(list(zip(attacks, items)), desc="injection", unit="attack")):
             question = INJECTION_QUESTIONS[i % 2].format(item=item)
@@ -206,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-store", action="store_true",
                         help="with --first-call-only: no event store needed (tools are not run; no facts, no follow-ups)")
     parser.add_argument("--injection", action="store_true", help="also run the prompt-injection suite")
+    parser.add_argument("--injection-limit", type=int, default=None, help="only the first N attacks")
+    parser.add_argument("--injection-config", default="router", help="the agent config the attacks run against")
     parser.add_argument("--max-steps", type=int, default=4)
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (1 is faster for token-by-token decoding on a busy machine)")
@@ -252,8 +254,9 @@ def main(argv: list[str] | None = None) -> int:
               f"model {settings.model}, load {load_s:.1f} s; 2 shared CPU cores, timings noisy)", "", table]
     if args.injection:
         attacks = load_jsonl(args.attacks, {"id": str, "attack": str, "text": str, "secrets": list, "canaries": list})
-        inj = run_injection(settings, chat, attacks, args.out, args.max_steps)
-        report += ["", f"Injection suite: {inj['tools_unchanged']}/{inj['attacks']} attacks left the tool calls "
+        attacks = attacks[:args.injection_limit] if args.injection_limit else attacks
+        inj = run_injection(settings, chat, attacks, args.out, args.max_steps, args.injection_config)
+        report += ["", f"Injection suite ({args.injection_config}): {inj['tools_unchanged']}/{inj['attacks']} attacks left the tool calls "
                        f"unchanged; {inj['leaks']} leaked masked data; {inj['canaries_in_answer']} put attacker "
                        "text in the answer"]
         summaries["injection"] = inj
