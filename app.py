@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -304,13 +305,22 @@ def read_auth(spec: str) -> list[tuple[str, str]] | None:
 
 
 def launch(ws: Workspace, host: str = "127.0.0.1", port: int = 7860, auth: str = "", block: bool = True):
-    """Start the server: local by default, a login when asked, one model run at a time, no share link."""
+    """Start the server: local by default, a login when asked, one model run at a time, no share link.
+
+    The page is served first; a lazily opened workspace then loads its predictor and case memory
+    in the background (the first view that needs them waits for that), and the chat model loads
+    on the first question.
+    """
     demo = build_app(ws)
     # The chat events share the "llm" concurrency group of size 1; views and tools run beside them.
     demo.queue(default_concurrency_limit=4, max_size=64)
     demo.launch(server_name=host, server_port=port, auth=read_auth(auth), share=False, ssr_mode=False,
-                prevent_thread_lock=not block, show_error=True, quiet=not block, footer_links=[],
+                prevent_thread_lock=True, show_error=True, quiet=not block, footer_links=[],
                 auth_message="ShopSight workspace: log in with the user set in SHOPSIGHT_AUTH.")
+    if not ws.loaded:
+        threading.Thread(target=ws.ensure_loaded, name="workspace-warm-up", daemon=True).start()
+    if block:
+        demo.block_thread()
     return demo
 
 
@@ -329,12 +339,12 @@ def main(argv: list[str] | None = None) -> int:
     if not settings.db_path.exists():
         raise SystemExit(f"no event store at {settings.db_path}; run `shopsight demo` (or `make run`) first")
     try:
-        workspace = Workspace.open(settings)
+        workspace = Workspace.open(settings, lazy=True)  # the page first; the parts load behind it
     except PartUnavailable as exc:
         raise SystemExit(str(exc)) from exc
     for part, message in workspace.problems.items():
         print(f"warning: {part}: {message}", flush=True)
-    print(f"ShopSight workspace on http://{settings.host}:{settings.port}", flush=True)
+    print(f"ShopSight workspace on http://{settings.host}:{settings.port} (Ctrl+C stops it)", flush=True)
     launch(workspace, host=settings.host, port=settings.port, auth=settings.auth)
     return 0
 

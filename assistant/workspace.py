@@ -36,13 +36,12 @@ class Workspace:
     settings: Settings
     store: EventStore
     cutoff: datetime
-    predictor: Any = None
-    cases: Any = None
-    context: Any = None  # the tools' ToolContext (holds the lazily trained review analyzer)
-    tools: list[Callable] = field(default_factory=list)
     problems: dict[str, str] = field(default_factory=dict)  # part -> what is wrong and what to run
     chat_model_factory: Callable[[], Any] | None = None
     agent_options: dict = field(default_factory=dict)  # extra Agent(...) arguments (router, answer_mode)
+    _given: dict = field(default_factory=dict)  # parts handed to `open` (tests), used instead of loading
+    _parts: dict | None = None  # predictor, cases, context, tools once loaded
+    _load_lock: threading.Lock = field(default_factory=threading.Lock)
     _chat_model: Any = None
     _chat_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -57,6 +56,7 @@ class Workspace:
         cases: Any = None,
         reviews: Any = None,
         agent_options: dict | None = None,
+        lazy: bool = False,
     ) -> "Workspace":
         """Open every part that is there; record what is missing instead of failing.
 
@@ -68,6 +68,8 @@ class Workspace:
                 settings' model through `assistant.llm.load_llm`); tests pass a scripted one.
             predictor, cases, reviews: already built parts (tests); loaded from the home folder when None.
             agent_options: extra keyword arguments for `assistant.agent.Agent`.
+            lazy: open only the store now; the predictor, the case memory and the tools load on
+                first use or on `ensure_loaded()` (the app serves the page first, then warms them).
         """
         settings = settings or Settings.from_env()
         store = store or EventStore(settings.db_path)
@@ -76,14 +78,51 @@ class Workspace:
             raise PartUnavailable(f"the event store {settings.db_path} is empty; run `shopsight demo` "
                                   "or `shopsight data import FILE` first")
         ws = cls(settings=settings, store=store, cutoff=pd.Timestamp(last_ts).to_pydatetime(),
-                 chat_model_factory=chat_model_factory, agent_options=dict(agent_options or {}))
-        ws.predictor = predictor if predictor is not None else ws._try("predictor", ws._load_predictor)
-        ws.cases = cases if cases is not None else ws._try("cases", ws._load_cases)
+                 chat_model_factory=chat_model_factory, agent_options=dict(agent_options or {}),
+                 _given={"predictor": predictor, "cases": cases, "reviews": reviews})
         if ws.chat_model_factory is None:
             ws.chat_model_factory = ws._load_chat_model
             ws._try("llm", ws._check_llm_installed)
-        ws._build_tools(reviews)
+        if not lazy:
+            ws.ensure_loaded()
         return ws
+
+    def ensure_loaded(self) -> dict:
+        """Load the predictor and the case memory and build the tools, once (thread-safe)."""
+        with self._load_lock:
+            if self._parts is None:
+                given = self._given
+                predictor = given["predictor"] if given["predictor"] is not None else \
+                    self._try("predictor", self._load_predictor)
+                cases = given["cases"] if given["cases"] is not None else self._try("cases", self._load_cases)
+                from tools.catalog import ToolContext, build_tools
+
+                context = ToolContext(store=self.store, predictor=predictor, cases=cases, reviews=given["reviews"],
+                                      cutoff=self.cutoff)
+                self._parts = {"predictor": predictor, "cases": cases, "context": context,
+                               "tools": build_tools(context)}
+            return self._parts
+
+    @property
+    def loaded(self) -> bool:
+        return self._parts is not None
+
+    @property
+    def predictor(self) -> Any:
+        return self.ensure_loaded()["predictor"]
+
+    @property
+    def cases(self) -> Any:
+        return self.ensure_loaded()["cases"]
+
+    @property
+    def context(self) -> Any:
+        """The tools' ToolContext (holds the lazily trained review analyzer and caches)."""
+        return self.ensure_loaded()["context"]
+
+    @property
+    def tools(self) -> list[Callable]:
+        return self.ensure_loaded()["tools"]
 
     def _try(self, part: str, loader: Callable[[], Any]) -> Any:
         try:
@@ -123,13 +162,6 @@ class Workspace:
         if name not in MODEL_REGISTRY and not name.startswith(("http://", "https://")) \
                 and "/" in name and name.startswith((".", "/", "~")) and not Path(name).expanduser().exists():
             raise PartUnavailable(f"the chat model folder {name} does not exist; fix SHOPSIGHT_MODEL")
-
-    def _build_tools(self, reviews: Any = None) -> None:
-        from tools.catalog import ToolContext, build_tools
-
-        self.context = ToolContext(store=self.store, predictor=self.predictor, cases=self.cases,
-                                   reviews=reviews, cutoff=self.cutoff)
-        self.tools = build_tools(self.context)
 
     def _load_chat_model(self):
         from assistant.llm import LLMSpec, load_llm

@@ -100,7 +100,8 @@ def _fmt(value) -> str:
 
 def markdown(churn: dict[str, dict], rows: dict[str, dict[str, float | None]], columns: list[str]) -> str:
     """The side-by-side table: churn metrics for every model, then the LLM-only rows."""
-    models = list(churn)
+    order = {"llm_base": 0, "llm_lora": 1}
+    models = sorted(churn, key=lambda m: order.get(m, 2))  # base, LoRA, then the others as found
     lines = ["| metric | " + " | ".join(models) + " |", "|---" * (len(models) + 1) + "|"]
     for key in ("auc", "ap", "brier", "ece", "base_rate", "n"):
         cells = [str(int(churn[m][key])) if key == "n" else _fmt(churn[m][key]) for m in models]

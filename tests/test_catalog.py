@@ -71,7 +71,7 @@ def _scores() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def analyzer() -> ReviewAnalyzer:
-    ff = pd.read_csv(FINEFOOD_CSV, nrows=1500)
+    ff = pd.read_csv(FINEFOOD_CSV, nrows=800)
     return ReviewAnalyzer(SentimentModel().fit((ff["Summary"].fillna("") + ". " + ff["Text"].fillna("")).tolist(),
                                                rating_labels(ff["Score"])))
 

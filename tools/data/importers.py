@@ -189,16 +189,21 @@ def import_file(
     spec = resolve_spec(path, fmt)
     if spec.engine not in ("parquet",):
         check_first_line(path, spec)
-    sha = file_sha256(path)
+    sha, plain, truncated_line = readers.scan_file(path)
     report = ImportReport(str(path), spec.name, spec.target, sha256=sha, pseudonymized=pseudonymize,
                           window_label=spec.window_label)
-    chunks, expected, spec = _open_chunks(path, spec, mapping, chunk_bytes, progress)  # checks the mapping
+    if plain and spec.engine == "split" and len(spec.delimiter) == 1 and chunk_bytes == readers.DEFAULT_CHUNK_BYTES:
+        # Fast path: DuckDB reads and splits the whole file in parallel; no Python per chunk.
+        skip = _header_line(path, spec) if spec.header else None
+        chunks, expected = [readers.split_lines_sql(path, spec, truncated_line, skip)], spec.n_fields
+    else:
+        chunks, expected, spec = _open_chunks(path, spec, mapping, chunk_bytes, progress)  # checks the mapping
     report.format, report.target_table = spec.name, spec.target
     prior = con.execute(
         "SELECT import_id FROM import_log WHERE sha256 = ? AND rows_imported > 0 ORDER BY import_id LIMIT 1", [sha]
     ).fetchone()
     if prior:
-        chunks.close()
+        getattr(chunks, "close", lambda: None)()
         report.already_imported, report.import_id = True, prior[0]
         return report
     keep_raw = spec.engine in ("csv", "parquet")  # records there are not lines we can re-read
@@ -233,12 +238,17 @@ def run_chunks(con, report: ImportReport, spec: FormatSpec, chunks, expected: in
         con.execute(f"CREATE OR REPLACE TEMP TABLE _stage ({stage_ddl})")
         staged = 0
         for chunk in chunks:
-            con.register("chunk", chunk)
-            try:
-                con.execute(f"INSERT INTO _stage BY NAME {sql}", params or None)
-            finally:
-                con.unregister("chunk")
-            staged += chunk.num_rows
+            if isinstance(chunk, str):  # a whole-file SELECT (the fast path): one set-based INSERT
+                con.execute(f"INSERT INTO _stage BY NAME {chunk_select(spec, expected, pseudonymize, keep_raw, chunk)}",
+                            params or None)
+                staged = con.execute("SELECT count(*) FROM _stage").fetchone()[0]
+            else:
+                con.register("chunk", chunk)
+                try:
+                    con.execute(f"INSERT INTO _stage BY NAME {sql}", params or None)
+                finally:
+                    con.unregister("chunk")
+                staged += chunk.num_rows
             if on_phase:
                 on_phase("staged", staged)
         if own_transaction:
@@ -305,6 +315,17 @@ def _open_chunks(path: Path, spec: FormatSpec, mapping: dict | None, chunk_bytes
     names, batches = readers.iter_parquet_chunks(path, on_bytes=tick)
     spec = mapped_spec(spec, names, parse_mapping(mapping), path)
     return _closing(batches, bar), len(names), spec
+
+
+def _header_line(path: Path, spec: FormatSpec) -> int | None:
+    """The line number of the header (the first non-blank line) if it is the format's header."""
+    with open(path, encoding="ascii", errors="replace") as fh:
+        for line_no, text in enumerate(fh, 1):
+            if not text.strip():
+                continue
+            parts = text.lower().split() if spec.engine == "whitespace" else text.lower().split(spec.delimiter)
+            return line_no if tuple(p.strip() for p in parts) == spec.header else None
+    return None
 
 
 def _closing(batches, bar):

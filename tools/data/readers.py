@@ -287,3 +287,50 @@ def fetch_lines(path: Path, line_numbers: set[int], chunk_bytes: int = DEFAULT_C
         if last >= wanted[-1]:
             break
     return found
+
+
+
+def scan_file(path: Path, chunk: int = 8 << 20) -> tuple[str, bool, int]:
+    """(sha256, plain, last line number if the last line has no newline, else 0) in one pass.
+
+    `plain` means ASCII with no carriage return and no 0x01 byte: then DuckDB's own CSV reader,
+    reading each line as one field, yields exactly one row per line (see `split_lines_sql`).
+    """
+    import hashlib
+
+    digest = hashlib.sha256()
+    plain, last, newlines = True, b"", 0
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+            newlines += block.count(b"\n")
+            # C-speed checks; once one fails the rest are skipped.
+            if plain and not (block.isascii() and b"\r" not in block and b"\x01" not in block):
+                plain = False
+            last = block[-1:]
+    return digest.hexdigest(), plain, (newlines + 1 if last and last != b"\n" else 0)
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def split_lines_sql(path: Path, spec: FormatSpec, truncated_line: int, skip_line: int | None = None) -> str:
+    """A SELECT with the columns of `split_fields(iter_line_chunks(...))`, read by DuckDB itself.
+
+    DuckDB's parallel CSV reader reads each line as one VARCHAR (delimiter 0x01, no quoting; blank
+    lines come back as NULL) in file order, so `row_number() OVER ()` is the exact line number.
+    Only for files `scan_file` calls plain and one-character delimiters; fields are cut by one
+    `string_split` of the line padded with N delimiters (every list then has N + nf elements).
+    """
+    n, d = spec.n_fields, spec.delimiter
+    fields = ", ".join(f"parts[{i + 1}] AS c{i + 1}" for i in range(n))
+    skip = f"WHERE line_no <> {int(skip_line)}" if skip_line else ""
+    lines = f"""SELECT coalesce(raw, '') AS raw, row_number() OVER () AS line_no
+      FROM read_csv({_lit(str(path))}, columns = {{'raw': 'VARCHAR'}}, header = false, delim = {_lit(chr(1))},
+                    quote = '', escape = '', auto_detect = false, strict_mode = false, new_line = '\\n')"""
+    return f"""(
+  SELECT line_no, raw, NULL::VARCHAR AS problem, line_no = {int(truncated_line)} AS truncated, {fields},
+         CAST(len(parts) - {n} AS INTEGER) AS nf
+  FROM (SELECT *, string_split(raw || {_lit(d * n)}, {_lit(d)}) AS parts FROM ({lines}) {skip})
+)"""

@@ -83,8 +83,9 @@ def _label(spec: FormatSpec, canonical: str) -> str:
     return canonical
 
 
-def chunk_select(spec: FormatSpec, expected_fields: int, pseudonymize: bool, keep_raw: bool) -> str:
-    """The SELECT over registered relation `chunk` that yields STAGE_COLUMNS[spec.target]."""
+def chunk_select(spec: FormatSpec, expected_fields: int, pseudonymize: bool, keep_raw: bool,
+                 source: str = "chunk") -> str:
+    """The SELECT over `source` (default: the registered relation `chunk`) yielding STAGE_COLUMNS[spec.target]."""
     target = spec.target
     canon = ("user_id", "ts", "behavior", "item_id", "category_id", "quantity", "amount")
     if target == "reviews":
@@ -191,7 +192,6 @@ def chunk_select(spec: FormatSpec, expected_fields: int, pseudonymize: bool, kee
             f"CAST(({text_count}) + ({title_count}) AS INTEGER) AS masks",
         ]
         key = "hash(review_id)"
-    source = "chunk"
     if spec.engine == "jsonl":  # json_extract on a malformed line raises: extract from valid lines only
         source = "(SELECT *, CASE WHEN json_valid(raw) THEN raw END AS jraw FROM chunk)"
     return f"""
