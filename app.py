@@ -230,11 +230,14 @@ def build_app(ws: Workspace) -> gr.Blocks:
                 with gr.Row():
                     trend_plot = gr.LinePlot(x="cutoff", y="p_churn", title="Churn probability at past weekly cutoffs",
                                              height=260, elem_id="trend", y_lim=[0, 1])
-                    drivers = gr.Dataframe(label="Drivers", interactive=False, elem_id="drivers", max_height=260)
-                timeline = gr.Dataframe(label="Timeline (most recent first)", interactive=False, max_height=260,
+                    drivers = gr.Dataframe(pd.DataFrame(columns=["driver", "kind", "effect", "direction"]),
+                                           label="Drivers", interactive=False, elem_id="drivers", max_height=260)
+                timeline = gr.Dataframe(pd.DataFrame(columns=["ts", "behavior", "item_id", "category_id", "amount"]),
+                                        label="Timeline (most recent first)", interactive=False, max_height=260,
                                         elem_id="timeline")
-                similar = gr.Dataframe(label="Similar past cases and what happened", interactive=False, max_height=260,
-                                       elem_id="similar")
+                similar = gr.Dataframe(pd.DataFrame(columns=["case_id", "similarity", "user_id", "churned", "summary"]),
+                                       label="Similar past cases and what happened", interactive=False,
+                                       max_height=260, elem_id="similar")
                 with gr.Row():
                     conclusion = gr.Textbox(label="Your conclusion", lines=2, scale=3, elem_id="conclusion")
                     outcome = gr.Textbox(label="Outcome / action", lines=2, scale=2, elem_id="outcome",
@@ -271,7 +274,8 @@ def build_app(ws: Workspace) -> gr.Blocks:
                                         "JSON lines, Parquet)", elem_id="upload")
             import_btn = gr.Button("Import", elem_id="import", variant="primary")
             import_report = gr.Markdown(elem_id="import-report")
-            rejected_table = gr.Dataframe(label="Rejected rows (line, field, reason)", interactive=False,
+            rejected_table = gr.Dataframe(pd.DataFrame(columns=["line", "field", "reason", "raw_line"]),
+                                          label="Rejected rows (line, field, reason)", interactive=False,
                                           elem_id="rejected")
             import_btn.click(upload, [upload_file], [import_report, rejected_table]).then(data_panel, None, [panel])
         demo.load(data_panel, None, [panel]).then(lambda: _banner(ws), None, [banner])

@@ -98,7 +98,7 @@ def test_tiny_model_overfits_20_sequences():
     ex = examples_at(arrays, cutoff_seconds("2024-01-01 05:30"))  # 6 events each; the 7th is the target
     cfg = ModelConfig(n_items=vocab.n_items, n_categories=vocab.n_categories, n_known_items=len(vocab.items),
                       n_known_categories=len(vocab.categories), n_features=ex.features.shape[1], n_horizons=1,
-                      d_model=32, n_layers=2, n_heads=2, dropout=0.0, max_len=16, item_loss_positions=16)
+                      d_model=32, n_layers=2, n_heads=2, dropout=0.0, max_len=16, item_loss_positions=16, wide=True)
     model = BehaviorTransformer(cfg)
     batch = {k: torch.from_numpy(np.asarray(v)).to(torch.float32 if np.asarray(v).dtype.kind == "f" else torch.long)
              for k, v in collate(arrays, ex, np.arange(len(ex)), 16, label_end=10**12).items()}

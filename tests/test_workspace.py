@@ -132,3 +132,11 @@ def test_import_upload_reports_rejected_rows_and_refuses_other_formats(ws, tmp_p
     assert report["rejected"][0]["line"] == 3 and report["rejected"][0]["field"] == "event"
     assert "click" in report["rejected"][0]["reason"]
     assert ws.store.summary()["tables"]["events"] == before + 1
+
+
+def test_lazy_open_serves_the_store_first_and_loads_parts_on_first_use(stack):
+    ws = Workspace.open(stack["settings"], store=stack["store"], cases=stack["cases"],
+                        chat_model_factory=lambda: None, lazy=True)
+    assert not ws.loaded and ws.segments()  # store-only views need nothing else
+    assert ws.call_tool("at_risk_users", horizon_days=7, top_k=2)["users"]
+    assert ws.loaded and ws.predictor.version == stack["predictor"].version

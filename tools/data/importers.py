@@ -251,6 +251,9 @@ def run_chunks(con, report: ImportReport, spec: FormatSpec, chunks, expected: in
                 staged += chunk.num_rows
             if on_phase:
                 on_phase("staged", staged)
+        # Staging needed file order (line numbers); the inserts do not: let them run in parallel.
+        order = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()[0]
+        con.execute("SET preserve_insertion_order = false")
         if own_transaction:
             con.execute("BEGIN TRANSACTION")
         try:
@@ -274,6 +277,8 @@ def run_chunks(con, report: ImportReport, spec: FormatSpec, chunks, expected: in
             raise
     finally:
         try:  # inside a failed caller transaction this fails; its ROLLBACK drops them then
+            if "order" in locals():
+                con.execute(f"SET preserve_insertion_order = {str(order).lower()}")
             con.execute("DROP TABLE IF EXISTS _stage")
             con.execute("DROP TABLE IF EXISTS _dup")
         except duckdb.Error:
@@ -296,7 +301,8 @@ def _open_chunks(path: Path, spec: FormatSpec, mapping: dict | None, chunk_bytes
                 for table in readers.iter_line_chunks(path, chunk_bytes, tick):
                     if first and spec.header:
                         table = _drop_header(table, spec)
-                    first = False
+                    # The header is the first non-blank line, which may lie past a chunk of blank lines.
+                    first = first and not _has_text(table)
                     yield readers.split_fields(table, spec) if spec.engine != "jsonl" else table.append_column(
                         "nf", pa.array([1] * table.num_rows, pa.int32()))
             finally:
@@ -346,6 +352,11 @@ def _bar(path: Path, spec: FormatSpec, progress: bool):
 
         return tqdm(total=pq.ParquetFile(path).metadata.num_rows, unit="rows", desc=f"import {path.name}")
     return tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc=f"import {path.name}")
+
+
+def _has_text(table: pa.Table) -> bool:
+    """Whether a lines table has a non-blank line (only called until the first one is seen)."""
+    return any(text.strip() for text in table["raw"].to_pylist())
 
 
 def _drop_header(table: pa.Table, spec: FormatSpec) -> pa.Table:

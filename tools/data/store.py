@@ -26,6 +26,7 @@ from tools.paths import default_db_path
 
 PERIODS = ("hour", "day", "week", "month", "quarter", "year")
 EVENT_COLS = "user_id, ts, behavior, item_id, category_id, quantity, amount"
+EVENT_ORDER = ("user_id", "ts", "behavior", "item_id")  # events_frame's row order
 
 
 class EventStore:
@@ -155,8 +156,12 @@ class EventStore:
             if users is not None:
                 cur.register("_users", pa.table({"user_id": pa.array([str(u) for u in users], pa.string())}))
                 join = "SEMI JOIN _users USING (user_id)"
-            sql = f"SELECT {EVENT_COLS} FROM events {join} {where} ORDER BY user_id, ts, behavior, item_id"
-            return _to_pandas(cur.execute(sql, params))
+            # Sorted in Arrow, not by ORDER BY: DuckDB's string sort under the store's memory limit
+            # spills to disk on millions of rows (minutes); Arrow's sort needs no limit and is about
+            # 2x cheaper in CPU (bench/store_reads.py). Same binary string order as DuckDB's.
+            sql = f"SELECT {EVENT_COLS} FROM events {join} {where}"
+            table = cur.execute(sql, params).to_arrow_table()
+            return table.sort_by([(k, "ascending") for k in EVENT_ORDER]).to_pandas()
         finally:
             cur.close()
 

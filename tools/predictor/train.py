@@ -63,7 +63,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     seed: int = 0
     item_loss_positions: int = 8
-    wide: bool = True  # linear features -> hazards path beside the Transformer (wide & deep)
+    wide: bool = False  # linear features -> hazards path beside the Transformer (wide & deep)
     loss_weights: dict = field(default_factory=lambda: {"buy": 1.0, "cart": 0.5, "next_item": 1.0,
                                                         "next_category": 0.5, "next_behavior": 0.2})
     calibration: str = "platt"  # platt | isotonic | none
