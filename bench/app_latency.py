@@ -164,12 +164,14 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_startup:
         print("startup: shopsight demo until the page answers ...", file=sys.stderr, flush=True)
         startup = measure_startup()
+        print(f"  page answers after {startup['page_s']:.1f} s", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     ws = Workspace.open(settings)
     open_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     ws.chat_model()
     llm_s = time.perf_counter() - t0
+    print(f"  Workspace.open {open_s:.1f} s, chat model load {llm_s:.1f} s", file=sys.stderr, flush=True)
     if startup:
         rows.append(("`make run` (set up) -> page answers (HTTP 200 /)", fmt(startup["page_s"]),
                      fmt(startup["page_s"] + llm_s), "1 run; target < 30 s; baseline = eager LLM load first"))
@@ -189,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
                      f"max {fmt(max(values)) if values else 'n/a'})"))
     if not args.skip_responsiveness:
         resp = measure_responsiveness(ws)
+        print(f"  responsiveness {resp}", file=sys.stderr, flush=True)
         rows.append(("at-risk view latency, idle", fmt(resp["idle_s"]), "-", "median of 3, through the server"))
         rows.append(("at-risk view latency while a chat generates", fmt(resp["busy_s"]), "-",
                      f"median of {resp['busy_n']}; chat still running after: {resp['chat_still_running']}"))

@@ -27,7 +27,7 @@ def fill(store: EventStore, rows: int, users: int) -> None:
     """N events over ~9 days, `users` users, 500k items in 5k categories; items table filled too."""
     con = store._writer()
     con.execute(f"""INSERT INTO events (user_id, ts, behavior, item_id, category_id, quantity, amount)
-        SELECT 'u' || (1 + hash(i) % {users}), make_timestamp((1511539200 + hash(i * 17) % 777600) * 1000000),
+        SELECT 'u' || (1 + hash(i) % {users}), make_timestamp(((1511539200 + hash(i * 17) % 777600) * 1000000)::BIGINT),
                ['view','view','view','view','view','view','view','cart','fav','buy'][1 + (hash(i * 3) % 10)::INT],
                'i' || (1 + hash(i * 7) % 500000), 'c' || (1 + hash(i * 7) % 500000 % 5000), 1, NULL
         FROM range({rows}) t(i)""")

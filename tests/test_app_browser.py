@@ -209,6 +209,7 @@ def test_upload_malformed_csv_shows_rejected_rows(page, server, shots, tmp_path)
     rejected = page.locator("#rejected")
     expect(rejected).to_contain_text("click")  # the reason names the bad value
     expect(rejected).to_contain_text("yesterday")
+    expect(page.locator("#data-panel")).to_contain_text("rejected rows by reason")  # the panel refreshed
     page.screenshot(path=shots / "data_upload.png", full_page=True)
 
 

@@ -272,6 +272,7 @@ def test_duckdb_fast_path_matches_chunked_reader_line_for_line(tmp_path, fmt):
             r = importers.import_file(s._writer(), path, fmt=fmt, progress=False, chunk_bytes=chunk_bytes)
             assert_accounted(r)
             results.append(((r.rows_read, r.rows_imported, r.rows_rejected, r.rows_dropped, r.duplicates),
-                            rejected(s).to_dict("records"), s.events_frame().to_dict("records")))
-    assert results[0] == results[1]
-    assert results[0][1]  # the file has rejected rows, with their line numbers
+                            rejected(s).to_dict("records"), s.events_frame()))
+    assert results[0][:2] == results[1][:2]
+    pd.testing.assert_frame_equal(results[0][2], results[1][2])
+    assert results[0][1] and len(results[0][2])  # the file has rejected and accepted rows

@@ -128,6 +128,21 @@ def test_probabilities_are_calibrated_shape_and_monotone(shop, trained):
     assert trained.config["training"]["epochs_run"] >= 1 and len(trained.calibration["buy"]) == 2
 
 
+def test_pooled_calibration_uses_every_labelled_cutoff_inside_the_past(shop, trained, tmp_path):
+    cfg = tiny_config(calibrate_on="pooled", epochs=1)
+    pooled = train_predictor(shop, CUTOFF, cfg, tmp_path / "a", progress=False)
+    again = train_predictor(perturb_future(shop), CUTOFF, cfg, tmp_path / "b", progress=False)
+    assert pooled.calibration == again.calibration  # the future cannot move the map
+    for j, h in enumerate((7, 30)):
+        entry, latest_only = pooled.calibration["validation"][j], trained.calibration["validation"][j]
+        first, last = pd.Timestamp(entry["first_cutoff"]), pd.Timestamp(entry["cutoff"])
+        assert first < last if h == 7 else first <= last  # 7 days: several windows fit in this shop's past
+        assert pd.Timestamp(entry["cutoff"]) + pd.Timedelta(days=h) <= pd.Timestamp(CUTOFF)
+        assert entry["n"] > latest_only["n"]  # more windows and the training users too
+    with pytest.raises(ValueError, match="pooled"):
+        tiny_config(calibrate_on="latest")
+
+
 # ---- checkpoints ---------------------------------------------------------------------------------
 def test_checkpoint_round_trip_and_files(shop, trained):
     folder = trained.folder

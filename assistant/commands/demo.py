@@ -68,6 +68,12 @@ def _cases_built(settings) -> bool:
     return built
 
 
+def _recipe() -> list[str]:
+    """The predictor room's recipe for the demo shop, when the checkout has it (else TrainConfig defaults)."""
+    recipe = Path(__file__).resolve().parents[2] / "finetune" / "configs" / "predictor_demo.yaml"
+    return ["--config", str(recipe)] if recipe.is_file() else []
+
+
 def _model_ready(settings) -> bool:
     from assistant.model_registry import MODEL_REGISTRY, is_cached
 
@@ -83,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     steps = [
         ("demo shop", lambda: _demo_loaded(settings, args.users, args.seed),
          ["data", "generate", "--users", str(args.users), "--seed", str(args.seed)]),
-        ("predictor", lambda: (settings.predictor_dir / "config.yaml").exists(), ["predictor", "train"]),
+        ("predictor", lambda: (settings.predictor_dir / "config.yaml").exists(), ["predictor", "train", *_recipe()]),
         ("scores", lambda: _scored(settings), ["predictor", "score"]),
         ("case memory", lambda: _cases_built(settings), ["cases", "build"]),
     ]

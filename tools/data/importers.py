@@ -5,12 +5,16 @@ was): hash the file (a file already imported adds nothing) -> stream chunks (rea
 validate each chunk in SQL into a temporary staging table (validate.py) -> find duplicates ->
 insert accepted rows, rejected rows with their reasons, new users/items, and one import_log row.
 
+Fast path: a plain-ASCII delimited file (Taobao, RetailRocket) is not chunked in Python; DuckDB's
+parallel CSV reader reads it whole, line numbers from its file order (readers.split_lines_sql), and
+one INSERT ... SELECT validates it. Other files, or a DuckDB read error, take the chunked reader;
+tests/test_importers.py checks that both give the same rows, rejects and line numbers.
+
 Invariant, checked before COMMIT: rows_read = rows_imported + rows_rejected + rows_dropped.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from collections.abc import Callable
@@ -94,14 +98,6 @@ class ImportReport:
                 f"`shopsight data info` or SELECT * FROM rejected WHERE import_id = {self.import_id}"
             )
         return "\n".join(lines)
-
-
-def file_sha256(path: Path, chunk: int = 8 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def parse_mapping(mapping: dict | None) -> dict:
@@ -192,7 +188,9 @@ def import_file(
     sha, plain, truncated_line = readers.scan_file(path)
     report = ImportReport(str(path), spec.name, spec.target, sha256=sha, pseudonymized=pseudonymize,
                           window_label=spec.window_label)
-    if plain and spec.engine == "split" and len(spec.delimiter) == 1 and chunk_bytes == readers.DEFAULT_CHUNK_BYTES:
+    fast = (plain and spec.engine == "split" and len(spec.delimiter) == 1
+            and chunk_bytes == readers.DEFAULT_CHUNK_BYTES and not set("*?[{") & set(str(path)))  # no glob chars
+    if fast:
         # Fast path: DuckDB reads and splits the whole file in parallel; no Python per chunk.
         skip = _header_line(path, spec) if spec.header else None
         chunks, expected = [readers.split_lines_sql(path, spec, truncated_line, skip)], spec.n_fields
@@ -213,8 +211,13 @@ def import_file(
     limit = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
     con.execute(f"SET memory_limit = '{os.environ.get('SHOPSIGHT_IMPORT_MEMORY', '768MB')}'")
     try:
-        run_chunks(con, report, spec, chunks, expected, path, pseudonymize, keep_raw, on_phase, started, t0,
-                   own_transaction=True)
+        try:
+            run_chunks(con, report, spec, chunks, expected, path, pseudonymize, keep_raw, on_phase, started, t0,
+                       own_transaction=True)
+        except _FastPathFailed:  # e.g. a line longer than DuckDB's max_line_size: read it in chunks instead
+            chunks, expected, spec = _open_chunks(path, spec, mapping, chunk_bytes, progress)
+            run_chunks(con, report, spec, chunks, expected, path, pseudonymize, keep_raw, on_phase, started, t0,
+                       own_transaction=True)
     finally:
         con.execute(f"SET memory_limit = '{limit}'")
     return report
@@ -239,8 +242,11 @@ def run_chunks(con, report: ImportReport, spec: FormatSpec, chunks, expected: in
         staged = 0
         for chunk in chunks:
             if isinstance(chunk, str):  # a whole-file SELECT (the fast path): one set-based INSERT
-                con.execute(f"INSERT INTO _stage BY NAME {chunk_select(spec, expected, pseudonymize, keep_raw, chunk)}",
-                            params or None)
+                try:
+                    con.execute(f"INSERT INTO _stage BY NAME "
+                                f"{chunk_select(spec, expected, pseudonymize, keep_raw, chunk)}", params or None)
+                except duckdb.Error as exc:  # only temp tables touched so far: the caller retries in chunks
+                    raise _FastPathFailed(str(exc)) from exc
                 staged = con.execute("SELECT count(*) FROM _stage").fetchone()[0]
             else:
                 con.register("chunk", chunk)
@@ -283,6 +289,10 @@ def run_chunks(con, report: ImportReport, spec: FormatSpec, chunks, expected: in
             con.execute("DROP TABLE IF EXISTS _dup")
         except duckdb.Error:
             pass
+
+
+class _FastPathFailed(Exception):
+    """DuckDB's reader could not stage the whole file (nothing stored yet); use the chunked reader."""
 
 
 def utcnow() -> datetime:

@@ -7,7 +7,8 @@ newline) and the fields: `c1..cN` for split formats, source column names for CSV
 
 Line-oriented files are cut with numpy (newline offsets) and split with Arrow compute kernels,
 so there is no Python loop per row on the fast path; quoted CSV uses the `csv` module, which
-knows quoting and multi-line fields.
+knows quoting and multi-line fields. `split_lines_sql` is the same for DuckDB's own reader (the
+importer's fast path for plain ASCII files).
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@
     score_store(store, predictor, cutoff)      # the same, written to the store's `scores` table
 
 Calibration (Platt = temperature + bias on the logit, or isotonic) is fitted per horizon on the
-held-out users at the latest cutoff whose horizon window lies inside the training past.
+held-out users at the latest cutoff whose horizon window lies inside the training past, or
+(calibrate_on: pooled) on every labelled rolling cutoff.
 """
 
 from __future__ import annotations
@@ -63,14 +64,19 @@ def apply_calibration(logits: np.ndarray, params: dict | None) -> np.ndarray:
 
 def fit_calibration(model, arrays: EventArrays, val: Examples, cfg, label_end: int, device,
                     train: Examples | None = None) -> dict:
-    """Per horizon: fit on users at the latest labelled cutoff; report their AUC/ECE.
+    """Per horizon: fit the map on labelled examples inside the past; report their AUC/ECE.
 
-    `cfg.calibrate_on` = "val": the held-out users only; "all": training users too (10x more
-    users, so less noise in the map; fine for a model small next to its data, as on CDNOW).
+    `cfg.calibrate_on` = "val": the held-out users at the latest labelled cutoff; "all": training
+    users too (10x more users, so less noise in the map; fine for a model small next to its data,
+    as on CDNOW); "pooled": every labelled example at every rolling cutoff (held-out and training
+    users). A map fitted on one cutoff also learns that window's base rate, which drifts with the
+    season (measured on CDNOW: mean test ECE 0.0174/0.0126 at 30/90 days with the latest cutoff's
+    map, 0.0113/0.0103 with the pooled one); the model is trained on the pooled cutoffs, so the
+    map is fitted on the same mixture of windows.
     """
     from sklearn.metrics import roc_auc_score
 
-    if cfg.calibrate_on == "all" and train is not None:
+    if cfg.calibrate_on in ("all", "pooled") and train is not None:
         pick = lambda ex: np.flatnonzero(ex.mask.sum(1) > 0)  # noqa: E731  (only labelled examples)
         a, b = val.subset(pick(val)), train.subset(pick(train))
         val = Examples(*(np.concatenate([getattr(a, f), getattr(b, f)]) for f in
@@ -84,7 +90,11 @@ def fit_calibration(model, arrays: EventArrays, val: Examples, cfg, label_end: i
             out["buy"].append(None), out["cart"].append(None), out["validation"].append(None)
             continue
         latest = labelled & (val.cutoffs == val.cutoffs[labelled].max())
-        entry = {"cutoff": str(pd.Timestamp(int(val.cutoffs[latest][0]), unit="s")), "n": int(latest.sum())}
+        if cfg.calibrate_on == "pooled":
+            latest = labelled
+        entry = {"cutoff": str(pd.Timestamp(int(val.cutoffs[latest].max()), unit="s")), "n": int(latest.sum())}
+        if cfg.calibrate_on == "pooled":
+            entry["first_cutoff"] = str(pd.Timestamp(int(val.cutoffs[latest].min()), unit="s"))
         for key in ("buy", "cart"):
             z, y = raw[f"{key}_logits"][latest, j].astype(float), getattr(val, key)[latest, j].astype(float)
             fitted = None

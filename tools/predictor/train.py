@@ -64,10 +64,11 @@ class TrainConfig:
     seed: int = 0
     item_loss_positions: int = 8
     wide: bool = False  # linear features -> hazards path beside the Transformer (wide & deep)
+    cat_copy_prior: float = 0.0  # initial category repeat boost (ModelConfig.cat_copy_prior)
     loss_weights: dict = field(default_factory=lambda: {"buy": 1.0, "cart": 0.5, "next_item": 1.0,
                                                         "next_category": 0.5, "next_behavior": 0.2})
     calibration: str = "platt"  # platt | isotonic | none
-    calibrate_on: str = "val"  # val (held-out users) | all (every user at the latest labelled cutoff)
+    calibrate_on: str = "val"  # val (held-out users) | all (+ training users) | pooled (all labelled cutoffs)
     device: str = "auto"  # auto | cpu | cuda
     # torch CPU threads. 1 by default: this model's matrices are too small to split, and on a
     # shared or busy machine extra threads spin-wait (measured 4x slower per matmul with 2 threads).
@@ -84,8 +85,8 @@ class TrainConfig:
             raise ValueError(f"val_fraction={self.val_fraction}: choose a share in (0, 0.5), e.g. 0.1")
         if self.calibration not in ("platt", "isotonic", "none"):
             raise ValueError(f"calibration={self.calibration!r}: choose platt, isotonic or none")
-        if self.calibrate_on not in ("val", "all"):
-            raise ValueError(f"calibrate_on={self.calibrate_on!r}: choose val or all")
+        if self.calibrate_on not in ("val", "all", "pooled"):
+            raise ValueError(f"calibrate_on={self.calibrate_on!r}: choose val, all or pooled")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device={self.device!r}: choose auto, cpu or cuda")
         unknown = set(self.loss_weights) - {"buy", "cart", "next_item", "next_category", "next_behavior"}
@@ -214,7 +215,8 @@ def train_predictor(events: pd.DataFrame, cutoff: datetime, config: TrainConfig,
                        n_known_categories=len(vocab.categories), n_features=len(FEATURE_NAMES),
                        n_horizons=len(config.horizons_days), d_model=config.d_model, n_layers=config.n_layers,
                        n_heads=config.n_heads, dropout=config.dropout, max_len=config.max_len,
-                       item_loss_positions=config.item_loss_positions, wide=config.wide)
+                       item_loss_positions=config.item_loss_positions, wide=config.wide,
+                       cat_copy_prior=config.cat_copy_prior)
     model = BehaviorTransformer(mcfg)
     model.set_feature_stats(torch.from_numpy(train.features.mean(0)), torch.from_numpy(train.features.std(0)))
     decay = [p for p in model.parameters() if p.dim() >= 2]
