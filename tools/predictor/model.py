@@ -42,7 +42,6 @@ class ModelConfig:
     copy_buckets: int = 32  # repeat boost depends on how many events ago an id was seen
     item_loss_positions: int = 8  # next-item loss on the last K positions (memory: K*B*V floats)
     wide: bool = False  # add a linear path from the features to the hazards (wide & deep)
-    cat_copy_prior: float = 0.0  # initial category repeat boost for an id seen 0 events ago
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -108,11 +107,6 @@ class BehaviorTransformer(nn.Module):
         # The wide path makes "logistic regression on RFM" a special case of this model.
         self.user_wide = nn.Linear(cfg.n_features, 2 * cfg.n_horizons) if cfg.wide else None
         self.apply(self._init_weights)
-        # Start the category boost at the "user's own recent categories" baseline (a decaying bonus
-        # per earlier touch, so counts add up): from zero it stayed below that baseline in 4 epochs
-        # on the demo shop. Constants, not random draws: the RNG stream (and CDNOW) is unchanged.
-        with torch.no_grad():
-            self.cat_copy.copy_(cfg.cat_copy_prior * torch.exp(-torch.arange(cfg.copy_buckets) / 8.0).expand(5, -1))
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:

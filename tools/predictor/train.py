@@ -64,7 +64,6 @@ class TrainConfig:
     seed: int = 0
     item_loss_positions: int = 8
     wide: bool = False  # linear features -> hazards path beside the Transformer (wide & deep)
-    cat_copy_prior: float = 0.0  # initial category repeat boost (ModelConfig.cat_copy_prior)
     loss_weights: dict = field(default_factory=lambda: {"buy": 1.0, "cart": 0.5, "next_item": 1.0,
                                                         "next_category": 0.5, "next_behavior": 0.2})
     calibration: str = "platt"  # platt | isotonic | none
@@ -215,8 +214,7 @@ def train_predictor(events: pd.DataFrame, cutoff: datetime, config: TrainConfig,
                        n_known_categories=len(vocab.categories), n_features=len(FEATURE_NAMES),
                        n_horizons=len(config.horizons_days), d_model=config.d_model, n_layers=config.n_layers,
                        n_heads=config.n_heads, dropout=config.dropout, max_len=config.max_len,
-                       item_loss_positions=config.item_loss_positions, wide=config.wide,
-                       cat_copy_prior=config.cat_copy_prior)
+                       item_loss_positions=config.item_loss_positions, wide=config.wide)
     model = BehaviorTransformer(mcfg)
     model.set_feature_stats(torch.from_numpy(train.features.mean(0)), torch.from_numpy(train.features.std(0)))
     decay = [p for p in model.parameters() if p.dim() >= 2]
