@@ -221,7 +221,7 @@ def test_empty_and_too_long_questions(page, server, chat_model):
     page.locator("#send").click()
     expect(page.get_by_text("Type a question first.")).to_be_visible()
     ask(page, "why " * 5000)  # 20,000 characters
-    expect(page.locator("#chat")).to_contain_text("20,000 characters long; the limit is 2,000")
+    expect(page.locator("#chat")).to_contain_text("20,000 characters long; the limit is 2,000", timeout=2 * WAIT_MS)
     assert len(chat_model.seen) == calls  # neither reached the model
 
 

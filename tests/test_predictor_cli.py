@@ -90,3 +90,19 @@ def test_recipes_are_valid_train_configs():
         text = path.read_text()
         assert text.startswith("#") and "python -m finetune.predictor" in text  # header = launch command
         TrainConfig.from_dict(yaml.safe_load(text))
+
+
+def test_ranking_targets_are_users_of_the_population_only(tmp_path):
+    """A user whose first event is after the cutoff has no score: not a target (BENCHMARK.md)."""
+    from finetune.predictor import evaluate_cutoff
+    from tools.predictor.train import TrainConfig, train_predictor
+
+    shop = make_shop()
+    predictor = train_predictor(shop, CUTOFF, TrainConfig(**dict(TINY, epochs=1)), tmp_path / "ck", progress=False)
+    newcomer = shop[shop["ts"] > CUTOFF].head(3).assign(user_id="brand-new-user", ts=CUTOFF + pd.Timedelta(hours=1))
+    tasks = ("churn", "next_item", "next_category")
+    base, _ = evaluate_cutoff(predictor, shop, CUTOFF, (7, 30), tasks)
+    with_new, _ = evaluate_cutoff(predictor, pd.concat([shop, newcomer], ignore_index=True), CUTOFF, (7, 30), tasks)
+    for a, b in zip(base, with_new):
+        assert a["next_item_ndcg10"] == b["next_item_ndcg10"] and a["next_category_ndcg10"] == b["next_category_ndcg10"]
+        assert a["churn_auc"] == b["churn_auc"] and a["next_category_ndcg10"] > 0  # else a miss could not show
