@@ -55,7 +55,8 @@ browser: $(STAMPS)/browser
 run: setup
 	$(VENV)/bin/shopsight demo
 
-test: setup browser
+# The slow tests use the real packaged model: convert it once (skipped when cached).
+test: setup browser models
 	$(PY) -m pytest -q
 
 test-fast: setup
@@ -63,6 +64,8 @@ test-fast: setup
 
 bench: setup
 	$(PY) bench/import_speed.py
+	$(PY) bench/store_reads.py
+	$(PY) bench/llm_speed.py
 
 clean-venv:
 	rm -rf $(VENV) $(STAMPS)
