@@ -241,7 +241,9 @@ class Agent:
     def _accept_answer(self, turn: _Turn, message: AIMessage) -> Iterator[AgentEvent]:
         """The model's prose if grounded; one regeneration with feedback; else None."""
         text = mask_pii(_text_of(message)).strip()
-        if not text:
+        if not text or _is_call_payload(text):
+            # A small model sometimes echoes its last call as prose instead of answering: that is
+            # no answer at all, so the composer writes one from the tool results.
             turn.gave_up = True
             return None
         report = grounding.check(text, self._evidence(turn))
@@ -294,6 +296,20 @@ class Agent:
                 if redacted:
                     return redacted, "redacted"
         return render("agent_no_answer", tools=list(self.specs)), "composed"
+
+
+def _is_call_payload(text: str) -> bool:
+    """True when the text is a tool call written out (bare, fenced or tagged JSON naming a tool)."""
+    body = text.strip()
+    if "<tool_call>" in body:
+        return True
+    if body.startswith("```"):
+        body = body.strip("`").removeprefix("json").strip()
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(value, dict) and "name" in value and ("arguments" in value or "parameters" in value)
 
 
 def _text_of(message: AIMessage) -> str:

@@ -516,6 +516,17 @@ def test_agent_end_to_end_on_a_tiny_real_model(tiny_chat) -> None:
     assert grounding.check(answer["text"], evidence).ok
 
 
+def test_an_echoed_tool_call_is_not_taken_as_the_answer() -> None:
+    # Seen with the real 0.5B model: after the tool result it wrote its last call out as text.
+    shop = Shop()
+    echoed = AIMessage(content='{"name": "at_risk_users", "arguments": {"horizon_days": 7}}')
+    model = ScriptedChatModel(script=[call("at_risk_users", horizon_days=7), echoed])
+    events, answer = run(Agent(model, shop.tools(), max_steps=3), "Which users will churn this week?")
+    assert answer["repair"] == "composed"
+    assert '"arguments"' not in answer["text"]
+    assert {c["id"] for c in answer["citations"]} & set(USERS)
+
+
 # ---------------------------------------------------------------------------- the real packaged model, end to end
 @pytest.mark.slow
 def test_real_packaged_model_end_to_end() -> None:
