@@ -305,8 +305,8 @@ def _is_call_payload(text: str) -> bool:
         return True
     if body.startswith("```"):
         body = body.strip("`").removeprefix("json").strip()
-    try:
-        value = json.loads(body)
+    try:  # the first JSON value decides: the model may write several calls, one a line
+        value, _ = json.JSONDecoder().raw_decode(body)
     except ValueError:
         return False
     return isinstance(value, dict) and "name" in value and ("arguments" in value or "parameters" in value)

@@ -519,12 +519,14 @@ def test_agent_end_to_end_on_a_tiny_real_model(tiny_chat) -> None:
 def test_an_echoed_tool_call_is_not_taken_as_the_answer() -> None:
     # Seen with the real 0.5B model: after the tool result it wrote its last call out as text.
     shop = Shop()
-    echoed = AIMessage(content='{"name": "at_risk_users", "arguments": {"horizon_days": 7}}')
-    model = ScriptedChatModel(script=[call("at_risk_users", horizon_days=7), echoed])
-    events, answer = run(Agent(model, shop.tools(), max_steps=3), "Which users will churn this week?")
-    assert answer["repair"] == "composed"
-    assert '"arguments"' not in answer["text"]
-    assert {c["id"] for c in answer["citations"]} & set(USERS)
+    for echoed in ['{"name": "at_risk_users", "arguments": {"horizon_days": 7}}',
+                   '{"name": "at_risk_users", "arguments": {"horizon_days": 7}}\n'
+                   '{"name": "explain_user", "arguments": {"user_id": "u_101", "horizon_days": 7}}']:
+        model = ScriptedChatModel(script=[call("at_risk_users", horizon_days=7), AIMessage(content=echoed)])
+        events, answer = run(Agent(model, shop.tools(), max_steps=3), "Which users will churn this week?")
+        assert answer["repair"] == "composed"
+        assert '"arguments"' not in answer["text"]
+        assert {c["id"] for c in answer["citations"]} & set(USERS)
 
 
 # ---------------------------------------------------------------------------- the real packaged model, end to end
