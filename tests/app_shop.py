@@ -11,12 +11,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pandas as pd
 from langchain_core.messages import BaseMessage, HumanMessage, ToolMessage
@@ -37,6 +39,23 @@ def tiny_train_config():
                        n_cutoffs=4, cutoff_stride_days=7, batch_size=128, epochs=1, warmup_steps=5,
                        val_fraction=0.25, max_items=100, max_categories=40, item_hash_buckets=4,
                        category_hash_buckets=2, device="cpu")
+
+
+@contextlib.contextmanager
+def stack_in_home(home: Path, n_users: int = N_USERS) -> Iterator[dict[str, Any]]:
+    """`build_stack` with SHOPSIGHT_HOME pointing at `home` (the audit log and caches land there,
+    not in ~/.shopsight); the store is closed and the variable restored afterwards."""
+    old = os.environ.get("SHOPSIGHT_HOME")
+    os.environ["SHOPSIGHT_HOME"] = str(home)
+    parts = build_stack(home, n_users=n_users)
+    try:
+        yield parts
+    finally:
+        parts["store"].close()
+        if old is None:
+            os.environ.pop("SHOPSIGHT_HOME", None)
+        else:
+            os.environ["SHOPSIGHT_HOME"] = old
 
 
 def build_stack(home: Path, n_users: int = N_USERS) -> dict[str, Any]:

@@ -22,7 +22,7 @@ if not Path(CHROMIUM).exists():
 
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
-from app_shop import build_stack, scripted_analyst  # noqa: E402
+from app_shop import scripted_analyst, stack_in_home  # noqa: E402
 
 pytestmark = pytest.mark.browser
 ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -40,15 +40,8 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     home = tmp_path_factory.mktemp("home")
-    old = os.environ.get("SHOPSIGHT_HOME")
-    os.environ["SHOPSIGHT_HOME"] = str(home)  # the audit log and caches land here, not in ~/.shopsight
-    parts = build_stack(home)
-    yield parts
-    parts["store"].close()
-    if old is None:
-        os.environ.pop("SHOPSIGHT_HOME", None)
-    else:
-        os.environ["SHOPSIGHT_HOME"] = old
+    with stack_in_home(home) as parts:
+        yield parts
 
 
 def open_workspace(stack, **kwargs):

@@ -2,28 +2,20 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 
 import pandas as pd
 import pytest
 
-from app_shop import build_stack, scripted_analyst
+from app_shop import scripted_analyst, stack_in_home
 from assistant.workspace import PartUnavailable, Workspace
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     home = tmp_path_factory.mktemp("home")
-    old = os.environ.get("SHOPSIGHT_HOME")
-    os.environ["SHOPSIGHT_HOME"] = str(home)
-    parts = build_stack(home, n_users=150)
-    yield parts
-    parts["store"].close()
-    if old is None:
-        os.environ.pop("SHOPSIGHT_HOME", None)
-    else:
-        os.environ["SHOPSIGHT_HOME"] = old
+    with stack_in_home(home, n_users=150) as parts:
+        yield parts
 
 
 @pytest.fixture(scope="module")
