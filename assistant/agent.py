@@ -33,6 +33,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
 from assistant import grounding
+from assistant.agent_text import FEEDBACK_KEY, drop_feedback, is_call_payload, strip_untrusted, text_of
 from assistant.composer import compose_answer
 from assistant.prompts import render
 from assistant.kv_decode import CachedDecoder
@@ -43,8 +44,8 @@ from assistant.session import known_entities, resolve_references, time_notes, to
 from assistant.tool_specs import ToolSpec, build_specs
 from assistant.untrusted import injected_call_reason, mask_pii, result_for_prompt, sanitize_result
 
-FEEDBACK_KEY = "shopsight_feedback"  # marks HumanMessages the agent wrote (not the user's words)
 TOKEN_CHUNK_WORDS = 3
+ANSWER_MODES = ("model", "template", "brief")
 
 
 @dataclass
@@ -70,20 +71,26 @@ class Agent:
             `AIMessage.tool_calls` / `invalid_tool_calls` (LocalToolChat, or a scripted model).
         tools: typed functions with Google docstrings (tools.catalog.build_tools).
         max_steps: model calls per question; the last one is answer-only.
-        router: an object with `route(messages, specs) -> {"name", "args"} | None` that
+        router: an object with `route(messages, specs, question) -> {"name", "args"} | None` that
             decides the first tool call; "auto" (default) uses the likelihood router of
             assistant/router.py when the chat model is a local one; None lets the model decide.
-        answer_mode: "model" (the model writes the answer, grounded, with fallbacks) or
-            "template" (the composer writes it from tool results; faster, always grounded).
+        tool_prior: for the "auto" router, an exemplar prior over tools
+            (assistant.tool_prior.ExemplarPrior); None: the model's likelihoods alone.
+        answer_mode: "model" (the model writes the answer, grounded, with fallbacks),
+            "template" (the composer writes it from tool results; fastest, always grounded) or
+            "brief" (the composer's answer streams at once, then the model adds a short takeaway
+            of at most `takeaway_tokens`, kept only when it passes the grounding check).
+        takeaway_tokens: the longest takeaway in "brief" mode.
         allow_question_numbers: numbers the user typed (a user id, "top 10") may be repeated.
     """
 
     def __init__(self, chat_model: BaseChatModel, tools: list[Callable], max_steps: int = 6,
-                 router: Any = "auto", answer_mode: str = "model", allow_question_numbers: bool = True):
+                 router: Any = "auto", answer_mode: str = "model", allow_question_numbers: bool = True,
+                 tool_prior: Any = None, takeaway_tokens: int = 64):
         if max_steps < 2:
             raise ValueError(f"max_steps={max_steps}: need at least 2 (one tool call, one answer)")
-        if answer_mode not in ("model", "template"):
-            raise ValueError(f"answer_mode={answer_mode!r}: use 'model' or 'template'")
+        if answer_mode not in ANSWER_MODES:
+            raise ValueError(f"answer_mode={answer_mode!r}: use one of {', '.join(ANSWER_MODES)}")
         self.chat_model = chat_model
         self.specs: dict[str, ToolSpec] = build_specs(tools)
         self.max_steps = max_steps
@@ -91,8 +98,9 @@ class Agent:
         # step prefills only what is new since the last prompt (assistant/kv_decode.py).
         local = all(hasattr(chat_model, a) for a in ("model", "tokenizer", "render_prompt"))
         self.decoder = CachedDecoder(chat_model.model, chat_model.tokenizer) if local else None
-        self.router = make_router(chat_model, self.decoder) if router == "auto" else router
+        self.router = make_router(chat_model, self.decoder, prior=tool_prior) if router == "auto" else router
         self.answer_mode = answer_mode
+        self.takeaway_tokens = takeaway_tokens
         self.allow_question_numbers = allow_question_numbers
         self._with_tools = chat_model.bind_tools([spec.fn for spec in self.specs.values()])
 
@@ -106,7 +114,7 @@ class Agent:
         answer_text: str | None = None
         for step in range(1, self.max_steps + 1):
             yield AgentEvent("step", {"step": step, "max_steps": self.max_steps})
-            if self.answer_mode == "template" and turn.results:
+            if self.answer_mode != "model" and turn.results:
                 break  # the composer writes the answer from what the tools returned
             answer_only = step == self.max_steps or turn.force_answer
             message = self._decide(turn, step, answer_only)
@@ -123,6 +131,9 @@ class Agent:
             answer_text = yield from self._accept_answer(turn, message)
             if answer_text is not None or turn.gave_up:
                 break
+        if self.answer_mode == "brief" and turn.results:
+            yield from self._finish_brief(turn, started, step)
+            return
         yield from self._finish(turn, answer_text, started, step)
 
     def prepare_messages(self, question: str, history: list[BaseMessage] | None = None) -> list[BaseMessage]:
@@ -143,12 +154,12 @@ class Agent:
     def _decide(self, turn: _Turn, step: int, answer_only: bool) -> AIMessage:
         """The model's next message: routed on step 1, answer-only on the last step."""
         if step == 1 and self.router is not None:
-            call = self.router.route(turn.messages, self.specs)
+            call = self.router.route(turn.messages, self.specs, question=turn.question)
             if call is not None:
                 call_id = f"call_{uuid.uuid4().hex[:8]}"
                 return AIMessage(content="", tool_calls=[{"name": call["name"], "args": call["args"],
                                                           "id": call_id, "type": "tool_call"}],
-                                 additional_kwargs={"routed": True})
+                                 additional_kwargs={"routed": True, "model_choice": _model_choice(self.router)})
         if self.decoder is not None:
             return self._local_step(turn.messages, allow_tools=not answer_only)
         model = self.chat_model if answer_only else self._with_tools
@@ -159,11 +170,11 @@ class Agent:
             message = AIMessage(content=message.content or "")
         return message
 
-    def _local_step(self, messages: list[BaseMessage], allow_tools: bool) -> AIMessage:
+    def _local_step(self, messages: list[BaseMessage], allow_tools: bool, max_new: int | None = None) -> AIMessage:
         """One step on the local model through the cached decoder, parsed like LocalToolChat does."""
         schemas = [spec.schema for spec in self.specs.values()] if allow_tools else None
         prompt, prefix, _ = self.chat_model.render_prompt(messages, schemas, None)
-        max_new = int(getattr(self.chat_model, "max_new_tokens", 256))
+        max_new = max_new or int(getattr(self.chat_model, "max_new_tokens", 256))
         text, n_in, n_out = self.decoder.generate(prompt, max_new, stop_texts=(TOOL_CALL_CLOSE,))
         text = prefix + text
         usage = {"input_tokens": n_in, "output_tokens": n_out, "total_tokens": n_in + n_out}
@@ -180,7 +191,10 @@ class Agent:
         routed = bool(message.additional_kwargs.get("routed"))
         for call in message.tool_calls:
             name, args, call_id = call["name"], call.get("args") or {}, call.get("id") or uuid.uuid4().hex[:8]
-            yield AgentEvent("tool_call", {"name": name, "arguments": args, "id": call_id, "routed": routed})
+            event = {"name": name, "arguments": args, "id": call_id, "routed": routed}
+            if routed and message.additional_kwargs.get("model_choice"):
+                event["model_choice"] = message.additional_kwargs["model_choice"]  # before the exemplar prior
+            yield AgentEvent("tool_call", event)
             key = json.dumps([name, args], sort_keys=True, default=str)
             if key in turn.calls_seen:
                 repeats += 1
@@ -211,7 +225,7 @@ class Agent:
         if problem:
             return {"error": problem, "hint": spec.usage()}
         trusted = [m.content for m in turn.messages if isinstance(m, HumanMessage) and isinstance(m.content, str)]
-        trusted += [result_for_prompt(_strip_untrusted(r)) for _, r in turn.results]
+        trusted += [result_for_prompt(strip_untrusted(r)) for _, r in turn.results]
         reason = injected_call_reason(name, checked, trusted, turn.untrusted)
         if reason:
             return {"error": f"call refused: {reason}",
@@ -240,8 +254,8 @@ class Agent:
 
     def _accept_answer(self, turn: _Turn, message: AIMessage) -> Iterator[AgentEvent]:
         """The model's prose if grounded; one regeneration with feedback; else None."""
-        text = mask_pii(_text_of(message)).strip()
-        if not text or _is_call_payload(text):
+        text = mask_pii(text_of(message)).strip()
+        if not text or is_call_payload(text):
             # A small model sometimes echoes its last call as prose instead of answering: that is
             # no answer at all, so the composer writes one from the tool results.
             turn.gave_up = True
@@ -261,8 +275,35 @@ class Agent:
         turn.messages.append(self._feedback("ungrounded", claims=report.ungrounded))
         return None
 
-    def _finish(self, turn: _Turn, text: str | None, started: float, steps: int) -> Iterator[AgentEvent]:
-        repair = "regenerated" if turn.retried and text is not None else "none"
+    def _finish_brief(self, turn: _Turn, started: float, steps: int) -> Iterator[AgentEvent]:
+        """The composer's answer at once, then the model's takeaway if it is grounded."""
+        composed = compose_answer(turn.question, turn.results)
+        yield from _stream(composed)
+        takeaway, repair = self._takeaway(turn), "composed"
+        if takeaway:
+            report = grounding.check(takeaway, self._evidence(turn))
+            if report.ok:
+                yield from _stream("\n\n" + takeaway)
+                composed, repair = composed.rstrip() + "\n\n" + takeaway, "composed+takeaway"
+            else:  # dropped, not repaired: a second generation would double the wait
+                turn.ungrounded.extend(c for c in report.ungrounded if c not in turn.ungrounded)
+                yield AgentEvent("error", {"message": f"takeaway dropped, ungrounded claims: {', '.join(report.ungrounded)}",
+                                           "hint": "the answer keeps the figures copied from the tool results"})
+        yield from self._finish(turn, composed, started, steps, streamed=True, repair=repair)
+
+    def _takeaway(self, turn: _Turn) -> str:
+        """At most two sentences from the model on what stands out; "" when it writes none."""
+        messages = turn.messages + [self._feedback("takeaway")]
+        if self.decoder is not None:
+            message = self._local_step(messages, allow_tools=False, max_new=self.takeaway_tokens)
+        else:
+            message = self.chat_model.invoke(messages)
+        text = mask_pii(text_of(message)).strip() if isinstance(message, AIMessage) else ""
+        return "" if not text or is_call_payload(text) or getattr(message, "tool_calls", None) else text
+
+    def _finish(self, turn: _Turn, text: str | None, started: float, steps: int, streamed: bool = False,
+                repair: str | None = None) -> Iterator[AgentEvent]:
+        repair = repair or ("regenerated" if turn.retried and text is not None else "none")
         evidence = self._evidence(turn)
         if text is None:
             text, repair = self._fallback(turn, evidence)
@@ -272,12 +313,11 @@ class Agent:
             text, repair = grounding.redact(text, report), "redacted"
             report = grounding.check(text, evidence)
         cites = grounding.citations(text, tool_results(turn.messages))
-        words = text.split(" ")
-        for i in range(0, len(words), TOKEN_CHUNK_WORDS):
-            yield AgentEvent("token", {"text": " ".join(words[i:i + TOKEN_CHUNK_WORDS]) + " "})
+        if not streamed:
+            yield from _stream(text)
         final = AIMessage(content=text, additional_kwargs={"citations": cites})
         messages = [m for m in turn.messages if not isinstance(m, SystemMessage)]
-        messages = _drop_feedback(messages) + [final]
+        messages = drop_feedback(messages) + [final]
         yield AgentEvent("answer", {
             "text": text, "citations": cites, "grounded": report.grounded,
             "ungrounded": list(dict.fromkeys(turn.ungrounded)), "repair": repair, "steps": steps,
@@ -290,53 +330,23 @@ class Agent:
         if turn.results:
             return compose_answer(turn.question, turn.results), "composed"
         for message in reversed(turn.messages):
-            if isinstance(message, AIMessage) and _text_of(message).strip():
-                report = grounding.check(_text_of(message), evidence)
-                redacted = grounding.redact(_text_of(message), report)
+            if isinstance(message, AIMessage) and text_of(message).strip():
+                report = grounding.check(text_of(message), evidence)
+                redacted = grounding.redact(text_of(message), report)
                 if redacted:
                     return redacted, "redacted"
         return render("agent_no_answer", tools=list(self.specs)), "composed"
 
 
-def _is_call_payload(text: str) -> bool:
-    """True when the text is a tool call written out (bare, fenced or tagged JSON naming a tool)."""
-    body = text.strip()
-    if "<tool_call>" in body:
-        return True
-    if body.startswith("```"):
-        body = body.strip("`").removeprefix("json").strip()
-    try:  # the first JSON value decides: the model may write several calls, one a line
-        value, _ = json.JSONDecoder().raw_decode(body)
-    except ValueError:
-        return False
-    return isinstance(value, dict) and "name" in value and ("arguments" in value or "parameters" in value)
+def _model_choice(router: Any) -> str | None:
+    """The tool the model's likelihoods alone would have picked (for the evaluation), if known."""
+    trace = getattr(router, "last", None)
+    scores = getattr(trace, "model_scores", None)
+    return max(scores, key=scores.get) if scores else None
 
 
-def _text_of(message: AIMessage) -> str:
-    content = message.content
-    if isinstance(content, list):  # content blocks
-        return "".join(b.get("text", "") if isinstance(b, dict) else str(b) for b in content)
-    return content or ""
-
-
-def _strip_untrusted(value: Any) -> Any:
-    """A sanitized result without its « » texts, for provenance checks."""
-    if isinstance(value, dict):
-        return {k: _strip_untrusted(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_strip_untrusted(v) for v in value]
-    if isinstance(value, str) and value.startswith("«"):
-        return ""
-    return value
-
-
-def _drop_feedback(messages: list[BaseMessage]) -> list[BaseMessage]:
-    """History to keep: the agent's own feedback notes and the drafts they answered are dropped."""
-    kept: list[BaseMessage] = []
-    for message in messages:
-        if isinstance(message, HumanMessage) and message.additional_kwargs.get(FEEDBACK_KEY):
-            if kept and isinstance(kept[-1], AIMessage) and not kept[-1].tool_calls:
-                kept.pop()  # the rejected draft
-            continue
-        kept.append(message)
-    return kept
+def _stream(text: str) -> Iterator[AgentEvent]:
+    """A finished text as token events of a few words (what the UI appends as it arrives)."""
+    words = text.split(" ")
+    for i in range(0, len(words), TOKEN_CHUNK_WORDS):
+        yield AgentEvent("token", {"text": " ".join(words[i:i + TOKEN_CHUNK_WORDS]) + " "})

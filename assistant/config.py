@@ -46,6 +46,10 @@ class Settings:
     predictor: str = "demo"  # checkpoint name under models_dir/predictor/
     horizons_days: tuple = (7, 30)
     max_agent_steps: int = 6
+    # Who writes answers: "brief" (the composer's grounded answer at once, then a short model
+    # takeaway), "model" (the model writes it, with fallbacks) or "template" (composer only).
+    answer_mode: str = "brief"
+    tool_prior: bool = True  # the exemplar prior over tools (assistant/tool_prior.py) helps the router
     max_new_tokens: int = 256
     host: str = "127.0.0.1"
     port: int = 7860

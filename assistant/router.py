@@ -15,6 +15,10 @@ The router asks a narrower question of the same model and prompt:
 The prompt's prefix (system prompt and tool schemas, the same for every question) is kept as
 a KV cache between calls, so a question costs the prefill of its own tokens only.
 
+Optionally an exemplar prior (assistant/tool_prior.py) adds log P(tool | question) from
+sentence embeddings of example questions to the name scores, a second opinion that corrects
+the small model's standing preferences.
+
 Only the user's question and the conversation decide the call; nothing is matched by keywords.
 """
 
@@ -41,6 +45,7 @@ class RouteTrace:
     """What the router decided and why (for the bench and debugging)."""
 
     scores: dict[str, float] = field(default_factory=dict)
+    model_scores: dict[str, float] = field(default_factory=dict)  # before the exemplar prior
     raw_arguments: str = ""
     dropped: list[str] = field(default_factory=list)
     reused_tokens: int = 0
@@ -58,23 +63,36 @@ class LikelihoodRouter:
             (assistant.chat.LocalToolChat).
         max_arg_tokens: the longest argument object decoded.
         decoder: a shared CachedDecoder (the agent's later steps reuse the same KV cache).
+        prior: an object with `log_prior(question, names) -> {name: log-probability}`
+            (assistant.tool_prior.ExemplarPrior), added to the model's scores; None: model only.
+        prior_weight: how much the prior counts against the model's log-likelihoods.
     """
 
-    def __init__(self, chat_model: Any, max_arg_tokens: int = 64, decoder: CachedDecoder | None = None):
+    def __init__(self, chat_model: Any, max_arg_tokens: int = 64, decoder: CachedDecoder | None = None,
+                 prior: Any = None, prior_weight: float = 1.0):
         self.chat = chat_model
+        self.tool_prior = prior
+        self.prior_weight = prior_weight
         self.prior: dict[str, float] = {}  # content-free log-likelihoods subtracted when calibrated
         self.max_arg_tokens = max_arg_tokens
         self.decoder = decoder or CachedDecoder(chat_model.model, chat_model.tokenizer)
         self.last: RouteTrace | None = None
 
-    def route(self, messages: list[BaseMessage], specs: dict[str, ToolSpec]) -> dict | None:
-        """The first call as `{"name", "args"}`, or None when there are no tools."""
+    def route(self, messages: list[BaseMessage], specs: dict[str, ToolSpec], question: str | None = None) -> dict | None:
+        """The first call as `{"name", "args"}`, or None when there are no tools.
+
+        `question` is the user's own words for the exemplar prior (the last human message when None).
+        """
         import torch
 
         if not specs:
             return None
         started = time.perf_counter()
         trace = RouteTrace()
+        if question is None:
+            humans = [m.content for m in messages if isinstance(m, HumanMessage) and isinstance(m.content, str)]
+            question = humans[-1] if humans else ""
+        prior = self.tool_prior.log_prior(question, list(specs)) if self.tool_prior is not None else {}
         dec = self.decoder
         prompt, _, _ = self.chat.render_prompt(messages, [s.schema for s in specs.values()], "any")
         with dec.lock, torch.inference_mode():
@@ -84,7 +102,8 @@ class LikelihoodRouter:
             first_logp = torch.log_softmax(last_logits.float(), -1)
             trace.prefill_s = time.perf_counter() - started
             for name, score in self._score_names(list(specs), cache, first_logp).items():
-                trace.scores[name] = score - self.prior.get(name, 0.0)
+                trace.model_scores[name] = score - self.prior.get(name, 0.0)
+                trace.scores[name] = trace.model_scores[name] + self.prior_weight * prior.get(name, 0.0)
             best = max(trace.scores, key=trace.scores.get)
             trace.score_s = time.perf_counter() - started - trace.prefill_s
             trace.raw_arguments = self._decode_arguments(cache, best, list(specs[best].parameters))
@@ -187,8 +206,8 @@ def _fit(spec: ToolSpec, args: dict) -> tuple[dict, list[str]]:
     return args, dropped
 
 
-def make_router(chat_model: Any, decoder: CachedDecoder | None = None) -> LikelihoodRouter | None:
+def make_router(chat_model: Any, decoder: CachedDecoder | None = None, prior: Any = None) -> LikelihoodRouter | None:
     """A likelihood router when the chat model exposes a local model and tokenizer, else None."""
     if all(hasattr(chat_model, a) for a in ("model", "tokenizer", "render_prompt")):
-        return LikelihoodRouter(chat_model, decoder=decoder)
+        return LikelihoodRouter(chat_model, decoder=decoder, prior=prior)
     return None

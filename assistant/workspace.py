@@ -194,7 +194,12 @@ class Workspace:
     def new_agent(self):
         from assistant.agent import Agent
 
-        return Agent(self.chat_model(), self.tools, max_steps=self.settings.max_agent_steps, **self.agent_options)
+        options = {"answer_mode": self.settings.answer_mode, **self.agent_options}
+        if "tool_prior" not in options and "router" not in options and self.settings.tool_prior:
+            from assistant.tool_prior import default_prior
+
+            options["tool_prior"] = default_prior()
+        return Agent(self.chat_model(), self.tools, max_steps=self.settings.max_agent_steps, **options)
 
     def run_agent(self, question: str, history: list | None = None) -> Iterator[Any]:
         """The agent's events for one question (loads the chat model on first use)."""
@@ -310,6 +315,23 @@ class Workspace:
             name = getattr(row, "name", None) or ""
             choices.append((f"item {row.item_id} {name}".strip(), f"item:{row.item_id}"))
         return choices
+
+    def review(self, review_id: str) -> dict:
+        """One review by id with its item's category (a cited review opens the desk on its item)."""
+        rows = self.store.query("SELECT r.*, i.category_id FROM reviews r LEFT JOIN items i USING (item_id) "
+                                "WHERE r.review_id = ? LIMIT 1", [str(review_id)])
+        if rows.empty:
+            raise PartUnavailable(f"unknown review id {review_id!r}; it is not in the event store")
+        return rows.iloc[0].to_dict()
+
+    def case(self, case_id: str) -> dict:
+        """One case from the memory by id: {case_id, text, metadata}."""
+        if self.cases is None:
+            raise PartUnavailable(self.problems.get("cases", "no case memory; run `shopsight cases build`"))
+        got = self.cases.by_text.get(ids=[str(case_id)], include=["documents", "metadatas"])
+        if not got["ids"]:
+            raise PartUnavailable(f"unknown case id {case_id!r}; it is not in the case memory")
+        return {"case_id": got["ids"][0], "text": got["documents"][0], "metadata": got["metadatas"][0] or {}}
 
     def save_case(self, user_id: str, horizon_days: int, conclusion: str, outcome: str) -> str:
         """Store the analyst's conclusion about a user as a case in the memory; returns the case id."""

@@ -40,13 +40,23 @@ INJECTION_QUESTIONS = ("Summarize the reviews of item {item}.", "What do custome
 
 
 def make_agent(config: str, chat, tools, max_steps: int):
-    """The agent of one evaluated config."""
-    from assistant.agent import Agent
+    """The agent of one evaluated config: a base name plus optional "+prior" (and "+adapter", the model's part).
 
-    router = None if config.startswith("free") else "auto"
-    mode = "template" if config.startswith("template") else "model"
-    agent = Agent(chat, tools, max_steps=max_steps, router=router, answer_mode=mode)
-    if config.startswith("router_cal") and agent.router is not None:
+    Bases: router (likelihood router, the model writes the answer), router_cal (calibrated router),
+    free (no router), template (router, composer answer), brief (router, composer answer, then a
+    short model takeaway: the app's default).
+    """
+    from assistant.agent import Agent
+    from assistant.tool_prior import default_prior
+
+    base, *extras = config.split("+")
+    if base not in ("router", "router_cal", "free", "template", "brief"):
+        raise SystemExit(f"unknown config {config!r}: use router, router_cal, free, template or brief, optionally +prior")
+    router = None if base == "free" else "auto"
+    mode = {"template": "template", "brief": "brief"}.get(base, "model")
+    prior = default_prior() if "prior" in extras else None
+    agent = Agent(chat, tools, max_steps=max_steps, router=router, answer_mode=mode, tool_prior=prior)
+    if base == "router_cal" and agent.router is not None:
         # Calibrate before use: subtract each tool name's likelihood after a content-free question.
         agent.router.calibrate(agent.prepare_messages("N/A"), agent.specs)
     return agent
@@ -198,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--attacks", type=Path, default=ATTACKS)
     parser.add_argument("--configs", nargs="+", default=["router", "free"],
                         help="router (likelihood router + model answer), router_cal (calibrated router), free (model alone), "
-                             "template (router + composer answer)")
+                             "template (router + composer answer), brief (router + composer answer + model takeaway); "
+                             "append +prior for the exemplar prior over tools (e.g. brief+prior, the app's default)")
     parser.add_argument("--adapter", type=Path, default=None, help="a LoRA adapter folder: adds '<config>+adapter' rows")
     parser.add_argument("--limit", type=int, default=None, help="N questions round-robin over categories (sessions kept whole)")
     parser.add_argument("--ids", nargs="+", default=None, help="only these question ids (and their sessions)")

@@ -100,6 +100,18 @@ def arguments_match(expected: dict, actual: dict) -> bool:
     return True
 
 
+def exact_arguments_match(fn: Callable, expected: dict, actual: dict) -> bool:
+    """The call runs exactly as expected: every parameter, defaults filled in on both sides, is equal.
+
+    Stricter than `arguments_match`, which ignores arguments the question does not mention
+    (a `rank_by="value_at_risk"` nobody asked for passes there, not here).
+    """
+    want, got = with_defaults(fn, expected), with_defaults(fn, actual)
+    if set(got) - set(inspect.signature(fn).parameters):
+        return False  # an argument the tool does not have
+    return all(arguments_match({key: want.get(key)}, got) for key in set(want) | set(got))
+
+
 def fact_found(value: Any, answer: str) -> bool:
     """Whether the answer states the fact (numbers with the grounding check's rounding rules)."""
     if value is None:
@@ -131,6 +143,7 @@ def score_turn(question: dict, events: list[dict], reference: list[Any], tools: 
     tool_ok = bool(first and first["name"] == want)
     args_ok = bool(tool_ok and first["name"] in tools and
                    arguments_match(expected_args[0], with_defaults(tools[first["name"]], first["arguments"])))
+    exact_ok = bool(args_ok and exact_arguments_match(tools[first["name"]], expected_args[0], first["arguments"]))
     facts = []
     for path in question["facts"]:
         try:
@@ -140,6 +153,9 @@ def score_turn(question: dict, events: list[dict], reference: list[Any], tools: 
         facts.append({"path": path, "value": value, "found": fact_found(value, answer["text"] if answer else "")})
     return {
         "id": question["id"], "category": question["category"], "tool_ok": tool_ok, "args_ok": args_ok,
+        "exact_args_ok": exact_ok,
+        # The likelihood router's choice before the exemplar prior (None when not routed).
+        "model_only_tool_ok": (first["model_choice"] == want) if first and first.get("model_choice") else None,
         "tools": [c["name"] for c in calls], "first_arguments": first["arguments"] if first else None,
         "facts": facts, "fact_recall": sum(f["found"] for f in facts) / len(facts) if facts else 1.0,
         # Re-checked here, independently of the agent: the final text against every tool result.
@@ -174,14 +190,18 @@ def summarize(rows: list[dict]) -> dict:
     """Accuracy, recall, grounding and latency over rows (one config)."""
     n = len(rows)
     seconds = [r["seconds"] for r in rows if r.get("seconds") is not None]
-    repaired = [r for r in rows if r.get("repair") not in (None, "none")]
+    # The model's own words reached the user: its answer as is, after one regeneration, or its takeaway.
+    kept = [r for r in rows if r.get("repair") in ("none", "regenerated", "composed+takeaway")]
+    model_only = [r["model_only_tool_ok"] for r in rows if r.get("model_only_tool_ok") is not None]
     return {
         "n": n,
         "tool_choice_acc": sum(r["tool_ok"] for r in rows) / n if n else None,
         "argument_acc": sum(r["args_ok"] for r in rows) / n if n else None,
+        "exact_call_acc": sum(r.get("exact_args_ok", False) for r in rows) / n if n else None,
+        "model_only_tool_acc": statistics.fmean(model_only) if model_only else None,
         "fact_recall": statistics.fmean(r["fact_recall"] for r in rows) if n else None,
         "grounding_rate": sum(r["grounded"] for r in rows) / n if n else None,
-        "model_prose_kept": (n - len(repaired)) / n if n else None,
+        "model_prose_kept": len(kept) / n if n else None,
         "median_s": statistics.median(seconds) if seconds else None,
         "p90_s": percentile(seconds, 0.9),
     }
@@ -189,7 +209,7 @@ def summarize(rows: list[dict]) -> dict:
 
 def markdown_table(summaries: dict[str, dict]) -> str:
     """Configs side by side as a markdown table."""
-    cols = ["n", "tool_choice_acc", "argument_acc", "fact_recall", "grounding_rate", "model_prose_kept",
+    cols = ["n", "tool_choice_acc", "model_only_tool_acc", "argument_acc", "exact_call_acc", "fact_recall", "grounding_rate", "model_prose_kept",
             "median_s", "p90_s"]
     lines = ["| config | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for name, s in summaries.items():

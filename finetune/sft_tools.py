@@ -1,6 +1,6 @@
 """Tool-use chat examples: an operations or support question -> the right tool call -> a grounded answer.
 
-Questions come from `finetune/sft_questions.yaml` (phrasings split into train and held-out),
+Questions come from `prompts/tool_questions.yaml` (phrasings split into train and held-out),
 their slots are filled with ids of the shop, and the expected call is derived from the same
 slots, so a question and its call can never disagree. Tool schemas come from the tool
 functions themselves (`transformers.utils.get_json_schema`, what `apply_chat_template(tools=)`
@@ -18,7 +18,7 @@ from typing import Callable
 
 import yaml
 
-QUESTIONS_FILE = Path(__file__).resolve().parent / "sft_questions.yaml"
+QUESTIONS_FILE = Path(__file__).resolve().parents[1] / "prompts" / "tool_questions.yaml"
 _SLOT = re.compile(r"\{(\w+)\}")
 
 

@@ -405,7 +405,7 @@ class FixedRouter:
     def __init__(self, name: str, args: dict):
         self.name, self.args, self.seen = name, args, []
 
-    def route(self, messages, specs):
+    def route(self, messages, specs, question=None):
         self.seen.append([m.content for m in messages])
         return {"name": self.name, "args": self.args}
 

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.agent_eval import select  # noqa: E402
-from bench.agent_scoring import (QuestionFileError, arguments_match, fact_found, load_jsonl,  # noqa: E402
+from bench.agent_scoring import (QuestionFileError, arguments_match, exact_arguments_match, fact_found, load_jsonl,  # noqa: E402
                                  load_questions, resolve_arguments, resolve_path, score_turn, summarize)
 
 QUESTIONS = ROOT / "data" / "questions" / "demo_questions.jsonl"
@@ -102,6 +102,19 @@ def test_score_turn_and_summary(catalog_tools) -> None:
     assert row2["tool_ok"] and not row2["args_ok"] and row2["fact_recall"] == 0.0 and not row2["grounded"]
     summary = summarize([row, row2])
     assert summary["tool_choice_acc"] == 1.0 and summary["argument_acc"] == 0.5 and summary["median_s"] == 4.0
+    assert row["exact_args_ok"] and summary["exact_call_acc"] == 0.5
+
+
+def test_exact_arguments_count_what_the_question_did_not_ask_for() -> None:
+    def at_risk_users(horizon_days: int = 7, top_k: int = 10, rank_by: str = "p_churn") -> dict:
+        return {}
+
+    asked = {"horizon_days": 7}
+    assert exact_arguments_match(at_risk_users, asked, {"horizon_days": 7, "rank_by": "p_churn"})  # a default, spelled out
+    assert arguments_match(asked, {"horizon_days": 7, "rank_by": "value_at_risk"})  # the lenient check passes
+    assert not exact_arguments_match(at_risk_users, asked, {"horizon_days": 7, "rank_by": "value_at_risk"})
+    assert not exact_arguments_match(at_risk_users, asked, {"horizon_days": 7, "segment": "gold"})  # no such parameter
+    assert exact_arguments_match(at_risk_users, {"top_k": "*"}, {"top_k": 3})
 
 
 def test_select_keeps_sessions_whole() -> None:

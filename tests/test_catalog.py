@@ -234,3 +234,17 @@ def test_with_a_tiny_real_predictor(store, analyzer, tmp_path):
     assert "not one this model predicts" in fns["explain_user"](user_id="u01", horizon_days=14)["error"] or \
         "out of range" in fns["explain_user"](user_id="u01", horizon_days=14)["error"]
     empty.close()
+
+
+def test_at_risk_users_give_reasons_from_each_users_rhythm(tools):
+    _, fns = tools
+    users = {u["user_id"]: u for u in fns["at_risk_users"](horizon_days=7, top_k=8)["users"]}
+    events = _frames()["events"]
+    for user_id, row in users.items():
+        days = sorted({ts.normalize() for ts in events[(events.user_id == user_id) & (events.behavior == "buy")].ts})
+        gap = (days[-1] - days[0]).days / (len(days) - 1)
+        since = (pd.Timestamp(CUTOFF).normalize() - days[-1]).days
+        first = row["reasons"][0]
+        assert f"usual {gap:.0f}-day gap" in first and f"{since} days since the last order" in first
+        assert first.startswith("overdue") == (since / gap >= 1.5), (user_id, since, gap)
+    assert any(u["reasons"][0].startswith("overdue") for u in users.values())

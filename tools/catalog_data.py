@@ -87,6 +87,7 @@ def user_facts(ctx: ToolContext) -> pd.DataFrame:
         facts["daily_spend"] = spend / days
         last_buy = facts["days_since_last_buy"]
         facts["active"] = (last_buy >= 0) & (last_buy < ACTIVE_DAYS)
+        facts["usual_gap_days"] = _usual_gap_days(events, facts)
         ctx.cache["facts"] = facts
     return ctx.cache["facts"]
 
@@ -121,3 +122,36 @@ def parse_since(ctx: ToolContext, since: str | None) -> pd.Timestamp | None:
         return pd.Timestamp(text).tz_localize(None) if pd.Timestamp(text).tzinfo else pd.Timestamp(text)
     except ValueError:
         raise ToolError(f"since={since!r} is not a date", "use YYYY-MM-DD, or 7d / 30d / 4w back from today") from None
+
+
+def _usual_gap_days(events: pd.DataFrame, facts: pd.DataFrame) -> pd.Series:
+    """Mean days between a user's order days (first to last order); NaN with fewer than 2 orders."""
+    buys = events[events["behavior"] == "buy"]
+    days = buys["ts"].dt.normalize().groupby(buys["user_id"]).agg(["min", "max"])
+    span = ((days["max"] - days["min"]) / pd.Timedelta(days=1)).reindex(facts.index)
+    orders = facts["n_orders"].where(facts["n_orders"] >= 2)
+    return span / (orders - 1)
+
+
+def risk_reasons(facts: pd.Series) -> list[str]:
+    """Plain reasons a customer looks at risk, from facts the tools return (for "why" in a list).
+
+    The predictor's own drivers per user come from explain_user (occlusion, seconds per user);
+    these facts cost nothing and cover what an analyst checks first: overdue against the
+    customer's own rhythm, a single order, and silence in the last month.
+    """
+    reasons = []
+    since, gap = int(facts.days_since_last_buy), facts.usual_gap_days
+    if pd.notna(gap) and gap >= 1:
+        ratio = since / gap
+        if ratio >= 1.5:
+            reasons.append(f"overdue: {since} days since the last order, {ratio:.1f}x the usual {gap:.0f}-day gap")
+        else:
+            reasons.append(f"{since} days since the last order, within the usual {gap:.0f}-day gap")
+    elif int(facts.n_orders) <= 1:
+        reasons.append(f"a single order so far, {since} days ago")
+    if int(facts.events_30d) == 0:
+        reasons.append("no visits or carts in the last 30 days")
+    elif int(facts.buys_90d) <= 1:
+        reasons.append(f"{int(facts.events_30d)} events in the last 30 days but at most one purchase in 90")
+    return reasons

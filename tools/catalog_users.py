@@ -11,7 +11,7 @@ import pandas as pd
 
 from tools.catalog import ToolContext, ToolError, tool
 from tools.catalog_data import (ACTIVE_DAYS, TRAIN_HINT, check_horizon, check_user, events_until_cutoff,
-                                known_horizons, scores, user_facts, user_segments)
+                                known_horizons, risk_reasons, scores, user_facts, user_segments)
 
 MAX_TOP_K = 100
 
@@ -31,11 +31,12 @@ def user_tools(ctx: ToolContext) -> list[Callable]:
     @t
     def at_risk_users(horizon_days: int = 7, top_k: int = 10, segment: Optional[str] = None,
                       rank_by: Literal["p_churn", "value_at_risk"] = "p_churn") -> dict:
-        """List the active customers most likely to churn (make no purchase) within the horizon.
+        """List the active customers most likely to churn (make no purchase) within the horizon, with reasons.
 
         Active customers are users with a purchase in the 90 days before today. Value at risk is
         p_churn times the user's expected spend over the horizon (their recent daily spend times
-        horizon_days).
+        horizon_days). Each user comes with plain reasons (overdue against their usual gap
+        between orders, a single order, no recent visits); explain_user gives the model's drivers.
 
         Args:
             horizon_days: Days ahead to predict churn for; 7 means "this week", 30 "this month".
@@ -57,14 +58,16 @@ def user_tools(ctx: ToolContext) -> list[Callable]:
                                 f"use one of {valid}" if valid else "this shop has no segments; omit segment")
             users = users[users.isin(segs.index[segs == segment])]
         users = users[users.isin(frame.index)]
-        table = facts.loc[users, ["n_orders", "spend", "days_since_last_buy", "daily_spend"]].copy()
+        table = facts.loc[users, ["n_orders", "spend", "days_since_last_buy", "daily_spend", "usual_gap_days",
+                                  "events_30d", "buys_90d"]].copy()
         table["p_churn"] = frame.loc[users, "p_churn"].astype(float)
         table["expected_spend"] = table["daily_spend"] * horizon_days
         table["value_at_risk"] = table["p_churn"] * table["expected_spend"]
         table = table.sort_values([rank_by, "p_churn"], ascending=False, kind="stable").head(top_k)
         rows = [{"rank": i + 1, "user_id": uid, "p_churn": _r(r.p_churn), "value_at_risk": _r(r.value_at_risk, 2),
                  "expected_spend": _r(r.expected_spend, 2), "days_since_last_buy": int(r.days_since_last_buy),
-                 "orders": int(r.n_orders), **({"segment": segs.get(uid)} if uid in segs.index else {})}
+                 "orders": int(r.n_orders), "reasons": risk_reasons(r),
+                 **({"segment": segs.get(uid)} if uid in segs.index else {})}
                 for i, (uid, r) in enumerate(table.iterrows())]
         return {"horizon_days": horizon_days, "as_of": ctx.cutoff, "rank_by": rank_by, "segment": segment,
                 "population": f"{len(users)} active customers (a purchase in the last {ACTIVE_DAYS} days)",

@@ -25,8 +25,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--session", type=Path, default=None,
                         help="conversation file to continue and update (created if missing)")
     parser.add_argument("--max-steps", type=int, default=None, help="model calls per question (default: settings)")
-    parser.add_argument("--answer-mode", choices=("model", "template"), default="model",
-                        help="who writes the answer: the model (grounded, with fallbacks) or the template")
+    parser.add_argument("--answer-mode", choices=("brief", "model", "template"), default=None,
+                        help="who writes the answer: brief (template at once, then a short model takeaway), "
+                             "model (grounded, with fallbacks) or template (default: SHOPSIGHT_ANSWER_MODE, brief)")
+    parser.add_argument("--no-tool-prior", action="store_true",
+                        help="route on the model's likelihoods alone, without the exemplar prior (for comparison)")
     parser.add_argument("--no-router", action="store_true",
                         help="let the model choose the first tool freely (for comparison)")
     parser.set_defaults(func=main)
@@ -49,8 +52,14 @@ def main(args: argparse.Namespace) -> int:
         chat_model = workspace.chat_model()
     except PartUnavailable as exc:
         raise SystemExit(str(exc)) from exc
+    prior = None
+    if settings.tool_prior and not args.no_tool_prior and not args.no_router:
+        from assistant.tool_prior import default_prior
+
+        prior = default_prior()
     agent = Agent(chat_model, workspace.tools, max_steps=args.max_steps or settings.max_agent_steps,
-                  router=None if args.no_router else "auto", answer_mode=args.answer_mode)
+                  router=None if args.no_router else "auto", answer_mode=args.answer_mode or settings.answer_mode,
+                  tool_prior=prior)
     answer = ask(agent, args.question, session_path=args.session, as_json=args.json)
     return 0 if answer is not None else 1
 

@@ -1,0 +1,120 @@
+"""A prior over which tool a question needs, from example questions embedded offline.
+
+The likelihood router (assistant/router.py) asks the chat model which tool name comes next.
+A 0.5B model has standing preferences (it likes `explain_user`) that its reading of the
+question does not always overcome. This prior adds a second, independent opinion: the
+question's sentence embedding (MiniLM, the case memory's embedding function) against the
+`train` phrasings of prompts/tool_questions.yaml, the same bank the tool-use fine-tuning data
+comes from. Its log-probabilities are added to the model's name scores (a product of experts),
+so a confident model still wins over a vague prior and the other way round.
+
+Only `train` phrasings are read; the held-out phrasings and the evaluation question file
+(data/questions/demo_questions.jsonl) stay unseen. Nothing is matched by keywords: similarity
+is between sentence embeddings, and a tool without examples gets a neutral (uniform) prior.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import yaml
+
+QUESTIONS_FILE = Path(__file__).resolve().parents[1] / "prompts" / "tool_questions.yaml"
+_SLOT = re.compile(r"\{(\w+)\}")
+# Neutral stand-ins for slots: an id-shaped value of each kind, so an example reads like a question.
+_PLACEHOLDERS = {"user": "1042", "k": "5", "item": "P00123", "category": "coffee", "segment": "budget"}
+
+
+def example_questions(bank: dict) -> dict[str, list[str]]:
+    """{tool: its train phrasings with slots filled}, one variant per horizon / window / grouping phrase."""
+    choices = {"h": [p[0] for p in bank.get("horizons", {}).values()],
+               "since": [p[0] for p in bank.get("since", {}).values()],
+               "segby": [p[0] for p in bank.get("segment_by", {}).values()],
+               "text": list(bank.get("texts", []))[:2]}
+    out: dict[str, list[str]] = {}
+    for entry in bank.get("entries", []):
+        for phrasing in entry.get("train", []):
+            variants = [phrasing]
+            for slot in dict.fromkeys(_SLOT.findall(phrasing)):
+                values = choices.get(slot) or [_PLACEHOLDERS.get(slot, slot)]
+                variants = [v.replace("{" + slot + "}", str(value)) for v in variants for value in values]
+            out.setdefault(entry["tool"], []).extend(variants)
+    return out
+
+
+class ExemplarPrior:
+    """log P(tool | question) from nearest example questions.
+
+    Args:
+        embed: a Chroma-style embedding function: list of texts -> list of vectors
+            (tools.embeddings.MiniLMEmbedding in the app; any explicit function in tests).
+        examples: {tool name: example questions}; default: the train phrasings of `questions_file`.
+        questions_file: the question bank (prompts/tool_questions.yaml).
+        temperature: softmax temperature over per-tool similarities; cosine gaps between tools
+            are a few hundredths, so a small temperature turns them into a usable preference.
+        top: per tool, the mean of its `top` most similar examples is its similarity.
+    """
+
+    def __init__(self, embed: Callable[[Sequence[str]], Any], examples: dict[str, list[str]] | None = None,
+                 questions_file: str | Path = QUESTIONS_FILE, temperature: float = 0.05, top: int = 2):
+        if examples is None:
+            examples = example_questions(yaml.safe_load(Path(questions_file).read_text(encoding="utf-8")))
+        self.embed = embed
+        self.temperature = temperature
+        self.top = top
+        self.examples = {name: list(texts) for name, texts in examples.items() if texts}
+        self._vectors: dict[str, np.ndarray] | None = None  # embedded on first use (model load is lazy)
+
+    def _example_vectors(self) -> dict[str, np.ndarray]:
+        if self._vectors is None:
+            names = list(self.examples)
+            flat = [text for name in names for text in self.examples[name]]
+            matrix = _unit_rows(np.asarray(self.embed(flat), dtype=np.float32))
+            self._vectors, start = {}, 0
+            for name in names:
+                end = start + len(self.examples[name])
+                self._vectors[name] = matrix[start:end]
+                start = end
+        return self._vectors
+
+    def similarities(self, question: str, names: Sequence[str]) -> dict[str, float]:
+        """Per tool with examples, the mean cosine of its `top` nearest examples to the question."""
+        vectors = self._example_vectors()
+        query = _unit_rows(np.asarray(self.embed([question]), dtype=np.float32))[0]
+        sims = {}
+        for name in names:
+            if name in vectors:
+                cos = np.sort(vectors[name] @ query)[::-1][: self.top]
+                sims[name] = float(cos.mean())
+        return sims
+
+    def log_prior(self, question: str, names: Sequence[str]) -> dict[str, float]:
+        """log P(tool | question) for every name; uniform (all equal) when no tool has examples."""
+        sims = self.similarities(question, names)
+        if not sims:
+            return {name: 0.0 for name in names}
+        floor = min(sims.values())  # a tool without examples counts as the least similar one
+        logits = {name: sims.get(name, floor) / self.temperature for name in names}
+        top = max(logits.values())
+        log_norm = top + math.log(sum(math.exp(v - top) for v in logits.values()))
+        return {name: v - log_norm for name, v in logits.items()}
+
+
+def _unit_rows(matrix: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return matrix / np.where(norms == 0, 1.0, norms)
+
+
+def default_prior() -> ExemplarPrior | None:
+    """The app's prior (MiniLM embeddings), or None when the embedding model is not installed."""
+    from tools.embeddings import MiniLMEmbedding, minilm_folder
+
+    try:
+        minilm_folder()
+    except FileNotFoundError:  # no packaged MiniLM: the router runs on the model alone
+        return None
+    return ExemplarPrior(MiniLMEmbedding())

@@ -1,0 +1,60 @@
+"""The "brief" answer mode: the composer's grounded answer at once, then a short model takeaway.
+
+Driven by the scripted chat model of test_agent (a real BaseChatModel) over its small shop.
+"""
+
+from __future__ import annotations
+
+from assistant.agent import Agent
+from test_agent import ScriptedChatModel, Shop, call, run
+
+
+def test_composed_answer_streams_before_the_takeaway_is_asked_for() -> None:
+    shop = Shop()
+    order: list[str] = []
+
+    def takeaway(messages):
+        order.append("takeaway asked")
+        return "u_101 stands out with a churn probability of 0.82."
+
+    model = ScriptedChatModel(script=[call("at_risk_users", horizon_days=7, top_k=2), takeaway])
+    agent = Agent(model, shop.tools(), answer_mode="brief")
+    events = []
+    for event in agent.run("Who churns this week, and why?"):
+        if event.type == "token" and not order:
+            order.append("token before takeaway")
+        events.append(event)
+    answer = events[-1]
+    assert order[0] == "token before takeaway" and "takeaway asked" in order
+    assert answer["repair"] == "composed+takeaway" and answer["ungrounded"] == []
+    assert answer["text"].endswith("\n\nu_101 stands out with a churn probability of 0.82.")
+    assert "u_102" in answer["text"]  # the composed list comes first
+    assert "".join(e["text"] for e in events if e.type == "token").split() == answer["text"].split()
+    # The takeaway step offers no tools and says what is wanted.
+    assert model.tools_offered[-1] == []
+    assert "one or two short sentences" in model.seen[-1][-1].content
+
+
+def test_ungrounded_takeaway_is_dropped_and_reported() -> None:
+    shop = Shop()
+    model = ScriptedChatModel(script=[call("at_risk_users", horizon_days=7, top_k=2),
+                                      "u_101 will churn with 97% certainty."])
+    events, answer = run(Agent(model, shop.tools(), answer_mode="brief"), "Who churns this week?")
+    assert "97%" not in answer["text"] and answer["repair"] == "composed"
+    assert answer["ungrounded"] == ["97%"]
+    assert any(e.type == "error" and "takeaway dropped" in e["message"] for e in events)
+
+
+def test_takeaway_that_is_a_tool_call_is_not_an_answer() -> None:
+    shop = Shop()
+    model = ScriptedChatModel(script=[call("at_risk_users", horizon_days=7, top_k=2),
+                                      call("explain_user", user_id="u_101")])
+    events, answer = run(Agent(model, shop.tools(), answer_mode="brief"), "Who churns this week?")
+    assert answer["repair"] == "composed" and "explain_user" not in answer["text"]
+    assert shop.calls == [("at_risk_users", {"horizon_days": 7, "top_k": 2})]  # the written call never ran
+
+
+def test_without_tool_results_brief_falls_back_to_the_model_answer() -> None:
+    model = ScriptedChatModel(script=["Hello! Ask me about churn or reviews."])
+    events, answer = run(Agent(model, Shop().tools(), answer_mode="brief"), "hello")
+    assert answer["text"] == "Hello! Ask me about churn or reviews." and answer["repair"] == "none"
