@@ -171,16 +171,22 @@ class Agent:
         return message
 
     def _local_step(self, messages: list[BaseMessage], allow_tools: bool, max_new: int | None = None) -> AIMessage:
-        """One step on the local model through the cached decoder, parsed like LocalToolChat does."""
-        schemas = [spec.schema for spec in self.specs.values()] if allow_tools else None
+        """One step on the local model through the cached decoder, parsed like LocalToolChat does.
+
+        The prompt always carries the tool schemas, also when no call is allowed: they sit in the
+        system block, so leaving them out would change the prompt's first tokens and throw away
+        the KV cache of the whole conversation (measured: minutes per answer on the busy CPU). A
+        call written anyway is dropped from an answer-only step.
+        """
+        schemas = [spec.schema for spec in self.specs.values()]
         prompt, prefix, _ = self.chat_model.render_prompt(messages, schemas, None)
         max_new = max_new or int(getattr(self.chat_model, "max_new_tokens", 256))
         text, n_in, n_out = self.decoder.generate(prompt, max_new, stop_texts=(TOOL_CALL_CLOSE,))
         text = prefix + text
         usage = {"input_tokens": n_in, "output_tokens": n_out, "total_tokens": n_in + n_out}
-        if not allow_tools:
-            return AIMessage(content=text.strip(), usage_metadata=usage)
         parsed = parse_tool_calls(text, allowed=list(self.specs))
+        if not allow_tools:
+            return AIMessage(content=parsed.content.strip(), usage_metadata=usage)
         return AIMessage(content=parsed.content, tool_calls=parsed.tool_calls,
                          invalid_tool_calls=parsed.invalid_tool_calls, usage_metadata=usage)
 

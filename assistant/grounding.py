@@ -21,15 +21,17 @@ from typing import Any, Iterable
 _DATE = r"\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2})?)?"
 # A token with at least one digit and one letter/underscore: an id (u_00042, B001E4KFG0) or a
 # number with a unit (7-day, 30d) -- told apart in `_classify`.
-_ALNUM = r"(?<![\w.])(?=[\w-]*\d)(?=[\w-]*[A-Za-z_])[A-Za-z0-9_][\w-]*[A-Za-z0-9_]"
+_ALNUM = r"(?<![\w.@])(?=[\w-]*\d)(?=[\w-]*[A-Za-z_])[A-Za-z0-9_][\w-]*[A-Za-z0-9_](?:@\d{8}T\d{6}Z)?"
+# ^ with an optional "@YYYYMMDDTHHMMSSZ" tail: a case id (user@cutoff) is one claim, not two
 _NUMBER = r"(?<![\w.])[-+]?\$?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s?(?:%|percent\b|per cent\b|pct\b))?"
 _DATE_RE = re.compile(_DATE)
-_CLAIM_RE = re.compile(f"({_DATE})|({_ALNUM})|({_NUMBER})")
+_CASE_ID = r"(?<![\w.@])[\w-]+@\d{8}T\d{6}Z"  # a snapshot case id whose user part is all digits
+_CLAIM_RE = re.compile(f"({_DATE})|({_CASE_ID}|{_ALNUM})|({_NUMBER})")
 _ENUMERATOR_RE = re.compile(r"^\s*(?:[-*]\s*)?\d{1,2}[.)]\s")  # "1. " / "2) " list markers
 _ORDINAL_RE = re.compile(r"^\d+(?:st|nd|rd|th)$", re.I)
 _UNIT_RE = re.compile(r"^(\d+(?:\.\d+)?)-?(days?|d|weeks?|w|months?|m|hours?|h|x|k|pp|stars?)$", re.I)
 _SENTENCE_RE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[*#-])")
-_TOKEN_SPLIT_RE = re.compile(r"[^\w\-.:]+")
+_TOKEN_SPLIT_RE = re.compile(r"[^\w\-.:@]+")  # "@" joins a case id: user@cutoff
 _NUM_IN_TEXT_RE = re.compile(r"(?<![\w.])[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
 # Keys whose values are ids worth citing, and the kind each cites as.
 _CITE_KINDS = {"user_id": "user", "case_id": "case", "review_id": "review", "item_id": "item",

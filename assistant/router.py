@@ -113,6 +113,8 @@ class LikelihoodRouter:
         texts = [m.content for m in messages if isinstance(m, (HumanMessage, ToolMessage)) and isinstance(m.content, str)]
         args, ungrounded = ground_arguments(specs[best], args, texts)
         trace.dropped += ungrounded
+        if self.tool_prior is not None:
+            args = _settle_choices(specs[best], args, texts, question, self.tool_prior, trace)
         trace.seconds = time.perf_counter() - started
         self.last = trace
         return {"name": best, "args": args}
@@ -204,6 +206,35 @@ def _fit(spec: ToolSpec, args: dict) -> tuple[dict, list[str]]:
             dropped.append(key)
             args.pop(key)
     return args, dropped
+
+
+def _settle_choices(spec: ToolSpec, args: dict, texts: list[str], question: str, prior: Any,
+                    trace: RouteTrace) -> dict:
+    """Closed-choice (enum) arguments the user did not name are settled by the nearest example question.
+
+    Greedy decoding picks an enum value by the model's taste ("rank_by": "value_at_risk" for a
+    plain churn question); a value the conversation names ("by tenure", "value at risk") stays,
+    any other comes from the example question nearest to this one, or the default when that
+    example leaves the argument out.
+    """
+    haystack = "\n".join(texts).lower()
+    args = dict(args)
+    for key, prop in spec.parameters.items():
+        if "enum" not in prop:
+            continue
+        value = args.get(key)
+        if value is not None and (str(value).lower() in haystack or str(value).lower().replace("_", " ") in haystack):
+            continue
+        opinion, vote = prior.argument_vote(question, spec.name, key)
+        if not opinion or vote == value:
+            continue
+        if vote is None or vote not in prop["enum"]:
+            if key in args:
+                args.pop(key)
+                trace.dropped.append(key)
+        else:
+            args[key] = vote
+    return args
 
 
 def make_router(chat_model: Any, decoder: CachedDecoder | None = None, prior: Any = None) -> LikelihoodRouter | None:

@@ -29,21 +29,33 @@ _SLOT = re.compile(r"\{(\w+)\}")
 _PLACEHOLDERS = {"user": "1042", "k": "5", "item": "P00123", "category": "coffee", "segment": "budget"}
 
 
-def example_questions(bank: dict) -> dict[str, list[str]]:
-    """{tool: its train phrasings with slots filled}, one variant per horizon / window / grouping phrase."""
-    choices = {"h": [p[0] for p in bank.get("horizons", {}).values()],
-               "since": [p[0] for p in bank.get("since", {}).values()],
-               "segby": [p[0] for p in bank.get("segment_by", {}).values()],
-               "text": list(bank.get("texts", []))[:2]}
-    out: dict[str, list[str]] = {}
+def example_calls(bank: dict) -> dict[str, list[tuple[str, dict]]]:
+    """{tool: [(train phrasing with slots filled, the arguments it implies)]}, one variant per
+    horizon / window / grouping phrase of the bank (so "by tenure" carries segment_by="tenure")."""
+    choices = {"h": [(p, int(days)) for days, phrases in bank.get("horizons", {}).items() for p in phrases],
+               "since": [(p, key) for key, phrases in bank.get("since", {}).items() for p in phrases],
+               "segby": [(p, key) for key, phrases in bank.get("segment_by", {}).items() for p in phrases],
+               "text": [(text, text) for text in list(bank.get("texts", []))[:2]]}
+    out: dict[str, list[tuple[str, dict]]] = {}
     for entry in bank.get("entries", []):
         for phrasing in entry.get("train", []):
-            variants = [phrasing]
+            variants: list[tuple[str, dict]] = [(phrasing, {})]
             for slot in dict.fromkeys(_SLOT.findall(phrasing)):
-                values = choices.get(slot) or [_PLACEHOLDERS.get(slot, slot)]
-                variants = [v.replace("{" + slot + "}", str(value)) for v in variants for value in values]
-            out.setdefault(entry["tool"], []).extend(variants)
+                values = choices.get(slot) or [(_PLACEHOLDERS.get(slot, slot), None)]
+                variants = [(text.replace("{" + slot + "}", str(shown)), {**slots, slot: value})
+                            for text, slots in variants for shown, value in values]
+            for text, slots in variants:
+                args = {}
+                for name, spec in entry.get("args", {}).items():
+                    slot = _SLOT.fullmatch(spec) if isinstance(spec, str) else None
+                    args[name] = slots.get(slot.group(1)) if slot else spec
+                out.setdefault(entry["tool"], []).append((text, args))
     return out
+
+
+def example_questions(bank: dict) -> dict[str, list[str]]:
+    """{tool: its train phrasings with slots filled} (the texts of `example_calls`)."""
+    return {tool: [text for text, _ in calls] for tool, calls in example_calls(bank).items()}
 
 
 class ExemplarPrior:
@@ -62,7 +74,11 @@ class ExemplarPrior:
     def __init__(self, embed: Callable[[Sequence[str]], Any], examples: dict[str, list[str]] | None = None,
                  questions_file: str | Path = QUESTIONS_FILE, temperature: float = 0.05, top: int = 2):
         if examples is None:
-            examples = example_questions(yaml.safe_load(Path(questions_file).read_text(encoding="utf-8")))
+            calls = example_calls(yaml.safe_load(Path(questions_file).read_text(encoding="utf-8")))
+            examples = {tool: [text for text, _ in pairs] for tool, pairs in calls.items()}
+            self.example_args = {tool: [args for _, args in pairs] for tool, pairs in calls.items()}
+        else:
+            self.example_args = {}  # texts only: no opinion on arguments
         self.embed = embed
         self.temperature = temperature
         self.top = top
@@ -91,6 +107,19 @@ class ExemplarPrior:
                 cos = np.sort(vectors[name] @ query)[::-1][: self.top]
                 sims[name] = float(cos.mean())
         return sims
+
+    def argument_vote(self, question: str, tool: str, parameter: str) -> tuple[bool, Any]:
+        """(has an opinion, value): `parameter` as the example question nearest to `question` sets it.
+
+        The value is None when that example leaves the parameter out (the tool's default).
+        No opinion for a tool without examples or when examples carry no arguments.
+        """
+        args = self.example_args.get(tool)
+        if not args:
+            return False, None
+        vectors = self._example_vectors()[tool]
+        query = _unit_rows(np.asarray(self.embed([question]), dtype=np.float32))[0]
+        return True, args[int(np.argmax(vectors @ query))].get(parameter)
 
     def log_prior(self, question: str, names: Sequence[str]) -> dict[str, float]:
         """log P(tool | question) for every name; uniform (all equal) when no tool has examples."""

@@ -130,3 +130,38 @@ def grounding_share(model, tokenizer, examples: list[dict], max_new_tokens: int 
         records.append({"answer": text, "claims": len(report.claims), "grounded": n_ok,
                         "ungrounded": report.ungrounded})
     return (grounded / claims if claims else None), records
+
+
+def routed_tool_call_accuracy(model, tokenizer, examples: list[dict], defaults: dict[str, dict],
+                              tools: list[Callable], prior=None, progress: bool = True) -> tuple[float, list[dict]]:
+    """Like `tool_call_accuracy`, but the call comes from the agent's likelihood router
+    (assistant/router.py), optionally with the exemplar prior: what the agent really runs.
+
+    Args:
+        tools: the tool functions whose names the examples' schemas use (for argument checking).
+        prior: an assistant.tool_prior.ExemplarPrior, or None for the model's likelihoods alone.
+    """
+    from langchain_core.messages import HumanMessage, SystemMessage
+
+    from assistant.chat import LocalToolChat
+    from assistant.router import LikelihoodRouter
+    from assistant.tool_specs import ToolSpec
+
+    functions = {fn.__name__: fn for fn in tools}
+    router = LikelihoodRouter(LocalToolChat(model=model, tokenizer=tokenizer), prior=prior)
+    records = []
+    for e in tqdm(examples, desc="routed calls" + (" + prior" if prior else ""), disable=not progress):
+        # The example's own schemas (the style it was trained with) over the real functions.
+        specs = {t["function"]["name"]: ToolSpec(functions[t["function"]["name"]], t) for t in e["tools"]}
+        turns = [m for m in e["messages"] if m["role"] in ("system", "user")][:2]
+        question = turns[-1]["content"]
+        messages = [SystemMessage(m["content"]) if m["role"] == "system" else HumanMessage(m["content"]) for m in turns]
+        got = router.route(messages, specs, question=question)
+        want = e["meta"]["expected_calls"][0]
+        ok = got is not None and got["name"] == want["name"] and \
+            normalize_arguments(got["name"], got["args"], defaults) == \
+            normalize_arguments(want["name"], want["arguments"], defaults)
+        records.append({"question": question, "expected": want,
+                        "got": None if got is None else {"name": got["name"], "arguments": got["args"]},
+                        "correct": bool(ok)})
+    return sum(r["correct"] for r in records) / max(len(records), 1), records

@@ -27,7 +27,8 @@ import pandas as pd
 import torch
 import yaml
 
-from finetune.eval_llm import churn_probabilities, grounding_share, tool_call_accuracy, tool_defaults
+from finetune.eval_llm import (churn_probabilities, grounding_share, routed_tool_call_accuracy, tool_call_accuracy,
+                               tool_defaults)
 from finetune.sft_tokens import read_sft_file
 from tools import paths  # noqa: F401  (offline environment)
 
@@ -129,6 +130,9 @@ def main(argv: list[str] | None = None) -> dict:
                              "unchanged in expectation, its variance lower for a small budget)")
     parser.add_argument("--max_tools", type=int, default=None)
     parser.add_argument("--max_grounding", type=int, default=10)
+    parser.add_argument("--routed", default="router,prior",
+                        help="also score the agent's likelihood router on the tool questions: router (model "
+                             "likelihoods), prior (plus the exemplar prior); empty to skip")
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--num_threads", type=int, default=None)
     args = parser.parse_args(argv)
@@ -142,7 +146,9 @@ def main(argv: list[str] | None = None) -> dict:
     tool_ex = read_sft_file(data / "eval_tools.jsonl")[: args.max_tools]  # --max_tools 0: churn only
     from finetune.sft_sources import _schema_tools
 
-    defaults = tool_defaults(_schema_tools())
+    schema_tools = _schema_tools()
+    defaults = tool_defaults(schema_tools)
+    routed = [r.strip() for r in args.routed.split(",") if r.strip()]
     model, tokenizer, has_adapter = load_models(args.base_model, args.adapter, args.dtype)
     wanted = {v.strip() for v in args.variants.split(",")}
     variants = []
@@ -153,7 +159,8 @@ def main(argv: list[str] | None = None) -> dict:
     previous = out / "llm_eval.yaml"
     old = yaml.safe_load(previous.read_text(encoding="utf-8")) if previous.is_file() else {}
     rows = {key: {m: v for m, v in (old.get(key) or {}).items() if m not in {n for n, _ in variants}}
-            for key in ("tool-call accuracy", "grounding share")}
+            for key in ("tool-call accuracy", "tool-call accuracy (router)", "tool-call accuracy (router + prior)",
+                        "grounding share")}
     scores, records, timings = {}, [], dict(old.get("seconds") or {})
     for name, context in variants:
         started = time.perf_counter()
@@ -163,6 +170,16 @@ def main(argv: list[str] | None = None) -> dict:
             churn_table(churn_ex, {name: scores[name]}, out, None)
             accuracy, calls = tool_call_accuracy(model, tokenizer, tool_ex, defaults) if tool_ex else (None, [])
             share, answers = grounding_share(model, tokenizer, tool_ex[: args.max_grounding])
+            for kind in routed if tool_ex else []:
+                prior = None
+                if kind == "prior":
+                    from assistant.tool_prior import default_prior
+
+                    prior = default_prior()
+                key = "tool-call accuracy (router + prior)" if kind == "prior" else "tool-call accuracy (router)"
+                rows[key][name], routed_calls = routed_tool_call_accuracy(model, tokenizer, tool_ex, defaults,
+                                                                          schema_tools, prior=prior)
+                records += [{"model": name, "kind": f"routed_call_{kind}", **r} for r in routed_calls]
         rows["tool-call accuracy"][name], rows["grounding share"][name] = accuracy, share
         timings[name] = round(time.perf_counter() - started, 1)
         records += [{"model": name, "kind": "tool_call", **r} for r in calls]

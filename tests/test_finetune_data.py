@@ -175,6 +175,8 @@ def test_evaluate_writes_benchmark_files_and_table(built, tmp_path):
     table = (tmp_path / "bench" / "llm_eval.md").read_text()
     assert "| metric | llm_base | llm_lora | recency_days |" in table and "tool-call accuracy" in table
     assert 0 <= summary["tool-call accuracy"]["llm_lora"] <= 1
+    for routed in ("tool-call accuracy (router)", "tool-call accuracy (router + prior)"):
+        assert routed in table and 0 <= summary[routed]["llm_base"] <= 1 and 0 <= summary[routed]["llm_lora"] <= 1
 
     other = build_tiny_qwen2(tmp_path / "other", ["something else"] * 30, seed=3, vocab_size=500)
     with pytest.raises(SystemExit, match="was trained on base model"):

@@ -139,3 +139,12 @@ def test_composed_answers_are_grounded(tool: str, result: dict) -> None:
     assert report.ok, (text, report.ungrounded)
     ids = [v for v in ("1814", "P00458", "R0000042", "0-30d", "snap:1814:2026-04-01") if v in str(result)]
     assert all(i in text for i in ids)
+
+
+def test_case_ids_are_cited_and_grounded() -> None:
+    # Snapshot case ids join a user id and a cutoff with "@"; splitting there lost the citation.
+    cases = {"cases": [{"case_id": "211@20260501T213739Z", "user_id": "211", "churned_30d": True}]}
+    text = "Case 211@20260501T213739Z churned."
+    assert {(c["kind"], c["id"]) for c in citations(text, [("similar_cases", cases)])} >= {("case", "211@20260501T213739Z")}
+    assert check(text, Evidence.from_results([cases])).ok
+    assert not check("Case 212@20260501T213739Z churned.", Evidence.from_results([cases])).ok

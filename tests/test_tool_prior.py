@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Literal
 
 import pytest
 import yaml
@@ -67,3 +68,64 @@ def test_router_adds_the_weighted_prior_to_the_model_scores(tiny_chat) -> None: 
     plain = LikelihoodRouter(tiny_chat, max_arg_tokens=8)
     plain.route(messages, specs)
     assert plain.last.scores == pytest.approx(router.last.model_scores)
+
+
+BANK = """
+horizons:
+  7: ["this week"]
+  30: ["this month"]
+segment_by:
+  tenure: ["tenure"]
+entries:
+  - tool: at_risk_users
+    args: {horizon_days: "{h}"}
+    train: ["Which customers will churn {h}?"]
+    heldout: ["Who leaves {h}?"]
+  - tool: at_risk_users
+    args: {horizon_days: "{h}", rank_by: value_at_risk}
+    train: ["Rank customers by money at stake {h}."]
+"""
+
+
+def test_example_arguments_come_from_slots_and_literals(tmp_path) -> None:
+    from assistant.tool_prior import example_calls
+
+    calls = example_calls(yaml.safe_load(BANK))["at_risk_users"]
+    assert ("Which customers will churn this month?", {"horizon_days": 30}) in calls
+    assert ("Rank customers by money at stake this week.", {"horizon_days": 7, "rank_by": "value_at_risk"}) in calls
+    assert not any("leaves" in text for text, _ in calls)
+
+
+def test_enum_arguments_the_user_did_not_name_follow_the_nearest_example(tmp_path) -> None:
+    from assistant.router import RouteTrace, _settle_choices
+    from assistant.tool_specs import build_specs
+
+    bank = tmp_path / "bank.yaml"
+    bank.write_text(BANK, encoding="utf-8")
+    prior = ExemplarPrior(HashingEmbedding(), questions_file=bank)
+    assert prior.argument_vote("Rank our customers by the money at stake", "at_risk_users", "rank_by") == (
+        True, "value_at_risk")
+    assert prior.argument_vote("Which customers will churn soon?", "at_risk_users", "rank_by") == (True, None)
+    assert prior.argument_vote("anything", "review_summary", "item_id") == (False, None)
+
+    def at_risk_users(horizon_days: int = 7, rank_by: Literal["p_churn", "value_at_risk"] = "p_churn") -> dict:
+        """Users at risk.
+
+        Args:
+            horizon_days: days ahead.
+            rank_by: the ranking.
+        """
+        return {}
+
+    spec = build_specs([at_risk_users])["at_risk_users"]
+    assert spec.parameters["rank_by"]["enum"] == ["p_churn", "value_at_risk"]
+    question = "Which customers will churn soon?"
+    trace = RouteTrace()
+    settled = _settle_choices(spec, {"horizon_days": 7, "rank_by": "value_at_risk"}, [question], question, prior, trace)
+    assert settled == {"horizon_days": 7} and trace.dropped == ["rank_by"]  # the default ranking applies
+    named = "Which customers have the most value at risk?"
+    assert _settle_choices(spec, {"rank_by": "value_at_risk"}, [named], named, prior, RouteTrace()) == {
+        "rank_by": "value_at_risk"}  # the user named it
+    money = "Rank customers by the money at stake this week."
+    assert _settle_choices(spec, {"horizon_days": 7}, [money], money, prior, RouteTrace()) == {
+        "horizon_days": 7, "rank_by": "value_at_risk"}
