@@ -23,7 +23,8 @@ import gradio as gr  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from assistant.ui_render import (  # noqa: E402
-    driver_row, error_text, rows_frame, summary_markdown, summary_panel, render_events,
+    CITATION_JS, case_markdown, driver_row, error_text, import_report_markdown, render_events, review_markdown,
+    rows_frame, summary_markdown, summary_panel, user_head_markdown,
 )
 from assistant.workspace import PartUnavailable, Workspace  # noqa: E402
 
@@ -41,9 +42,17 @@ EXAMPLES = {
     ],
     "Follow-ups": ["And why is the second one at risk?", "What happened to customers like them?"],
 }
-DRILL_FACTS = ("orders", "spend", "days_since_last_buy", "days_since_last_event", "tenure_days", "events_30d",
-               "top_category", "usual_days_between_buys", "trend", "last_review")
-
+# After a citation opened its view: bring the drill-down or the cited review into sight. Hidden tabs have
+# no offsetParent, so the first visible one is the view just opened; the tab switch renders a moment
+# after the event's outputs arrive, hence the short retries.
+SHOW_CITED_JS = """() => {
+  let tries = 0;
+  const show = () => {
+    const shown = [...document.querySelectorAll('#drill, #cited-review')].find(el => el.offsetParent !== null);
+    if (shown) shown.scrollIntoView({block: 'start'}); else if (tries++ < 20) setTimeout(show, 100);
+  };
+  show();
+}"""
 
 # ---------------------------------------------------------------------- the app
 def build_app(ws: Workspace) -> gr.Blocks:
@@ -84,7 +93,8 @@ def build_app(ws: Workspace) -> gr.Blocks:
         table = rows_frame(result, ("users",))
         csv_path = Path(tempfile.mkdtemp(prefix="shopsight-")) / f"at_risk_{horizon}d_{rank_by}.csv"
         table.to_csv(csv_path, index=False)
-        note = f"{result.get('population', '')}; as of {result.get('as_of', '')}; mean p_churn {result.get('mean_p_churn')}"
+        note = (f"{result.get('population', '')}; as of {result.get('as_of', '')}; "
+                f"mean p_churn {result.get('mean_p_churn')}")
         return table, gr.DownloadButton(value=str(csv_path), visible=True), ws_histogram(int(horizon)), note
 
     def at_risk_quiet(*args):
@@ -121,14 +131,11 @@ def build_app(ws: Workspace) -> gr.Blocks:
             trend = ws.churn_over_cutoffs(user_id, int(horizon))
         except PartUnavailable as exc:
             raise gr.Error(str(exc)) from exc
-        facts = {k: v for k, v in (explanation.get("facts") or {}).items() if k in DRILL_FACTS}
-        head = (f"### User {user_id}: p_churn {explanation.get('p_churn')} within {horizon} days\n"
-                + " · ".join(f"**{k.replace('_', ' ')}** {v}" for k, v in facts.items()))
         drivers = pd.DataFrame([driver_row(d) for d in explanation.get("drivers") or []])
         case_table = rows_frame(cases, ("cases",))
         if error_text(cases):
             case_table = pd.DataFrame([{"note": error_text(cases)}])
-        return head, drivers, trend, history, case_table
+        return user_head_markdown(user_id, explanation, horizon), drivers, trend, history, case_table
 
     def save_case(user_id: str, horizon: str, conclusion: str, outcome: str):
         try:
@@ -155,6 +162,37 @@ def build_app(ws: Workspace) -> gr.Blocks:
                                columns=["aspect", "sentiment", "mentions"])
         return ws.review_timeline(**args), aspects, summary_markdown(summary, target)
 
+    # ---- citations: a click on an id under "Evidence" opens the view that shows it
+    def open_citation(horizon: str, evt: gr.EventData):
+        kind, key = str(evt._data.get("kind", "")), str(evt._data.get("id", "")).strip()
+        try:
+            if kind == "user":
+                return {tabs: gr.Tabs(selected="operations"), user_box: key, cited_case: "",
+                        **dict(zip(drill_outputs, drill_down(key, horizon)))}
+            if kind == "case":
+                case = ws.case(key)
+                shown = {tabs: gr.Tabs(selected="operations"), cited_case: case_markdown(case)}
+                user = str(case["metadata"].get("user_id") or "")
+                if user and ws.store.has_user(user):  # a snapshot case: its user's drill-down beside it
+                    try:
+                        shown.update({user_box: user, **dict(zip(drill_outputs, drill_down(user, horizon)))})
+                    except gr.Error as exc:  # e.g. no predictor: the case still shows, the reason beside it
+                        shown[user_head] = f"⚠ {exc.message}"
+                return shown
+            if kind in ("review", "item", "category"):
+                review = ws.review(key) if kind == "review" else None
+                value = f"category:{key}" if kind == "category" else f"item:{review['item_id'] if review else key}"
+                shown = {tabs: gr.Tabs(selected="reviews"), cited_review: review_markdown(review) if review else "",
+                         target: gr.Dropdown(choices=[(value.replace(":", " "), value)], value=value)}
+                try:
+                    shown.update(zip([sentiment_plot, aspect_plot, review_md], review_desk(value)))
+                except gr.Error as exc:  # e.g. too few reviews to summarize: the cited review still shows
+                    shown[review_md] = f"⚠ {exc.message}"
+                return shown
+        except PartUnavailable as exc:
+            raise gr.Error(str(exc)) from exc
+        raise gr.Error(f"There is no view for a {kind or 'plain'} citation; its value is in the tool step above.")
+
     # ---- data & models
     def data_panel():
         return summary_panel(ws.summary())
@@ -167,117 +205,125 @@ def build_app(ws: Workspace) -> gr.Blocks:
             report = ws.import_upload(path)
         except Exception as exc:  # noqa: BLE001 - the import's own message names file, line and field
             return f"❌ Import refused: {exc}", pd.DataFrame()
-        rejected = pd.DataFrame(report.pop("rejected"))
-        lines = [f"### Import report: {report['file']} ({report['format']} → {report['table']})",
-                 f"rows read **{report['rows_read']:,}** = imported **{report['rows_imported']:,}** "
-                 f"+ rejected **{report['rows_rejected']:,}** + dropped **{report['rows_dropped']:,}**"]
-        if report["already_imported"]:
-            lines.append("This file was imported before (same sha256): nothing added.")
-        for reason, n in report["rejected_by_reason"].items():
-            lines.append(f"- rejected {n:,}: {reason}")
-        return "\n\n".join(lines), rejected
+        return import_report_markdown(report), pd.DataFrame(report.pop("rejected"))
 
     with gr.Blocks(title="ShopSight") as demo:
         gr.Markdown("# ShopSight — analyst workspace", elem_id="title")
         banner = gr.Markdown(elem_id="banner")
         conversation = gr.State(None)
-        with gr.Tab("Ask", id="ask"):
-            chatbot = gr.Chatbot(label="Assistant", height=480, elem_id="chat", layout="panel",
-                                 placeholder="Ask about churn, customers, items or reviews. Each tool the "
-                                             "assistant uses shows as a step you can open.")
-            with gr.Row():
-                question = gr.Textbox(placeholder="Ask about churn, customers, items or reviews…", show_label=False,
-                                      scale=8, elem_id="question", max_lines=4)
-                send = gr.Button("Send", variant="primary", scale=1, elem_id="send", size="md")
-                stop = gr.Button("Stop", scale=1, elem_id="stop", variant="stop", size="md")
-                clear = gr.Button("New chat", scale=1, elem_id="new-chat", size="md")
-            answer_table = gr.Dataframe(label="Numbers behind the answer (last tool result)", interactive=False,
-                                        elem_id="answer-table", max_height=260, visible=False)
-            for group, questions in EXAMPLES.items():
-                gr.Examples(questions, inputs=question, label=group)
-            submit_args = dict(fn=ask, inputs=[question, chatbot, conversation],
-                               outputs=[chatbot, conversation, question, answer_table], concurrency_id="llm",
-                               concurrency_limit=1)
-            ev1 = question.submit(**submit_args)
-            ev2 = send.click(**submit_args)
-            stop.click(None, cancels=[ev1, ev2])
-            clear.click(lambda: ([], None, gr.Dataframe(value=None, visible=False)), None,
-                        [chatbot, conversation, answer_table], cancels=[ev1, ev2])
-        with gr.Tab("Operations", id="operations"):
-            with gr.Row():
-                horizon = gr.Radio(["7", "30"], value="7", label="Horizon (days)", elem_id="horizon")
-                rank_by = gr.Radio([("Probability", "p_churn"), ("Value at risk", "value_at_risk")],
-                                   value="p_churn", label="Rank by")
-                segment = gr.Dropdown([("all segments", "")] + [(s, s) for s in ws.segments()], value="",
-                                      label="Segment")
-                top_k = gr.Slider(5, MAX_AT_RISK, value=25, step=5, label="Users")
-            refresh = gr.Button("Show at-risk users", variant="primary", elem_id="at-risk")
-            population = gr.Markdown(elem_id="population")
-            with gr.Row():
-                with gr.Column(scale=3):
-                    risk_table = gr.Dataframe(label="At-risk users (click a row to drill down)", interactive=False,
-                                              elem_id="risk-table", max_height=320)
-                    download = gr.DownloadButton("Download CSV", visible=False, elem_id="download")
-                with gr.Column(scale=2):
-                    histogram = gr.BarPlot(x="p_churn", y="users", title="Churn probability, all scored users",
-                                           height=300, elem_id="histogram", sort="x")
-            with gr.Column(elem_id="drill"):
-                gr.Markdown("### Drill-down")
+        with gr.Tabs(selected="ask") as tabs:
+            with gr.Tab("Ask", id="ask"):
+                chatbot = gr.Chatbot(label="Assistant", height=480, elem_id="chat", layout="panel",
+                                     placeholder="Ask about churn, customers, items or reviews. Each tool the "
+                                                 "assistant uses shows as a step you can open.")
                 with gr.Row():
-                    user_box = gr.Textbox(label="User id", elem_id="user-id", scale=3)
-                    open_user = gr.Button("Open user", elem_id="open-user", scale=1)
-                user_head = gr.Markdown(elem_id="user-head")
+                    question = gr.Textbox(placeholder="Ask about churn, customers, items or reviews…",
+                                          show_label=False, scale=8, elem_id="question", max_lines=4)
+                    send = gr.Button("Send", variant="primary", scale=1, elem_id="send", size="md")
+                    stop = gr.Button("Stop", scale=1, elem_id="stop", variant="stop", size="md")
+                    clear = gr.Button("New chat", scale=1, elem_id="new-chat", size="md")
+                cite_bridge = gr.HTML("<small>Ids under <b>Evidence</b> open what they cite: a user its drill-down, "
+                                      "an item or review the review desk, a case its record.</small>",
+                                      js_on_load=CITATION_JS, elem_id="cite-bridge")
+                answer_table = gr.Dataframe(label="Numbers behind the answer (last tool result)", interactive=False,
+                                            elem_id="answer-table", max_height=260, visible=False)
+                for group, questions in EXAMPLES.items():
+                    gr.Examples(questions, inputs=question, label=group)
+                submit_args = dict(fn=ask, inputs=[question, chatbot, conversation],
+                                   outputs=[chatbot, conversation, question, answer_table], concurrency_id="llm",
+                                   concurrency_limit=1)
+                ev1 = question.submit(**submit_args)
+                ev2 = send.click(**submit_args)
+                stop.click(None, cancels=[ev1, ev2])
+                clear.click(lambda: ([], None, gr.Dataframe(value=None, visible=False)), None,
+                            [chatbot, conversation, answer_table], cancels=[ev1, ev2])
+            with gr.Tab("Operations", id="operations"):
                 with gr.Row():
-                    trend_plot = gr.LinePlot(x="cutoff", y="p_churn", title="Churn probability at past weekly cutoffs",
-                                             height=260, elem_id="trend", y_lim=[0, 1])
-                    drivers = gr.Dataframe(pd.DataFrame(columns=["driver", "kind", "effect", "direction"]),
-                                           label="Drivers", interactive=False, elem_id="drivers", max_height=260)
-                timeline = gr.Dataframe(pd.DataFrame(columns=["ts", "behavior", "item_id", "category_id", "amount"]),
-                                        label="Timeline (most recent first)", interactive=False, max_height=260,
-                                        elem_id="timeline")
-                similar = gr.Dataframe(pd.DataFrame(columns=["case_id", "similarity", "user_id", "churned", "summary"]),
-                                       label="Similar past cases and what happened", interactive=False,
-                                       max_height=260, elem_id="similar")
+                    horizon = gr.Radio(["7", "30"], value="7", label="Horizon (days)", elem_id="horizon")
+                    rank_by = gr.Radio([("Probability", "p_churn"), ("Value at risk", "value_at_risk")],
+                                       value="p_churn", label="Rank by")
+                    segment = gr.Dropdown([("all segments", "")] + [(s, s) for s in ws.segments()], value="",
+                                          label="Segment")
+                    top_k = gr.Slider(5, MAX_AT_RISK, value=25, step=5, label="Users")
+                refresh = gr.Button("Show at-risk users", variant="primary", elem_id="at-risk")
+                population = gr.Markdown(elem_id="population")
                 with gr.Row():
-                    conclusion = gr.Textbox(label="Your conclusion", lines=2, scale=3, elem_id="conclusion")
-                    outcome = gr.Textbox(label="Outcome / action", lines=2, scale=2, elem_id="outcome",
-                                         placeholder="e.g. retained after a 10% voucher")
-                save = gr.Button("Save as case", elem_id="save-case")
-                saved_note = gr.Markdown(elem_id="saved-note")
-            drill_outputs = [user_head, drivers, trend_plot, timeline, similar]
-            risk_outputs = [risk_table, download, histogram, population]
-            refresh.click(at_risk, [horizon, rank_by, segment, top_k], risk_outputs)
-            demo.load(at_risk_quiet, [horizon, rank_by, segment, top_k], risk_outputs)  # the view opens filled
-            risk_table.select(pick_user, None, [user_box]).then(drill_down, [user_box, horizon], drill_outputs)
-            open_user.click(drill_down, [user_box, horizon], drill_outputs)
-            user_box.submit(drill_down, [user_box, horizon], drill_outputs)
-            save.click(save_case, [user_box, horizon, conclusion, outcome], [saved_note])
-        with gr.Tab("Review desk", id="reviews"):
-            with gr.Row():
-                search = gr.Textbox(label="Search items or categories by id or name (Enter)", elem_id="review-search")
-                target = gr.Dropdown(label="Item or category", choices=[], elem_id="review-target")
-                show_reviews = gr.Button("Show reviews", elem_id="show-reviews", variant="primary")
-            with gr.Row():
-                sentiment_plot = gr.LinePlot(x="month", y="share", color="sentiment", title="Sentiment over time",
-                                             height=260, elem_id="sentiment", y_lim=[0, 1],
-                                             color_map={"negative": "#d62728", "neutral": "#7f7f7f",
-                                                        "positive": "#2ca02c"})
-                aspect_plot = gr.BarPlot(x="aspect", y="mentions", color="sentiment", title="Aspects mentioned",
-                                         height=260, elem_id="aspects",
-                                         color_map={"negative": "#d62728", "positive": "#2ca02c"})
-            review_md = gr.Markdown(elem_id="review-summary")
-            search.submit(find_targets, [search], [target])
-            show_reviews.click(review_desk, [target], [sentiment_plot, aspect_plot, review_md])
-        with gr.Tab("Data & models", id="data"):
-            panel = gr.Markdown(elem_id="data-panel")
-            upload_file = gr.File(label="Import a file (Taobao, RetailRocket, CDNOW, Amazon reviews, canonical CSV, "
-                                        "JSON lines, Parquet)", elem_id="upload")
-            import_btn = gr.Button("Import", elem_id="import", variant="primary")
-            import_report = gr.Markdown(elem_id="import-report")
-            rejected_table = gr.Dataframe(pd.DataFrame(columns=["line", "field", "reason", "raw_line"]),
-                                          label="Rejected rows (line, field, reason)", interactive=False,
-                                          elem_id="rejected")
-            import_btn.click(upload, [upload_file], [import_report, rejected_table]).then(data_panel, None, [panel])
+                    with gr.Column(scale=3):
+                        risk_table = gr.Dataframe(label="At-risk users (click a row to drill down)", interactive=False,
+                                                  elem_id="risk-table", max_height=320)
+                        download = gr.DownloadButton("Download CSV", visible=False, elem_id="download")
+                    with gr.Column(scale=2):
+                        histogram = gr.BarPlot(x="p_churn", y="users", title="Churn probability, all scored users",
+                                               height=300, elem_id="histogram", sort="x")
+                with gr.Column(elem_id="drill"):
+                    gr.Markdown("### Drill-down")
+                    with gr.Row():
+                        user_box = gr.Textbox(label="User id", elem_id="user-id", scale=3)
+                        open_user = gr.Button("Open user", elem_id="open-user", scale=1)
+                    cited_case = gr.Markdown(elem_id="cited-case")
+                    user_head = gr.Markdown(elem_id="user-head")
+                    with gr.Row():
+                        trend_plot = gr.LinePlot(x="cutoff", y="p_churn", height=260, elem_id="trend", y_lim=[0, 1],
+                                                 title="Churn probability at past weekly cutoffs")
+                        drivers = gr.Dataframe(pd.DataFrame(columns=["driver", "kind", "effect", "direction"]),
+                                               label="Drivers", interactive=False, elem_id="drivers", max_height=260)
+                    timeline = gr.Dataframe(pd.DataFrame(columns=["ts", "behavior", "item_id", "category_id",
+                                                                  "amount"]),
+                                            label="Timeline (most recent first)", interactive=False, max_height=260,
+                                            elem_id="timeline")
+                    similar = gr.Dataframe(pd.DataFrame(columns=["case_id", "similarity", "user_id", "churned",
+                                                                 "summary"]),
+                                           label="Similar past cases and what happened", interactive=False,
+                                           max_height=260, elem_id="similar")
+                    with gr.Row():
+                        conclusion = gr.Textbox(label="Your conclusion", lines=2, scale=3, elem_id="conclusion")
+                        outcome = gr.Textbox(label="Outcome / action", lines=2, scale=2, elem_id="outcome",
+                                             placeholder="e.g. retained after a 10% voucher")
+                    save = gr.Button("Save as case", elem_id="save-case")
+                    saved_note = gr.Markdown(elem_id="saved-note")
+                drill_outputs = [user_head, drivers, trend_plot, timeline, similar]
+                risk_outputs = [risk_table, download, histogram, population]
+                refresh.click(at_risk, [horizon, rank_by, segment, top_k], risk_outputs)
+                demo.load(at_risk_quiet, [horizon, rank_by, segment, top_k], risk_outputs)  # the view opens filled
+                # Opening a user by hand clears the case a citation showed above the drill-down.
+                drill_args = dict(fn=lambda user, days: (*drill_down(user, days), ""), inputs=[user_box, horizon],
+                                  outputs=drill_outputs + [cited_case])
+                risk_table.select(pick_user, None, [user_box]).then(**drill_args)
+                open_user.click(**drill_args)
+                user_box.submit(**drill_args)
+                save.click(save_case, [user_box, horizon, conclusion, outcome], [saved_note])
+            with gr.Tab("Review desk", id="reviews"):
+                with gr.Row():
+                    search = gr.Textbox(label="Search items or categories by id or name (Enter)",
+                                        elem_id="review-search")
+                    target = gr.Dropdown(label="Item or category", choices=[], elem_id="review-target")
+                    show_reviews = gr.Button("Show reviews", elem_id="show-reviews", variant="primary")
+                with gr.Row():
+                    sentiment_plot = gr.LinePlot(x="month", y="share", color="sentiment", title="Sentiment over time",
+                                                 height=260, elem_id="sentiment", y_lim=[0, 1],
+                                                 color_map={"negative": "#d62728", "neutral": "#7f7f7f",
+                                                            "positive": "#2ca02c"})
+                    aspect_plot = gr.BarPlot(x="aspect", y="mentions", color="sentiment", title="Aspects mentioned",
+                                             height=260, elem_id="aspects",
+                                             color_map={"negative": "#d62728", "positive": "#2ca02c"})
+                cited_review = gr.Markdown(elem_id="cited-review")
+                review_md = gr.Markdown(elem_id="review-summary")
+                search.submit(find_targets, [search], [target])
+                show_reviews.click(lambda value: (*review_desk(value), ""), [target],
+                                   [sentiment_plot, aspect_plot, review_md, cited_review])
+            with gr.Tab("Data & models", id="data"):
+                panel = gr.Markdown(elem_id="data-panel")
+                upload_file = gr.File(label="Import a file (Taobao, RetailRocket, CDNOW, Amazon reviews, canonical "
+                                            "CSV, JSON lines, Parquet)", elem_id="upload")
+                import_btn = gr.Button("Import", elem_id="import", variant="primary")
+                import_report = gr.Markdown(elem_id="import-report")
+                rejected_table = gr.Dataframe(pd.DataFrame(columns=["line", "field", "reason", "raw_line"]),
+                                              label="Rejected rows (line, field, reason)", interactive=False,
+                                              elem_id="rejected")
+                import_btn.click(upload, [upload_file], [import_report, rejected_table]).then(data_panel, None, [panel])
+        cited_views = [tabs, user_box, cited_case, *drill_outputs, target, cited_review, sentiment_plot, aspect_plot,
+                       review_md]
+        cite_bridge.click(open_citation, [horizon], cited_views).then(None, js=SHOW_CITED_JS)
         demo.load(data_panel, None, [panel]).then(lambda: _banner(ws), None, [banner])
     return demo
 

@@ -5,7 +5,9 @@ review summaries and the Data & models panel -> markdown. Pure functions, tested
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Iterator
+from urllib.parse import quote
 
 import gradio as gr
 import pandas as pd
@@ -49,12 +51,62 @@ def driver_row(driver: dict) -> dict:
             "direction": driver.get("direction", "")}
 
 
+# A citation in the chat is a link "#cite/<kind>/<id>"; this script (js_on_load of the app's citation
+# bridge, a gr.HTML) catches clicks on such links anywhere on the page, so the browser never navigates,
+# and fires the bridge's click event with {kind, id}. The listener is installed on the document once
+# per page and re-pointed at the newest bridge if Gradio mounts it again.
+CITATION_LINK = "#cite/"
+CITATION_JS = """
+const openCitation = (event) => {
+  const link = event.target.closest ? event.target.closest('a[href*="#cite/"]') : null;
+  if (!link) return;
+  event.preventDefault();
+  event.stopPropagation();
+  const [kind, ...rest] = link.getAttribute('href').split('#cite/')[1].split('/');
+  trigger('click', {kind: decodeURIComponent(kind), id: decodeURIComponent(rest.join('/'))});
+};
+if (window.shopsightCitation) document.removeEventListener('click', window.shopsightCitation, true);
+window.shopsightCitation = openCitation;
+document.addEventListener('click', openCitation, true);
+"""
+OPENABLE_KINDS = ("user", "case", "review", "item", "category")
+
+
+def citation_link(kind: str, value: str) -> str:
+    """A markdown link that opens the evidence (kinds the workspace has no view for stay plain)."""
+    label = f"{kind} {value}".replace("[", "(").replace("]", ")")
+    if kind not in OPENABLE_KINDS:
+        return f"`{label}`"
+    return f"[{label}]({CITATION_LINK}{quote(kind, safe='')}/{quote(str(value), safe='')})"
+
+
 def citations_markdown(citations: Any) -> str:
     if not citations:
         return ""
-    parts = [f"`{c.get('kind', 'id')} {c.get('id')}`" + (f" ({c['tool']})" if c.get("tool") else "")
+    parts = [citation_link(str(c.get("kind", "id")), str(c.get("id"))) + (f" ({c['tool']})" if c.get("tool") else "")
              if isinstance(c, dict) else f"`{c}`" for c in citations]
     return "\n\n**Evidence:** " + ", ".join(parts)
+
+
+def review_markdown(review: dict) -> str:
+    """One cited review, shown above the desk (its text is untrusted: quoted, never rendered as HTML)."""
+    text = " ".join(re.sub(r"<br\s*/?>", " ", str(review.get("text") or "")).split()).replace("<", "&lt;")
+    title = str(review.get("title") or "").replace("<", "&lt;")
+    return (f"### Cited review `{review.get('review_id')}`\n\n{review.get('rating', '?')}★ by user "
+            f"`{review.get('user_id')}` on item `{review.get('item_id')}`, {review.get('ts')}\n\n"
+            + (f"> **{title}**  \n" if title else "") + f"> {text}")
+
+
+def case_markdown(case: dict) -> str:
+    """One cited case: its text and what happened afterwards."""
+    meta = case.get("metadata") or {}
+    lines = [f"### Cited case `{case.get('case_id')}`", str(case.get("text") or "")]
+    keys = [k for k in ("outcome", "cutoff") if k in meta] + sorted(
+        k for k in meta if k.startswith(("churned_", "buys_", "spend_")))
+    outcome = {k: meta[k] for k in keys}
+    if outcome:
+        lines.append("**What happened:** " + " · ".join(f"{k.replace('_', ' ')} {v}" for k, v in outcome.items()))
+    return "\n\n".join(lines)
 
 
 def render_events(events: Iterator[Any], chat: list) -> Iterator[tuple[list, Any, pd.DataFrame | None]]:
@@ -104,6 +156,29 @@ def render_events(events: Iterator[Any], chat: list) -> Iterator[tuple[list, Any
             chat.append(gr.ChatMessage(role="assistant", content=event.get("hint") or "fed back to the model",
                                        metadata={"title": f"⚠ {event.get('message', '')}", "status": "done"}))
         yield chat, event, table
+
+
+DRILL_FACTS = ("orders", "spend", "days_since_last_buy", "days_since_last_event", "tenure_days", "events_30d",
+               "top_category", "usual_days_between_buys", "trend", "last_review")
+
+
+def user_head_markdown(user_id: str, explanation: dict, horizon: str | int) -> str:
+    """The drill-down's heading: the user's churn probability and the facts an analyst reads first."""
+    facts = {k: v for k, v in (explanation.get("facts") or {}).items() if k in DRILL_FACTS}
+    return (f"### User {user_id}: p_churn {explanation.get('p_churn')} within {horizon} days\n"
+            + " · ".join(f"**{k.replace('_', ' ')}** {v}" for k, v in facts.items()))
+
+
+def import_report_markdown(report: dict) -> str:
+    """An upload's validation report: read = imported + rejected + dropped, and why rows were rejected."""
+    lines = [f"### Import report: {report['file']} ({report['format']} → {report['table']})",
+             f"rows read **{report['rows_read']:,}** = imported **{report['rows_imported']:,}** "
+             f"+ rejected **{report['rows_rejected']:,}** + dropped **{report['rows_dropped']:,}**"]
+    if report["already_imported"]:
+        lines.append("This file was imported before (same sha256): nothing added.")
+    for reason, n in report["rejected_by_reason"].items():
+        lines.append(f"- rejected {n:,}: {reason}")
+    return "\n\n".join(lines)
 
 
 def summary_markdown(summary: dict, target: str) -> str:

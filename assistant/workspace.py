@@ -44,6 +44,8 @@ class Workspace:
     _load_lock: threading.Lock = field(default_factory=threading.Lock)
     _chat_model: Any = None
     _chat_lock: threading.Lock = field(default_factory=threading.Lock)
+    _agent: Any = None
+    _agent_lock: threading.Lock = field(default_factory=threading.Lock)
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -201,10 +203,17 @@ class Workspace:
             options["tool_prior"] = default_prior()
         return Agent(self.chat_model(), self.tools, max_steps=self.settings.max_agent_steps, **options)
 
+    def agent(self):
+        """The agent, built once: its KV cache of the system prompt and the embedded example
+        questions of the tool prior then serve every question, not just one."""
+        with self._agent_lock:
+            if self._agent is None:
+                self._agent = self.new_agent()
+            return self._agent
+
     def run_agent(self, question: str, history: list | None = None) -> Iterator[Any]:
         """The agent's events for one question (loads the chat model on first use)."""
-        agent = self.new_agent()
-        yield from agent.run(question, history=history)
+        yield from self.agent().run(question, history=history)
 
     # ------------------------------------------------------------------ tools, called directly by the UI
     def tool(self, name: str) -> Callable:

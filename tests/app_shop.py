@@ -24,6 +24,7 @@ import pandas as pd
 from langchain_core.messages import BaseMessage, HumanMessage, ToolMessage
 from pydantic import PrivateAttr
 
+from assistant.agent import FEEDBACK_KEY
 from test_agent import ScriptedChatModel, call  # the agent helper's scripted model (reused, not copied)
 from test_cases import HashingEmbedding
 
@@ -100,8 +101,8 @@ def _last_tool_result(messages: list[BaseMessage]) -> tuple[str, dict] | None:
                 return message.name or "", json.loads(message.content)
             except (TypeError, ValueError):
                 return message.name or "", {}
-        if isinstance(message, HumanMessage):
-            return None
+        if isinstance(message, HumanMessage) and not message.additional_kwargs.get(FEEDBACK_KEY):
+            return None  # the user's question: no result yet this turn (the agent's own notes do not count)
     return None
 
 

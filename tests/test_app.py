@@ -46,12 +46,34 @@ def test_render_events_steps_stream_and_answer():
     assert '"user_id": "42"' in steps[0].content and "**Result**" in steps[0].content
     answer = chat[-1]
     assert answer.content.startswith("User 42 is the most at risk (0.81).")
-    assert "`user 42` (at_risk_users)" in answer.content and "Left out" in answer.content and "0.99" in answer.content
+    assert "[user 42](#cite/user/42) (at_risk_users)" in answer.content  # a link that opens the drill-down
+    assert "Left out" in answer.content and "0.99" in answer.content
     # The table behind the answer comes from the last successful tool result.
     tables = [t for _, _, t in frames if t is not None and len(t)]
     assert list(tables[-1]["user_id"]) == ["42", "7"]
     # Tokens stream into one message before the answer event replaces it with the checked text.
     assert streamed == ["User 42 is the ", "User 42 is the most at risk (0.81). "]
+
+
+def test_citation_links_encode_ids_and_open_only_known_views():
+    assert ui_render.citation_link("case", "211@20260501T213739Z") == \
+        "[case 211@20260501T213739Z](#cite/case/211%4020260501T213739Z)"
+    assert ui_render.citation_link("case", "analyst:ab/c") == "[case analyst:ab/c](#cite/case/analyst%3Aab%2Fc)"
+    assert ui_render.citation_link("review", "R1") == "[review R1](#cite/review/R1)"
+    assert ui_render.citation_link("segment", "new") == "`segment new`"  # no view for it: plain text
+    assert ui_render.citations_markdown([]) == ""
+
+
+def test_cited_review_and_case_markdown():
+    review = {"review_id": "R7", "user_id": "42", "item_id": "P1", "ts": "2026-05-01", "rating": 1,
+              "title": "Late", "text": "Came late.<br />Box <b>torn</b>."}
+    text = ui_render.review_markdown(review)
+    assert "Cited review `R7`" in text and "1★ by user `42` on item `P1`" in text
+    assert "Came late. Box &lt;b>torn&lt;/b>." in text  # line breaks kept as spaces, markup shown as text
+    case = {"case_id": "42@20260501T000000Z", "text": "A frequent buyer.",
+            "metadata": {"spend_7d": 0.0, "churned_7d": True, "cutoff": "2026-05-01", "kind": "snapshot"}}
+    assert ui_render.case_markdown(case).endswith(
+        "**What happened:** cutoff 2026-05-01 · churned 7d True · spend 7d 0.0")
 
 
 def test_rows_frame_and_errors():

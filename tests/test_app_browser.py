@@ -168,6 +168,68 @@ def test_drill_down_shows_chart_drivers_cases_and_saves_a_case(page, server, sho
     assert ws.cases.info()["analyst_cases"] == before + 1
 
 
+def test_citations_open_the_evidence(page, server, shots):
+    url, ws = server
+    top = ws.call_tool("at_risk_users", horizon_days=7, top_k=5)["users"][0]["user_id"]
+    open_app(page, url)
+    ask(page, "Which users will churn this week, and why?")
+    link = page.locator("#chat a", has_text=f"user {top}")  # the answer's citation, a link
+    link.click()
+    expect(page.get_by_role("tab", name="Operations")).to_have_attribute("aria-selected", "true")
+    expect(page.locator("#user-id input, #user-id textarea").first).to_have_value(top)
+    expect(page.locator("#user-head")).to_contain_text(f"User {top}: p_churn")
+    page.wait_for_selector("#trend canvas, #trend svg")
+    expect(page.locator("#drivers")).to_contain_text("churn risk")
+    expect(page.locator("#user-head")).to_be_in_viewport()  # scrolled to the drill-down
+    assert page.url.split("#")[0] == url and len(page.context.pages) == 1  # no navigation, no new tab
+    page.screenshot(path=shots / "citations.png")
+
+    category = ws.store.query("SELECT i.category_id FROM reviews r JOIN items i USING (item_id) "
+                              "GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1")["category_id"][0]
+    tab(page, "Ask")
+    expect(page.locator("#chat")).to_contain_text(f"user {top}")  # still there after the jump
+    ask(page, f"Summarize the reviews of category {category}.")
+    expect(page.locator("#chat").get_by_text("Evidence:")).to_have_count(2)  # the second answer is complete
+    review_link = page.locator("#chat a", has_text=re.compile(r"^review R\d+$")).first
+    review_id = review_link.inner_text().split()[1]
+    item = ws.review(review_id)["item_id"]
+    review_link.click()
+    expect(page.get_by_role("tab", name="Review desk")).to_have_attribute("aria-selected", "true")
+    expect(page.locator("#cited-review")).to_contain_text(f"Cited review {review_id}")
+    expect(page.locator("#review-target input")).to_have_value(f"item {item}")
+    expect(page.locator("#review-summary")).to_contain_text(f"Reviews of item {item}")
+    expect(page.locator("#cited-review")).to_be_in_viewport()  # scrolled to what the link cited
+    page.screenshot(path=shots / "citation_review.png")
+
+    # The agent's answers cite users, items and reviews; a case citation is written the same way,
+    # so a link in that format is placed in the chat to open one.
+    case = ws.call_tool("similar_cases", user_id=top, k=1)["cases"][0]
+    tab(page, "Ask")
+    click_citation(page, "case", case["case_id"])
+    expect(page.get_by_role("tab", name="Operations")).to_have_attribute("aria-selected", "true")
+    expect(page.locator("#cited-case")).to_contain_text(f"Cited case {case['case_id']}")
+    expect(page.locator("#cited-case")).to_contain_text(f"What happened: cutoff {case['cutoff']}")
+    expect(page.locator("#user-head")).to_contain_text(f"User {case['user_id']}: p_churn")  # the case's user
+
+    tab(page, "Ask")  # an id that is not there: a message, and the chat stays where it was
+    click_citation(page, "review", "R9999999")
+    expect(page.get_by_text("unknown review id 'R9999999'").first).to_be_visible()
+    expect(page.get_by_role("tab", name="Ask")).to_have_attribute("aria-selected", "true")
+
+
+def click_citation(page, kind: str, value: str) -> None:
+    """Put a citation link in the format ui_render.citation_link writes into the chat, and click it."""
+    page.evaluate("""([kind, value]) => {
+        const link = document.createElement('a');
+        link.href = '#cite/' + kind + '/' + encodeURIComponent(value);
+        link.className = 'placed-citation';
+        link.textContent = kind + ' ' + value;
+        document.querySelector('#chat').prepend(link);
+    }""", [kind, value])
+    page.locator("#chat a.placed-citation").first.click()
+    page.evaluate("document.querySelectorAll('#chat a.placed-citation').forEach(link => link.remove())")
+
+
 def test_review_desk(page, server, shots):
     url, ws = server
     open_app(page, url)

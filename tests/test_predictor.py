@@ -16,14 +16,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from predictor_shop import CUTOFF, make_shop
-from tools.predictor.checkpoint import sha256_file
+from tools.predictor.checkpoint import checkpoint_problem, sha256_file
 from tools.predictor.data import PredictorError, build_vocab, collate, examples_at, prepare_events, cutoff_seconds
 from tools.predictor.explain import explain_user
 from tools.predictor.model import BehaviorTransformer, ModelConfig
 from tools.predictor.score import Predictor
-from tools.predictor.train import TrainConfig, train_predictor
+from tools.predictor.train import TrainConfig, build_datasets, train_predictor
 
 def tiny_config(**overrides) -> TrainConfig:
     base = dict(horizons_days=(7, 30), max_len=16, d_model=16, n_layers=1, n_heads=2, n_cutoffs=6,
@@ -85,6 +86,22 @@ def test_labels_come_only_from_windows_inside_the_past(shop):
 
 
 # ---- the model learns ----------------------------------------------------------------------------
+def test_rolling_cutoffs_can_start_at_the_freshest_labelled_window(shop):
+    day = 86_400
+    _, _, train, val, cutoff_s, label_end = build_datasets(shop, CUTOFF, tiny_config())
+    cuts = np.concatenate([train.cutoffs, val.cutoffs])
+    assert cuts.max() == cutoff_s  # default: the grid starts at the cutoff (next-event targets there)
+    cfg = tiny_config(rolling_start_days_before_end=7, cutoff_stride_days=23 / 3)  # 7 + 3 strides = 30
+    _, _, train, val, _, label_end = build_datasets(shop, CUTOFF, cfg)
+    cuts = np.concatenate([train.cutoffs, val.cutoffs])
+    mask = np.concatenate([train.mask, val.mask])
+    assert cuts.max() == label_end - 7 * day
+    for j, h in enumerate((7, 30)):  # each horizon's newest labelled window ends at the last event
+        assert cuts[mask[:, j] > 0].max() + h * day == label_end
+    with pytest.raises(ValueError, match="rolling_start_days_before_end"):
+        tiny_config(rolling_start_days_before_end=-1)
+
+
 def test_tiny_model_overfits_20_sequences():
     torch.manual_seed(0)
     rows = []
@@ -184,6 +201,35 @@ def test_refuses_corrupted_checkpoint(trained, tmp_path, damage):
     path.write_bytes(bytes(data))
     with pytest.raises(PredictorError, match="corrupted"):
         Predictor.load(folder)
+
+
+def _with_recorded_features(trained, folder: Path, edit) -> Path:
+    """A copy of the checkpoint whose config.yaml records what older code would have recorded."""
+    shutil.copytree(trained.folder, folder)
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    edit(config)
+    (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return folder
+
+
+def test_stale_checkpoint_features_are_a_clear_error(trained, tmp_path):
+    assert checkpoint_problem(trained.folder) is None
+
+    def renamed(config):  # trained when the last feature had another name
+        config["feature_names"] = config["feature_names"][:-1] + ["log_old_feature"]
+    old = _with_recorded_features(trained, tmp_path / "old", renamed)
+    problem = checkpoint_problem(old)
+    assert "stale checkpoint" in problem and "log_old_feature" in problem and "log_n_carts" in problem
+    with pytest.raises(PredictorError, match=r"stale checkpoint: .*no longer computed: \['log_old_feature'\].*"
+                                             r"shopsight predictor train.*--no-resume"):
+        Predictor.load(old)
+
+    def count_only(config):  # configs that record only the model's input width
+        del config["feature_names"]
+        config["model"]["n_features"] = 12
+    older = _with_recorded_features(trained, tmp_path / "older", count_only)
+    with pytest.raises(PredictorError, match="trained on 12 per-user features"):
+        Predictor.load(older)
 
 
 def test_missing_checkpoint_says_how_to_train(tmp_path):

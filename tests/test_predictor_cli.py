@@ -62,6 +62,42 @@ def test_cli_without_checkpoint_says_how_to_train(store_env):
         main(["predictor", "score", "--quiet"])
 
 
+def test_demo_retrains_a_stale_checkpoint_and_rescores(store_env):
+    from assistant.cli import main
+    from assistant.commands import demo
+    from assistant.config import Settings
+
+    tmp_path, config = store_env
+    settings = Settings.from_env()
+    assert not demo._predictor_ready(settings)
+    assert "--no-resume" not in demo._train_argv(settings)  # nothing there yet: a crashed run may resume
+    assert main(["predictor", "train", "--config", str(config), "--quiet"]) == 0
+    assert main(["predictor", "score", "--quiet"]) == 0
+    assert demo._predictor_ready(settings) and demo._scored(settings)
+
+    # What a checkpoint trained before a change of FEATURE_NAMES records: other feature names.
+    path = settings.predictor_dir / "config.yaml"
+    fresh = path.read_text()
+    old = yaml.safe_load(fresh)
+    old["feature_names"] = old["feature_names"][:-1]
+    path.write_text(yaml.safe_dump(old, sort_keys=False))
+    with pytest.raises(SystemExit, match=r"stale checkpoint: .*new: \['log_n_carts'\]"):
+        main(["predictor", "score", "--quiet"])
+    assert not demo._predictor_ready(settings)
+    argv = demo._train_argv(settings)
+    assert argv[:2] == ["predictor", "train"] and argv[-1] == "--no-resume"
+    assert main(["predictor", "train", "--config", str(config), "--quiet", "--no-resume"]) == 0
+    assert demo._predictor_ready(settings)
+
+    assert main(["predictor", "score", "--quiet"]) == 0
+    assert demo._scored(settings)
+
+    # Scores written by another model version do not count as done: the demo rescores.
+    retrained = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump(dict(retrained, version="t-another-model"), sort_keys=False))
+    assert not demo._scored(settings)
+
+
 @pytest.mark.skipif(not CDNOW.exists(), reason="CDNOW not fetched (make data)")
 def test_finetune_script_on_a_cdnow_slice(tmp_path):
     from finetune.predictor import main

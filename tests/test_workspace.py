@@ -98,6 +98,22 @@ def test_review_timeline_and_search(ws, stack):
     assert ws.search_items("zzz-no-such-thing") == []
 
 
+def test_cited_review_and_case_are_looked_up_by_id(ws, stack):
+    review = stack["shop"].reviews.iloc[5]
+    found = ws.review(str(review["review_id"]))
+    assert (found["user_id"], found["item_id"], found["rating"]) == (str(review["user_id"]), str(review["item_id"]),
+                                                                     int(review["rating"]))
+    item = stack["shop"].items.set_index("item_id").loc[review["item_id"]]
+    assert found["category_id"] == item["category_id"]  # the desk can open its category too
+    with pytest.raises(PartUnavailable, match="unknown review id 'R-none'"):
+        ws.review("R-none")
+    similar = ws.call_tool("similar_cases", user_id=str(review["user_id"]), k=1)["cases"][0]
+    case = ws.case(similar["case_id"])
+    assert case["text"] == similar["summary"] and case["metadata"]["user_id"] == similar["user_id"]
+    with pytest.raises(PartUnavailable, match="unknown case id 'nope'"):
+        ws.case("nope")
+
+
 def test_save_case_checks_input_and_is_found_again(ws, stack):
     user = str(stack["shop"].users["user_id"].iloc[3])
     with pytest.raises(PartUnavailable, match="conclusion"):

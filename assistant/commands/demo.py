@@ -37,12 +37,34 @@ def _demo_loaded(settings, users: int, seed: int) -> bool:
     return f"demo-shop:seed={seed}:users={users}" in set(log["source_file"])
 
 
+def _predictor_ready(settings) -> bool:
+    """A checkpoint whose recorded features match this code; a stale one is reported and retrained."""
+    from tools.predictor.checkpoint import checkpoint_problem
+
+    problem = checkpoint_problem(settings.predictor_dir)
+    if problem and (settings.predictor_dir / "config.yaml").exists():
+        print(f"  {problem}: retraining it")
+    return problem is None
+
+
+def _train_argv(settings) -> list[str]:
+    # A stale checkpoint's last/ holds weights of the old feature set: start over, do not resume it.
+    stale = (settings.predictor_dir / "config.yaml").exists()
+    return ["predictor", "train", *_recipe(), *(["--no-resume"] if stale else [])]
+
+
 def _scored(settings) -> bool:
+    import yaml
+
     from tools.data.store import EventStore
 
+    # Scores count only when the current checkpoint wrote them (a retrained model rescores).
+    config_path = settings.predictor_dir / "config.yaml"
+    version = (yaml.safe_load(config_path.read_text()) or {}).get("version") if config_path.is_file() else None
     with EventStore(settings.db_path, read_only=True) as store:
         cutoff = store.time_span()[1]
-        return len(store.scores_frame(cutoff=cutoff)) > 0
+        scores = store.scores_frame(cutoff=cutoff)
+    return bool(len(scores)) and version in set(scores["model_version"])
 
 
 def _cases_stamp(settings) -> Path:
@@ -89,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     steps = [
         ("demo shop", lambda: _demo_loaded(settings, args.users, args.seed),
          ["data", "generate", "--users", str(args.users), "--seed", str(args.seed)]),
-        ("predictor", lambda: (settings.predictor_dir / "config.yaml").exists(), ["predictor", "train", *_recipe()]),
+        ("predictor", lambda: _predictor_ready(settings), lambda: _train_argv(settings)),
         ("scores", lambda: _scored(settings), ["predictor", "score"]),
         ("case memory", lambda: _cases_built(settings), ["cases", "build"]),
     ]
@@ -100,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
         if done():
             print(f"{prefix}: ready")
             continue
+        argv = argv() if callable(argv) else argv  # decided after done(): it may depend on what is there
         print(f"{prefix}: shopsight {' '.join(argv)}", flush=True)
         start = time.perf_counter()
         code = shopsight(argv)

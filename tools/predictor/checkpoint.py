@@ -3,6 +3,9 @@
 config.yaml is the resolved training and model config plus the sha256 of every other file,
 written last: a folder whose files do not match it (truncated, bit-flipped, swapped in from
 another run) is refused with a message that says what to do. Nothing is encoded in file names.
+config.yaml also records the per-user feature names the model was trained on: a checkpoint made
+by code that computed other features is *stale* and is refused before any weights are read
+(`stale_reason`), so a change of `FEATURE_NAMES` never surfaces as a shape error deep in torch.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import yaml
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from tools.predictor.data import PredictorError, Vocab
+from tools.predictor.data import FEATURE_NAMES, PredictorError, Vocab
 from tools.predictor.model import BehaviorTransformer, ModelConfig
 
 FILES = ("model.safetensors", "vocab.json", "calibration.json")
@@ -73,6 +76,43 @@ def save_checkpoint(folder: Path, model: BehaviorTransformer, vocab: Vocab, cali
     return config
 
 
+def stale_reason(config: dict) -> str | None:
+    """Why a checkpoint's recorded inputs differ from the features this code computes; None when they match."""
+    trained = config.get("feature_names")
+    n_trained = (config.get("model") or {}).get("n_features")
+    if trained is None:  # older configs: only the count is known
+        if n_trained is None or int(n_trained) == len(FEATURE_NAMES):
+            return None
+        return f"it was trained on {n_trained} per-user features, this code computes {len(FEATURE_NAMES)}"
+    if list(trained) == list(FEATURE_NAMES):
+        return None
+    new = [f for f in FEATURE_NAMES if f not in trained]
+    gone = [f for f in trained if f not in FEATURE_NAMES]
+    detail = ", ".join(part for part in (f"new: {new}" if new else "", f"no longer computed: {gone}" if gone else "")
+                       if part) or "same names, another order"
+    return (f"it was trained on {len(trained)} per-user features, this code computes {len(FEATURE_NAMES)} "
+            f"({detail})")
+
+
+def checkpoint_problem(folder: Path) -> str | None:
+    """Cheap check (config.yaml only, no weights): why `folder` cannot serve predictions, or None.
+
+    For callers that decide whether to retrain (`shopsight demo`); `load_checkpoint` still
+    verifies every file.
+    """
+    config_path = Path(folder) / "config.yaml"
+    if not config_path.is_file():
+        return f"{folder}: no predictor checkpoint here (config.yaml missing)"
+    try:
+        config = yaml.safe_load(config_path.read_text())
+    except (yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
+        return f"{config_path}: unreadable checkpoint config ({exc})"
+    if not isinstance(config, dict):
+        return f"{config_path}: unreadable checkpoint config (not a mapping)"
+    reason = stale_reason(config)
+    return f"{config_path}: stale checkpoint: {reason}" if reason else None
+
+
 def load_checkpoint(folder: Path) -> tuple[BehaviorTransformer, Vocab, dict, dict]:
     """Load and verify a checkpoint folder -> (model in eval mode, vocab, calibration, config)."""
     folder = Path(folder)
@@ -85,6 +125,10 @@ def load_checkpoint(folder: Path) -> tuple[BehaviorTransformer, Vocab, dict, dic
         model_cfg = ModelConfig(**config["model"])
     except (yaml.YAMLError, KeyError, TypeError, UnicodeDecodeError) as exc:
         raise PredictorError(f"{config_path}: unreadable checkpoint config ({exc}); {RETRAIN_HINT}") from exc
+    reason = stale_reason(config)
+    if reason:
+        raise PredictorError(f"{config_path}: stale checkpoint: {reason}; {RETRAIN_HINT} "
+                             "(add --no-resume so the old run's last/ folder is not continued)")
     for name in FILES:
         path = folder / name
         if not path.exists():

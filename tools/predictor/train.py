@@ -3,7 +3,8 @@
     train_predictor(events, cutoff, TrainConfig(...), out_dir) -> Predictor
 
 Only events with `ts <= cutoff` are read. Examples come from rolling cutoffs
-`c_k = cutoff - k * stride`; horizon H is labelled at c_k only when `c_k + H <= label_end`
+`c_k = cutoff - k * stride` (or from `rolling_start_days_before_end` days before the last event);
+horizon H is labelled at c_k only when `c_k + H <= label_end`
 (the last event at or before the cutoff), next-event targets likewise. A fixed share of users
 (hashed, so the split is stable) is held out: their loss drives early stopping and their scores
 at the latest labelled cutoff fit the calibration. AdamW, warm-up + cosine, gradient clipping,
@@ -52,6 +53,11 @@ class TrainConfig:
     category_hash_buckets: int = 16
     n_cutoffs: int = 8  # rolling cutoffs for training examples
     cutoff_stride_days: float = 7.0
+    # 0: the newest rolling cutoff is the cutoff itself (its examples carry next-event targets).
+    # D > 0: it lies D days before the last event, so the freshest D-day window is labelled; with
+    # D = the shortest horizon and a stride dividing the horizons' differences, every horizon's
+    # freshest window is (CDNOW: 30 and 15 -> windows ending at the last event for 30 and 90 days).
+    rolling_start_days_before_end: float = 0.0
     val_fraction: float = 0.1
     max_train_examples: int = 400_000  # subsample beyond this (seeded) to bound CPU time
     batch_size: int = 256
@@ -80,6 +86,9 @@ class TrainConfig:
             raise ValueError(f"horizons_days={self.horizons_days}: give positive days in increasing order, e.g. [7, 30]")
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
+        if self.rolling_start_days_before_end < 0 or self.cutoff_stride_days <= 0:
+            raise ValueError(f"rolling_start_days_before_end={self.rolling_start_days_before_end}, cutoff_stride_days="
+                             f"{self.cutoff_stride_days}: give days >= 0 and a stride > 0, e.g. 30 and 15")
         if not 0.0 < self.val_fraction < 0.5:
             raise ValueError(f"val_fraction={self.val_fraction}: choose a share in (0, 0.5), e.g. 0.1")
         if self.calibration not in ("platt", "isotonic", "none"):
@@ -155,7 +164,9 @@ def build_datasets(events: pd.DataFrame, cutoff: datetime, cfg: TrainConfig):
     vocab = build_vocab(past, cfg.max_items, cfg.max_categories, cfg.item_hash_buckets, cfg.category_hash_buckets)
     arrays = prepare_events(past, vocab)
     stride = int(cfg.cutoff_stride_days * DAY)
-    cutoffs = [cutoff_s - k * stride for k in range(cfg.n_cutoffs) if cutoff_s - k * stride >= arrays.ts.min()]
+    newest = cutoff_s if cfg.rolling_start_days_before_end <= 0 else \
+        label_end - int(cfg.rolling_start_days_before_end * DAY)
+    cutoffs = [newest - k * stride for k in range(cfg.n_cutoffs) if newest - k * stride >= arrays.ts.min()]
     ex = training_examples(arrays, label_end, cutoffs, cfg.horizons_days)
     if len(vocab.items) < 2:  # one item (CDNOW): examples without horizon labels teach nothing
         ex = ex.subset(np.flatnonzero(ex.mask.sum(1) > 0))
@@ -227,7 +238,9 @@ def train_predictor(events: pd.DataFrame, cutoff: datetime, config: TrainConfig,
     lengths = train.ends - arrays.offsets[train.user_rows]
     steps_per_epoch = -(-len(train) // config.batch_size) // acc.num_processes
     total_steps = steps_per_epoch * config.epochs
-    run_id = {"train": config.to_dict(), "dataset": vocab.dataset, "cutoff": str(cutoff)}
+    # The feature names too: weights saved by code with other features must not be resumed.
+    run_id = {"train": config.to_dict(), "dataset": vocab.dataset, "cutoff": str(cutoff),
+              "feature_names": list(FEATURE_NAMES)}
     state = {"epoch": 0, "step": 0, "best_val": float("inf"), "bad_epochs": 0, "history": [], "run": run_id}
     last_dir = out_dir / "last"
     if resume and (last_dir / "trainer_state.json").exists():
