@@ -124,6 +124,10 @@ class Agent:
             if message.tool_calls:
                 turn.messages.append(message)
                 repeated = yield from self._run_calls(turn, message)
+                retry = self._without_free_options(message) if not turn.results else None
+                if retry is not None:
+                    turn.messages.append(retry)
+                    yield from self._run_calls(turn, retry)
                 if repeated:
                     turn.messages.append(self._feedback("repeated_call"))
                     turn.force_answer = True
@@ -218,6 +222,30 @@ class Agent:
             yield AgentEvent("tool_result", {"name": name, "result": clean, "id": call_id})
             turn.messages.append(ToolMessage(content=result_for_prompt(clean), tool_call_id=call_id, name=name))
         return repeats == len(message.tool_calls)
+
+    def _without_free_options(self, message: AIMessage) -> AIMessage | None:
+        """A routed call that failed, once more without its free-text optional arguments (numbers,
+        closed choices and required arguments stay).
+
+        The router may copy a phrase of the question into an optional filter ("active" customers
+        as segment="active"); the tool refuses the unknown value. Retrying with the required and
+        closed-choice arguments answers the question that was asked, where a 0.5B model handed
+        the error rarely recovers. None when the call was not routed or has nothing to drop.
+        """
+        if not message.additional_kwargs.get("routed") or len(message.tool_calls) != 1:
+            return None
+        call = message.tool_calls[0]
+        spec = self.specs.get(call["name"])
+        args = call.get("args") or {}
+        if spec is None:
+            return None
+        kept = {k: v for k, v in args.items()
+                if k in spec.required or "enum" in spec.parameters.get(k, {}) or not isinstance(v, str)}
+        if kept == args:
+            return None
+        return AIMessage(content="", tool_calls=[{"name": call["name"], "args": kept, "type": "tool_call",
+                                                  "id": f"call_{uuid.uuid4().hex[:8]}"}],
+                         additional_kwargs={"routed": True})
 
     def _execute(self, turn: _Turn, name: str, args: Any) -> dict:
         """Validate a call and run the tool; model mistakes come back as {"error", "hint"}."""

@@ -117,6 +117,8 @@ class Evidence:
             token = token.strip(".:-").lower()
             if token:
                 self.tokens.add(token)
+                if "_" in token:  # "events_30d" written as "events 30d": its parts are claims too
+                    self.tokens.update(part for part in token.split("_") if part)
         # Dates ground themselves (has_date) and their year, never "3" or "1" from "03-01".
         for date in _DATE_RE.findall(text):
             self._add_number(int(date[:4]))

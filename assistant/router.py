@@ -34,7 +34,7 @@ from typing import Any
 from langchain_core.messages import BaseMessage, HumanMessage, ToolMessage
 
 from assistant.kv_decode import CachedDecoder
-from assistant.tool_specs import ToolSpec, ground_arguments
+from assistant.tool_specs import ToolSpec, ground_arguments, required_grounded
 
 ARGS_PREFIX = '", "arguments": {'
 _OPEN_KEY_RE = re.compile(r',\s*"([^"]*)"?$')  # the key being written after a comma
@@ -48,6 +48,7 @@ class RouteTrace:
     model_scores: dict[str, float] = field(default_factory=dict)  # before the exemplar prior
     raw_arguments: str = ""
     dropped: list[str] = field(default_factory=list)
+    passed_over: list[str] = field(default_factory=list)  # better-scored tools whose required args were not given
     reused_tokens: int = 0
     prefill_s: float = 0.0
     score_s: float = 0.0
@@ -66,11 +67,14 @@ class LikelihoodRouter:
         prior: an object with `log_prior(question, names) -> {name: log-probability}`
             (assistant.tool_prior.ExemplarPrior), added to the model's scores; None: model only.
         prior_weight: how much the prior counts against the model's log-likelihoods.
+        max_candidates: how many tools, best first, may be decoded before giving up on
+            finding one whose required arguments the conversation supplies.
     """
 
     def __init__(self, chat_model: Any, max_arg_tokens: int = 64, decoder: CachedDecoder | None = None,
-                 prior: Any = None, prior_weight: float = 1.0):
+                 prior: Any = None, prior_weight: float = 1.0, max_candidates: int = 3):
         self.chat = chat_model
+        self.max_candidates = max_candidates
         self.tool_prior = prior
         self.prior_weight = prior_weight
         self.prior: dict[str, float] = {}  # content-free log-likelihoods subtracted when calibrated
@@ -104,13 +108,26 @@ class LikelihoodRouter:
             for name, score in self._score_names(list(specs), cache, first_logp).items():
                 trace.model_scores[name] = score - self.prior.get(name, 0.0)
                 trace.scores[name] = trace.model_scores[name] + self.prior_weight * prior.get(name, 0.0)
-            best = max(trace.scores, key=trace.scores.get)
+            ranked = sorted(trace.scores, key=trace.scores.get, reverse=True)
             trace.score_s = time.perf_counter() - started - trace.prefill_s
-            trace.raw_arguments = self._decode_arguments(cache, best, list(specs[best].parameters))
+            texts = [m.content for m in messages if isinstance(m, (HumanMessage, ToolMessage)) and isinstance(m.content, str)]
+            prompt_len = cache.get_seq_length()
+            # The best-scored tool whose required arguments come from the conversation; a call
+            # needing an id nobody gave cannot be meant, so the next candidate is tried.
+            tried = []
+            for name in ranked[: self.max_candidates]:
+                if cache.get_seq_length() > prompt_len:
+                    cache.crop(prompt_len - cache.get_seq_length())
+                raw = self._decode_arguments(cache, name, list(specs[name].parameters))
+                tried.append((name, raw, *_fit(specs[name], _parse_object("{" + raw))))
+                if required_grounded(specs[name], tried[-1][2], texts):
+                    break
+                trace.passed_over.append(name)
+            else:
+                tried.append(tried[0])  # none fits: the first one's error goes back to the model
+                trace.passed_over = []
+            best, trace.raw_arguments, args, trace.dropped = tried[-1]
             trace.args_s = time.perf_counter() - started - trace.prefill_s - trace.score_s
-        args = _parse_object("{" + trace.raw_arguments)
-        args, trace.dropped = _fit(specs[best], args)
-        texts = [m.content for m in messages if isinstance(m, (HumanMessage, ToolMessage)) and isinstance(m.content, str)]
         args, ungrounded = ground_arguments(specs[best], args, texts)
         trace.dropped += ungrounded
         if self.tool_prior is not None:

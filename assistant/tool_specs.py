@@ -148,6 +148,24 @@ def ground_arguments(spec: ToolSpec, args: dict, texts: list[str]) -> tuple[dict
     return kept, dropped
 
 
+def required_grounded(spec: ToolSpec, args: dict, texts: list[str]) -> bool:
+    """Whether every required argument is present and comes from the conversation.
+
+    A call to explain_user with user_id "user_id" (a parameter name copied as a value) or an id
+    nobody mentioned cannot be what the user asked for: the router then tries its next tool.
+    Closed choices (enum, boolean) count as grounded.
+    """
+    haystack = "\n".join(texts).lower()
+    numbers = {float(n) for n in re.findall(r"(?<![\w.])\d+(?:\.\d+)?", haystack)}
+    for key in spec.required:
+        value, prop = args.get(key), spec.parameters.get(key, {})
+        if value in (None, ""):
+            return False
+        if "enum" not in prop and not isinstance(value, bool) and not _grounded_value(value, haystack, numbers):
+            return False
+    return True
+
+
 def _grounded_value(value: Any, haystack: str, numbers: set[float]) -> bool:
     if value is None:
         return False

@@ -5,6 +5,8 @@ Driven by the scripted chat model of test_agent (a real BaseChatModel) over its 
 
 from __future__ import annotations
 
+from typing import Optional
+
 from assistant.agent import Agent
 from test_agent import ScriptedChatModel, Shop, call, run
 
@@ -58,3 +60,35 @@ def test_without_tool_results_brief_falls_back_to_the_model_answer() -> None:
     model = ScriptedChatModel(script=["Hello! Ask me about churn or reviews."])
     events, answer = run(Agent(model, Shop().tools(), answer_mode="brief"), "hello")
     assert answer["text"] == "Hello! Ask me about churn or reviews." and answer["repair"] == "none"
+
+
+def test_routed_call_refused_for_a_free_option_is_retried_without_it() -> None:
+    from test_agent import FixedRouter
+
+    calls = []
+
+    def at_risk_users(horizon_days: int = 7, segment: Optional[str] = None) -> dict:
+        """Users most likely to churn.
+
+        Args:
+            horizon_days: days ahead.
+            segment: a customer segment, e.g. gold.
+        """
+        calls.append(segment)
+        if segment not in (None, "gold"):
+            return {"error": f"unknown segment {segment!r}", "hint": "use one of ['gold']"}
+        return {"horizon_days": horizon_days, "users": [{"user_id": "u_101", "p_churn": 0.82}]}
+
+    router = FixedRouter("at_risk_users", {"horizon_days": 7, "segment": "active"})  # "active customers"
+    model = ScriptedChatModel(script=[])
+    events, answer = run(Agent(model, [at_risk_users], router=router, answer_mode="template"),
+                         "What is the average churn probability of active customers this week?")
+    assert calls == ["active", None]
+    tool_calls = [e for e in events if e.type == "tool_call"]
+    assert [c["arguments"] for c in tool_calls] == [{"horizon_days": 7, "segment": "active"}, {"horizon_days": 7}]
+    assert "u_101" in answer["text"] and answer["repair"] == "composed"
+
+    calls.clear()  # a valid option is kept: nothing to retry
+    router = FixedRouter("at_risk_users", {"horizon_days": 7, "segment": "gold"})
+    run(Agent(ScriptedChatModel(script=[]), [at_risk_users], router=router, answer_mode="template"), "Gold churners?")
+    assert calls == ["gold"]

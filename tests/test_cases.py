@@ -152,6 +152,30 @@ def test_vector_search_uses_the_predictor_vectors(tmp_path):
         mem.by_vector.query(query_texts=["text is not allowed here"], n_results=1)
 
 
+class VersionedVectors(FeatureVectors):
+    def __init__(self, version: str, scale: float = 1.0):
+        self.version, self.scale = version, scale
+
+    def user_vectors(self, events, cutoff, users=None):
+        got, vec = super().user_vectors(events, cutoff, users)
+        return got, vec * self.scale + np.arange(vec.shape[1], dtype=np.float32) * (self.scale - 1)
+
+
+def test_vectors_of_another_predictor_are_replaced_not_mixed(tmp_path):
+    ev = _events()
+    mem = CaseMemory(path=tmp_path / "c", text_embedding=HashingEmbedding())
+    mem.build(ev, [C1], (7, 30), predictor=VersionedVectors("v1"), progress=False)
+    assert mem.vector_version() == "v1" and mem.by_vector.count() == 3
+    # A retrained model's vectors live in another space: a user search must not mix them.
+    assert mem.search_user("u1", ev, C2, k=2, predictor=VersionedVectors("v2", 3.0))["method"] == "text"
+    again = mem.build(ev, [C1], (7, 30), predictor=VersionedVectors("v2", 3.0), progress=False)
+    assert again["vectors_added"] == 3 and any("replaced" in n for n in again["notes"])
+    assert again["text_skipped"] == 3 and again["text_added"] == 0  # texts do not depend on the model
+    assert mem.vector_version() == "v2" and mem.by_vector.count() == 3
+    assert CaseMemory(path=tmp_path / "c", text_embedding=HashingEmbedding()).vector_version() == "v2"
+    assert mem.search_user("u1", ev, C2, k=2, predictor=VersionedVectors("v2", 3.0))["method"] == "user_vector"
+
+
 def test_saved_analyst_case_is_found_and_not_duplicated(tmp_path):
     mem = CaseMemory(path=tmp_path / "c", text_embedding=HashingEmbedding())
     text = "Loyal coffee buyer stopped ordering after a late delivery complaint"
@@ -250,3 +274,18 @@ def test_case_text_carries_profile_and_complaints(tmp_path):
     assert hit["case_id"] == case_id("u2", C1) and hit["churned"] is True
     u3 = mem.by_text.get(ids=[case_id("u3", C1)], include=["documents"])["documents"][0]
     assert u3.startswith("A browser who never bought. Customer u3 as of 2024-01-31")
+
+
+def test_demo_counts_the_case_memory_built_only_for_the_current_predictor(tmp_path):
+    from assistant.commands.demo import _cases_built
+    from assistant.config import Settings
+
+    settings = Settings(home=tmp_path, chroma_path=tmp_path / "chroma", models_dir=tmp_path / "models")
+    settings.predictor_dir.mkdir(parents=True)
+    (settings.predictor_dir / "config.yaml").write_text("version: v1\n")
+    mem = CaseMemory(path=settings.chroma_path, text_embedding=HashingEmbedding())
+    mem.build(_events(), [C1], (7, 30), predictor=VersionedVectors("v1"), progress=False)
+    assert _cases_built(settings) and "predictor v1" in (tmp_path / "stamps" / "cases_built").read_text()
+    assert _cases_built(settings)  # the stamp answers now
+    (settings.predictor_dir / "config.yaml").write_text("version: v2\n")  # retrained
+    assert not _cases_built(settings)  # `shopsight cases build` runs and replaces the vectors

@@ -148,3 +148,10 @@ def test_case_ids_are_cited_and_grounded() -> None:
     assert {(c["kind"], c["id"]) for c in citations(text, [("similar_cases", cases)])} >= {("case", "211@20260501T213739Z")}
     assert check(text, Evidence.from_results([cases])).ok
     assert not check("Case 212@20260501T213739Z churned.", Evidence.from_results([cases])).ok
+
+
+def test_parts_of_a_key_name_are_grounded() -> None:
+    # The composer writes the key "events_30d" as "events 30d"; "30d" comes from the result itself.
+    evidence = Evidence.from_results([{"facts": {"events_30d": 180}}])
+    assert check("Facts: events 30d 180.", evidence).ok
+    assert not check("Facts: events 60d 180.", evidence).ok

@@ -129,3 +129,39 @@ def test_enum_arguments_the_user_did_not_name_follow_the_nearest_example(tmp_pat
     money = "Rank customers by the money at stake this week."
     assert _settle_choices(spec, {"horizon_days": 7}, [money], money, prior, RouteTrace()) == {
         "horizon_days": 7, "rank_by": "value_at_risk"}
+
+
+def test_required_arguments_must_come_from_the_conversation() -> None:
+    from assistant.tool_specs import build_specs, required_grounded
+
+    spec = build_specs(Shop().tools())["explain_user"]
+    texts = ["Why is user u_101 at risk in the next 7 days?"]
+    assert required_grounded(spec, {"user_id": "u_101"}, texts)
+    assert not required_grounded(spec, {"user_id": "user_id"}, texts)  # a parameter name copied as a value
+    assert not required_grounded(spec, {"user_id": "u_999"}, texts)  # an id nobody mentioned
+    assert not required_grounded(spec, {}, texts)
+    assert required_grounded(build_specs(Shop().tools())["at_risk_users"], {"horizon_days": 7}, texts)
+
+
+def test_router_passes_over_a_tool_whose_required_id_nobody_gave(tiny_chat) -> None:  # noqa: F811
+    from assistant.router import LikelihoodRouter
+    from assistant.tool_specs import build_specs, required_grounded
+
+    specs = build_specs(Shop().tools())
+    question = "Which customers will churn this week?"
+    # A strong prior puts explain_user first; the question names no user, so it cannot be meant.
+    prior = ExemplarPrior(HashingEmbedding(), examples={"explain_user": [question], "at_risk_users": ["zzz"]})
+    router = LikelihoodRouter(tiny_chat, max_arg_tokens=8, prior=prior, prior_weight=50.0, max_candidates=7)
+    messages = [SystemMessage("You are ShopSight."), HumanMessage(question)]
+    choice = router.route(messages, specs, question=question)
+    ranked = sorted(router.last.scores, key=router.last.scores.get, reverse=True)
+    assert ranked[0] == "explain_user"
+    texts = [question]
+    if router.last.passed_over:  # every tool passed over lacked a grounded required argument
+        assert router.last.passed_over == ranked[: len(router.last.passed_over)]
+        assert choice["name"] == ranked[len(router.last.passed_over)]
+        assert required_grounded(specs[choice["name"]], choice["args"], texts)
+    else:  # the first tool fit, or none did and the first one's call stands
+        assert choice["name"] == ranked[0]
+    assert "explain_user" in router.last.passed_over or required_grounded(specs["explain_user"], choice["args"], texts) \
+        or all(not required_grounded(specs[n], {}, texts) for n in ranked[:7] if specs[n].required)

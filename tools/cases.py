@@ -112,6 +112,8 @@ class CaseMemory:
         if predictor is None:
             report["notes"].append("no predictor given: only the text collection was built "
                                    "(train one with `shopsight predictor train`, then re-run)")
+        else:
+            self._retire_stale_vectors(getattr(predictor, "version", None), report)
         for c in cutoffs:
             users = sorted(events.loc[events["ts"] <= pd.Timestamp(c), "user_id"].astype(str).unique())
             all_ids = [case_id(u, c) for u in users]
@@ -145,7 +147,23 @@ class CaseMemory:
                     report["vectors_added"] += len(keep)
                 bar.update(len(ids))
             bar.close()
+        if predictor is not None and getattr(predictor, "version", None):
+            self.by_vector.modify(metadata={"predictor_version": str(predictor.version)})
         return report
+
+    def vector_version(self) -> str | None:
+        """The predictor version whose user vectors the vector collection holds (None: unknown)."""
+        return (self.by_vector.metadata or {}).get("predictor_version")
+
+    def _retire_stale_vectors(self, version: str | None, report: dict) -> None:
+        """Drop vectors a different predictor wrote: its space is not this one's, so they are rebuilt."""
+        stored = self.vector_version()
+        if not version or not stored or stored == str(version) or self.by_vector.count() == 0:
+            return
+        report["notes"].append(f"user vectors of predictor {stored} replaced by vectors of {version}")
+        self.client.delete_collection(VECTOR_COLLECTION)
+        self.by_vector = self.client.get_or_create_collection(
+            VECTOR_COLLECTION, embedding_function=PrecomputedEmbedding(), configuration={"hnsw": {"space": "cosine"}})
 
     def save_case(self, text: str, outcome: str, user_id: str | None = None, title: str = "",
                   analyst: str = "") -> str:
@@ -225,7 +243,9 @@ class CaseMemory:
 
         The user's own past snapshots are left out: "customers like them" means other customers.
         """
-        if predictor is not None and self.by_vector.count() > 0:
+        current = getattr(predictor, "version", None)
+        stale = bool(current) and self.vector_version() not in (None, str(current))
+        if predictor is not None and self.by_vector.count() > 0 and not stale:  # stale vectors: search by text
             got, vectors = predictor.user_vectors(events, cutoff, users=[user_id])
             if len(got):
                 return self.search_vector(vectors[0], k, horizon_days, exclude_user=user_id)

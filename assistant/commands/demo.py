@@ -53,14 +53,18 @@ def _train_argv(settings) -> list[str]:
     return ["predictor", "train", *_recipe(), *(["--no-resume"] if stale else [])]
 
 
-def _scored(settings) -> bool:
+def _predictor_version(settings) -> str | None:
     import yaml
 
+    config_path = settings.predictor_dir / "config.yaml"
+    return (yaml.safe_load(config_path.read_text()) or {}).get("version") if config_path.is_file() else None
+
+
+def _scored(settings) -> bool:
     from tools.data.store import EventStore
 
     # Scores count only when the current checkpoint wrote them (a retrained model rescores).
-    config_path = settings.predictor_dir / "config.yaml"
-    version = (yaml.safe_load(config_path.read_text()) or {}).get("version") if config_path.is_file() else None
+    version = _predictor_version(settings)
     with EventStore(settings.db_path, read_only=True) as store:
         cutoff = store.time_span()[1]
         scores = store.scores_frame(cutoff=cutoff)
@@ -73,20 +77,27 @@ def _cases_stamp(settings) -> Path:
 
 def _cases_built(settings) -> bool:
     # A re-run should not pay for importing chromadb: a stamp written after a finished build,
-    # trusted while the Chroma folder it describes is still there.
+    # trusted while the Chroma folder it describes is still there and the predictor that wrote
+    # its user vectors is still the current one (a retrained model's vectors are rebuilt).
+    version = _predictor_version(settings)
+    stamp = f"the case memory was built (predictor {version}); delete this file to check again\n"
     if not settings.chroma_url and _cases_stamp(settings).is_file() and \
             (settings.chroma_path / "chroma.sqlite3").is_file():
-        return True
-    from tools.cases import TEXT_COLLECTION, make_client
+        if _cases_stamp(settings).read_text() == stamp:
+            return True
+    from tools.cases import TEXT_COLLECTION, VECTOR_COLLECTION, make_client
 
     if not settings.chroma_url and not settings.chroma_path.exists():
         return False
     client = make_client(settings.chroma_path, settings.chroma_url or None)
     names = {getattr(c, "name", c) for c in client.list_collections()}
     built = TEXT_COLLECTION in names and client.get_collection(TEXT_COLLECTION).count() > 0
+    if built and VECTOR_COLLECTION in names and version is not None:
+        stored = (client.get_collection(VECTOR_COLLECTION).metadata or {}).get("predictor_version")
+        built = stored == version  # vectors of another predictor (or of unknown version): rebuild them
     if built and not settings.chroma_url:
         _cases_stamp(settings).parent.mkdir(parents=True, exist_ok=True)
-        _cases_stamp(settings).write_text("the case memory was built; delete this file to check again\n")
+        _cases_stamp(settings).write_text(stamp)
     return built
 
 
