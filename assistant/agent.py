@@ -24,6 +24,7 @@ Tool calls are only ever read from the model's own output (AIMessage.tool_calls)
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -124,7 +125,7 @@ class Agent:
             if message.tool_calls:
                 turn.messages.append(message)
                 repeated = yield from self._run_calls(turn, message)
-                retry = self._without_free_options(message) if not turn.results else None
+                retry = self._without_free_options(message, turn.messages[-1]) if not turn.results else None
                 if retry is not None:
                     turn.messages.append(retry)
                     yield from self._run_calls(turn, retry)
@@ -223,14 +224,15 @@ class Agent:
             turn.messages.append(ToolMessage(content=result_for_prompt(clean), tool_call_id=call_id, name=name))
         return repeats == len(message.tool_calls)
 
-    def _without_free_options(self, message: AIMessage) -> AIMessage | None:
+    def _without_free_options(self, message: AIMessage, error: BaseMessage) -> AIMessage | None:
         """A routed call that failed, once more without its free-text optional arguments (numbers,
         closed choices and required arguments stay).
 
         The router may copy a phrase of the question into an optional filter ("active" customers
-        as segment="active"); the tool refuses the unknown value. Retrying with the required and
-        closed-choice arguments answers the question that was asked, where a 0.5B model handed
-        the error rarely recovers. None when the call was not routed or has nothing to drop.
+        as segment="active"); the tool refuses the unknown value. Retrying without it answers the
+        question that was asked, where a 0.5B model handed the error rarely recovers. When the
+        error names some of those arguments ("unknown item_id 'coffee'") only they are dropped.
+        None when the call was not routed or has nothing to drop.
         """
         if not message.additional_kwargs.get("routed") or len(message.tool_calls) != 1:
             return None
@@ -239,8 +241,11 @@ class Agent:
         args = call.get("args") or {}
         if spec is None:
             return None
-        kept = {k: v for k, v in args.items()
-                if k in spec.required or "enum" in spec.parameters.get(k, {}) or not isinstance(v, str)}
+        free = [k for k, v in args.items()
+                if k not in spec.required and "enum" not in spec.parameters.get(k, {}) and isinstance(v, str)]
+        text = error.content if isinstance(error.content, str) else ""
+        named = [k for k in free if re.search(rf"\b{re.escape(k)}\b", text)]
+        kept = {k: v for k, v in args.items() if k not in (named or free)}
         if kept == args:
             return None
         return AIMessage(content="", tool_calls=[{"name": call["name"], "args": kept, "type": "tool_call",

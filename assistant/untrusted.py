@@ -41,12 +41,16 @@ def mask_pii(text: str) -> str:
 
 
 def defuse(text: str) -> str:
-    """Untrusted text as one inert line: no tags, special tokens, role prefixes, fences or braces."""
+    """Untrusted text as one inert line: no tags, special tokens, role prefixes, fences, braces,
+    markdown links or images, or HTML."""
     text = _SPECIAL_RE.sub("[tag removed]", text)
     text = _ROLE_RE.sub(lambda m: f"({m.group(1)})", text)
     text = _FENCE_RE.sub("'", text)
     # Braces are what a parser reads as a JSON call; « » are our delimiters.
     text = text.replace("{", "(").replace("}", ")").replace("«", '"').replace("»", '"')
+    # The UI renders answers as markdown: an image in a quote would load (and leak) by itself,
+    # so link and image syntax and raw HTML are broken apart; the words stay readable.
+    text = text.replace("![", "! [").replace("](", "] (").replace("<", "‹").replace(">", "›")
     text = " ".join(text.split())
     if len(text) > MAX_UNTRUSTED_CHARS:
         text = text[:MAX_UNTRUSTED_CHARS].rstrip() + " ..."

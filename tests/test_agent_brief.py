@@ -92,3 +92,26 @@ def test_routed_call_refused_for_a_free_option_is_retried_without_it() -> None:
     router = FixedRouter("at_risk_users", {"horizon_days": 7, "segment": "gold"})
     run(Agent(ScriptedChatModel(script=[]), [at_risk_users], router=router, answer_mode="template"), "Gold churners?")
     assert calls == ["gold"]
+
+
+def test_retry_drops_only_the_option_the_error_names() -> None:
+    from test_agent import FixedRouter
+
+    calls = []
+
+    def review_summary(item_id: Optional[str] = None, category_id: Optional[str] = None) -> dict:
+        """Summarize reviews.
+
+        Args:
+            item_id: a product id.
+            category_id: a category id.
+        """
+        calls.append((item_id, category_id))
+        if item_id and item_id != "P1":
+            return {"error": f"unknown item_id {item_id!r}", "hint": "use an item id"}
+        return {"item_id": item_id, "category_id": category_id, "reviews": 3}
+
+    router = FixedRouter("review_summary", {"item_id": "coffee", "category_id": "coffee"})
+    run(Agent(ScriptedChatModel(script=[]), [review_summary], router=router, answer_mode="template"),
+        "Summarize the coffee reviews.")
+    assert calls == [("coffee", "coffee"), (None, "coffee")]  # the category filter stays

@@ -54,7 +54,7 @@ def test_injection_suite_is_defused_by_the_agent() -> None:
         text = clean["quotes"][0]["text"]
         assert text.startswith("«") and text.endswith("»") and found
         inner = text[1:-1]
-        for marker in ("<tool_call>", "<|im_start|>", "<|im_end|>", "{", "}", "```", "«", "»", "\n"):
+        for marker in ("<tool_call>", "<|im_start|>", "<|im_end|>", "{", "}", "```", "«", "»", "\n", "![", "](", "<img"):
             assert marker not in inner.lower(), (attack["id"], marker, inner)
         for secret in attack["secrets"]:
             assert secret.lower() not in inner.lower(), (attack["id"], secret)
