@@ -84,6 +84,7 @@ class ExemplarPrior:
         self.top = top
         self.examples = {name: list(texts) for name, texts in examples.items() if texts}
         self._vectors: dict[str, np.ndarray] | None = None  # embedded on first use (model load is lazy)
+        self._last_query: tuple[str, np.ndarray] | None = None  # one routing asks about one question several times
 
     def _example_vectors(self) -> dict[str, np.ndarray]:
         if self._vectors is None:
@@ -97,10 +98,16 @@ class ExemplarPrior:
                 start = end
         return self._vectors
 
+    def _query_vector(self, question: str) -> np.ndarray:
+        """The question's unit vector, embedded once for the tool prior and every argument vote."""
+        if self._last_query is None or self._last_query[0] != question:
+            self._last_query = (question, _unit_rows(np.asarray(self.embed([question]), dtype=np.float32))[0])
+        return self._last_query[1]
+
     def similarities(self, question: str, names: Sequence[str]) -> dict[str, float]:
         """Per tool with examples, the mean cosine of its `top` nearest examples to the question."""
         vectors = self._example_vectors()
-        query = _unit_rows(np.asarray(self.embed([question]), dtype=np.float32))[0]
+        query = self._query_vector(question)
         sims = {}
         for name in names:
             if name in vectors:
@@ -118,7 +125,7 @@ class ExemplarPrior:
         if not args:
             return False, None
         vectors = self._example_vectors()[tool]
-        query = _unit_rows(np.asarray(self.embed([question]), dtype=np.float32))[0]
+        query = self._query_vector(question)
         return True, args[int(np.argmax(vectors @ query))].get(parameter)
 
     def log_prior(self, question: str, names: Sequence[str]) -> dict[str, float]:

@@ -136,8 +136,7 @@ def ground_arguments(spec: ToolSpec, args: dict, texts: list[str]) -> tuple[dict
     Returns:
         (kept arguments, names of the dropped ones).
     """
-    haystack = "\n".join(texts).lower()
-    numbers = {float(n) for n in re.findall(r"(?<![\w.])\d+(?:\.\d+)?", haystack)}
+    haystack, numbers = _conversation(texts)
     kept, dropped = {}, []
     for key, value in args.items():
         prop = spec.parameters.get(key, {})
@@ -155,8 +154,7 @@ def required_grounded(spec: ToolSpec, args: dict, texts: list[str]) -> bool:
     nobody mentioned cannot be what the user asked for: the router then tries its next tool.
     Closed choices (enum, boolean) count as grounded.
     """
-    haystack = "\n".join(texts).lower()
-    numbers = {float(n) for n in re.findall(r"(?<![\w.])\d+(?:\.\d+)?", haystack)}
+    haystack, numbers = _conversation(texts)
     for key in spec.required:
         value, prop = args.get(key), spec.parameters.get(key, {})
         if value in (None, ""):
@@ -164,6 +162,12 @@ def required_grounded(spec: ToolSpec, args: dict, texts: list[str]) -> bool:
         if "enum" not in prop and not isinstance(value, bool) and not _grounded_value(value, haystack, numbers):
             return False
     return True
+
+
+def _conversation(texts: list[str]) -> tuple[str, set[float]]:
+    """The conversation as one lower-case text, and the numbers written in it."""
+    haystack = "\n".join(texts).lower()
+    return haystack, {float(n) for n in re.findall(r"(?<![\w.])\d+(?:\.\d+)?", haystack)}
 
 
 def _grounded_value(value: Any, haystack: str, numbers: set[float]) -> bool:
