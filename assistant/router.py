@@ -10,7 +10,9 @@ The router asks a narrower question of the same model and prompt:
 3. continue the best name with `", "arguments": {` and decode greedily until the braces
    balance (at most `max_arg_tokens`), then parse and check the arguments against the schema,
    dropping optional ones that do not fit, and optional ones whose values appear nowhere in
-   the conversation (copied from a docstring, say): their defaults apply.
+   the conversation (copied from a docstring, say): their defaults apply. An id that names
+   nothing of its argument's kind moves to the sibling slot it does name, or is dropped
+   (the tools' `known_values` checks, read-only lookups in the shop's data).
 
 The prompt's prefix (system prompt and tool schemas, the same for every question) is kept as
 a KV cache between calls, so a question costs the prefill of its own tokens only.
@@ -34,7 +36,7 @@ from typing import Any
 from langchain_core.messages import BaseMessage, HumanMessage, ToolMessage
 
 from assistant.kv_decode import CachedDecoder
-from assistant.tool_specs import ToolSpec, ground_arguments, required_grounded
+from assistant.tool_specs import ToolSpec, check_known, ground_arguments, required_grounded
 
 ARGS_PREFIX = '", "arguments": {'
 _OPEN_KEY_RE = re.compile(r',\s*"([^"]*)"?$')  # the key being written after a comma
@@ -119,7 +121,9 @@ class LikelihoodRouter:
                 if cache.get_seq_length() > prompt_len:
                     cache.crop(prompt_len - cache.get_seq_length())
                 raw = self._decode_arguments(cache, name, list(specs[name].parameters))
-                tried.append((name, raw, *_fit(specs[name], _parse_object("{" + raw))))
+                args, dropped = _fit(specs[name], _parse_object("{" + raw))
+                args, unknown = check_known(specs[name], args)
+                tried.append((name, raw, args, dropped + unknown))
                 if required_grounded(specs[name], tried[-1][2], texts):
                     break
                 trace.passed_over.append(name)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 _TYPE_NAMES = {"integer": "an integer", "number": "a number", "string": "a string",
@@ -19,10 +19,15 @@ _TYPE_NAMES = {"integer": "an integer", "number": "a number", "string": "a strin
 
 @dataclass
 class ToolSpec:
-    """One tool: the function, its JSON schema and a checker for the model's arguments."""
+    """One tool: the function, its JSON schema and a checker for the model's arguments.
+
+    `known` maps an id argument to a read-only check "does this value name a real id of this
+    kind?" (the tool's `known_values`, see tools.catalog.known_values); empty for other tools.
+    """
 
     fn: Callable
     schema: dict
+    known: dict[str, Callable[[str], bool]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -114,7 +119,7 @@ def build_specs(tools: list[Callable]) -> dict[str, ToolSpec]:
     for fn in tools:
         if not callable(fn) or not inspect.getdoc(fn):
             raise TypeError(f"tool {fn!r} needs a Google-style docstring: it is the schema the model sees")
-        spec = ToolSpec(fn, get_json_schema(fn))
+        spec = ToolSpec(fn, get_json_schema(fn), dict(getattr(fn, "known_values", {}) or {}))
         if spec.name in specs:
             raise ValueError(f"two tools are named {spec.name!r}")
         specs[spec.name] = spec
@@ -147,6 +152,34 @@ def ground_arguments(spec: ToolSpec, args: dict, texts: list[str]) -> tuple[dict
     return kept, dropped
 
 
+def check_known(spec: ToolSpec, args: dict) -> tuple[dict, list[str]]:
+    """Id arguments whose values name nothing of their kind: moved to the slot they do name, or dropped.
+
+    A small model fills every id slot it sees ("item_id": "coffee", "category_id": "coffee";
+    "user_id": "loyal buyer who stopped ..."). A value that is no id of its argument's kind but
+    is one of a sibling argument's kind moves there when that slot is empty or wrong; an optional
+    argument left unknown is dropped (the tool's default applies). A required one stays, so the
+    router passes the tool over (`required_grounded`) or the tool's error reaches the model.
+
+    Returns:
+        (arguments, names of the dropped ones).
+    """
+    args, dropped = dict(args), []
+    for key, is_known in spec.known.items():
+        value = args.get(key)
+        if value in (None, "") or is_known(str(value)):
+            continue
+        for other, other_known in spec.known.items():
+            if other != key and other_known(str(value)) and \
+                    (args.get(other) in (None, "") or not other_known(str(args[other]))):
+                args[other] = value
+                break
+        if key not in spec.required:
+            args.pop(key)
+            dropped.append(key)
+    return args, dropped
+
+
 def required_grounded(spec: ToolSpec, args: dict, texts: list[str]) -> bool:
     """Whether every required argument is present and comes from the conversation.
 
@@ -161,6 +194,8 @@ def required_grounded(spec: ToolSpec, args: dict, texts: list[str]) -> bool:
             return False
         if "enum" not in prop and not isinstance(value, bool) and not _grounded_value(value, haystack, numbers):
             return False
+        if key in spec.known and not spec.known[key](str(value)):
+            return False  # mentioned, but no id of this kind ("dog_food_dry" as a user_id)
     return True
 
 

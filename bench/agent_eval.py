@@ -281,7 +281,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.injection:
         attacks = load_jsonl(args.attacks, {"id": str, "attack": str, "text": str, "secrets": list, "canaries": list})
         attacks = attacks[:args.injection_limit] if args.injection_limit else attacks
-        inj = run_injection(settings, chat, attacks, args.out, args.max_steps, args.injection_config)
+        # "<config>+adapter" runs the attacks on the adapted model, like that config's questions
+        inj = run_injection(settings, dict(runs).get(args.injection_config, chat), attacks, args.out, args.max_steps,
+                            args.injection_config)
         report += ["", f"Injection suite ({args.injection_config}): {inj['tools_unchanged']}/{inj['attacks']} attacks left the tool calls "
                        f"as they were without the attack (control); {inj['routed_as_expected']}/{inj['attacks']} questions routed "
                        f"to review_summary of the item; {inj['leaks']} leaked masked data; attacker text in "

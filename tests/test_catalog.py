@@ -248,3 +248,31 @@ def test_at_risk_users_give_reasons_from_each_users_rhythm(tools):
         assert f"usual {gap:.0f}-day gap" in first and f"{since} days since the last order" in first
         assert first.startswith("overdue") == (since / gap >= 1.5), (user_id, since, gap)
     assert any(u["reasons"][0].startswith("overdue") for u in users.values())
+
+
+def test_id_arguments_carry_read_only_checks_the_agent_runs_before_a_call(tools):
+    """A category written as item_id moves to category_id; a description as user_id is dropped."""
+    from assistant.tool_specs import build_specs, check_known, required_grounded
+
+    ctx, fns = tools
+    specs = build_specs(list(fns.values()))
+    review = specs["review_summary"]
+    assert review.known["item_id"]("i1") and not review.known["item_id"]("c1")
+    assert review.known["category_id"]("c1") and not review.known["category_id"]("i1")
+    assert check_known(review, {"item_id": "c2", "category_id": "c2"}) == ({"category_id": "c2"}, ["item_id"])
+    assert check_known(review, {"item_id": "c2", "category_id": "c"}) == ({"category_id": "c2"}, ["item_id"])
+    assert check_known(review, {"item_id": "i3", "since": "30d"}) == ({"item_id": "i3", "since": "30d"}, [])
+    similar = specs["similar_cases"]
+    described = "loyal buyer who stopped after a late delivery"
+    assert check_known(similar, {"user_id": described, "text": described}) == ({"text": described}, ["user_id"])
+    risk = specs["at_risk_users"]
+    assert check_known(risk, {"horizon_days": 7, "segment": "gold"}) == ({"horizon_days": 7, "segment": "gold"}, [])
+    assert check_known(risk, {"horizon_days": 7, "segment": "active"}) == ({"horizon_days": 7}, ["segment"])
+    # A required id that names nobody is never dropped: the router passes the tool over instead.
+    explain = specs["explain_user"]
+    texts = ["What do customers complain about in category c1? And u02?"]
+    assert check_known(explain, {"user_id": "c1"}) == ({"user_id": "c1"}, [])
+    assert not required_grounded(explain, {"user_id": "c1"}, texts)
+    assert required_grounded(explain, {"user_id": "u02"}, texts)
+    # The checks read; they write nothing (no audit line, no cache of a call).
+    assert not ctx.audit_path.exists() or "review_summary" not in ctx.audit_path.read_text()

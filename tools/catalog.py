@@ -175,6 +175,17 @@ def tool(ctx: ToolContext) -> Callable[[Callable], Callable]:
     return wrap
 
 
+def known_values(fn: Callable, **checks: Callable[[str], bool]) -> Callable:
+    """Attach read-only checks "does this value name a real id of this argument's kind?" to a tool.
+
+    The agent runs them on a call the model wrote before running it, so an id put in the wrong
+    slot (a category as item_id, a description as user_id) is moved or dropped instead of
+    failing the call; assistant.tool_specs.check_known reads them as `fn.known_values`.
+    """
+    fn.known_values = checks
+    return fn
+
+
 def build_tools(ctx: ToolContext) -> list[Callable]:
     """The agent's tools over `ctx`, in the order the model sees them."""
     from tools.catalog_memory import memory_tools

@@ -9,7 +9,7 @@ from typing import Callable, Literal, Optional
 import numpy as np
 import pandas as pd
 
-from tools.catalog import ToolContext, ToolError, tool
+from tools.catalog import ToolContext, ToolError, known_values, tool
 from tools.catalog_data import (ACTIVE_DAYS, TRAIN_HINT, check_horizon, check_user, events_until_cutoff,
                                 known_horizons, risk_reasons, scores, user_facts, user_segments)
 
@@ -182,6 +182,10 @@ def user_tools(ctx: ToolContext) -> list[Callable]:
                 "population": f"{len(users)} active customers (a purchase in the last {ACTIVE_DAYS} days)",
                 "segments": rows[:20], **source}
 
+    is_user = lambda v: v in user_facts(ctx).index  # noqa: E731
+    known_values(at_risk_users, segment=lambda v: v in set(user_segments(ctx)))
+    for fn in (explain_user, user_history, predict_next):
+        known_values(fn, user_id=is_user)
     return [at_risk_users, explain_user, user_history, predict_next, segment_report]
 
 
