@@ -132,7 +132,8 @@ class LikelihoodRouter:
                 trace.passed_over = []
             best, trace.raw_arguments, args, trace.dropped = tried[-1]
             trace.args_s = time.perf_counter() - started - trace.prefill_s - trace.score_s
-        args, ungrounded = ground_arguments(specs[best], args, texts)
+        asked = [m.content for m in messages if isinstance(m, HumanMessage) and isinstance(m.content, str)]
+        args, ungrounded = ground_arguments(specs[best], args, texts, user_texts=asked)
         trace.dropped += ungrounded
         if self.tool_prior is not None:
             args = _settle_choices(specs[best], args, texts, question, self.tool_prior, trace)

@@ -1,8 +1,9 @@
 """Tool schemas in, tool calls out: the text side of tool calling, shared by every chat backend.
 
 Small models write a call either the way their chat template asks (`<tool_call>{...}</tool_call>`,
-Qwen's format) or as a fenced ```json block (what Qwen 0.5B does most of the time, see
-MODELS.md), so `parse_tool_calls` accepts both. A call that cannot be used (bad JSON, no
+Qwen's format), as a fenced ```json block (what Qwen 0.5B does most of the time, see
+MODELS.md), so `parse_tool_calls` accepts both; with `bare_json=True` also a reply that is
+nothing but the JSON object (what the LoRA-tuned 0.5B writes; it counts only with a "name"). A call that cannot be used (bad JSON, no
 name, an unknown tool, arguments that are not an object) is returned as an *invalid* call with
 an error the agent can show the model; parsing never raises.
 """
@@ -140,13 +141,16 @@ def _loads_lenient(body: str) -> Any:
         raise first
 
 
-def parse_tool_calls(text: str, allowed: Sequence[str] | None = None) -> ParsedOutput:
+def parse_tool_calls(text: str, allowed: Sequence[str] | None = None, bare_json: bool = False) -> ParsedOutput:
     """Find tool calls in a model's text, in order; the rest is the answer.
 
     Args:
         text: The generated text.
         allowed: Names of the bound tools; a call to any other name is invalid. None accepts
             any name (and fenced JSON then counts as a call only if it has a "name").
+        bare_json: Also read a reply that is nothing but a JSON call as a call. Off in the
+            agent: there such a reply after a tool result is the model echoing its last call
+            instead of answering, and the agent composes the answer from the results.
 
     Returns:
         The content without the call blocks, valid calls (`{"name","args","id","type"}`) and
@@ -159,6 +163,10 @@ def parse_tool_calls(text: str, allowed: Sequence[str] | None = None) -> ParsedO
         if any(s <= m.start() < e for s, e, _, _ in spans):
             continue  # a fence inside a tagged call: that call already covers it
         spans.append((m.start(), m.end(), m.group(1), False))
+    if bare_json and not spans and text.strip()[:1] in ("{", "["):
+        # The whole reply is one bare JSON call: what a LoRA-tuned 0.5B writes when it means
+        # `<tool_call>` but emits another special token first (they share nearly one embedding)
+        spans.append((0, len(text), text, False))
     spans.sort()
     out = ParsedOutput(content="")
     keep: list[str] = []

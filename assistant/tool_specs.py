@@ -129,23 +129,29 @@ def build_specs(tools: list[Callable]) -> dict[str, ToolSpec]:
 _WORD_RE = re.compile(r"[a-z0-9_]{3,}")
 
 
-def ground_arguments(spec: ToolSpec, args: dict, texts: list[str]) -> tuple[dict, list[str]]:
+def ground_arguments(spec: ToolSpec, args: dict, texts: list[str],
+                     user_texts: list[str] | None = None) -> tuple[dict, list[str]]:
     """Drop optional arguments whose values do not come from the conversation.
 
     A small model forced to continue a call's JSON tends to fill every parameter, often with
     values copied from the docstrings ("top_k": 100 from "at most 100"). An optional value is
     kept when it is a closed choice (enum, boolean) or when the user's words (with the agent's
     notes) or a trusted tool result contain it; otherwise the tool's default applies.
+    An optional number (a count, a horizon) must come from the user's words (`user_texts`,
+    when given): tool results are full of numbers, and "the top one" is no "k": 1.
     Required arguments are never dropped: a wrong one comes back to the model as an error.
 
     Returns:
         (kept arguments, names of the dropped ones).
     """
     haystack, numbers = _conversation(texts)
+    asked = _conversation(user_texts)[1] if user_texts is not None else numbers
     kept, dropped = {}, []
     for key, value in args.items():
         prop = spec.parameters.get(key, {})
-        if key in spec.required or "enum" in prop or isinstance(value, bool) or _grounded_value(value, haystack, numbers):
+        is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if key in spec.required or "enum" in prop or isinstance(value, bool) or \
+                _grounded_value(value, haystack, asked if is_number else numbers):
             kept[key] = value
         else:
             dropped.append(key)

@@ -226,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
                              "template (router + composer answer), brief (router + composer answer + model takeaway); "
                              "append +prior for the exemplar prior over tools (e.g. brief+prior, the app's default)")
     parser.add_argument("--adapter", type=Path, default=None, help="a LoRA adapter folder: adds '<config>+adapter' rows")
+    parser.add_argument("--adapter-only", action="store_true", help="with --adapter: only the '<config>+adapter' rows")
     parser.add_argument("--limit", type=int, default=None, help="N questions round-robin over categories (sessions kept whole)")
     parser.add_argument("--ids", nargs="+", default=None, help="only these question ids (and their sessions)")
     parser.add_argument("--first-call-only", action="store_true", help="score only the first tool call (fast)")
@@ -263,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = [(c, chat) for c in args.configs]
     if args.adapter:
         adapted = Workspace.open(Settings.from_env(adapter=str(args.adapter)), store=workspace.store).chat_model()
+        runs = [] if args.adapter_only else runs
         runs += [(f"{c}+adapter", adapted) for c in args.configs]
     (args.out / "config.yaml").write_text(yaml.safe_dump({
         "questions": str(args.questions), "n_questions": len(questions), "configs": [c for c, _ in runs],

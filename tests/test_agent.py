@@ -357,6 +357,14 @@ def test_router_arguments_must_come_from_the_conversation() -> None:
     review = build_specs(Shop().tools())["explain_user"]
     kept, dropped = ground_arguments(review, {"user_id": "u_9"}, ["hello"])
     assert kept == {"user_id": "u_9"} and dropped == []  # required: kept, the tool says if it is wrong
+    # A count must be the user's: "the top one" after a result full of ranks is not top_k=1
+    question = "Show the recent history of the top one."
+    result = '{"users": [{"rank": 1, "user_id": "u_101"}, {"rank": 2, "user_id": "u_102"}]}'
+    kept, dropped = ground_arguments(spec, {"top_k": 1}, [question, result], user_texts=[question])
+    assert kept == {} and dropped == ["top_k"]
+    assert ground_arguments(spec, {"top_k": 1}, [question, result])[0] == {"top_k": 1}  # results alone would keep it
+    kept, _ = ground_arguments(spec, {"top_k": 2}, ["Top 2 please", result], user_texts=["Top 2 please"])
+    assert kept == {"top_k": 2}
 
 
 def test_session_file_errors_name_the_fix(tmp_path) -> None:

@@ -48,6 +48,21 @@ def test_call_shapes_models_write(body):
     assert [(c["name"], c["args"]) for c in out.tool_calls] == [("churn_risk", {"user_id": "1"})]
 
 
+def test_a_reply_that_is_only_a_json_call_is_a_call():
+    # A LoRA-tuned 0.5B emits <|im_start|> where it means <tool_call>; decoding drops the
+    # special token and leaves the bare object (measured on finetune/configs/lora_qwen05_shop_cpu.yaml).
+    bare = '\n{"name": "churn_risk", "arguments": {"user_id": "7"}}\n'
+    out = parse_tool_calls(bare, NAMES, bare_json=True)
+    assert [(c["name"], c["args"]) for c in out.tool_calls] == [("churn_risk", {"user_id": "7"})]
+    assert out.content == ""
+    # off by default (the agent treats such a reply as an echoed call); JSON that is no call,
+    # or JSON inside prose, stays an answer
+    assert parse_tool_calls(bare, NAMES).tool_calls == []
+    assert parse_tool_calls('{"p_churn": 0.4}', NAMES, bare_json=True).tool_calls == []
+    assert parse_tool_calls('{"p_churn": 0.4}', NAMES, bare_json=True).content == '{"p_churn": 0.4}'
+    assert parse_tool_calls('User 7: {"name": "churn_risk"}', NAMES, bare_json=True).tool_calls == []
+
+
 def test_unterminated_tag_is_still_read():
     out = parse_tool_calls('<tool_call>\n{"name": "top_items", "arguments": {"category_id": "3"}}', NAMES)
     assert out.tool_calls[0]["args"] == {"category_id": "3"}
