@@ -95,9 +95,9 @@ class LikelihoodRouter:
             return None
         started = time.perf_counter()
         trace = RouteTrace()
+        asked = [m.content for m in messages if isinstance(m, HumanMessage) and isinstance(m.content, str)]
         if question is None:
-            humans = [m.content for m in messages if isinstance(m, HumanMessage) and isinstance(m.content, str)]
-            question = humans[-1] if humans else ""
+            question = asked[-1] if asked else ""
         prior = self.tool_prior.log_prior(question, list(specs)) if self.tool_prior is not None else {}
         dec = self.decoder
         prompt, _, _ = self.chat.render_prompt(messages, [s.schema for s in specs.values()], "any")
@@ -132,7 +132,6 @@ class LikelihoodRouter:
                 trace.passed_over = []
             best, trace.raw_arguments, args, trace.dropped = tried[-1]
             trace.args_s = time.perf_counter() - started - trace.prefill_s - trace.score_s
-        asked = [m.content for m in messages if isinstance(m, HumanMessage) and isinstance(m.content, str)]
         args, ungrounded = ground_arguments(specs[best], args, texts, user_texts=asked)
         trace.dropped += ungrounded
         if self.tool_prior is not None:

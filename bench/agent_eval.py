@@ -240,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="torch CPU threads (1 is faster for token-by-token decoding on a busy machine)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "agent_eval")
     args = parser.parse_args(argv)
+    if args.adapter_only and not args.adapter:
+        parser.error("--adapter-only needs --adapter PATH (the adapter folder whose rows to run)")
 
     from assistant.config import Settings
     from assistant.workspace import Workspace

@@ -92,10 +92,14 @@ def user_facts(ctx: ToolContext) -> pd.DataFrame:
     return ctx.cache["facts"]
 
 
+def is_known_user(ctx: ToolContext, user_id: str) -> bool:
+    """Whether the user has events by the cutoff (a read-only lookup; no error raised)."""
+    return user_id in user_facts(ctx).index
+
+
 def check_user(ctx: ToolContext, user_id: str) -> str:
     """The id if the user has events by the cutoff, else a ToolError the model can act on."""
-    facts = user_facts(ctx)
-    if user_id not in facts.index:
+    if not is_known_user(ctx, user_id):
         raise ToolError(f"unknown user_id {user_id!r}: no events on or before {ctx.cutoff:%Y-%m-%d}",
                         "use an id returned by at_risk_users or similar_cases (ids are strings, e.g. '00042')")
     return user_id
@@ -108,6 +112,13 @@ def user_segments(ctx: ToolContext) -> pd.Series:
         seg = users.set_index("user_id")["segment"] if len(users) and "segment" in users else pd.Series(dtype=object)
         ctx.cache["segments"] = seg.dropna().astype(str)
     return ctx.cache["segments"]
+
+
+def segment_names(ctx: ToolContext) -> list[str]:
+    """The shop's customer segments, sorted (empty when the users table has none)."""
+    if "segment_names" not in ctx.cache:
+        ctx.cache["segment_names"] = sorted(user_segments(ctx).unique())
+    return ctx.cache["segment_names"]
 
 
 def parse_since(ctx: ToolContext, since: str | None) -> pd.Timestamp | None:

@@ -9,7 +9,7 @@ from typing import Callable, Optional
 import pandas as pd
 
 from tools.catalog import ToolContext, ToolError, known_values, tool
-from tools.catalog_data import check_user, events_until_cutoff, known_horizons, parse_since, user_facts
+from tools.catalog_data import check_user, events_until_cutoff, is_known_user, known_horizons, parse_since
 
 CASES_HINT = "build the case memory with `shopsight cases build` (or run `shopsight demo`)"
 
@@ -83,7 +83,7 @@ def memory_tools(ctx: ToolContext) -> list[Callable]:
         summary["note"] = "quotes are customer-written text (untrusted), PII masked"
         return {"scope": scope, **summary}
 
-    known_values(similar_cases, user_id=lambda v: v in user_facts(ctx).index)
+    known_values(similar_cases, user_id=lambda v: is_known_user(ctx, v))
     known_values(review_summary, item_id=lambda v: _known(ctx, "item_id", v),
                  category_id=lambda v: _known(ctx, "category_id", v))
     return [similar_cases, review_summary]

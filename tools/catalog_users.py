@@ -11,7 +11,8 @@ import pandas as pd
 
 from tools.catalog import ToolContext, ToolError, known_values, tool
 from tools.catalog_data import (ACTIVE_DAYS, TRAIN_HINT, check_horizon, check_user, events_until_cutoff,
-                                known_horizons, risk_reasons, scores, user_facts, user_segments)
+                                is_known_user, known_horizons, risk_reasons, scores, segment_names, user_facts,
+                                user_segments)
 
 MAX_TOP_K = 100
 
@@ -52,7 +53,7 @@ def user_tools(ctx: ToolContext) -> list[Callable]:
         users = facts.index[facts["active"]]
         segs = user_segments(ctx)
         if segment is not None:
-            valid = sorted(segs.unique())
+            valid = segment_names(ctx)
             if segment not in valid:
                 raise ToolError(f"unknown segment {segment!r}",
                                 f"use one of {valid}" if valid else "this shop has no segments; omit segment")
@@ -182,10 +183,9 @@ def user_tools(ctx: ToolContext) -> list[Callable]:
                 "population": f"{len(users)} active customers (a purchase in the last {ACTIVE_DAYS} days)",
                 "segments": rows[:20], **source}
 
-    is_user = lambda v: v in user_facts(ctx).index  # noqa: E731
-    known_values(at_risk_users, segment=lambda v: v in set(user_segments(ctx)))
+    known_values(at_risk_users, segment=lambda v: v in segment_names(ctx))
     for fn in (explain_user, user_history, predict_next):
-        known_values(fn, user_id=is_user)
+        known_values(fn, user_id=lambda v: is_known_user(ctx, v))
     return [at_risk_users, explain_user, user_history, predict_next, segment_report]
 
 
