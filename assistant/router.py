@@ -12,7 +12,10 @@ The router asks a narrower question of the same model and prompt:
    dropping optional ones that do not fit, and optional ones whose values appear nowhere in
    the conversation (copied from a docstring, say): their defaults apply. An id that names
    nothing of its argument's kind moves to the sibling slot it does name, or is dropped
-   (the tools' `known_values` checks, read-only lookups in the shop's data).
+   (the tools' `known_values` checks, read-only lookups in the shop's data);
+4. when the arguments name a shop id this tool cannot take but another can ("user_id": "1334"
+   written for at_risk_users), the model has told us which tool it meant: that one is decoded
+   next. A tool whose required arguments the conversation does not supply is passed over.
 
 The prompt's prefix (system prompt and tool schemas, the same for every question) is kept as
 a KV cache between calls, so a question costs the prefill of its own tokens only.
@@ -51,6 +54,7 @@ class RouteTrace:
     raw_arguments: str = ""
     dropped: list[str] = field(default_factory=list)
     passed_over: list[str] = field(default_factory=list)  # better-scored tools whose required args were not given
+    rerouted: list[str] = field(default_factory=list)  # "a->b": a's arguments named an id only b takes
     reused_tokens: int = 0
     prefill_s: float = 0.0
     score_s: float = 0.0
@@ -113,24 +117,8 @@ class LikelihoodRouter:
             ranked = sorted(trace.scores, key=trace.scores.get, reverse=True)
             trace.score_s = time.perf_counter() - started - trace.prefill_s
             texts = [m.content for m in messages if isinstance(m, (HumanMessage, ToolMessage)) and isinstance(m.content, str)]
-            prompt_len = cache.get_seq_length()
-            # The best-scored tool whose required arguments come from the conversation; a call
-            # needing an id nobody gave cannot be meant, so the next candidate is tried.
-            tried = []
-            for name in ranked[: self.max_candidates]:
-                if cache.get_seq_length() > prompt_len:
-                    cache.crop(prompt_len - cache.get_seq_length())
-                raw = self._decode_arguments(cache, name, list(specs[name].parameters))
-                args, dropped = _fit(specs[name], _parse_object("{" + raw))
-                args, unknown = check_known(specs[name], args)
-                tried.append((name, raw, args, dropped + unknown))
-                if required_grounded(specs[name], tried[-1][2], texts):
-                    break
-                trace.passed_over.append(name)
-            else:
-                tried.append(tried[0])  # none fits: the first one's error goes back to the model
-                trace.passed_over = []
-            best, trace.raw_arguments, args, trace.dropped = tried[-1]
+            chosen = self._choose(cache, specs, ranked, texts, trace)
+            best, trace.raw_arguments, args, trace.dropped = chosen
             trace.args_s = time.perf_counter() - started - trace.prefill_s - trace.score_s
         args, ungrounded = ground_arguments(specs[best], args, texts, user_texts=asked)
         trace.dropped += ungrounded
@@ -139,6 +127,38 @@ class LikelihoodRouter:
         trace.seconds = time.perf_counter() - started
         self.last = trace
         return {"name": best, "args": args}
+
+    def _choose(self, cache: Any, specs: dict[str, ToolSpec], ranked: list[str], texts: list[str],
+                trace: RouteTrace) -> tuple[str, str, dict, list[str]]:
+        """(tool, raw argument text, checked arguments, dropped names) of the call to make.
+
+        The best-scored tool whose required arguments come from the conversation: a call needing
+        an id nobody gave cannot be meant, so the next candidate is tried. An id the model tried
+        to pass that this tool cannot take but another tool can ("user_id": "1334" for
+        at_risk_users) says which tool it meant: that one is tried next.
+        """
+        prompt_len = cache.get_seq_length()
+        queue, tried = list(ranked[: self.max_candidates]), []
+        while queue:
+            name = queue.pop(0)
+            if any(t[0] == name for t in tried):
+                continue
+            if cache.get_seq_length() > prompt_len:
+                cache.crop(prompt_len - cache.get_seq_length())
+            raw = self._decode_arguments(cache, name, list(specs[name].parameters))
+            parsed = _parse_object("{" + raw)
+            args, dropped = _fit(specs[name], parsed)
+            args, unknown = check_known(specs[name], args)
+            tried.append((name, raw, args, dropped + unknown))
+            meant = _meant_elsewhere(specs, name, parsed, args, ranked, texts)
+            if meant is not None and not any(t[0] == meant for t in tried):
+                trace.rerouted.append(f"{name}->{meant}")
+                queue.insert(0, meant)
+            elif required_grounded(specs[name], args, texts):
+                return tried[-1]
+            trace.passed_over.append(name)
+        trace.passed_over = []
+        return tried[0]  # none fits: the first one's error goes back to the model
 
     def calibrate(self, messages: list[BaseMessage], specs: dict[str, ToolSpec]) -> dict[str, float]:
         """Learn each name's prior from a content-free question ("calibrate before use").
@@ -200,15 +220,40 @@ class LikelihoodRouter:
         return text
 
 
+_BARE_KEY_RE = re.compile(r'([{,]\s*)([A-Za-z_]\w*)\s*:')
+
+
 def _parse_object(text: str) -> dict:
-    """The argument object, forgiving a missing close brace; {} when it cannot be read."""
-    for candidate in (text + "}", text, text.rstrip(", \n") + "}"):
+    """The argument object, forgiving a missing close brace and unquoted keys; {} when it cannot be read."""
+    quoted = _BARE_KEY_RE.sub(r'\1"\2":', text)  # `{horizon_days: 7` as a tuned model sometimes writes it
+    for candidate in (text + "}", text, text.rstrip(", \n") + "}", quoted + "}", quoted.rstrip(", \n") + "}"):
         try:
             value = json.loads(candidate)
         except json.JSONDecodeError:
             continue
         return value if isinstance(value, dict) else {}
     return {}
+
+
+def _meant_elsewhere(specs: dict[str, ToolSpec], name: str, parsed: dict, kept: dict,
+                     ranked: list[str], texts: list[str]) -> str | None:
+    """The best-ranked other tool that takes an id the model wrote but `name` could not keep.
+
+    Only ids from the conversation that name something in the shop count (a tool's read-only
+    `known_values` checks): a stray "user_id": "1334" for at_risk_users points to a tool taking
+    that user, a "segment_by": "dog_household" to the tool whose `segment` accepts that segment.
+    Counts and free text are no evidence.
+    """
+    id_keys = {key for spec in specs.values() for key in spec.known}
+    conversation = "\n".join(texts).lower()
+    stray = [str(value).strip() for key, value in parsed.items()
+             if key not in kept and (isinstance(value, str) or (key in id_keys and isinstance(value, int)
+                                                                 and not isinstance(value, bool)))]
+    stray = [value for value in stray if value and value.lower() in conversation]
+    for other in ranked:
+        if other != name and any(is_known(value) for value in stray for is_known in specs[other].known.values()):
+            return other
+    return None
 
 
 def _fit(spec: ToolSpec, args: dict) -> tuple[dict, list[str]]:

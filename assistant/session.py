@@ -19,6 +19,8 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage, ToolMessage, messages_from_dict, messages_to_dict
 
+from assistant.time_spans import gives_days, spans
+
 SESSION_VERSION = 1
 ENTITY_KEYS = {"user_id": "user", "item_id": "item", "case_id": "case", "review_id": "review",
                "category_id": "category"}
@@ -35,11 +37,6 @@ _ORDINAL_RE = re.compile(
     re.I,
 )
 _NUMBER_REF_RE = re.compile(r"(?:#|number\s+|no\.\s*)(\d{1,2})\b", re.I)
-_TIME_PHRASES = (
-    (re.compile(r"\b(?:this|next|coming)\s+week\b|\bweekly\b", re.I), 7),
-    (re.compile(r"\b(?:this|next|coming)\s+month\b|\bmonthly\b", re.I), 30),
-)
-_DAYS_RE = re.compile(r"\b\d+\s*(?:-\s*)?days?\b", re.I)
 _PRONOUN_RE = re.compile(r"\b(that|this|the same)\s+(user|customer|item|product)\b|\b(him|her|them)\b", re.I)
 
 
@@ -152,12 +149,7 @@ def resolve_references(question: str, entities: dict[str, list[str]], last_kind:
 
 
 def time_notes(question: str) -> list[str]:
-    """Notes turning "this week" / "this month" into days, unless the question already gives days."""
-    if _DAYS_RE.search(question):
+    """Notes turning "this week" / "the coming month" into days, unless the question already gives days."""
+    if gives_days(question):
         return []
-    notes = []
-    for pattern, days in _TIME_PHRASES:
-        match = pattern.search(question)
-        if match:
-            notes.append(f'"{match.group(0)}" = {days} days')
-    return notes
+    return [f'"{phrase}" = {days} days' for phrase, days in spans(question)]

@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from assistant.time_spans import spans
+
 _TYPE_NAMES = {"integer": "an integer", "number": "a number", "string": "a string",
                "boolean": "true or false", "array": "a list", "object": "an object"}
 
@@ -138,20 +140,26 @@ def ground_arguments(spec: ToolSpec, args: dict, texts: list[str],
     kept when it is a closed choice (enum, boolean) or when the user's words (with the agent's
     notes) or a trusted tool result contain it; otherwise the tool's default applies.
     An optional number (a count, a horizon) must come from the user's words (`user_texts`,
-    when given): tool results are full of numbers, and "the top one" is no "k": 1.
+    when given): tool results are full of numbers, and "the top one" is no "k": 1. A span of
+    time counts as its number of days ("this month" grounds 30), and a `*_days` argument must
+    be such a span when the user gave one: in "3 customers this month", 3 is no horizon.
     Required arguments are never dropped: a wrong one comes back to the model as an error.
 
     Returns:
         (kept arguments, names of the dropped ones).
     """
     haystack, numbers = _conversation(texts)
-    asked = _conversation(user_texts)[1] if user_texts is not None else numbers
+    asked_texts = user_texts if user_texts is not None else texts
+    asked, spans = _conversation(asked_texts)[1], _spans_in_days(asked_texts)
     kept, dropped = {}, []
     for key, value in args.items():
         prop = spec.parameters.get(key, {})
         is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        pool = numbers
+        if is_number:
+            pool = spans if key.endswith("_days") and spans else asked
         if key in spec.required or "enum" in prop or isinstance(value, bool) or \
-                _grounded_value(value, haystack, asked if is_number else numbers):
+                _grounded_value(value, haystack, pool):
             kept[key] = value
         else:
             dropped.append(key)
@@ -205,10 +213,16 @@ def required_grounded(spec: ToolSpec, args: dict, texts: list[str]) -> bool:
     return True
 
 
+def _spans_in_days(texts: list[str]) -> set[float]:
+    """Spans of time the texts name, in days: "7 days", "this week" (7), "the coming month" (30)."""
+    return {float(days) for _, days in spans("\n".join(texts))}
+
+
 def _conversation(texts: list[str]) -> tuple[str, set[float]]:
-    """The conversation as one lower-case text, and the numbers written in it."""
+    """The conversation as one lower-case text, and the numbers written in it (spans of time in days too)."""
     haystack = "\n".join(texts).lower()
-    return haystack, {float(n) for n in re.findall(r"(?<![\w.])\d+(?:\.\d+)?", haystack)}
+    numbers = {float(n) for n in re.findall(r"(?<![\w.])\d+(?:\.\d+)?", haystack)}
+    return haystack, numbers | _spans_in_days([haystack])
 
 
 def _grounded_value(value: Any, haystack: str, numbers: set[float]) -> bool:
@@ -221,9 +235,10 @@ def _grounded_value(value: Any, haystack: str, numbers: set[float]) -> bool:
         return False
     if text in haystack:
         return True
-    unit = re.fullmatch(r"(\d+)\s*[dwm]", text)  # "30d" for "the last 30 days"
+    unit = re.fullmatch(r"(\d+)\s*([dwm])", text)  # "30d" for "the last 30 days" or "the past month"
     if unit:
-        return float(unit.group(1)) in numbers
+        days = int(unit.group(1)) * {"d": 1, "w": 7, "m": 30}[unit.group(2)]
+        return float(unit.group(1)) in numbers or float(days) in numbers
     words = _WORD_RE.findall(text)
     if len(words) >= 3:  # a free-text description: most of its words must be the user's
         return sum(w in haystack for w in words) >= 0.5 * len(words)

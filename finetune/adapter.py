@@ -10,6 +10,7 @@ on the same weights loaded from another path or in another dtype (bf16 / fp32 / 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 from pathlib import Path
@@ -97,3 +98,20 @@ def load_adapter(model, adapter_dir: str | Path, name_or_path: str, trainable: b
 
     check_base(adapter_dir, model, name_or_path)
     return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable)
+
+
+def check_init_adapter(folder: str | Path, lora_r: int, lora_targets: list[str]) -> None:
+    """Refuse (SystemExit) an adapter to start from whose rank or targets differ from the run's.
+
+    The run's memory check and its saved config use the run's values, so they must be the adapter's.
+    """
+    config_file = Path(folder) / "adapter_config.json"
+    if not config_file.is_file():
+        raise SystemExit(f"--init_adapter {folder}: no adapter_config.json there; give a `final/` folder "
+                         "written by finetune.lora.")
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    theirs = (int(config.get("r", -1)), sorted(config.get("target_modules") or []))
+    ours = (int(lora_r), sorted(lora_targets))
+    if theirs != ours:
+        raise SystemExit(f"--init_adapter {folder} has lora_r={theirs[0]} and targets {theirs[1]}; this run asks "
+                         f"for lora_r={ours[0]} and {ours[1]}. Set --lora_r and --lora_targets to the adapter's values.")

@@ -139,7 +139,8 @@ def routed_tool_call_accuracy(model, tokenizer, examples: list[dict], defaults: 
     (assistant/router.py), optionally with the exemplar prior: what the agent really runs.
 
     Args:
-        tools: the tool functions whose names the examples' schemas use (for argument checking).
+        tools: the tool functions whose names the examples' schemas use (for argument checking);
+            over a shop (finetune.sft_sources.shop_tools) they bring the agent's id checks.
         prior: an assistant.tool_prior.ExemplarPrior, or None for the model's likelihoods alone.
     """
     from langchain_core.messages import HumanMessage, SystemMessage
@@ -152,8 +153,11 @@ def routed_tool_call_accuracy(model, tokenizer, examples: list[dict], defaults: 
     router = LikelihoodRouter(LocalToolChat(model=model, tokenizer=tokenizer), prior=prior)
     records = []
     for e in tqdm(examples, desc="routed calls" + (" + prior" if prior else ""), disable=not progress):
-        # The example's own schemas (the style it was trained with) over the real functions.
-        specs = {t["function"]["name"]: ToolSpec(functions[t["function"]["name"]], t) for t in e["tools"]}
+        # The example's own schemas (the style it was trained with) over the real functions,
+        # with their read-only id checks when the functions run over a shop.
+        specs = {t["function"]["name"]: ToolSpec(functions[t["function"]["name"]], t,
+                                                 dict(getattr(functions[t["function"]["name"]], "known_values", None) or {}))
+                 for t in e["tools"]}
         turns = [m for m in e["messages"] if m["role"] in ("system", "user")][:2]
         question = turns[-1]["content"]
         messages = [SystemMessage(m["content"]) if m["role"] == "system" else HumanMessage(m["content"]) for m in turns]

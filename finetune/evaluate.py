@@ -144,9 +144,11 @@ def main(argv: list[str] | None = None) -> dict:
         churn_ex = [e for e in churn_ex if e["meta"]["label"] == 1][: args.churn_per_class] + \
             [e for e in churn_ex if e["meta"]["label"] == 0][: args.churn_per_class]
     tool_ex = read_sft_file(data / "eval_tools.jsonl")[: args.max_tools]  # --max_tools 0: churn only
-    from finetune.sft_sources import _schema_tools
+    from finetune.sft_sources import _schema_tools, shop_tools
 
     schema_tools = _schema_tools()
+    # The router fills calls as the agent does: with the tools' id checks over the same shop.
+    routed_tools = (shop_tools(data) if tool_ex and args.routed.strip() else None) or schema_tools
     defaults = tool_defaults(schema_tools)
     routed = [r.strip() for r in args.routed.split(",") if r.strip()]
     model, tokenizer, has_adapter = load_models(args.base_model, args.adapter, args.dtype)
@@ -178,7 +180,7 @@ def main(argv: list[str] | None = None) -> dict:
                     prior = default_prior()
                 key = "tool-call accuracy (router + prior)" if kind == "prior" else "tool-call accuracy (router)"
                 rows[key][name], routed_calls = routed_tool_call_accuracy(model, tokenizer, tool_ex, defaults,
-                                                                          schema_tools, prior=prior)
+                                                                          routed_tools, prior=prior)
                 records += [{"model": name, "kind": f"routed_call_{kind}", **r} for r in routed_calls]
         rows["tool-call accuracy"][name], rows["grounding share"][name] = accuracy, share
         timings[name] = round(time.perf_counter() - started, 1)

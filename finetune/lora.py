@@ -55,6 +55,8 @@ class LoRAArgs:
         group_by_length: batch examples of similar length together (less padding on CPU).
         seed: seeds the weights of LoRA, dropout and the data order.
         resume: continue from the last checkpoint in out_dir when there is one.
+        init_adapter: start from this adapter's weights instead of fresh LoRA layers (teach a
+            shipped adapter new examples); its base, rank and targets must match this run's.
         max_memory_gb: memory budget for the fit check; null = what the device has free.
         num_threads: torch CPU threads; null = torch's default.
     """
@@ -86,6 +88,7 @@ class LoRAArgs:
     group_by_length: bool = False
     seed: int = 1337
     resume: bool = True
+    init_adapter: str | None = None
     max_memory_gb: float | None = None
     num_threads: int | None = None
 
@@ -200,6 +203,12 @@ def load_model(args: LoRAArgs, model_dir: Path, device: torch.device):
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=ckpt_kwargs)
     identity = adapters.base_identity(model, args.base_model)
     torch.manual_seed(args.seed)  # LoRA's A matrices are drawn here
+    if args.init_adapter:
+        adapters.check_init_adapter(args.init_adapter, args.lora_r, args.lora_targets)
+        try:
+            return adapters.load_adapter(model, args.init_adapter, args.base_model, trainable=True), identity
+        except ValueError as err:  # trained on another base model
+            raise SystemExit(f"--init_adapter {args.init_adapter}: {err}") from None
     lora = LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
                       target_modules=list(args.lora_targets), task_type="CAUSAL_LM")
     return get_peft_model(model, lora), identity

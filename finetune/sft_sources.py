@@ -93,3 +93,31 @@ def load_source(args) -> Source:
     runner = _runner_factory(store, predictor) if store is not None else None
     return Source(events=events, reviews=reviews, values=_values(events, users), tools=_schema_tools(),
                   run_tool_at=runner, explain=explain, description=description)
+
+
+def shop_tools(data_dir: str | Path) -> list[Callable] | None:
+    """The agent's tools over the shop an SFT folder was built from, as of its evaluation cutoff.
+
+    Their read-only id checks (`known_values`: is this a user, a segment, a category of the
+    shop?) are part of how the agent's router fills a call, so the routed tool-call accuracy
+    is measured with them. The shop is the folder's `--db` store, or the same demo shop
+    regenerated in memory (seeded: the same ids). None when the folder has no manifest.
+    """
+    import yaml
+
+    manifest = Path(data_dir) / "manifest.yaml"
+    if not manifest.is_file():
+        return None
+    args = (yaml.safe_load(manifest.read_text(encoding="utf-8")) or {}).get("args") or {}
+    from tools.catalog import ToolContext, build_tools
+
+    if args.get("db"):
+        store = _open_store(args["db"])
+    else:
+        from tools.data.store import EventStore
+        from tools.data.synth import generate_shop
+
+        shop = generate_shop(n_users=int(args["demo_users"]), seed=int(args.get("seed", 0)), progress=False)
+        store = EventStore(":memory:")
+        store.import_frames("demo", events=shop.events, reviews=shop.reviews, items=shop.items, users=shop.users)
+    return build_tools(ToolContext(store=store, cutoff=datetime.fromisoformat(str(args["eval_cutoff"]))))

@@ -343,6 +343,8 @@ def test_time_phrases_become_days() -> None:
     assert time_notes("complaints this month") == ['"this month" = 30 days']
     assert time_notes("churn in the next 30 days this month") == []  # the question already says
     assert time_notes("Summarize reviews of P1") == []
+    assert time_notes("Top 3 at risk over the coming month?") == ['"coming month" = 30 days']  # 3 is a count
+    assert time_notes("complaints within a week, or weekly") == ['"a week" = 7 days', '"weekly" = 7 days']
 
 
 def test_router_arguments_must_come_from_the_conversation() -> None:

@@ -182,3 +182,20 @@ def test_evaluate_writes_benchmark_files_and_table(built, tmp_path):
     with pytest.raises(SystemExit, match="was trained on base model"):
         evaluate.main(["--data_dir", str(data), "--base_model", str(other), "--adapter",
                        str(tmp_path / "run" / "final"), "--out_dir", str(tmp_path / "b2"), "--dtype", "fp32"])
+
+
+def test_routed_evaluation_checks_ids_in_the_shop_the_data_came_from(tmp_path):
+    from finetune.sft_sources import shop_tools
+    from tools.data.synth import generate_shop
+
+    assert shop_tools(tmp_path) is None  # no manifest: the evaluation falls back to schema-only tools
+    (tmp_path / "manifest.yaml").write_text(
+        "args:\n  db: null\n  demo_users: 60\n  seed: 0\n  eval_cutoff: '2026-06-01'\n", encoding="utf-8")
+    tools = {fn.__name__: fn for fn in shop_tools(tmp_path)}
+    shop = generate_shop(n_users=60, seed=0, progress=False)  # the same seeded shop: the same ids
+    early = shop.events[shop.events["ts"] <= pd.Timestamp("2026-06-01")]
+    user, segment = str(early["user_id"].iloc[0]), str(shop.users["segment"].dropna().iloc[0])
+    assert tools["user_history"].known_values["user_id"](user)
+    assert not tools["user_history"].known_values["user_id"]("no_such_user")
+    assert tools["at_risk_users"].known_values["segment"](segment)
+    assert not tools["at_risk_users"].known_values["segment"]("last_month")

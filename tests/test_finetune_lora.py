@@ -139,6 +139,19 @@ def test_adapter_refused_on_other_base(trained, workdir, tmp_path):
         check_base(out / "final", other, str(tmp_path / "other"))
 
 
+def test_training_can_start_from_a_trained_adapter(trained, workdir, tmp_path):
+    out, _ = trained
+    more = tmp_path / "more"
+    lora.cli(_argv(workdir, more, max_steps=2, init_adapter=out / "final"))
+    # it starts where the first run ended, not from fresh LoRA layers
+    assert _losses(more)[1] < _losses(out)[1] and _losses(more)[1] == pytest.approx(_losses(out)[6], rel=0.5)
+    assert (more / "final" / "adapter_model.safetensors").is_file()
+    with pytest.raises(SystemExit, match=r"has lora_r=8 .* asks for lora_r=4"):
+        lora.cli(_argv(workdir, tmp_path / "other_rank", max_steps=1, lora_r=4, init_adapter=out / "final"))
+    with pytest.raises(SystemExit, match=r"no adapter_config.json"):
+        lora.cli(_argv(workdir, tmp_path / "nothing", max_steps=1, init_adapter=tmp_path))
+
+
 def test_qlora_runs_on_cpu(workdir, tmp_path):
     summary = lora.cli(_argv(workdir, tmp_path / "q", quantize="nf4", max_steps=2, eval_interval=5))
     assert (tmp_path / "q" / "final" / "adapter_model.safetensors").is_file()
@@ -149,6 +162,25 @@ def test_batch_that_cannot_fit_is_refused_before_loading(workdir, tmp_path):
     with pytest.raises(SystemExit, match=r"needs about .* GiB .* only 0.01 GiB"):
         lora.cli(_argv(workdir, tmp_path / "big", micro_batch_size=512, max_memory_gb=0.01))
     assert not (tmp_path / "big").exists()
+
+
+# Qwen2.5-Coder-0.5B's config.json (the packaged default model), for estimates against measurements.
+QWEN05 = {"vocab_size": 151936, "num_attention_heads": 14, "num_key_value_heads": 2, "hidden_size": 896,
+          "intermediate_size": 4864, "num_hidden_layers": 24, "tie_word_embeddings": False}
+LORA_ALL = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@pytest.mark.parametrize("micro_batch, seq_len, measured_gib, fits_24", [
+    (4, 1024, 23.23, False),  # OOM-killed on the 24 GiB machine at 23.23 GiB resident (dmesg)
+    (2, 1024, 14.16, True),  # peak resident set over steps with 930-token tool examples
+])
+def test_memory_estimate_covers_measured_cpu_runs(micro_batch, seq_len, measured_gib, fits_24):
+    from finetune.memory import GIB, estimate_bytes
+
+    total = estimate_bytes(QWEN05, dtype="bf16", quantize=None, micro_batch_size=micro_batch, max_seq_len=seq_len,
+                           lora_r=8, lora_targets=LORA_ALL, gradient_checkpointing=False)["total"] / GIB
+    assert total >= measured_gib  # never below what the run really took
+    assert (total <= 22.0) == fits_24  # 22 GiB is what that machine has available
 
 
 def test_malformed_line_names_line_number(tmp_path):
