@@ -272,6 +272,10 @@ def build(args: SFTArgs, events: pd.DataFrame, reviews: pd.DataFrame | None, val
     bank = load_bank()
 
     def tool_set(split: str, users: list[str], cutoff: str, n: int, seed: int, all_tools: bool) -> list[dict]:
+        # Only users with events by the cutoff: a question about a user the shop has not seen yet
+        # has no answer there (the tool says "unknown user"), so its call cannot be the right one.
+        present = set(events.loc[events["ts"] <= pd.Timestamp(cutoff), "user_id"].astype(str))
+        users = [u for u in users if u in present]
         shop = ShopValues(users=users, items=values.get("items", []), categories=values.get("categories", []),
                           segments=values.get("segments", []))
         runner = run_tool_at(datetime.fromisoformat(cutoff)) if run_tool_at else None

@@ -199,3 +199,18 @@ def test_routed_evaluation_checks_ids_in_the_shop_the_data_came_from(tmp_path):
     assert not tools["user_history"].known_values["user_id"]("no_such_user")
     assert tools["at_risk_users"].known_values["segment"](segment)
     assert not tools["at_risk_users"].known_values["segment"]("last_month")
+
+
+def test_tool_questions_name_only_users_the_shop_has_seen_by_the_cutoff(tmp_path):
+    events = _events()
+    late = pd.DataFrame([(f"late{n}", datetime(2026, 5, 20 + n % 5), "buy", "i1", "coffee", 1, 5.0) for n in range(40)],
+                        columns=events.columns)  # as many users again, all first seen after every cutoff
+    events = pd.concat([events, late], ignore_index=True)
+    sets = sft_data.build(_args(tmp_path, n_churn_train=2, n_churn_eval=2, n_tool_train=40, n_tool_eval=30), events,
+                          None, {"items": ["i1"], "categories": ["tea"], "segments": []}, TOOLS)
+    asked = [(e["meta"]["cutoff"], call["arguments"]["user_id"]) for name in ("train", "eval_tools")
+             for e in sets[name] if e["meta"]["kind"] == "tool"
+             for call in e["meta"]["expected_calls"] if "user_id" in call["arguments"]]
+    assert len(asked) >= 10
+    for cutoff, user in asked:
+        assert (events.loc[events["user_id"] == user, "ts"] <= pd.Timestamp(cutoff)).any(), (user, cutoff)
