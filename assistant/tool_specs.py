@@ -31,6 +31,11 @@ class ToolSpec:
     schema: dict
     known: dict[str, Callable[[str], bool]] = field(default_factory=dict)
 
+    @classmethod
+    def of(cls, fn: Callable, schema: dict) -> "ToolSpec":
+        """The spec of a tool function shown with `schema`, carrying the function's id checks."""
+        return cls(fn, schema, dict(getattr(fn, "known_values", None) or {}))
+
     @property
     def name(self) -> str:
         return self.schema["function"]["name"]
@@ -121,7 +126,7 @@ def build_specs(tools: list[Callable]) -> dict[str, ToolSpec]:
     for fn in tools:
         if not callable(fn) or not inspect.getdoc(fn):
             raise TypeError(f"tool {fn!r} needs a Google-style docstring: it is the schema the model sees")
-        spec = ToolSpec(fn, get_json_schema(fn), dict(getattr(fn, "known_values", {}) or {}))
+        spec = ToolSpec.of(fn, get_json_schema(fn))
         if spec.name in specs:
             raise ValueError(f"two tools are named {spec.name!r}")
         specs[spec.name] = spec
@@ -148,16 +153,17 @@ def ground_arguments(spec: ToolSpec, args: dict, texts: list[str],
     Returns:
         (kept arguments, names of the dropped ones).
     """
-    haystack, numbers = _conversation(texts)
-    asked_texts = user_texts if user_texts is not None else texts
-    asked, spans = _conversation(asked_texts)[1], _spans_in_days(asked_texts)
+    haystack, numbers, asked_spans = _conversation(texts)
+    asked = numbers
+    if user_texts is not None:
+        _, asked, asked_spans = _conversation(user_texts)
     kept, dropped = {}, []
     for key, value in args.items():
         prop = spec.parameters.get(key, {})
         is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
         pool = numbers
         if is_number:
-            pool = spans if key.endswith("_days") and spans else asked
+            pool = asked_spans if key.endswith("_days") and asked_spans else asked
         if key in spec.required or "enum" in prop or isinstance(value, bool) or \
                 _grounded_value(value, haystack, pool):
             kept[key] = value
@@ -201,7 +207,7 @@ def required_grounded(spec: ToolSpec, args: dict, texts: list[str]) -> bool:
     nobody mentioned cannot be what the user asked for: the router then tries its next tool.
     Closed choices (enum, boolean) count as grounded.
     """
-    haystack, numbers = _conversation(texts)
+    haystack, numbers, _ = _conversation(texts)
     for key in spec.required:
         value, prop = args.get(key), spec.parameters.get(key, {})
         if value in (None, ""):
@@ -218,11 +224,13 @@ def _spans_in_days(texts: list[str]) -> set[float]:
     return {float(days) for _, days in spans("\n".join(texts))}
 
 
-def _conversation(texts: list[str]) -> tuple[str, set[float]]:
-    """The conversation as one lower-case text, and the numbers written in it (spans of time in days too)."""
+def _conversation(texts: list[str]) -> tuple[str, set[float], set[float]]:
+    """The conversation as one lower-case text, the numbers written in it (spans of time in days
+    too), and those spans alone."""
     haystack = "\n".join(texts).lower()
+    spans_in_days = _spans_in_days([haystack])
     numbers = {float(n) for n in re.findall(r"(?<![\w.])\d+(?:\.\d+)?", haystack)}
-    return haystack, numbers | _spans_in_days([haystack])
+    return haystack, numbers | spans_in_days, spans_in_days
 
 
 def _grounded_value(value: Any, haystack: str, numbers: set[float]) -> bool:

@@ -155,9 +155,7 @@ def routed_tool_call_accuracy(model, tokenizer, examples: list[dict], defaults: 
     for e in tqdm(examples, desc="routed calls" + (" + prior" if prior else ""), disable=not progress):
         # The example's own schemas (the style it was trained with) over the real functions,
         # with their read-only id checks when the functions run over a shop.
-        specs = {t["function"]["name"]: ToolSpec(functions[t["function"]["name"]], t,
-                                                 dict(getattr(functions[t["function"]["name"]], "known_values", None) or {}))
-                 for t in e["tools"]}
+        specs = {t["function"]["name"]: ToolSpec.of(functions[t["function"]["name"]], t) for t in e["tools"]}
         turns = [m for m in e["messages"] if m["role"] in ("system", "user")][:2]
         question = turns[-1]["content"]
         messages = [SystemMessage(m["content"]) if m["role"] == "system" else HumanMessage(m["content"]) for m in turns]

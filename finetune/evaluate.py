@@ -147,10 +147,10 @@ def main(argv: list[str] | None = None) -> dict:
     from finetune.sft_sources import _schema_tools, shop_tools
 
     schema_tools = _schema_tools()
-    # The router fills calls as the agent does: with the tools' id checks over the same shop.
-    routed_tools = (shop_tools(data) if tool_ex and args.routed.strip() else None) or schema_tools
     defaults = tool_defaults(schema_tools)
     routed = [r.strip() for r in args.routed.split(",") if r.strip()]
+    # The router fills calls as the agent does: with the tools' id checks over the same shop.
+    routed_tools = (shop_tools(data) if tool_ex and routed else None) or schema_tools
     model, tokenizer, has_adapter = load_models(args.base_model, args.adapter, args.dtype)
     wanted = {v.strip() for v in args.variants.split(",")}
     variants = []

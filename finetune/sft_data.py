@@ -242,11 +242,18 @@ def build(args: SFTArgs, events: pd.DataFrame, reviews: pd.DataFrame | None, val
     serialize = make_serializer(args.token_budget, tokenizer, args.serializer)
     all_users = sorted(events["user_id"].astype(str).unique())
     train_users, eval_users = split_users(all_users, args.eval_user_share)
+    seen: dict[str, set[str]] = {}
+
+    def seen_by(cutoff: str) -> set[str]:
+        """Users with events by the cutoff (churn examples and tool questions ask only about them)."""
+        if cutoff not in seen:
+            seen[cutoff] = set(events.loc[events["ts"] <= pd.Timestamp(cutoff), "user_id"].astype(str))
+        return seen[cutoff]
+
     churn_train = []
     per_cutoff = -(-args.n_churn_train // len(args.train_cutoffs))
     for i, cutoff in enumerate(args.train_cutoffs):
-        present = set(events.loc[events["ts"] <= pd.Timestamp(cutoff), "user_id"].astype(str))
-        pool = [u for u in train_users if u in present]
+        pool = [u for u in train_users if u in seen_by(cutoff)]
         if args.balance_churn:  # equal yes / no: the model must learn the boundary, not the base rate
             picked = random.Random(args.seed + i).sample(pool, min(4 * per_cutoff, len(pool)))
             found = churn_examples(events, reviews, picked, datetime.fromisoformat(cutoff), args.horizon_days,
@@ -258,8 +265,7 @@ def build(args: SFTArgs, events: pd.DataFrame, reviews: pd.DataFrame | None, val
         picked = random.Random(args.seed + i).sample(pool, min(per_cutoff, len(pool)))
         churn_train += churn_examples(events, reviews, picked, datetime.fromisoformat(cutoff), args.horizon_days,
                                       serialize, explain)
-    present = set(events.loc[events["ts"] <= pd.Timestamp(args.eval_cutoff), "user_id"].astype(str))
-    pool = [u for u in eval_users if u in present]
+    pool = [u for u in eval_users if u in seen_by(args.eval_cutoff)]
     picked = random.Random(args.seed + 99).sample(pool, min(args.n_churn_eval, len(pool)))
     churn_eval = churn_examples(events, reviews, picked, datetime.fromisoformat(args.eval_cutoff), args.horizon_days,
                                 serialize, explain)
@@ -274,8 +280,7 @@ def build(args: SFTArgs, events: pd.DataFrame, reviews: pd.DataFrame | None, val
     def tool_set(split: str, users: list[str], cutoff: str, n: int, seed: int, all_tools: bool) -> list[dict]:
         # Only users with events by the cutoff: a question about a user the shop has not seen yet
         # has no answer there (the tool says "unknown user"), so its call cannot be the right one.
-        present = set(events.loc[events["ts"] <= pd.Timestamp(cutoff), "user_id"].astype(str))
-        users = [u for u in users if u in present]
+        users = [u for u in users if u in seen_by(cutoff)]
         shop = ShopValues(users=users, items=values.get("items", []), categories=values.get("categories", []),
                           segments=values.get("segments", []))
         runner = run_tool_at(datetime.fromisoformat(cutoff)) if run_tool_at else None
