@@ -49,7 +49,7 @@ class Settings:
     # Who writes answers: "brief" (the composer's grounded answer at once, then a short model
     # takeaway), "model" (the model writes it, with fallbacks) or "template" (composer only).
     answer_mode: str = "brief"
-    tool_prior: bool = True  # the exemplar prior over tools (assistant/tool_prior.py) helps the router
+    tool_prior: bool = True  # the exemplar prior over tools (assistant/agent/tool_prior.py) helps the router
     max_new_tokens: int = 256
     host: str = "127.0.0.1"
     port: int = 7860

@@ -44,7 +44,7 @@ def _mask(text: str) -> str:
 
 def _quote(text: str) -> str:
     """Masked and defused: no tags, fences, braces or role prefixes survive into the prompt."""
-    from assistant.untrusted import defuse
+    from assistant.agent.untrusted import defuse
 
     return f"«{defuse(_mask(text))}»"
 

@@ -67,9 +67,9 @@ class Workspace:
             store: an open EventStore (default: the settings' file, opened for writing so
                 uploads can be imported).
             chat_model_factory: builds the chat model on the first question (default: the
-                settings' model through `assistant.llm.load_llm`); tests pass a scripted one.
+                settings' model through `assistant.llm.loader.load_llm`); tests pass a scripted one.
             predictor, cases, reviews: already built parts (tests); loaded from the home folder when None.
-            agent_options: extra keyword arguments for `assistant.agent.Agent`.
+            agent_options: extra keyword arguments for `assistant.agent.loop.Agent`.
             lazy: open only the store now; the predictor, the case memory and the tools load on
                 first use or on `ensure_loaded()` (the app serves the page first, then warms them).
         """
@@ -154,7 +154,7 @@ class Workspace:
 
     def _check_llm_installed(self) -> None:
         """A cheap look (no weights read) so the UI can say what to run before anyone asks."""
-        from assistant.model_registry import MODEL_REGISTRY, is_cached, packages_installed
+        from assistant.llm.registry import MODEL_REGISTRY, is_cached, packages_installed
 
         name = self.settings.model
         if name in MODEL_REGISTRY and not is_cached(name, self.settings.models_dir) \
@@ -166,7 +166,7 @@ class Workspace:
             raise PartUnavailable(f"the chat model folder {name} does not exist; fix SHOPSIGHT_MODEL")
 
     def _load_chat_model(self):
-        from assistant.llm import LLMSpec, load_llm
+        from assistant.llm.loader import LLMSpec, load_llm
 
         return load_llm(LLMSpec.from_settings(self.settings), max_new_tokens=self.settings.max_new_tokens)
 
@@ -194,11 +194,11 @@ class Workspace:
             return self._chat_model
 
     def new_agent(self):
-        from assistant.agent import Agent
+        from assistant.agent.loop import Agent
 
         options = {"answer_mode": self.settings.answer_mode, **self.agent_options}
         if "tool_prior" not in options and "router" not in options and self.settings.tool_prior:
-            from assistant.tool_prior import default_prior
+            from assistant.agent.tool_prior import default_prior
 
             options["tool_prior"] = default_prior()
         return Agent(self.chat_model(), self.tools, max_steps=self.settings.max_agent_steps, **options)

@@ -47,8 +47,8 @@ def make_agent(config: str, chat, tools, max_steps: int):
     free (no router), template (router, composer answer), brief (router, composer answer, then a
     short model takeaway: the app's default).
     """
-    from assistant.agent import Agent
-    from assistant.tool_prior import default_prior
+    from assistant.agent.loop import Agent
+    from assistant.agent.tool_prior import default_prior
 
     base, *extras = config.split("+")
     if base not in ("router", "router_cal", "free", "template", "brief"):
@@ -81,8 +81,8 @@ def synthetic_history(question: dict, reference: list, expected_args: list) -> l
     """A previous turn as messages (call, result, composed answer), for first-call-only follow-ups."""
     from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
-    from assistant.composer import compose_answer
-    from assistant.untrusted import result_for_prompt, sanitize_result
+    from assistant.agent.composer import compose_answer
+    from assistant.agent.untrusted import result_for_prompt, sanitize_result
 
     messages: list = [HumanMessage(question["question"])]
     for i, (call, result) in enumerate(zip(question["expected"], reference)):
@@ -139,7 +139,7 @@ def run_config(config: str, chat, tools: list, questions: list[dict], out: Path,
 
 def first_call_events(agent, question: str, history: list | None) -> list:
     """Only the first step (the router's call, or the model's own first reply), timed."""
-    from assistant.events import AgentEvent
+    from assistant.agent.events import AgentEvent
 
     started = time.perf_counter()
     turn = agent_turn(agent, question, history)
@@ -152,7 +152,7 @@ def first_call_events(agent, question: str, history: list | None) -> list:
 
 
 def agent_turn(agent, question: str, history: list | None):
-    from assistant.agent import _Turn
+    from assistant.agent.loop import _Turn
 
     return _Turn(question=question, messages=agent.prepare_messages(question, history))
 
@@ -303,7 +303,7 @@ def _first_calls_without_store(args, settings, questions: list[dict]) -> int:
     """Tool choice and arguments of the first call only, with tool schemas but no data behind them."""
     from datetime import datetime
 
-    from assistant.llm import LLMSpec, load_llm
+    from assistant.llm.loader import LLMSpec, load_llm
     from bench.agent_scoring import arguments_match, with_defaults
     from tools.catalog import ToolContext, build_tools
 

@@ -18,7 +18,7 @@ import statistics
 from pathlib import Path
 from typing import Any, Callable
 
-from assistant import grounding
+from assistant.agent import grounding
 
 _PATH_RE = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 REQUIRED_FIELDS = {"id": str, "category": str, "question": str, "expected": list, "facts": list}

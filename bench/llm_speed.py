@@ -1,6 +1,6 @@
 """Generation speed of the default chat model on CPU: fp32 (baseline), bf16, 4-bit NF4.
 
-For each setting it loads the model through `assistant.llm.load_chat_model` (the code path the
+For each setting it loads the model through `assistant.llm.loader.load_chat_model` (the code path the
 app uses) and measures, with greedy decoding:
 - time to first token for a ~1,500-token prompt (a serialized user history + a question);
 - a typical answer: a ~300-token agent prompt and exactly 150 new tokens: total seconds, time
@@ -98,7 +98,7 @@ def measure(setting: str, model_name: str, answer_tokens: int, long_tokens: int)
     """Load one setting and time it (run in its own process, so memory figures do not mix)."""
     import torch
 
-    from assistant.llm import LLMSpec, load_chat_model
+    from assistant.llm.loader import LLMSpec, load_chat_model
 
     t0 = time.perf_counter()
     model, tok = load_chat_model(LLMSpec(model=model_name, **SETTINGS[setting]))

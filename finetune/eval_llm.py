@@ -87,7 +87,7 @@ def tool_call_accuracy(model, tokenizer, examples: list[dict], defaults: dict[st
     Returns:
         (accuracy, one record per question: question, expected, got, raw output, correct).
     """
-    from assistant.tool_calls import parse_tool_calls
+    from assistant.llm.tool_calls import parse_tool_calls
 
     records = []
     for e in tqdm(examples, desc="tool calls", disable=not progress):
@@ -113,10 +113,10 @@ def grounding_share(model, tokenizer, examples: list[dict], max_new_tokens: int 
     """Share of the numbers and ids in generated answers that appear in the tool results.
 
     Uses examples that carry a tool result: the model sees question, call and result (the true
-    ones) and writes the answer; assistant.grounding decides which claims are backed.
+    ones) and writes the answer; assistant.agent.grounding decides which claims are backed.
     Returns (None, []) when no example has a result.
     """
-    from assistant.grounding import Evidence, check
+    from assistant.agent.grounding import Evidence, check
 
     records, grounded, claims = [], 0, 0
     usable = [e for e in examples if any(m["role"] == "tool" for m in e["messages"])]
@@ -136,18 +136,18 @@ def grounding_share(model, tokenizer, examples: list[dict], max_new_tokens: int 
 def routed_tool_call_accuracy(model, tokenizer, examples: list[dict], defaults: dict[str, dict],
                               tools: list[Callable], prior=None, progress: bool = True) -> tuple[float, list[dict]]:
     """Like `tool_call_accuracy`, but the call comes from the agent's likelihood router
-    (assistant/router.py), optionally with the exemplar prior: what the agent really runs.
+    (assistant/agent/router.py), optionally with the exemplar prior: what the agent really runs.
 
     Args:
         tools: the tool functions whose names the examples' schemas use (for argument checking);
             over a shop (finetune.sft_sources.shop_tools) they bring the agent's id checks.
-        prior: an assistant.tool_prior.ExemplarPrior, or None for the model's likelihoods alone.
+        prior: an assistant.agent.tool_prior.ExemplarPrior, or None for the model's likelihoods alone.
     """
     from langchain_core.messages import HumanMessage, SystemMessage
 
-    from assistant.chat import LocalToolChat
-    from assistant.router import LikelihoodRouter
-    from assistant.tool_specs import ToolSpec
+    from assistant.llm.local_chat import LocalToolChat
+    from assistant.agent.router import LikelihoodRouter
+    from assistant.agent.tool_specs import ToolSpec
 
     functions = {fn.__name__: fn for fn in tools}
     router = LikelihoodRouter(LocalToolChat(model=model, tokenizer=tokenizer), prior=prior)

@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> dict:
             for kind in routed if tool_ex else []:
                 prior = None
                 if kind == "prior":
-                    from assistant.tool_prior import default_prior
+                    from assistant.agent.tool_prior import default_prior
 
                     prior = default_prior()
                 key = "tool-call accuracy (router + prior)" if kind == "prior" else "tool-call accuracy (router)"

@@ -36,7 +36,7 @@ class LoRAArgs:
     """Arguments of a LoRA run (each one is a YAML key and a `--key value` override).
 
     Attributes:
-        base_model: a registry name of assistant.llm (qwen2.5-coder-0.5b, ...) or a HF model folder.
+        base_model: a registry name of assistant.llm.loader (qwen2.5-coder-0.5b, ...) or a HF model folder.
         train_file: SFT examples, JSON lines (finetune.sft_data writes them).
         out_dir: where checkpoints/, final/ and metrics.jsonl go.
         eval_file: held-out SFT examples for the eval loss; none = no evaluation.
@@ -165,11 +165,11 @@ def parse_args(argv: list[str]) -> LoRAArgs:
 
 
 def resolve_base(name: str) -> Path:
-    """A model folder for `name`: an existing folder, or a packaged model of assistant.llm."""
+    """A model folder for `name`: an existing folder, or a packaged model of assistant.llm.loader."""
     if Path(name).expanduser().is_dir():
         return Path(name).expanduser()
     try:
-        from assistant.model_registry import MODEL_REGISTRY, ensure_model
+        from assistant.llm.registry import MODEL_REGISTRY, ensure_model
     except ImportError as err:
         raise SystemExit(f"--base_model {name!r} is not a folder and the model registry is unavailable ({err}).")
     if name not in MODEL_REGISTRY:

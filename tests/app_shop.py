@@ -24,7 +24,7 @@ import pandas as pd
 from langchain_core.messages import BaseMessage, HumanMessage, ToolMessage
 from pydantic import PrivateAttr
 
-from assistant.agent import FEEDBACK_KEY
+from assistant.agent.loop import FEEDBACK_KEY
 from test_agent import ScriptedChatModel, call  # the agent helper's scripted model (reused, not copied)
 from test_cases import HashingEmbedding
 

@@ -18,9 +18,9 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import Field
 
-from assistant.agent import Agent
-from assistant.session import Session, known_entities, resolve_references
-from assistant.tool_calls import parse_tool_calls, tool_schema
+from assistant.agent.loop import Agent
+from assistant.agent.session import Session, known_entities, resolve_references
+from assistant.llm.tool_calls import parse_tool_calls, tool_schema
 
 
 # ---------------------------------------------------------------------------- the scripted model
@@ -337,7 +337,7 @@ def test_known_entities_and_references() -> None:
 
 
 def test_time_phrases_become_days() -> None:
-    from assistant.session import time_notes
+    from assistant.agent.session import time_notes
 
     assert time_notes("Who will churn this week?") == ['"this week" = 7 days']
     assert time_notes("complaints this month") == ['"this month" = 30 days']
@@ -348,7 +348,7 @@ def test_time_phrases_become_days() -> None:
 
 
 def test_router_arguments_must_come_from_the_conversation() -> None:
-    from assistant.tool_specs import build_specs, ground_arguments
+    from assistant.agent.tool_specs import build_specs, ground_arguments
 
     spec = build_specs(Shop().tools())["at_risk_users"]
     texts = ['Which users will churn this week?\n(Notes: "this week" = 7 days.)']
@@ -471,7 +471,7 @@ def test_cli_registers_ask() -> None:
 def tiny_chat(tmp_path_factory):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from assistant.chat import LocalToolChat
+    from assistant.llm.local_chat import LocalToolChat
     from finetune.tiny import build_tiny_qwen2
 
     folder = tmp_path_factory.mktemp("tiny") / "model"
@@ -486,8 +486,8 @@ def tiny_chat(tmp_path_factory):
 def test_router_scores_are_the_full_sequence_likelihoods(tiny_chat) -> None:
     import torch
 
-    from assistant.router import LikelihoodRouter
-    from assistant.tool_specs import build_specs
+    from assistant.agent.router import LikelihoodRouter
+    from assistant.agent.tool_specs import build_specs
 
     specs = build_specs(Shop().tools())
     messages = [SystemMessage("You are ShopSight."), HumanMessage("Which users will churn this week?")]
@@ -518,10 +518,10 @@ def test_agent_end_to_end_on_a_tiny_real_model(tiny_chat) -> None:
     events, answer = run(agent, "Which users will churn this week?")
     assert [e for e in events if e.type == "tool_call"][0]["routed"] is True
     assert answer["ungrounded"] == [] or answer["repair"] in ("composed", "redacted")
-    from assistant import grounding
+    from assistant.agent import grounding
+    from assistant.agent.session import tool_results
 
-    evidence = grounding.Evidence.from_results([r for _, r in
-                                                __import__("assistant.session").session.tool_results(answer["messages"])],
+    evidence = grounding.Evidence.from_results([r for _, r in tool_results(answer["messages"])],
                                                ["Which users will churn this week?"])
     assert grounding.check(answer["text"], evidence).ok
 
@@ -542,9 +542,9 @@ def test_an_echoed_tool_call_is_not_taken_as_the_answer() -> None:
 # ---------------------------------------------------------------------------- the real packaged model, end to end
 @pytest.mark.slow
 def test_real_packaged_model_end_to_end() -> None:
-    from assistant import grounding
-    from assistant.llm import load_llm
-    from assistant.session import tool_results
+    from assistant.agent import grounding
+    from assistant.llm.loader import load_llm
+    from assistant.agent.session import tool_results
 
     try:
         chat = load_llm("qwen2.5-coder-0.5b", max_new_tokens=96)
@@ -564,7 +564,7 @@ def test_real_packaged_model_end_to_end() -> None:
 def test_cached_decoder_matches_plain_greedy_generation(tiny_chat) -> None:
     import torch
 
-    from assistant.kv_decode import CachedDecoder
+    from assistant.llm.kv_decode import CachedDecoder
 
     decoder = CachedDecoder(tiny_chat.model, tiny_chat.tokenizer)
     base = "<|im_start|>system\nYou are ShopSight. at_risk_users explain_user review_summary<|im_end|>\n"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from assistant.agent import Agent
+from assistant.agent.loop import Agent
 from test_agent import ScriptedChatModel, Shop, call, run
 
 

@@ -45,7 +45,7 @@ def test_question_file_covers_the_brief(catalog_tools) -> None:
 
 
 def test_injection_suite_is_defused_by_the_agent() -> None:
-    from assistant.untrusted import sanitize_result
+    from assistant.agent.untrusted import sanitize_result
 
     attacks = load_jsonl(ATTACKS, {"id": str, "attack": str, "text": str, "secrets": list, "canaries": list})
     assert len(attacks) >= 20

@@ -6,7 +6,7 @@ import pytest
 
 import app
 from assistant import ui_render
-from assistant.events import AgentEvent
+from assistant.agent.events import AgentEvent
 
 
 def _events() -> list[AgentEvent]:

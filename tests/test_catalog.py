@@ -252,7 +252,7 @@ def test_at_risk_users_give_reasons_from_each_users_rhythm(tools):
 
 def test_id_arguments_carry_read_only_checks_the_agent_runs_before_a_call(tools):
     """A category written as item_id moves to category_id; a description as user_id is dropped."""
-    from assistant.tool_specs import build_specs, check_known, required_grounded
+    from assistant.agent.tool_specs import build_specs, check_known, required_grounded
 
     ctx, fns = tools
     specs = build_specs(list(fns.values()))

@@ -11,7 +11,7 @@ import pytest
 import torch
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
-from assistant.chat import LocalToolChat
+from assistant.llm.local_chat import LocalToolChat
 from llm_tiny import build_model, build_tokenizer, memorize
 
 

@@ -105,7 +105,7 @@ def test_churn_labels_and_answers_follow_the_truth(built):
 
 
 def test_tool_examples_call_right_tool_and_ground_answer(built):
-    from assistant.grounding import Evidence, check
+    from assistant.agent.grounding import Evidence, check
 
     _, sets = built
     tool_train = [e for e in sets["train"] if e["meta"]["kind"] == "tool"]

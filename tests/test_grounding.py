@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from assistant import grounding
-from assistant.grounding import Evidence, check, citations, extract_claims, redact
+from assistant.agent import grounding
+from assistant.agent.grounding import Evidence, check, citations, extract_claims, redact
 
 RESULT = {
     "users": [
@@ -131,7 +131,7 @@ CATALOG_SHAPED = [
 
 @pytest.mark.parametrize("tool, result", CATALOG_SHAPED, ids=[t for t, _ in CATALOG_SHAPED])
 def test_composed_answers_are_grounded(tool: str, result: dict) -> None:
-    from assistant.composer import compose_answer
+    from assistant.agent.composer import compose_answer
 
     text = compose_answer("q", [(tool, result)])
     assert text and "None" not in text

@@ -12,8 +12,8 @@ import pytest
 import torch
 from langchain_core.messages import HumanMessage
 
-from assistant import model_registry as reg
-from assistant.llm import LLMSpec, ModelLoadError, load_chat_model, load_llm
+from assistant.llm import registry as reg
+from assistant.llm.loader import LLMSpec, ModelLoadError, load_chat_model, load_llm
 from llm_tiny import build_model, build_tokenizer
 
 
@@ -285,7 +285,7 @@ def test_openai_server_streams(server):
 
 
 def test_unreachable_server_is_a_clear_error():
-    from assistant.openai_chat import ServerError
+    from assistant.llm.openai_chat import ServerError
 
     with pytest.raises(ServerError, match="cannot reach the model server"):
         load_llm("http://127.0.0.1:9").invoke([HumanMessage("hi")])
@@ -304,7 +304,7 @@ def churn_risk(user_id: str, horizon_days: int = 7) -> dict:
 
 @pytest.mark.slow
 def test_real_packaged_model_makes_a_correct_tool_call():
-    from assistant.model_registry import DEFAULT_MODEL, MODEL_REGISTRY, packages_installed
+    from assistant.llm.registry import DEFAULT_MODEL, MODEL_REGISTRY, packages_installed
 
     if not packages_installed(MODEL_REGISTRY[DEFAULT_MODEL]):
         pytest.skip(f"packages of {DEFAULT_MODEL} not installed (make models)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.tool_calls import (
+from assistant.llm.tool_calls import (
     normalize_tool_choice,
     parse_tool_calls,
     possible_call_start,
@@ -118,7 +118,7 @@ def test_normalize_tool_choice():
 
 
 def test_arguments_are_checked_against_the_schema():
-    from assistant.tool_calls import check_arguments
+    from assistant.llm.tool_calls import check_arguments
 
     schema = tool_schema(churn_risk)
     text = ('<tool_call>{"name": "churn_risk", "arguments": {"user_id": "1"}}</tool_call>'

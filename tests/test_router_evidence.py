@@ -1,15 +1,15 @@
 """How the router reads the arguments the model wrote: spans of time, sloppy JSON, stray ids.
 
 Real parts: tool functions with the same read-only `known_values` checks the catalog attaches
-(tools.catalog.known_values), their real schemas (assistant.tool_specs.build_specs).
+(tools.catalog.known_values), their real schemas (assistant.agent.tool_specs.build_specs).
 """
 
 from __future__ import annotations
 
 from typing import Literal, Optional
 
-from assistant.router import _meant_elsewhere, _parse_object
-from assistant.tool_specs import _spans_in_days, build_specs, ground_arguments
+from assistant.agent.router import _meant_elsewhere, _parse_object
+from assistant.agent.tool_specs import _spans_in_days, build_specs, ground_arguments
 from tools.catalog import known_values
 
 USERS = {"1334", "1526", "3"}

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from langchain_core.messages import HumanMessage, SystemMessage
 
-from assistant.tool_prior import QUESTIONS_FILE, ExemplarPrior, example_questions
+from assistant.agent.tool_prior import QUESTIONS_FILE, ExemplarPrior, example_questions
 from test_agent import Shop, tiny_chat  # noqa: F401  (tiny_chat is a fixture)
 from test_cases import HashingEmbedding
 
@@ -53,8 +53,8 @@ def test_prior_is_neutral_when_no_tool_has_examples() -> None:
 
 
 def test_router_adds_the_weighted_prior_to_the_model_scores(tiny_chat) -> None:  # noqa: F811
-    from assistant.router import LikelihoodRouter
-    from assistant.tool_specs import build_specs
+    from assistant.agent.router import LikelihoodRouter
+    from assistant.agent.tool_specs import build_specs
 
     specs = build_specs(Shop().tools())
     prior = ExemplarPrior(HashingEmbedding(), examples=EXAMPLES)
@@ -88,7 +88,7 @@ entries:
 
 
 def test_example_arguments_come_from_slots_and_literals(tmp_path) -> None:
-    from assistant.tool_prior import example_calls
+    from assistant.agent.tool_prior import example_calls
 
     calls = example_calls(yaml.safe_load(BANK))["at_risk_users"]
     assert ("Which customers will churn this month?", {"horizon_days": 30}) in calls
@@ -97,8 +97,8 @@ def test_example_arguments_come_from_slots_and_literals(tmp_path) -> None:
 
 
 def test_enum_arguments_the_user_did_not_name_follow_the_nearest_example(tmp_path) -> None:
-    from assistant.router import RouteTrace, _settle_choices
-    from assistant.tool_specs import build_specs
+    from assistant.agent.router import RouteTrace, _settle_choices
+    from assistant.agent.tool_specs import build_specs
 
     bank = tmp_path / "bank.yaml"
     bank.write_text(BANK, encoding="utf-8")
@@ -132,7 +132,7 @@ def test_enum_arguments_the_user_did_not_name_follow_the_nearest_example(tmp_pat
 
 
 def test_required_arguments_must_come_from_the_conversation() -> None:
-    from assistant.tool_specs import build_specs, required_grounded
+    from assistant.agent.tool_specs import build_specs, required_grounded
 
     spec = build_specs(Shop().tools())["explain_user"]
     texts = ["Why is user u_101 at risk in the next 7 days?"]
@@ -144,8 +144,8 @@ def test_required_arguments_must_come_from_the_conversation() -> None:
 
 
 def test_router_passes_over_a_tool_whose_required_id_nobody_gave(tiny_chat) -> None:  # noqa: F811
-    from assistant.router import LikelihoodRouter
-    from assistant.tool_specs import build_specs, required_grounded
+    from assistant.agent.router import LikelihoodRouter
+    from assistant.agent.tool_specs import build_specs, required_grounded
 
     specs = build_specs(Shop().tools())
     question = "Which customers will churn this week?"

@@ -180,7 +180,7 @@ def known_values(fn: Callable, **checks: Callable[[str], bool]) -> Callable:
 
     The agent runs them on a call the model wrote before running it, so an id put in the wrong
     slot (a category as item_id, a description as user_id) is moved or dropped instead of
-    failing the call; assistant.tool_specs.check_known reads them as `fn.known_values`.
+    failing the call; assistant.agent.tool_specs.check_known reads them as `fn.known_values`.
     """
     fn.known_values = checks
     return fn

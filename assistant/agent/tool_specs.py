@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from assistant.time_spans import spans
+from assistant.agent.time_spans import spans
 
 _TYPE_NAMES = {"integer": "an integer", "number": "a number", "string": "a string",
                "boolean": "true or false", "array": "a list", "object": "an object"}

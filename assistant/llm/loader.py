@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 import tools.paths  # noqa: F401  (offline environment before transformers is imported)
-from assistant.model_registry import (
+from assistant.llm.registry import (
     CACHE_INFO_FILE,
     DEFAULT_MODEL,
     MODEL_REGISTRY,
@@ -273,10 +273,10 @@ def load_llm(spec: LLMSpec | str | None = None, **chat_options: Any):
     """
     spec = LLMSpec(model=spec) if isinstance(spec, str) else (spec or LLMSpec())
     if spec.is_server:
-        from assistant.openai_chat import OpenAICompatChat
+        from assistant.llm.openai_chat import OpenAICompatChat
 
         return OpenAICompatChat(base_url=spec.model, served_model=spec.served_model, **chat_options)
-    from assistant.chat import LocalToolChat
+    from assistant.llm.local_chat import LocalToolChat
 
     model, tokenizer = load_chat_model(spec)
     label = spec.model if spec.model in MODEL_REGISTRY else Path(spec.model).name or spec.model

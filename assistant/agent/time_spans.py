@@ -1,7 +1,7 @@
 """Spans of time in plain words, as days: "this week" (7), "the coming month" (30), "2 weeks" (14).
 
 One reading for the two places that need it: the notes the agent adds to a question
-(assistant/session.py `time_notes`) and argument grounding (assistant/tool_specs.py), where
+(assistant/agent/session.py `time_notes`) and argument grounding (assistant/agent/tool_specs.py), where
 "this month" is what grounds `horizon_days: 30` and `since: "30d"`.
 """
 

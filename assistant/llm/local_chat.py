@@ -33,7 +33,7 @@ from langchain_core.runnables import Runnable
 from pydantic import ConfigDict, Field
 
 from assistant import prompts
-from assistant.tool_calls import (
+from assistant.llm.tool_calls import (
     FORCED_CALL_PREFIX,
     check_arguments,
     normalize_tool_choice,
@@ -119,7 +119,7 @@ class LocalToolChat(BaseChatModel):
 
     @classmethod
     def from_model(cls, model: Any, tokenizer: Any, **options: Any) -> "LocalToolChat":
-        """Wrap a loaded model (e.g. from `assistant.llm.load_chat_model`), naming it after its source."""
+        """Wrap a loaded model (e.g. from `assistant.llm.loader.load_chat_model`), naming it after its source."""
         ident = getattr(model, "shopsight_identity", None) or {}
         name = ident.get("name") or getattr(getattr(model, "config", None), "_name_or_path", "") or "local"
         return cls(model=model, tokenizer=tokenizer, model_name=str(name), **options)
@@ -212,7 +212,7 @@ class LocalToolChat(BaseChatModel):
         if constrain_to and (required or bool(kwargs.get("constrain_tool_names", self.constrain_tool_names))):
             from transformers import LogitsProcessorList
 
-            from assistant.constrain import ToolNameConstraint
+            from assistant.llm.constrain import ToolNameConstraint
 
             gen["logits_processor"] = LogitsProcessorList([
                 ToolNameConstraint(self.tokenizer, constrain_to, enc["input_ids"].shape[1], prompt_tail=prefix)])

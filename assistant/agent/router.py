@@ -20,7 +20,7 @@ The router asks a narrower question of the same model and prompt:
 The prompt's prefix (system prompt and tool schemas, the same for every question) is kept as
 a KV cache between calls, so a question costs the prefill of its own tokens only.
 
-Optionally an exemplar prior (assistant/tool_prior.py) adds log P(tool | question) from
+Optionally an exemplar prior (assistant/agent/tool_prior.py) adds log P(tool | question) from
 sentence embeddings of example questions to the name scores, a second opinion that corrects
 the small model's standing preferences.
 
@@ -38,8 +38,8 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage, HumanMessage, ToolMessage
 
-from assistant.kv_decode import CachedDecoder
-from assistant.tool_specs import ToolSpec, check_known, ground_arguments, required_grounded
+from assistant.llm.kv_decode import CachedDecoder
+from assistant.agent.tool_specs import ToolSpec, check_known, ground_arguments, required_grounded
 
 ARGS_PREFIX = '", "arguments": {'
 _OPEN_KEY_RE = re.compile(r',\s*"([^"]*)"?$')  # the key being written after a comma
@@ -67,11 +67,11 @@ class LikelihoodRouter:
 
     Args:
         chat_model: an object with `model`, `tokenizer` and `render_prompt(messages, tools, tool_choice)`
-            (assistant.chat.LocalToolChat).
+            (assistant.llm.local_chat.LocalToolChat).
         max_arg_tokens: the longest argument object decoded.
         decoder: a shared CachedDecoder (the agent's later steps reuse the same KV cache).
         prior: an object with `log_prior(question, names) -> {name: log-probability}`
-            (assistant.tool_prior.ExemplarPrior), added to the model's scores; None: model only.
+            (assistant.agent.tool_prior.ExemplarPrior), added to the model's scores; None: model only.
         prior_weight: how much the prior counts against the model's log-likelihoods.
         max_candidates: how many tools, best first, may be decoded before giving up on
             finding one whose required arguments the conversation supplies.

@@ -17,7 +17,7 @@ from typing import Sequence
 import torch
 from transformers import LogitsProcessor
 
-from assistant.tool_calls import TOOL_CALL_CLOSE, TOOL_CALL_OPEN
+from assistant.llm.tool_calls import TOOL_CALL_CLOSE, TOOL_CALL_OPEN
 
 _NAME_OPEN = re.compile(r'"name"\s*:\s*"([^"]*)$')
 _PIECES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()

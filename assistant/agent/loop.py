@@ -2,21 +2,21 @@
 
     agent = Agent(chat_model, build_tools(ctx), max_steps=6)
     for event in agent.run("Which users will churn this week and why?", history=previous):
-        ...  # step, tool_call, tool_result, error, token, answer (see assistant/events.py)
+        ...  # step, tool_call, tool_result, error, token, answer (see assistant/agent/events.py)
 
 Error policy (../shared/STYLE.md, as smolagents): what the model got wrong -- an unknown tool,
 bad arguments, a malformed call, an ungrounded number -- goes back to the model as text and
 the loop goes on; an exception raised by our own code (a tool, the store) propagates.
 
 Reliability with a 0.5B model comes from engineering around it:
-- a router (assistant/router.py) may choose the first call by likelihood, not free text;
+- a router (assistant/agent/router.py) may choose the first call by likelihood, not free text;
 - arguments are validated and coerced against the tool's JSON schema;
 - a repeated identical call is not run again: the model is asked to answer instead;
 - the last step is answer-only (no tools offered), so the loop always ends with an answer;
-- the answer is grounded (assistant/grounding.py): one regeneration with feedback, then the
-  template composer (assistant/composer.py), then redaction -- never an uncited number.
+- the answer is grounded (assistant/agent/grounding.py): one regeneration with feedback, then the
+  template composer (assistant/agent/composer.py), then redaction -- never an uncited number.
 
-Safety: tool results pass through assistant/untrusted.py (PII masked, review text defused
+Safety: tool results pass through assistant/agent/untrusted.py (PII masked, review text defused
 and delimited), and a call whose name or arguments come only from review text is refused.
 Tool calls are only ever read from the model's own output (AIMessage.tool_calls).
 """
@@ -33,17 +33,17 @@ from typing import Any, Callable, Iterator
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
-from assistant import grounding
-from assistant.agent_text import FEEDBACK_KEY, drop_feedback, is_call_payload, strip_untrusted, text_of
-from assistant.composer import compose_answer
+from assistant.agent import grounding
+from assistant.agent.text import FEEDBACK_KEY, drop_feedback, is_call_payload, strip_untrusted, text_of
+from assistant.agent.composer import compose_answer
 from assistant.prompts import render
-from assistant.kv_decode import CachedDecoder
-from assistant.router import make_router
-from assistant.events import AgentEvent
-from assistant.tool_calls import TOOL_CALL_CLOSE, parse_tool_calls
-from assistant.session import known_entities, resolve_references, time_notes, tool_results
-from assistant.tool_specs import ToolSpec, build_specs
-from assistant.untrusted import injected_call_reason, mask_pii, result_for_prompt, sanitize_result
+from assistant.llm.kv_decode import CachedDecoder
+from assistant.agent.router import make_router
+from assistant.agent.events import AgentEvent
+from assistant.llm.tool_calls import TOOL_CALL_CLOSE, parse_tool_calls
+from assistant.agent.session import known_entities, resolve_references, time_notes, tool_results
+from assistant.agent.tool_specs import ToolSpec, build_specs
+from assistant.agent.untrusted import injected_call_reason, mask_pii, result_for_prompt, sanitize_result
 
 TOKEN_CHUNK_WORDS = 3
 ANSWER_MODES = ("model", "template", "brief")
@@ -74,9 +74,9 @@ class Agent:
         max_steps: model calls per question; the last one is answer-only.
         router: an object with `route(messages, specs, question) -> {"name", "args"} | None` that
             decides the first tool call; "auto" (default) uses the likelihood router of
-            assistant/router.py when the chat model is a local one; None lets the model decide.
+            assistant/agent/router.py when the chat model is a local one; None lets the model decide.
         tool_prior: for the "auto" router, an exemplar prior over tools
-            (assistant.tool_prior.ExemplarPrior); None: the model's likelihoods alone.
+            (assistant.agent.tool_prior.ExemplarPrior); None: the model's likelihoods alone.
         answer_mode: "model" (the model writes the answer, grounded, with fallbacks),
             "template" (the composer writes it from tool results; fastest, always grounded) or
             "brief" (the composer's answer streams at once, then the model adds a short takeaway
@@ -96,7 +96,7 @@ class Agent:
         self.specs: dict[str, ToolSpec] = build_specs(tools)
         self.max_steps = max_steps
         # A local model decodes through one KV-cached decoder shared with the router, so every
-        # step prefills only what is new since the last prompt (assistant/kv_decode.py).
+        # step prefills only what is new since the last prompt (assistant/llm/kv_decode.py).
         local = all(hasattr(chat_model, a) for a in ("model", "tokenizer", "render_prompt"))
         self.decoder = CachedDecoder(chat_model.model, chat_model.tokenizer) if local else None
         self.router = make_router(chat_model, self.decoder, prior=tool_prior) if router == "auto" else router
@@ -145,7 +145,7 @@ class Agent:
         """The prompt of a turn's first step: the system prompt, the history, the question with notes.
 
         A follow-up's ordinals and pronouns ("the second one", "that user") get a reference
-        note naming the id they point to (assistant/session.py), so a small model can copy it.
+        note naming the id they point to (assistant/agent/session.py), so a small model can copy it.
         """
         history = [m for m in (history or []) if not isinstance(m, SystemMessage)]
         entities = known_entities(history)

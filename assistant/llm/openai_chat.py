@@ -19,8 +19,8 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, Huma
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 
-from assistant.chat import _text
-from assistant.tool_calls import (
+from assistant.llm.local_chat import _text
+from assistant.llm.tool_calls import (
     ParsedOutput,
     check_arguments,
     normalize_tool_choice,

@@ -1,6 +1,6 @@
 """A prior over which tool a question needs, from example questions embedded offline.
 
-The likelihood router (assistant/router.py) asks the chat model which tool name comes next.
+The likelihood router (assistant/agent/router.py) asks the chat model which tool name comes next.
 A 0.5B model has standing preferences (it likes `explain_user`) that its reading of the
 question does not always overcome. This prior adds a second, independent opinion: the
 question's sentence embedding (MiniLM, the case memory's embedding function) against the
@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import yaml
 
-QUESTIONS_FILE = Path(__file__).resolve().parents[1] / "prompts" / "tool_questions.yaml"
+QUESTIONS_FILE = Path(__file__).resolve().parents[2] / "prompts" / "tool_questions.yaml"
 _SLOT = re.compile(r"\{(\w+)\}")
 # Neutral stand-ins for slots: an id-shaped value of each kind, so an example reads like a question.
 _PLACEHOLDERS = {"user": "1042", "k": "5", "item": "P00123", "category": "coffee", "segment": "budget"}

@@ -19,7 +19,7 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage, ToolMessage, messages_from_dict, messages_to_dict
 
-from assistant.time_spans import gives_days, spans
+from assistant.agent.time_spans import gives_days, spans
 
 SESSION_VERSION = 1
 ENTITY_KEYS = {"user_id": "user", "item_id": "item", "case_id": "case", "review_id": "review",

@@ -6,7 +6,7 @@ call and result. Prefilling all of it again costs most of a step's time on a CPU
 keeps the cache of the last prompt and, for a new prompt, copies it, cuts it to the longest
 shared token prefix and prefills only the rest.
 
-Used by the router (assistant/router.py) and by the agent's later steps when the chat model is
+Used by the router (assistant/agent/router.py) and by the agent's later steps when the chat model is
 a local one; a remote or scripted chat model goes through `BaseChatModel.invoke` as usual.
 """
 
