@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 
 from tools.case_snapshots import snapshot_features
-from tools.catalog import ToolContext, ToolError
+from tools.catalog.context import ToolContext, ToolError
 
 ACTIVE_DAYS = 90  # the population the tools rank: users with a purchase in these days before the cutoff
 SPEND_WINDOW_DAYS = 180  # expected spend = run rate over this window (or the tenure, if shorter)
@@ -119,6 +119,32 @@ def segment_names(ctx: ToolContext) -> list[str]:
     if "segment_names" not in ctx.cache:
         ctx.cache["segment_names"] = sorted(user_segments(ctx).unique())
     return ctx.cache["segment_names"]
+
+
+def _known_id(ctx: ToolContext, column: str, value: str) -> bool:
+    """Whether `value` is an id of `column` in the items table (or, for items, in the reviews)."""
+    key = ("known", column)
+    if key not in ctx.cache:
+        items = ctx.store.items_frame()
+        ids = set(items[column].dropna().astype(str)) if column in items else set()
+        ids |= set(ctx.store.reviews_frame()["item_id"].astype(str)) if column == "item_id" else set()
+        ctx.cache[key] = ids
+    return str(value) in ctx.cache[key]
+
+
+def is_known_item(ctx: ToolContext, item_id: str) -> bool:
+    """Whether the id names an item of the catalog or of a review (a read-only lookup)."""
+    return _known_id(ctx, "item_id", item_id)
+
+
+def is_known_category(ctx: ToolContext, category_id: str) -> bool:
+    """Whether the id names a category of the catalog (a read-only lookup)."""
+    return _known_id(ctx, "category_id", category_id)
+
+
+def is_known_segment(ctx: ToolContext, segment: str) -> bool:
+    """Whether the name is one of the shop's customer segments (a read-only lookup)."""
+    return segment in segment_names(ctx)
 
 
 def parse_since(ctx: ToolContext, since: str | None) -> pd.Timestamp | None:
