@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from tools import paths
+from tools.catalog.money import DEFAULT_CURRENCY, check_currency
 from tools.data.pii import mask_pii
 from tools.data.schema import StoreError
 from tools.predictor.data import PredictorError
@@ -58,6 +59,10 @@ class ToolContext:
         reviews: a ReviewAnalyzer, or None (trained on the store's ratings on first use).
         cutoff: "now" for the shop (naive UTC): nothing after it is read.
         audit_path: JSON-lines audit log; default <home>/audit/tool_calls.jsonl.
+        currency: the shop's ISO 4217 currency code; money in results is in it.
+
+    To add what every tool may read (a readiness check, a setting), add a field with a default
+    and, if it needs checking, a line in `__post_init__`.
     """
 
     store: Any
@@ -66,9 +71,11 @@ class ToolContext:
     reviews: Any = None
     cutoff: datetime | None = None
     audit_path: Path | None = None
+    currency: str = DEFAULT_CURRENCY
     cache: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
+        self.currency = check_currency(self.currency)
         if self.cutoff is None:
             # Default "now": the last event of the store, so the demo shop answers as of its end.
             _, last = self.store.time_span()

@@ -170,25 +170,41 @@ def _usual_gap_days(events: pd.DataFrame, facts: pd.DataFrame) -> pd.Series:
     return span / (orders - 1)
 
 
-def risk_reasons(facts: pd.Series) -> list[str]:
-    """Plain reasons a customer looks at risk, from facts the tools return (for "why" in a list).
+VALUE_HORIZON_DAYS = 90  # a customer's value = predicted spend over the next 90 days (what a lapse puts at risk)
 
-    The predictor's own drivers per user come from explain_user (occlusion, seconds per user);
-    these facts cost nothing and cover what an analyst checks first: overdue against the
-    customer's own rhythm, a single order, and silence in the last month.
+
+def customer_value(ctx: ToolContext) -> tuple[pd.DataFrame, dict]:
+    """(BG/NBD + Gamma-Gamma per user over VALUE_HORIZON_DAYS, fit notes), cached; indexed by user_id.
+
+    Columns: p_alive, expected_orders, spend_per_order, expected_value (money in ctx.currency, or
+    expected orders when the shop has no prices: notes["unit"] says which).
     """
-    reasons = []
-    since, gap = int(facts.days_since_last_buy), facts.usual_gap_days
-    if pd.notna(gap) and gap >= 1:
-        ratio = since / gap
-        if ratio >= 1.5:
-            reasons.append(f"overdue: {since} days since the last order, {ratio:.1f}x the usual {gap:.0f}-day gap")
-        else:
-            reasons.append(f"{since} days since the last order, within the usual {gap:.0f}-day gap")
-    elif int(facts.n_orders) <= 1:
-        reasons.append(f"a single order so far, {since} days ago")
-    if int(facts.events_30d) == 0:
-        reasons.append("no visits or carts in the last 30 days")
-    elif int(facts.buys_90d) <= 1:
-        reasons.append(f"{int(facts.events_30d)} events in the last 30 days but at most one purchase in 90")
-    return reasons
+    if "value" not in ctx.cache:
+        from tools.predictor.clv import expected_value
+
+        frame, notes = expected_value(events_until_cutoff(ctx), ctx.cutoff, VALUE_HORIZON_DAYS)
+        ctx.cache["value"] = (frame.set_index("user_id"), notes)
+    return ctx.cache["value"]
+
+
+def lifecycle(ctx: ToolContext, horizon_days: int) -> pd.DataFrame:
+    """tools.predictor.lifecycle.lifecycle_frame at the cutoff for this horizon (cached)."""
+    key = ("lifecycle", horizon_days)
+    if key not in ctx.cache:
+        from tools.predictor.lifecycle import lifecycle_frame
+
+        ctx.cache[key] = lifecycle_frame(events_until_cutoff(ctx), ctx.cutoff, horizon_days)
+    return ctx.cache[key]
+
+
+def value_terms(ctx: ToolContext) -> dict:
+    """What the money fields mean, for a tool result: currency or unit, and the model behind them."""
+    _, notes = customer_value(ctx)
+    terms = {"value_model": f"BG/NBD + Gamma-Gamma, predicted over the next {VALUE_HORIZON_DAYS} days"}
+    if notes["unit"] == "money":
+        terms["currency"] = ctx.currency
+        if notes.get("excluded_orders"):
+            terms["value_note"] = notes["note"]
+    else:
+        terms.update(value_unit="orders", value_note="no prices in the data: value is in expected orders, not money")
+    return terms

@@ -10,11 +10,12 @@ import numpy as np
 import pandas as pd
 
 from tools.catalog.context import ToolContext, ToolError, checks_ids, tool
-from tools.catalog.reads import (ACTIVE_DAYS, TRAIN_HINT, check_horizon, check_user, events_until_cutoff,
-                                 is_known_segment, is_known_user, known_horizons, risk_reasons, scores, segment_names,
-                                 user_facts, user_segments)
+from tools.catalog.reads import (ACTIVE_DAYS, TRAIN_HINT, check_horizon, check_user, customer_value,
+                                 events_until_cutoff, is_known_segment, is_known_user, known_horizons, lifecycle,
+                                 scores, segment_names, user_facts, user_segments, value_terms)
 
 MAX_TOP_K = 100
+LIVE_STAGES = ("new", "active", "lapsing", "at_risk")  # the stages a customer can lapse from
 
 
 def _r(x, nd: int = 3):
@@ -28,49 +29,93 @@ def _split_ids(value) -> list[str]:
 @checks_ids(segment=is_known_segment)
 @tool
 def at_risk_users(ctx: ToolContext, horizon_days: int = 7, top_k: int = 10, segment: Optional[str] = None,
-                  rank_by: Literal["p_churn", "value_at_risk"] = "p_churn") -> dict:
-    """List the active customers most likely to churn (make no purchase) within the horizon, with reasons.
+                  rank_by: Literal["value_at_risk", "p_lapse", "p_churn"] = "value_at_risk",
+                  stage: Optional[str] = None) -> dict:
+    """List the customers slipping now: those predicted to lapse within the horizon, with stage, money at risk and reasons.
 
-    Active customers are users with a purchase in the 90 days before today. Value at risk is
-    p_churn times the user's expected spend over the horizon (their recent daily spend times
-    horizon_days). Each user comes with plain reasons (overdue against their usual gap
-    between orders, a single order, no recent visits); explain_user gives the model's drivers.
+    A customer lapses when they make no order within the horizon and are then overdue against
+    their own usual gap between orders. Lost customers (3 usual gaps without an order) are not
+    listed: the result says how many were already lost. Stages: new, active, lapsing, at_risk.
+    Value at risk is p_lapse times the customer's expected value (predicted spend over the next
+    90 days, in the shop's currency).
 
     Args:
-        horizon_days: Days ahead to predict churn for; 7 means "this week", 30 "this month".
+        horizon_days: Days ahead to predict lapses for; 7 means "this week", 30 "this month".
         top_k: How many users to return, at most 100.
         segment: Only users of this customer segment (from the users table); omit for all users.
-        rank_by: Rank by churn probability ("p_churn") or by money at stake ("value_at_risk").
+        rank_by: Rank by money at stake ("value_at_risk"), by lapse probability ("p_lapse") or by the raw probability of no order ("p_churn").
+        stage: Only customers of this lifecycle stage: "new", "active", "lapsing" or "at_risk"; omit for all.
     """
     check_horizon(ctx, horizon_days)
     if not 1 <= top_k <= MAX_TOP_K:
         raise ToolError(f"top_k={top_k} is out of range", f"use top_k between 1 and {MAX_TOP_K}")
+    if stage is not None and stage not in LIVE_STAGES:
+        raise ToolError(f"unknown stage {stage!r}", f"use one of {list(LIVE_STAGES)}; lost customers are counted, "
+                                                    "not listed")
     frame, source = scores(ctx, horizon_days)
-    facts = user_facts(ctx)
-    users = facts.index[facts["active"]]
+    stages = lifecycle(ctx, horizon_days)
+    customers = stages.index[stages["stage"] != "visitor"]
     segs = user_segments(ctx)
     if segment is not None:
         valid = segment_names(ctx)
         if segment not in valid:
             raise ToolError(f"unknown segment {segment!r}",
                             f"use one of {valid}" if valid else "this shop has no segments; omit segment")
-        users = users[users.isin(segs.index[segs == segment])]
-    users = users[users.isin(frame.index)]
-    table = facts.loc[users, ["n_orders", "spend", "days_since_last_buy", "daily_spend", "usual_gap_days",
-                              "events_30d", "buys_90d"]].copy()
+        customers = customers[customers.isin(segs.index[segs == segment])]
+    lost = int((stages.loc[customers, "stage"] == "lost").sum())
+    live = customers[stages.loc[customers, "stage"].isin(LIVE_STAGES) & customers.isin(frame.index)]
+    table = risk_table(ctx, horizon_days, live)
+    slipping = table[table["p_lapse"] > 0]
+    if stage is not None:
+        slipping = slipping[slipping["stage"] == stage]
+    ranked = slipping.sort_values([rank_by, "p_lapse"], ascending=False, kind="stable").head(top_k)
+    rows = [{"rank": i + 1, "user_id": uid, **_risk_row(r), **({"segment": segs.get(uid)} if uid in segs.index else {})}
+            for i, (uid, r) in enumerate(ranked.iterrows())]
+    window = "this week" if horizon_days == 7 else f"the next {horizon_days} days"
+    return {"horizon_days": horizon_days, "as_of": ctx.cutoff, "rank_by": rank_by, "segment": segment, "stage": stage,
+            "population": f"{len(live)} customers not lost (new, active, lapsing or at risk); "
+                          f"{len(slipping)} of them can lapse within {window}",
+            "stage_counts": {s: int((table["stage"] == s).sum()) for s in LIVE_STAGES} | {"lost": lost},
+            "already_lost": lost,
+            "lost_note": f"{lost} customers were already lost before {window} (3 usual gaps without an order); "
+                         "they are not in this list",
+            "money_at_risk": _r(slipping["value_at_risk"].sum(), 2),
+            "mean_p_lapse": _r(table["p_lapse"].mean()) if len(table) else None,
+            **value_terms(ctx), "users": rows, **source}
+
+
+def risk_table(ctx: ToolContext, horizon_days: int, users: pd.Index) -> pd.DataFrame:
+    """Stage, P(lapse), P(alive), value and value at risk of `users` (non-lost customers with scores)."""
+    from tools.predictor.lifecycle import p_lapse
+
+    frame, _ = scores(ctx, horizon_days)
+    stages = lifecycle(ctx, horizon_days).loc[users]
+    value, _ = customer_value(ctx)
+    facts = user_facts(ctx)
+    table = stages.copy()
     table["p_churn"] = frame.loc[users, "p_churn"].astype(float)
-    table["expected_spend"] = table["daily_spend"] * horizon_days
-    table["value_at_risk"] = table["p_churn"] * table["expected_spend"]
-    table = table.sort_values([rank_by, "p_churn"], ascending=False, kind="stable").head(top_k)
-    rows = [{"rank": i + 1, "user_id": uid, "p_churn": _r(r.p_churn), "value_at_risk": _r(r.value_at_risk, 2),
-             "expected_spend": _r(r.expected_spend, 2), "days_since_last_buy": int(r.days_since_last_buy),
-             "orders": int(r.n_orders), "reasons": risk_reasons(r),
-             **({"segment": segs.get(uid)} if uid in segs.index else {})}
-            for i, (uid, r) in enumerate(table.iterrows())]
-    return {"horizon_days": horizon_days, "as_of": ctx.cutoff, "rank_by": rank_by, "segment": segment,
-            "population": f"{len(users)} active customers (a purchase in the last {ACTIVE_DAYS} days)",
-            "mean_p_churn": _r(frame.loc[users, "p_churn"].mean()) if len(users) else None,
-            "users": rows, **source}
+    table["p_lapse"] = p_lapse(stages, table["p_churn"])
+    table["p_alive"] = value["p_alive"].reindex(users)
+    table["expected_value"] = value["expected_value"].reindex(users)
+    table["value_at_risk"] = table["p_lapse"] * table["expected_value"]
+    table["events_30d"] = facts["events_30d"].reindex(users)
+    table["buys_90d"] = facts["buys_90d"].reindex(users)
+    return table
+
+
+def _risk_row(r: pd.Series) -> dict:
+    from tools.predictor.lifecycle import stage_reasons
+
+    reasons = stage_reasons(r)
+    if int(r.events_30d) == 0:
+        reasons.append("no visits or carts in the last 30 days")
+    return {"stage": r.stage, "p_lapse": _r(r.p_lapse), "p_alive": _r(r.p_alive), "p_churn": _r(r.p_churn),
+            "expected_value": _r(r.expected_value, 2), "value_at_risk": _r(r.value_at_risk, 2),
+            "usual_gap_days": _r(r.usual_gap_days, 1), "days_since_last_order": int(r.days_since_last_order),
+            "days_overdue": int(r.days_overdue),
+            "next_order_expected": pd.Timestamp(r.next_order_expected).date().isoformat(),
+            "orders": int(r.n_orders), "reasons": reasons}
+
 
 @checks_ids(user_id=is_known_user)
 @tool
@@ -97,7 +142,28 @@ def explain_user(ctx: ToolContext, user_id: str, horizon_days: int = 7) -> dict:
     facts.update({k: v for k, v in (exp.get("facts") or {}).items() if k not in facts})
     return {"user_id": user_id, "horizon_days": horizon_days, "as_of": ctx.cutoff,
             "p_churn": _r(exp.get("p_churn")), "drivers": list(exp.get("drivers") or [])[:6], "facts": facts,
-            "model_version": str(ctx.predictor.version)}
+            "lifecycle": _lifecycle_of(ctx, user_id, horizon_days), "model_version": str(ctx.predictor.version)}
+
+
+def _lifecycle_of(ctx: ToolContext, user_id: str, horizon_days: int) -> dict:
+    """The user's stage, rhythm, value and what would move the stage (for explain_user)."""
+    from tools.predictor.lifecycle import p_lapse, stage_reasons
+
+    st = lifecycle(ctx, horizon_days)
+    row = st.loc[user_id]
+    if row["stage"] == "visitor":
+        return {"stage": "visitor", "reasons": stage_reasons(row)}
+    value, _ = customer_value(ctx)
+    out = {"stage": row["stage"], "usual_gap_days": _r(row["usual_gap_days"], 1),
+           "days_since_last_order": int(row["days_since_last_order"]), "days_overdue": int(row["days_overdue"]),
+           "next_order_expected": pd.Timestamp(row["next_order_expected"]).date().isoformat(),
+           "p_alive": _r(value.loc[user_id, "p_alive"]), "expected_value": _r(value.loc[user_id, "expected_value"], 2),
+           "reasons": stage_reasons(row), **value_terms(ctx)}
+    frame, _ = scores(ctx, horizon_days)
+    if row["stage"] != "lost" and user_id in frame.index:
+        lapse = float(p_lapse(st.loc[[user_id]], frame.loc[[user_id], "p_churn"]).iloc[0])
+        out.update(p_lapse=_r(lapse), value_at_risk=_r(lapse * value.loc[user_id, "expected_value"], 2))
+    return out
 
 @checks_ids(user_id=is_known_user)
 @tool
@@ -174,16 +240,22 @@ def segment_report(ctx: ToolContext,
     table = pd.DataFrame({"segment": groups, "p_churn": frame.loc[users, "p_churn"].astype(float),
                           "p_buy": frame.loc[users, "p_buy"].astype(float) if "p_buy" in frame else np.nan,
                           "bought_last_h": bought_recently, "spend": facts.loc[users, "spend"]}, index=users)
+    stages = lifecycle(ctx, horizon_days)["stage"].reindex(users)
+    live = users[stages.isin(LIVE_STAGES)]
+    table["stage"] = stages
+    table["value_at_risk"] = risk_table(ctx, horizon_days, live)["value_at_risk"].reindex(users).fillna(0.0)
     rows = []
     for name, g in table.groupby("segment", sort=True):
         rows.append({"segment": str(name), "users": int(len(g)), "predicted_churn_rate": _r(g.p_churn.mean()),
                      "predicted_buy_rate": _r(g.p_buy.mean()),
                      f"bought_in_last_{horizon_days}d": _r(g.bought_last_h.mean()),
-                     "mean_spend": _r(g.spend.mean(), 2)})
+                     "mean_spend": _r(g.spend.mean(), 2),
+                     "stages": {k: int(v) for k, v in g["stage"].value_counts().items()},
+                     "money_at_risk": _r(g.value_at_risk.sum(), 2)})
     rows.sort(key=lambda r: -(r["predicted_churn_rate"] or 0))
     return {"segment_by": segment_by, "horizon_days": horizon_days, "as_of": ctx.cutoff,
             "population": f"{len(users)} active customers (a purchase in the last {ACTIVE_DAYS} days)",
-            "segments": rows[:20], **source}
+            "segments": rows[:20], **value_terms(ctx), **source}
 
 
 
