@@ -6,9 +6,10 @@
 Tables (markdown on stdout):
 1. ECE of P(lapse within 7 / 30 days) among non-lost customers (tools/predictor/lifecycle.py),
    10 equal-width bins, per dataset and cutoff (CDNOW: the churn cutoffs of docs/benchmark.md;
-   demo: its DEMO_CUTOFFS). P(no order in H) comes from BG/NBD (fitted at the cutoff) for both
-   "ours" (gated by the lifecycle rule) and the plain P(no order) beside it; on the demo shop
-   also from the generator's exact oracle.
+   demo: its DEMO_CUTOFFS). P(no order in H) comes from BG/NBD (fitted at the cutoff), gated by
+   the lifecycle rule, as it is and recalibrated (isotonic, `LapseCalibration`) on the window
+   (c - H, c] whose outcome is known at c; the plain P(no order) read as P(lapse) beside it; on
+   the demo shop also from the generator's exact oracle.
 2. Demo shop, last cutoff: the 7-day headline list (value at risk among non-lost customers,
    top 10) beside the old list (p_churn among customers with a purchase in 90 days): how many
    listed users the generator considers lost (engagement below `GENERATOR_LOST`; the generator
@@ -33,7 +34,7 @@ sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 from tools.predictor.baselines import bgnbd_p_no_purchase, bgnbd_summary, fit_bgnbd
 from tools.predictor.bench_datasets import read_cdnow
 from tools.predictor.clv import expected_value
-from tools.predictor.lifecycle import lapse_labels, lifecycle_frame, p_lapse
+from tools.predictor.lifecycle import LapseCalibration, lapse_labels, lifecycle_frame, p_lapse
 from tools.predictor.metrics import expected_calibration_error
 
 CDNOW_CUTOFFS = [datetime(1997, 9, 30, 23, 59, 59), datetime(1997, 12, 31, 23, 59, 59),
@@ -65,8 +66,15 @@ def calibration_rows(name: str, events: pd.DataFrame, cutoffs: list[datetime], o
             sources = {"BG/NBD": bgnbd_no_order(events, c, h)}
             if oracle is not None:
                 sources["generator oracle"] = oracle(c, h)
+            before = (pd.Timestamp(c) - pd.Timedelta(days=h)).to_pydatetime()
+            stages_then = lifecycle_frame(events, before, h)
+            labels_then = lapse_labels(stages_then, events[events["ts"] <= c], before, h)
+            calib = LapseCalibration().fit(p_lapse(stages_then, bgnbd_no_order(events, before, h)), labels_then)
+            sources["BG/NBD, recalibrated on (c-H, c]"] = sources["BG/NBD"]
             for source, p_no in sources.items():
                 p = p_lapse(stages, p_no).reindex(labels.index)
+                if "recalibrated" in source:
+                    p = calib.apply(p)
                 plain = p_no.reindex(labels.index)
                 rows.append({"dataset": name, "cutoff": f"{c:%Y-%m-%d}", "H": h, "P(no order) from": source,
                              "non-lost n": len(labels), "lapse rate": labels.mean(), "mean P(lapse)": p.mean(),

@@ -81,3 +81,16 @@ def test_reasons_say_the_rhythm_and_what_moves_the_stage(events):
     assert "an order now brings them back" in overdue[1] and "2024-07-20" in overdue[1]
     assert "lost since" in stage_reasons(st.loc["gone"])[1]
     assert "an order before" in stage_reasons(st.loc["slipping"])[1]
+
+
+def test_calibration_maps_lapse_probabilities_to_the_rate_seen_before_and_keeps_zeros():
+    from tools.predictor.lifecycle import LapseCalibration
+
+    rng = np.random.default_rng(0)
+    p_then = pd.Series(rng.uniform(0.05, 1.0, 2000), index=[f"u{i}" for i in range(2000)])
+    lapsed = pd.Series((rng.uniform(size=2000) < p_then / 2).astype(int), index=p_then.index)  # half as likely
+    calib = LapseCalibration().fit(p_then, lapsed)
+    now = pd.Series([0.0, 0.8, np.nan], index=["a", "b", "c"])
+    out = calib.apply(now)
+    assert out["a"] == 0.0 and np.isnan(out["c"]) and out["b"] == pytest.approx(0.4, abs=0.08)
+    assert not LapseCalibration().fit(p_then.head(10), lapsed.head(10)).fitted  # too few outcomes: unchanged

@@ -122,3 +122,37 @@ def stage_reasons(row: pd.Series) -> list[str]:
                   + pd.Timestamp(row["next_order_expected"]).date().isoformat(),
     }
     return [rhythm, moves[row["stage"]]]
+
+
+class LapseCalibration:
+    """Isotonic map from P(lapse) to the lapse rate, fitted on an earlier window whose outcome is known.
+
+    Fit at c' = c - H (stages, P(lapse) and realized lapses in (c', c]), apply at c: only the
+    customers who can lapse are mapped; a P(lapse) of 0 (cannot become overdue) stays 0.
+
+    Usage:
+        calib = LapseCalibration().fit(p_lapse_then, lapse_labels_then)
+        calibrated = calib.apply(p_lapse_now)
+    """
+
+    def __init__(self) -> None:
+        from sklearn.isotonic import IsotonicRegression
+
+        self.model = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+        self.fitted = False
+
+    def fit(self, p: pd.Series, labels: pd.Series) -> "LapseCalibration":
+        joined = pd.concat([p.rename("p"), labels.rename("y")], axis=1, join="inner").dropna()
+        joined = joined[joined["p"] > 0]
+        if len(joined) >= 50:  # too few outcomes to learn a map from: leave the probabilities as they are
+            self.model.fit(joined["p"].to_numpy(), joined["y"].to_numpy())
+            self.fitted = True
+        return self
+
+    def apply(self, p: pd.Series) -> pd.Series:
+        if not self.fitted:
+            return p
+        out = p.copy()
+        mask = p.notna() & (p > 0)
+        out[mask] = self.model.predict(p[mask].to_numpy())
+        return out
