@@ -103,7 +103,8 @@ def demo_rows(shop, events: pd.DataFrame, cutoff: datetime) -> tuple[list[dict],
     headline = [{"list": name, "top 10 generator-lost (e < %.2f)" % GENERATOR_LOST:
                  int((engagement.reindex(lst.index) < GENERATOR_LOST).sum()),
                  "top 10 e < 0.10": int((engagement.reindex(lst.index) < 0.10).sum()),
-                 "with a money value": int(lst["value"].notna().sum()), "stages": dict(lst["stage"].value_counts())}
+                 "with a money value": int(lst["value"].notna().sum()),
+                 "stages": ", ".join(f"{k} {int(v)}" for k, v in lst["stage"].value_counts().items())}
                 for name, lst in (("ours: value at risk, non-lost", ours), ("old: p_churn, 90-day buyers", old))]
     c = pd.Timestamp(cutoff)
     buys = events[events["behavior"] == "buy"]

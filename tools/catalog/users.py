@@ -306,3 +306,11 @@ def _segment_labels(ctx: ToolContext, segment_by: str, users: pd.Index) -> pd.Se
     if not len(segs):
         raise ToolError("this shop has no segment labels", "use segment_by='value_band', 'tenure' or 'first_category'")
     return segs.reindex(users).fillna("unknown")
+
+
+def lapse_distribution(ctx: ToolContext, horizon_days: int) -> pd.Series:
+    """P(lapse within H) of every non-lost customer with a score (for the Operations histogram; not a tool)."""
+    stages = lifecycle(ctx, horizon_days)
+    frame, _ = scores(ctx, horizon_days)
+    live = stages.index[stages["stage"].isin(LIVE_STAGES) & stages.index.isin(frame.index)]
+    return risk_table(ctx, horizon_days, live)["p_lapse"]

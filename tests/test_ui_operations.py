@@ -1,0 +1,39 @@
+"""The Operations tab's renderers (assistant/ui_render.py): lifecycle table, summary, P(lapse) histogram."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from assistant.ui_render import at_risk_table, lapse_histogram, operations_summary
+
+RESULT = {"horizon_days": 7, "as_of": "2026-06-30T23:02:12", "currency": "USD", "money_at_risk": 1234.5,
+          "stage_counts": {"new": 3, "active": 40, "lapsing": 12, "at_risk": 9, "lost": 312},
+          "lost_note": "312 customers were already lost before this week (3 usual gaps without an order); "
+                       "they are not in this list",
+          "population": "64 customers not lost (new, active, lapsing or at risk); 21 of them can lapse within this week",
+          "value_model": "BG/NBD + Gamma-Gamma, predicted over the next 90 days",
+          "users": [{"rank": 1, "user_id": "42", "stage": "at_risk", "p_lapse": 0.7, "p_churn": 0.7,
+                     "value_at_risk": 86.5, "expected_value": 123.57, "reasons": ["overdue: 20 days", "an order now"]}]}
+
+
+def test_table_leads_with_stage_and_money_and_joins_reasons():
+    table = at_risk_table(RESULT)
+    assert list(table.columns[:6]) == ["rank", "user_id", "stage", "p_lapse", "value_at_risk", "expected_value"]
+    assert table.loc[0, "stage"] == "at risk" and table.loc[0, "reasons"] == "overdue: 20 days; an order now"
+    assert "p_churn" in table.columns  # still shown, after the lifecycle columns
+    assert at_risk_table({"users": []}).empty
+
+
+def test_summary_says_stages_money_with_currency_and_the_lost():
+    text = operations_summary(RESULT)
+    assert "at risk 9" in text and "lost 312" in text
+    assert "1,234.50 USD" in text and "312 customers were already lost" in text
+    orders = operations_summary({**RESULT, "currency": None, "value_unit": "orders",
+                                 "value_note": "no prices in the data: value is in expected orders, not money"})
+    assert "1,234.50 orders" in orders and "no prices in the data" in orders
+
+
+def test_histogram_counts_customers_per_bin():
+    hist = lapse_histogram(pd.Series([0.0, 0.05, 0.5, 0.95, 1.0, None]))
+    assert len(hist) == 10 and hist["customers"].sum() == 5
+    assert hist.set_index("p_lapse")["customers"].to_dict()["0.9–1.0"] == 2
