@@ -80,7 +80,10 @@ def test_reasons_say_the_rhythm_and_what_moves_the_stage(events):
     assert overdue[0].startswith("overdue: 40 days since the last order, 2.0x the usual 20-day gap")
     assert "an order now brings them back" in overdue[1] and "2024-07-20" in overdue[1]
     assert "lost since" in stage_reasons(st.loc["gone"])[1]
-    assert "an order before" in stage_reasons(st.loc["slipping"])[1]
+    slipping = stage_reasons(st.loc["slipping"])
+    assert slipping[0] == "9 days since the last order, a little past the usual 9-day gap"  # 9 > 8.75, not yet 1.5x
+    assert "an order before" in slipping[1]
+    assert stage_reasons(st.loc["steady"])[0] == "2 days since the last order, within the usual 10-day gap"
 
 
 def test_calibration_maps_lapse_probabilities_to_the_rate_seen_before_and_keeps_zeros():

@@ -109,6 +109,8 @@ def stage_reasons(row: pd.Series) -> list[str]:
                  f"{gap:.0f} days)"
     elif row["overdue_ratio"] >= AT_RISK_RATIO:
         rhythm = f"overdue: {since} days since the last order, {row['overdue_ratio']:.1f}x the usual {gap:.0f}-day gap"
+    elif since > gap:
+        rhythm = f"{since} days since the last order, a little past the usual {gap:.0f}-day gap"
     else:
         rhythm = f"{since} days since the last order, within the usual {gap:.0f}-day gap"
     lost_on = pd.Timestamp(row["lost_on"]).date().isoformat()
