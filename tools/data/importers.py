@@ -28,7 +28,7 @@ import pyarrow as pa
 from tools.data import readers
 from tools.data.formats import FormatSpec, check_first_line
 from tools.data.import_source import header_line, open_chunks, resolve_spec
-from tools.data.pii import hmac_pads, secret_key
+from tools.data.pii import hmac_pads, register_sql, secret_key
 from tools.data.schema import ImportFailed, RowProblem
 from tools.data.validate import DEDUPE_KEY, STAGE_COLUMNS, chunk_select
 
@@ -163,6 +163,7 @@ def run_chunks(con, report: ImportReport, spec: FormatSpec, chunks, expected: in
     if pseudonymize:
         ipad, opad = hmac_pads(secret_key())
         params = {"ipad": ipad, "opad": opad}
+    register_sql(con)  # review texts are masked by tools.data.pii's masker, called from SQL
     sql = chunk_select(spec, expected, pseudonymize, keep_raw)
     stage_ddl = ", ".join(f"{k} {v}" for k, v in STAGE_COLUMNS[spec.target].items())
     try:
