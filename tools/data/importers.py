@@ -281,7 +281,8 @@ def _finalize(con, path: Path, spec: FormatSpec, report: ImportReport, keep_raw:
     if on_phase:
         on_phase("deduplicated", report.duplicates)
 
-    cols = [c for c in STAGE_COLUMNS[target] if c in _target_columns(con, target)]
+    present = _target_columns(con, target)
+    cols = [c for c in STAGE_COLUMNS[target] if c in present]
     con.execute(f"""
         INSERT INTO {target} ({", ".join(cols)})
         SELECT {", ".join("s." + c for c in cols)} FROM _stage s

@@ -151,13 +151,15 @@ SQL_COUNT_FUNCTION = "shopsight_pii_count"
 
 def register_sql(con) -> None:
     """Add the masker to DuckDB connection `con` (needed by `mask_sql`); safe to call twice."""
-    present = {r[0] for r in con.execute(
-        "SELECT function_name FROM duckdb_functions() WHERE function_name IN (?, ?)",
-        [SQL_MASK_FUNCTION, SQL_COUNT_FUNCTION]).fetchall()}
-    if SQL_MASK_FUNCTION not in present:
-        con.create_function(SQL_MASK_FUNCTION, lambda t: mask_pii(t)[0], ["VARCHAR"], "VARCHAR", side_effects=False)
-    if SQL_COUNT_FUNCTION not in present:
-        con.create_function(SQL_COUNT_FUNCTION, lambda t: mask_pii(t)[1], ["VARCHAR"], "INTEGER", side_effects=False)
+    import duckdb
+
+    for name, fn, returns in ((SQL_MASK_FUNCTION, lambda t: mask_pii(t)[0], "VARCHAR"),
+                              (SQL_COUNT_FUNCTION, lambda t: mask_pii(t)[1], "INTEGER")):
+        try:
+            con.create_function(name, fn, ["VARCHAR"], returns, side_effects=False)
+        except duckdb.NotImplementedException as exc:  # registered on this connection already
+            if "already created" not in str(exc):
+                raise
 
 
 def mask_sql(column: str) -> tuple[str, str]:

@@ -245,9 +245,26 @@ def iter_parquet_chunks(
         raise ImportFailed(f"{path}: not a readable Parquet file ({exc}); re-export it.") from None
     names = list(pfile.schema_arrow.names)
 
+    def damaged(exc: Exception) -> ImportFailed:
+        reason = " ".join(str(exc).split())
+        return ImportFailed(f"{path}: the Parquet file is damaged after its header ({reason}); re-export it.")
+
+    def checked_batches() -> Iterator[pa.RecordBatch]:
+        # A damaged page surfaces only when read, mid-import (found by bench/fuzz_importers.py):
+        # it is a whole-file error, raised while only temp tables hold anything.
+        it = pfile.iter_batches(batch_size=batch_rows)
+        while True:
+            try:
+                batch = next(it)
+            except StopIteration:
+                return
+            except (OSError, pa.ArrowException) as exc:
+                raise damaged(exc) from None
+            yield batch
+
     def batches() -> Iterator[pa.Table]:
         row0 = 0
-        for batch in pfile.iter_batches(batch_size=batch_rows):
+        for batch in checked_batches():
             n = batch.num_rows
             cols = {}
             for name in names:
