@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tools.data.formats import FormatSpec
-from tools.data.schema import ImportFailed
+from tools.data.schema import ImportFailed, shown_names
 
 DEFAULT_CHUNK_BYTES = 8 << 20  # ~250k Taobao lines; Arrow temporaries stay < 100 MB
 CSV_BATCH_ROWS = 50_000
@@ -185,7 +185,7 @@ def iter_csv_chunks(
     names = [h.strip() for h in header]
     if len(set(names)) != len(names):
         fh.close()
-        raise ImportFailed(f"{path}:1: the header repeats a column name ({names}); rename the duplicates.")
+        raise ImportFailed(f"{path}:1: the header repeats a column name ({shown_names(names)}); rename the duplicates.")
 
     def batches() -> Iterator[pa.Table]:
         try:
