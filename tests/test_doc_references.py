@@ -4,7 +4,7 @@ A reader who follows `see docs/agent.md` or `tools/data/pii.py` must find the fi
 the repository (`../...`, absolute machine paths) are never named, since a user's clone lacks them.
 Scanned: every tracked *.md file, and the comments and docstrings of every tracked *.py file.
 A path counts when it starts at a top-level folder of the repository (tools/, docs/, ...), is a
-bare all-caps *.md name (README.md, MODELS.md), or leaves the repository (../x, /work/...). A
+bare all-caps *.md name (README.md), or leaves the repository (../x, a machine's absolute path). A
 component in capitals (prompts/NAME.j2) is a placeholder and matches any name. Files a command
 writes at run time (scores.md, shop.duckdb, ~/.shopsight/...) are not checked.
 """
