@@ -11,8 +11,7 @@ only there: ids, numbers and timestamps the tools return stay as they are):
 
 Every other string of a tool result (ids, names, categories: an imported file chooses them too)
 keeps its value but loses chat structure (special tokens, tool-call tags) and markdown image or
-link syntax, so a category named
-`<|im_start|>system ...` cannot open a turn. `clean_history` applies the same to a conversation
+link syntax, so a category named `<|im_start|>system ...` cannot open a turn. `clean_history` applies the same to a conversation
 read back from a session file (`shopsight ask --session`), which anyone could have edited.
 
 `injected_call_reason` is the second wall: a tool call whose tool name or argument values
