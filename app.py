@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -26,6 +27,7 @@ from assistant.ui_render import (  # noqa: E402
     CITATION_JS, at_risk_table, case_markdown, driver_row, error_text, import_report_markdown, lapse_histogram,
     operations_summary, render_events, review_markdown, rows_frame, summary_markdown, summary_panel, user_head_markdown,
 )
+from assistant.ui_queue import AnswerLine  # noqa: E402
 from assistant.workspace import PartUnavailable, Workspace  # noqa: E402
 
 MAX_QUESTION_CHARS = 2000
@@ -57,8 +59,22 @@ SHOW_CITED_JS = """() => {
 # ---------------------------------------------------------------------- the app
 def build_app(ws: Workspace) -> gr.Blocks:
     """The whole workspace UI over one Workspace (the tests pass one with a scripted chat model)."""
+    line = AnswerLine()  # one model answers one question at a time: tell waiting users their place
+
+    def join_line(question: str):
+        if not (question or "").strip():
+            return gr.skip()
+        return line.note(line.join())
 
     def ask(question: str, chat: list, conversation: list | None):
+        line.start()
+        started = time.perf_counter()
+        try:
+            yield from answer(question, chat, conversation)
+        finally:
+            line.finish(time.perf_counter() - started)
+
+    def answer(question: str, chat: list, conversation: list | None):
         chat = list(chat or [])
         typed = len(question or "")
         question = (question or "").strip()
@@ -224,11 +240,15 @@ def build_app(ws: Workspace) -> gr.Blocks:
                                             elem_id="answer-table", max_height=260, visible=False)
                 for group, questions in EXAMPLES.items():
                     gr.Examples(questions, inputs=question, label=group)
+                queue_note = gr.Markdown("", elem_id="queue-note")
                 submit_args = dict(fn=ask, inputs=[question, chatbot, conversation],
                                    outputs=[chatbot, conversation, question, answer_table], concurrency_id="llm",
-                                   concurrency_limit=1)
-                ev1 = question.submit(**submit_args)
-                ev2 = send.click(**submit_args)
+                                   concurrency_limit=1, show_progress="full", api_name="ask")
+                # The place in line is told at once (no queue), then the question joins the model's queue.
+                line_args = dict(fn=join_line, inputs=[question], outputs=[queue_note], queue=False,
+                                 api_name="join_line")
+                ev1 = question.submit(**line_args).then(**submit_args)
+                ev2 = send.click(**{**line_args, "api_name": False}).then(**{**submit_args, "api_name": False})
                 stop.click(None, cancels=[ev1, ev2])
                 clear.click(lambda: ([], None, gr.Dataframe(value=None, visible=False)), None,
                             [chatbot, conversation, answer_table], cancels=[ev1, ev2])
