@@ -303,7 +303,8 @@ def build_app(ws: Workspace) -> gr.Blocks:
                 drill_outputs = [user_head, drivers, trend_plot, timeline, similar]
                 risk_outputs = [risk_table, download, histogram, population]
                 refresh.click(at_risk, [horizon, rank_by, segment, stage, top_k], risk_outputs)
-                demo.load(at_risk_quiet, [horizon, rank_by, segment, stage, top_k], risk_outputs)  # the view opens filled
+                # The view opens filled.
+                demo.load(at_risk_quiet, [horizon, rank_by, segment, stage, top_k], risk_outputs)
                 # Opening a user by hand clears the case a citation showed above the drill-down.
                 drill_args = dict(fn=lambda user, days: (*drill_down(user, days), ""), inputs=[user_box, horizon],
                                   outputs=drill_outputs + [cited_case])

@@ -144,7 +144,8 @@ def main() -> None:
     print(markdown(table))
     if len(table):
         print("\nMean ECE of P(lapse) over cutoffs:")
-        print(markdown(table.groupby(["dataset", "H", "P(no order) from"])[["ECE P(lapse)", "ECE plain P(no order) as P(lapse)"]]
+        columns = ["ECE P(lapse)", "ECE plain P(no order) as P(lapse)"]
+        print(markdown(table.groupby(["dataset", "H", "P(no order) from"])[columns]
               .mean().reset_index(), 4))
     if "demo" in args.datasets:
         headline, captured = demo_rows(shop, events, DEMO_CUTOFFS[-1])

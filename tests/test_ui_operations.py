@@ -52,5 +52,5 @@ def test_the_headline_answer_shows_stage_money_and_the_already_lost():
     assert "Customers predicted to lapse within the next 7 days" in text
     assert "user 42 (at risk): lapse probability 0.7, value at risk 86.5 USD of 123.57 USD expected" in text
     assert "Money at risk across 64 customers not lost" in text and "1234.5 USD" in text
-    assert "312 customers were already lost before this week" in text
+    assert "1234.5 USD. 312 customers were already lost before this week" in text
     assert "Stage: at risk (lapse probability 0.7, value at risk 86.5 USD); overdue; an order now brings" in text

@@ -6,8 +6,6 @@ No `from __future__ import annotations`: the signatures must carry real types fo
 
 from typing import Optional
 
-import pandas as pd
-
 from tools.catalog.context import ToolContext, ToolError, checks_ids, tool
 from tools.catalog.reads import (check_user, events_until_cutoff, is_known_category, is_known_item, is_known_user,
                                  known_horizons, parse_since)
