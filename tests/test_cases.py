@@ -22,7 +22,7 @@ import pytest
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
 from chromadb.utils.embedding_functions import register_embedding_function
 
-from tools.case_snapshots import case_id, default_cutoffs, outcomes, snapshot_features
+from tools.case_snapshots import case_id, default_cutoffs, outcomes, snapshot_features, snapshot_phrase
 from tools.cases import TEXT_COLLECTION, CaseMemory, CaseMemoryError, make_client
 
 
@@ -130,8 +130,9 @@ def test_text_search_is_exact_and_excludes_the_user(tmp_path):
     ev = _events()
     mem = CaseMemory(path=tmp_path / "c", text_embedding=HashingEmbedding())
     mem.build(ev, [C1, C2], (7, 30), progress=False)
-    doc = mem.by_text.get(ids=[case_id("u2", C1)], include=["documents"])["documents"][0]
-    res = mem.search_text(doc, k=1, horizon_days=30)
+    # The collection embeds each case's phrase (words, counts in bands); the document keeps the numbers.
+    feats = snapshot_features(ev, C1, ["u2"])
+    res = mem.search_text(snapshot_phrase(feats.iloc[0]), k=1, horizon_days=30)
     assert res["cases"][0]["case_id"] == case_id("u2", C1)
     assert res["cases"][0]["similarity"] == pytest.approx(1.0, abs=1e-4)
     assert res["cases"][0]["churned"] is True and res["outcomes"] == {
