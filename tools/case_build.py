@@ -4,8 +4,9 @@ The search side lives in `tools/cases.py`; this module only writes. Per cutoff:
 1. one lookup of which ids are stored already (incremental: re-runs add nothing twice);
 2. snapshot features, outcomes and texts for all missing users in one vectorised pass
    (`tools.case_snapshots.snapshot_batch`);
-3. one embedding call for the distinct phrases not embedded yet in this run (many customers
-   share a phrase, see `snapshot_phrase`), one `predictor.user_vectors` call for all users;
+3. one embedding call for the distinct phrase parts not embedded yet in this run (a few hundred
+   for thousands of customers, see `snapshot_phrase_parts`; a case's vector is the normalised
+   sum of its parts'), one `predictor.user_vectors` call for all users;
 4. Chroma upserts of up to `MAX_WRITE` rows with the embeddings passed in.
 
 A write that fails (a full disk) removes what this run had added and raises `CaseMemoryError`
@@ -93,18 +94,19 @@ def build_cases(memory: Any, events: pd.DataFrame, cutoffs: list[datetime], hori
                 continue
             batch = snapshot_batch(events, c, horizons_days, users=users, reviews=reviews)
             text_rows = [k for k, i in enumerate(batch.ids) if i in todo_text]
-            new_phrases = sorted({batch.phrases[k] for k in text_rows} - phrase_vectors.keys())
+            new_phrases = sorted({part for k in text_rows for part in batch.phrases[k]} - phrase_vectors.keys())
             if new_phrases:
                 vectors = memory.text_embedding(new_phrases)
                 phrase_vectors.update(zip(new_phrases, (np.asarray(v, dtype=np.float32) for v in vectors)))
                 report["phrases_embedded"] += len(new_phrases)
+            text_vectors = {k: _sum_normalised([phrase_vectors[p] for p in batch.phrases[k]]) for k in text_rows}
             vec_rows, by_user = [], {}
             if todo_vec:
                 vec_rows = [k for k, i in enumerate(batch.ids) if i in todo_vec]
                 got, vectors = predictor.user_vectors(events, c, users=[batch.users[k] for k in vec_rows])
                 by_user = {u: np.asarray(v, dtype=np.float32) for u, v in zip(got, vectors)}
                 vec_rows = [k for k in vec_rows if batch.users[k] in by_user]
-            for rows, collection, embed in ((text_rows, memory.by_text, lambda k: phrase_vectors[batch.phrases[k]]),
+            for rows, collection, embed in ((text_rows, memory.by_text, text_vectors.__getitem__),
                                             (vec_rows, memory.by_vector, lambda k: by_user[batch.users[k]])):
                 for s in range(0, len(rows), write):
                     part = rows[s:s + write]
@@ -134,6 +136,11 @@ def build_cases(memory: Any, events: pd.DataFrame, cutoffs: list[datetime], hori
         bar.close()
     report["seconds"] = round(time.perf_counter() - start, 2)
     return report
+
+
+def _sum_normalised(vectors: list[np.ndarray]) -> np.ndarray:
+    total = np.sum(vectors, axis=0)
+    return (total / max(float(np.linalg.norm(total)), 1e-9)).astype(np.float32)
 
 
 def _is_write_failure(exc: BaseException) -> bool:

@@ -172,7 +172,7 @@ class SnapshotBatch:
     ids: list[str]
     users: list[str]
     documents: list[str]  # snapshot_text: what a search result shows
-    phrases: list[str]  # snapshot_phrase: what the text collection embeds
+    phrases: list[tuple[str, ...]]  # snapshot_phrase_parts: what the text collection embeds
     metadatas: list[dict]
 
 
@@ -196,7 +196,7 @@ def snapshot_batch(events: pd.DataFrame, cutoff: datetime, horizons_days: tuple[
         batch.ids.append(uid + stem)
         batch.users.append(uid)
         batch.documents.append(snapshot_text(uid, cutoff, f, review))
-        batch.phrases.append(snapshot_phrase(f, review))
+        batch.phrases.append(snapshot_phrase_parts(f, review))
         meta = {**common, "user_id": uid, "n_events": int(f["n_events"]), "n_orders": int(f["n_orders"]),
                 "spend": _round(f["spend"]), "tenure_days": int(f["tenure_days"]),
                 "days_since_last_buy": int(f["days_since_last_buy"]), "top_category": str(f["top_category"])}
@@ -245,12 +245,14 @@ def _band(value: float, edges: tuple, words: tuple) -> str:
     return words[-1]
 
 
-def snapshot_phrase(row, review=None) -> str:
-    """The situation in words only: what the text collection embeds (its document keeps the numbers).
+def snapshot_phrase_parts(row, review=None) -> tuple[str, ...]:
+    """The situation in words only, in parts: what the text collection embeds (the document keeps the numbers).
 
     Sentence embeddings read words, hardly digits, so the exact counts of `snapshot_text` add cost
-    (about twice the tokens) and no meaning. Counts become bands instead ("a few orders"), and many
-    customers then share a phrase, which a build embeds once.
+    (about twice the tokens) and no meaning: counts become bands ("a few orders"). The parts (how the
+    customer buys; what they buy; what they wrote) each take few values, so a build embeds each
+    distinct part once and a case's vector is the normalised sum of its parts' vectors (mean-pooled
+    sentence embeddings add up roughly like the texts they pool).
     """
     orders = _band(row["n_orders"], (0, 1, 4, 9), ("no orders", "one order", "a few orders", "several orders",
                                                   "many orders"))
@@ -260,9 +262,17 @@ def snapshot_phrase(row, review=None) -> str:
     visits = _band(row["events_30d"], (0, 9), ("no visits last month", "a few visits last month",
                                                "many visits last month"))
     spend = _band(row["spend"], (0, 50, 200), ("no spend", "low spend", "medium spend", "high spend"))
-    cat = f", mostly category {row['top_category']}" if row["top_category"] else ""
-    wrote = ""
+    parts = [f"{_profile(row)}: {orders}{bought}, {visits}, {spend}."]
+    if row["top_category"]:
+        parts.append(f"Mostly category {row['top_category']}.")
     if review is not None and not pd.isna(review.get("n_reviews")):
         about = f" about {review['last_aspects'].replace(' ', ', ')}" if review.get("last_aspects") else ""
-        wrote = f"; wrote {'one review' if int(review['n_reviews']) == 1 else 'reviews'}{about}"
-    return f"{_profile(row)}{_complaint(review)}: {orders}{bought}, {visits}, {spend}{cat}{wrote}."
+        complaint = _complaint(review)
+        wrote = f"Wrote {'one review' if int(review['n_reviews']) == 1 else 'reviews'}{about}."
+        parts.append(f"A customer{complaint}. {wrote}" if complaint else wrote)
+    return tuple(parts)
+
+
+def snapshot_phrase(row, review=None) -> str:
+    """`snapshot_phrase_parts` as one text (a query that should find cases like this one)."""
+    return " ".join(snapshot_phrase_parts(row, review))

@@ -7,7 +7,8 @@ Two collections hold the same snapshots (`tools.case_snapshots`), keyed `user@cu
   function (all-MiniLM-L6-v2 from its package), also holding cases analysts saved.
 
 `build` is incremental: ids that are already stored are skipped, re-runs add nothing twice; the
-batched writer is `tools/case_build.py`, the text collection embeds `snapshot_phrase`.
+batched writer is `tools/case_build.py`, the text collection embeds
+`snapshot_phrase_parts` (the normalised sum of the parts' vectors).
 A Chroma server is used when a URL is given (HttpClient), a local folder otherwise
 (PersistentClient). A server and a PersistentClient must not share one folder.
 """

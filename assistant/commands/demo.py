@@ -81,30 +81,27 @@ def _cases_stamp(settings) -> Path:
     return settings.home / "stamps" / "cases_built"
 
 
-def _cases_built(settings) -> bool:
-    # A re-run should not pay for importing chromadb: a stamp written after a finished build,
-    # trusted while the Chroma folder it describes is still there and the predictor that wrote
-    # its user vectors is still the current one (a retrained model's vectors are rebuilt).
-    version = _predictor_version(settings)
-    stamp = f"the case memory was built (predictor {version}); delete this file to check again\n"
-    if not settings.chroma_url and _cases_stamp(settings).is_file() and \
-            (settings.chroma_path / "chroma.sqlite3").is_file():
-        if _cases_stamp(settings).read_text() == stamp:
-            return True
-    from tools.cases import TEXT_COLLECTION, VECTOR_COLLECTION, make_client
+def _cases_stamp_text(settings) -> str:
+    return f"the case memory was built (predictor {_predictor_version(settings)}); delete this file to check again\n"
 
-    if not settings.chroma_url and not settings.chroma_path.exists():
+
+def _cases_built(settings) -> bool:
+    """True after a build that finished (a stamp written last), for the current predictor's vectors.
+
+    Cases alone do not say the build finished: one stopped midway (Ctrl+C, kill -9) holds some
+    cutoffs, and the next run completes it (the build skips stored ids). A retrained predictor's
+    vectors are rebuilt. A Chroma server keeps no local folder: its build re-checks the ids (quick).
+    """
+    if settings.chroma_url:
         return False
-    client = make_client(settings.chroma_path, settings.chroma_url or None)
-    names = {getattr(c, "name", c) for c in client.list_collections()}
-    built = TEXT_COLLECTION in names and client.get_collection(TEXT_COLLECTION).count() > 0
-    if built and VECTOR_COLLECTION in names and version is not None:
-        stored = (client.get_collection(VECTOR_COLLECTION).metadata or {}).get("predictor_version")
-        built = stored == version  # vectors of another predictor (or of unknown version): rebuild them
-    if built and not settings.chroma_url:
-        _cases_stamp(settings).parent.mkdir(parents=True, exist_ok=True)
-        _cases_stamp(settings).write_text(stamp)
-    return built
+    stamp = _cases_stamp(settings)
+    return stamp.is_file() and (settings.chroma_path / "chroma.sqlite3").is_file() and \
+        stamp.read_text() == _cases_stamp_text(settings)
+
+
+def _mark_cases_built(settings) -> None:
+    _cases_stamp(settings).parent.mkdir(parents=True, exist_ok=True)
+    _cases_stamp(settings).write_text(_cases_stamp_text(settings))
 
 
 def _recipe_path(given: Path | None = None) -> Path | None:
@@ -151,7 +148,9 @@ def _call(argv: list[str]) -> None:
 def _build_cases(settings, report) -> None:
     from assistant.commands.cases import build_case_memory
 
-    build_case_memory(settings, progress=False, on_progress=lambda done, total: report(done / max(total, 1)))
+    # The last fifth is the review analysis that follows the cases (its model trains in seconds).
+    build_case_memory(settings, progress=False, on_progress=lambda done, total: report(0.8 * done / max(total, 1)))
+    _mark_cases_built(settings)
 
 
 def demo_jobs(settings, args: argparse.Namespace) -> list:
