@@ -342,7 +342,7 @@ def build_app(ws: Workspace) -> gr.Blocks:
 
 def _banner(ws: Workspace, jobs: dict | None = None) -> str:
     jobs = ws.jobs() if jobs is None else jobs
-    lines = [f"⏳ {line}" for line in jobs.values()]  # a part still being built: its progress, not a fix
+    lines = [f"**{part}**: {line}" for part, line in jobs.items()]  # a part being built: its progress, not a fix
     lines += [f"⚠ **{part}**: {message}" for part, message in ws.problems.items() if part not in jobs]
     return "\n\n".join(lines)
 

@@ -285,7 +285,7 @@ class Workspace:
         info["llm_state"] = "loaded" if self.chat_model_loaded else (
             "not available" if "llm" in self.problems else "loads on the first question")
         info["problems"] = dict(self.problems)
-        info["jobs"] = list(self.jobs().values())
+        info["jobs"] = self.jobs()
         return info
 
     def _predictor_metrics(self) -> dict:

@@ -171,7 +171,7 @@ class JobRunner:
         return True
 
     def _tick(self, job: Job, started: float, reported: dict, stop: threading.Event) -> None:
-        last_echo = time.time()
+        last_echo, shown = time.time(), 0.0
         while not stop.wait(1.0):
             elapsed = time.time() - started
             fraction = reported.get("fraction")
@@ -183,6 +183,8 @@ class JobRunner:
                 if probed is not None:
                     fraction = max(fraction or 0.0, probed)
             fraction, eta = estimate(elapsed, fraction, job.expected_s)
+            shown = max(shown, fraction)  # a probe that lags the time-based guess must not move it back
+            fraction = shown
             self._update(job.name, fraction=round(fraction, 3), eta_s=eta)
             if self.echo and time.time() - last_echo >= self.echo_every_s:
                 last_echo = time.time()
