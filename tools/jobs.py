@@ -128,7 +128,7 @@ class JobRunner:
     def run(self) -> bool:
         """Run every job not done yet, in order; stop at the first failure (later ones depend on it)."""
         for number, job in enumerate(self.jobs):
-            if job.done():
+            if self._done(job):
                 self._update(job.name, status="done", fraction=1.0, eta_s=0, message="ready")
                 self._finished(job.name)
                 continue
@@ -137,6 +137,13 @@ class JobRunner:
                     self._update(later.name, status="blocked", message=f"waits for {job.label}, which failed")
                 return False
         return True
+
+    def _done(self, job: Job) -> bool:
+        try:
+            return bool(job.done())
+        except Exception as exc:  # noqa: BLE001 - a check that cannot tell: run the job (it resumes)
+            self._say(f"{job.label}: could not check whether it is done ({type(exc).__name__}: {exc}); running it")
+            return False
 
     def _run_one(self, job: Job) -> bool:
         started = time.time()
@@ -149,17 +156,13 @@ class JobRunner:
         ticker.start()
         try:
             job.run(lambda fraction: reported.__setitem__("fraction", max(0.0, min(1.0, float(fraction)))))
-        except BaseException as exc:  # noqa: BLE001 - SystemExit carries the command's message
+        except BaseException as exc:  # noqa: BLE001 - SystemExit carries a command's message for people
             stop.set()
-            message = str(exc) if isinstance(exc, SystemExit) and not isinstance(exc.code, int) else \
-                f"{type(exc).__name__}: {exc}"
-            if isinstance(exc, SystemExit) and isinstance(exc.code, int) and exc.code == 0:
-                message = ""
-            if message or not isinstance(exc, SystemExit):
-                self.failed = job.name
-                self._update(job.name, status="failed", message=message or "failed", eta_s=None)
-                self._say(f"{job.label} failed: {message}; fix it and re-run `make run` (it resumes)")
-                return False
+            message = str(exc.code) if isinstance(exc, SystemExit) else f"{type(exc).__name__}: {exc}"
+            self.failed = job.name
+            self._update(job.name, status="failed", message=message, eta_s=None)
+            self._say(f"{job.label} failed: {message}; fix it and re-run `make run` (it resumes)")
+            return False
         stop.set()
         ticker.join()
         seconds = time.time() - started
