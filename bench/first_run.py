@@ -114,6 +114,7 @@ def main() -> int:
     parser.add_argument("--skip-question", action="store_true")
     parser.add_argument("--screenshots", type=Path, default=None,
                         help="save the workspace while the jobs run here (e.g. docs/screenshots)")
+    parser.add_argument("--only-screenshots", action="store_true", help="stop after the screenshots")
     parser.add_argument("--timeout", type=float, default=1800, help="give up after this many seconds")
     parser.add_argument("--link-models", type=Path, default=None,
                         help="link the chat-model caches of this models folder into the new home "
@@ -144,6 +145,8 @@ def main() -> int:
                     shots = screenshots(url, args.screenshots)
                     print(f"{time.perf_counter() - t0:7.1f} s  screenshots: {', '.join(map(str, shots))}",
                           flush=True)
+                    if args.only_screenshots:
+                        return 0
             state = jobs(home)
             for name, job in state.items():
                 key = f"{job['label']} done"

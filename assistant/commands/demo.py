@@ -18,6 +18,7 @@ in the foreground and returns.
 from __future__ import annotations
 
 import argparse
+import threading
 import time
 from pathlib import Path
 
@@ -205,13 +206,31 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.no_app:
             return 0 if runner.run() else 1
-        runner.start()
+        # The jobs start once the page answers: their first checks (torch imports) would slow its start.
+        threading.Thread(target=lambda: (_wait_for_page(url), runner.run()), name="shopsight-jobs",
+                         daemon=True).start()
         print(f"[2/2] workspace at {url}; the rest is built behind it (progress below and in the banner)",
               flush=True)
         return _call_app()
     finally:
         keeper.close()
         lock.release()
+
+
+def _wait_for_page(url: str, timeout_s: float = 120.0) -> None:
+    """Until the workspace answers (or the timeout: the jobs then start anyway)."""
+    import urllib.error
+    import urllib.request
+
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except urllib.error.HTTPError:  # a login page (SHOPSIGHT_AUTH) answers too
+            return
+        except OSError:
+            time.sleep(0.25)
 
 
 def _call_app() -> int:
