@@ -345,13 +345,26 @@ def build_app(ws: Workspace) -> gr.Blocks:
                        review_md]
         cite_bridge.click(open_citation, [horizon], cited_views).then(None, js=SHOW_CITED_JS)
         demo.load(data_panel, None, [panel]).then(lambda: _banner(ws), None, [banner])
+        # While `shopsight demo` builds parts behind the page, the banner and the panel follow its jobs.
+        seen_jobs: dict = {}
+
+        def follow_jobs(last: dict = seen_jobs):
+            jobs = ws.jobs()
+            if not jobs and not last.get("jobs"):
+                return gr.skip(), gr.skip()
+            changed = set(jobs) != set(last.get("jobs") or {})
+            last["jobs"] = jobs
+            return _banner(ws, jobs), (data_panel() if changed else gr.skip())
+
+        gr.Timer(2.0).tick(follow_jobs, None, [banner, panel], show_progress="hidden")
     return demo
 
 
-def _banner(ws: Workspace) -> str:
-    if not ws.problems:
-        return ""
-    return "\n".join(f"⚠ **{part}**: {message}" for part, message in ws.problems.items())
+def _banner(ws: Workspace, jobs: dict | None = None) -> str:
+    jobs = ws.jobs() if jobs is None else jobs
+    lines = [f"**{part}**: {line}" for part, line in jobs.items()]  # a part being built: its progress, not a fix
+    lines += [f"⚠ **{part}**: {message}" for part, message in ws.problems.items() if part not in jobs]
+    return "\n\n".join(lines)
 
 
 def read_auth(spec: str) -> list[tuple[str, str]] | None:

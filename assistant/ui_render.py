@@ -204,6 +204,7 @@ def summary_markdown(summary: dict, target: str) -> str:
 def summary_panel(info: dict) -> str:
     """The Data & models panel: one line per part, problems last with what to run."""
     problems = info.pop("problems", {})
+    jobs = info.pop("jobs", {}) or {}  # part -> line, background jobs of `shopsight demo` not done (tools/jobs.py)
     tables = info.pop("tables", {}) or {}
     span = info.pop("span", None) or (None, None)
     lines = ["### What is loaded",
@@ -218,7 +219,10 @@ def summary_panel(info: dict) -> str:
                                for k, v in value.items())
         lines.append(f"- **{key.replace('_', ' ')}**: {value}")
     for part, message in problems.items():
-        lines.append(f"- ⚠ **{part}**: {message}")
+        if part not in jobs:  # a part being built shows its progress below, not a fix
+            lines.append(f"- ⚠ **{part}**: {message}")
+    if jobs:
+        lines += ["", "### Being built in the background", *(f"- **{part}**: {line}" for part, line in jobs.items())]
     return "\n".join(lines)
 
 

@@ -6,6 +6,9 @@ The Gradio app, `shopsight ask` and `shopsight demo` all build the same stack th
 fails to load is recorded as a message saying what to run, never a crash: the UI still
 starts and shows that message. Nothing slow happens at open: the chat model loads on the
 first question and the review classifier on the first review question (the tools do that).
+While `shopsight demo` still builds parts behind the page (tools/jobs.py), a part not built yet
+is reported with its progress ("not ready yet: training the predictor, 40 %, about 70 s left"),
+and the parts are reloaded when a job finishes.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ class Workspace:
     _chat_lock: threading.Lock = field(default_factory=threading.Lock)
     _agent: Any = None
     _agent_lock: threading.Lock = field(default_factory=threading.Lock)
+    _jobs_marker: str = ""  # tools.jobs.finished_marker when the parts were loaded
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -90,8 +94,20 @@ class Workspace:
         return ws
 
     def ensure_loaded(self) -> dict:
-        """Load the predictor and the case memory and build the tools, once (thread-safe)."""
+        """Load the predictor and the case memory and build the tools, once (thread-safe); again
+        after a background job finished (a new predictor or case memory is then on disk)."""
+        from tools.jobs import finished_marker
+
         with self._load_lock:
+            marker = finished_marker(self.settings.home)
+            if self._parts is not None and marker != self._jobs_marker:
+                self._parts = None
+                self._agent = None  # it holds the old tools
+                for part in ("predictor", "cases", "llm"):
+                    self.problems.pop(part, None)
+                if self.chat_model_factory == self._load_chat_model:
+                    self._try("llm", self._check_llm_installed)
+            self._jobs_marker = marker
             if self._parts is None:
                 given = self._given
                 predictor = given["predictor"] if given["predictor"] is not None else \
@@ -140,16 +156,20 @@ class Workspace:
 
         folder = self.settings.predictor_dir
         if not (folder / "config.yaml").exists():
+            self._raise_if_building("predictor")
             raise PartUnavailable(f"no trained predictor at {folder}; run `shopsight predictor train` "
                                   "then `shopsight predictor score` (or `make run`)")
         return Predictor.load(folder)
 
     def _load_cases(self):
         from tools.cases import CaseMemory
+        from tools.jobs import readiness
 
         memory = CaseMemory(path=self.settings.chroma_path, url=self.settings.chroma_url or None)
         if memory.by_text.count() == 0:
-            self.problems["cases"] = "the case memory is empty; run `shopsight cases build` (or `make run`)"
+            building = readiness("cases", self.settings.home)
+            self.problems["cases"] = building["error"] if building else \
+                "the case memory is empty; run `shopsight cases build` (or `make run`)"
         return memory
 
     def _check_llm_installed(self) -> None:
@@ -157,6 +177,7 @@ class Workspace:
         from assistant.llm.registry import MODEL_REGISTRY, is_cached, packages_installed
 
         name = self.settings.model
+        self._raise_if_building("llm")
         if name in MODEL_REGISTRY and not is_cached(name, self.settings.models_dir) \
                 and not packages_installed(MODEL_REGISTRY[name]):
             raise PartUnavailable(f"the chat model '{name}' is not installed; run `shopsight models install` "
@@ -164,6 +185,20 @@ class Workspace:
         if name not in MODEL_REGISTRY and not name.startswith(("http://", "https://")) \
                 and "/" in name and name.startswith((".", "/", "~")) and not Path(name).expanduser().exists():
             raise PartUnavailable(f"the chat model folder {name} does not exist; fix SHOPSIGHT_MODEL")
+
+    def _raise_if_building(self, part: str) -> None:
+        """A part a background job is still building: say so, with its progress (tools/jobs.py)."""
+        from tools.jobs import readiness
+
+        building = readiness(part, self.settings.home)
+        if building:
+            raise PartUnavailable(building["error"])
+
+    def jobs(self) -> dict[str, str]:
+        """Part -> a line, per background job not done yet (empty when none runs): the banner shows them."""
+        from tools.jobs import status_lines
+
+        return status_lines(self.settings.home)
 
     def _load_chat_model(self):
         from assistant.llm.loader import LLMSpec, load_llm
@@ -179,6 +214,8 @@ class Workspace:
         """The chat model, loaded once; raises PartUnavailable with what to run."""
         with self._chat_lock:
             if self._chat_model is None:
+                if self.chat_model_factory == self._load_chat_model:
+                    self._raise_if_building("llm")
                 try:
                     self._chat_model = self.chat_model_factory()
                 except PartUnavailable:
@@ -248,6 +285,7 @@ class Workspace:
         info["llm_state"] = "loaded" if self.chat_model_loaded else (
             "not available" if "llm" in self.problems else "loads on the first question")
         info["problems"] = dict(self.problems)
+        info["jobs"] = self.jobs()
         return info
 
     def _predictor_metrics(self) -> dict:

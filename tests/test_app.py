@@ -116,3 +116,13 @@ def test_main_refuses_without_a_store(tmp_path, monkeypatch):
     monkeypatch.setenv("SHOPSIGHT_DB", str(tmp_path / "none.duckdb"))
     with pytest.raises(SystemExit, match="run `shopsight demo`"):
         app.main(["--port", "0"])
+
+
+def test_summary_panel_shows_parts_being_built_with_progress_not_a_fix():
+    text = ui_render.summary_panel({"tables": {"events": 5}, "span": ("a", "b"), "as_of": "b",
+                                    "problems": {"predictor": "no trained predictor; run `shopsight predictor train`",
+                                                 "llm": "not installed"},
+                                    "jobs": {"predictor": "not ready yet: training the predictor, 40 %, about 70 s left"}})
+    assert "### Being built in the background" in text
+    assert "- **predictor**: not ready yet: training the predictor, 40 %, about 70 s left" in text
+    assert "shopsight predictor train" not in text and "⚠ **llm**: not installed" in text

@@ -148,3 +148,24 @@ def test_lazy_open_serves_the_store_first_and_loads_parts_on_first_use(stack):
     assert not ws.loaded and ws.segments()  # store-only views need nothing else
     assert ws.call_tool("at_risk_users", horizon_days=7, top_k=2)["users"]
     assert ws.loaded and ws.predictor.version == stack["predictor"].version
+
+
+def test_a_part_being_built_shows_its_progress_and_loads_when_its_job_finishes(stack, tmp_path):
+    import shutil
+
+    from tools.jobs import Job, JobRunner
+
+    settings = replace(stack["settings"], home=tmp_path, models_dir=tmp_path / "models")
+    runner = JobRunner(tmp_path, [Job("predictor", "training the predictor", lambda: False, lambda r: None)],
+                       echo=None)
+    runner._update("predictor", status="running", fraction=0.4, eta_s=70)
+    ws = Workspace.open(settings, store=stack["store"], cases=stack["cases"], chat_model_factory=lambda: None)
+    assert ws.predictor is None
+    assert ws.problems["predictor"] == "not ready yet: training the predictor, 40 %, about 70 s left"
+    assert ws.summary()["jobs"] == {"predictor": "not ready yet: training the predictor, 40 %, about 70 s left"}
+    # The job ends: its checkpoint is on disk, and the next use reloads the parts (no restart).
+    shutil.copytree(stack["settings"].predictor_dir, settings.predictor_dir)
+    runner._update("predictor", status="done", fraction=1.0)
+    runner._finished("predictor")
+    assert ws.predictor is not None and ws.predictor.version == stack["predictor"].version
+    assert "predictor" not in ws.problems and ws.jobs() == {}

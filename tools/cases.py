@@ -6,7 +6,9 @@ Two collections hold the same snapshots (`tools.case_snapshots`), keyed `user@cu
 - `cases_by_text`: a one-line description embedded by an explicit offline embedding
   function (all-MiniLM-L6-v2 from its package), also holding cases analysts saved.
 
-`build` is incremental: ids that are already stored are skipped, re-runs add nothing twice.
+`build` is incremental: ids that are already stored are skipped, re-runs add nothing twice; the
+batched writer is `tools/case_build.py`, the text collection embeds
+`snapshot_phrase_parts` (the normalised sum of the parts' vectors).
 A Chroma server is used when a URL is given (HttpClient), a local folder otherwise
 (PersistentClient). A server and a PersistentClient must not share one folder.
 """
@@ -16,22 +18,38 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable
 from urllib.parse import urlparse
 
 import chromadb
 import numpy as np
 import pandas as pd
 from chromadb.config import Settings as ChromaSettings
-from tqdm.auto import tqdm
 
 from tools import paths
-from tools.case_snapshots import case_id, review_facts, snapshot_features, snapshot_rows, snapshot_text
+from tools.case_snapshots import review_facts, snapshot_features, snapshot_phrase
 from tools.embeddings import MiniLMEmbedding, PrecomputedEmbedding
 
 VECTOR_COLLECTION = "cases_by_vector"
 TEXT_COLLECTION = "cases_by_text"
-BATCH = 500  # rows per Chroma call: under every server's max batch size, small enough for progress
+
+
+class CaseMemoryError(Exception):
+    """A case memory request that cannot be honoured; the message says the fix."""
+
+
+def make_client(path: str | Path | None = None, url: str | None = None) -> Any:
+    """HttpClient for `url` (http://host:port), else a PersistentClient on `path` (default home folder)."""
+    settings = ChromaSettings(anonymized_telemetry=False)
+    if url:
+        parsed = urlparse(url if "://" in url else f"http://{url}")
+        if not parsed.hostname:
+            raise CaseMemoryError(f"chroma url {url!r}: expected http://host:port (SHOPSIGHT_CHROMA_URL)")
+        return chromadb.HttpClient(host=parsed.hostname, port=parsed.port or 8000, ssl=parsed.scheme == "https",
+                                   settings=settings)
+    folder = Path(path) if path else paths.default_chroma_path()
+    folder.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(folder), settings=settings)
 
 
 class CaseMemoryError(Exception):
@@ -65,22 +83,18 @@ class CaseMemory:
         self.client = client or make_client(path, url)
         self.location = url or str(Path(path) if path else paths.default_chroma_path())
         # A fresh configuration dict per call: chroma writes the embedding function into it.
+        self.text_embedding = text_embedding or MiniLMEmbedding()
         self.by_text = self.client.get_or_create_collection(
-            TEXT_COLLECTION, embedding_function=text_embedding or MiniLMEmbedding(),
+            TEXT_COLLECTION, embedding_function=self.text_embedding,
             configuration={"hnsw": {"space": "cosine"}})
         self.by_vector = self.client.get_or_create_collection(
             VECTOR_COLLECTION, embedding_function=PrecomputedEmbedding(),
             configuration={"hnsw": {"space": "cosine"}})
 
     # ----------------------------------------------------------------- building
-    def _missing(self, collection, ids: list[str]) -> list[str]:
-        have: set[str] = set()
-        for chunk in _chunks(ids, BATCH):
-            have.update(collection.get(ids=chunk, include=[])["ids"])
-        return [i for i in ids if i not in have]
-
     def build(self, events: pd.DataFrame, cutoffs: list[datetime], horizons_days: tuple[int, ...] = (7, 30),
-              predictor: Any = None, progress: bool = True, reviews: pd.DataFrame | None = None) -> dict:
+              predictor: Any = None, progress: bool = True, reviews: pd.DataFrame | None = None,
+              on_progress: Callable[[int, int], None] | None = None) -> dict:
         """Add the snapshots of every user at each cutoff; skip those already stored.
 
         Args:
@@ -88,74 +102,28 @@ class CaseMemory:
             cutoffs: past cutoffs; each needs `cutoff + max(horizons_days)` inside the data.
             horizons_days: outcome windows stored with every case.
             predictor: a `Predictor` for the vector collection; None stores text only.
-            progress: show a tqdm bar per cutoff.
+            progress: show a tqdm bar.
             reviews: canonical reviews; what a user wrote by the cutoff goes into the case text.
+            on_progress: called with (cases done, cases to do) after each cutoff.
 
         Returns:
-            {"cutoffs": [...], "text_added", "text_skipped", "vectors_added", "vectors_skipped", "notes"}.
+            {"cutoffs": [...], "text_added", "text_skipped", "vectors_added", "vectors_skipped",
+             "phrases_embedded", "seconds", "notes"}.
 
         Raises:
-            CaseMemoryError: a cutoff whose outcome window runs past the last event.
+            CaseMemoryError: a cutoff whose outcome window runs past the last event, or a write that
+                failed (full disk; what this run added is removed again).
         """
-        if events is None or not len(events):
-            raise CaseMemoryError("no events to build cases from: import data first (shopsight data import / demo)")
-        last = pd.Timestamp(events["ts"].max())
-        longest = max(horizons_days)
-        for c in cutoffs:
-            if pd.Timestamp(c) + pd.Timedelta(days=longest) > last:
-                raise CaseMemoryError(
-                    f"cutoff {pd.Timestamp(c):%Y-%m-%d %H:%M:%S}: its {longest}-day outcome window ends after the "
-                    f"last event ({last:%Y-%m-%d}); pick cutoffs on or before "
-                    f"{last - pd.Timedelta(days=longest):%Y-%m-%d} (--cutoffs YYYY-MM-DD ...)")
-        report = {"cutoffs": [pd.Timestamp(c).isoformat() for c in cutoffs], "text_added": 0, "text_skipped": 0,
-                  "vectors_added": 0, "vectors_skipped": 0, "notes": []}
-        if predictor is None:
-            report["notes"].append("no predictor given: only the text collection was built "
-                                   "(train one with `shopsight predictor train`, then re-run)")
-        else:
-            self._retire_stale_vectors(getattr(predictor, "version", None), report)
-        for c in cutoffs:
-            users = sorted(events.loc[events["ts"] <= pd.Timestamp(c), "user_id"].astype(str).unique())
-            all_ids = [case_id(u, c) for u in users]
-            todo_text = set(self._missing(self.by_text, all_ids))
-            todo_vec = set(self._missing(self.by_vector, all_ids)) if predictor is not None else set()
-            report["text_skipped"] += len(all_ids) - len(todo_text)
-            report["vectors_skipped"] += (len(all_ids) - len(todo_vec)) if predictor is not None else 0
-            todo_users = [u for u, i in zip(users, all_ids) if i in todo_text or i in todo_vec]
-            bar = tqdm(total=len(todo_users), desc=f"cases @ {pd.Timestamp(c):%Y-%m-%d}", unit="user",
-                       disable=not progress)
-            # Facts for all of this cutoff's users in one vectorized pass; Chroma gets them in batches.
-            all_rows = snapshot_rows(events, c, horizons_days, users=todo_users, reviews=reviews) \
-                if todo_users else ([], [], [])
-            for start in range(0, len(all_rows[0]), BATCH):
-                ids, docs, metas = (part[start:start + BATCH] for part in all_rows)
-                text_rows = [k for k, i in enumerate(ids) if i in todo_text]
-                if text_rows:
-                    self.by_text.upsert(ids=[ids[k] for k in text_rows], documents=[docs[k] for k in text_rows],
-                                        metadatas=[metas[k] for k in text_rows])
-                    report["text_added"] += len(text_rows)
-                vec_rows = [k for k, i in enumerate(ids) if i in todo_vec]
-                if vec_rows:
-                    vec_users = [metas[k]["user_id"] for k in vec_rows]
-                    got, vectors = predictor.user_vectors(events, c, users=vec_users)
-                    by_user = {u: np.asarray(v, dtype=np.float32) for u, v in zip(got, vectors)}
-                    keep = [k for k in vec_rows if metas[k]["user_id"] in by_user]
-                    if keep:
-                        self.by_vector.upsert(ids=[ids[k] for k in keep], documents=[docs[k] for k in keep],
-                                              metadatas=[metas[k] for k in keep],
-                                              embeddings=[by_user[metas[k]["user_id"]] for k in keep])
-                    report["vectors_added"] += len(keep)
-                bar.update(len(ids))
-            bar.close()
-        if predictor is not None and getattr(predictor, "version", None):
-            self.by_vector.modify(metadata={"predictor_version": str(predictor.version)})
-        return report
+        from tools.case_build import build_cases  # the fast batched writer (tools/case_build.py)
+
+        return build_cases(self, events, cutoffs, horizons_days, predictor=predictor, reviews=reviews,
+                           progress=progress, on_progress=on_progress, error=CaseMemoryError)
 
     def vector_version(self) -> str | None:
         """The predictor version whose user vectors the vector collection holds (None: unknown)."""
         return (self.by_vector.metadata or {}).get("predictor_version")
 
-    def _retire_stale_vectors(self, version: str | None, report: dict) -> None:
+    def retire_stale_vectors(self, version: str | None, report: dict) -> None:
         """Drop vectors a different predictor wrote: its space is not this one's, so they are rebuilt."""
         stored = self.vector_version()
         if not version or not stored or stored == str(version) or self.by_vector.count() == 0:
@@ -253,7 +221,8 @@ class CaseMemory:
         if not len(feats):
             raise CaseMemoryError(f"user {user_id} has no events on or before {pd.Timestamp(cutoff):%Y-%m-%d}")
         revs = review_facts(reviews, cutoff, {user_id})
-        text = snapshot_text(user_id, cutoff, feats.iloc[0], revs.loc[user_id] if user_id in revs.index else None)
+        # The phrase, not the full text: it is what the collection embeds (tools/case_build.py).
+        text = snapshot_phrase(feats.iloc[0], revs.loc[user_id] if user_id in revs.index else None)
         return self.search_text(text, k, horizon_days, exclude_user=user_id)
 
     def info(self) -> dict:

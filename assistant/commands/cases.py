@@ -73,14 +73,30 @@ def _load_predictor(settings: Settings):
 
 
 def _build(args: argparse.Namespace) -> int:
-    from tools.case_snapshots import default_cutoffs
-    from tools.cases import CaseMemoryError
-    from tools.data.store import EventStore
-
     settings = Settings.from_env()
     horizons = tuple(sorted(set(args.horizons or settings.horizons_days)))
     if not horizons or min(horizons) <= 0:
         raise SystemExit(f"--horizons {horizons}: give positive whole days, e.g. --horizons 7 30")
+    report = build_case_memory(settings, cutoffs=[parse_cutoff(c) for c in args.cutoffs] if args.cutoffs else None,
+                               horizons=horizons, text_only=args.text_only, progress=not args.no_progress,
+                               prepare_reviews=not args.skip_reviews)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def build_case_memory(settings: Settings, cutoffs: list[datetime] | None = None, horizons: tuple | None = None,
+                      text_only: bool = False, progress: bool = True, prepare_reviews: bool = True,
+                      on_progress=None) -> dict:
+    """What `shopsight cases build` does (the demo's background job calls it with `on_progress`).
+
+    Raises:
+        SystemExit: no store, no events, a bad cutoff or a failed write; the message says the fix.
+    """
+    from tools.case_snapshots import default_cutoffs
+    from tools.cases import CaseMemoryError
+    from tools.data.store import EventStore
+
+    horizons = tuple(horizons or settings.horizons_days)
     if not settings.db_path.exists():
         raise SystemExit(f"no event store at {settings.db_path}: run `shopsight demo` or `shopsight data import FILE`")
     store = EventStore(settings.db_path, read_only=True)
@@ -89,22 +105,21 @@ def _build(args: argparse.Namespace) -> int:
         reviews = store.reviews_frame()
         if not len(events):
             raise SystemExit(f"{settings.db_path}: the event store has no events; import data first")
-        cutoffs = [parse_cutoff(c) for c in args.cutoffs] if args.cutoffs else \
-            default_cutoffs(pd.Timestamp(events["ts"].max()).to_pydatetime(), horizons)
+        cutoffs = cutoffs or default_cutoffs(pd.Timestamp(events["ts"].max()).to_pydatetime(), horizons)
     finally:
         store.close()
-    predictor, note = (None, "text only (--text-only)") if args.text_only else _load_predictor(settings)
-    print(f"building cases at {len(cutoffs)} cutoff(s), horizons {list(horizons)} days; vectors: {note}")
+    predictor, note = (None, "text only (--text-only)") if text_only else _load_predictor(settings)
+    if progress:
+        print(f"building cases at {len(cutoffs)} cutoff(s), horizons {list(horizons)} days; vectors: {note}")
     memory = _memory(settings)
     try:
-        report = memory.build(events, cutoffs, horizons, predictor=predictor, progress=not args.no_progress,
-                              reviews=reviews)
+        report = memory.build(events, cutoffs, horizons, predictor=predictor, progress=progress, reviews=reviews,
+                              on_progress=on_progress)
     except CaseMemoryError as exc:
         raise SystemExit(str(exc)) from None
-    print(json.dumps(report, indent=2))
-    if not args.skip_reviews:
+    if prepare_reviews:
         _prepare_reviews(settings)
-    return 0
+    return report
 
 
 def _prepare_reviews(settings: Settings) -> None:

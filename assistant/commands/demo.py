@@ -1,19 +1,24 @@
-"""`shopsight demo`: everything `make run` does after the install, each step skipped when done.
+"""`shopsight demo`: everything `make run` does after the install; the page first, the rest behind it.
 
-1. generate and import the demo shop        (`shopsight data generate`)
-2. train the behavior Transformer           (`shopsight predictor train`)
-3. score every user as of the last event    (`shopsight predictor score`)
-4. build the memory of past cases           (`shopsight cases build`)
-5. install the default chat model           (`shopsight models install`)
-6. start the workspace                      (`shopsight app`)
+1. generate and import the demo shop        (`shopsight data generate`), in the foreground: seconds
+2. start the workspace                      (`shopsight app`), while background jobs (tools/jobs.py) run:
+   - train the behavior Transformer         (`shopsight predictor train`)
+   - score every user as of the last event  (`shopsight predictor score`)
+   - install the default chat model         (`shopsight models install`)
+   - build the memory of past cases         (`shopsight cases build`)
 
-Each step runs the same command a user would type, so `make run` exercises the real paths;
-a re-run finds the finished steps and goes straight to the app.
+Each job runs the same code a user would type, checks what is done first, and resumes after an
+interruption (Ctrl+C, kill -9): the trainer continues from its last epoch, scores replace their
+rows, stored cases are skipped. Progress shows in the terminal, the workspace banner and the
+Data & models panel; a tool whose part is not ready says "not ready yet: ..., 40 %, about 70 s left".
+One demo per home: a second one says where the first one's workspace is. `--no-app` runs the jobs
+in the foreground and returns.
 """
 
 from __future__ import annotations
 
 import argparse
+import threading
 import time
 from pathlib import Path
 
@@ -24,6 +29,8 @@ def register(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-app", action="store_true", help="prepare everything, do not start the app")
     parser.add_argument("--skip-model", action="store_true", help="do not install the chat model")
+    parser.add_argument("--recipe", type=Path, default=None,
+                        help="predictor recipe (default finetune/configs/predictor_demo.yaml when present)")
     parser.set_defaults(func=run)
 
 
@@ -47,10 +54,10 @@ def _predictor_ready(settings) -> bool:
     return problem is None
 
 
-def _train_argv(settings) -> list[str]:
+def _train_argv(settings, recipe: Path | None = None) -> list[str]:
     # A stale checkpoint's last/ holds weights of the old feature set: start over, do not resume it.
     stale = (settings.predictor_dir / "config.yaml").exists()
-    return ["predictor", "train", *_recipe(), *(["--no-resume"] if stale else [])]
+    return ["predictor", "train", *_recipe(recipe), *(["--no-resume"] if stale else [])]
 
 
 def _predictor_version(settings) -> str | None:
@@ -75,36 +82,52 @@ def _cases_stamp(settings) -> Path:
     return settings.home / "stamps" / "cases_built"
 
 
+def _cases_stamp_text(settings) -> str:
+    return f"the case memory was built (predictor {_predictor_version(settings)}); delete this file to check again\n"
+
+
 def _cases_built(settings) -> bool:
-    # A re-run should not pay for importing chromadb: a stamp written after a finished build,
-    # trusted while the Chroma folder it describes is still there and the predictor that wrote
-    # its user vectors is still the current one (a retrained model's vectors are rebuilt).
-    version = _predictor_version(settings)
-    stamp = f"the case memory was built (predictor {version}); delete this file to check again\n"
-    if not settings.chroma_url and _cases_stamp(settings).is_file() and \
-            (settings.chroma_path / "chroma.sqlite3").is_file():
-        if _cases_stamp(settings).read_text() == stamp:
-            return True
-    from tools.cases import TEXT_COLLECTION, VECTOR_COLLECTION, make_client
+    """True after a build that finished (a stamp written last), for the current predictor's vectors.
 
-    if not settings.chroma_url and not settings.chroma_path.exists():
+    Cases alone do not say the build finished: one stopped midway (Ctrl+C, kill -9) holds some
+    cutoffs, and the next run completes it (the build skips stored ids). A retrained predictor's
+    vectors are rebuilt. A Chroma server keeps no local folder: its build re-checks the ids (quick).
+    """
+    if settings.chroma_url:
         return False
-    client = make_client(settings.chroma_path, settings.chroma_url or None)
-    names = {getattr(c, "name", c) for c in client.list_collections()}
-    built = TEXT_COLLECTION in names and client.get_collection(TEXT_COLLECTION).count() > 0
-    if built and VECTOR_COLLECTION in names and version is not None:
-        stored = (client.get_collection(VECTOR_COLLECTION).metadata or {}).get("predictor_version")
-        built = stored == version  # vectors of another predictor (or of unknown version): rebuild them
-    if built and not settings.chroma_url:
-        _cases_stamp(settings).parent.mkdir(parents=True, exist_ok=True)
-        _cases_stamp(settings).write_text(stamp)
-    return built
+    stamp = _cases_stamp(settings)
+    return stamp.is_file() and (settings.chroma_path / "chroma.sqlite3").is_file() and \
+        stamp.read_text() == _cases_stamp_text(settings)
 
 
-def _recipe() -> list[str]:
+def _mark_cases_built(settings) -> None:
+    _cases_stamp(settings).parent.mkdir(parents=True, exist_ok=True)
+    _cases_stamp(settings).write_text(_cases_stamp_text(settings))
+
+
+def _recipe_path(given: Path | None = None) -> Path | None:
     """The predictor room's recipe for the demo shop, when the checkout has it (else TrainConfig defaults)."""
-    recipe = Path(__file__).resolve().parents[2] / "finetune" / "configs" / "predictor_demo.yaml"
-    return ["--config", str(recipe)] if recipe.is_file() else []
+    recipe = given or Path(__file__).resolve().parents[2] / "finetune" / "configs" / "predictor_demo.yaml"
+    return recipe if recipe.is_file() else None
+
+
+def _recipe(given: Path | None = None) -> list[str]:
+    recipe = _recipe_path(given)
+    return ["--config", str(recipe)] if recipe else []
+
+
+def _training_progress(settings, recipe: Path | None) -> float | None:
+    """Epochs finished / epochs planned, read from the trainer's resume state (tools/predictor/train.py)."""
+    import json
+
+    import yaml
+
+    state_file = settings.predictor_dir / "last" / "trainer_state.json"
+    path = _recipe_path(recipe)
+    if not state_file.is_file() or path is None:
+        return None
+    epochs = int((yaml.safe_load(path.read_text()) or {}).get("epochs", 0)) or None
+    return min(json.loads(state_file.read_text())["epoch"] / epochs, 0.97) if epochs else None
 
 
 def _model_ready(settings) -> bool:
@@ -114,34 +137,103 @@ def _model_ready(settings) -> bool:
     return settings.model not in MODEL_REGISTRY or is_cached(settings.model, settings.models_dir)
 
 
-def run(args: argparse.Namespace) -> int:
+def _call(argv: list[str]) -> None:
+    """Run a `shopsight` command in this process; a non-zero exit is a failure with its code."""
     from assistant.cli import main as shopsight
-    from assistant.config import Settings
 
-    settings = Settings.from_env()
-    steps = [
-        ("demo shop", lambda: _demo_loaded(settings, args.users, args.seed),
-         ["data", "generate", "--users", str(args.users), "--seed", str(args.seed)]),
-        ("predictor", lambda: _predictor_ready(settings), lambda: _train_argv(settings)),
-        ("scores", lambda: _scored(settings), ["predictor", "score"]),
-        ("case memory", lambda: _cases_built(settings), ["cases", "build"]),
+    code = shopsight(argv)
+    if code:
+        raise SystemExit(f"`shopsight {' '.join(argv)}` failed (exit {code}); see the message above")
+
+
+def _build_cases(settings, report) -> None:
+    from assistant.commands.cases import build_case_memory
+
+    # The last fifth is the review analysis that follows the cases (its model trains in seconds).
+    build_case_memory(settings, progress=False, on_progress=lambda done, total: report(0.8 * done / max(total, 1)))
+    _mark_cases_built(settings)
+
+
+def demo_jobs(settings, args: argparse.Namespace) -> list:
+    """The background jobs of the demo, in the order the first question needs them."""
+    from tools.jobs import Job
+
+    recipe = getattr(args, "recipe", None)
+    jobs = [
+        Job("predictor", "training the predictor", lambda: _predictor_ready(settings),
+            lambda report: _call([*_train_argv(settings, recipe), "--quiet"]), expected_s=120,
+            probe=lambda: _training_progress(settings, recipe)),
+        Job("scores", "scoring every user", lambda: _scored(settings),
+            lambda report: _call(["predictor", "score", "--quiet"]), expected_s=10),
     ]
     if not args.skip_model:
-        steps.append(("chat model", lambda: _model_ready(settings), ["models", "install"]))
-    for number, (label, done, argv) in enumerate(steps, 1):
-        prefix = f"[{number}/{len(steps) + 1}] {label}"
-        if done():
-            print(f"{prefix}: ready")
-            continue
-        argv = argv() if callable(argv) else argv  # decided after done(): it may depend on what is there
+        jobs.append(Job("llm", "preparing the chat model", lambda: _model_ready(settings),
+                        lambda report: _call(["models", "install", "--no-progress"]), expected_s=70))
+    jobs.append(Job("cases", "building the case memory", lambda: _cases_built(settings),
+                    lambda report: _build_cases(settings, report), expected_s=60))
+    return jobs
+
+
+def run(args: argparse.Namespace) -> int:
+    from assistant.config import Settings
+    from tools.data.store import EventStore
+    from tools.jobs import AlreadyRunning, HomeLock, JobRunner
+
+    settings = Settings.from_env()
+    url = None if args.no_app else f"http://{settings.host}:{settings.port}"
+    try:
+        lock = HomeLock(settings.home, url=url).acquire()  # released by the OS when this process ends
+    except AlreadyRunning as exc:
+        print(f"shopsight demo: {exc}")
+        return 1
+    prefix = "[1/2] demo shop"
+    if _demo_loaded(settings, args.users, args.seed):
+        print(f"{prefix}: ready")
+    else:
+        argv = ["data", "generate", "--users", str(args.users), "--seed", str(args.seed)]
         print(f"{prefix}: shopsight {' '.join(argv)}", flush=True)
         start = time.perf_counter()
-        code = shopsight(argv)
-        if code:
-            print(f"{prefix} failed (exit {code}); fix the message above and re-run `make run`")
-            return code
+        try:
+            _call(argv)
+        except SystemExit as exc:
+            print(f"{prefix} failed: {exc}; fix the message above and re-run `make run`")
+            return 1
         print(f"{prefix}: done in {time.perf_counter() - start:.1f} s", flush=True)
-    if args.no_app:
-        return 0
-    print(f"[{len(steps) + 1}/{len(steps) + 1}] workspace", flush=True)
+    # One read-write connection held for the whole process: the jobs' read-only stores and the
+    # workspace's store then share one database (DuckDB refuses mixed modes on one file otherwise).
+    keeper = EventStore(settings.db_path)
+    runner = JobRunner(settings.home, demo_jobs(settings, args), echo=lambda line: print(line, flush=True))
+    try:
+        if args.no_app:
+            return 0 if runner.run() else 1
+        # The jobs start once the page answers: their first checks (torch imports) would slow its start.
+        threading.Thread(target=lambda: (_wait_for_page(url), runner.run()), name="shopsight-jobs",
+                         daemon=True).start()
+        print(f"[2/2] workspace at {url}; the rest is built behind it (progress below and in the banner)",
+              flush=True)
+        return _call_app()
+    finally:
+        keeper.close()
+        lock.release()
+
+
+def _wait_for_page(url: str, timeout_s: float = 120.0) -> None:
+    """Until the workspace answers (or the timeout: the jobs then start anyway)."""
+    import urllib.error
+    import urllib.request
+
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except urllib.error.HTTPError:  # a login page (SHOPSIGHT_AUTH) answers too
+            return
+        except OSError:
+            time.sleep(0.25)
+
+
+def _call_app() -> int:
+    from assistant.cli import main as shopsight
+
     return shopsight(["app"])

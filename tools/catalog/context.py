@@ -37,6 +37,7 @@ from tools import paths
 from tools.catalog.money import DEFAULT_CURRENCY, check_currency
 from tools.data.pii import mask_pii
 from tools.data.schema import StoreError
+from tools.jobs import not_ready_for_tool
 from tools.predictor.data import PredictorError
 
 
@@ -185,7 +186,8 @@ def bind_tool(ctx: ToolContext, func: Callable) -> Callable:
                 bound.arguments[name] = _coerce(name, value, hints.get(name))
             result = jsonable(func(ctx, *bound.args, **bound.kwargs))
         except ToolError as exc:
-            result = {"error": str(exc), "hint": exc.hint}
+            # A part `shopsight demo` is still building answers "not ready yet: ..., 40 %" (tools/jobs.py).
+            result = not_ready_for_tool(func.__name__) or {"error": str(exc), "hint": exc.hint}
         except (StoreError, PredictorError) as exc:  # unknown ids and windows, from the store or the model
             result = {"error": str(exc), "hint": "check the id; at_risk_users or user_history list valid ids"}
         except Exception as exc:  # our bug: logged, then raised (the agent's error policy)

@@ -1,0 +1,106 @@
+"""The batched case build (tools/case_build.py): one embedding call per cutoff for distinct phrase parts,
+progress per cutoff, and a failed write (a full disk, simulated with a file-size limit) that leaves
+the memory exactly as it was."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from test_cases import FeatureVectors, HashingEmbedding
+from tools.case_snapshots import case_id, snapshot_batch
+from tools.cases import CaseMemory
+
+ROOT = Path(__file__).resolve().parents[1]
+CUTOFFS = [datetime(2024, 2, 1), datetime(2024, 3, 1), datetime(2024, 3, 15)]
+
+
+def shop_events(n_users: int = 400, seed: int = 0) -> pd.DataFrame:
+    """Random views and buys of `n_users` over 120 days: enough users for several write batches."""
+    rng = np.random.default_rng(seed)
+    n = 4 * n_users
+    t0 = datetime(2024, 1, 1)
+    return pd.DataFrame({
+        "user_id": [f"u{i % n_users}" for i in range(n)],
+        "ts": [t0 + pd.Timedelta(hours=int(h)) for h in rng.integers(0, 120 * 24, n)],
+        "behavior": rng.choice(["view", "view", "buy"], n), "item_id": rng.choice(["i1", "i2", "i3", "i4"], n),
+        "category_id": rng.choice(["tea", "coffee"], n), "quantity": 1, "amount": rng.uniform(1, 90, n).round(2)})
+
+
+class CountingEmbedding(HashingEmbedding):
+    """The test's hashing embedding, counting its calls and texts."""
+
+    def __init__(self, dims: int = 64) -> None:
+        super().__init__(dims)
+        self.calls: list[int] = []
+
+    def __call__(self, input):
+        self.calls.append(len(input))
+        return super().__call__(input)
+
+
+def test_each_distinct_phrase_part_is_embedded_once_in_one_call_per_cutoff(tmp_path):
+    events, ef = shop_events(), CountingEmbedding()
+    mem = CaseMemory(path=tmp_path / "c", text_embedding=ef)
+    seen = []
+    report = mem.build(events, CUTOFFS, (7, 30), predictor=FeatureVectors(), progress=False,
+                       on_progress=lambda done, total: seen.append((done, total)))
+    phrases = {p for c in CUTOFFS for parts in snapshot_batch(events, c, (7, 30)).phrases for p in parts}
+    assert report["phrases_embedded"] == len(phrases) == sum(ef.calls) < report["text_added"]
+    assert len(ef.calls) <= len(CUTOFFS)  # one call per cutoff at most (none when all its phrases are known)
+    total = report["text_added"]
+    assert seen[-1] == (total, total) and len(seen) == len(CUTOFFS)
+    assert mem.by_text.count() == total == mem.by_vector.count()
+    # The stored embedding is the phrase's; the document keeps the numbers.
+    batch = snapshot_batch(events, CUTOFFS[0], (7, 30), users=["u7"])
+    got = mem.by_text.get(ids=[case_id("u7", CUTOFFS[0])], include=["documents", "embeddings"])
+    assert got["documents"][0] == batch.documents[0]
+    parts = HashingEmbedding()(list(batch.phrases[0]))  # the normalised sum of its parts' vectors
+    assert np.allclose(got["embeddings"][0], np.sum(parts, axis=0) / np.linalg.norm(np.sum(parts, axis=0)))
+    again = mem.build(events, CUTOFFS, (7, 30), predictor=FeatureVectors(), progress=False)
+    assert again["text_added"] == 0 and again["text_skipped"] == total and again["phrases_embedded"] == 0
+
+
+LIMITED_BUILD = r"""
+import json, resource, sys
+from pathlib import Path
+sys.path.insert(0, "tests")
+from test_case_build import CUTOFFS, shop_events
+from test_cases import FeatureVectors, HashingEmbedding
+from tools.cases import CaseMemory, CaseMemoryError
+folder = Path(sys.argv[1])
+mem = CaseMemory(path=folder, text_embedding=HashingEmbedding())
+# The disk "fills" 100 KB past the largest file: the next file that grows beyond it fails (EFBIG).
+limit = max(f.stat().st_size for f in folder.rglob("*") if f.is_file()) + 100_000
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+try:
+    mem.build(shop_events(800), CUTOFFS, (7, 30), predictor=FeatureVectors(), progress=False)
+    print(json.dumps({"error": None}))
+except CaseMemoryError as exc:
+    print(json.dumps({"error": str(exc)}))
+"""
+
+
+def test_a_full_disk_during_the_build_is_a_clear_error_and_the_memory_is_as_before(tmp_path):
+    folder = tmp_path / "chroma"
+    mem = CaseMemory(path=folder, text_embedding=HashingEmbedding())
+    mem.build(shop_events(800), CUTOFFS[:1], (7, 30), predictor=FeatureVectors(), progress=False)
+    before = {name: sorted(col.get(include=[])["ids"]) for name, col in (("text", mem.by_text),
+                                                                         ("vector", mem.by_vector))}
+    del mem
+    done = subprocess.run([sys.executable, "-c", LIMITED_BUILD, str(folder)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    error = json.loads(done.stdout.strip().splitlines()[-1])["error"]
+    assert error and f"the case memory at {folder} could not be written" in error
+    assert "holds what it held before" in error and "Free disk space" in error
+    after = CaseMemory(path=folder, text_embedding=HashingEmbedding())
+    assert {"text": sorted(after.by_text.get(include=[])["ids"]),
+            "vector": sorted(after.by_vector.get(include=[])["ids"])} == before
+    assert after.search_text("a buyer of tea", k=2)["cases"]  # still searchable
