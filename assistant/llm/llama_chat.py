@@ -32,6 +32,7 @@ from assistant.llm.tool_calls import possible_call_start, tool_names
 
 ARGUMENTS_INFIX = '", "arguments":'  # after a tool's name inside a call, before its argument object
 _ROOT_RULE = re.compile(r"^root ::=", re.MULTILINE)
+MAX_STRING_CHARS = 48  # ids, dates and short descriptions: a rambling string ends within the token budget
 
 
 def arguments_grammar(schema: dict) -> str:
@@ -43,8 +44,11 @@ def arguments_grammar(schema: dict) -> str:
     """
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
-    schema = {"type": "object", "properties": {}, **schema}
+    schema = json.loads(json.dumps({"type": "object", "properties": {}, **schema}))
     schema.setdefault("additionalProperties", False)
+    for prop in schema["properties"].values():
+        if prop.get("type") == "string" and "enum" not in prop:
+            prop.setdefault("maxLength", MAX_STRING_CHARS)  # a rambling string must end inside the token budget
     gbnf = json_schema_to_gbnf(json.dumps(schema))
     return _ROOT_RULE.sub("arguments-object ::=", gbnf, count=1) + '\nroot ::= " " arguments-object "}"\n'
 
