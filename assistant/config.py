@@ -43,7 +43,7 @@ class Settings:
     # "llamacpp": the packaged GGUF as shipped (llama.cpp, in process); "transformers": training,
     # evaluation, GPU (assistant/llm/loader.py says which runs when).
     engine: str = "llamacpp"
-    threads: int = 0  # llama.cpp threads; 0 = the CPU count (at most 8)
+    threads: int = 0  # llama.cpp threads; 0 = the cores not already busy (assistant/llm/llama_engine.py)
     dtype: str = "auto"  # transformers only: auto = bf16 with native bf16 (AMX / AVX512_BF16) or CUDA, else fp32
     load_in_4bit: bool = False
     device: str = "cpu"

@@ -21,13 +21,16 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any, Iterator
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.messages import AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
+from assistant.llm.loader import ModelLoadError, adapter_for_engine, check_adapter
 from assistant.llm.local_chat import LocalToolChat, final_chunk
+from assistant.llm.registry import MODEL_REGISTRY, ModelInstallError, ensure_gguf, gguf_path
 from assistant.llm.tool_calls import possible_call_start, tool_names
 
 ARGUMENTS_INFIX = '", "arguments":'  # after a tool's name inside a call, before its argument object
@@ -211,3 +214,63 @@ def _cut(text: str, stop: Any) -> str:
         if idx >= 0:
             text = text[:idx]
     return text
+
+
+def gguf_identity(gguf: Path, name: str | None) -> dict:
+    """Name, hub ids and path of a GGUF (a packaged model's or any file)."""
+    packaged = MODEL_REGISTRY.get(name or "")
+    return {"name": name if packaged else None, "hub_ids": list(packaged.hub_ids) if packaged else [],
+            "path": str(Path(gguf).resolve())}
+
+
+def _file_stamp(path: Path) -> str:
+    stat = Path(path).stat()
+    return f"{Path(path).resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def load_llama_chat(spec: Any, **chat_options: Any) -> "LlamaToolChat":
+    """A `LlamaToolChat` over the spec's GGUF (joined and sha256-checked on first use) and GGUF LoRA.
+
+    Args:
+        spec: An `assistant.llm.loader.LLMSpec` whose engine is llama.cpp.
+        **chat_options: LocalToolChat fields (max_new_tokens, ...).
+    """
+    import llama_cpp
+
+    from assistant.llm.llama_engine import LlamaEngine
+
+    name = spec.model if spec.model in MODEL_REGISTRY else None
+    if name:
+        if not spec.auto_install and not gguf_path(name, spec.models_dir).is_file():
+            raise ModelLoadError(f"model '{name}' is not installed; run `shopsight models install {name}`")
+        try:
+            gguf = ensure_gguf(name, spec.models_dir, progress=False)
+        except ModelInstallError as exc:
+            raise ModelLoadError(str(exc)) from None
+        sha = MODEL_REGISTRY[name].sha256 or _file_stamp(gguf)
+    else:
+        gguf = Path(spec.model).expanduser()
+        if not gguf.is_file():
+            raise ModelLoadError(f"GGUF file {gguf} does not exist")
+        sha = _file_stamp(gguf)
+    ident = gguf_identity(gguf, name)
+    lora = None
+    if spec.adapter:
+        lora = adapter_for_engine(Path(spec.adapter), "llamacpp")
+        folder = lora.parent if lora.is_file() else lora
+        if (folder / "adapter_config.json").is_file():
+            check_adapter(folder, ident, None, spec.model)
+    # Everything that changes a prompt prefix's KV state is in its key (the prompt tokens are added per prefix).
+    key = json.dumps({"model": sha, "adapter": _file_stamp(lora) if lora else None,
+                      "llama_cpp": llama_cpp.__version__, "n_ctx": spec.n_ctx})
+    try:
+        engine = LlamaEngine.open(gguf, n_threads=spec.n_threads, n_ctx=spec.n_ctx, lora_path=lora,
+                                  state_dir=gguf.with_suffix(".kv"), state_key=key)
+    except (ValueError, RuntimeError) as exc:
+        if lora is not None:
+            raise ModelLoadError(f"llama.cpp could not apply the LoRA adapter {lora} to the model '{spec.model}' "
+                                 f"({exc}): it was made for another base model. Use the adapter with its base "
+                                 f"model, or train one on '{spec.model}'.") from None
+        raise ModelLoadError(f"llama.cpp could not load {gguf} ({exc})") from None
+    label = name or gguf.stem
+    return LlamaToolChat.from_engine(engine, model_name=label, **chat_options)
