@@ -1,7 +1,7 @@
 """One settings object for the assistant: paths, model choice, device, horizons.
 
 Every field can be set from the environment with the prefix SHOPSIGHT_ (for example
-SHOPSIGHT_MODEL=qwen2.5-coder-1.5b, SHOPSIGHT_LOAD_IN_4BIT=1). Paths default to the
+SHOPSIGHT_MODEL=qwen2.5-coder-1.5b, SHOPSIGHT_ENGINE=transformers, SHOPSIGHT_LOAD_IN_4BIT=1). Paths default to the
 home folder of `tools.paths` so the assistant and the tools agree on where things live.
 """
 
@@ -39,8 +39,12 @@ class Settings:
     chroma_url: str = ""  # a Chroma server (http://host:port); empty = PersistentClient at chroma_path
     models_dir: Path = field(default_factory=paths.default_models_dir)
     model: str = "qwen2.5-coder-0.5b"  # a registry name, a local HF folder, a hub id, or an http(s) URL
-    adapter: str = ""  # a LoRA adapter folder
-    dtype: str = "bf16"
+    adapter: str = ""  # a LoRA adapter folder (peft; with adapter_model.gguf for llama.cpp) or a GGUF LoRA file
+    # "llamacpp": the packaged GGUF as shipped (llama.cpp, in process); "transformers": training,
+    # evaluation, GPU (assistant/llm/loader.py says which runs when).
+    engine: str = "llamacpp"
+    threads: int = 0  # llama.cpp threads; 0 = the cores not already busy (assistant/llm/llama_engine.py)
+    dtype: str = "auto"  # transformers only: auto = bf16 with native bf16 (AMX / AVX512_BF16) or CUDA, else fp32
     load_in_4bit: bool = False
     device: str = "cpu"
     predictor: str = "demo"  # checkpoint name under models_dir/predictor/

@@ -5,6 +5,7 @@
     .venv/bin/python bench/agent_eval.py --first-call-only --configs router free   # tool choice only, fast
     .venv/bin/python bench/agent_eval.py --injection --configs router --limit 0     # injection suite only
     .venv/bin/python bench/agent_eval.py --adapter PATH                   # adds "router+adapter"
+    .venv/bin/python bench/agent_eval.py --engine transformers --out OUT  # the other engine (default: llamacpp)
 
 Needs the demo shop set up (`shopsight demo`: store, predictor, scores, cases). Reports, per
 config: tool-choice accuracy (first call), argument accuracy, answer fact recall, grounding rate
@@ -237,7 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--injection-config", default="router", help="the agent config the attacks run against")
     parser.add_argument("--max-steps", type=int, default=4)
     parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads (1 is faster for token-by-token decoding on a busy machine)")
+                        help="torch / llama.cpp CPU threads (1 is faster for token-by-token decoding on a busy machine)")
+    parser.add_argument("--engine", choices=("llamacpp", "transformers"), default=None,
+                        help="the local engine (default: SHOPSIGHT_ENGINE, else llamacpp)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "agent_eval")
     args = parser.parse_args(argv)
     if args.adapter_only and not args.adapter:
@@ -247,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     from assistant.workspace import Workspace
 
     questions = select(load_questions(args.questions), args.limit, args.ids)
-    settings = Settings.from_env()
+    settings = Settings.from_env(engine=args.engine, threads=args.threads)
     if args.threads:
         import torch
 
@@ -265,12 +268,14 @@ def main(argv: list[str] | None = None) -> int:
     load_s = time.perf_counter() - t0
     runs = [(c, chat) for c in args.configs]
     if args.adapter:
-        adapted = Workspace.open(Settings.from_env(adapter=str(args.adapter)), store=workspace.store).chat_model()
+        adapted = Workspace.open(Settings.from_env(adapter=str(args.adapter), engine=args.engine, threads=args.threads),
+                                 store=workspace.store).chat_model()
         runs = [] if args.adapter_only else runs
         runs += [(f"{c}+adapter", adapted) for c in args.configs]
     (args.out / "config.yaml").write_text(yaml.safe_dump({
         "questions": str(args.questions), "n_questions": len(questions), "configs": [c for c, _ in runs],
         "first_call_only": args.first_call_only, "max_steps": args.max_steps, "model": settings.model,
+        "engine": settings.engine, "threads": settings.threads,
         "adapter": str(args.adapter) if args.adapter else None, "db_path": str(settings.db_path),
         "cutoff": str(workspace.cutoff), "model_load_s": round(load_s, 1)}, sort_keys=False))
     summaries = {}
@@ -281,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
             summaries[f"  {config}: {category}"] = summarize([r for r in rows if r["category"] == category])
     table = markdown_table(summaries)
     report = [f"Agent evaluation ({len(questions)} questions{', first call only' if args.first_call_only else ''}; "
-              f"model {settings.model}, load {load_s:.1f} s; 2 shared CPU cores, timings noisy)", "", table]
+              f"model {settings.model}, engine {settings.engine}, load {load_s:.1f} s; 2 shared CPU cores, timings noisy)", "", table]
     if args.injection:
         attacks = load_jsonl(args.attacks, {"id": str, "attack": str, "text": str, "secrets": list, "canaries": list})
         attacks = attacks[:args.injection_limit] if args.injection_limit else attacks
@@ -340,7 +345,8 @@ def _first_calls_without_store(args, settings, questions: list[dict]) -> int:
     for name, s in summaries.items():
         lines.append(f"| {name} | {s['n']} | {s['tool_choice_acc']:.3f} | {s['argument_acc']:.3f} | "
                      f"{s['median_s']:.1f} | {s['p90_s']:.1f} |")
-    report = [f"First tool call only, no data ({len(singles)} questions; model {settings.model}, load {load_s:.1f} s; "
+    report = [f"First tool call only, no data ({len(singles)} questions; model {settings.model}, engine {settings.engine}, "
+              f"load {load_s:.1f} s; "
               "2 shared CPU cores, timings noisy)", "", *lines]
     (args.out / "table_first_call_nostore.md").write_text("\n".join(report) + "\n")
     print("\n".join(report))

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-from assistant.agent.router import _meant_elsewhere, _parse_object
+from assistant.agent.router import _meant_elsewhere
+from assistant.llm.kv_decode import parse_object as _parse_object
 from assistant.agent.tool_specs import _spans_in_days, build_specs, ground_arguments
 from tools.catalog import known_values
 

@@ -37,7 +37,7 @@ from assistant.agent import grounding
 from assistant.agent.text import FEEDBACK_KEY, drop_feedback, is_call_payload, strip_untrusted, text_of
 from assistant.agent.composer import compose_answer
 from assistant.prompts import render
-from assistant.llm.kv_decode import CachedDecoder
+from assistant.llm.decoding import decodes_locally
 from assistant.agent.router import make_router
 from assistant.agent.events import AgentEvent
 from assistant.llm.tool_calls import TOOL_CALL_CLOSE, parse_tool_calls
@@ -95,11 +95,10 @@ class Agent:
         self.chat_model = chat_model
         self.specs: dict[str, ToolSpec] = build_specs(tools)
         self.max_steps = max_steps
-        # A local model decodes through one KV-cached decoder shared with the router, so every
-        # step prefills only what is new since the last prompt (assistant/llm/kv_decode.py).
-        local = all(hasattr(chat_model, a) for a in ("model", "tokenizer", "render_prompt"))
-        self.decoder = CachedDecoder(chat_model.model, chat_model.tokenizer) if local else None
-        self.router = make_router(chat_model, self.decoder, prior=tool_prior) if router == "auto" else router
+        # An in-process model decodes every step itself, reusing its KV cache of the prompt prefix
+        # (assistant/llm/decoding.py): the router and the loop only ask it.
+        self.local = decodes_locally(chat_model)
+        self.router = make_router(chat_model, prior=tool_prior) if router == "auto" else router
         self.answer_mode = answer_mode
         self.takeaway_tokens = takeaway_tokens
         self.allow_question_numbers = allow_question_numbers
@@ -165,7 +164,7 @@ class Agent:
                 return AIMessage(content="", tool_calls=[{"name": call["name"], "args": call["args"],
                                                           "id": call_id, "type": "tool_call"}],
                                  additional_kwargs={"routed": True, "model_choice": _model_choice(self.router)})
-        if self.decoder is not None:
+        if self.local:
             return self._local_step(turn.messages, allow_tools=not answer_only)
         model = self.chat_model if answer_only else self._with_tools
         message = model.invoke(turn.messages)
@@ -176,7 +175,7 @@ class Agent:
         return message
 
     def _local_step(self, messages: list[BaseMessage], allow_tools: bool, max_new: int | None = None) -> AIMessage:
-        """One step on the local model through the cached decoder, parsed like LocalToolChat does.
+        """One step on the in-process model (its `complete`), parsed like LocalToolChat does.
 
         The prompt always carries the tool schemas, also when no call is allowed: they sit in the
         system block, so leaving them out would change the prompt's first tokens and throw away
@@ -186,7 +185,7 @@ class Agent:
         schemas = [spec.schema for spec in self.specs.values()]
         prompt, prefix, _ = self.chat_model.render_prompt(messages, schemas, None)
         max_new = max_new or int(getattr(self.chat_model, "max_new_tokens", 256))
-        text, n_in, n_out = self.decoder.generate(prompt, max_new, stop_texts=(TOOL_CALL_CLOSE,))
+        text, n_in, n_out = self.chat_model.complete(prompt, max_new, (TOOL_CALL_CLOSE,))
         text = prefix + text
         usage = {"input_tokens": n_in, "output_tokens": n_out, "total_tokens": n_in + n_out}
         parsed = parse_tool_calls(text, allowed=list(self.specs))
@@ -333,7 +332,7 @@ class Agent:
     def _takeaway(self, turn: _Turn) -> str:
         """At most two sentences from the model on what stands out; "" when it writes none."""
         messages = turn.messages + [self._feedback("takeaway")]
-        if self.decoder is not None:
+        if self.local:
             message = self._local_step(messages, allow_tools=False, max_new=self.takeaway_tokens)
         else:
             message = self.chat_model.invoke(messages)

@@ -1,10 +1,12 @@
 """`shopsight models ...`: the packaged chat models.
 
-    shopsight models list                 what is registered, installed (packages) and converted
-    shopsight models install [NAME]       join chunks, check sha256, convert once (default model)
-    shopsight models info [NAME]          packages, checksum, cache folder, architecture
+    shopsight models list                 what is registered, installed (packages), joined and converted
+    shopsight models install [NAME]       join chunks into the GGUF and check its sha256 (llama.cpp runs it as is)
+    shopsight models install --transformers [NAME]   also convert once to bf16 safetensors (transformers engine)
+    shopsight models info [NAME]          packages, checksum, GGUF and cache folders, architecture
 
-`install` is safe to re-run: a finished cache is kept; an interrupted one is rebuilt.
+`install` converts for the transformers engine too when SHOPSIGHT_ENGINE=transformers. It is safe
+to re-run: a finished GGUF or cache is kept; an interrupted one is rebuilt.
 """
 
 from __future__ import annotations
@@ -22,10 +24,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = parser.add_subparsers(dest="models_command", metavar="ACTION")
     lst = sub.add_parser("list", help="registered models and whether they are installed")
     lst.set_defaults(func=_list)
-    install = sub.add_parser("install", help="install a packaged model (join, sha256, convert once)")
+    install = sub.add_parser("install", help="install a packaged model (join its GGUF, check sha256)")
     install.add_argument("name", nargs="?", default=None, choices=list(MODEL_REGISTRY),
                          help=f"registry name (default: SHOPSIGHT_MODEL if packaged, else {DEFAULT_MODEL})")
-    install.add_argument("--force", action="store_true", help="rebuild the cache even if it exists")
+    install.add_argument("--force", action="store_true", help="join (and convert) again even if done")
+    install.add_argument("--transformers", action="store_true",
+                         help="also convert to a bf16 safetensors cache for the transformers engine "
+                              "(default when SHOPSIGHT_ENGINE=transformers)")
     install.add_argument("--no-progress", action="store_true")
     install.set_defaults(func=_install)
     info = sub.add_parser("info", help="details of one model")
@@ -43,45 +48,53 @@ def _default_name(name: str | None, settings: Settings) -> str:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from assistant.llm.registry import DEFAULT_MODEL, MODEL_REGISTRY, cache_dir, is_cached, packages_installed
+    from assistant.llm.registry import (DEFAULT_MODEL, MODEL_REGISTRY, cache_dir, gguf_path, gguf_ready, is_cached,
+                                        packages_installed)
 
     settings = Settings.from_env()
-    rows = [("name", "default", "packages", "converted", "size", "cache folder")]
+    rows = [("name", "default", "packages", "GGUF", "bf16 cache", "size", "GGUF file")]
     for name, model in MODEL_REGISTRY.items():
-        cached = is_cached(name, settings.models_dir)
+        joined = gguf_ready(name, settings.models_dir)
         rows.append((
             name, "*" if name == DEFAULT_MODEL else "",
             "installed" if packages_installed(model) else "missing",
-            "yes" if cached else "no",
+            "joined" if joined else "no",
+            "yes" if is_cached(name, settings.models_dir) else "no",
             f"{model.size / 1e6:,.0f} MB GGUF",
-            str(cache_dir(name, settings.models_dir)) if cached else f"(run: shopsight models install {name})",
+            str(gguf_path(name, settings.models_dir)) if joined else f"(run: shopsight models install {name})",
         ))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
-    print(f"\nin use: {settings.model} (SHOPSIGHT_MODEL); also accepted: a local HF folder, a hub id in the "
-          "local cache, or an http(s):// OpenAI-compatible server URL")
+    print(f"\nin use: {settings.model} on the {settings.engine} engine (SHOPSIGHT_MODEL, SHOPSIGHT_ENGINE); also "
+          "accepted: a .gguf file, a local HF folder, a hub id in the local cache, or an http(s):// "
+          "OpenAI-compatible server URL. The bf16 cache is made only for the transformers engine "
+          f"({cache_dir('NAME', settings.models_dir)}).")
     return 0
 
 
 def _install(args: argparse.Namespace) -> int:
-    from assistant.llm.registry import ModelInstallError, ensure_model, is_cached
+    from assistant.llm.registry import ModelInstallError, ensure_gguf, ensure_model, is_cached
 
     settings = Settings.from_env()
     name = _default_name(args.name, settings)
-    if is_cached(name, settings.models_dir) and not args.force:
-        print(f"{name} is already installed at {settings.models_dir / name}")
-        return 0
+    convert = args.transformers or settings.engine == "transformers"
     try:
-        folder = ensure_model(name, settings.models_dir, progress=not args.no_progress, force=args.force)
+        path = ensure_gguf(name, settings.models_dir, progress=not args.no_progress, force=args.force)
+        print(f"ready: {path} (sha256 checked; the llama.cpp engine runs it as shipped)")
+        if convert:
+            if is_cached(name, settings.models_dir) and not args.force:
+                print(f"bf16 cache already at {settings.models_dir / name}")
+            else:
+                folder = ensure_model(name, settings.models_dir, progress=not args.no_progress, force=args.force)
+                print(f"ready: {folder} (bf16 safetensors for the transformers engine)")
     except ModelInstallError as exc:
         raise SystemExit(str(exc)) from None
-    print(f"ready: {folder}")
     return 0
 
 
 def _info(args: argparse.Namespace) -> int:
-    from assistant.llm.registry import cache_dir, cache_info, get_packaged, packages_installed
+    from assistant.llm.registry import cache_dir, cache_info, get_packaged, gguf_path, gguf_ready, packages_installed
 
     settings = Settings.from_env()
     name = _default_name(args.name, settings)
@@ -90,10 +103,12 @@ def _info(args: argparse.Namespace) -> int:
     print(f"  packages ({'installed' if packages_installed(model) else 'missing'}): "
           f"{' '.join(model.packages)}")
     print(f"  joined GGUF: {model.size:,} bytes, sha256 {model.sha256}")
+    gguf = gguf_path(name, settings.models_dir)
+    print(f"  GGUF file: {gguf if gguf_ready(name, settings.models_dir) else 'not joined yet; run `shopsight models install ' + name + '`'}")
     print(f"  chat template renders tools: {'yes' if model.tools_in_template else 'no (instructions are added)'}")
     info = cache_info(name, settings.models_dir)
     if info is None:
-        print(f"  cache: not converted yet; run `shopsight models install {name}`")
+        print(f"  bf16 cache (transformers engine only): not converted; run `shopsight models install --transformers {name}`")
         if not model.default_install:
             print(f"  (not installed by default: {model.pip_command()})")
         return 0

@@ -1,16 +1,25 @@
-"""Load a chat model: a packaged model by name, a local HF folder, a hub id, or a server URL.
+"""Load a chat model: a packaged model by name, a GGUF file, a local HF folder, a hub id, or a server URL.
 
-`load_chat_model(spec)` gives an in-process `(model, tokenizer)`; `load_llm(spec)` wraps it in a
-LangChain chat model with tool calling (`LocalToolChat`), or, for an http(s) URL, talks to an
-OpenAI-compatible server such as vLLM (`OpenAICompatChat`). Options: dtype (bf16 / fp32),
-4-bit NF4 (bitsandbytes, on CPU via `device_map="cpu"`), and a LoRA adapter folder, which is
-refused with a clear message when it was trained on another base model.
+    chat = load_llm(LLMSpec.from_settings(Settings.from_env()))   # the app's path
+    chat = load_llm("qwen2.5-coder-0.5b")                           # llama.cpp over the packaged GGUF
+    model, tokenizer = load_chat_model(LLMSpec(engine="transformers"))  # for training / evaluation
+
+Engines (`LLMSpec.engine`, SHOPSIGHT_ENGINE): "llamacpp" (default) runs a packaged model's GGUF as
+shipped in process (`LlamaToolChat`, assistant/llm/llama_chat.py); "transformers" loads the bf16
+cache (converted once) or an HF folder (`LocalToolChat`), with dtype "auto" = bf16 only where the
+CPU has native bf16 (AMX / AVX512_BF16) or on CUDA, else fp32 (emulated bf16 is ~6x slower). An
+HF folder, a hub id, 4-bit loading or a CUDA device always use transformers; an x86 CPU without
+AVX2 falls back to transformers fp32 (said once). An http(s) URL talks to an OpenAI-compatible
+server such as vLLM (`OpenAICompatChat`). A LoRA adapter made for another base model is refused,
+naming both.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import platform
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +39,45 @@ from assistant.llm.registry import (
 
 log = logging.getLogger(__name__)
 
-DTYPES = ("bf16", "fp32", "fp16")
+DTYPES = ("auto", "bf16", "fp32", "fp16")
+ENGINES = ("llamacpp", "transformers")
+NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+_said: set[str] = set()
+
+
+def say_once(message: str) -> None:
+    """Print a note about a choice made for the user once per process (stderr)."""
+    if message not in _said:
+        _said.add(message)
+        print(f"note: {message}", file=sys.stderr, flush=True)
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (Linux /proc/cpuinfo; empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith(("flags", "Features")):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def resolve_dtype(dtype: str, device: str = "cpu", flags: set[str] | None = None) -> str:
+    """The transformers dtype: "auto" is bf16 on CUDA or a CPU with native bf16, else fp32 (said once)."""
+    if dtype != "auto":
+        return dtype
+    if device != "cpu":
+        return "bf16"
+    flags = cpu_flags() if flags is None else flags
+    native = [f for f in NATIVE_BF16_FLAGS if f in flags]
+    if native:
+        say_once(f"transformers engine: bf16 (the CPU has native bf16: {', '.join(native)})")
+        return "bf16"
+    say_once("transformers engine: fp32 (this CPU has no native bf16 (amx_bf16 / avx512_bf16); emulated bf16 "
+             "is ~6x slower; set SHOPSIGHT_DTYPE=bf16 to force it)")
+    return "fp32"
 
 
 class ModelLoadError(RuntimeError):
@@ -49,21 +96,29 @@ class LLMSpec:
         device: "cpu" or a CUDA device such as "cuda:0".
         models_dir: Where packaged model caches live (default SHOPSIGHT_HOME/models).
         served_model: For a server URL, the served model name (default: the server's first).
-        auto_install: Convert an installed-but-unconverted packaged model on first use.
+        auto_install: Join (and, for transformers, convert) an installed packaged model on first use.
+        engine: "llamacpp" (default: the GGUF as shipped) or "transformers".
+        n_threads: llama.cpp threads (default: the CPU count, at most 8).
+        n_ctx: llama.cpp context length in tokens.
     """
 
     model: str = DEFAULT_MODEL
-    dtype: str = "bf16"
+    dtype: str = "auto"
     load_in_4bit: bool = False
     adapter: str | None = None
     device: str = "cpu"
     models_dir: Path | None = None
     served_model: str | None = None
     auto_install: bool = True
+    engine: str = "llamacpp"
+    n_threads: int | None = None
+    n_ctx: int = 4096
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype '{self.dtype}' is not one of {', '.join(DTYPES)}")
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine '{self.engine}' is not one of {', '.join(ENGINES)} (SHOPSIGHT_ENGINE)")
         if self.is_server and (self.load_in_4bit or self.adapter):
             raise ValueError("load_in_4bit and adapter apply to in-process models; a server loads its "
                              "own weights (serve the adapter with vLLM's --lora-modules and name it)")
@@ -76,7 +131,22 @@ class LLMSpec:
     def from_settings(cls, settings: Any) -> "LLMSpec":
         """Build from `assistant.config.Settings`."""
         return cls(model=settings.model, dtype=settings.dtype, load_in_4bit=settings.load_in_4bit,
-                   adapter=settings.adapter or None, device=settings.device, models_dir=settings.models_dir)
+                   adapter=settings.adapter or None, device=settings.device, models_dir=settings.models_dir,
+                   engine=getattr(settings, "engine", "llamacpp"), n_threads=getattr(settings, "threads", 0) or None)
+
+    def engine_in_use(self, flags: set[str] | None = None) -> str:
+        """The engine that will run this spec: llama.cpp only for GGUF weights on a CPU that can run them."""
+        if self.is_server:
+            return "server"
+        gguf = self.model in MODEL_REGISTRY or self.model.endswith(".gguf")
+        if self.engine != "llamacpp" or not gguf or self.load_in_4bit or self.device != "cpu":
+            return "transformers"
+        flags = cpu_flags() if flags is None else flags
+        if platform.machine().lower() in ("x86_64", "amd64") and flags and "avx2" not in flags:
+            say_once("this CPU has no AVX2: the llama.cpp build here needs it, so the transformers engine "
+                     "(fp32) runs instead; expect several times slower answers")
+            return "transformers"
+        return "llamacpp"
 
 
 def resolve_source(spec: LLMSpec) -> tuple[str, dict]:
@@ -152,13 +222,14 @@ def load_chat_model(spec: LLMSpec | str | None = None) -> tuple[Any, Any]:
     if spec.is_server:
         raise ModelLoadError(f"{spec.model} is a server URL: use load_llm(), which returns a chat client")
     source, ident = resolve_source(spec)
-    kwargs: dict[str, Any] = {"dtype": _torch_dtype(spec.dtype)}
+    dtype = resolve_dtype(spec.dtype, spec.device)
+    kwargs: dict[str, Any] = {"dtype": _torch_dtype(dtype)}
     if spec.load_in_4bit:
         from transformers import BitsAndBytesConfig
 
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4",
-            bnb_4bit_compute_dtype=_torch_dtype(spec.dtype))
+            bnb_4bit_compute_dtype=_torch_dtype(dtype))
         kwargs["device_map"] = spec.device
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
@@ -202,7 +273,7 @@ def _adapter_shapes(adapter: Path) -> dict[str, tuple[int, ...]]:
     raise ModelLoadError(f"{adapter}: no adapter_model.safetensors (is this a peft adapter folder?)")
 
 
-def check_adapter(adapter: Path, ident: dict, model: Any, model_label: str) -> None:
+def check_adapter(adapter: Path, ident: dict, model: Any, model_label: str) -> None:  # model None: names only
     """Refuse a LoRA adapter that was trained on another base model.
 
     Checks the adapter's recorded base model against the loaded model's name, hub ids, folder
@@ -233,9 +304,10 @@ def check_adapter(adapter: Path, ident: dict, model: Any, model_label: str) -> N
             other = identity_of(base_path)
             if other["path"] == ident.get("path"):
                 pass
-            elif other.get("name") and ident.get("name") and other["name"] != ident["name"]:
-                refuse(f"its base is the packaged model '{other['name']}'")
-            elif other.get("fingerprint") and other.get("fingerprint") != ident.get("fingerprint"):
+            elif other.get("name") and ident.get("name"):
+                if other["name"] != ident["name"]:
+                    refuse(f"its base is the packaged model '{other['name']}'")
+            elif other.get("fingerprint") and ident.get("fingerprint") and other["fingerprint"] != ident["fingerprint"]:
                 refuse("the architectures differ: "
                        f"{other.get('fingerprint')} vs {ident.get('fingerprint')}")
         else:
@@ -243,6 +315,8 @@ def check_adapter(adapter: Path, ident: dict, model: Any, model_label: str) -> N
             for name, aliases in registry_names.items():
                 if base in aliases and name != ident.get("name"):
                     refuse(f"'{base}' is the packaged model '{name}'")
+    if model is None:
+        return  # llama.cpp checks the LoRA tensors' shapes itself when it applies them
     # Shapes: catches an adapter for another size even when its base was recorded as a path
     # that no longer exists.
     modules = dict(model.named_modules())
@@ -260,22 +334,57 @@ def check_adapter(adapter: Path, ident: dict, model: Any, model_label: str) -> N
             refuse(f"layer '{target}' gives {out_f} outputs, the adapter expects {shape[0]}")
 
 
+def adapter_for_engine(adapter: Path, engine: str) -> Path:
+    """The adapter file or folder an engine loads: a peft folder (transformers) or a GGUF LoRA (llama.cpp).
+
+    For llama.cpp: the path itself when it is a `.gguf` file, else `adapter_model.gguf` (what the
+    fine-tune's export writes beside the peft files) or the folder's only `*.gguf`.
+
+    Raises:
+        ModelLoadError: no file for that engine, saying how to get one.
+    """
+    adapter = Path(adapter).expanduser()
+    if not adapter.exists():
+        raise ModelLoadError(f"LoRA adapter {adapter} does not exist (SHOPSIGHT_ADAPTER)")
+    if engine != "llamacpp":
+        if adapter.is_file():
+            raise ModelLoadError(f"{adapter} is a file; the transformers engine loads a peft adapter folder "
+                                 "(adapter_config.json + adapter_model.safetensors)")
+        return adapter
+    if adapter.is_file() and adapter.suffix == ".gguf":
+        return adapter
+    named = adapter / "adapter_model.gguf"
+    found = [named] if named.is_file() else sorted(adapter.glob("*.gguf")) if adapter.is_dir() else []
+    if len(found) != 1:
+        raise ModelLoadError(
+            f"LoRA adapter {adapter} has {'no' if not found else 'more than one'} GGUF LoRA file for the llama.cpp "
+            "engine (adapter_model.gguf). Export the peft adapter to GGUF (finetune's export step), or run "
+            "it on the transformers engine: SHOPSIGHT_ENGINE=transformers")
+    return found[0]
+
+
 def load_llm(spec: LLMSpec | str | None = None, **chat_options: Any):
     """A LangChain chat model with tool calling, as the spec says.
 
     Args:
-        spec: An LLMSpec or a model string (name, folder, hub id, or server URL).
+        spec: An LLMSpec or a model string (name, GGUF file, folder, hub id, or server URL).
         **chat_options: Passed to the chat model (max_new_tokens, temperature,
             constrain_tool_names, force_tool_prefix, ...).
 
     Returns:
-        `LocalToolChat` for in-process models, `OpenAICompatChat` for a server URL.
+        `LlamaToolChat` (llama.cpp) or `LocalToolChat` (transformers) for in-process models,
+        `OpenAICompatChat` for a server URL.
     """
     spec = LLMSpec(model=spec) if isinstance(spec, str) else (spec or LLMSpec())
-    if spec.is_server:
+    engine = spec.engine_in_use()
+    if engine == "server":
         from assistant.llm.openai_chat import OpenAICompatChat
 
         return OpenAICompatChat(base_url=spec.model, served_model=spec.served_model, **chat_options)
+    if engine == "llamacpp":
+        from assistant.llm.llama_chat import load_llama_chat
+
+        return load_llama_chat(spec, **chat_options)
     from assistant.llm.local_chat import LocalToolChat
 
     model, tokenizer = load_chat_model(spec)

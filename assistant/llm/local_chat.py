@@ -30,7 +30,7 @@ from langchain_core.messages import (
 )
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, PrivateAttr
 
 from assistant import prompts
 from assistant.llm.tool_calls import (
@@ -116,6 +116,12 @@ class LocalToolChat(BaseChatModel):
     force_tool_prefix: bool = True
 
     model_config = ConfigDict(arbitrary_types_allowed=True, protected_namespaces=())
+    _heads: dict = PrivateAttr(default_factory=dict)  # fixed prompt heads seen (system prompt + tools)
+    _decoder: Any = PrivateAttr(default=None)  # the KV-cached decoder (assistant/llm/kv_decode.py)
+
+    def prompt_head(self, prompt: str) -> str:
+        """The longest fixed head (system prompt and tool schemas, as rendered) `prompt` starts with, or ""."""
+        return max((h for h in self._heads if prompt.startswith(h)), key=len, default="")
 
     @classmethod
     def from_model(cls, model: Any, tokenizer: Any, **options: Any) -> "LocalToolChat":
@@ -158,6 +164,14 @@ class LocalToolChat(BaseChatModel):
         return self.bind(tools=schemas, tool_choice=tool_choice, **kwargs)
 
     # ----- prompt -----------------------------------------------------------------------
+    def apply_template(self, chat: list[dict], tools: list[dict] | None = None,
+                       add_generation_prompt: bool = True) -> str:
+        """The model's chat template over chat dicts (and tool schemas when it renders tools)."""
+        if tools:
+            return self.tokenizer.apply_chat_template(chat, tools=tools, tokenize=False,
+                                                      add_generation_prompt=add_generation_prompt)
+        return self.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=add_generation_prompt)
+
     def render_prompt(self, messages: Sequence[BaseMessage], tools: list[dict] | None = None,
                       tool_choice: Any = None) -> tuple[str, str, list[str] | None]:
         """The prompt text, the forced reply prefix ("" when none) and the required tool names."""
@@ -167,8 +181,7 @@ class LocalToolChat(BaseChatModel):
             tools, required = [], None
         chat = to_chat_dicts(messages, self.native_tools)
         if tools and self.native_tools:
-            prompt = self.tokenizer.apply_chat_template(chat, tools=tools, tokenize=False,
-                                                        add_generation_prompt=True)
+            prompt = self.apply_template(chat, tools)
         else:
             if tools:
                 has_system = bool(chat) and chat[0]["role"] == "system"
@@ -177,7 +190,16 @@ class LocalToolChat(BaseChatModel):
                 instructions = prompts.render("tool_instructions", system=system, example=tool_names(tools)[0],
                                               tools=[json.dumps(t) for t in tools])
                 chat = [{"role": "system", "content": instructions}, *rest]
-            prompt = self.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+            tools = []
+            prompt = self.apply_template(chat)
+        if chat and chat[0]["role"] == "system":
+            # The fixed head of every prompt (system prompt and tool schemas): engines that keep
+            # a prefix's KV state (on disk, for llama.cpp) look it up by this text.
+            head = self.apply_template(chat[:1], tools or None, add_generation_prompt=False)
+            if prompt.startswith(head):
+                self._heads[head] = None
+                while len(self._heads) > 4:
+                    self._heads.pop(next(iter(self._heads)))
         prefix = FORCED_CALL_PREFIX if (required and self.force_tool_prefix) else ""
         return prompt + prefix, prefix, (required or None)
 
@@ -239,6 +261,33 @@ class LocalToolChat(BaseChatModel):
                             "total_tokens": prompt_tokens + new_tokens},
             response_metadata={"model_name": self.model_name, "raw_text": text},
         )
+
+    # ----- the agent's decoding interface (assistant/llm/decoding.py) ----------------------
+    @property
+    def decoder(self) -> Any:
+        """The KV-cached decoder over this model (assistant/llm/kv_decode.py), made on first use."""
+        if self._decoder is None:
+            from assistant.llm.kv_decode import CachedDecoder
+
+            self._decoder = CachedDecoder(self.model, self.tokenizer)
+        return self._decoder
+
+    @property
+    def last_reused(self) -> int:
+        """Prompt tokens the last decoding call did not compute again."""
+        return self.decoder.last_reused
+
+    def score_names(self, prompt: str, names: list[str]) -> dict[str, float]:
+        """log P(name + '"' | prompt) of each name."""
+        return self.decoder.score_names(prompt, names)
+
+    def decode_arguments(self, prompt: str, name: str, schema: dict, max_tokens: int = 64) -> str:
+        """The argument object of a call to `name` after `prompt`, as JSON text."""
+        return self.decoder.decode_arguments(prompt, name, schema, max_tokens)
+
+    def complete(self, prompt: str, max_new_tokens: int, stop: tuple[str, ...] = ()) -> tuple[str, int, int]:
+        """Greedy continuation: (text, prompt tokens, new tokens)."""
+        return self.decoder.generate(prompt, max_new_tokens, stop_texts=tuple(stop))
 
     # ----- LangChain entry points ----------------------------------------------------------
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,

