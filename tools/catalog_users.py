@@ -99,7 +99,8 @@ def user_tools(ctx: ToolContext) -> list[Callable]:
         facts.update({k: v for k, v in (exp.get("facts") or {}).items() if k not in facts})
         return {"user_id": user_id, "horizon_days": horizon_days, "as_of": ctx.cutoff,
                 "p_churn": _r(exp.get("p_churn")), "drivers": list(exp.get("drivers") or [])[:6], "facts": facts,
-                "model_version": str(ctx.predictor.version)}
+                "model_version": str(ctx.predictor.version),
+                **_explanation_notes(exp)}
 
     @t
     def user_history(user_id: str, last_n: int = 10) -> dict:
@@ -187,6 +188,13 @@ def user_tools(ctx: ToolContext) -> list[Callable]:
     for fn in (explain_user, user_history, predict_next):
         known_values(fn, user_id=lambda v: is_known_user(ctx, v))
     return [at_risk_users, explain_user, user_history, predict_next, segment_report]
+
+
+def _explanation_notes(exp: dict) -> dict:
+    """Why an explanation names no drivers (too little history, or none that matters), when so."""
+    notes = {"too_little_history": (exp.get("history") or {}).get("too_little") or None,
+             "drivers_left_out": exp.get("drivers_left_out") or None}
+    return {k: v for k, v in notes.items() if v}
 
 
 def _next_from_scores(ctx: ToolContext, user_id: str, k: int) -> dict:
