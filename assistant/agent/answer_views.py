@@ -48,7 +48,9 @@ def percent(p: Any) -> str:
     if not isinstance(p, (int, float)) or isinstance(p, bool):
         return "?"
     value = 100.0 * float(p)
-    return f"{value:.0f}%" if abs(value) >= 1 or value == 0 else f"{value:.1f}%"
+    if 0 < abs(value) < 1 or 99.5 <= abs(value) < 100:  # "100%" of a 0.998 would overstate it
+        return f"{value:.1f}%"
+    return f"{value:.0f}%"
 
 
 def money(amount: Any, currency: str = "$") -> str:
