@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -23,9 +24,10 @@ import gradio as gr  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from assistant.ui_render import (  # noqa: E402
-    CITATION_JS, case_markdown, driver_row, error_text, import_report_markdown, render_events, review_markdown,
-    rows_frame, summary_markdown, summary_panel, user_head_markdown,
+    CITATION_JS, at_risk_table, case_markdown, driver_row, error_text, import_report_markdown, lapse_histogram,
+    operations_summary, render_events, review_markdown, rows_frame, summary_markdown, summary_panel, user_head_markdown,
 )
+from assistant.ui_queue import AnswerLine  # noqa: E402
 from assistant.workspace import PartUnavailable, Workspace  # noqa: E402
 
 MAX_QUESTION_CHARS = 2000
@@ -57,8 +59,22 @@ SHOW_CITED_JS = """() => {
 # ---------------------------------------------------------------------- the app
 def build_app(ws: Workspace) -> gr.Blocks:
     """The whole workspace UI over one Workspace (the tests pass one with a scripted chat model)."""
+    line = AnswerLine()  # one model answers one question at a time: tell waiting users their place
+
+    def join_line(question: str):
+        if not (question or "").strip():
+            return gr.skip()
+        return line.note(line.join())
 
     def ask(question: str, chat: list, conversation: list | None):
+        line.start()
+        started = time.perf_counter()
+        try:
+            yield from answer(question, chat, conversation)
+        finally:
+            line.finish(time.perf_counter() - started)
+
+    def answer(question: str, chat: list, conversation: list | None):
         chat = list(chat or [])
         typed = len(question or "")
         question = (question or "").strip()
@@ -85,17 +101,16 @@ def build_app(ws: Workspace) -> gr.Blocks:
             yield chat, conversation, "", gr.skip()
 
     # ---- operations
-    def at_risk(horizon: str, rank_by: str, segment: str | None, top_k: float):
+    def at_risk(horizon: str, rank_by: str, segment: str | None, stage: str | None, top_k: float):
         result = ws.call_tool("at_risk_users", horizon_days=int(horizon), top_k=min(int(top_k), MAX_AT_RISK),
-                              segment=segment or None, rank_by=rank_by)
+                              segment=segment or None, rank_by=rank_by, stage=stage or None)
         if error_text(result):
             raise gr.Error(error_text(result))
-        table = rows_frame(result, ("users",))
+        table = at_risk_table(result)
         csv_path = Path(tempfile.mkdtemp(prefix="shopsight-")) / f"at_risk_{horizon}d_{rank_by}.csv"
         table.to_csv(csv_path, index=False)
-        note = (f"{result.get('population', '')}; as of {result.get('as_of', '')}; "
-                f"mean p_churn {result.get('mean_p_churn')}")
-        return table, gr.DownloadButton(value=str(csv_path), visible=True), ws_histogram(int(horizon)), note
+        return (table, gr.DownloadButton(value=str(csv_path), visible=True), ws_histogram(int(horizon)),
+                operations_summary(result))
 
     def at_risk_quiet(*args):
         try:
@@ -104,13 +119,9 @@ def build_app(ws: Workspace) -> gr.Blocks:
             return pd.DataFrame(), gr.skip(), gr.skip(), gr.skip()
 
     def ws_histogram(horizon: int) -> pd.DataFrame:
-        scores = ws.store.scores_frame(cutoff=ws.cutoff, horizon_days=horizon)
-        if scores.empty:
-            return pd.DataFrame(columns=["p_churn", "users"])
-        edges = [i / 10 for i in range(11)]
-        bins = pd.cut(scores["p_churn"], bins=edges, include_lowest=True,
-                      labels=[f"{lo:.1f}–{hi:.1f}" for lo, hi in zip(edges, edges[1:])])
-        return bins.value_counts(sort=False).rename_axis("p_churn").reset_index(name="users")
+        from tools.catalog.users import lapse_distribution
+
+        return lapse_histogram(lapse_distribution(ws.ensure_loaded()["context"], horizon))
 
     def pick_user(evt: gr.SelectData):
         row = getattr(evt, "row_value", None)
@@ -229,32 +240,40 @@ def build_app(ws: Workspace) -> gr.Blocks:
                                             elem_id="answer-table", max_height=260, visible=False)
                 for group, questions in EXAMPLES.items():
                     gr.Examples(questions, inputs=question, label=group)
+                queue_note = gr.Markdown("", elem_id="queue-note")
                 submit_args = dict(fn=ask, inputs=[question, chatbot, conversation],
                                    outputs=[chatbot, conversation, question, answer_table], concurrency_id="llm",
-                                   concurrency_limit=1)
-                ev1 = question.submit(**submit_args)
-                ev2 = send.click(**submit_args)
+                                   concurrency_limit=1, show_progress="full", api_name="ask")
+                # The place in line is told at once (no queue), then the question joins the model's queue.
+                line_args = dict(fn=join_line, inputs=[question], outputs=[queue_note], queue=False,
+                                 api_name="join_line")
+                ev1 = question.submit(**line_args).then(**submit_args)
+                ev2 = send.click(**{**line_args, "api_name": False}).then(**{**submit_args, "api_name": False})
                 stop.click(None, cancels=[ev1, ev2])
                 clear.click(lambda: ([], None, gr.Dataframe(value=None, visible=False)), None,
                             [chatbot, conversation, answer_table], cancels=[ev1, ev2])
             with gr.Tab("Operations", id="operations"):
                 with gr.Row():
                     horizon = gr.Radio(["7", "30"], value="7", label="Horizon (days)", elem_id="horizon")
-                    rank_by = gr.Radio([("Probability", "p_churn"), ("Value at risk", "value_at_risk")],
-                                       value="p_churn", label="Rank by")
+                    rank_by = gr.Radio([("Value at risk", "value_at_risk"), ("Lapse probability", "p_lapse"),
+                                        ("No-order probability", "p_churn")], value="value_at_risk", label="Rank by")
                     segment = gr.Dropdown([("all segments", "")] + [(s, s) for s in ws.segments()], value="",
                                           label="Segment")
+                    stage = gr.Dropdown([("all stages", ""), ("new", "new"), ("active", "active"),
+                                         ("lapsing", "lapsing"), ("at risk", "at_risk")], value="",
+                                        label="Lifecycle stage", elem_id="stage")
                     top_k = gr.Slider(5, MAX_AT_RISK, value=25, step=5, label="Users")
-                refresh = gr.Button("Show at-risk users", variant="primary", elem_id="at-risk")
+                refresh = gr.Button("Show customers slipping now", variant="primary", elem_id="at-risk")
                 population = gr.Markdown(elem_id="population")
                 with gr.Row():
                     with gr.Column(scale=3):
-                        risk_table = gr.Dataframe(label="At-risk users (click a row to drill down)", interactive=False,
+                        risk_table = gr.Dataframe(label="Customers predicted to lapse (click a row to drill down)",
+                                                  interactive=False,
                                                   elem_id="risk-table", max_height=320)
                         download = gr.DownloadButton("Download CSV", visible=False, elem_id="download")
                     with gr.Column(scale=2):
-                        histogram = gr.BarPlot(x="p_churn", y="users", title="Churn probability, all scored users",
-                                               height=300, elem_id="histogram", sort="x")
+                        histogram = gr.BarPlot(x="p_lapse", y="customers", height=300, elem_id="histogram", sort="x",
+                                               title="Lapse probability, customers not lost")
                 with gr.Column(elem_id="drill"):
                     gr.Markdown("### Drill-down")
                     with gr.Row():
@@ -283,8 +302,8 @@ def build_app(ws: Workspace) -> gr.Blocks:
                     saved_note = gr.Markdown(elem_id="saved-note")
                 drill_outputs = [user_head, drivers, trend_plot, timeline, similar]
                 risk_outputs = [risk_table, download, histogram, population]
-                refresh.click(at_risk, [horizon, rank_by, segment, top_k], risk_outputs)
-                demo.load(at_risk_quiet, [horizon, rank_by, segment, top_k], risk_outputs)  # the view opens filled
+                refresh.click(at_risk, [horizon, rank_by, segment, stage, top_k], risk_outputs)
+                demo.load(at_risk_quiet, [horizon, rank_by, segment, stage, top_k], risk_outputs)  # the view opens filled
                 # Opening a user by hand clears the case a citation showed above the drill-down.
                 drill_args = dict(fn=lambda user, days: (*drill_down(user, days), ""), inputs=[user_box, horizon],
                                   outputs=drill_outputs + [cited_case])

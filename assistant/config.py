@@ -45,6 +45,7 @@ class Settings:
     device: str = "cpu"
     predictor: str = "demo"  # checkpoint name under models_dir/predictor/
     horizons_days: tuple = (7, 30)
+    currency: str = "USD"  # the shop's ISO 4217 code; money in answers is in it (checked by tools.catalog.money)
     max_agent_steps: int = 6
     # Who writes answers: "brief" (the composer's grounded answer at once, then a short model
     # takeaway), "model" (the model writes it, with fallbacks) or "template" (composer only).

@@ -220,3 +220,49 @@ def summary_panel(info: dict) -> str:
     for part, message in problems.items():
         lines.append(f"- ⚠ **{part}**: {message}")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- operations (lifecycle and money)
+AT_RISK_COLUMNS = ("rank", "user_id", "stage", "p_lapse", "value_at_risk", "expected_value", "p_alive",
+                   "days_overdue", "usual_gap_days", "days_since_last_order", "next_order_expected", "orders",
+                   "segment", "reasons")
+STAGE_LABELS = {"new": "new", "active": "active", "lapsing": "lapsing", "at_risk": "at risk", "lost": "lost"}
+
+
+def at_risk_table(result: dict) -> pd.DataFrame:
+    """at_risk_users' rows as the Operations table: lifecycle and money first, reasons joined."""
+    table = rows_frame(result, ("users",))
+    if table.empty:
+        return table
+    if "reasons" in table:
+        table["reasons"] = table["reasons"].map(lambda r: "; ".join(r) if isinstance(r, list) else r)
+    if "stage" in table:
+        table["stage"] = table["stage"].map(lambda s: STAGE_LABELS.get(s, s))
+    return table[[c for c in AT_RISK_COLUMNS if c in table] + [c for c in table if c not in AT_RISK_COLUMNS]]
+
+
+def operations_summary(result: dict) -> str:
+    """Stage counts, money at risk with its currency, and how many customers were already lost."""
+    unit = result.get("currency") or result.get("value_unit") or ""
+    parts = []
+    counts = result.get("stage_counts") or {}
+    if counts:
+        parts.append("**Stages:** " + ", ".join(f"{STAGE_LABELS.get(s, s)} {n:,}" for s, n in counts.items()))
+    if result.get("money_at_risk") is not None:
+        parts.append(f"**Money at risk** (lapse within {result.get('horizon_days')} days): "
+                     f"{result['money_at_risk']:,.2f} {unit}".rstrip())
+    for key in ("population", "lost_note", "value_note"):
+        if result.get(key):
+            parts.append(str(result[key]))
+    if result.get("as_of"):
+        model = f"; value: {result['value_model']}" if result.get("value_model") else ""
+        parts.append(f"as of {str(result['as_of'])[:10]}{model}")
+    return "  \n".join(parts)
+
+
+def lapse_histogram(p_lapse: pd.Series) -> pd.DataFrame:
+    """Customers per P(lapse) bin (10 equal-width bins), among the non-lost customers given."""
+    edges = [i / 10 for i in range(11)]
+    bins = pd.cut(p_lapse.dropna().astype(float), bins=edges, include_lowest=True,
+                  labels=[f"{lo:.1f}–{hi:.1f}" for lo, hi in zip(edges, edges[1:])])
+    return bins.value_counts(sort=False).rename_axis("p_lapse").reset_index(name="customers")

@@ -100,7 +100,7 @@ class Workspace:
                 from tools.catalog import ToolContext, build_tools
 
                 context = ToolContext(store=self.store, predictor=predictor, cases=cases, reviews=given["reviews"],
-                                      cutoff=self.cutoff)
+                                      cutoff=self.cutoff, currency=self.settings.currency)
                 self._parts = {"predictor": predictor, "cases": cases, "context": context,
                                "tools": build_tools(context)}
             return self._parts

@@ -4,7 +4,7 @@
         --adapter out/lora_qwen05_demo/final --out_dir out/bench_demo [--bench_dir out/bench_demo]
 
 (a) churn: the LLM as a predictor, P("yes") vs P("no") as the next token, written as
-    BENCHMARK.md prediction files (OUT/llm_base/churn__30d__<cutoff>.csv, OUT/llm_lora/...) and
+    docs/benchmark.md prediction files (OUT/llm_base/churn__30d__<cutoff>.csv, OUT/llm_lora/...) and
     scored with ROC-AUC etc. on the sampled held-out users, beside a recency score on the same
     users and any models already in --bench_dir (the predictor, the baselines), restricted to
     the same users (a missing user counts 0.5, as the protocol says);

@@ -77,7 +77,7 @@ def run_mode(folder: Path, mode: str, device: torch.device, args) -> dict:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True, gradient_checkpointing_kwargs=ckpt)
     else:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=ckpt)
-    # LoRA is attached before any generate(): required for 4-bit models (MODELS.md)
+    # LoRA is attached before any generate(): required for 4-bit models (docs/models.md)
     model = get_peft_model(model, LoraConfig(r=args.lora_r, lora_alpha=2 * args.lora_r, target_modules=TARGETS,
                                              task_type="CAUSAL_LM"))
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)

@@ -53,7 +53,7 @@ def evaluate_cutoff(predictor, events: pd.DataFrame, cutoff: datetime, horizons:
         y = (~population.isin(buyers)).astype(int)
         row = {"cutoff": str(cutoff), "horizon_days": h, **{f"churn_{k}": v for k, v in churn_metrics(y, p.values).items()}}
         first = window.sort_values("ts", kind="stable").drop_duplicates("user_id")
-        # Targets are users of P(c) only (BENCHMARK.md): a user whose first event is after c has no
+        # Targets are users of P(c) only (docs/benchmark.md): a user whose first event is after c has no
         # score and would count as a miss (it cut demo next-category NDCG@10 from 0.631 to 0.583).
         first = first[first["user_id"].astype(str).isin(population)]
         for task, field, col in (("next_item", "item_id", "top_items"), ("next_category", "category_id", "top_categories")):

@@ -55,7 +55,7 @@ def rfm_facts(history: pd.DataFrame, cutoff: datetime) -> dict:
 
 
 def churn_outcome(future: pd.DataFrame, cutoff: datetime, horizon_days: int) -> tuple[bool, str | None]:
-    """(churned, next category) from one user's events after the cutoff (BENCHMARK.md definitions)."""
+    """(churned, next category) from one user's events after the cutoff (docs/benchmark.md definitions)."""
     c = pd.Timestamp(cutoff)
     window = future[(future["ts"] > c) & (future["ts"] <= c + pd.Timedelta(days=horizon_days))]
     churned = not (window["behavior"] == "buy").any()

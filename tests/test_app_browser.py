@@ -141,7 +141,7 @@ def test_ask_shows_answer_tool_steps_and_table(page, server, shots, chat_model):
     tab(page, "Operations")
     page.locator("#at-risk").click()
     expect(page.locator("#risk-table")).to_contain_text(top["user_id"])
-    expect(page.locator("#population")).to_contain_text("active customers")
+    expect(page.locator("#population")).to_contain_text("customers not lost")
     page.wait_for_selector("#histogram canvas, #histogram svg")
     page.screenshot(path=shots / "operations.png")
 

@@ -102,7 +102,7 @@ def test_every_tool_parses_as_a_json_schema(tmp_path):
     assert set(schemas) >= {"at_risk_users", "explain_user", "user_history", "predict_next", "similar_cases",
                             "review_summary", "segment_report"}
     risk = schemas["at_risk_users"]["parameters"]["properties"]
-    assert risk["rank_by"]["enum"] == ["p_churn", "value_at_risk"] and risk["horizon_days"]["type"] == "integer"
+    assert risk["rank_by"]["enum"] == ["value_at_risk", "p_lapse", "p_churn"] and risk["horizon_days"]["type"] == "integer"
     assert schemas["explain_user"]["parameters"]["required"] == ["user_id"]
     assert all(s["description"] for s in schemas.values())
     for s in schemas.values():
@@ -111,20 +111,53 @@ def test_every_tool_parses_as_a_json_schema(tmp_path):
 
 def test_at_risk_users_ranks_from_the_scores_table(tools):
     ctx, fns = tools
-    res = fns["at_risk_users"](horizon_days=7, top_k=3)
-    assert [u["user_id"] for u in res["users"]] == ["u01", "u02", "u03"]
-    assert [u["p_churn"] for u in res["users"]] == [0.9, 0.8, 0.7]
+    res = fns["at_risk_users"](horizon_days=7, top_k=3, rank_by="p_churn")
+    # u02 has been silent for 3 of their 9-day gaps: lost, so counted and never listed.
+    assert [u["user_id"] for u in res["users"]] == ["u01", "u03", "u04"]
+    assert [u["p_churn"] for u in res["users"]] == [0.9, 0.7, 0.6]
+    assert res["already_lost"] == 1 and res["stage_counts"]["lost"] == 1
+    assert res["lost_note"].startswith("1 customers were already lost before this week")
     assert res["source"] == "scores table" and res["model_version"] == "test-scores"
-    assert "u99" not in json.dumps(res)  # browsed once long ago: not an active customer
-    by_value = fns["at_risk_users"](horizon_days=7, top_k=8, rank_by="value_at_risk")["users"]
+    assert "u99" not in json.dumps(res) and "u02" not in json.dumps(res["users"])  # a visitor; a lost customer
+    by_value = fns["at_risk_users"](horizon_days=7, top_k=8)["users"]  # the default: money at risk
     values = [u["value_at_risk"] for u in by_value]
-    assert values == sorted(values, reverse=True)
+    assert values == sorted(values, reverse=True) and len(by_value) == 7
     top = by_value[0]
-    assert top["value_at_risk"] == pytest.approx(top["p_churn"] * top["expected_spend"], abs=0.01)
-    gold = fns["at_risk_users"](horizon_days="7", top_k="10", segment="gold")["users"]  # strings coerced
-    assert {u["user_id"] for u in gold} == {u for u in USERS if SEGMENTS[u] == "gold"}
+    assert top["value_at_risk"] == pytest.approx(top["p_lapse"] * top["expected_value"], abs=0.01)
+    assert top["stage"] in ("new", "active", "lapsing", "at_risk") and 0 < top["p_alive"] <= 1
+    gold = fns["at_risk_users"](horizon_days="7", top_k="10", segment="gold")  # strings coerced
+    assert {u["user_id"] for u in gold["users"]} == {u for u in USERS if SEGMENTS[u] == "gold"} - {"u02"}
+    assert gold["currency"] == "USD" and gold["money_at_risk"] == pytest.approx(
+        sum(u["value_at_risk"] for u in gold["users"]), abs=0.05)
     lines = (ctx.audit_path).read_text().splitlines()
     assert len(lines) == 3 and json.loads(lines[-1])["tool"] == "at_risk_users"
+
+
+def test_lapse_needs_the_customer_to_become_overdue_within_the_horizon(tools):
+    _, fns = tools
+    week = {u["user_id"]: u for u in fns["at_risk_users"](horizon_days=7, top_k=8)["users"]}
+    for row in week.values():  # every listed customer is overdue by the end of the week
+        assert row["days_since_last_order"] + 7 >= 1.5 * row["usual_gap_days"]
+        assert row["p_lapse"] == row["p_churn"] and row["days_overdue"] >= 0
+    only = fns["at_risk_users"](horizon_days=7, stage="at_risk")["users"]
+    assert only and all(u["stage"] == "at_risk" for u in only)
+    assert "lost customers are counted" in fns["at_risk_users"](horizon_days=7, stage="lost")["hint"]
+
+
+def test_currency_is_an_iso_code_and_a_shop_without_prices_counts_orders(store, tmp_path):
+    with pytest.raises(ValueError, match="not an ISO 4217 code.*SHOPSIGHT_CURRENCY"):
+        ToolContext(store=store, cutoff=CUTOFF, audit_path=tmp_path / "a.jsonl", currency="dollars")
+    assert ToolContext(store=store, cutoff=CUTOFF, audit_path=tmp_path / "a.jsonl", currency="eur").currency == "EUR"
+    frames = _frames()
+    frames["events"]["amount"] = np.nan  # Taobao-format data: no prices
+    bare = EventStore(tmp_path / "bare.duckdb")
+    bare.import_frames("test", **frames)
+    bare.replace_scores(_scores())
+    ctx = ToolContext(store=bare, cutoff=CUTOFF, audit_path=tmp_path / "a.jsonl")
+    res = {f.__name__: f for f in build_tools(ctx)}["at_risk_users"](horizon_days=7)
+    assert res["value_unit"] == "orders" and "no prices in the data" in res["value_note"]
+    assert "currency" not in res and all(u["expected_value"] > 0 for u in res["users"])
+    bare.close()
 
 
 @pytest.mark.parametrize("kwargs, error, hint", [
@@ -133,6 +166,7 @@ def test_at_risk_users_ranks_from_the_scores_table(tools):
     ({"horizon_days": 7, "segment": "platinum"}, "unknown segment", "['basic', 'gold']"),
     ({"horizon_days": 7, "top_k": 0}, "top_k=0", "between 1 and 100"),
     ({"horizon_days": 7, "colour": "red"}, "bad arguments", "rank_by"),
+    ({"horizon_days": 7, "stage": "gone"}, "unknown stage", "'lapsing'"),
 ])
 def test_bad_arguments_come_back_as_errors_the_model_can_act_on(tools, kwargs, error, hint):
     _, fns = tools
@@ -200,6 +234,9 @@ def test_segment_report(tools):
     segs = {r["segment"]: r for r in res["segments"]}
     gold = [P_CHURN_7[u] for u in USERS if SEGMENTS[u] == "gold"]
     assert segs["gold"]["users"] == 4 and segs["gold"]["predicted_churn_rate"] == pytest.approx(np.mean(gold), abs=1e-3)
+    assert segs["gold"]["stages"] == {"at_risk": 3, "lost": 1} and segs["gold"]["money_at_risk"] > 0
+    risk = fns["at_risk_users"](horizon_days=7, segment="gold", top_k=100)
+    assert segs["gold"]["money_at_risk"] == pytest.approx(risk["money_at_risk"], abs=0.05)
     bands = fns["segment_report"](segment_by="value_band", horizon_days=30)["segments"]
     assert sum(b["users"] for b in bands) == 8 and {b["segment"] for b in bands} == {"low", "mid", "high"}
     assert "allowed values" in fns["segment_report"](segment_by="colour", horizon_days=7)["error"]
@@ -229,6 +266,8 @@ def test_with_a_tiny_real_predictor(store, analyzer, tmp_path):
     assert len(nxt["next_items"]) == 2 and set(nxt["p_buy"]) == {"7d", "30d"}
     why = fns["explain_user"](user_id="u01", horizon_days=7)
     assert "error" not in why and 0.0 <= why["p_churn"] <= 1.0 and why["facts"]["orders"] > 0
+    assert why["lifecycle"]["stage"] == "at_risk" and "an order now brings them back" in why["lifecycle"]["reasons"][1]
+    assert why["lifecycle"]["currency"] == "USD" and why["lifecycle"]["expected_value"] > 0
     like = fns["similar_cases"](user_id="u02", k=3)
     assert like["method"] == "user_vector" and all(c["user_id"] != "u02" for c in like["cases"])
     assert "not one this model predicts" in fns["explain_user"](user_id="u01", horizon_days=14)["error"] or \
@@ -238,7 +277,7 @@ def test_with_a_tiny_real_predictor(store, analyzer, tmp_path):
 
 def test_at_risk_users_give_reasons_from_each_users_rhythm(tools):
     _, fns = tools
-    users = {u["user_id"]: u for u in fns["at_risk_users"](horizon_days=7, top_k=8)["users"]}
+    users = {u["user_id"]: u for u in fns["at_risk_users"](horizon_days=30, top_k=8)["users"]}
     events = _frames()["events"]
     for user_id, row in users.items():
         days = sorted({ts.normalize() for ts in events[(events.user_id == user_id) & (events.behavior == "buy")].ts})

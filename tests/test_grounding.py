@@ -125,6 +125,11 @@ CATALOG_SHAPED = [
     ("similar_cases", {"cases": [{"case_id": "snap:1814:2026-04-01", "similarity": 0.9312, "user_id": "77",
                                   "churned": True, "buys_after": 0}],
                        "outcomes": {"n_snapshots": 5, "churned": 3, "retained": 2, "churn_rate": 0.6}}),
+    # "items" as a view key once printed Jinja's dict.items method instead of the list: keep this case.
+    ("predict_next", {"user_id": "1814", "as_of": "2026-06-30T23:03:41", "next_behavior": "view",
+                      "next_categories": [{"category_id": "nuts_dried_fruit", "p": 0.434}],
+                      "next_items": [{"item_id": "P00458", "p": 0.05}], "p_buy": {"7d": 0.953, "30d": 0.982},
+                      "model_version": "demo-8b8671d4d4ac"}),
     ("user_history", {"user_id": "1814", "events": [{"ts": "2026-06-01T10:00:00", "behavior": "buy",
                                                      "item_id": "P00001", "amount": 4.5}],
                       "totals": {"orders": 3, "spend": 45.2}}),

@@ -129,7 +129,7 @@ def test_recipes_are_valid_train_configs():
 
 
 def test_ranking_targets_are_users_of_the_population_only(tmp_path):
-    """A user whose first event is after the cutoff has no score: not a target (BENCHMARK.md)."""
+    """A user whose first event is after the cutoff has no score: not a target (docs/benchmark.md)."""
     from finetune.predictor import evaluate_cutoff
     from tools.predictor.train import TrainConfig, train_predictor
 

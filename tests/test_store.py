@@ -7,7 +7,7 @@ from datetime import datetime
 import pandas as pd
 import pytest
 
-from tools.data.pii import hmac_pads, mask_pii, mask_sql, pseudonymize, pseudonymize_sql
+from tools.data.pii import hmac_pads, mask_pii, mask_sql, pseudonymize, pseudonymize_sql, register_sql
 from tools.data.schema import StoreError
 from tools.data.store import EventStore
 
@@ -121,6 +121,7 @@ def test_pii_python_and_sql_agree():
              "order 12 of 3 jars, 2012-10-12, 100g", "no pii here", "tel 020 7946 0958; x@y.io",
              "upc 123456789012 and 0123456789123"]
     con = duckdb.connect()
+    register_sql(con)
     masked, count = mask_sql("t")
     rows = con.execute(f"SELECT {masked}, {count} FROM (SELECT unnest($texts) AS t)", {"texts": texts}).fetchall()
     assert [(m, n) for m, n in rows] == [mask_pii(t) for t in texts]

@@ -145,7 +145,7 @@ def test_oracle_is_calibrated_and_discriminates(shop):
             ece = sum(abs(p["p_churn"][bins == b].mean() - y["churned"][bins == b].mean()) * (bins == b).sum()
                       for b in np.unique(bins)) / n
             assert ece < 0.05, (cutoff, h, ece)
-    # The population is exactly BENCHMARK.md's P(c): users with an event at or before the cutoff.
+    # The population is exactly docs/benchmark.md's P(c): users with an event at or before the cutoff.
     c = DEMO_CUTOFFS[0]
     expected = set(shop.events.loc[shop.events["ts"] <= c, "user_id"])
     assert set(shop.true_churn_probability(c, 7)["user_id"]) == expected

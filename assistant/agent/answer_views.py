@@ -29,6 +29,8 @@ FEATURE_WORDS = {
     "zh": {"recency": "距上次访问和购买的时间", "frequency": "购买频率", "recent_activity": "最近几周的活跃度",
            "monetary": "消费金额", "purchase_gap": "通常的购买间隔", "tenure": "成为客户的时长"},
 }
+NEXT_ACTION_WORDS = {"en": {"buy": "a purchase", "view": "a view", "cart": "adding to cart", "fav": "saving an item"},
+                     "zh": {"buy": "购买", "view": "浏览", "cart": "加购", "fav": "收藏"}}
 BEHAVIOR_WORDS = {"en": {"buy": "bought", "view": "viewed", "cart": "added to cart", "fav": "saved"},
                   "zh": {"buy": "购买", "view": "浏览", "cart": "加购", "fav": "收藏"}}
 
@@ -54,10 +56,26 @@ def percent(p: Any) -> str:
 
 
 def money(amount: Any, currency: str = "$") -> str:
-    """An amount with its currency and two decimals: 906.27 -> "$906.27"."""
+    """An amount with its currency and two decimals: 906.27 -> "$906.27", or "906.27 USD" for an ISO
+    code, or "1.50 expected orders" when the shop has no prices (currency "orders")."""
     if not isinstance(amount, (int, float)) or isinstance(amount, bool):
         return ""
+    if currency == "orders":
+        return f"{float(amount):,.2f} expected orders"
+    if len(currency) == 3 and currency.isalpha():
+        return f"{float(amount):,.2f} {currency.upper()}"
     return f"{currency}{float(amount):,.2f}"
+
+
+def _currency(r: dict, default: str) -> str:
+    """The unit a result states for its money fields (tools pass the shop's currency or "orders")."""
+    return "orders" if r.get("value_unit") == "orders" else str(r.get("currency") or default)
+
+
+STAGE_WORDS = {"en": {"new": "new", "active": "active", "lapsing": "lapsing", "at_risk": "at risk", "lost": "lost",
+                      "visitor": "visitor (no order yet)"},
+               "zh": {"new": "新客户", "active": "活跃", "lapsing": "渐失", "at_risk": "有风险", "lost": "已流失",
+                      "visitor": "访客（尚未下单）"}}
 
 
 def day(stamp: Any, language: str = "en") -> str:
@@ -86,13 +104,19 @@ def view_of(tool: str, result: dict, language: str = "en", currency: str = "$") 
 
 # ---------------------------------------------------------------------------------------- per tool
 def _at_risk(r: dict, lang: str, cur: str) -> dict:
-    users = [{"id": str(u.get("user_id")), "risk": percent(u.get("p_churn")),
+    cur = _currency(r, cur)
+    users = [{"id": str(u.get("user_id")),
+              "risk": percent(u["p_lapse"] if isinstance(u.get("p_lapse"), (int, float)) else u.get("p_churn")),
+              "stage": STAGE_WORDS[lang].get(str(u.get("stage")), "") if u.get("stage") else "",
               "value": money(u.get("value_at_risk"), cur) if u.get("value_at_risk") else "",
               "days_since_buy": days(u.get("days_since_last_buy")), "orders": number(u.get("orders", "")),
               "reasons": [str(x) for x in u.get("reasons") or []]}
              for u in r.get("users") or []]
     return {"horizon": number(r.get("horizon_days", "")), "segment": r.get("segment") or "",
             "by_value": r.get("rank_by") == "value_at_risk", "as_of": day(r.get("as_of"), lang),
+            "lapse": any(isinstance(u.get("p_lapse"), (int, float)) for u in r.get("users") or []),
+            "money_at_risk": money(r.get("money_at_risk"), cur) if r.get("money_at_risk") is not None else "",
+            "lost_note": str(r.get("lost_note") or ""), "value_note": str(r.get("value_note") or ""),
             "users": users[:MAX_LISTED], "n": len(users), "more": max(0, len(users) - MAX_LISTED),
             "mean_risk": percent(r["mean_p_churn"]) if isinstance(r.get("mean_p_churn"), (int, float)) else "",
             "population": str(r.get("population") or "")}
@@ -118,7 +142,8 @@ def _feature_detail(feature: str, f: dict, lang: str) -> str:
     """The fact behind a feature driver, in words ("41 days since the last purchase")."""
     zh = lang == "zh"
     if feature == "recency" and isinstance(f.get("days_since_last_buy"), (int, float)):
-        return f"距上次购买 {days(f['days_since_last_buy'])} 天" if zh else f"{days(f['days_since_last_buy'])} days since the last purchase"
+        return f"距上次购买 {days(f['days_since_last_buy'])} 天" if zh else \
+            f"{days(f['days_since_last_buy'])} day{'' if days(f['days_since_last_buy']) == '1' else 's'} since the last purchase"
     if feature == "frequency" and isinstance(f.get("orders"), (int, float)):
         return f"共 {number(f['orders'])} 笔订单" if zh else f"{number(f['orders'])} orders so far"
     if feature == "recent_activity" and isinstance(f.get("events_30d"), (int, float)):
@@ -143,7 +168,18 @@ def _explain(r: dict, lang: str, cur: str) -> dict:
             "orders": number(facts.get("orders", "")), "spend": money(facts.get("spend"), cur),
             "days_since_buy": days(facts.get("days_since_last_buy")), "tenure": number(facts.get("tenure_days", "")),
             "events_30d": number(facts.get("events_30d", "")), "top_category": str(facts.get("top_category") or ""),
-            "trend": str(facts.get("trend") or "")}
+            "trend": str(facts.get("trend") or ""), **_lifecycle(r.get("lifecycle"), lang, cur)}
+
+
+def _lifecycle(life: Any, lang: str, cur: str) -> dict:
+    """The stage block of explain_user (tools/catalog/users.py `_lifecycle_of`), in words."""
+    if not isinstance(life, dict) or not life.get("stage"):
+        return {"stage": ""}
+    cur = _currency(life, cur)
+    return {"stage": STAGE_WORDS[lang].get(str(life["stage"]), str(life["stage"])),
+            "lapse": percent(life["p_lapse"]) if isinstance(life.get("p_lapse"), (int, float)) else "",
+            "stage_value": money(life.get("value_at_risk"), cur) if life.get("value_at_risk") is not None else "",
+            "stage_reasons": [str(x) for x in life.get("reasons") or []][:3]}
 
 
 def _history(r: dict, lang: str, cur: str) -> dict:
@@ -167,8 +203,8 @@ def _next(r: dict, lang: str, cur: str) -> dict:
     buy = r.get("p_buy") if isinstance(r.get("p_buy"), dict) else {}
     chances = [{"days": str(k).rstrip("d"), "p": percent(v)} for k, v in buy.items() if isinstance(v, (int, float))]
     return {"user": str(r.get("user_id")), "categories": ranked(r.get("next_categories"), "category_id"),
-            "items": ranked(r.get("next_items"), "item_id"),
-            "behavior": BEHAVIOR_WORDS[lang].get(str(r.get("next_behavior")), "") if r.get("next_behavior") else "",
+            "next_items": ranked(r.get("next_items"), "item_id"),
+            "behavior": NEXT_ACTION_WORDS[lang].get(str(r.get("next_behavior")), "") if r.get("next_behavior") else "",
             "buy": chances}
 
 

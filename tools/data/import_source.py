@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from tools.data import readers
 from tools.data.formats import ALIASES, CANONICAL_FIELDS, FORMATS, REQUIRED_FIELDS, FormatSpec, detect_format, format_list
-from tools.data.schema import ImportFailed
+from tools.data.schema import ImportFailed, shown_names
 
 
 def parse_mapping(mapping: dict | None) -> dict:
@@ -45,7 +45,7 @@ def mapped_spec(base: FormatSpec, names: list[str], mapping: dict, path: Path) -
     for source, canonical in columns.items():
         if source not in names:
             raise ImportFailed(
-                f"{path}:1: mapping names column {source!r}, which the header lacks; columns are {names}"
+                f"{path}:1: mapping names column {source!r}, which the header lacks; columns are {shown_names(names)}"
             )
         if canonical not in CANONICAL_FIELDS[target]:
             raise ImportFailed(
@@ -55,7 +55,7 @@ def mapped_spec(base: FormatSpec, names: list[str], mapping: dict, path: Path) -
     missing = [f for f in REQUIRED_FIELDS[target] if f not in columns.values()]
     if missing:
         raise ImportFailed(
-            f"{path}: no column maps to {', '.join(missing)} (header: {names}). Map them, e.g. "
+            f"{path}: no column maps to {', '.join(missing)} (header: {shown_names(names)}). Map them, e.g. "
             f"--map {names[0] if names else 'col'}={missing[0]}, or give --mapping FILE.yaml"
         )
     fields = {canonical: '"' + source.replace('"', '""') + '"' for source, canonical in columns.items()}
@@ -106,7 +106,7 @@ def open_chunks(path: Path, spec: FormatSpec, mapping: dict | None, chunk_bytes:
         if mapping_n is not None:
             spec = mapped_spec(spec, names, mapping_n, path)
         elif spec.header and tuple(n.lower() for n in names) != spec.header:
-            raise ImportFailed(f"{path}:1: header {names} is not the {spec.name} header {list(spec.header)}")
+            raise ImportFailed(f"{path}:1: header {shown_names(names)} is not the {spec.name} header {list(spec.header)}")
         return _closing(batches, bar), len(names), spec
     names, batches = readers.iter_parquet_chunks(path, on_bytes=tick)
     spec = mapped_spec(spec, names, parse_mapping(mapping), path)

@@ -11,6 +11,12 @@ one INSERT ... SELECT validates it. Other files, or a DuckDB read error, take th
 tests/test_importers.py checks that both give the same rows, rejects and line numbers.
 
 Invariant, checked before COMMIT: rows_read = rows_imported + rows_rejected + rows_dropped.
+
+Re-imports (docs/contracts.md, "Re-importing a file"): a file whose content (sha256) imported rows
+before adds nothing, whatever its name; a file whose earlier attempts imported nothing (every row
+rejected or dropped) is imported again and replaces those attempts, so their rejected rows are
+never stored twice; new content under an old name is a new import (rows already stored are
+counted as duplicates).
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import pyarrow as pa
 from tools.data import readers
 from tools.data.formats import FormatSpec, check_first_line
 from tools.data.import_source import header_line, open_chunks, resolve_spec
-from tools.data.pii import hmac_pads, secret_key
+from tools.data.pii import hmac_pads, register_sql, secret_key
 from tools.data.schema import ImportFailed, RowProblem
 from tools.data.validate import DEDUPE_KEY, STAGE_COLUMNS, chunk_select
 
@@ -53,6 +59,7 @@ class ImportReport:
     pii_masks: int = 0
     pseudonymized: bool = False
     already_imported: bool = False
+    replaced_imports: list[int] = field(default_factory=list)  # earlier attempts of this file that imported nothing
     seconds: float = 0.0
     added: dict[str, int] = field(default_factory=dict)  # rows added per table
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
@@ -71,6 +78,9 @@ class ImportReport:
             f"{self.seconds:.1f}s): read {self.rows_read:,} = imported {self.rows_imported:,} "
             f"+ rejected {self.rows_rejected:,} + dropped {self.rows_dropped:,}"
         ]
+        if self.replaced_imports:
+            lines.append("  replaces import " + ", ".join(map(str, self.replaced_imports))
+                         + " (same file, nothing imported then): its rejected rows were removed")
         if self.rows_dropped:
             lines.append(f"  dropped: outside {self.window_label or 'the format window'}")
         if self.duplicates:
@@ -132,6 +142,11 @@ def import_file(
         getattr(chunks, "close", lambda: None)()
         report.already_imported, report.import_id = True, prior[0]
         return report
+    # Earlier attempts that imported nothing are replaced (in the import's transaction) rather
+    # than kept beside it: their rejected rows would otherwise be stored twice.
+    report.replaced_imports = [r[0] for r in con.execute(
+        "SELECT import_id FROM import_log WHERE sha256 = ? AND rows_imported = 0 ORDER BY import_id", [sha]
+    ).fetchall()]
     keep_raw = spec.engine in ("csv", "parquet")  # records there are not lines we can re-read
 
     # Staging happens outside the transaction, in a temp table DuckDB can spill to disk past this
@@ -163,6 +178,7 @@ def run_chunks(con, report: ImportReport, spec: FormatSpec, chunks, expected: in
     if pseudonymize:
         ipad, opad = hmac_pads(secret_key())
         params = {"ipad": ipad, "opad": opad}
+    register_sql(con)  # review texts are masked by tools.data.pii's masker, called from SQL
     sql = chunk_select(spec, expected, pseudonymize, keep_raw)
     stage_ddl = ", ".join(f"{k} {v}" for k, v in STAGE_COLUMNS[spec.target].items())
     try:
@@ -193,6 +209,10 @@ def run_chunks(con, report: ImportReport, spec: FormatSpec, chunks, expected: in
         try:
             import_id = con.execute("SELECT coalesce(max(import_id), 0) + 1 FROM import_log").fetchone()[0]
             report.import_id = import_id
+            if report.replaced_imports:
+                for table in ("rejected", "import_log"):
+                    con.execute(f"DELETE FROM {table} WHERE import_id IN (SELECT unnest($ids))",
+                                {"ids": report.replaced_imports})
             _finalize(con, path, spec, report, keep_raw, on_phase)
             report.seconds = time.perf_counter() - t0
             con.execute(
@@ -261,7 +281,8 @@ def _finalize(con, path: Path, spec: FormatSpec, report: ImportReport, keep_raw:
     if on_phase:
         on_phase("deduplicated", report.duplicates)
 
-    cols = [c for c in STAGE_COLUMNS[target] if c in _target_columns(con, target)]
+    present = _target_columns(con, target)
+    cols = [c for c in STAGE_COLUMNS[target] if c in present]
     con.execute(f"""
         INSERT INTO {target} ({", ".join(cols)})
         SELECT {", ".join("s." + c for c in cols)} FROM _stage s

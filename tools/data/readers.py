@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tools.data.formats import FormatSpec
-from tools.data.schema import ImportFailed
+from tools.data.schema import ImportFailed, shown_names
 
 DEFAULT_CHUNK_BYTES = 8 << 20  # ~250k Taobao lines; Arrow temporaries stay < 100 MB
 CSV_BATCH_ROWS = 50_000
@@ -185,7 +185,7 @@ def iter_csv_chunks(
     names = [h.strip() for h in header]
     if len(set(names)) != len(names):
         fh.close()
-        raise ImportFailed(f"{path}:1: the header repeats a column name ({names}); rename the duplicates.")
+        raise ImportFailed(f"{path}:1: the header repeats a column name ({shown_names(names)}); rename the duplicates.")
 
     def batches() -> Iterator[pa.Table]:
         try:
@@ -245,9 +245,26 @@ def iter_parquet_chunks(
         raise ImportFailed(f"{path}: not a readable Parquet file ({exc}); re-export it.") from None
     names = list(pfile.schema_arrow.names)
 
+    def damaged(exc: Exception) -> ImportFailed:
+        reason = " ".join(str(exc).split())
+        return ImportFailed(f"{path}: the Parquet file is damaged after its header ({reason}); re-export it.")
+
+    def checked_batches() -> Iterator[pa.RecordBatch]:
+        # A damaged page surfaces only when read, mid-import (found by bench/fuzz_importers.py):
+        # it is a whole-file error, raised while only temp tables hold anything.
+        it = pfile.iter_batches(batch_size=batch_rows)
+        while True:
+            try:
+                batch = next(it)
+            except StopIteration:
+                return
+            except (OSError, pa.ArrowException) as exc:
+                raise damaged(exc) from None
+            yield batch
+
     def batches() -> Iterator[pa.Table]:
         row0 = 0
-        for batch in pfile.iter_batches(batch_size=batch_rows):
+        for batch in checked_batches():
             n = batch.num_rows
             cols = {}
             for name in names:

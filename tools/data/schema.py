@@ -111,6 +111,16 @@ class RowProblem:
         return f"{where}{field}: {self.reason}"
 
 
+def shown_names(names) -> list[str]:
+    """Column names as an error message may show them: a file chooses its header, so each name is
+    cut to 40 characters and loses line breaks and angle brackets (no chat or HTML markup)."""
+    out = []
+    for name in names:
+        text = " ".join(str(name).split()).replace("<", "‹").replace(">", "›")
+        out.append(text if len(text) <= 40 else text[:39] + "…")
+    return out
+
+
 class ImportFailed(Exception):
     """A whole file cannot be imported (not text, empty, unknown format, wrong delimiter).
 

@@ -79,7 +79,7 @@ class DemoShop:
         return day
 
     def population(self, cutoff: datetime | pd.Timestamp | str) -> np.ndarray:
-        """Indices of users with at least one event at or before the cutoff (BENCHMARK.md P(c))."""
+        """Indices of users with at least one event at or before the cutoff (docs/benchmark.md P(c))."""
         return np.flatnonzero(self._first_sec <= self._day_index(cutoff) * DAY)
 
     def true_churn_probability(self, cutoff: datetime | pd.Timestamp | str, horizon_days: int) -> pd.DataFrame:
@@ -103,7 +103,7 @@ class DemoShop:
         return pd.DataFrame({"user_id": self.users["user_id"].to_numpy()[users], "p_churn": p})
 
     def churn_labels(self, cutoff: datetime | pd.Timestamp | str, horizon_days: int) -> pd.DataFrame:
-        """Realized labels as BENCHMARK.md defines them: churned = no buy in (cutoff, cutoff + H]."""
+        """Realized labels as docs/benchmark.md defines them: churned = no buy in (cutoff, cutoff + H]."""
         users = self.population(cutoff)  # also validates the cutoff
         c = _naive_utc(cutoff)
         ev = self.events

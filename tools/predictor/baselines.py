@@ -192,15 +192,21 @@ def fit_bgnbd(summary: pd.DataFrame) -> dict[str, float]:
     return {"r": float(r), "alpha": float(alpha), "a": float(a), "b": float(b), "nll": float(result.fun)}
 
 
-def bgnbd_p_no_purchase(params: dict[str, float], summary: pd.DataFrame, horizon_days: int) -> np.ndarray:
-    """P(no purchase in the next H days) for each row of `bgnbd_summary`."""
+def bgnbd_p_alive(params: dict[str, float], summary: pd.DataFrame) -> np.ndarray:
+    """P(alive | x, t_x, T) = 1 / (1 + [x>0] a / (b + x - 1) * ((alpha + T) / (alpha + t_x)) ** (r + x))."""
     r, alpha, a, b = (params[k] for k in ("r", "alpha", "a", "b"))
     x, t_x, T = (summary[c].to_numpy(dtype=float) for c in ("x", "t_x", "T"))
-    h = horizon_days / 7.0
-    # P(alive | x, t_x, T) = 1 / (1 + [x>0] a / (b + x - 1) * ((alpha + T) / (alpha + t_x)) ** (r + x))
     log_ratio = (r + x) * (np.log(alpha + T) - np.log(alpha + t_x))
     odds_dead = np.where(x > 0, a / np.maximum(b + x - 1, 1e-12) * np.exp(np.minimum(log_ratio, 700)), 0.0)
-    p_alive = 1.0 / (1.0 + odds_dead)
+    return 1.0 / (1.0 + odds_dead)
+
+
+def bgnbd_p_no_purchase(params: dict[str, float], summary: pd.DataFrame, horizon_days: int) -> np.ndarray:
+    """P(no purchase in the next H days) for each row of `bgnbd_summary`."""
+    r, alpha = params["r"], params["alpha"]
+    x, T = (summary[c].to_numpy(dtype=float) for c in ("x", "T"))
+    h = horizon_days / 7.0
+    p_alive = bgnbd_p_alive(params, summary)
     # Alive customers buy as Poisson(lambda), lambda | data ~ Gamma(r + x, alpha + T); dropout
     # only happens right after a purchase, so "no purchase" needs no death term.
     p_zero_if_alive = np.exp((r + x) * (np.log(alpha + T) - np.log(alpha + T + h)))

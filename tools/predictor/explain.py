@@ -43,8 +43,8 @@ def _driver(p_churn: float, effect: float, horizon_days: int) -> dict:
 def _too_little_history(n_events: int, n_buys: int) -> str:
     """Why this user's prediction cannot be explained by their own events, or "" when it can."""
     if n_buys == 0:
-        return (f"only {n_events} event{'s' if n_events != 1 else ''} and no purchase yet: the prediction "
-                f"mostly reflects how visitors who never bought usually behave, not reasons of this user's own")
+        return (f"only {n_events} event{'s' if n_events != 1 else ''} and no purchase yet, so the prediction "
+                f"mostly reflects how visitors who never bought usually behave")
     if n_events < MIN_EVENTS:
         return (f"only {n_events} events: too little history for the model to single out reasons; "
                 f"the prediction mostly reflects similar short histories")

@@ -9,7 +9,7 @@ stack of pre-norm blocks reads the tokens; then
   and the next behavior;
 - the last position, concatenated with standardized RFM features, predicts buy@H and cart@H
   for every horizon at once through cumulative hazards, so P(buy within 7d) <= P(within 30d).
-  churn@H is "no buy in (c, c+H]" (BENCHMARK.md), so p_churn = 1 - p_buy exactly.
+  churn@H is "no buy in (c, c+H]" (docs/benchmark.md), so p_churn = 1 - p_buy exactly.
 
 `forward` returns the training losses; `predict` returns what scoring needs.
 """

@@ -1,6 +1,7 @@
-"""The tools the agent calls: typed functions whose Google-style docstrings are their schemas.
+"""What every tool shares: the ToolContext it reads, the ToolError it raises, and the wrapper.
 
-`build_tools(ctx)` returns plain functions (closures over a `ToolContext`), each wrapped so that
+A tool is a module-level function `name(ctx, ...)` marked with `@tool` (ids it takes are checked
+with `@checks_ids`); `bind_tool(ctx, fn)` turns it into the callable the agent sees, so that
 - model-caused errors (unknown id, out-of-range horizon, bad enum, wrong argument names) come
   back as `{"error": ..., "hint": ...}` the model can act on, never as an exception;
 - integer-looking strings are accepted for int arguments (small models write "7");
@@ -8,8 +9,12 @@
 - every call is appended to an audit log (JSON lines under the home folder).
 Errors in our own code still raise (the agent's error policy: those are bugs, not model mistakes).
 
-The tools themselves live in `catalog_users.py` (scores, explanations, histories, segments)
-and `catalog_memory.py` (similar cases, review summaries); shared reads in `catalog_data.py`.
+Usage:
+    @checks_ids(user_id=is_known_user)
+    @tool
+    def user_history(ctx: ToolContext, user_id: str, last_n: int = 10) -> dict: ...
+
+    history = bind_tool(ctx, user_history)  # history(user_id="42") -> JSON dict, audited
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from tools import paths
+from tools.catalog.money import DEFAULT_CURRENCY, check_currency
 from tools.data.pii import mask_pii
 from tools.data.schema import StoreError
 from tools.predictor.data import PredictorError
@@ -53,6 +59,10 @@ class ToolContext:
         reviews: a ReviewAnalyzer, or None (trained on the store's ratings on first use).
         cutoff: "now" for the shop (naive UTC): nothing after it is read.
         audit_path: JSON-lines audit log; default <home>/audit/tool_calls.jsonl.
+        currency: the shop's ISO 4217 currency code; money in results is in it.
+
+    To add what every tool may read (a readiness check, a setting), add a field with a default
+    and, if it needs checking, a line in `__post_init__`.
     """
 
     store: Any
@@ -61,9 +71,11 @@ class ToolContext:
     reviews: Any = None
     cutoff: datetime | None = None
     audit_path: Path | None = None
+    currency: str = DEFAULT_CURRENCY
     cache: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
+        self.currency = check_currency(self.currency)
         if self.cutoff is None:
             # Default "now": the last event of the store, so the demo shop answers as of its end.
             _, last = self.store.time_span()
@@ -133,46 +145,78 @@ def _audit(ctx: ToolContext, record: dict) -> None:
         fh.write(json.dumps(jsonable(record), ensure_ascii=False) + "\n")
 
 
-def tool(ctx: ToolContext) -> Callable[[Callable], Callable]:
-    """Decorator for a tool function: argument checks, structured errors, JSON results, audit log."""
+def tool(func: Callable) -> Callable:
+    """Mark a module-level function `func(ctx, ...)` as a tool; `bind_tool` gives the agent its callable.
 
-    def wrap(func: Callable) -> Callable:
-        sig = inspect.signature(func)
-        hints = typing.get_type_hints(func)
+    The function stays importable and callable as it is (`at_risk_users(ctx, horizon_days=7)`),
+    unchecked; the agent only ever sees the bound form.
+    """
+    func.is_tool = True
+    return func
 
-        @functools.wraps(func)
-        def call(*args: Any, **kwargs: Any) -> dict:
-            t0 = time.perf_counter()
-            # Free-text arguments may carry what a user pasted: the log keeps them PII-masked.
-            logged = {k: mask_pii(v)[0] if isinstance(v, str) else v for k, v in kwargs.items()}
-            record: dict = {"ts": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
-                            "tool": func.__name__, "arguments": logged or list(args), "as_of": ctx.cutoff}
+
+def bind_tool(ctx: ToolContext, func: Callable) -> Callable:
+    """`func(ctx, ...)` as the agent's tool over `ctx`: argument checks, structured errors, JSON, audit log.
+
+    The result has `func`'s name, docstring and signature without `ctx` (what
+    `transformers.utils.get_json_schema` reads), and the id checks registered with `checks_ids`
+    bound to `ctx` as `known_values`.
+    """
+    sig = inspect.signature(func)
+    hints = typing.get_type_hints(func)
+    first = next(iter(sig.parameters))
+    if first != "ctx":
+        raise TypeError(f"tool {func.__name__} must take ctx as its first argument, not {first!r}")
+    shown = sig.replace(parameters=list(sig.parameters.values())[1:])
+
+    def call(*args: Any, **kwargs: Any) -> dict:
+        t0 = time.perf_counter()
+        # Free-text arguments may carry what a user pasted: the log keeps them PII-masked.
+        logged = {k: mask_pii(v)[0] if isinstance(v, str) else v for k, v in kwargs.items()}
+        record: dict = {"ts": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+                        "tool": func.__name__, "arguments": logged or list(args), "as_of": ctx.cutoff}
+        try:
             try:
-                try:
-                    bound = sig.bind(*args, **kwargs)
-                except TypeError as exc:
-                    raise ToolError(f"bad arguments for {func.__name__}: {exc}",
-                                    f"valid arguments: {', '.join(sig.parameters)}") from None
-                for name, value in list(bound.arguments.items()):
-                    bound.arguments[name] = _coerce(name, value, hints.get(name))
-                result = jsonable(func(*bound.args, **bound.kwargs))
-            except ToolError as exc:
-                result = {"error": str(exc), "hint": exc.hint}
-            except (StoreError, PredictorError) as exc:  # unknown ids and windows, from the store or the model
-                result = {"error": str(exc), "hint": "check the id; at_risk_users or user_history list valid ids"}
-            except Exception as exc:  # our bug: logged, then raised (the agent's error policy)
-                record.update(ok=False, error=f"{type(exc).__name__}: {exc}",
-                              ms=round(1e3 * (time.perf_counter() - t0), 1))
-                _audit(ctx, record)
-                raise
-            record.update(ok="error" not in result, error=result.get("error"),
+                bound = shown.bind(*args, **kwargs)
+            except TypeError as exc:
+                raise ToolError(f"bad arguments for {func.__name__}: {exc}",
+                                f"valid arguments: {', '.join(shown.parameters)}") from None
+            for name, value in list(bound.arguments.items()):
+                bound.arguments[name] = _coerce(name, value, hints.get(name))
+            result = jsonable(func(ctx, *bound.args, **bound.kwargs))
+        except ToolError as exc:
+            result = {"error": str(exc), "hint": exc.hint}
+        except (StoreError, PredictorError) as exc:  # unknown ids and windows, from the store or the model
+            result = {"error": str(exc), "hint": "check the id; at_risk_users or user_history list valid ids"}
+        except Exception as exc:  # our bug: logged, then raised (the agent's error policy)
+            record.update(ok=False, error=f"{type(exc).__name__}: {exc}",
                           ms=round(1e3 * (time.perf_counter() - t0), 1))
             _audit(ctx, record)
-            return result
+            raise
+        record.update(ok="error" not in result, error=result.get("error"),
+                      ms=round(1e3 * (time.perf_counter() - t0), 1))
+        _audit(ctx, record)
+        return result
 
-        return call
+    call.__name__ = call.__qualname__ = func.__name__
+    call.__doc__ = func.__doc__
+    call.__module__ = func.__module__
+    call.__signature__ = shown
+    call.__annotations__ = {k: v for k, v in hints.items() if k != "ctx"}
+    checks = getattr(func, "id_checks", None) or {}
+    if checks:
+        known_values(call, **{arg: functools.partial(check, ctx) for arg, check in checks.items()})
+    return call
 
-    return wrap
+
+def checks_ids(**checks: Callable[[ToolContext, str], bool]) -> Callable[[Callable], Callable]:
+    """Register read-only id checks `check(ctx, value) -> bool` on a tool; `bind_tool` binds them."""
+
+    def mark(func: Callable) -> Callable:
+        func.id_checks = checks
+        return func
+
+    return mark
 
 
 def known_values(fn: Callable, **checks: Callable[[str], bool]) -> Callable:
@@ -184,11 +228,3 @@ def known_values(fn: Callable, **checks: Callable[[str], bool]) -> Callable:
     """
     fn.known_values = checks
     return fn
-
-
-def build_tools(ctx: ToolContext) -> list[Callable]:
-    """The agent's tools over `ctx`, in the order the model sees them."""
-    from tools.catalog_memory import memory_tools
-    from tools.catalog_users import user_tools
-
-    return user_tools(ctx) + memory_tools(ctx)

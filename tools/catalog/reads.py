@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 
 from tools.case_snapshots import snapshot_features
-from tools.catalog import ToolContext, ToolError
+from tools.catalog.context import ToolContext, ToolError
 
 ACTIVE_DAYS = 90  # the population the tools rank: users with a purchase in these days before the cutoff
 SPEND_WINDOW_DAYS = 180  # expected spend = run rate over this window (or the tenure, if shorter)
@@ -121,6 +121,32 @@ def segment_names(ctx: ToolContext) -> list[str]:
     return ctx.cache["segment_names"]
 
 
+def _known_id(ctx: ToolContext, column: str, value: str) -> bool:
+    """Whether `value` is an id of `column` in the items table (or, for items, in the reviews)."""
+    key = ("known", column)
+    if key not in ctx.cache:
+        items = ctx.store.items_frame()
+        ids = set(items[column].dropna().astype(str)) if column in items else set()
+        ids |= set(ctx.store.reviews_frame()["item_id"].astype(str)) if column == "item_id" else set()
+        ctx.cache[key] = ids
+    return str(value) in ctx.cache[key]
+
+
+def is_known_item(ctx: ToolContext, item_id: str) -> bool:
+    """Whether the id names an item of the catalog or of a review (a read-only lookup)."""
+    return _known_id(ctx, "item_id", item_id)
+
+
+def is_known_category(ctx: ToolContext, category_id: str) -> bool:
+    """Whether the id names a category of the catalog (a read-only lookup)."""
+    return _known_id(ctx, "category_id", category_id)
+
+
+def is_known_segment(ctx: ToolContext, segment: str) -> bool:
+    """Whether the name is one of the shop's customer segments (a read-only lookup)."""
+    return segment in segment_names(ctx)
+
+
 def parse_since(ctx: ToolContext, since: str | None) -> pd.Timestamp | None:
     """`since` as a date: "YYYY-MM-DD", or "30d" / "4w" counted back from the cutoff."""
     if since is None or str(since).strip() == "":
@@ -144,25 +170,41 @@ def _usual_gap_days(events: pd.DataFrame, facts: pd.DataFrame) -> pd.Series:
     return span / (orders - 1)
 
 
-def risk_reasons(facts: pd.Series) -> list[str]:
-    """Plain reasons a customer looks at risk, from facts the tools return (for "why" in a list).
+VALUE_HORIZON_DAYS = 90  # a customer's value = predicted spend over the next 90 days (what a lapse puts at risk)
 
-    The predictor's own drivers per user come from explain_user (occlusion, seconds per user);
-    these facts cost nothing and cover what an analyst checks first: overdue against the
-    customer's own rhythm, a single order, and silence in the last month.
+
+def customer_value(ctx: ToolContext) -> tuple[pd.DataFrame, dict]:
+    """(BG/NBD + Gamma-Gamma per user over VALUE_HORIZON_DAYS, fit notes), cached; indexed by user_id.
+
+    Columns: p_alive, expected_orders, spend_per_order, expected_value (money in ctx.currency, or
+    expected orders when the shop has no prices: notes["unit"] says which).
     """
-    reasons = []
-    since, gap = int(facts.days_since_last_buy), facts.usual_gap_days
-    if pd.notna(gap) and gap >= 1:
-        ratio = since / gap
-        if ratio >= 1.5:
-            reasons.append(f"overdue: {since} days since the last order, {ratio:.1f}x the usual {gap:.0f}-day gap")
-        else:
-            reasons.append(f"{since} days since the last order, within the usual {gap:.0f}-day gap")
-    elif int(facts.n_orders) <= 1:
-        reasons.append(f"a single order so far, {since} days ago")
-    if int(facts.events_30d) == 0:
-        reasons.append("no visits or carts in the last 30 days")
-    elif int(facts.buys_90d) <= 1:
-        reasons.append(f"{int(facts.events_30d)} events in the last 30 days but at most one purchase in 90")
-    return reasons
+    if "value" not in ctx.cache:
+        from tools.predictor.clv import expected_value
+
+        frame, notes = expected_value(events_until_cutoff(ctx), ctx.cutoff, VALUE_HORIZON_DAYS)
+        ctx.cache["value"] = (frame.set_index("user_id"), notes)
+    return ctx.cache["value"]
+
+
+def lifecycle(ctx: ToolContext, horizon_days: int) -> pd.DataFrame:
+    """tools.predictor.lifecycle.lifecycle_frame at the cutoff for this horizon (cached)."""
+    key = ("lifecycle", horizon_days)
+    if key not in ctx.cache:
+        from tools.predictor.lifecycle import lifecycle_frame
+
+        ctx.cache[key] = lifecycle_frame(events_until_cutoff(ctx), ctx.cutoff, horizon_days)
+    return ctx.cache[key]
+
+
+def value_terms(ctx: ToolContext) -> dict:
+    """What the money fields mean, for a tool result: currency or unit, and the model behind them."""
+    _, notes = customer_value(ctx)
+    terms = {"value_model": f"BG/NBD + Gamma-Gamma, predicted over the next {VALUE_HORIZON_DAYS} days"}
+    if notes["unit"] == "money":
+        terms["currency"] = ctx.currency
+        if notes.get("excluded_orders"):
+            terms["value_note"] = notes["note"]
+    else:
+        terms.update(value_unit="orders", value_note="no prices in the data: value is in expected orders, not money")
+    return terms

@@ -1,0 +1,74 @@
+"""The clv benchmark task on a real CDNOW slice: files, truth, the three models, metrics and the CLI."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from assistant.cli import main as shopsight
+from tools.predictor.bench_clv import (TRUTH_DIR, actual_spend, clv_file_name, clv_metrics, clv_score_long,
+                                       clv_score_table, run_clv)
+from tools.predictor.bench_datasets import read_cdnow
+
+CDNOW = Path(__file__).resolve().parents[1] / ".cache" / "datasets" / "CDNOW_master.txt"
+CUTOFF = datetime(1997, 12, 31, 23, 59, 59)
+
+
+@pytest.fixture(scope="module")
+def cdnow_slice() -> pd.DataFrame:
+    if not CDNOW.is_file():
+        pytest.skip(f"{CDNOW} missing: run `make data`")
+    events = read_cdnow(CDNOW)
+    return events[events["user_id"].astype(int) <= 3000].reset_index(drop=True)
+
+
+def test_metrics_on_a_hand_made_case():
+    actual = np.array([100.0, 0, 0, 0, 0, 0, 0, 0, 0, 50.0])
+    m = clv_metrics(actual, np.array([9.0, 1, 1, 1, 1, 1, 1, 1, 1, 2.0]))
+    assert m["top_decile_capture"] == pytest.approx(100 / 150)  # the top 10 % is user 0
+    assert m["mae"] == pytest.approx((91 + 8 + 48) / 10)
+    assert clv_metrics(actual, actual)["spearman"] == pytest.approx(1.0)
+
+
+def test_truth_is_the_money_in_the_window(cdnow_slice):
+    truth = actual_spend(cdnow_slice, CUTOFF, 90).set_index("user_id")["actual_spend"]
+    c = pd.Timestamp(CUTOFF)
+    window = cdnow_slice[(cdnow_slice["ts"] > c) & (cdnow_slice["ts"] <= c + pd.Timedelta(days=90))]
+    assert truth.sum() == pytest.approx(window["amount"].sum())
+    assert len(truth) == cdnow_slice["user_id"].nunique()  # everyone of P(c); CDNOW's cohort all joined by March
+
+
+def test_every_model_writes_its_file_and_ours_ranks_better_than_run_rate(cdnow_slice, tmp_path):
+    run_clv("cdnow", cdnow_slice, tmp_path, cutoffs=[CUTOFF], say=lambda _: None)
+    name = clv_file_name(90, CUTOFF)
+    assert name == "clv__90d__19971231T235959Z.csv"
+    truth = pd.read_csv(tmp_path / TRUTH_DIR / name, dtype={"user_id": str})
+    for model in ("bgnbd_gg", "run_rate", "clv_combined"):
+        pred = pd.read_csv(tmp_path / model / name, dtype={"user_id": str})
+        assert list(pred.columns) == ["user_id", "expected_spend"]
+        assert sorted(pred["user_id"]) == sorted(truth["user_id"]) and (pred["expected_spend"] >= 0).all()
+    long = clv_score_long(tmp_path).set_index(["model", "horizon_days"])
+    assert len(long) == 6  # 3 models x 2 horizons
+    for h in (90, 180):
+        assert long.loc[("clv_combined", h), "spearman"] > long.loc[("run_rate", h), "spearman"]
+        assert long.loc[("bgnbd_gg", h), "mae"] < long.loc[("run_rate", h), "mae"]
+    assert "| clv_combined | 90 d |" in clv_score_table(tmp_path)
+
+
+def test_cli_runs_only_the_clv_task_and_scores_it(cdnow_slice, tmp_path, capsys):
+    data = tmp_path / "cdnow.txt"
+    rows = cdnow_slice.assign(day=cdnow_slice["ts"].dt.strftime("%Y%m%d"))
+    data.write_text("\n".join(f"{u} {d} {q} {a}" for u, d, q, a in
+                              zip(rows["user_id"], rows["day"], rows["quantity"], rows["amount"])) + "\n")
+    out = tmp_path / "run"
+    assert shopsight(["bench", "run", "--dataset", "cdnow", "--data", str(data), "--out", str(out),
+                      "--models", "bgnbd_gg", "run_rate", "--quiet"]) == 0
+    assert not (out / "clv_combined").exists() and len(list((out / "bgnbd_gg").glob("clv__*.csv"))) == 6
+    capsys.readouterr()
+    assert shopsight(["bench", "score", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| bgnbd_gg | 180 d |" in printed and "| run_rate | 90 d |" in printed

@@ -1,0 +1,101 @@
+"""Lifecycle stages on hand-made histories: each rule of tools/predictor/lifecycle.py, one customer each."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tools.predictor.lifecycle import (lapse_labels, lifecycle_frame, p_lapse, stage_counts, stage_reasons)
+
+CUTOFF = datetime(2024, 6, 30, 23, 59, 59)
+END = pd.Timestamp("2024-06-30")
+
+
+def _orders(**days_ago: list[int]) -> pd.DataFrame:
+    rows = [(user, END - pd.Timedelta(days=d) + pd.Timedelta(hours=10), "buy", "i1", "c1", 1, 10.0)
+            for user, ago in days_ago.items() for d in ago]
+    return pd.DataFrame(rows, columns=["user_id", "ts", "behavior", "item_id", "category_id", "quantity", "amount"])
+
+
+
+
+@pytest.fixture()
+def events() -> pd.DataFrame:
+    frame = _orders(steady=[42, 32, 22, 12, 2], slipping=[44, 34, 24, 14, 9], overdue=[100, 80, 60, 40, 5 + 35],
+                    gone=[300, 280, 260, 200], newbie=[3], oneoff=[120])
+    browse = pd.DataFrame([("browser", END + pd.Timedelta(hours=9), "view", "i1", "c1", 1, np.nan)],
+                          columns=frame.columns)
+    late = _orders(steady=[-3], slipping=[-20])  # after the cutoff: the steady customer orders again
+    return pd.concat([frame, browse, late], ignore_index=True)
+
+
+def test_each_rule_on_a_hand_made_history(events):
+    st = lifecycle_frame(events, CUTOFF, 7)
+    assert st.loc["steady", "stage"] == "active" and st.loc["steady", "usual_gap_days"] == 10
+    assert st.loc["slipping", "stage"] == "lapsing"  # 9 days since, gap 8.75: overdue within the week
+    assert st.loc["overdue", "stage"] == "at_risk"  # 40 days since a 20-day gap: 2x
+    assert st.loc["overdue", "days_overdue"] == 20
+    assert st.loc["gone", "stage"] == "lost"  # 200 days since a 33-day gap
+    assert st.loc["newbie", "stage"] == "new" and np.isnan(st.loc["newbie", "usual_gap_days"])
+    assert st.loc["newbie", "gap_source"] == "shop"
+    assert st.loc["browser", "stage"] == "visitor"
+    # One order 120 days ago, against the shop's usual gap (the median of the customers' own gaps).
+    shop_gap = st.attrs["shop_gap_days"]
+    assert shop_gap == pytest.approx(np.median([10, 8.75, 20, 100 / 3]))
+    assert st.loc["oneoff", "stage"] == "lost" and 120 / shop_gap >= 3
+    assert stage_counts(st) == {"new": 1, "active": 1, "lapsing": 1, "at_risk": 1, "lost": 2}
+
+
+def test_a_longer_horizon_turns_active_customers_into_lapsing_ones(events):
+    week, month = lifecycle_frame(events, CUTOFF, 7), lifecycle_frame(events, CUTOFF, 30)
+    assert week.loc["steady", "stage"] == "active" and month.loc["steady", "stage"] == "lapsing"
+
+
+def test_p_lapse_is_zero_for_those_who_cannot_lapse_and_absent_for_the_lost(events):
+    st = lifecycle_frame(events, CUTOFF, 7)
+    p = p_lapse(st, pd.Series(0.8, index=st.index))
+    assert p["steady"] == 0.0  # cannot become overdue within 7 days
+    assert p["slipping"] == 0.8 and p["overdue"] == 0.8
+    assert np.isnan(p["gone"]) and np.isnan(p["browser"])
+
+
+def test_realized_lapse_labels(events):
+    st = lifecycle_frame(events, CUTOFF, 30)
+    labels = lapse_labels(st, events, CUTOFF, 30)
+    assert "gone" not in labels.index and "browser" not in labels.index
+    assert labels["steady"] == 0  # ordered again 3 days after the cutoff
+    assert labels["slipping"] == 0  # ordered 20 days after the cutoff
+    assert labels["overdue"] == 1
+    assert labels["newbie"] == 1  # no order by day 30, 33 days after one order against a 15-day shop gap
+
+
+def test_reasons_say_the_rhythm_and_what_moves_the_stage(events):
+    st = lifecycle_frame(events, CUTOFF, 7)
+    newbie = stage_reasons(st.loc["newbie"])
+    assert "single order" in newbie[0] and "no usual gap of their own" in newbie[0]
+    overdue = stage_reasons(st.loc["overdue"])
+    assert overdue[0].startswith("overdue: 40 days since the last order, 2.0x the usual 20-day gap")
+    assert "an order now brings them back" in overdue[1] and "2024-07-20" in overdue[1]
+    assert "lost since" in stage_reasons(st.loc["gone"])[1]
+    slipping = stage_reasons(st.loc["slipping"])
+    assert slipping[0] == "9 days since the last order, a little past the usual 9-day gap"  # 9 > 8.75, not yet 1.5x
+    assert "an order before" in slipping[1]
+    assert stage_reasons(st.loc["steady"])[0] == "2 days since the last order, within the usual 10-day gap"
+    # A visitor has no order to count days from: a reason, not a NaN-to-int crash (explain_user of a visitor).
+    assert stage_reasons(st.loc["browser"]) == ["no order yet: a visitor, not a customer"]
+
+
+def test_calibration_maps_lapse_probabilities_to_the_rate_seen_before_and_keeps_zeros():
+    from tools.predictor.lifecycle import LapseCalibration
+
+    rng = np.random.default_rng(0)
+    p_then = pd.Series(rng.uniform(0.05, 1.0, 2000), index=[f"u{i}" for i in range(2000)])
+    lapsed = pd.Series((rng.uniform(size=2000) < p_then / 2).astype(int), index=p_then.index)  # half as likely
+    calib = LapseCalibration().fit(p_then, lapsed)
+    now = pd.Series([0.0, 0.8, np.nan], index=["a", "b", "c"])
+    out = calib.apply(now)
+    assert out["a"] == 0.0 and np.isnan(out["c"]) and out["b"] == pytest.approx(0.4, abs=0.08)
+    assert not LapseCalibration().fit(p_then.head(10), lapsed.head(10)).fitted  # too few outcomes: unchanged

@@ -1,0 +1,225 @@
+"""The `clv` benchmark task: predicted spend over the next H days, scored against the actual spend.
+
+Files (docs/benchmark.md, "clv"): `OUT/<model>/clv__<H>d__<cutoff>.csv` with header
+`user_id,expected_spend` (every user of P(c); a missing user counts as 0), the truth in
+`OUT/_truth/clv__<H>d__<cutoff>.csv` (`user_id,actual_spend`, money in (c, c+H]). A shop
+without prices is scored in orders. Metrics: Spearman rank correlation, MAE, and top-decile
+capture (the share of the next-H revenue held by the 10 % of users the model ranks highest).
+
+Models: `bgnbd_gg` (BG/NBD x Gamma-Gamma), `run_rate` (spend per day over the past year x H)
+and `clv_combined` (ours: gradient-boosted trees over the BG/NBD, Gamma-Gamma, run-rate and RFM
+features, trained on the window that ends at the cutoff, so it sees only the past).
+
+Usage:
+    run_clv("cdnow", ".cache/datasets/CDNOW_master.txt", "runs/cdnow")
+    print(clv_score_table("runs/cdnow"))
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.stats import spearmanr
+
+from tools.predictor.baselines import features
+from tools.predictor.bench_files import cutoff_tag, parse_cutoff_tag
+from tools.predictor.clv import expected_value, has_prices, run_rate_value
+
+TRUTH_DIR = "_truth"
+CLV_MODELS = ("bgnbd_gg", "run_rate", "clv_combined")
+# CDNOW ends 1998-06-30: the last churn cutoff (1998-03-31) has no 180 observed days, so clv uses
+# three cutoffs that do. The demo shop's cutoffs leave 30 days each.
+CLV_PROTOCOL = {
+    "cdnow": ([datetime(1997, 9, 30, 23, 59, 59), datetime(1997, 10, 31, 23, 59, 59),
+               datetime(1997, 12, 31, 23, 59, 59)], (90, 180)),
+    "demo": (None, (30,)),  # None: the generator's DEMO_CUTOFFS
+}
+_NAME = re.compile(r"^clv__(\d+)d__(\d{8}T\d{6}Z)\.csv$")
+SEED = 0
+MIN_HISTORY_DAYS = 60  # a training window needs this much history before its start
+
+
+def clv_file_name(horizon_days: int, cutoff: datetime) -> str:
+    return f"clv__{int(horizon_days)}d__{cutoff_tag(cutoff)}.csv"
+
+
+def actual_spend(events: pd.DataFrame, cutoff: datetime, horizon_days: int) -> pd.DataFrame:
+    """`user_id, actual_spend` for every user of P(cutoff): money in (c, c+H] (orders without prices)."""
+    users = np.sort(events.loc[events["ts"] <= cutoff, "user_id"].unique())
+    c = pd.Timestamp(cutoff)
+    future = events[(events["ts"] > c) & (events["ts"] <= c + pd.Timedelta(days=horizon_days))
+                    & (events["behavior"] == "buy")]
+    value = future["amount"].fillna(0.0) if has_prices(events[events["ts"] <= cutoff]) \
+        else pd.Series(1.0, index=future.index)
+    spend = value.groupby(future["user_id"]).sum().reindex(users).fillna(0.0)
+    return pd.DataFrame({"user_id": users, "actual_spend": spend.to_numpy()})
+
+
+def _design(events: pd.DataFrame, cutoff: datetime, horizon_days: int) -> pd.DataFrame:
+    """Features of every user of P(cutoff): RFM and gaps, BG/NBD x Gamma-Gamma, run-rate."""
+    rfm = features(events, cutoff)
+    btyd, _ = expected_value(events, cutoff, horizon_days)
+    rate = run_rate_value(events, cutoff, horizon_days)
+    design = rfm.join(btyd.set_index("user_id")).join(rate.set_index("user_id")["expected_value"]
+                                                      .rename("run_rate"))
+    return design.rename(columns={"expected_value": "bgnbd_gg"}).astype(float)
+
+
+def combined_value(events: pd.DataFrame, cutoff: datetime, horizon_days: int) -> pd.DataFrame:
+    """Ours: LightGBM (Tweedie loss) on `_design`, fitted on past windows, then scaled for MAE.
+
+    Training windows end at c, c - 30 d and c - 60 d (those that leave at least `MIN_HISTORY_DAYS`
+    of history before their start): features at the window's start, target = spend in the window.
+    One scale factor, chosen on the training rows to minimize the absolute error, sets the level
+    (it changes neither the ranking nor the capture).
+    """
+    import lightgbm as lgb
+
+    past = events[events["ts"] <= cutoff]
+    first = past["ts"].min()
+    xs, ys = [], []
+    for back in (0, 30, 60):
+        end = pd.Timestamp(cutoff) - pd.Timedelta(days=back)
+        start = (end - pd.Timedelta(days=horizon_days)).to_pydatetime()
+        if (pd.Timestamp(start) - first).days < MIN_HISTORY_DAYS and xs:
+            break
+        window = past[past["ts"] <= end]
+        x = _design(window, start, horizon_days)
+        xs.append(x)
+        ys.append(actual_spend(window, start, horizon_days).set_index("user_id")["actual_spend"].reindex(x.index))
+    train_x, train_y = pd.concat(xs), pd.concat(ys).to_numpy()
+    model = lgb.LGBMRegressor(objective="tweedie", n_estimators=300, learning_rate=0.03, num_leaves=15,
+                              min_child_samples=40, subsample=0.8, subsample_freq=1, colsample_bytree=0.8,
+                              random_state=SEED, verbose=-1, n_jobs=1)
+    model.fit(train_x, train_y)
+    fitted = model.predict(train_x)
+    scales = np.linspace(0.2, 1.5, 27)
+    scale = scales[int(np.argmin([np.abs(train_y - s * fitted).mean() for s in scales]))]
+    test_x = _design(past, cutoff, horizon_days)[train_x.columns]
+    return pd.DataFrame({"user_id": test_x.index.to_numpy(), "expected_value": scale * model.predict(test_x)})
+
+
+def _predict(model: str, events: pd.DataFrame, cutoff: datetime, horizon_days: int) -> pd.DataFrame:
+    past = events[events["ts"] <= cutoff]
+    if model == "bgnbd_gg":
+        return expected_value(past, cutoff, horizon_days)[0][["user_id", "expected_value"]]
+    if model == "run_rate":
+        return run_rate_value(past, cutoff, horizon_days)
+    if model == "clv_combined":
+        return combined_value(past, cutoff, horizon_days)
+    raise ValueError(f"unknown clv model {model!r}; choose from {CLV_MODELS}")
+
+
+def _write(frame: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    frame.to_csv(tmp, index=False, float_format="%.6g")
+    tmp.replace(path)  # atomic: an interrupted run never leaves half a file
+
+
+def run_clv(dataset: str, events: pd.DataFrame, out_dir: str | Path, models: tuple[str, ...] = CLV_MODELS,
+            cutoffs: list[datetime] | None = None, resume: bool = False, say=print) -> dict[str, float]:
+    """Write the clv truth and every model's files for the dataset's clv cutoffs; seconds per model."""
+    out_dir = Path(out_dir)
+    protocol_cutoffs, horizons = CLV_PROTOCOL[dataset]
+    if cutoffs is None:
+        if protocol_cutoffs is None:
+            from tools.data.synth import DEMO_CUTOFFS
+
+            protocol_cutoffs = list(DEMO_CUTOFFS)
+        cutoffs = protocol_cutoffs
+    seconds = {m: 0.0 for m in models}
+    for c in cutoffs:
+        for h in horizons:
+            name = clv_file_name(h, c)
+            _write(actual_spend(events, c, h), out_dir / TRUTH_DIR / name)
+            for model in models:
+                path = out_dir / model / name
+                if resume and path.is_file():
+                    continue
+                t0 = time.perf_counter()
+                frame = _predict(model, events, c, h)
+                seconds[model] += time.perf_counter() - t0
+                _write(frame.rename(columns={"expected_value": "expected_spend"}), path)
+                say(f"clv {model} {name}: {time.perf_counter() - t0:.1f}s")
+    return seconds
+
+
+def clv_metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    """Spearman, MAE and top-decile capture of one prediction against the actual spend."""
+    actual, predicted = np.asarray(actual, dtype=float), np.asarray(predicted, dtype=float)
+    top = np.argsort(-predicted, kind="stable")[: max(1, int(round(0.1 * len(predicted))))]
+    total = actual.sum()
+    return {"spearman": float(spearmanr(actual, predicted).statistic), "mae": float(np.abs(actual - predicted).mean()),
+            "top_decile_capture": float(actual[top].sum() / total) if total > 0 else float("nan"), "n": len(actual)}
+
+
+def has_clv_files(out_dir: str | Path) -> bool:
+    folder = Path(out_dir) / TRUTH_DIR
+    return folder.is_dir() and any(_NAME.match(p.name) for p in folder.iterdir())
+
+
+def clv_score_long(out_dir: str | Path) -> pd.DataFrame:
+    """One row per model, horizon and cutoff with the clv metrics (missing users predicted as 0)."""
+    out_dir = Path(out_dir)
+    rows = []
+    for truth_path in sorted((out_dir / TRUTH_DIR).iterdir()):
+        match = _NAME.match(truth_path.name)
+        if not match:
+            continue
+        truth = pd.read_csv(truth_path, dtype={"user_id": str})
+        for model_dir in sorted(p for p in out_dir.iterdir() if p.is_dir() and p.name != TRUTH_DIR):
+            path = model_dir / truth_path.name
+            if not path.is_file():
+                continue
+            pred = pd.read_csv(path, dtype={"user_id": str})
+            if list(pred.columns) != ["user_id", "expected_spend"]:
+                raise ValueError(f"{path}: header must be user_id,expected_spend (got {','.join(pred.columns)})")
+            merged = truth.merge(pred, on="user_id", how="left").fillna({"expected_spend": 0.0})
+            rows.append({"model": model_dir.name, "horizon_days": int(match.group(1)),
+                         "cutoff": parse_cutoff_tag(match.group(2)),
+                         **clv_metrics(merged["actual_spend"], merged["expected_spend"])})
+    return pd.DataFrame(rows)
+
+
+def clv_score_table(out_dir: str | Path) -> str:
+    """Markdown: per horizon, each model's mean over the cutoffs (and the per-cutoff values)."""
+    long = clv_score_long(out_dir)
+    if long.empty:
+        return "no clv files"
+    lines = ["| model | H | Spearman | MAE | top-decile capture | per cutoff (Spearman / capture) |",
+             "|---|---|---|---|---|---|"]
+    for (h, model), g in long.sort_values("cutoff").groupby(["horizon_days", "model"], sort=True):
+        per = "; ".join(f"{c:%Y-%m-%d} {s:.3f} / {t:.3f}" for c, s, t in
+                        zip(g["cutoff"], g["spearman"], g["top_decile_capture"]))
+        lines.append(f"| {model} | {h} d | {g['spearman'].mean():.3f} | {g['mae'].mean():.2f} | "
+                     f"{g['top_decile_capture'].mean():.3f} | {per} |")
+    return "\n".join(lines)
+
+
+def clv_only(out_dir: str | Path) -> bool:
+    """Whether the folder holds clv files and no churn / ranking benchmark (no benchmark.yaml)."""
+    return has_clv_files(out_dir) and not (Path(out_dir) / "benchmark.yaml").is_file()
+
+
+def run_clv_for(dataset: str, data_path: str | Path | None, out_dir: str | Path, models: list[str],
+                n_users: int = 5000, seed: int = 0, resume: bool = False, score: bool = True) -> int:
+    """The CLI's entry (`shopsight bench run`): load the dataset, write the clv files, print the table."""
+    if not models or dataset not in CLV_PROTOCOL:
+        return 0
+    from tools.predictor.bench_datasets import load_bench_data
+
+    try:
+        data = load_bench_data(dataset, data_path, n_users=n_users, seed=seed, progress=False)
+    except (ValueError, FileNotFoundError) as exc:
+        raise SystemExit(str(exc)) from None
+    seconds = run_clv(dataset, data.events, out_dir, tuple(models), resume=resume)
+    print("clv seconds per model: " + ", ".join(f"{m} {s:.1f}" for m, s in seconds.items()))
+    if score:
+        print(clv_score_table(out_dir))
+    return 0

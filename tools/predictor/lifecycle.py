@@ -1,0 +1,160 @@
+"""Lifecycle stage of each customer at a cutoff, measured against the customer's own rhythm.
+
+The rules (all in days, order days counted once per calendar day):
+
+- usual gap = (last order day - first order day) / (order days - 1), at least `MIN_GAP_DAYS`;
+  a customer with a single order has no gap of their own, so the shop's usual gap (the median
+  of the customers' gaps) stands in, and the reasons say so;
+- overdue ratio = days since the last order / usual gap;
+- **visitor**: no order yet (not a customer; left out of customer lists);
+- **lost**: overdue ratio >= `LOST_RATIO` (3 gaps of silence);
+- **at_risk**: overdue ratio >= `AT_RISK_RATIO` (overdue against their own rhythm);
+- **new**: a single order, not yet overdue;
+- **lapsing**: not yet overdue, but will be within the horizon if they do not order;
+- **active**: everyone else (ordering on rhythm).
+
+**Lapse within H** (what "will churn this week" means): a customer who is not lost at the
+cutoff makes no order in (c, c+H] *and* is overdue at c+H. For a customer who cannot become
+overdue within H, P(lapse) = 0; otherwise P(lapse) = P(no order in H), taken from a churn model
+(the Transformer's p_churn, or BG/NBD's P(no purchase)). Lost customers get no P(lapse): they
+are reported separately, never at the top of a churn list.
+
+Usage:
+    stages = lifecycle_frame(events, cutoff, horizon_days=7)   # indexed by user_id
+    stages["p_lapse"] = p_lapse(stages, p_no_order)              # p_no_order: Series by user_id
+    stage_reasons(stages.loc["42"])                              # plain sentences for an answer
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+STAGES = ("new", "active", "lapsing", "at_risk", "lost")  # customers; "visitor" = no order yet
+AT_RISK_RATIO = 1.5
+LOST_RATIO = 3.0
+MIN_GAP_DAYS = 7.0  # two orders two days apart are not a two-day rhythm
+
+
+def lifecycle_frame(events: pd.DataFrame, cutoff: datetime, horizon_days: int) -> pd.DataFrame:
+    """Stage and rhythm of every user with an event at or before the cutoff, indexed by user_id.
+
+    Columns: n_orders, days_since_last_order, usual_gap_days (own; NaN with one order), gap_days
+    (the gap used), gap_source ("own" / "shop" / None), overdue_ratio, days_overdue,
+    next_order_expected (date), overdue_by_end (bool: overdue at c+H with no order),
+    at_risk_on / lost_on (dates the customer turns at risk / lost without an order), stage.
+    """
+    past = events[events["ts"] <= cutoff]
+    users = pd.Index(sorted(past["user_id"].unique()), name="user_id")
+    c = pd.Timestamp(cutoff).normalize()
+    buys = past[past["behavior"] == "buy"]
+    days = buys["ts"].dt.normalize().groupby(buys["user_id"]).agg(["min", "max", "nunique"]).reindex(users)
+    n_orders = days["nunique"].fillna(0).astype(int)
+    own_gap = ((days["max"] - days["min"]) / pd.Timedelta(days=1)) / (n_orders - 1).where(n_orders >= 2)
+    own_gap = own_gap.clip(lower=MIN_GAP_DAYS)
+    shop_gap = float(own_gap.median()) if own_gap.notna().any() else 30.0
+    gap = own_gap.fillna(shop_gap).where(n_orders >= 1)
+    since = (c - days["max"]) / pd.Timedelta(days=1)
+    ratio = since / gap
+    frame = pd.DataFrame({
+        "n_orders": n_orders, "days_since_last_order": since, "usual_gap_days": own_gap, "gap_days": gap,
+        "gap_source": np.where(n_orders >= 2, "own", np.where(n_orders == 1, "shop", None)),
+        "overdue_ratio": ratio, "days_overdue": (since - gap).clip(lower=0),
+        "next_order_expected": days["max"] + pd.to_timedelta(gap, unit="D"),
+        "overdue_by_end": (since + horizon_days) >= AT_RISK_RATIO * gap,
+        "at_risk_on": days["max"] + pd.to_timedelta(np.ceil(AT_RISK_RATIO * gap), unit="D"),
+        "lost_on": days["max"] + pd.to_timedelta(np.ceil(LOST_RATIO * gap), unit="D"),
+    }, index=users)
+    frame["stage"] = np.select(
+        [n_orders == 0, ratio >= LOST_RATIO, ratio >= AT_RISK_RATIO, n_orders == 1, frame["overdue_by_end"]],
+        ["visitor", "lost", "at_risk", "new", "lapsing"], default="active")
+    frame.attrs.update(shop_gap_days=shop_gap, horizon_days=horizon_days, cutoff=c)
+    return frame
+
+
+def p_lapse(stages: pd.DataFrame, p_no_order: pd.Series) -> pd.Series:
+    """P(lapse within H) per user: P(no order in H) where the customer would be overdue by c+H, else 0.
+
+    NaN for lost customers and visitors (they cannot lapse: they are gone or never came).
+    """
+    p = p_no_order.reindex(stages.index).astype(float).where(stages["overdue_by_end"], 0.0)
+    return p.where(~stages["stage"].isin(["lost", "visitor"]))
+
+
+def lapse_labels(stages: pd.DataFrame, events: pd.DataFrame, cutoff: datetime, horizon_days: int) -> pd.Series:
+    """The realized lapse (1/0) of every non-lost customer: no order in (c, c+H] and overdue by c+H."""
+    c = pd.Timestamp(cutoff)
+    future = events[(events["ts"] > c) & (events["ts"] <= c + pd.Timedelta(days=horizon_days))
+                    & (events["behavior"] == "buy")]
+    keep = stages[stages["stage"].isin(["new", "active", "lapsing", "at_risk"])]
+    ordered = keep.index.isin(future["user_id"].unique())
+    return pd.Series((~ordered & keep["overdue_by_end"].to_numpy()).astype(int), index=keep.index)
+
+
+def stage_counts(stages: pd.DataFrame) -> dict[str, int]:
+    """Customers per stage, in lifecycle order (visitors left out)."""
+    counts = stages["stage"].value_counts()
+    return {s: int(counts.get(s, 0)) for s in STAGES}
+
+
+def stage_reasons(row: pd.Series) -> list[str]:
+    """Plain sentences: where the customer stands against their rhythm, and what would move the stage."""
+    if row["stage"] == "visitor":  # no order: no days since one (NaN), no gap
+        return ["no order yet: a visitor, not a customer"]
+    since, gap = int(row["days_since_last_order"]), float(row["gap_days"])
+    if row["gap_source"] == "shop":
+        rhythm = f"a single order so far, {since} days ago (no usual gap of their own; the shop's usual gap is " \
+                 f"{gap:.0f} days)"
+    elif row["overdue_ratio"] >= AT_RISK_RATIO:
+        rhythm = f"overdue: {since} days since the last order, {row['overdue_ratio']:.1f}x the usual {gap:.0f}-day gap"
+    elif since > gap:
+        rhythm = f"{since} days since the last order, a little past the usual {gap:.0f}-day gap"
+    else:
+        rhythm = f"{since} days since the last order, within the usual {gap:.0f}-day gap"
+    lost_on = pd.Timestamp(row["lost_on"]).date().isoformat()
+    moves = {
+        "lost": f"lost since {lost_on} (3 usual gaps without an order); only a new order brings them back",
+        "at_risk": f"an order now brings them back to active; without one they count as lost from {lost_on}",
+        "lapsing": f"an order before {pd.Timestamp(row['at_risk_on']).date().isoformat()} keeps them active; "
+                   "without one they turn at risk within this horizon",
+        "new": "a second order makes them a repeat customer",
+        "active": "ordering on rhythm; next order expected around "
+                  + pd.Timestamp(row["next_order_expected"]).date().isoformat(),
+    }
+    return [rhythm, moves[row["stage"]]]
+
+
+class LapseCalibration:
+    """Isotonic map from P(lapse) to the lapse rate, fitted on an earlier window whose outcome is known.
+
+    Fit at c' = c - H (stages, P(lapse) and realized lapses in (c', c]), apply at c: only the
+    customers who can lapse are mapped; a P(lapse) of 0 (cannot become overdue) stays 0.
+
+    Usage:
+        calib = LapseCalibration().fit(p_lapse_then, lapse_labels_then)
+        calibrated = calib.apply(p_lapse_now)
+    """
+
+    def __init__(self) -> None:
+        from sklearn.isotonic import IsotonicRegression
+
+        self.model = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+        self.fitted = False
+
+    def fit(self, p: pd.Series, labels: pd.Series) -> "LapseCalibration":
+        joined = pd.concat([p.rename("p"), labels.rename("y")], axis=1, join="inner").dropna()
+        joined = joined[joined["p"] > 0]
+        if len(joined) >= 50:  # too few outcomes to learn a map from: leave the probabilities as they are
+            self.model.fit(joined["p"].to_numpy(), joined["y"].to_numpy())
+            self.fitted = True
+        return self
+
+    def apply(self, p: pd.Series) -> pd.Series:
+        if not self.fitted:
+            return p
+        out = p.copy()
+        mask = p.notna() & (p > 0)
+        out[mask] = self.model.predict(p[mask].to_numpy())
+        return out
