@@ -49,10 +49,12 @@ FEATURE_SYNONYMS = {
     "purchase_gap": ("purchase gap", "gap between purchases", "usual gap", "购买间隔"),
     "tenure": ("tenure", "how long they have been", "customer for", "客户时长"),
 }
-# The reasons at_risk_users lists (tools/catalog_data.py risk_reasons), by kind: words that name each.
+# The reasons at_risk_users lists (tools/predictor/lifecycle.py stage_reasons, plus "no visits"), by
+# kind: (marks that identify the reason, words an answer may use for it).
 REASON_KINDS = {
     "overdue": (("overdue",), ("overdue", "late", "past their usual", "longer than usual")),
     "within_gap": (("within the usual",), ("within", "on schedule", "usual gap")),
+    "a_little_past": (("a little past",), ("a little past", "slightly late", "just past")),
     "single_order": (("single order",), ("single order", "one order", "only one purchase", "first purchase")),
     "no_visits": (("no visits",), ("no visits", "no recent visits", "stopped visiting", "silent", "inactive")),
     "few_buys": (("at most one purchase",), ("at most one purchase", "few purchases", "browsing without buying")),
