@@ -123,6 +123,14 @@ def test_one_part_question_gets_one_call() -> None:
     assert [name for name, _ in shop.calls] == ["at_risk_users"]
 
 
+def test_rates_by_segment_are_one_part() -> None:
+    from assistant.agent.planner import asked_tools
+
+    # "churn and buy rates" is one question about segments, not a list of at-risk users plus a report.
+    assert asked_tools("Show churn and buy rates per shop segment for the next month.") == ["segment_report"]
+    assert asked_tools("List the top 5 customers at risk this month and explain the top one.")[0] == "at_risk_users"
+
+
 def test_planned_call_with_a_named_user() -> None:
     from assistant.agent.planner import asked_tools, follow_up
 

@@ -19,8 +19,10 @@ from typing import Any
 MAX_CALLS = 2
 # What each tool answers, in the words of a question part.
 _ASKS = {
-    "at_risk_users": re.compile(r"\b(?:list|show|top \d+|which|who|short list|most likely)\b.{0,50}"
+    # A list of people: "which/who ... churn", "customers ... at risk", "at-risk users" (not "churn rates").
+    "at_risk_users": re.compile(r"(?:\b(?:which|who)\b|\b(?:users|customers|people|buyers)\b).{0,50}"
                                 r"(?:at[- ]risk|churn\w*|stop buying|leav\w+)|\bat[- ]risk (?:users|customers)\b|"
+                                r"\b(?:list|top \d+|short list)\b.{0,20}\b(?:users|customers)\b|"
                                 r"流失风险.{0,6}(?:用户|客户)", re.I),
     "explain_user": re.compile(r"\bexplain\w*\b|\bwhy (?:is|does|did|would|are)\b|为什么|解释", re.I),
     "similar_cases": re.compile(r"\bsimilar\b|\b(?:customers|users|people) like\b|\blike (?:him|her|them|this one)\b|"
