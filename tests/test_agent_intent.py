@@ -129,6 +129,7 @@ def test_rates_by_segment_are_one_part() -> None:
     # "churn and buy rates" is one question about segments, not a list of at-risk users plus a report.
     assert asked_tools("Show churn and buy rates per shop segment for the next month.") == ["segment_report"]
     assert asked_tools("List the top 5 customers at risk this month and explain the top one.")[0] == "at_risk_users"
+    assert asked_tools("找出和用户 1 相似的历史客户。") == ["similar_cases"]  # past (历史) customers, not a history
 
 
 def test_planned_call_with_a_named_user() -> None:

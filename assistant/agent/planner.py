@@ -28,7 +28,7 @@ _ASKS = {
     "similar_cases": re.compile(r"\bsimilar\b|\b(?:customers|users|people) like\b|\blike (?:him|her|them|this one)\b|"
                                 r"past cases|happened to (?:customers|users|people|others)|相似", re.I),
     "user_history": re.compile(r"\bhistory\b|recent (?:events|activity)|what (?:has|have|did) .{0,30}\bdo(?:ne)?\b|"
-                               r"历史", re.I),
+                               r"历史记录|行为记录|最近做了", re.I),
     "predict_next": re.compile(r"\bbuy next\b|\bnext (?:purchase|item|category|buy|order)\b|"
                                r"\bwhat will (?:they|he|she|.{0,20}) buy\b|下一次|接下来.{0,4}买", re.I),
     "segment_report": re.compile(r"\bsegments?\b|\bby (?:tenure|value band|first category|spend)\b|分群", re.I),
@@ -37,7 +37,8 @@ _ASKS = {
 # A part of the question that points at a user of an earlier result rather than naming one.
 _FIRST_USER = re.compile(r"\b(?:the )?(?:first|top|riskiest|#1|number one|first one|top one|top user|"
                          r"highest[- ]risk)\b|第一", re.I)
-_TWO_PARTS = re.compile(r"\band\b|\bthen\b|\balso\b|\bplus\b|;|，|并|然后|以及|和", re.I)
+# "和" is left out: it also means "with" ("和用户 X 相似的客户", customers similar to user X).
+_TWO_PARTS = re.compile(r"\band\b|\bthen\b|\balso\b|\bplus\b|;|，|并|然后|以及|还有", re.I)
 _ITEM = re.compile(r"\b(?:item|product|sku)\s*(?:id\s*)?[#:]?\s*([A-Za-z0-9][\w-]*\d[\w-]*)\b", re.I)
 _ID = re.compile(r"\b(?:user|customer)\s*(?:id\s*)?[#:]?\s*([A-Za-z0-9][\w-]*\d[\w-]*|\d+)\b|"
                  r"(?:用户|客户)\s*([A-Za-z0-9][\w-]*\d[\w-]*|\d+)", re.I)
