@@ -233,7 +233,8 @@ class Workspace:
     def new_agent(self):
         from assistant.agent.loop import Agent
 
-        options = {"answer_mode": self.settings.answer_mode, **self.agent_options}
+        options = {"answer_mode": self.settings.answer_mode, "horizons": tuple(self.settings.horizons_days),
+                   **self.agent_options}
         if "tool_prior" not in options and "router" not in options and self.settings.tool_prior:
             from assistant.agent.tool_prior import default_prior
 

@@ -248,7 +248,7 @@ def test_step_limit_with_no_answer_composes_one_from_results() -> None:
     model = ScriptedChatModel(script=[call("at_risk_users", horizon_days=7, top_k=2), ""])
     events, answer = run(Agent(model, shop.tools(), max_steps=2), "Who churns?")
     assert answer["repair"] == "composed"
-    assert "u_101" in answer["text"] and "0.82" in answer["text"] and answer["ungrounded"] == []
+    assert "u_101" in answer["text"] and "82%" in answer["text"] and answer["ungrounded"] == []
 
 
 def test_repeated_call_is_not_run_twice() -> None:
@@ -281,7 +281,7 @@ def test_twice_ungrounded_answer_falls_back_to_the_composer() -> None:
     events, answer = run(Agent(model, shop.tools()), "Who churns?")
     assert answer["repair"] == "composed"
     assert "91%" not in answer["text"] and "95%" not in answer["text"] and "u_999" not in answer["text"]
-    assert "u_101" in answer["text"] and "0.82" in answer["text"]
+    assert "u_101" in answer["text"] and "82%" in answer["text"]
     assert set(answer["ungrounded"]) == {"u_999", "91%", "95%"}
     assert {c["id"] for c in answer["citations"]} == {"u_101", "u_102"}
 
@@ -298,7 +298,7 @@ def test_template_mode_writes_the_answer_from_results() -> None:
     model = ScriptedChatModel(script=[call("at_risk_users", horizon_days=7, top_k=2)])
     events, answer = run(Agent(model, shop.tools(), answer_mode="template"), "Who churns?")
     assert len(model.seen) == 1 and answer["repair"] == "composed"
-    assert "u_102" in answer["text"] and "0.64" in answer["text"] and answer["ungrounded"] == []
+    assert "u_102" in answer["text"] and "64%" in answer["text"] and answer["ungrounded"] == []
 
 
 # ---------------------------------------------------------------------------- multi-turn memory

@@ -291,3 +291,19 @@ def test_demo_counts_the_case_memory_built_only_when_finished_for_the_current_pr
     assert _cases_built(settings) and "predictor v1" in (tmp_path / "stamps" / "cases_built").read_text()
     (settings.predictor_dir / "config.yaml").write_text("version: v2\n")  # retrained
     assert not _cases_built(settings)  # `shopsight cases build` runs and replaces the vectors
+
+
+def test_similar_cases_are_distinct_customers(tmp_path):
+    """u1 has a snapshot at both cutoffs; asking for 3 cases must give 3 people, u1 once (nearest)."""
+    ev = _events()
+    mem = CaseMemory(path=tmp_path / "c", text_embedding=HashingEmbedding())
+    mem.build(ev, [C1, C2], (7, 30), predictor=FeatureVectors(), progress=False)
+    doc = mem.by_text.get(ids=[case_id("u1", C1)], include=["documents"])["documents"][0]
+    res = mem.search_text(doc, k=3, horizon_days=7)
+    users = [c["user_id"] for c in res["cases"]]
+    assert len(users) == 3 and len(set(users)) == 3 and users[0] == "u1"
+    assert res["cases"][0]["case_id"] == case_id("u1", C1)
+    assert res["outcomes"]["n_snapshots"] == 3
+    _, vecs = FeatureVectors().user_vectors(ev, C2, ["u1"])
+    by_vector = mem.search_vector(vecs[0], k=4)
+    assert sorted(c["user_id"] for c in by_vector["cases"]) == ["u1", "u2", "u3", "u4"]

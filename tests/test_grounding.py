@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from assistant.agent import grounding
@@ -123,6 +125,11 @@ CATALOG_SHAPED = [
     ("similar_cases", {"cases": [{"case_id": "snap:1814:2026-04-01", "similarity": 0.9312, "user_id": "77",
                                   "churned": True, "buys_after": 0}],
                        "outcomes": {"n_snapshots": 5, "churned": 3, "retained": 2, "churn_rate": 0.6}}),
+    # "items" as a view key once printed Jinja's dict.items method instead of the list: keep this case.
+    ("predict_next", {"user_id": "1814", "as_of": "2026-06-30T23:03:41", "next_behavior": "view",
+                      "next_categories": [{"category_id": "nuts_dried_fruit", "p": 0.434}],
+                      "next_items": [{"item_id": "P00458", "p": 0.05}], "p_buy": {"7d": 0.953, "30d": 0.982},
+                      "model_version": "demo-8b8671d4d4ac"}),
     ("user_history", {"user_id": "1814", "events": [{"ts": "2026-06-01T10:00:00", "behavior": "buy",
                                                      "item_id": "P00001", "amount": 4.5}],
                       "totals": {"orders": 3, "spend": 45.2}}),
@@ -137,8 +144,66 @@ def test_composed_answers_are_grounded(tool: str, result: dict) -> None:
     assert text and "None" not in text
     report = check(text, Evidence.from_results([result]))
     assert report.ok, (text, report.ungrounded)
-    ids = [v for v in ("1814", "P00458", "R0000042", "0-30d", "snap:1814:2026-04-01") if v in str(result)]
+    # A similar case is cited by its customer (and date), not by the snapshot's storage key.
+    ids = ["user 77"] if tool == "similar_cases" else \
+        [v for v in ("1814", "P00458", "R0000042", "0-30d") if v in str(result)]
     assert all(i in text for i in ids)
+    assert check(text, Evidence.from_results([result], tools=[tool], question="q")).ok  # statements true too
+    zh = compose_answer("q", [(tool, result)], language="zh")
+    assert check(zh, Evidence.from_results([result], tools=[tool], question="q")).ok, zh
+    for prose in (text, zh):  # no internal field names, no raw timestamps
+        assert not re.search(r"\d{4}-\d{2}-\d{2}T\d{2}|\bp_churn\b|\bmodel_version\b|\bp buy\b", prose)
+
+
+# ---------------------------------------------------------------------------- statements, not only numbers
+EXPLAINED = {"user_id": "1814", "p_churn": 0.61, "drivers": [
+    {"type": "feature", "feature": "recency", "effect": 0.19, "p_churn_without": 0.42},
+    {"type": "feature", "feature": "frequency", "effect": -0.05, "p_churn_without": 0.66}]}
+AT_RISK = {"users": [{"user_id": "1814", "p_churn": 0.8, "reasons": ["overdue: 40 days since the last order"]},
+                     {"user_id": "2", "p_churn": 0.7, "reasons": ["overdue: 20 days since the last order",
+                                                                  "no visits or carts in the last 30 days"]}]}
+
+
+@pytest.mark.parametrize("tool, result, text", [
+    ("explain_user", EXPLAINED, "The main reason is how often they have bought."),  # not the top driver
+    ("explain_user", EXPLAINED, "Their purchase frequency raises the churn risk."),  # the effect is negative
+    ("explain_user", EXPLAINED, "Recency lowers the risk."),  # the effect is positive
+    ("at_risk_users", AT_RISK, "User 2 is the most at risk."),  # 1814 is first
+    ("at_risk_users", AT_RISK, "The most common reason for churn is the user's first purchase."),
+    ("at_risk_users", AT_RISK, "The biggest risk is the user's recent spend (\"value_band\")."),
+    ("predict_next", {"user_id": "1814", "next_categories": [{"category_id": "tea", "p": 0.4}]},
+     "The most common reason for churn is the user's recent visits."),  # off topic after a next-purchase answer
+    ("segment_report", {"segment_by": "first_category", "segments": [{"segment": "tea"}]},
+     "Churn is driven by first_category."),  # an internal field name
+])
+def test_false_or_off_topic_statements_are_ungrounded(tool: str, result: dict, text: str) -> None:
+    report = check(text, Evidence.from_results([result], tools=[tool], question="q"))
+    assert not report.ok and any(c.kind == "statement" for c in report.claims), report.claims
+    assert redact(text, report) == ""
+
+
+@pytest.mark.parametrize("tool, result, text", [
+    ("explain_user", EXPLAINED, "The main reason is the time since the last purchase, which raises the risk."),
+    ("explain_user", EXPLAINED, "How often they have bought lowers the risk a little."),
+    ("at_risk_users", AT_RISK, "User 1814 is the most at risk; the most common reason is being overdue."),
+    ("predict_next", {"user_id": "1814", "next_categories": [{"category_id": "tea", "p": 0.4}]},
+     "User 1814 will most likely buy tea next."),
+])
+def test_true_statements_pass(tool: str, result: dict, text: str) -> None:
+    assert check(text, Evidence.from_results([result], tools=[tool], question="q")).ok
+
+
+def test_churn_asked_about_is_on_topic_whatever_the_tool() -> None:
+    text = "Few of these buyers are at risk of churn."
+    result = {"next_categories": [{"category_id": "tea"}]}
+    assert check(text, Evidence.from_results([result], tools=["predict_next"], question="Will they churn?")).ok
+    assert not check(text, Evidence.from_results([result], tools=["predict_next"], question="What next?")).ok
+
+
+def test_word_dates_are_claims_checked_against_the_results() -> None:
+    evidence = Evidence.from_results([{"as_of": "2026-06-30T23:03:41"}])
+    assert check("As of June 30, 2026.", evidence).ok and check("截至 2026年6月30日。", evidence).ok
+    assert check("As of June 29, 2026.", evidence).ungrounded == ["June 29, 2026"]
 
 
 def test_case_ids_are_cited_and_grounded() -> None:

@@ -84,6 +84,8 @@ def test_reasons_say_the_rhythm_and_what_moves_the_stage(events):
     assert slipping[0] == "9 days since the last order, a little past the usual 9-day gap"  # 9 > 8.75, not yet 1.5x
     assert "an order before" in slipping[1]
     assert stage_reasons(st.loc["steady"])[0] == "2 days since the last order, within the usual 10-day gap"
+    # A visitor has no order to count days from: a reason, not a NaN-to-int crash (explain_user of a visitor).
+    assert stage_reasons(st.loc["browser"]) == ["no order yet: a visitor, not a customer"]
 
 
 def test_calibration_maps_lapse_probabilities_to_the_rate_seen_before_and_keeps_zeros():

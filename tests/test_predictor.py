@@ -21,7 +21,7 @@ import yaml
 from predictor_shop import CUTOFF, make_shop
 from tools.predictor.checkpoint import checkpoint_problem, sha256_file
 from tools.predictor.data import PredictorError, build_vocab, collate, examples_at, prepare_events, cutoff_seconds
-from tools.predictor.explain import explain_user
+from tools.predictor.explain import MIN_EVENTS, explain_user
 from tools.predictor.model import BehaviorTransformer, ModelConfig
 from tools.predictor.score import Predictor
 from tools.predictor.train import TrainConfig, build_datasets, train_predictor
@@ -248,17 +248,26 @@ def test_resume_finished_run_and_refuse_other_config(shop, trained, tmp_path):
 
 
 # ---- explanations --------------------------------------------------------------------------------
+def _explainable_user(shop) -> str:
+    """A user with a purchase and enough events for the explanation to name reasons."""
+    counts = shop.groupby("user_id")["behavior"].agg(events="size", buys=lambda b: int((b == "buy").sum()))
+    return str(counts[(counts["buys"] > 0) & (counts["events"] >= MIN_EVENTS)].index[0])
+
+
 def test_explanation_structure(shop, trained):
-    user = shop["user_id"].iloc[0]
+    user = _explainable_user(shop)
     reviews = pd.DataFrame({"review_id": ["r1", "r2"], "user_id": [user, user], "item_id": ["i001", "i002"],
                             "ts": [CUTOFF - pd.Timedelta(days=3), CUTOFF + pd.Timedelta(days=3)], "rating": [2, 5]})
-    out = explain_user(trained, shop, user, CUTOFF, 30, reviews=reviews)
+    out = explain_user(trained, shop, user, CUTOFF, 30, reviews=reviews, min_effect=0.0)
     json.dumps(out)  # JSON-able all the way down
     assert out["user_id"] == user and 0 <= out["p_churn"] <= 1
     kinds = {d["type"] for d in out["drivers"]}
     assert kinds == {"event", "feature"}
     for d in out["drivers"]:
         assert d["type"] in d and isinstance(d["effect"], float)
+        # In the predictor's units: the probability without the driver, and the change it makes.
+        assert d["p_churn_without"] == pytest.approx(out["p_churn"] - d["effect"], abs=2e-4)
+        assert d["change"].startswith("30-day churn probability ")
     facts = out["facts"]
     assert facts["last_review"]["rating"] == 2  # the review after the cutoff is not read
     assert len(facts["events_per_week_last_8"]) == 8 and facts["trend"] in ("rising", "falling", "flat")
@@ -282,7 +291,19 @@ def test_one_event_user(shop, trained):
     assert len(scores) == 2 and scores["p_churn"].between(0, 1).all()
     out = explain_user(trained, events, "solo", CUTOFF, 7)
     assert out["facts"]["events_total"] == 1 and out["facts"]["days_since_last_buy"] is None
-    assert all(d["type"] == "feature" for d in out["drivers"])
+    # One view and no purchase: no reasons of its own to name, and the result says so.
+    assert out["drivers"] == [] and "no purchase yet" in out["history"]["too_little"]
+
+
+def test_negligible_drivers_are_left_out(shop, trained):
+    user = _explainable_user(shop)
+    every = explain_user(trained, shop, user, CUTOFF, 7, min_effect=0.0)
+    cut = sorted(abs(d["effect"]) for d in every["drivers"])[len(every["drivers"]) // 2]
+    kept = explain_user(trained, shop, user, CUTOFF, 7, min_effect=cut)
+    assert kept["drivers"] and all(abs(d["effect"]) >= cut for d in kept["drivers"])
+    assert len(kept["drivers"]) < len(every["drivers"])
+    none = explain_user(trained, shop, user, CUTOFF, 7, min_effect=1.01)
+    assert none["drivers"] == [] and "none of this user's events" in none["drivers_left_out"]
 
 
 def test_100k_event_user_is_truncated_and_says_so(shop, trained, caplog):

@@ -40,17 +40,15 @@ def test_histogram_counts_customers_per_bin():
 
 
 def test_the_headline_answer_shows_stage_money_and_the_already_lost():
-    from assistant import prompts
+    from assistant.agent.composer import compose_answer
 
-    text = prompts.render("agent_answer", question="Which users will churn this week and why?", note="",
-                          results=[{"tool": "at_risk_users", "result": {**RESULT, "rank_by": "value_at_risk"}},
-                                   {"tool": "explain_user", "result": {
-                                       "user_id": "42", "p_churn": 0.7, "horizon_days": 7,
-                                       "lifecycle": {"stage": "at_risk", "p_lapse": 0.7, "value_at_risk": 86.5,
-                                                     "currency": "USD",
-                                                     "reasons": ["overdue", "an order now brings them back"]}}}])
-    assert "Customers predicted to lapse within the next 7 days" in text
-    assert "user 42 (at risk): lapse probability 0.7, value at risk 86.5 USD of 123.57 USD expected" in text
-    assert "Money at risk across 64 customers not lost" in text and "1234.5 USD" in text
-    assert "1234.5 USD. 312 customers were already lost before this week" in text
-    assert "Stage: at risk (lapse probability 0.7, value at risk 86.5 USD); overdue; an order now brings" in text
+    text = compose_answer("Which users will churn this week and why?", [
+        ("at_risk_users", {**RESULT, "rank_by": "value_at_risk"}),
+        ("explain_user", {"user_id": "42", "p_churn": 0.7, "horizon_days": 7,
+                          "lifecycle": {"stage": "at_risk", "p_lapse": 0.7, "value_at_risk": 86.5, "currency": "USD",
+                                        "reasons": ["overdue", "an order now brings them back"]}})])
+    assert text.startswith("The customers with the most money at stake over the next 7 days are user 42.")
+    assert "- user 42 (at risk): 70% lapse risk, 86.50 USD at risk; overdue: 20 days; an order now" in text
+    assert "Money at risk across 64 customers not lost" in text and "1,234.50 USD" in text
+    assert "312 customers were already lost before this week" in text
+    assert "Stage: at risk (70% chance of lapsing, 86.50 USD at risk); overdue; an order now brings" in text

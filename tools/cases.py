@@ -51,6 +51,8 @@ def make_client(path: str | Path | None = None, url: str | None = None) -> Any:
     folder.mkdir(parents=True, exist_ok=True)
     return chromadb.PersistentClient(path=str(folder), settings=settings)
 
+DISTINCT_POOL_FACTOR = 4  # neighbours fetched per case asked for, so repeats of one customer can be skipped
+
 
 class CaseMemoryError(Exception):
     """A case memory request that cannot be honoured; the message says the fix."""
@@ -174,6 +176,12 @@ class CaseMemory:
         return out
 
     @staticmethod
+    def _pool(collection, k: int) -> int:
+        """How many neighbours to fetch so that k distinct customers usually remain: one customer
+        has a snapshot per cutoff, so the nearest k are often the same person at several dates."""
+        return max(1, min(k * DISTINCT_POOL_FACTOR, collection.count()))
+
+    @staticmethod
     def _outcome_summary(cases: list[dict]) -> dict:
         snaps = [c for c in cases if c.get("kind") == "snapshot" and "churned" in c]
         if not snaps:
@@ -188,9 +196,9 @@ class CaseMemory:
         if self.by_text.count() == 0:
             raise CaseMemoryError("the case memory is empty: build it with `shopsight cases build`")
         where = {"user_id": {"$ne": exclude_user}} if exclude_user else None
-        res = self.by_text.query(query_texts=[text], n_results=k, where=where,
+        res = self.by_text.query(query_texts=[text], n_results=self._pool(self.by_text, k), where=where,
                                  include=["documents", "metadatas", "distances"])
-        cases = self._format(res, horizon_days)
+        cases = _distinct_customers(self._format(res, horizon_days), k)
         return {"method": "text", "cases": cases, "outcomes": self._outcome_summary(cases)}
 
     def search_vector(self, vector, k: int = 5, horizon_days: int | None = None,
@@ -199,9 +207,10 @@ class CaseMemory:
         if self.by_vector.count() == 0:
             raise CaseMemoryError("no user vectors stored: run `shopsight cases build` with a trained predictor")
         where = {"user_id": {"$ne": exclude_user}} if exclude_user else None
-        res = self.by_vector.query(query_embeddings=[np.asarray(vector, dtype=np.float32)], n_results=k,
-                                   where=where, include=["documents", "metadatas", "distances"])
-        cases = self._format(res, horizon_days)
+        res = self.by_vector.query(query_embeddings=[np.asarray(vector, dtype=np.float32)],
+                                   n_results=self._pool(self.by_vector, k), where=where,
+                                   include=["documents", "metadatas", "distances"])
+        cases = _distinct_customers(self._format(res, horizon_days), k)
         return {"method": "user_vector", "cases": cases, "outcomes": self._outcome_summary(cases)}
 
     def search_user(self, user_id: str, events: pd.DataFrame, cutoff: datetime, k: int = 5,
@@ -235,3 +244,23 @@ class CaseMemory:
         return {"location": self.location, "text_cases": total, "vector_cases": self.by_vector.count(),
                 "analyst_cases": sum(1 for m in metas if m.get("kind") == "analyst"),
                 "snapshots_by_cutoff": {str(k): int(v) for k, v in sorted(cutoffs.items())}}
+
+
+def _distinct_customers(cases: list[dict], k: int) -> list[dict]:
+    """The first k cases, nearest first, with each customer's nearest snapshot only.
+
+    "4 of 5 similar customers churned" must count five people, not one person at two cutoffs.
+    Analyst cases (no user) are kept as they come.
+    """
+    seen: set[str] = set()
+    kept: list[dict] = []
+    for case in cases:
+        user = case.get("user_id") if case.get("kind") == "snapshot" else None
+        if user:
+            if user in seen:
+                continue
+            seen.add(user)
+        kept.append(case)
+        if len(kept) == k:
+            break
+    return kept

@@ -1,54 +1,50 @@
-"""The fallback answer composer: the final answer written from tool results by a template
-(prompts/agent_answer.j2) when the model's prose fails grounding, or when asked for
-(`answer_mode="template"`).
+"""The answer writer: the final answer composed from this turn's tool results by a template.
 
-Values are formatted here (floats to at most three decimals, which the grounding check
-forgives as rounding) so the template needs only Jinja's built-in tests, and every figure
-it writes is copied from a tool result: its answers are grounded by construction.
+It answers in the question's language (prompts/agent_answer.j2 in English,
+prompts/agent_answer_zh.j2 in Chinese): the first sentence answers the question in plain words,
+then the evidence, short; the table below the chat shows the full result. Values are made
+display-ready in assistant/agent/answer_views.py (percentages, money, dates; never an internal
+field name or a raw timestamp), each rounding back to a number a tool returned, so the
+composer's answers are grounded by construction.
+
+    text = compose_answer("Which users will churn this week?", [("at_risk_users", result)])
+    text = compose_answer("哪些用户本周会流失？", [("at_risk_users", result)], language="zh")
+
+Used when the model's prose fails grounding, and as the answer of `answer_mode="template"` and
+`"brief"` (where the model's checked takeaway follows it).
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from assistant import prompts
+from assistant.agent.answer_views import number, view_of
 
-MAX_ROWS = 10  # rows of a list shown per result; the UI shows the full table
+TEMPLATES = {"en": "agent_answer", "zh": "agent_answer_zh"}
 
 
 def format_number(value: Any) -> str:
     """A number as the composer writes it: integers as is, floats to at most 3 decimals."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return str(value)
-    if isinstance(value, int) or float(value).is_integer():
-        return str(int(value))
-    if not math.isfinite(value):
-        return str(value)
-    text = f"{value:.3f}".rstrip("0").rstrip(".")
-    return text if text not in ("-0", "") else "0"
+    return number(value)
 
 
-def display(value: Any) -> Any:
-    """A tool result with every number turned into its display string (structure kept)."""
-    if isinstance(value, dict):
-        return {str(k): display(v) for k, v in value.items() if v is not None}
-    if isinstance(value, (list, tuple)):
-        return [display(v) for v in value[:MAX_ROWS]]
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, (int, float)):
-        return format_number(value)
-    return value
-
-
-def compose_answer(question: str, results: list[tuple[str, Any]], note: str = "") -> str:
-    """The answer written from this turn's tool results by prompts/agent_answer.j2.
+def compose_answer(question: str, results: list[tuple[str, Any]], note: str = "", language: str = "en",
+                   currency: str = "$") -> str:
+    """The answer written from this turn's tool results.
 
     Args:
-        question: the user's question (shown for context only).
+        question: the user's question (its language picks the template when `language` is "auto").
         results: (tool name, sanitized result) pairs of this turn, in call order.
         note: an optional first line (e.g. why the model's own answer was replaced).
+        language: "en", "zh", or "auto" (Chinese when the question is written in Chinese).
+        currency: the symbol written before amounts of money.
     """
-    shown = [{"tool": name, "result": display(result)} for name, result in results if isinstance(result, dict)]
-    return prompts.render("agent_answer", question=question, results=shown, note=note)
+    if language == "auto":
+        from assistant.agent.intent import answer_language
+
+        language = answer_language(question)
+    language = language if language in TEMPLATES else "en"
+    views = [view_of(name, result, language, currency) for name, result in results if isinstance(result, dict)]
+    text = prompts.render(TEMPLATES[language], views=views, note=note)
+    return "\n".join(line.rstrip() for line in text.strip().splitlines())

@@ -4,6 +4,9 @@
 `check(text, evidence)` extracts the claims of an answer and marks each grounded or not;
 `redact(text, report)` keeps only the sentences whose claims are all grounded;
 `citations(text, results)` lists the ids of users, cases, reviews, items the answer uses.
+Statements without numbers -- about drivers, directions, rankings, reasons and the topic -- are
+checked too (assistant/agent/claims.py) when the evidence knows this turn's tools: a false or
+off-topic statement is an ungrounded claim of kind "statement", dropped like an invented number.
 
 Formatting is forgiven, invention is not: 0.734 grounds "0.73", "73%", "73.4 %" and
 "73.4 percent"; 1234.5 grounds "$1,234.50" and "1,235"; the user id "00042" grounds
@@ -18,7 +21,15 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+from assistant.agent.claims import statement_problems
+
 _DATE = r"\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2})?)?"
+_MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
+           "november", "december")
+# Dates as the answer writer prints them: "June 30, 2026" and "2026年6月30日".
+_WORD_DATE = r"(?:" + "|".join(m.capitalize() for m in _MONTHS) + r") \d{1,2}, \d{4}|\d{4}年\d{1,2}月\d{1,2}日"
+_WORD_DATE_EN_RE = re.compile(r"([A-Za-z]+) (\d{1,2}), (\d{4})")
+_WORD_DATE_ZH_RE = re.compile(r"(\d{4})年(\d{1,2})月(\d{1,2})日")
 # A token with at least one digit and one letter/underscore: an id (u_00042, B001E4KFG0) or a
 # number with a unit (7-day, 30d) -- told apart in `_classify`.
 _ALNUM = r"(?<![\w.@])(?=[\w-]*\d)(?=[\w-]*[A-Za-z_])[A-Za-z0-9_][\w-]*[A-Za-z0-9_](?:@\d{8}T\d{6}Z)?"
@@ -26,7 +37,7 @@ _ALNUM = r"(?<![\w.@])(?=[\w-]*\d)(?=[\w-]*[A-Za-z_])[A-Za-z0-9_][\w-]*[A-Za-z0-
 _NUMBER = r"(?<![\w.])[-+]?\$?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s?(?:%|percent\b|per cent\b|pct\b))?"
 _DATE_RE = re.compile(_DATE)
 _CASE_ID = r"(?<![\w.@])[\w-]+@\d{8}T\d{6}Z"  # a snapshot case id whose user part is all digits
-_CLAIM_RE = re.compile(f"({_DATE})|({_CASE_ID}|{_ALNUM})|({_NUMBER})")
+_CLAIM_RE = re.compile(f"({_DATE}|{_WORD_DATE})|({_CASE_ID}|{_ALNUM})|({_NUMBER})")
 _ENUMERATOR_RE = re.compile(r"^\s*(?:[-*]\s*)?\d{1,2}[.)]\s")  # "1. " / "2) " list markers
 _ORDINAL_RE = re.compile(r"^\d+(?:st|nd|rd|th)$", re.I)
 _UNIT_RE = re.compile(r"^(\d+(?:\.\d+)?)-?(days?|d|weeks?|w|months?|m|hours?|h|x|k|pp|stars?)$", re.I)
@@ -75,12 +86,20 @@ class Evidence:
     integers: set[int] = field(default_factory=set)
     tokens: set[str] = field(default_factory=set)  # lower-cased id-like strings and words
     texts: list[str] = field(default_factory=list)  # whole string values (for dates)
+    results: list[Any] = field(default_factory=list)  # as given, for the statement checks
+    tools: list[str] | None = None  # this turn's tools; None: statements are not checked
+    question: str = ""
 
     @classmethod
-    def from_results(cls, results: Iterable[Any], extra_texts: Iterable[str] = ()) -> "Evidence":
-        """Index tool results (dicts/lists/scalars) plus extra trusted texts (the user's questions)."""
-        ev = cls()
+    def from_results(cls, results: Iterable[Any], extra_texts: Iterable[str] = (),
+                     tools: Iterable[str] | None = None, question: str = "") -> "Evidence":
+        """Index tool results (dicts/lists/scalars) plus extra trusted texts (the user's questions).
+
+        Give `tools` (the names of this turn's tools) to check statements as well as numbers.
+        """
+        ev = cls(tools=None if tools is None else list(tools), question=question)
         for result in results:
+            ev.results.append(result)
             ev._add(result)
         for text in extra_texts:
             ev._add_string(text)
@@ -118,7 +137,12 @@ class Evidence:
             if token:
                 self.tokens.add(token)
                 if "_" in token:  # "events_30d" written as "events 30d": its parts are claims too
-                    self.tokens.update(part for part in token.split("_") if part)
+                    parts = [part for part in token.split("_") if part]
+                    self.tokens.update(parts)
+                    for part in parts:  # ... and "events in the last 30 days": the span is a number
+                        unit = _UNIT_RE.match(part)
+                        if unit:
+                            self._add_number(float(unit.group(1)))
         # Dates ground themselves (has_date) and their year, never "3" or "1" from "03-01".
         for date in _DATE_RE.findall(text):
             self._add_number(int(date[:4]))
@@ -143,8 +167,19 @@ class Evidence:
         return token.lower() in self.tokens
 
     def has_date(self, date: str) -> bool:
-        day = date[:10]
+        day = _iso_day(date)
         return any(day in text for text in self.texts)
+
+
+def _iso_day(date: str) -> str:
+    """"2026-06-30T23:03" / "June 30, 2026" / "2026年6月30日" -> "2026-06-30"."""
+    zh = _WORD_DATE_ZH_RE.fullmatch(date.strip())
+    if zh:
+        return f"{int(zh.group(1)):04d}-{int(zh.group(2)):02d}-{int(zh.group(3)):02d}"
+    en = _WORD_DATE_EN_RE.fullmatch(date.strip())
+    if en and en.group(1).lower() in _MONTHS:
+        return f"{int(en.group(3)):04d}-{_MONTHS.index(en.group(1).lower()) + 1:02d}-{int(en.group(2)):02d}"
+    return date[:10]
 
 
 def _rounds_to(evidence: float, claim: float, decimals: int, percent: bool) -> bool:
@@ -205,6 +240,10 @@ def check(text: str, evidence: Evidence) -> GroundingReport:
     claims = extract_claims(text)
     for claim in claims:
         claim.grounded = _is_grounded(claim, evidence)
+    if evidence.tools is not None:
+        for index, why in statement_problems(split_sentences(text), evidence.results, evidence.tools,
+                                             evidence.question):
+            claims.append(Claim(why, "statement", index, grounded=False))
     return GroundingReport(claims)
 
 

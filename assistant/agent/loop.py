@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterator
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
-from assistant.agent import grounding
+from assistant.agent import grounding, intent, planner
 from assistant.agent.text import FEEDBACK_KEY, drop_feedback, is_call_payload, strip_untrusted, text_of
 from assistant.agent.composer import compose_answer
 from assistant.prompts import render
@@ -62,6 +62,11 @@ class _Turn:
     retried: bool = False  # the one regeneration with grounding feedback is used
     gave_up: bool = False  # the model's prose is not usable: compose from tool results
     force_answer: bool = False  # the model repeated a call: the next step offers no tools
+    facts: list[dict] = field(default_factory=list)  # what the agent itself knows (valid horizons)
+    failures: list[dict] = field(default_factory=list)  # tool calls that came back as errors
+    note: str = ""  # said before the answer (the question's language was not English or Chinese)
+    language: str = "en"  # the answer's language: "en" or "zh"
+    planned: bool = False  # the planner has had its say (assistant/agent/planner.py)
 
 
 class Agent:
@@ -83,11 +88,16 @@ class Agent:
             of at most `takeaway_tokens`, kept only when it passes the grounding check).
         takeaway_tokens: the longest takeaway in "brief" mode.
         allow_question_numbers: numbers the user typed (a user id, "top 10") may be repeated.
+        horizons: the churn horizons (days) the predictor scores; a question asking further ahead
+            gets the valid range instead of a tool call (assistant/agent/intent.py). None: no check.
+        gate: whether questions no tool fits (writes, unknown ids, other topics) are answered
+            before routing, with no tool call (assistant/agent/intent.py).
     """
 
     def __init__(self, chat_model: BaseChatModel, tools: list[Callable], max_steps: int = 6,
                  router: Any = "auto", answer_mode: str = "model", allow_question_numbers: bool = True,
-                 tool_prior: Any = None, takeaway_tokens: int = 64):
+                 tool_prior: Any = None, takeaway_tokens: int = 64, horizons: tuple[int, ...] | None = (7, 30),
+                 gate: bool = True):
         if max_steps < 2:
             raise ValueError(f"max_steps={max_steps}: need at least 2 (one tool call, one answer)")
         if answer_mode not in ANSWER_MODES:
@@ -102,6 +112,8 @@ class Agent:
         self.answer_mode = answer_mode
         self.takeaway_tokens = takeaway_tokens
         self.allow_question_numbers = allow_question_numbers
+        self.horizons = tuple(horizons) if horizons else None
+        self.gate = gate
         self._with_tools = chat_model.bind_tools([spec.fn for spec in self.specs.values()])
 
     # ------------------------------------------------------------------ the loop
@@ -110,10 +122,27 @@ class Agent:
         started = time.perf_counter()
         turn = _Turn(question=question, messages=self.prepare_messages(question, history))
         turn.untrusted = [t for _, r in tool_results(turn.messages) for t in sanitize_result(r)[1]]
+        turn.language = intent.answer_language(question)
+        if self.horizons:
+            turn.facts.append({"horizons_days": list(self.horizons)})
+        verdict = intent.gate(question, self.specs, self.horizons) if self.gate else None
+        if verdict is not None and verdict.reply:  # no tool fits: say why, call nothing
+            yield AgentEvent("step", {"step": 1, "max_steps": self.max_steps})
+            yield from self._finish(turn, verdict.reply, started, 1, repair=f"gate:{verdict.kind}")
+            return
+        if verdict is not None:
+            turn.note, turn.language = verdict.note, verdict.language
 
         answer_text: str | None = None
         for step in range(1, self.max_steps + 1):
             yield AgentEvent("step", {"step": step, "max_steps": self.max_steps})
+            if turn.results and not turn.planned and step < self.max_steps:
+                turn.planned = True
+                planned = self._planned_call(turn)
+                if planned is not None:  # a two-part question: its second tool before any answer
+                    turn.messages.append(planned)
+                    yield from self._run_calls(turn, planned)
+                    continue
             if self.answer_mode != "model" and turn.results:
                 break  # the composer writes the answer from what the tools returned
             answer_only = step == self.max_steps or turn.force_answer
@@ -215,6 +244,9 @@ class Agent:
                 result = self._execute(turn, name, args)
             if "error" in result and isinstance(result.get("error"), str):
                 yield AgentEvent("error", {"message": f"{name}: {result['error']}", "hint": result.get("hint", "")})
+                # In words for the answer: argument names as a person reads them ("horizon days=14").
+                turn.failures.append({"tool": name, "error": mask_pii(result["error"]).replace("_", " "),
+                                      "hint": mask_pii(str(result.get("hint") or "")).replace("_", " ")})
             clean, untrusted = sanitize_result(result)
             turn.untrusted.extend(untrusted)
             if "error" not in result:
@@ -222,6 +254,18 @@ class Agent:
             yield AgentEvent("tool_result", {"name": name, "result": clean, "id": call_id})
             turn.messages.append(ToolMessage(content=result_for_prompt(clean), tool_call_id=call_id, name=name))
         return repeats == len(message.tool_calls)
+
+    def _planned_call(self, turn: _Turn) -> AIMessage | None:
+        """The second call a two-part question asks for, as a routed message; None when not needed."""
+        call = planner.follow_up(turn.question, turn.results, self.specs)
+        if call is None:
+            return None
+        key = json.dumps([call["name"], call["args"]], sort_keys=True, default=str)
+        if key in turn.calls_seen:
+            return None
+        return AIMessage(content="", tool_calls=[{"name": call["name"], "args": call["args"], "type": "tool_call",
+                                                  "id": f"call_{uuid.uuid4().hex[:8]}"}],
+                         additional_kwargs={"routed": True, "planned": True})
 
     def _without_free_options(self, message: AIMessage, error: BaseMessage) -> AIMessage | None:
         """A routed call that failed, once more without its free-text optional arguments (numbers,
@@ -286,9 +330,10 @@ class Agent:
 
     # ------------------------------------------------------------------ the answer
     def _evidence(self, turn: _Turn) -> grounding.Evidence:
-        results = [r for _, r in tool_results(turn.messages)]
+        results = [r for _, r in tool_results(turn.messages)] + turn.facts
         questions = [turn.question] if self.allow_question_numbers else []
-        return grounding.Evidence.from_results(results, questions)
+        return grounding.Evidence.from_results(results, questions, tools=[name for name, _ in turn.results],
+                                               question=turn.question)
 
     def _accept_answer(self, turn: _Turn, message: AIMessage) -> Iterator[AgentEvent]:
         """The model's prose if grounded; one regeneration with feedback; else None."""
@@ -315,7 +360,7 @@ class Agent:
 
     def _finish_brief(self, turn: _Turn, started: float, steps: int) -> Iterator[AgentEvent]:
         """The composer's answer at once, then the model's takeaway if it is grounded."""
-        composed = compose_answer(turn.question, turn.results)
+        composed = self._with_note(turn, compose_answer(turn.question, turn.results, language=turn.language))
         yield from _stream(composed)
         takeaway, repair = self._takeaway(turn), "composed"
         if takeaway:
@@ -345,6 +390,8 @@ class Agent:
         evidence = self._evidence(turn)
         if text is None:
             text, repair = self._fallback(turn, evidence)
+        if not streamed:
+            text = self._with_note(turn, text)
         report = grounding.check(text, evidence)
         if not report.ok:  # our own composer should never get here; redact as the last wall
             turn.ungrounded.extend(report.ungrounded)
@@ -366,7 +413,11 @@ class Agent:
     def _fallback(self, turn: _Turn, evidence: grounding.Evidence) -> tuple[str, str]:
         """The composer's answer from tool results, or a plain statement that there is none."""
         if turn.results:
-            return compose_answer(turn.question, turn.results), "composed"
+            return compose_answer(turn.question, turn.results, language=turn.language), "composed"
+        if turn.failures:  # what failed and what to try, not a bare "no result"
+            failures = list({(f["tool"], f["error"]): f for f in turn.failures}.values())
+            return render("agent_refusal", kind="tool_error", language=turn.language, tools=list(self.specs),
+                          failures=failures), "composed"
         for message in reversed(turn.messages):
             if isinstance(message, AIMessage) and text_of(message).strip():
                 report = grounding.check(text_of(message), evidence)
@@ -374,6 +425,12 @@ class Agent:
                 if redacted:
                     return redacted, "redacted"
         return render("agent_no_answer", tools=list(self.specs)), "composed"
+
+
+    @staticmethod
+    def _with_note(turn: _Turn, text: str) -> str:
+        """The answer with the turn's note (the language it is written in) before it."""
+        return f"{turn.note}\n\n{text}" if turn.note and not text.startswith(turn.note) else text
 
 
 def _model_choice(router: Any) -> str | None:

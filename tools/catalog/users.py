@@ -142,7 +142,15 @@ def explain_user(ctx: ToolContext, user_id: str, horizon_days: int = 7) -> dict:
     facts.update({k: v for k, v in (exp.get("facts") or {}).items() if k not in facts})
     return {"user_id": user_id, "horizon_days": horizon_days, "as_of": ctx.cutoff,
             "p_churn": _r(exp.get("p_churn")), "drivers": list(exp.get("drivers") or [])[:6], "facts": facts,
-            "lifecycle": _lifecycle_of(ctx, user_id, horizon_days), "model_version": str(ctx.predictor.version)}
+            "lifecycle": _lifecycle_of(ctx, user_id, horizon_days), "model_version": str(ctx.predictor.version),
+            **_explanation_notes(exp)}
+
+
+def _explanation_notes(exp: dict) -> dict:
+    """Why an explanation names no drivers (too little history, or none that matters), when so."""
+    notes = {"too_little_history": (exp.get("history") or {}).get("too_little") or None,
+             "drivers_left_out": exp.get("drivers_left_out") or None}
+    return {k: v for k, v in notes.items() if v}
 
 
 def _lifecycle_of(ctx: ToolContext, user_id: str, horizon_days: int) -> dict:

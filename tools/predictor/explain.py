@@ -27,6 +27,30 @@ FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
 }
 
 
+# An effect smaller than this (one point of churn probability) is noise to a reader: left out.
+MIN_EFFECT = 0.01
+# Fewer events than this, or no purchase at all, is too little history to name reasons for.
+MIN_EVENTS = 5
+
+
+def _driver(p_churn: float, effect: float, horizon_days: int) -> dict:
+    """The parts every driver shares: the effect, its direction and the counterfactual probability."""
+    return {"effect": round(effect, 4), "p_churn_without": round(p_churn - effect, 4),
+            "direction": "raises churn risk" if effect > 0 else "lowers churn risk",
+            "change": f"{horizon_days}-day churn probability {p_churn - effect:.2f} -> {p_churn:.2f}"}
+
+
+def _too_little_history(n_events: int, n_buys: int) -> str:
+    """Why this user's prediction cannot be explained by their own events, or "" when it can."""
+    if n_buys == 0:
+        return (f"only {n_events} event{'s' if n_events != 1 else ''} and no purchase yet, so the prediction "
+                f"mostly reflects how visitors who never bought usually behave")
+    if n_events < MIN_EVENTS:
+        return (f"only {n_events} events: too little history for the model to single out reasons; "
+                f"the prediction mostly reflects similar short histories")
+    return ""
+
+
 def _event_dict(row: pd.Series) -> dict:
     amount = row.get("amount")
     return {"ts": pd.Timestamp(row["ts"]).isoformat(), "behavior": str(row["behavior"]), "item_id": str(row["item_id"]),
@@ -70,7 +94,8 @@ def _facts(history: pd.DataFrame, cutoff_s: int, reviews: pd.DataFrame | None, u
 
 
 def explain_user(predictor, events: pd.DataFrame, user_id: str, cutoff: datetime, horizon_days: int,
-                 reviews: pd.DataFrame | None = None, max_events: int = 20, top: int = 5) -> dict:
+                 reviews: pd.DataFrame | None = None, max_events: int = 20, top: int = 5,
+                 min_effect: float = MIN_EFFECT) -> dict:
     """Which events and features moved this user's p_churn, and the plain facts behind it.
 
     Args:
@@ -82,12 +107,18 @@ def explain_user(predictor, events: pd.DataFrame, user_id: str, cutoff: datetime
         reviews: optional canonical reviews, for the last review's rating.
         max_events: how many of the most recent events to occlude one by one.
         top: how many event drivers to return (largest absolute effect first).
+        min_effect: drivers whose absolute effect is below this are left out (noise to a reader).
 
     Returns:
         {"user_id", "cutoff", "horizon_days", "p_churn", "p_buy", "p_cart", "model_version",
-         "drivers": [{"type": "event"|"feature", "event"|"feature": ..., "effect": float, "direction"}],
-         "facts": {...}, "history": {"events_used", "events_total", "truncated"}}
-        where effect = p_churn with the input minus p_churn without it (positive raises churn risk).
+         "drivers": [{"type": "event"|"feature", "event"|"feature": ..., "effect": float, "direction",
+                      "p_churn_without": float, "change": "7-day churn probability 0.42 -> 0.61"}],
+         "facts": {...}, "history": {"events_used", "events_total", "truncated", "note", "too_little"},
+         "drivers_left_out": str}
+        where effect = p_churn with the input minus p_churn without it (positive raises churn risk),
+        p_churn_without = p_churn - effect (the event removed, or the feature set to a typical
+        user's). Drivers under `min_effect` are dropped; a user with no purchase or under
+        MIN_EVENTS events gets no drivers and `history.too_little` says why.
     """
     user_id = str(user_id)
     if horizon_days not in predictor.horizons_days:
@@ -119,10 +150,9 @@ def explain_user(predictor, events: pd.DataFrame, user_id: str, cutoff: datetime
         for i in range(k):
             effect = p_churn - float(p_without[i])
             drivers.append({"type": "event", "event": _event_dict(history.iloc[n - 1 - i]),
-                            "events_ago": i, "effect": round(effect, 4),
-                            "direction": "raises churn risk" if effect > 0 else "lowers churn risk"})
+                            "events_ago": i, **_driver(p_churn, effect, horizon_days)})
         drivers.sort(key=lambda d: -abs(d["effect"]))
-        drivers = drivers[:top]
+        drivers = [d for d in drivers if abs(d["effect"]) >= min_effect][:top]
 
     mean = np.asarray(predictor.config["feature_mean"], dtype=np.float32)
     feature_drivers = []
@@ -133,10 +163,14 @@ def explain_user(predictor, events: pd.DataFrame, user_id: str, cutoff: datetime
         neutral.features[:, cols] = mean[cols]
         p_neutral = float(1 - predictor.predict_raw(arrays, neutral, top_k=0)["p_buy"][0, j])
         effect = p_churn - p_neutral
-        feature_drivers.append({"type": "feature", "feature": group, "effect": round(effect, 4),
-                                "direction": "raises churn risk" if effect > 0 else "lowers churn risk",
+        feature_drivers.append({"type": "feature", "feature": group, **_driver(p_churn, effect, horizon_days),
                                 "compared_to": "a typical training user"})
     feature_drivers.sort(key=lambda d: -abs(d["effect"]))
+    feature_drivers = [d for d in feature_drivers if abs(d["effect"]) >= min_effect]
+    n_buys = int((history["behavior"] == "buy").sum())
+    too_little = _too_little_history(n, n_buys)
+    if too_little:  # effects on a history this short are not reasons a person can act on
+        feature_drivers, drivers = [], []
     return {
         "user_id": user_id, "cutoff": str(pd.Timestamp(cutoff)), "horizon_days": int(horizon_days),
         "p_churn": round(p_churn, 4), "p_buy": round(float(base["p_buy"][0, j]), 4),
@@ -146,5 +180,9 @@ def explain_user(predictor, events: pd.DataFrame, user_id: str, cutoff: datetime
         "history": {"events_used": int(min(n, predictor.max_len)), "events_total": int(n),
                     "truncated": bool(n > predictor.max_len),
                     "note": (f"the model reads the most recent {predictor.max_len} of {n} events"
-                             if n > predictor.max_len else "")},
+                             if n > predictor.max_len else ""),
+                    "too_little": too_little},
+        "drivers_left_out": ("none of this user's events or features moves the churn probability by "
+                             f"{min_effect:.2f} or more" if not too_little and not feature_drivers and not drivers
+                             else ""),
     }

@@ -101,9 +101,9 @@ def stage_counts(stages: pd.DataFrame) -> dict[str, int]:
 
 def stage_reasons(row: pd.Series) -> list[str]:
     """Plain sentences: where the customer stands against their rhythm, and what would move the stage."""
-    since, gap = int(row["days_since_last_order"]), float(row["gap_days"])
-    if row["stage"] == "visitor":
+    if row["stage"] == "visitor":  # no order: no days since one (NaN), no gap
         return ["no order yet: a visitor, not a customer"]
+    since, gap = int(row["days_since_last_order"]), float(row["gap_days"])
     if row["gap_source"] == "shop":
         rhythm = f"a single order so far, {since} days ago (no usual gap of their own; the shop's usual gap is " \
                  f"{gap:.0f} days)"

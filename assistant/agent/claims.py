@@ -1,0 +1,165 @@
+"""Statements an answer makes about drivers, reasons, directions, rankings and topics, checked.
+
+The number check (assistant/agent/grounding.py) passes "The most common reason for churn is the
+user's first purchase" after a next-purchase question: it has no number. This module reads
+such statements and checks each against the tool results:
+
+- direction: "recency raises the churn risk" needs a recency driver with a positive effect;
+- top driver: "the main reason is X" needs X to be the driver with the largest effect;
+- ranking: "user 42 is the most at risk" needs user 42 first in the at-risk list;
+- common reason: "the most common reason is X" needs X to be the most frequent listed reason;
+- topic: churn talk after a question no churn tool answered is off topic;
+- internal names: a result's field name (`first_category`, `p_buy`) is not prose.
+
+    problems = statement_problems(split_sentences(text), results, tools=["predict_next"])
+    # [(0, "off topic: churn is not what predict_next answered")]
+
+Each problem names its sentence; grounding marks it ungrounded, so the sentence is dropped
+exactly as a sentence with an invented number is.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import Any, Iterable
+
+CHURN_TOOLS = {"at_risk_users", "explain_user", "segment_report", "similar_cases"}
+_CHURN_WORDS = re.compile(r"\b(churn\w*|at[- ]risk|risk of leaving|stop(?:s|ped)? buying|lapse\w*)|流失", re.I)
+_RAISES = re.compile(r"\b(raises?|raising|increases?|increasing|drives? up|pushes? up|adds? to|higher)\b|提高|升高|增加",
+                     re.I)
+_LOWERS = re.compile(r"\b(lowers?|lowering|reduces?|reducing|decreases?|decreasing|drives? down|protects?)\b|降低|减少",
+                     re.I)
+_MAIN = re.compile(r"\b(main|biggest|largest|strongest|top|most important|primary|key|chief)\s+"
+                   r"(driver|reason|factor|cause)\b|mainly because of|主要原因", re.I)
+_COMMON = re.compile(r"\bmost common (reason|driver|cause|pattern)\b|最常见", re.I)
+_MOST_AT_RISK = re.compile(r"\b(?:user|customer)\s+([\w-]+)\s+(?:is|has)\s+(?:the\s+)?"
+                           r"(?:most at risk|most likely to churn|highest (?:churn )?risk|riskiest)", re.I)
+# Names of tool arguments and their closed choices: internal however the result spells them.
+INTERNAL_NAMES = {"first_category", "value_band", "segment_by", "rank_by", "horizon_days", "top_k", "p_churn",
+                  "p_buy", "p_cart", "value_at_risk", "model_version", "user_id", "item_id", "category_id",
+                  "next_behavior", "as_of", "last_n", "expected_spend", "days_since_last_buy", "mean_p_churn"}
+_SNAKE = re.compile(r"\b[a-z]+(?:_[a-z0-9]+)+\b")
+# Words a reader uses for each feature group of the predictor (tools/predictor/explain.py).
+FEATURE_SYNONYMS = {
+    "recency": ("recency", "recent visit", "last visit", "last purchase", "since the last", "time since", "距上次"),
+    "frequency": ("frequency", "how often", "number of orders", "orders so far", "购买频率"),
+    "recent_activity": ("recent activity", "activity in recent", "events in the last", "活跃"),
+    "monetary": ("monetary", "spend", "spending", "消费金额"),
+    "purchase_gap": ("purchase gap", "gap between purchases", "usual gap", "购买间隔"),
+    "tenure": ("tenure", "how long they have been", "customer for", "客户时长"),
+}
+# The reasons at_risk_users lists (tools/predictor/lifecycle.py stage_reasons, plus "no visits"), by
+# kind: (marks that identify the reason, words an answer may use for it).
+REASON_KINDS = {
+    "overdue": (("overdue",), ("overdue", "late", "past their usual", "longer than usual")),
+    "within_gap": (("within the usual",), ("within", "on schedule", "usual gap")),
+    "a_little_past": (("a little past",), ("a little past", "slightly late", "just past")),
+    "single_order": (("single order",), ("single order", "one order", "only one purchase", "first purchase")),
+    "no_visits": (("no visits",), ("no visits", "no recent visits", "stopped visiting", "silent", "inactive")),
+    "few_buys": (("at most one purchase",), ("at most one purchase", "few purchases", "browsing without buying")),
+}
+
+
+def statement_problems(sentences: list[str], results: Iterable[Any], tools: Iterable[str] | None = None,
+                       question: str = "") -> list[tuple[int, str]]:
+    """(sentence index, why it is false or off topic) for each checked statement that fails.
+
+    Args:
+        sentences: the answer split as grounding splits it (assistant/agent/grounding.py).
+        results: the tool results of the conversation (dicts).
+        tools: names of the tools that answered this turn; None skips the topic check.
+        question: the user's question (churn asked about is on topic whatever the tools).
+    """
+    results = [r for r in results if isinstance(r, dict)]
+    drivers = [d for r in results for d in r.get("drivers") or [] if isinstance(d, dict)]
+    ranked = [u for r in results for u in (r.get("users") or [])[:1] if isinstance(u, dict)]
+    reasons = [str(x) for r in results for u in r.get("users") or [] if isinstance(u, dict)
+               for x in u.get("reasons") or []]
+    keys = _keys(results) | INTERNAL_NAMES
+    tools = None if tools is None else set(tools)
+    # No tool answered (a refusal, a greeting): there is no topic to stray from.
+    churn_topic = not tools or bool(CHURN_TOOLS & tools) or bool(_CHURN_WORDS.search(question))
+    problems = []
+    for index, sentence in enumerate(sentences):
+        if not sentence.strip():
+            continue
+        why = (_internal_name(sentence, keys) or ("off topic: the question was not about churn"
+                                                  if not churn_topic and _CHURN_WORDS.search(sentence) else "")
+               or _driver_problem(sentence, drivers) or _ranking_problem(sentence, ranked)
+               or _common_reason_problem(sentence, reasons))
+        if why:
+            problems.append((index, why))
+    return problems
+
+
+def _keys(value: Any, found: set[str] | None = None) -> set[str]:
+    found = set() if found is None else found
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if "_" in str(k):
+                found.add(str(k).lower())
+            _keys(v, found)
+    elif isinstance(value, list):
+        for v in value:
+            _keys(v, found)
+    return found
+
+
+def _internal_name(sentence: str, keys: set[str]) -> str:
+    names = [w for w in _SNAKE.findall(sentence.lower()) if w in keys]
+    return f"internal field name {names[0]!r} in prose" if names else ""
+
+
+def _named_features(sentence: str) -> list[str]:
+    low = sentence.lower()
+    return [f for f, words in FEATURE_SYNONYMS.items() if any(w in low for w in words)]
+
+
+def _driver_problem(sentence: str, drivers: list[dict]) -> str:
+    if not drivers:
+        return ""
+    named = _named_features(sentence)
+    by_feature = {str(d.get("feature")): d for d in drivers if d.get("type") == "feature" or d.get("feature")}
+    if _MAIN.search(sentence):
+        top = max(drivers, key=lambda d: abs(d.get("effect") or 0))
+        items = [str((d.get("event") or {}).get("item_id")) for d in drivers if isinstance(d.get("event"), dict)]
+        named_item = [i for i in items if i and re.search(rf"\b{re.escape(i)}\b", sentence)]
+        if top.get("feature") and named and str(top["feature"]) not in named:
+            return f"false: the top driver is {top['feature']}, not {named[0]}"
+        if isinstance(top.get("event"), dict) and named_item and named_item[0] != str(top["event"].get("item_id")):
+            return f"false: the top driver is item {top['event'].get('item_id')}, not {named_item[0]}"
+        if not named and not named_item and not re.search(r"\d", sentence):
+            return "unsupported: names a main driver that is not among the drivers"
+    raises, lowers = bool(_RAISES.search(sentence)), bool(_LOWERS.search(sentence))
+    if raises != lowers:
+        for feature in named:
+            d = by_feature.get(feature)
+            if d is None:
+                continue
+            effect = d.get("effect") or 0
+            if raises and effect < 0:
+                return f"false: {feature} lowers the churn risk (effect {effect})"
+            if lowers and effect > 0:
+                return f"false: {feature} raises the churn risk (effect {effect})"
+    return ""
+
+
+def _ranking_problem(sentence: str, ranked: list[dict]) -> str:
+    match = _MOST_AT_RISK.search(sentence)
+    if not match or not ranked:
+        return ""
+    first = {str(u.get("user_id")) for u in ranked}
+    return "" if match.group(1) in first else f"false: user {match.group(1)} is not the highest risk"
+
+
+def _common_reason_problem(sentence: str, reasons: list[str]) -> str:
+    if not _COMMON.search(sentence):
+        return ""
+    counts = Counter(kind for text in reasons for kind, (marks, _) in REASON_KINDS.items()
+                     if any(m in text.lower() for m in marks))
+    if not counts:
+        return "unsupported: no listed reasons to count"
+    top = counts.most_common(1)[0][0]
+    low = sentence.lower()
+    return "" if any(w in low for w in REASON_KINDS[top][1]) else f"false: the most common listed reason is {top}"

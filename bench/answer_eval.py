@@ -1,0 +1,264 @@
+"""Evaluate the answers themselves: facts stated, statements avoided, topic kept, questions no tool fits.
+
+    .venv/bin/python bench/answer_eval.py --demo-home ~/.shopsight --amazon-home /tmp/amazon-home
+    .venv/bin/python bench/answer_eval.py --demo-home H --configs template brief --limit 20
+
+Questions: data/questions/answer_eval.jsonl (demo shop and the Amazon fine food reviews), each
+with its reference calls, the facts the answer must state (`must_say`: a path into a tool
+result, or `text:` a phrase), the statements it must not make (`must_not`: regexes) and its
+topic. Routing is held fixed so the answer is what is measured: a reference chat model writes
+the question's first call (the router's job, measured by bench/agent_eval.py); every other
+part is the real agent -- the "no tool fits" gate, the planner's second call, the composer,
+the claim check, the model's takeaway in the `brief` config (needs the packaged LLM).
+
+Scores per config: must-say recall, must-not violations, answers with a false or off-topic
+statement (after the check: what a user sees) and the statements the check dropped, two-part
+questions answered in full, no-tool questions handled (no unrelated list), internal field names
+or raw timestamps in prose, grounding re-checked, words per answer, and how often the model's
+own words were kept. Rows go to OUT/rows_<config>.jsonl, the table to OUT/table.md.
+The demo home needs `shopsight demo` (store, predictor, scores, cases); the Amazon home needs
+`shopsight data import data/amazon_finefood_reviews_7567.csv --format amazon_finefood`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script from anywhere
+
+from langchain_core.language_models import BaseChatModel  # noqa: E402
+from langchain_core.messages import AIMessage, BaseMessage  # noqa: E402
+from langchain_core.outputs import ChatGeneration, ChatResult  # noqa: E402
+from pydantic import Field  # noqa: E402
+
+QUESTIONS = ROOT / "data" / "questions" / "answer_eval.jsonl"
+# What no answer's prose may show: internal field names and raw ISO timestamps.
+INTERNAL_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}|\b(?:p_churn|p_buy|p_cart|model_version|user_id|item_id|"
+                         r"horizon_days|value_at_risk|next_behavior|as_of)\b|\bp buy\b|\bmodel version\b|From [a-z]+_[a-z_]+:")
+UNRELATED_LIST_RE = re.compile(r"most likely to stop buying|最可能不再购买|with the most money at stake")
+CHURN_RE = re.compile(r"\bchurn\w*|\bat[- ]risk\b|stop(?:s|ped)? buying|流失", re.I)
+
+
+class ReferenceChat(BaseChatModel):
+    """Writes the question's first reference call, then nothing: routing held fixed.
+
+    A real BaseChatModel (like the scripted model of tests/test_agent.py); with `takeaway`
+    it hands the answer step and the takeaway step to a real chat model instead.
+    """
+
+    first_call: dict | None = None
+    takeaway: Any = None
+    used: list[str] = Field(default_factory=list)
+
+    @property
+    def _llm_type(self) -> str:
+        return "reference"
+
+    def bind_tools(self, tools, **kwargs):
+        return self
+
+    def _generate(self, messages: list[BaseMessage], stop=None, run_manager=None, **kwargs: Any) -> ChatResult:
+        if self.first_call is not None and not self.used:
+            self.used.append("call")
+            call = {"name": self.first_call["name"], "args": self.first_call["arguments"], "id": "call_ref",
+                    "type": "tool_call"}
+            return ChatResult(generations=[ChatGeneration(message=AIMessage(content="", tool_calls=[call]))])
+        self.used.append("prose")
+        if self.takeaway is not None:
+            reply = self.takeaway.invoke(messages)
+            return ChatResult(generations=[ChatGeneration(message=AIMessage(content=reply.content or ""))])
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=""))])
+
+
+# ------------------------------------------------------------------------------------------- scoring
+def lookup(results: list[tuple[str, Any]], spec: str) -> Any:
+    """The value at "tool:path" (e.g. "at_risk_users:users[0].user_id") in this turn's results, else None."""
+    tool, _, path = spec.partition(":")
+    for name, result in results:
+        if name != tool:
+            continue
+        value: Any = result
+        for part in re.findall(r"[^.\[\]]+|\[-?\d+\]", path):
+            try:
+                value = value[int(part[1:-1])] if part.startswith("[") else value[part]
+            except (KeyError, IndexError, TypeError):
+                value = None
+                break
+        if value is not None:
+            return value
+    return None
+
+
+def said(text: str, value: Any) -> bool:
+    """Whether `text` states `value`, formatting forgiven (0.734 as "73%" or "0.73", 12.5 as "$12.50")."""
+    low = text.lower()
+    if isinstance(value, bool) or value is None:
+        return False
+    if isinstance(value, int):
+        return re.search(rf"(?<![\d.]){value}(?![\d])", text.replace(",", "")) is not None
+    if isinstance(value, float):
+        forms = {f"{value:.2f}", f"{value:.3f}".rstrip("0").rstrip("."), f"{value * 100:.0f}%", f"{value * 100:.1f}%",
+                 f"{value:,.2f}"}
+        return any(f in text for f in forms)
+    return str(value).lower() in low
+
+
+def score_row(q: dict, events: list[dict], answer: dict) -> dict:
+    text = answer["text"]
+    results = [(e["name"], e["result"]) for e in events if e["type"] == "tool_result" and "error" not in e["result"]]
+    called = [e["name"] for e in events if e["type"] == "tool_call"]
+    facts, hits = [], 0
+    for spec in q["must_say"]:
+        if spec == "text:zh":
+            ok = len(re.findall(r"[\u4e00-\u9fff]", text)) >= 6
+        elif spec.startswith("text:"):
+            ok = spec[5:].lower() in text.lower()
+        else:
+            ok = said(text, lookup(results, spec))
+        facts.append({"fact": spec, "ok": ok})
+        hits += ok
+    violations = [p for p in q["must_not"] if re.search(p, text, re.I)]
+    internal = INTERNAL_RE.findall(text)
+    statements = [c for c in answer.get("ungrounded") or [] if c.startswith(("false", "off topic", "unsupported",
+                                                                               "internal field"))]
+    from assistant.agent.claims import statement_problems
+    from assistant.agent.grounding import Evidence, check, split_sentences
+
+    shown_problems = statement_problems(split_sentences(text), [r for _, r in results], [n for n, _ in results],
+                                        q["question"])
+    evidence = Evidence.from_results([e["result"] for e in events if e["type"] == "tool_result"] +
+                                     [{"horizons_days": [7, 30]}], [q["question"]])
+    expected = [c["name"] for c in q["calls"]]
+    row = {"id": q["id"], "kind": q["kind"], "dataset": q["dataset"], "topic": q["topic"], "question": q["question"],
+           "calls": called, "repair": answer.get("repair"), "text": text,
+           "must_say": facts, "recall": hits / max(1, len(q["must_say"])), "violations": violations,
+           "internal": internal, "false_shown": [w for _, w in shown_problems], "dropped_statements": statements,
+           "grounded": check(text, evidence).ok, "words": len(text.split()) + len(re.findall(r"[\u4e00-\u9fff]", text)),
+           "model_words_kept": answer.get("repair") in ("none", "regenerated", "composed+takeaway"),
+           "seconds": answer.get("seconds")}
+    if q["kind"] == "two_part":
+        row["two_part_full"] = all(n in called for n in expected) and hits == len(q["must_say"])
+    if q["kind"] == "no_tool":
+        row["handled"] = hits == len(q["must_say"]) and not violations and \
+            (q["topic"] == "churn" or not UNRELATED_LIST_RE.search(text))
+    return row
+
+
+def summarize(rows: list[dict]) -> dict:
+    def rate(xs: list[bool]) -> str:
+        return f"{sum(xs) / len(xs):.3f} ({sum(xs)}/{len(xs)})" if xs else "—"
+
+    two = [r["two_part_full"] for r in rows if "two_part_full" in r]
+    handled = [r["handled"] for r in rows if "handled" in r]
+    return {"questions": len(rows), "must-say recall": f"{statistics.mean(r['recall'] for r in rows):.3f}",
+            "must-not violations": sum(len(r["violations"]) for r in rows),
+            "false/off-topic statements shown": sum(len(r["false_shown"]) for r in rows),
+            "statements dropped by the check": sum(len(r["dropped_statements"]) for r in rows),
+            "two-part answered in full": rate(two), "no-tool-fits handled": rate(handled),
+            "internal names / raw timestamps": sum(len(r["internal"]) for r in rows),
+            "grounded": rate([r["grounded"] for r in rows]),
+            "median words": f"{statistics.median(r['words'] for r in rows):.0f}",
+            "model words kept": rate([r["model_words_kept"] for r in rows]),
+            "median s": f"{statistics.median(r['seconds'] or 0 for r in rows):.2f}"}
+
+
+# ------------------------------------------------------------------------------------------- running
+def open_tools(dataset: str, home: Path) -> list:
+    """The real tools over a home folder: the demo shop through the workspace, Amazon reviews directly."""
+    os.environ["SHOPSIGHT_HOME"] = str(home)
+    from assistant.config import Settings
+
+    settings = Settings.from_env()
+    from tools.data.store import EventStore
+
+    store = EventStore(settings.db_path, read_only=True)  # several readers may share the home
+    if dataset == "demo":
+        from assistant.workspace import Workspace
+
+        return Workspace.open(settings, store=store, chat_model_factory=lambda: None).tools
+    import pandas as pd
+
+    from tools.catalog import ToolContext, build_tools
+
+    last = store.reviews_frame()["ts"].max()  # a reviews-only store: "now" is its last review
+    return build_tools(ToolContext(store=store, cutoff=pd.Timestamp(last).to_pydatetime(),
+                                   audit_path=Path(home) / "audit" / "eval.jsonl"))
+
+
+def run_config(config: str, questions: list[dict], tools_by_dataset: dict, out: Path, takeaway_model: Any,
+               record: Path | None = None) -> list[dict]:
+    from assistant.agent.loop import Agent
+
+    path = out / f"rows_{config}.jsonl"
+    done = {json.loads(line)["id"]: json.loads(line) for line in path.open()} if path.exists() else {}
+    rows = []
+    with path.open("a") as sink:
+        for q in questions:
+            if q["id"] in done:
+                rows.append(done[q["id"]])
+                continue
+            tools = tools_by_dataset[q["dataset"]]
+            chat = ReferenceChat(first_call=q["calls"][0] if q["calls"] else None,
+                                 takeaway=takeaway_model if config == "brief" else None)
+            agent = Agent(chat, tools, router=None, answer_mode="brief" if config == "brief" else "template")
+            started = time.perf_counter()
+            events = [e.to_dict() for e in agent.run(q["question"])]
+            answer = events[-1]
+            answer["seconds"] = round(time.perf_counter() - started, 3)
+            row = score_row(q, events, answer)
+            rows.append(row)
+            if record is not None:  # the tool results, for tests/test_answer_eval.py
+                results = [[e["name"], e["result"]] for e in events if e["type"] == "tool_result"]
+                with record.open("a", encoding="utf-8") as rec:
+                    rec.write(json.dumps({"id": q["id"], "question": q["question"], "results": results},
+                                         ensure_ascii=False, default=str) + "\n")
+            sink.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+            sink.flush()
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--demo-home", type=Path, required=True, help="a home with `shopsight demo` done")
+    parser.add_argument("--amazon-home", type=Path, help="a home with the Amazon reviews imported (else skipped)")
+    parser.add_argument("--configs", nargs="+", default=["template"], choices=["template", "brief"])
+    parser.add_argument("--limit", type=int, default=0, help="first N questions only")
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "answer_eval")
+    parser.add_argument("--record", type=Path, help="append each question's tool results to this JSON-lines file")
+    args = parser.parse_args(argv)
+    questions = [json.loads(line) for line in QUESTIONS.open(encoding="utf-8") if line.strip()]
+    if not args.amazon_home:
+        questions = [q for q in questions if q["dataset"] != "amazon"]
+    questions = questions[:args.limit] if args.limit else questions
+    tools = {"demo": open_tools("demo", args.demo_home)}
+    if args.amazon_home:
+        tools["amazon"] = open_tools("amazon", args.amazon_home)
+    takeaway = None
+    if "brief" in args.configs:
+        from assistant.llm.loader import load_llm
+
+        takeaway = load_llm()
+    args.out.mkdir(parents=True, exist_ok=True)
+    table = {}
+    for config in args.configs:
+        rows = run_config(config, questions, tools, args.out, takeaway, args.record if config == "template" else None)
+        table[config] = summarize(rows)
+    keys = list(next(iter(table.values())))
+    lines = ["| metric | " + " | ".join(table) + " |", "|---|" + "---|" * len(table)]
+    lines += [f"| {k} | " + " | ".join(str(table[c][k]) for c in table) + " |" for k in keys]
+    (args.out / "table.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
