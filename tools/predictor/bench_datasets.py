@@ -22,6 +22,7 @@ import pandas as pd
 from tools.data.schema import BEHAVIORS, EVENT_COLUMNS
 
 DATASETS = ("cdnow", "taobao", "demo")
+FORMATS = ("taobao", "cdnow", "store")  # --format of `bench run --data FILE --cutoff ISO --horizon H`
 CANONICAL = list(EVENT_COLUMNS)
 
 # Taobao UserBehavior: the release covers 2017-11-25 .. 2017-12-03 Beijing time (UTC+8).
@@ -207,6 +208,62 @@ def load_bench_data(dataset: str, data_path: str | Path | None = None, n_users: 
             data.info["sha256"] = sha256_of(path)
     _check_events(data)
     return data
+
+
+def load_custom_data(data_path: str | Path, fmt: str, cutoffs: list[datetime], horizons_days: list[float]) -> BenchData:
+    """Any shop's file at the caller's own cutoffs and horizons (`bench run --data F --format X --cutoff C --horizon H`).
+
+    Args:
+        data_path: a Taobao UserBehavior CSV, a CDNOW file, or a `.duckdb` store made by `shopsight data import`.
+        fmt: `taobao`, `cdnow` or `store`.
+        cutoffs: test cutoffs (naive UTC); each needs its validation cutoff c - max(H) inside the data.
+        horizons_days: horizons in days (fractions allowed: 1 h = 1/24).
+    Raises ValueError naming the cutoff, the horizon and the data's first / last timestamps.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    path = Path(data_path)
+    if fmt == "store" or path.suffix == ".duckdb":
+        events, info = read_store(path), {}
+        info["rows_read"] = int(len(events))
+    elif fmt == "cdnow":
+        events = read_cdnow(path)
+        info = {"rows_read": int(len(events))}
+    else:
+        events, info = read_taobao(path)
+    if events.empty:
+        raise ValueError(f"{path}: no events to benchmark")
+    horizons = tuple(sorted(set(horizons_days)))
+    tasks = ["churn"]
+    if events["item_id"].nunique() > 1:
+        tasks.append("next_item")
+    if events["category_id"].notna().any() and events["category_id"].nunique() > 1:
+        tasks.append("next_category")
+    first, last = events["ts"].min(), events["ts"].max()
+    for cutoff in cutoffs:
+        if not first <= pd.Timestamp(cutoff) < last:
+            raise ValueError(f"{path}: cutoff {cutoff.isoformat()} lies outside the data ({first} .. {last}); "
+                             "choose a cutoff between the first and the last timestamp")
+        end = pd.Timestamp(cutoff) + pd.Timedelta(days=max(horizons))
+        if end > last:
+            raise ValueError(f"{path}: horizon {_h(max(horizons))} after cutoff {cutoff.isoformat()} ends at {end}, past "
+                             f"the last timestamp {last}; choose a cutoff at or before "
+                             f"{last - pd.Timedelta(days=max(horizons))} or a shorter horizon")
+        val = pd.Timestamp(cutoff) - pd.Timedelta(days=max(horizons))
+        if val <= first:
+            raise ValueError(f"{path}: the validation cutoff {val} (cutoff - {_h(max(horizons))}) is not after the first "
+                             f"timestamp {first}; choose a later cutoff or a shorter horizon")
+    data = BenchData(path.stem, events, sorted(cutoffs), horizons, tuple(tasks), str(path), info)
+    if path.is_file():
+        data.info["sha256"] = sha256_of(path)
+    _check_events(data)
+    return data
+
+
+def _h(days: float) -> str:
+    from tools.predictor.bench_files import horizon_tag  # the file names' spelling: 30m, 1h, 2d
+
+    return horizon_tag(days)
 
 
 def _check_events(data: BenchData) -> None:
