@@ -6,7 +6,7 @@ Sequential recommenders that hold up on real traffic rank a small candidate set 
 cheap generators and re-rank it. Four generators score ids (vocabulary ids, known ids only):
 
 - `own`: the user's own recent ids, weighted by behavior (cart/fav > view) and decayed by
-  events ago (`own_half_life` events);
+  events ago (`own_half_life` events; 0 = the newest touch only, as `repeat_recency`);
 - `cooc`: item-to-item co-occurrence over every user's sequence as of the cutoff: ids that
   followed (weight 1/d) or preceded (0.5/d) an id within 3 events, row-normalized, summed over
   the user's last 3 ids;
@@ -17,10 +17,13 @@ Each generator's scores are divided by the user's best score (so each lies in [0
 blend is `sum_g w_g * s_g` (+ a tiny popularity tie-break). `fit_blend` picks the weights on a
 *validation cutoff inside the training past* (held-out users only, whose targets the network
 never saw), from a grid that includes every generator alone: on that cutoff the blend is never
-worse than its best generator. The test cutoff is never read.
+worse than its best generator by more than one standard error (within it, the simpler blend
+is kept). The test cutoff is never read.
 
-    stats = RankStats.build(arrays, cutoff_s, field="item", pop_window_s=3600)
-    ranked = blend_rank(stats, arrays, ex, softmax_ids, softmax_probs, weights, k=10)   # (n, k) vocab ids
+    stats = RankStats.build(arrays, cutoff_s, "item", vocab.n_items, len(vocab.items), pop_window_s=86_400)
+    table = CandidateTable.build(generator_scores(stats, arrays, ex, soft_ids, soft_probs, own_half_life=1.0), stats)
+    table.rank(weights, k=10)                               # (n, 10) vocab ids, best first
+    fit_blend([(tables_by_half_life, targets)], has_softmax=True)   # the weights, on validation
 """
 
 from __future__ import annotations
@@ -42,7 +45,8 @@ N_SOFTMAX = 100
 N_NEIGHBORS = 50  # co-occurring ids kept per id (bounds the candidate set)
 N_POP = 20
 GRID = (0.0, 0.1, 1.0, 10.0)  # 10 vs 0.1 = "this generator first, that one breaks ties"
-HALF_LIVES = (1.0, 4.0, 16.0)
+# 0 = each id scored 1 / (1 + events ago of its newest touch): exactly `repeat_recency`'s order.
+HALF_LIVES = (0.0, 1.0, 4.0, 16.0)
 MIN_TARGETS = 30  # fewer validation targets than this: the blend cannot be judged
 
 
@@ -107,7 +111,15 @@ def generator_scores(stats: RankStats, arrays: EventArrays, ex: Examples, softma
     g = np.concatenate([np.arange(s, e) for s, e in zip(starts, ex.ends)]) if n else np.zeros(0, np.int64)
     ago = np.repeat(ex.ends, lens) - 1 - g  # 0 = the latest event
     keep = ok[g]
-    w = BEHAVIOR_WEIGHTS[arrays.behavior[g]] * 0.5 ** (ago / own_half_life)
+    if own_half_life > 0:
+        w = BEHAVIOR_WEIGHTS[arrays.behavior[g]] * 0.5 ** (ago / own_half_life)
+    else:  # newest touch only: drop every older touch of the same id
+        w = 1.0 / (1.0 + ago)
+        key = row.astype(np.int64) * stats.n_ids + ids[g]
+        newest = np.zeros(len(g), dtype=bool)
+        order = np.lexsort((ago, key))
+        newest[order[np.r_[True, key[order][1:] != key[order][:-1]]]] = True
+        keep = keep & newest
     own = sp.csr_matrix((w[keep], (row[keep], ids[g][keep])), shape=(n, stats.n_ids))
     seed_keep = keep & (ago < N_LAST)
     seeds = sp.csr_matrix((1.0 / (1 + ago[seed_keep]), (row[seed_keep], ids[g][seed_keep])), shape=(n, stats.n_ids))
@@ -177,43 +189,62 @@ class CandidateTable:
         order = np.argsort(-s, axis=1, kind="stable")[:, :k]
         return np.take_along_axis(self.ids, order, axis=1)
 
-    def ndcg(self, weights: np.ndarray, targets: np.ndarray, k: int = 10) -> float:
-        """Mean NDCG@k of `targets` (vocab ids; -1 = unknown target, a miss)."""
+    def gains(self, weights: np.ndarray, targets: np.ndarray, k: int = 10) -> np.ndarray:
+        """Per example NDCG@k of `targets` (vocab ids; -1 = unknown target, a miss)."""
         s = self.scores @ weights + self.tie
         s = np.where(self.ids >= 0, s, -np.inf)
         hit = self.ids == targets[:, None]
         found = hit.any(axis=1) & (targets >= 0)
         t_score = np.where(found, np.where(hit, s, 0.0).sum(axis=1), np.inf)
         rank = (s > t_score[:, None]).sum(axis=1)
-        gain = np.where(found & (rank < k), 1.0 / np.log2(rank + 2.0), 0.0)
-        return float(gain.mean()) if len(gain) else 0.0
+        return np.where(found & (rank < k), 1.0 / np.log2(rank + 2.0), 0.0)
 
 
 def weight_grid(has_softmax: bool) -> np.ndarray:
-    """Every weight vector of the grid (softmax fixed at 0 when the model has no softmax)."""
+    """Every weight vector of the grid (softmax fixed at 0 when the model has no softmax), simplest first:
+    fewer generators, then `own` before the others (the safest on real shops)."""
     combos = []
     for w in itertools.product(GRID, repeat=len(GENERATORS)):
         if not any(w) or (not has_softmax and w[3]):
             continue
         combos.append(w)
+    combos.sort(key=lambda w: (sum(x > 0 for x in w), [x == 0 for x in w]))
     return np.array(combos, dtype=float)
 
 
-def fit_blend(tables: dict[float, CandidateTable], targets: np.ndarray, has_softmax: bool) -> dict:
-    """Choose the own half-life and the weights that maximize validation NDCG@10; report each generator alone."""
+def fit_blend(parts: list[tuple[dict[float, CandidateTable], np.ndarray]], has_softmax: bool) -> dict:
+    """Choose the own half-life and the weights on validation NDCG@10; report each generator alone.
+
+    `parts`: per validation cutoff, the candidate tables by own half-life and the targets. The
+    simplest blend (fewest generators, `own` first, shortest half-life) whose mean NDCG is within
+    one standard error of the best one's is kept: a few hundred validation users cannot tell
+    smaller differences from noise, and the simple blend is the one that holds on the next cutoff.
+    """
+    grid = weight_grid(has_softmax)
+    half_lives = list(parts[0][0])
+    # gains[h][i] = per-user NDCG of combo i with half-life h, over every validation cutoff.
+    gains = {hl: np.stack([np.concatenate([tables[hl].gains(w, targets) for tables, targets in parts]) for w in grid])
+             for hl in half_lives}
+    means = {hl: g.mean(axis=1) for hl, g in gains.items()}
+    top_hl = max(half_lives, key=lambda hl: means[hl].max())
+    top_i = int(np.argmax(means[top_hl]))
+    n = gains[top_hl].shape[1]
+    se = float(gains[top_hl][top_i].std() / np.sqrt(max(n, 1)))
     best = None
+    for i in range(len(grid)):
+        for hl in half_lives:
+            if means[hl][i] >= means[top_hl][top_i] - se:
+                best = {"ndcg": float(means[hl][i]), "weights": grid[i].tolist(), "own_half_life": hl}
+                break
+        if best:
+            break
     alone: dict[str, float] = {}
-    for half_life, table in tables.items():
-        grid = weight_grid(has_softmax)
-        scores = np.array([table.ndcg(w, targets) for w in grid])
-        i = int(np.argmax(scores))
-        if best is None or scores[i] > best["ndcg"] + 1e-12:
-            best = {"ndcg": float(scores[i]), "weights": grid[i].tolist(), "own_half_life": half_life}
-        for j, g in enumerate(GENERATORS):
-            one_hot = np.eye(len(GENERATORS))[j]
-            if g == "softmax" and not has_softmax:
-                continue
-            alone[g] = max(alone.get(g, 0.0), table.ndcg(one_hot, targets))
-    best["alone"] = {g: round(v, 4) for g, v in alone.items()}
-    best["ndcg"] = round(best["ndcg"], 4)
+    for j, g in enumerate(GENERATORS):
+        if g == "softmax" and not has_softmax:
+            continue
+        one_hot = np.eye(len(GENERATORS))[j]
+        i = int(np.flatnonzero((grid == one_hot).all(axis=1))[0])
+        alone[g] = round(max(float(means[hl][i]) for hl in half_lives), 4)
+    best.update(alone=alone, ndcg=round(best["ndcg"], 4), best_ndcg=round(float(means[top_hl][top_i]), 4),
+                standard_error=round(se, 4))
     return best

@@ -3,10 +3,10 @@
     ranking = fit_ranking(model, arrays, vocab, cfg, label_end, is_val_user, device)   # train.py, saved in config.yaml
     ids, weights = rank_with_blend(ranking["items"], arrays, ex, raw, vocab, field="item", cutoff_s=c)  # score.py
 
-The validation cutoff is `v = label_end - max(H)` (inside the training past). Its population is
-the *held-out* users (never trained on) with an event at or before v and a next event in
-`(v, min(v + max H, label_end)]`; their first such event is the target, as in docs/benchmark.md.
-Generators' statistics (co-occurrence, popularity) read only events at or before v.
+The validation cutoffs are `v = label_end - max(H)`, `v - H/2` and `v - H` (inside the training
+past). Their population is the *held-out* users (never trained on) with an event at or before v
+and a next event in `(v, min(v + max H, label_end)]`; their first such event is the target, as in
+docs/benchmark.md. Generators' statistics (co-occurrence, popularity) read only events at or before v.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ import numpy as np
 
 from tools.predictor.candidates import (GENERATORS, HALF_LIVES, MIN_TARGETS, N_SOFTMAX, CandidateTable, RankStats,
                                         fit_blend, generator_scores)
-from tools.predictor.data import N_RESERVED, EventArrays, Examples, examples_at, horizon_seconds
+from tools.predictor.data import DAY, N_RESERVED, EventArrays, Examples, examples_at, horizon_seconds
 
 FIELDS = (("items", "item"), ("categories", "category"))
+N_VALIDATION_CUTOFFS = 3
 # Too few validation targets to choose: rank the user's own recent ids first, then popular ones
 # (the `repeat_recency` baseline), which is the safest generator on real shops.
 FALLBACK_WEIGHTS = [10.0, 0.0, 0.1, 0.0]
@@ -50,29 +51,39 @@ def fit_ranking(predict, arrays: EventArrays, vocab, horizons_days, label_end: i
         is_val_user: (n_users,) bool, the held-out users.
     """
     h = int(horizon_seconds(horizons_days).max())
-    v = label_end - h
     rows = np.flatnonzero(is_val_user)
-    ex = examples_at(arrays, v, rows) if len(rows) and v > arrays.ts.min() else None
-    out = {"validation_cutoff_s": int(v), "pop_window_s": h, "generators": list(GENERATORS)}
-    raw = predict(arrays, ex, N_SOFTMAX) if ex is not None and len(ex) else None
+    # Validation cutoffs v, v - H/2, v - H (those with data before them): more targets, less noise.
+    cutoffs = [label_end - h - k * (h // 2) for k in range(N_VALIDATION_CUTOFFS)]
+    cutoffs = [v for v in cutoffs if v > arrays.ts.min()]
+    pop_window = max(h, DAY)  # as the popularity baseline: the last day, topped up by all-time counts
+    out = {"validation_cutoffs_s": [int(v) for v in cutoffs], "pop_window_s": pop_window,
+           "generators": list(GENERATORS)}
+    examples = [examples_at(arrays, v, rows) for v in cutoffs] if len(rows) else []
+    raws = [predict(arrays, ex, N_SOFTMAX) if len(ex) else None for ex in examples]
     for name, kind in FIELDS:
         n_ids, n_known = _sizes(vocab, kind)
-        if raw is None or n_known < 2:
-            out[name] = _fallback(0, "no held-out user has events before the validation cutoff" if n_known >= 2
-                                  else "fewer than 2 known ids: nothing to rank")
+        if n_known < 2:
+            out[name] = _fallback(0, "fewer than 2 known ids: nothing to rank")
             continue
-        has, targets = _targets(arrays, ex, min(v + h, label_end), kind, n_known)
-        if has.sum() < MIN_TARGETS:
-            out[name] = _fallback(int(has.sum()), f"only {int(has.sum())} held-out users act after the validation "
-                                  f"cutoff (< {MIN_TARGETS}): too few to choose a blend")
+        parts, n_targets = [], 0
+        for v, ex, raw in zip(cutoffs, examples, raws):
+            if raw is None:
+                continue
+            has, targets = _targets(arrays, ex, min(v + h, label_end), kind, n_known)
+            if not has.any():
+                continue
+            sub = ex.subset(np.flatnonzero(has))
+            stats = RankStats.build(arrays, v, kind, n_ids, n_known, pop_window)
+            soft_ids, soft_p = raw[name][has], raw[name + "_probs"][has]
+            parts.append(({hl: CandidateTable.build(generator_scores(stats, arrays, sub, soft_ids, soft_p, hl), stats)
+                           for hl in HALF_LIVES}, targets[has]))
+            n_targets += int(has.sum())
+        if n_targets < MIN_TARGETS:
+            out[name] = _fallback(n_targets, f"only {n_targets} held-out users act after the validation cutoffs "
+                                  f"(< {MIN_TARGETS}): too few to choose a blend")
             continue
-        sub = ex.subset(np.flatnonzero(has))
-        stats = RankStats.build(arrays, v, kind, n_ids, n_known, h)
-        soft_ids, soft_p = raw[name][has], raw[name + "_probs"][has]
-        tables = {hl: CandidateTable.build(generator_scores(stats, arrays, sub, soft_ids, soft_p, hl), stats)
-                  for hl in HALF_LIVES}
-        best = fit_blend(tables, targets[has], has_softmax=True)
-        best["n_targets"] = int(has.sum())
+        best = fit_blend(parts, has_softmax=True)
+        best["n_targets"] = n_targets
         best["reason"] = _reason(best)
         out[name] = best
     return out
