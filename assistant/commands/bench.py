@@ -26,7 +26,7 @@ def register(subparsers) -> None:
     run = sub.add_parser("run", help="write prediction files of every model for one dataset")
     run.add_argument("--dataset", default=None, choices=("cdnow", "taobao", "demo"),
                      help="a named dataset with its protocol cutoffs (docs/benchmark.md); or give --cutoff and --horizon")
-    run.add_argument("--format", dest="fmt", default=None, choices=("taobao", "cdnow", "store"),
+    run.add_argument("--format", dest="fmt", default=None, choices=("taobao", "cdnow", "instacart", "store"),
                      help="how to read --data with your own --cutoff (store = a .duckdb made by `shopsight data import`)")
     run.add_argument("--cutoff", nargs="+", default=None, metavar="ISO",
                      help="your own test cutoff(s), UTC, e.g. 2017-11-26T02:40:00 (needs --data and --horizon)")
