@@ -70,6 +70,7 @@ class TrainConfig:
     seed: int = 0
     item_loss_positions: int = 8
     wide: bool = False  # linear features -> hazards path beside the Transformer (wide & deep)
+    copy_prior: bool = True  # repeat boost starts at 0.5 log(#ids) (model.ModelConfig.copy_prior)
     loss_weights: dict = field(default_factory=lambda: {"buy": 1.0, "cart": 0.5, "next_item": 1.0,
                                                         "next_category": 0.5, "next_behavior": 0.2})
     calibration: str = "platt"  # platt | isotonic | none
@@ -228,7 +229,8 @@ def train_predictor(events: pd.DataFrame, cutoff: datetime, config: TrainConfig,
                        n_known_categories=len(vocab.categories), n_features=len(FEATURE_NAMES),
                        n_horizons=len(config.horizons_days), d_model=config.d_model, n_layers=config.n_layers,
                        n_heads=config.n_heads, dropout=config.dropout, max_len=config.max_len,
-                       item_loss_positions=config.item_loss_positions, wide=config.wide)
+                       item_loss_positions=config.item_loss_positions, wide=config.wide,
+                       copy_prior=config.copy_prior)
     model = BehaviorTransformer(mcfg)
     model.set_feature_stats(torch.from_numpy(train.features.mean(0)), torch.from_numpy(train.features.std(0)))
     decay = [p for p in model.parameters() if p.dim() >= 2]
