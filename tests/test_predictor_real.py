@@ -7,7 +7,7 @@ this data the Transformer's softmax used to rank the same popular items for ever
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import pytest
