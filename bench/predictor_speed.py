@@ -3,6 +3,7 @@
     .venv/bin/python bench/predictor_speed.py                       # both parts, default sizes
     .venv/bin/python bench/predictor_speed.py --part score --users 100000 --threads 2
     .venv/bin/python bench/predictor_speed.py --part train --cdnow .cache/datasets/CDNOW_master.txt
+    .venv/bin/python bench/predictor_speed.py --part demo-profile   # data building vs forward vs backward
 
 Scoring: a 5,000-user demo shop (tools/data/synth.py) is replicated with renamed users up to
 `--users` (generating 100,000 users directly works too, `--generate`, but takes minutes), a small
@@ -114,15 +115,73 @@ def bench_train(cdnow: Path, workdir: Path) -> dict:
             "parameters": record["parameters"]}
 
 
+def profile_demo_training(batches: int = 30) -> dict:
+    """Where demo training time goes (#17): data building vs forward vs backward, CPU seconds of this process.
+
+    CPU seconds (`time.process_time`) are what the job itself used, so they stay meaningful when
+    other jobs share the cores; wall seconds are printed beside them.
+    """
+    import numpy as np
+    import torch
+    import yaml
+
+    from tools.data.synth import DEMO_CUTOFFS, generate_shop
+    from tools.predictor.data import FEATURE_NAMES, collate, length_batches
+    from tools.predictor.model import BehaviorTransformer, ModelConfig
+    from tools.predictor.train import TrainConfig, _to_tensors, build_datasets
+
+    torch.set_num_threads(1)  # the recipe's num_threads
+    events = generate_shop(n_users=5000, seed=0, progress=False).events
+    raw = yaml.safe_load((ROOT / "finetune/configs/predictor_demo.yaml").read_text())
+    cfg = TrainConfig.from_dict(raw)
+    cpu, wall = time.process_time(), time.perf_counter()
+    vocab, arrays, train, _, _, label_end = build_datasets(events, DEMO_CUTOFFS[0], cfg)
+    out = {"build_datasets_cpu_s": round(time.process_time() - cpu, 2),
+           "build_datasets_wall_s": round(time.perf_counter() - wall, 2), "train_examples": len(train)}
+    model = BehaviorTransformer(ModelConfig(
+        n_items=vocab.n_items, n_categories=vocab.n_categories, n_known_items=len(vocab.items),
+        n_known_categories=len(vocab.categories), n_features=len(FEATURE_NAMES), n_horizons=len(cfg.horizons_days),
+        d_model=cfg.d_model, n_layers=cfg.n_layers, n_heads=cfg.n_heads, dropout=cfg.dropout, max_len=cfg.max_len,
+        item_loss_positions=cfg.item_loss_positions))
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
+    lengths = train.ends - arrays.offsets[train.user_rows]
+    all_batches = length_batches(lengths, cfg.batch_size, np.random.default_rng(0))
+    spent = {"collate": 0.0, "forward": 0.0, "backward_step": 0.0}
+    for idx in all_batches[:batches]:
+        t = time.process_time()
+        b = _to_tensors(collate(arrays, train, idx, cfg.max_len, label_end), "cpu")
+        spent["collate"] += time.process_time() - t
+        t = time.process_time()
+        loss = model(b, cfg.loss_weights)["loss"]
+        spent["forward"] += time.process_time() - t
+        t = time.process_time()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        spent["backward_step"] += time.process_time() - t
+    n = min(batches, len(all_batches))
+    out.update({f"{k}_cpu_s_per_step": round(v / n, 4) for k, v in spent.items()})
+    out["steps_per_epoch"] = len(all_batches)
+    out["epochs"] = cfg.epochs
+    out["loop_cpu_s_estimate"] = round(sum(spent.values()) / n * len(all_batches) * cfg.epochs, 1)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--part", choices=["train", "score", "both"], default="both")
+    parser.add_argument("--part", choices=["train", "score", "both", "demo-profile"], default="both")
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--generate", action="store_true", help="generate all users instead of replicating 5,000")
     parser.add_argument("--cdnow", type=Path, default=ROOT / ".cache/datasets/CDNOW_master.txt")
     args = parser.parse_args()
     load = os.getloadavg()
+    if args.part == "demo-profile":
+        print("| demo training, cutoff 2026-04-01 (predictor_demo.yaml) | value |\n|---|---|")
+        for k, v in profile_demo_training().items():
+            print(f"| {k} | {v} |")
+        print(f"\nload average at start: {load[0]:.1f} (2 cores)")
+        return
     with tempfile.TemporaryDirectory() as tmp:
         if args.part in ("train", "both"):
             r = bench_train(args.cdnow, Path(tmp))

@@ -16,7 +16,7 @@ import pytest
 from tools.predictor import baselines as B
 from tools.predictor.baselines_rank import RANKING_BASELINES, markov_ranking, popular_ids, popularity_ranking, \
     repeat_recency_ranking
-from tools.predictor.bench_datasets import read_cdnow
+from tools.predictor.bench_datasets import read_cdnow, read_instacart
 from tools.predictor.bench_files import churn_truth, population, ranking_truth
 from tools.predictor.metrics import churn_metrics, ranking_metrics, target_ranks
 
@@ -40,16 +40,7 @@ def instacart() -> pd.DataFrame:
     """Instacart order lines as `buy` events: day = cumulative days since prior order, plus the hour."""
     if not INSTACART.is_file():
         pytest.skip(f"{INSTACART} missing: run `make data`")
-    df = pd.read_csv(INSTACART, dtype={"product_id": str, "user_id": str})
-    df = df.sort_values(["user_id", "order_number", "add_to_cart_order"], kind="mergesort")
-    orders = df.drop_duplicates(["user_id", "order_number"])[["user_id", "order_number", "days_since_prior_order"]]
-    orders["day"] = orders["days_since_prior_order"].fillna(0).groupby(orders["user_id"]).cumsum()
-    df = df.merge(orders[["user_id", "order_number", "day"]], on=["user_id", "order_number"], how="left")
-    ts = pd.Timestamp("2017-01-01") + pd.to_timedelta(df["day"], unit="D") + \
-        pd.to_timedelta(df["order_hour_of_day"], unit="h")
-    return pd.DataFrame({"user_id": df["user_id"].to_numpy(), "ts": ts.to_numpy().astype("datetime64[us]"),
-                         "behavior": "buy", "item_id": df["product_id"].to_numpy(), "category_id": None,
-                         "quantity": 1, "amount": np.nan})
+    return read_instacart(INSTACART)
 
 
 def _perturb_future(events: pd.DataFrame, cutoff: datetime) -> pd.DataFrame:

@@ -2,6 +2,8 @@
 
     shopsight bench run --dataset cdnow --data .cache/datasets/CDNOW_master.txt --out runs/cdnow
     shopsight bench run --dataset demo --out runs/demo --models oracle recency popularity
+    shopsight bench run --data data/taobao_userbehavior_2h_users_sample.csv --format taobao \
+        --cutoff 2017-11-26T02:40:00 --horizon 15m 30m --out runs/taobao_2h      # your data, your cutoffs
     shopsight bench score runs/cdnow
     shopsight bench run --dataset cdnow --data .cache/datasets/CDNOW_master.txt --out runs/clv \
         --models bgnbd_gg run_rate clv_combined            # only the clv task (tools.predictor.bench_clv)
@@ -24,7 +26,14 @@ def register(subparsers) -> None:
     sub = parser.add_subparsers(dest="bench_command", metavar="SUBCOMMAND")
 
     run = sub.add_parser("run", help="write prediction files of every model for one dataset")
-    run.add_argument("--dataset", required=True, choices=("cdnow", "taobao", "demo"))
+    run.add_argument("--dataset", default=None, choices=("cdnow", "taobao", "demo"),
+                     help="a named dataset with its protocol cutoffs (docs/benchmark.md); or give --cutoff and --horizon")
+    run.add_argument("--format", dest="fmt", default=None, choices=("taobao", "cdnow", "instacart", "store"),
+                     help="how to read --data with your own --cutoff (store = a .duckdb made by `shopsight data import`)")
+    run.add_argument("--cutoff", nargs="+", default=None, metavar="ISO",
+                     help="your own test cutoff(s), UTC, e.g. 2017-11-26T02:40:00 (needs --data and --horizon)")
+    run.add_argument("--horizon", nargs="+", default=None, metavar="H",
+                     help="your own horizon(s): 30m, 1h, 1d, 30d (with --cutoff)")
     run.add_argument("--data", type=Path, default=None,
                      help="CDNOW_master.txt, a Taobao UserBehavior CSV, or a .duckdb store (not needed for demo)")
     run.add_argument("--out", type=Path, required=True, help="benchmark folder to write (OUT/<model>/<file>.csv)")
@@ -61,9 +70,23 @@ def _run(args: argparse.Namespace) -> int:
     unknown = [m for m in args.models or [] if m not in MODELS]
     if unknown:
         raise SystemExit(f"unknown model(s) {', '.join(unknown)}; choose from: {', '.join(MODELS)}")
+    from tools.predictor.bench_files import parse_horizon
+
     config = None
-    if args.transformer_config is None and (args.models is None or "transformer" in args.models):
-        recipe = RECIPES / f"predictor_{args.dataset}.yaml"
+    cutoffs = horizons = None
+    if args.cutoff or args.horizon:
+        if not (args.cutoff and args.horizon and args.data):
+            raise SystemExit("own cutoffs need all of --data FILE, --cutoff ISO and --horizon H (e.g. 1h, 1d, 30d)")
+        try:
+            cutoffs = [_parse_cutoff(c) for c in args.cutoff]
+            horizons = [parse_horizon(h) for h in args.horizon]
+        except ValueError as exc:
+            raise SystemExit(str(exc)) from None
+    elif args.dataset is None:
+        raise SystemExit("pass --dataset cdnow|taobao|demo, or --data FILE --format ... --cutoff ISO --horizon H")
+    recipe_name = args.dataset or args.fmt
+    if args.transformer_config is None and recipe_name and (args.models is None or "transformer" in args.models):
+        recipe = RECIPES / f"predictor_{recipe_name}.yaml"
         if recipe.is_file():  # the predictor room's tuned recipe for this dataset
             print(f"transformer recipe: {recipe} (pass --transformer-config to choose another)")
             args.transformer_config = recipe
@@ -76,7 +99,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         manifest = run_benchmark(args.dataset, args.data, args.out, models=args.models, n_users=args.n_users,
                                  seed=args.seed, transformer_config=config, resume=args.resume,
-                                 progress=not args.quiet)
+                                 progress=not args.quiet, fmt=args.fmt, cutoffs=cutoffs, horizons_days=horizons)
     except (ValueError, FileNotFoundError) as exc:
         raise SystemExit(str(exc)) from None
     if not args.no_score:
@@ -84,6 +107,18 @@ def _run(args: argparse.Namespace) -> int:
     run_clv_for(args.dataset, args.data, args.out, clv_models, args.n_users, args.seed, args.resume,
                 score=not args.no_score)
     return 1 if manifest.get("failed") else 0
+
+
+def _parse_cutoff(text: str):
+    import pandas as pd
+
+    try:
+        ts = pd.Timestamp(text)
+    except ValueError as exc:
+        raise ValueError(f"--cutoff {text!r}: not a date/time; write ISO such as 2017-11-26T02:40:00 (UTC)") from exc
+    if ts.tz is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    return ts.to_pydatetime()
 
 
 def _score(args: argparse.Namespace) -> int:

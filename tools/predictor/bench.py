@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from tools.predictor.baselines import CHURN_BASELINES
 from tools.predictor.baselines_rank import RANKING_BASELINES
-from tools.predictor.bench_datasets import BenchData, load_bench_data
+from tools.predictor.bench_datasets import BenchData, load_bench_data, load_custom_data
 from tools.predictor.bench_files import (TASK_COLUMN, TASK_FIELD, cutoff_tag, file_name, write_churn, write_ranking,
                                          write_truth)
 from tools.predictor.bench_score import score_directory  # noqa: F401  (the contract's entry point)
@@ -66,6 +66,7 @@ class _Runner:
         self.data, self.out_dir, self.resume, self.progress, self.say = data, out_dir, resume, progress, say
         self.cutoffs = all_cutoffs(data)
         self.rank_tasks = [t for t in data.tasks if t != "churn"]
+        self.info_notes: list[str] = []  # what a model that ran wants the table to say (how it ranked)
 
     def past(self, cutoff: datetime) -> pd.DataFrame:
         """A new frame of the events at or before `cutoff`: all a model gets to see."""
@@ -125,6 +126,13 @@ class _Runner:
         raw = dict(config or {})
         raw.pop("run", None)  # a finetune/configs recipe's own section, not TrainConfig fields
         raw["horizons_days"] = list(self.data.horizons_days)
+        notes = []
+        shortest = min(self.data.horizons_days)
+        if float(raw.get("cutoff_stride_days", TrainConfig.cutoff_stride_days)) > shortest:
+            # A recipe made for days (stride 1 d) on data of hours would leave one rolling cutoff.
+            raw["cutoff_stride_days"] = shortest
+            notes.append(f"transformer: rolling cutoffs every {_tag(shortest)} (the recipe's stride is longer than "
+                         "the shortest horizon)")
         cfg = TrainConfig.from_dict(raw)
         for c in tqdm(self.cutoffs, desc=TRANSFORMER, disable=not self.progress, leave=False):
             names = [file_name("churn", h, c) for h in self.data.horizons_days]
@@ -136,6 +144,8 @@ class _Runner:
             folder = self.out_dir / "_checkpoints" / TRANSFORMER / cutoff_tag(c)
             # Without --resume a re-run retrains from scratch (the recipe may have changed).
             predictor = train_predictor(past, c, cfg, folder, progress=self.progress, resume=self.resume)
+            if c in self.data.cutoffs:
+                notes += _ranking_notes(predictor.config.get("ranking") or {}, c, self.rank_tasks)
             scores = predictor.score_users(past, c)
             for h in self.data.horizons_days:
                 part = scores[scores["horizon_days"] == h]
@@ -145,7 +155,24 @@ class _Runner:
                         source = "top_items" if task == "next_item" else "top_categories"
                         frame = pd.DataFrame({"user_id": part["user_id"], TASK_COLUMN[task]: part[source].fillna("")})
                         write_ranking(self.out_dir, TRANSFORMER, task, h, c, frame)
+        self.info_notes = notes
         return None
+
+
+def _tag(days: float) -> str:
+    from tools.predictor.bench_files import horizon_tag
+
+    return horizon_tag(days)
+
+
+def _ranking_notes(ranking: dict, cutoff: datetime, tasks: list[str]) -> list[str]:
+    """One line per ranking task: how the transformer's list was chosen on its validation cutoff."""
+    out = []
+    for task, key in (("next_item", "items"), ("next_category", "categories")):
+        if task in tasks and ranking.get(key):
+            out.append(f"transformer {task} at {cutoff_tag(cutoff)}: {ranking[key]['reason']} "
+                       f"(n={ranking[key].get('n_targets')})")
+    return out
 
 
 def applicable_models(data: BenchData) -> list[str]:
@@ -159,13 +186,15 @@ def applicable_models(data: BenchData) -> list[str]:
     return models
 
 
-def run_benchmark(dataset: str, data_path: str | Path | None, out_dir: str | Path, models: list[str] | None = None,
-                  n_users: int = 5000, seed: int = 0, transformer_config: dict | None = None, resume: bool = False,
-                  progress: bool = True, say: Callable[[str], None] = print) -> dict:
+def run_benchmark(dataset: str | None, data_path: str | Path | None, out_dir: str | Path,
+                  models: list[str] | None = None, n_users: int = 5000, seed: int = 0,
+                  transformer_config: dict | None = None, resume: bool = False, progress: bool = True,
+                  say: Callable[[str], None] = print, *, fmt: str | None = None,
+                  cutoffs: list[datetime] | None = None, horizons_days: list[float] | None = None) -> dict:
     """Write every model's prediction files and the truth for one dataset; return the manifest.
 
     Args:
-        dataset: `cdnow`, `taobao` or `demo`.
+        dataset: `cdnow`, `taobao` or `demo` (their protocol cutoffs), or None with `cutoffs` and `horizons_days`.
         data_path: raw file or `.duckdb` store (not needed for `demo`).
         out_dir: the benchmark folder; re-running into it with the same data replaces files.
         models: subset of `MODELS` (default: every model that applies to the dataset).
@@ -175,9 +204,24 @@ def run_benchmark(dataset: str, data_path: str | Path | None, out_dir: str | Pat
         resume: skip a model's cutoff when all its files are already there.
         progress: tqdm bars.
         say: where progress lines go.
+        fmt: with `cutoffs`: `taobao`, `cdnow` or `store` (default: the dataset's name, `store` for .duckdb).
+        cutoffs: your own test cutoffs (naive UTC) instead of the dataset's protocol cutoffs.
+        horizons_days: your own horizons in days (1 h = 1/24), required with `cutoffs`.
     """
     out_dir = Path(out_dir)
-    data = load_bench_data(dataset, data_path, n_users=n_users, seed=seed, progress=progress)
+    if cutoffs:
+        if not horizons_days:
+            raise ValueError("own cutoffs need own horizons: pass --horizon (e.g. 1h, 1d, 30d) with --cutoff")
+        if data_path is None:
+            raise ValueError("own cutoffs need a data file: pass --data FILE --format taobao|cdnow|store")
+        fmt = fmt or ("store" if str(data_path).endswith(".duckdb") else dataset)
+        if fmt is None:
+            raise ValueError("pass --format taobao|cdnow|store for your --data file")
+        data = load_custom_data(data_path, fmt, list(cutoffs), list(horizons_days))
+    else:
+        if dataset is None:
+            raise ValueError("pass --dataset cdnow|taobao|demo, or --data FILE --format ... --cutoff ISO --horizon H")
+        data = load_bench_data(dataset, data_path, n_users=n_users, seed=seed, progress=progress)
     wanted = applicable_models(data) if not models else list(models)
     unknown = [m for m in wanted if m not in MODELS]
     if unknown:
@@ -238,6 +282,10 @@ def run_benchmark(dataset: str, data_path: str | Path | None, out_dir: str | Pat
             finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
             manifest["models"][model] = {"seconds": seconds, "finished_at": finished}
             say(f"{model}: files written in {seconds} s")
+            for line in runner.info_notes:
+                say(line)
+            manifest["notes"] += runner.info_notes
+            runner.info_notes = []
         _save_manifest(out_dir, manifest)
     manifest["failed"] = failed
     return manifest

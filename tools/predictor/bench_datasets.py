@@ -22,6 +22,7 @@ import pandas as pd
 from tools.data.schema import BEHAVIORS, EVENT_COLUMNS
 
 DATASETS = ("cdnow", "taobao", "demo")
+FORMATS = ("taobao", "cdnow", "instacart", "store")  # --format of `bench run --data FILE --cutoff ISO --horizon H`
 CANONICAL = list(EVENT_COLUMNS)
 
 # Taobao UserBehavior: the release covers 2017-11-25 .. 2017-12-03 Beijing time (UTC+8).
@@ -137,6 +138,34 @@ def read_taobao(path: str | Path) -> tuple[pd.DataFrame, dict]:
     return events[CANONICAL], {"rows_read": int(len(raw)), "rows_dropped_outside_window": int((~inside).sum())}
 
 
+def read_instacart(path: str | Path) -> pd.DataFrame:
+    """The Instacart orders sample (`user_id, order_number, order_hour_of_day, days_since_prior_order,
+    product_id, add_to_cart_order, ...`) as canonical `buy` events.
+
+    The release has no dates: each user's first order is placed on 2017-01-01 and later orders at
+    the cumulative `days_since_prior_order`, at their `order_hour_of_day`; lines of one order keep
+    their `add_to_cart_order` (file order breaks the equal timestamps). Aisles are not in the
+    sample, so there are no categories.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file. Fetch it with `make data` (it lands in .cache/datasets/).")
+    df = pd.read_csv(path, dtype={"product_id": str, "user_id": str})
+    missing = {"user_id", "order_number", "order_hour_of_day", "days_since_prior_order", "product_id",
+               "add_to_cart_order"} - set(df.columns)
+    if missing:
+        raise ValueError(f"{path}:1: missing column(s) {sorted(missing)}; this is not the Instacart orders layout")
+    df = df.sort_values(["user_id", "order_number", "add_to_cart_order"], kind="mergesort")
+    orders = df.drop_duplicates(["user_id", "order_number"])[["user_id", "order_number", "days_since_prior_order"]]
+    orders["day"] = orders["days_since_prior_order"].fillna(0).groupby(orders["user_id"]).cumsum()
+    df = df.merge(orders[["user_id", "order_number", "day"]], on=["user_id", "order_number"], how="left")
+    ts = pd.Timestamp("2017-01-01") + pd.to_timedelta(df["day"], unit="D") + \
+        pd.to_timedelta(df["order_hour_of_day"], unit="h")
+    return pd.DataFrame({"user_id": df["user_id"].to_numpy(), "ts": ts.to_numpy().astype("datetime64[us]"),
+                         "behavior": "buy", "item_id": df["product_id"].to_numpy(), "category_id": None,
+                         "quantity": 1, "amount": np.nan})[CANONICAL]
+
+
 def read_store(path: str | Path) -> pd.DataFrame:
     """Every event of a ShopSight DuckDB store, via `EventStore.events_frame` (read-only)."""
     from tools.data.store import EventStore  # imported lazily: the store is optional for the benchmark
@@ -207,6 +236,62 @@ def load_bench_data(dataset: str, data_path: str | Path | None = None, n_users: 
             data.info["sha256"] = sha256_of(path)
     _check_events(data)
     return data
+
+
+def load_custom_data(data_path: str | Path, fmt: str, cutoffs: list[datetime], horizons_days: list[float]) -> BenchData:
+    """Any shop's file at the caller's own cutoffs and horizons (`bench run --data F --format X --cutoff C --horizon H`).
+
+    Args:
+        data_path: a Taobao UserBehavior CSV, a CDNOW file, or a `.duckdb` store made by `shopsight data import`.
+        fmt: `taobao`, `cdnow`, `instacart` or `store`.
+        cutoffs: test cutoffs (naive UTC); each needs its validation cutoff c - max(H) inside the data.
+        horizons_days: horizons in days (fractions allowed: 1 h = 1/24).
+    Raises ValueError naming the cutoff, the horizon and the data's first / last timestamps.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    path = Path(data_path)
+    if fmt == "store" or path.suffix == ".duckdb":
+        events, info = read_store(path), {}
+        info["rows_read"] = int(len(events))
+    elif fmt in ("cdnow", "instacart"):
+        events = read_cdnow(path) if fmt == "cdnow" else read_instacart(path)
+        info = {"rows_read": int(len(events))}
+    else:
+        events, info = read_taobao(path)
+    if events.empty:
+        raise ValueError(f"{path}: no events to benchmark")
+    horizons = tuple(sorted(set(horizons_days)))
+    tasks = ["churn"]
+    if events["item_id"].nunique() > 1:
+        tasks.append("next_item")
+    if events["category_id"].notna().any() and events["category_id"].nunique() > 1:
+        tasks.append("next_category")
+    first, last = events["ts"].min(), events["ts"].max()
+    for cutoff in cutoffs:
+        if not first <= pd.Timestamp(cutoff) < last:
+            raise ValueError(f"{path}: cutoff {cutoff.isoformat()} lies outside the data ({first} .. {last}); "
+                             "choose a cutoff between the first and the last timestamp")
+        end = pd.Timestamp(cutoff) + pd.Timedelta(days=max(horizons))
+        if end > last:
+            raise ValueError(f"{path}: horizon {_h(max(horizons))} after cutoff {cutoff.isoformat()} ends at {end}, past "
+                             f"the last timestamp {last}; choose a cutoff at or before "
+                             f"{last - pd.Timedelta(days=max(horizons))} or a shorter horizon")
+        val = pd.Timestamp(cutoff) - pd.Timedelta(days=max(horizons))
+        if val <= first:
+            raise ValueError(f"{path}: the validation cutoff {val} (cutoff - {_h(max(horizons))}) is not after the first "
+                             f"timestamp {first}; choose a later cutoff or a shorter horizon")
+    data = BenchData(path.stem, events, sorted(cutoffs), horizons, tuple(tasks), str(path), info)
+    if path.is_file():
+        data.info["sha256"] = sha256_of(path)
+    _check_events(data)
+    return data
+
+
+def _h(days: float) -> str:
+    from tools.predictor.bench_files import horizon_tag  # the file names' spelling: 30m, 1h, 2d
+
+    return horizon_tag(days)
 
 
 def _check_events(data: BenchData) -> None:

@@ -21,7 +21,8 @@ TASK_COLUMN = {"churn": "p_churn", "next_item": "items", "next_category": "categ
 TASK_FIELD = {"next_item": "item_id", "next_category": "category_id"}
 TRUTH_DIR = "_truth"
 MAX_LIST = 10
-_NAME = re.compile(r"^(churn|next_item|next_category)__(\d+)d__(\d{8}T\d{6}Z)\.csv$")
+_NAME = re.compile(r"^(churn|next_item|next_category)__(\d+)([dhm])__(\d{8}T\d{6}Z)\.csv$")
+_UNIT_SECONDS = {"d": 86_400, "h": 3_600, "m": 60}
 
 
 def cutoff_tag(cutoff: datetime) -> str:
@@ -35,18 +36,36 @@ def parse_cutoff_tag(tag: str) -> datetime:
     return datetime.strptime(tag, "%Y%m%dT%H%M%SZ")
 
 
-def file_name(task: str, horizon_days: int, cutoff: datetime) -> str:
+def horizon_tag(horizon_days: float) -> str:
+    """`30d` for whole days, `1h` for whole hours, `15m` for minutes (the file names' H)."""
+    seconds = round(float(horizon_days) * 86_400)
+    for unit, size in _UNIT_SECONDS.items():
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    raise ValueError(f"horizon {horizon_days} days is not a whole number of minutes")
+
+
+def parse_horizon(text: str) -> int | float:
+    """`30d` / `1h` / `15m` (or a bare number of days) -> days: an int when whole, else a fraction."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([dhm]?)\s*", str(text))
+    if not match or float(match.group(1)) <= 0:
+        raise ValueError(f"horizon {text!r}: write a positive duration such as 30m, 1h, 1d or 30d")
+    seconds = round(float(match.group(1)) * _UNIT_SECONDS[match.group(2) or "d"])
+    return seconds // 86_400 if seconds % 86_400 == 0 else seconds / 86_400
+
+
+def file_name(task: str, horizon_days: float, cutoff: datetime) -> str:
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose one of {TASKS}")
-    return f"{task}__{int(horizon_days)}d__{cutoff_tag(cutoff)}.csv"
+    return f"{task}__{horizon_tag(horizon_days)}__{cutoff_tag(cutoff)}.csv"
 
 
-def parse_file_name(name: str) -> tuple[str, int, datetime] | None:
-    """(task, horizon_days, cutoff) of a prediction file name, or None for any other file."""
+def parse_file_name(name: str) -> tuple[str, int | float, datetime] | None:
+    """(task, horizon in days, cutoff) of a prediction file name, or None for any other file."""
     match = _NAME.match(name)
     if not match:
         return None
-    return match.group(1), int(match.group(2)), parse_cutoff_tag(match.group(3))
+    return match.group(1), parse_horizon(match.group(2) + match.group(3)), parse_cutoff_tag(match.group(4))
 
 
 def _write_atomic(frame: pd.DataFrame, path: Path) -> None:

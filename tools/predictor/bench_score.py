@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from tools.predictor.bench_files import (TASK_COLUMN, file_name, model_dirs, parse_cutoff_tag, read_churn, read_ranking,
-                                         read_truth)
+from tools.predictor.bench_files import (TASK_COLUMN, file_name, horizon_tag, model_dirs, parse_cutoff_tag,
+                                         read_churn, read_ranking, read_truth)
+from tools.predictor.data import normalize_horizon
 from tools.predictor.metrics import (best_f1_threshold, churn_metrics, ranking_metrics, target_ranks,
                                      threshold_metrics)
 
@@ -85,7 +86,7 @@ def score_long(out_dir: str | Path) -> pd.DataFrame:
     """Every metric of every model, task, horizon and test cutoff: one row each (long format)."""
     out_dir = Path(out_dir)
     manifest = _manifest(out_dir)
-    horizons = [int(h) for h in manifest["horizons_days"]]
+    horizons = [normalize_horizon(h) for h in manifest["horizons_days"]]
     cutoffs = [(parse_cutoff_tag(t), parse_cutoff_tag(manifest["validation_cutoffs"][t]))
                for t in manifest["test_cutoffs"]]
     rows = []
@@ -145,7 +146,7 @@ def score_table(long: pd.DataFrame, manifest: dict | None = None) -> str:
                     cells.append(_fmt(metric, value))
                 if metric == "missing" and all(c in ("0", "–") for c in cells):
                     continue  # nobody skipped users: keep the table short
-                h_label = f"{h}d" if h != "mean" else "mean"
+                h_label = horizon_tag(h) if h != "mean" else "mean"
                 lines.append(f"| {task} | {h_label} | {label} | " + " | ".join(cells) + " |")
     n_cutoffs = long["cutoff"].nunique()
     footer = f"\n\nMeans over {n_cutoffs} test cutoff(s)"

@@ -49,6 +49,20 @@ class PredictorError(Exception):
     """Bad input to the predictor (events, users, cutoffs, checkpoints); the message says the fix."""
 
 
+def normalize_horizon(days: float) -> int | float:
+    """A horizon in days: an int when whole (7, 30), else a float rounded to the second (1 h = 1/24)."""
+    days = float(days)
+    if not np.isfinite(days) or days <= 0:
+        raise ValueError(f"horizon {days!r} days: give a positive duration, e.g. 7 (days) or 1/24 (one hour)")
+    seconds = round(days * DAY)
+    return seconds // DAY if seconds % DAY == 0 else seconds / DAY
+
+
+def horizon_seconds(horizons_days) -> np.ndarray:
+    """Horizons in days (ints or fractions) -> int64 seconds."""
+    return np.round(np.asarray(horizons_days, dtype=float) * DAY).astype(np.int64)
+
+
 def to_seconds(values) -> np.ndarray:
     """Naive-UTC datetimes (Series, array or scalar) -> int64 unix seconds."""
     if isinstance(values, pd.Series):
@@ -289,7 +303,7 @@ def training_examples(arrays: EventArrays, label_end_s: int, cutoffs_s: list[int
     parts = [examples_at(arrays, int(c)) for c in cutoffs_s]
     ex = Examples(*(np.concatenate([getattr(p, f) for p in parts]) for f in
                     ("user_rows", "ends", "cutoffs", "features")))
-    h_s = np.asarray(horizons_days, dtype=np.int64) * DAY
+    h_s = horizon_seconds(horizons_days)
     start = arrays.offsets[ex.user_rows]
     buy = np.zeros((len(ex), len(h_s)), dtype=np.float32)
     cart = np.zeros_like(buy)

@@ -42,6 +42,11 @@ class ModelConfig:
     copy_buckets: int = 32  # repeat boost depends on how many events ago an id was seen
     item_loss_positions: int = 8  # next-item loss on the last K positions (memory: K*B*V floats)
     wide: bool = False  # add a linear path from the features to the hazards (wide & deep)
+    # Start the repeat boost at 0.5 * log(#ids) nats instead of 0. From 0, Adam moves it
+    # about lr per step: after a few hundred steps it is ~0.2 nats, while a revisit in a softmax
+    # over 10^4-10^5 ids needs several; the softmax then ranks popular ids for every user
+    # (measured on real Taobao traffic, bench/results/predictor.md).
+    copy_prior: bool = True
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -107,6 +112,12 @@ class BehaviorTransformer(nn.Module):
         # The wide path makes "logistic regression on RFM" a special case of this model.
         self.user_wide = nn.Linear(cfg.n_features, 2 * cfg.n_horizons) if cfg.wide else None
         self.apply(self._init_weights)
+        if cfg.copy_prior:
+            with torch.no_grad():
+                for table, n_known in ((self.item_copy, cfg.n_known_items), (self.cat_copy, cfg.n_known_categories)):
+                    # / log 2: the gate's softplus starts at softplus(0) = log 2. Flat over events ago:
+                    # which of its own ids comes next is the network's to learn, not the prior's.
+                    table[1:] = 0.5 * math.log(max(n_known, 2)) / math.log(2.0)
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:

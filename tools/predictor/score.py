@@ -20,9 +20,11 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from tools.predictor.candidates import N_SOFTMAX, RankStats
 from tools.predictor.checkpoint import load_checkpoint
 from tools.predictor.data import (N_RESERVED, EventArrays, Examples, PredictorError, collate, cutoff_seconds,
                                   examples_at, length_batches, prepare_events, to_seconds, validate_events)
+from tools.predictor.rerank import FIELDS, rank_with_blend
 
 log = logging.getLogger(__name__)
 MIN_KNOWN_ITEMS = 0.05  # below this share of known item ids, the events come from another dataset
@@ -83,7 +85,7 @@ def fit_calibration(model, arrays: EventArrays, val: Examples, cfg, label_end: i
                          ("user_rows", "ends", "cutoffs", "features", "buy", "cart", "mask")))
     out = {"method": cfg.calibration, "fitted_on": cfg.calibrate_on, "horizons_days": list(cfg.horizons_days),
            "buy": [], "cart": [], "validation": []}
-    raw = _predict_examples(model, arrays, val, cfg.max_len, device, top_k=0)
+    raw = predict_examples(model, arrays, val, cfg.max_len, device, top_k=0)
     for j, h in enumerate(cfg.horizons_days):
         labelled = val.mask[:, j] > 0
         if not labelled.any():
@@ -147,8 +149,8 @@ def _to_tensors(batch: dict, device) -> dict[str, torch.Tensor]:
             for k, v in batch.items()}
 
 
-def _predict_examples(model, arrays: EventArrays, ex: Examples, max_len: int, device, top_k: int = 10,
-                      batch_size: int = 1024, progress: bool = False) -> dict[str, np.ndarray]:
+def predict_examples(model, arrays: EventArrays, ex: Examples, max_len: int, device, top_k: int = 10,
+                     batch_size: int = 1024, progress: bool = False) -> dict[str, np.ndarray]:
     """Run `model.predict` over all examples in length-sorted batches; outputs in example order."""
     model.eval()
     lengths = np.minimum(ex.ends - arrays.offsets[ex.user_rows], max_len)
@@ -176,6 +178,8 @@ class Predictor:
         self.horizons_days: tuple[int, ...] = tuple(config["train"]["horizons_days"])
         self.max_len: int = int(config["model"]["max_len"])
         self.last_info: dict = {}
+        # The candidate blend chosen on the training's validation cutoff (rerank.py); None = softmax only.
+        self.ranking: dict | None = config.get("ranking")
         self._item_ids = np.array(vocab.items, dtype=object)
         self._cat_ids = np.array(vocab.categories, dtype=object)
 
@@ -226,7 +230,7 @@ class Predictor:
 
     def predict_raw(self, arrays: EventArrays, ex: Examples, top_k: int = 10, progress: bool = False) -> dict:
         """Model outputs with calibrated, horizon-monotone `p_buy` / `p_cart` (n, H)."""
-        raw = _predict_examples(self.model, arrays, ex, self.max_len, self.device, top_k=top_k, progress=progress)
+        raw = predict_examples(self.model, arrays, ex, self.max_len, self.device, top_k=top_k, progress=progress)
         for key in ("buy", "cart"):
             cols = [apply_calibration(raw[f"{key}_logits"][:, j].astype(float), self.calibration[key][j])
                     for j in range(len(self.horizons_days))]
@@ -242,7 +246,10 @@ class Predictor:
         top_category_probs (space-separated, same order), next_behavior (most likely).
         """
         arrays, ex, _ = self.prepare(events, cutoff, users)
-        raw = self.predict_raw(arrays, ex, top_k=top_k, progress=progress)
+        blend = bool(self.ranking and top_k)
+        raw = self.predict_raw(arrays, ex, top_k=max(top_k, N_SOFTMAX) if blend else top_k, progress=progress)
+        if blend:
+            self._rerank(raw, events, cutoff, arrays, ex, users, top_k)
         user_ids = arrays.user_ids[ex.user_rows]
         items = _join(self._item_ids, raw.get("items"), N_RESERVED)
         cats = _join(self._cat_ids, raw.get("categories"), N_RESERVED)
@@ -257,19 +264,56 @@ class Predictor:
                 "top_item_probs": item_p, "top_category_probs": cat_p, "next_behavior": behaviors}))
         return pd.concat(frames, ignore_index=True)
 
+    def _rerank(self, raw: dict, events: pd.DataFrame, cutoff, arrays: EventArrays, ex: Examples, users,
+                 top_k: int) -> None:
+        """Replace the softmax top-k in `raw` by the blend's ranking (own history, co-occurrence, popularity, softmax).
+
+        `*_probs` then hold each id's share of the blended score (not a probability of the next event).
+        """
+        cutoff_s = cutoff_seconds(cutoff)
+        full = arrays
+        if users is not None:  # co-occurrence and popularity come from every user's events
+            events = validate_events(events)
+            full = prepare_events(events[to_seconds(events["ts"]) <= cutoff_s], self.vocab)
+        for name, kind in FIELDS:
+            n_ids, n_known = (self.vocab.n_items, len(self.vocab.items)) if kind == "item" else \
+                (self.vocab.n_categories, len(self.vocab.categories))
+            if name not in self.ranking or n_known < 1:
+                continue
+            stats = RankStats.build(full, cutoff_s, kind, n_ids, n_known, int(self.ranking["pop_window_s"]))
+            ids, share = rank_with_blend(self.ranking[name], stats, arrays, ex, raw.get(name), raw.get(name + "_probs"),
+                                         top_k)
+            # Short lists (a tiny catalog) keep the softmax's next ids after the blend's.
+            fallback = raw[name][:, :top_k] if name in raw else np.zeros((len(ex), 0), dtype=np.int64)
+            raw[name] = _fill_ids(ids, fallback, top_k)
+            raw[name + "_probs"] = np.where(raw[name] == ids[:, :raw[name].shape[1]], share[:, :raw[name].shape[1]], 0.0)
+
     def user_vectors(self, events: pd.DataFrame, cutoff: datetime, users=None) -> tuple[list[str], np.ndarray]:
         """One L2-normalized behavior vector per user (the last position's state), for the case memory."""
         arrays, ex, _ = self.prepare(events, cutoff, users)
-        vec = _predict_examples(self.model, arrays, ex, self.max_len, self.device, top_k=0)["vector"]
+        vec = predict_examples(self.model, arrays, ex, self.max_len, self.device, top_k=0)["vector"]
         vec = vec / np.maximum(np.linalg.norm(vec, axis=1, keepdims=True), 1e-9)
         return [str(u) for u in arrays.user_ids[ex.user_rows]], vec.astype(np.float32)
+
+
+def _fill_ids(ids: np.ndarray, fallback: np.ndarray, k: int) -> np.ndarray:
+    """Rows of `ids` (-1 = empty) topped up with `fallback` ids not already listed; (n, k') with k' <= k."""
+    width = min(k, max(int((ids >= 0).sum(1).max()) if len(ids) else 0, fallback.shape[1]))
+    out = ids[:, :width].copy()
+    for r in np.flatnonzero((out < 0).any(axis=1)):  # rare: fewer candidates than k
+        row = [i for i in ids[r] if i >= 0]
+        seen = set(row)
+        row = (row + [i for i in fallback[r] if i not in seen])[:width]
+        out[r] = -1
+        out[r, :len(row)] = row
+    return out
 
 
 def _join(ids: np.ndarray, idx: np.ndarray | None, offset: int) -> list[str]:
     if idx is None or idx.shape[1] == 0:
         return [""] * (0 if idx is None else len(idx))
-    names = ids[idx - offset]
-    return [" ".join(row) for row in names]
+    names = ids[np.maximum(idx - offset, 0)]
+    return [" ".join(n for n, i in zip(row, irow) if i >= offset) for row, irow in zip(names, idx)]
 
 
 def _join_probs(p: np.ndarray | None) -> list[str]:

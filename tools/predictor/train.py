@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from tools.predictor import checkpoint as ckpt
 from tools.predictor.data import (DAY, FEATURE_NAMES, EventArrays, Examples, PredictorError, build_vocab,
-                                  collate, cutoff_seconds, length_batches, prepare_events, to_seconds, training_examples,
+                                  collate, cutoff_seconds, length_batches, normalize_horizon, prepare_events, to_seconds, training_examples,
                                   validate_events)
 from tools.predictor.model import BehaviorTransformer, ModelConfig, cosine_lr
 
@@ -70,6 +70,7 @@ class TrainConfig:
     seed: int = 0
     item_loss_positions: int = 8
     wide: bool = False  # linear features -> hazards path beside the Transformer (wide & deep)
+    copy_prior: bool = True  # repeat boost starts at 0.5 log(#ids) (model.ModelConfig.copy_prior)
     loss_weights: dict = field(default_factory=lambda: {"buy": 1.0, "cart": 0.5, "next_item": 1.0,
                                                         "next_category": 0.5, "next_behavior": 0.2})
     calibration: str = "platt"  # platt | isotonic | none
@@ -80,7 +81,9 @@ class TrainConfig:
     num_threads: int = 1
 
     def __post_init__(self) -> None:
-        self.horizons_days = tuple(int(h) for h in self.horizons_days)
+        if any(not float(h) > 0 for h in self.horizons_days):
+            raise ValueError(f"horizons_days={self.horizons_days}: give positive days in increasing order, e.g. [7, 30]")
+        self.horizons_days = tuple(normalize_horizon(h) for h in self.horizons_days)
         if not self.horizons_days or any(h <= 0 for h in self.horizons_days) or \
                 list(self.horizons_days) != sorted(set(self.horizons_days)):
             raise ValueError(f"horizons_days={self.horizons_days}: give positive days in increasing order, e.g. [7, 30]")
@@ -208,7 +211,8 @@ def train_predictor(events: pd.DataFrame, cutoff: datetime, config: TrainConfig,
     """
     from accelerate import Accelerator, DistributedDataParallelKwargs  # here: scoring must not pay for it
 
-    from tools.predictor.score import Predictor, fit_calibration
+    from tools.predictor.rerank import fit_ranking
+    from tools.predictor.score import Predictor, fit_calibration, predict_examples
 
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
@@ -225,7 +229,8 @@ def train_predictor(events: pd.DataFrame, cutoff: datetime, config: TrainConfig,
                        n_known_categories=len(vocab.categories), n_features=len(FEATURE_NAMES),
                        n_horizons=len(config.horizons_days), d_model=config.d_model, n_layers=config.n_layers,
                        n_heads=config.n_heads, dropout=config.dropout, max_len=config.max_len,
-                       item_loss_positions=config.item_loss_positions, wide=config.wide)
+                       item_loss_positions=config.item_loss_positions, wide=config.wide,
+                       copy_prior=config.copy_prior)
     model = BehaviorTransformer(mcfg)
     model.set_feature_stats(torch.from_numpy(train.features.mean(0)), torch.from_numpy(train.features.std(0)))
     decay = [p for p in model.parameters() if p.dim() >= 2]
@@ -296,6 +301,11 @@ def train_predictor(events: pd.DataFrame, cutoff: datetime, config: TrainConfig,
     raw_model.load_state_dict(ckpt.load_weights(out_dir / "best.safetensors"))
     raw_model.eval()
     calibration = fit_calibration(raw_model, arrays, val, config, label_end, device, train=train)
+    t_rank = time.perf_counter()
+    ranking = fit_ranking(
+        lambda a, ex, k: predict_examples(raw_model, a, ex, config.max_len, device, top_k=k), arrays, vocab,
+        config.horizons_days, label_end, _val_users(arrays.user_ids, config.val_fraction, config.seed))
+    ranking["seconds"] = round(time.perf_counter() - t_rank, 1)
     meta = {
         "name": config.name, "created_at": datetime.now(timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds"),
         "dataset": vocab.dataset, "cutoff": str(cutoff), "label_end": str(pd.Timestamp(label_end, unit="s")),
@@ -307,6 +317,7 @@ def train_predictor(events: pd.DataFrame, cutoff: datetime, config: TrainConfig,
                      "seconds": round(train_s, 1), "examples_per_s": round(seen / max(train_s, 1e-9), 1),
                      "device": str(device), "processes": acc.num_processes,
                      "parameters": raw_model.num_parameters()},
+        "ranking": ranking,
     }
     if acc.is_main_process:
         ckpt.save_checkpoint(out_dir, raw_model, vocab, calibration, meta)
