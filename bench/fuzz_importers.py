@@ -11,7 +11,7 @@ import per case, into one store per format. What must hold (`check_import`):
 tests/test_fuzz_importers.py runs a few hundred cases under `make test`; this script runs the
 large count and writes bench/results/fuzz_importers.md:
 
-    .venv/bin/python bench/fuzz_importers.py --cases 10000 [--big-rows 1000000]
+    .venv/bin/python bench/fuzz_importers.py --cases 10000 [--big-rows 1000000] [--formats csv ...] [--seed N]
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import seed as hypothesis_seed  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from tools.data.schema import ImportFailed  # noqa: E402
@@ -181,8 +182,10 @@ def run_fuzz(folder: Path, fmt: str, cases: int, seed_no: int = 0) -> dict[str, 
     outcome = {"cases": 0, "failed": 0, "already": 0, "imported": 0}
     store = EventStore(folder / f"{fmt}.duckdb")
 
-    @settings(max_examples=cases, deadline=None, database=None, derandomize=True,
+    # seed 0: hypothesis's derandomized stream (what the tests run); another seed: other cases.
+    @settings(max_examples=cases, deadline=None, database=None, derandomize=seed_no == 0,
               suppress_health_check=list(HealthCheck))
+    @hypothesis_seed(seed_no)
     @given(steps=damage)
     def one_case(steps):
         outcome["cases"] += 1
@@ -221,6 +224,7 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=10_000, help="total cases, split evenly over the formats")
     parser.add_argument("--big-rows", type=int, default=1_000_000, help="rows of the one large file (0: skip)")
     parser.add_argument("--formats", nargs="*", default=list(SEEDS), choices=list(SEEDS))
+    parser.add_argument("--seed", type=int, default=0, help="0: the derandomized cases; N: another stream")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "fuzz_importers.md"))
     args = parser.parse_args()
     per_format = -(-args.cases // len(args.formats))
@@ -230,7 +234,7 @@ def main() -> None:
         for fmt in args.formats:
             t0 = time.perf_counter()
             try:
-                outcome = run_fuzz(Path(tmp), fmt, per_format)
+                outcome = run_fuzz(Path(tmp), fmt, per_format, args.seed)
                 crash = ""
             except Exception as exc:  # noqa: BLE001 - a crash is the finding; report it, go on
                 outcome, crash = {"cases": 0, "failed": 0, "already": 0, "imported": 0}, f"{type(exc).__name__}: {exc}"
@@ -241,7 +245,7 @@ def main() -> None:
     total = sum(o["cases"] for _, o, _, _ in rows)
     lines = [
         "# Fuzzed importers (hypothesis)", "",
-        f"Command: `.venv/bin/python bench/fuzz_importers.py --cases {args.cases} --big-rows {args.big_rows}`",
+        f"Command: `.venv/bin/python bench/fuzz_importers.py {' '.join(sys.argv[1:])}`",
         f"Total: {total:,} cases, {crashes} crashes (a crash stops that format's run), "
         f"{time.perf_counter() - started:.0f} s.", "",
         "| format | cases | whole-file errors (store unchanged) | already imported | imported (accounted) | seconds | crash |",

@@ -51,3 +51,29 @@ def test_formula_cells_gbk_and_nul_bytes_are_rows_not_crashes(tmp_path):
     steps = [("formula", 0.9, "=cmd|' /C calc'!A0"), ("encode", 0.0, "gbk"), ("nul", 0.5, 2)]
     with EventStore(tmp_path / "shop.duckdb") as store:
         assert check_import(store, damaged_file(seed, steps, tmp_path, "f"), seed) in ("failed", "imported")
+
+
+def test_out_of_range_quantity_and_rating_are_rejected_rows(tmp_path):
+    """Found by the fuzzer: CAST to INTEGER ran on rejected rows too, so a quantity or rating of
+    10^10 crashed the whole import with a DuckDB ConversionException."""
+    cdnow = tmp_path / "cdnow.txt"
+    cdnow.write_text("00001 19970101  1   11.77\n00002 19970112  10000000000   12.00\n")
+    reviews = tmp_path / "r.jsonl"
+    reviews.write_text('{"reviewerID": "A1", "asin": "B1", "overall": 4.0, "reviewText": "ok", "unixReviewTime": 1400000000}\n'
+                       '{"reviewerID": "A2", "asin": "B1", "overall": 1e10, "reviewText": "x", "unixReviewTime": 1400000000}\n')
+    with EventStore(tmp_path / "shop.duckdb") as store:
+        for path, fmt in ((cdnow, "cdnow"), (reviews, "amazon_json")):
+            report = store.import_file(path, fmt=fmt, progress=False)
+            assert (report.rows_imported, report.rows_rejected) == (1, 1), report.summary()
+
+
+def test_review_longer_than_128_kib_is_imported(tmp_path):
+    """Found by the fuzzer: Python's csv field limit (131,072 characters) crashed the import."""
+    seed = SEEDS["amazon_finefood"]
+    long_text = "great coffee " * 20_000  # 260,000 characters
+    path = tmp_path / "finefood.csv"
+    path.write_text(seed.lines[0] + "\n" + seed.lines[2].rsplit(",", 1)[0] + f',"{long_text}"\n')
+    with EventStore(tmp_path / "shop.duckdb") as store:
+        report = store.import_file(path, fmt="amazon_finefood", progress=False)
+        assert report.rows_imported == 1
+        assert len(store.query("SELECT text FROM reviews")["text"].iloc[0]) > 131_072

@@ -174,7 +174,7 @@ def chunk_select(spec: FormatSpec, expected_fields: int, pseudonymize: bool, kee
     if target == "events":
         out = [
             f"{user} AS user_id", "v_ts AS ts", "v_behavior AS behavior", "f_item_id AS item_id",
-            "f_category_id AS category_id", "coalesce(CAST(v_quantity AS INTEGER), 1) AS quantity",
+            "f_category_id AS category_id", "coalesce(TRY_CAST(v_quantity AS INTEGER), 1) AS quantity",
             "v_amount AS amount", "0 AS masks",
         ]
         key = "hash(user_id, ts, item_id, behavior)"  # a pre-filter: candidates are compared on every column
@@ -186,7 +186,7 @@ def chunk_select(spec: FormatSpec, expected_fields: int, pseudonymize: bool, kee
         )
         out = [
             f"{review_id} AS review_id", f"{user} AS user_id", "f_item_id AS item_id", "v_ts AS ts",
-            "CAST(v_rating AS INTEGER) AS rating", f"{title_sql} AS title", f"{text_sql} AS text",
+            "TRY_CAST(v_rating AS INTEGER) AS rating", f"{title_sql} AS title", f"{text_sql} AS text",
             "TRY_CAST(TRY_CAST(f_helpful_votes AS DOUBLE) AS INTEGER) AS helpful_votes",
             "TRY_CAST(TRY_CAST(f_total_votes AS DOUBLE) AS INTEGER) AS total_votes",
             f"CAST(({text_count}) + ({title_count}) AS INTEGER) AS masks",
