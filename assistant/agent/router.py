@@ -303,8 +303,13 @@ def _settle_choices(spec: ToolSpec, args: dict, texts: list[str], question: str,
     return args
 
 
-def make_router(chat_model: Any, decoder: CachedDecoder | None = None, prior: Any = None) -> LikelihoodRouter | None:
-    """A likelihood router when the chat model exposes a local model and tokenizer, else None."""
+def make_router(chat_model: Any, decoder: CachedDecoder | None = None, prior: Any = None) -> Any:
+    """A likelihood router when the chat model exposes a local model and tokenizer, a server router
+    when it scores tool names on a server (assistant/agent/server_router.py), else None."""
     if all(hasattr(chat_model, a) for a in ("model", "tokenizer", "render_prompt")):
         return LikelihoodRouter(chat_model, decoder=decoder, prior=prior)
+    if all(hasattr(chat_model, a) for a in ("score_tool_names", "constrained_arguments")):
+        from assistant.agent.server_router import ServerRouter
+
+        return ServerRouter(chat_model, prior=prior)
     return None
