@@ -94,7 +94,7 @@ class OpenAICompatChat(BaseChatModel):
     api_key: str | None = None
     max_new_tokens: int = 256
     temperature: float = 0.0
-    timeout_s: float = 120.0
+    timeout_s: float = 600.0  # a cold prefill of the ~1,300-token tool prompt on a busy 2-core CPU took minutes
     top_logprobs: int = 20
 
     @property
