@@ -8,7 +8,8 @@ and resumes, `fit()` is the loop, `validate()` the eval loss. Every field of `Lo
 config key and a `--key value` override; its docstring is the help. The loss is masked to the
 assistant's turns (finetune/sft_tokens.py). Artifacts under `out_dir`:
     checkpoints/step-NNNNNN/   adapter + optimizer state, for resuming
-    final/                     adapter, tokenizer, config.yaml (resolved), base_model.yaml
+    final/                     adapter, tokenizer, config.yaml (resolved), base_model.yaml,
+                               adapter.gguf (the same adapter for llama.cpp, finetune/export_gguf.py)
     metrics.jsonl              one line per logged step and per evaluation
 """
 
@@ -23,6 +24,7 @@ import torch
 import yaml
 
 from finetune import adapter as adapters
+from finetune import export_gguf
 from finetune.lora_state import last_checkpoint, log_metrics, resume_from, save_checkpoint, truncate_metrics
 from finetune.memory import check_fits
 from finetune.sft_tokens import IGNORE_INDEX, TokenizedExample, tokenize_file
@@ -339,6 +341,10 @@ def main(args: LoRAArgs, accelerator, model, tokenizer, identity: dict, train: l
         folder = adapters.save_adapter(out_dir / "final", accelerator.unwrap_model(model), tokenizer,
                                        resolved, identity)
         (folder / "summary.yaml").write_text(yaml.safe_dump(summary, sort_keys=False), encoding="utf-8")
+        try:  # the same adapter for llama.cpp; an architecture it cannot take leaves the peft folder alone
+            accelerator.print(f"GGUF LoRA for llama.cpp: {export_gguf.export_adapter(folder)}")
+        except export_gguf.ExportError as err:
+            accelerator.print(f"no GGUF LoRA export: {err}")
         log_metrics(metrics_path, {"step": max_steps, "final_eval_loss": eval_loss})
         accelerator.print(f"adapter saved to {folder}")
     accelerator.wait_for_everyone()

@@ -87,7 +87,7 @@ def test_folders_config_and_param_count(trained, workdir):
     out, summary = trained
     final = out / "final"
     for name in ("adapter_model.safetensors", "adapter_config.json", "config.yaml", "base_model.yaml",
-                 "summary.yaml", "tokenizer.json"):
+                 "summary.yaml", "tokenizer.json", "adapter.gguf"):
         assert (final / name).is_file(), name
     assert (out / "checkpoints" / "step-000003" / "training_state.pt").is_file()
     assert not list(out.rglob("*.tmp"))

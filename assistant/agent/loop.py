@@ -43,6 +43,7 @@ from assistant.agent.events import AgentEvent
 from assistant.llm.tool_calls import TOOL_CALL_CLOSE, parse_tool_calls
 from assistant.agent.session import known_entities, resolve_references, time_notes, tool_results
 from assistant.agent.tool_specs import ToolSpec, build_specs
+from assistant.llm.openai_chat import ServerError
 from assistant.agent.untrusted import injected_call_reason, mask_pii, result_for_prompt, sanitize_result
 
 TOKEN_CHUNK_WORDS = 3
@@ -146,7 +147,12 @@ class Agent:
             if self.answer_mode != "model" and turn.results:
                 break  # the composer writes the answer from what the tools returned
             answer_only = step == self.max_steps or turn.force_answer
-            message = self._decide(turn, step, answer_only)
+            try:
+                message = self._decide(turn, step, answer_only)
+            except ServerError as exc:  # the model server is down: say so, answer from the tool results
+                yield AgentEvent("error", {"message": str(exc), "hint": "the answer below uses the tool results only"})
+                turn.gave_up = True
+                break
             if message.invalid_tool_calls:
                 yield from self._feedback_invalid(turn, message)
                 continue
@@ -164,7 +170,7 @@ class Agent:
             answer_text = yield from self._accept_answer(turn, message)
             if answer_text is not None or turn.gave_up:
                 break
-        if self.answer_mode == "brief" and turn.results:
+        if self.answer_mode == "brief" and turn.results and not turn.gave_up:
             yield from self._finish_brief(turn, started, step)
             return
         yield from self._finish(turn, answer_text, started, step)

@@ -246,6 +246,13 @@ def _settle_choices(spec: ToolSpec, args: dict, texts: list[str], question: str,
     return args
 
 
-def make_router(chat_model: Any, prior: Any = None) -> LikelihoodRouter | None:
-    """A likelihood router when the chat model decodes in process (assistant/llm/decoding.py), else None."""
-    return LikelihoodRouter(chat_model, prior=prior) if decodes_locally(chat_model) else None
+def make_router(chat_model: Any, prior: Any = None) -> Any:
+    """A likelihood router when the chat model decodes in process (assistant/llm/decoding.py), a
+    server router when it scores tool names on a server (assistant/agent/server_router.py), else None."""
+    if decodes_locally(chat_model):
+        return LikelihoodRouter(chat_model, prior=prior)
+    if all(hasattr(chat_model, a) for a in ("score_tool_names", "constrained_arguments")):
+        from assistant.agent.server_router import ServerRouter
+
+        return ServerRouter(chat_model, prior=prior)
+    return None
