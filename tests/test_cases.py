@@ -298,8 +298,11 @@ def test_similar_cases_are_distinct_customers(tmp_path):
     ev = _events()
     mem = CaseMemory(path=tmp_path / "c", text_embedding=HashingEmbedding())
     mem.build(ev, [C1, C2], (7, 30), predictor=FeatureVectors(), progress=False)
-    doc = mem.by_text.get(ids=[case_id("u1", C1)], include=["documents"])["documents"][0]
-    res = mem.search_text(doc, k=3, horizon_days=7)
+    # The collection embeds a case's phrase (tools/case_build.py), so u1's phrase at C1 finds it first.
+    from tools.case_snapshots import snapshot_features, snapshot_phrase
+
+    phrase = snapshot_phrase(snapshot_features(ev, C1, users=["u1"]).iloc[0])
+    res = mem.search_text(phrase, k=3, horizon_days=7)
     users = [c["user_id"] for c in res["cases"]]
     assert len(users) == 3 and len(set(users)) == 3 and users[0] == "u1"
     assert res["cases"][0]["case_id"] == case_id("u1", C1)

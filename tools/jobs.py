@@ -31,7 +31,7 @@ STATE_FILE = "state.json"
 FINISHED_FILE = "finished"  # changes only when a job ends: a cheap "reload the parts?" signal
 HISTORY_FILE = "history.json"  # seconds each job took last time: the ETA before a job reports progress
 LOCK_FILE = "demo.lock"
-# Which job provides the part a tool needs (tools/catalog*.py name their tools).
+# Which job provides the part a tool needs (the tools of tools/catalog/ by name).
 TOOL_PARTS = {"at_risk_users": "scores", "segment_report": "scores", "explain_user": "predictor",
               "predict_next": "predictor", "similar_cases": "cases"}
 
