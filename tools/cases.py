@@ -51,25 +51,8 @@ def make_client(path: str | Path | None = None, url: str | None = None) -> Any:
     folder.mkdir(parents=True, exist_ok=True)
     return chromadb.PersistentClient(path=str(folder), settings=settings)
 
+
 DISTINCT_POOL_FACTOR = 4  # neighbours fetched per case asked for, so repeats of one customer can be skipped
-
-
-class CaseMemoryError(Exception):
-    """A case memory request that cannot be honoured; the message says the fix."""
-
-
-def make_client(path: str | Path | None = None, url: str | None = None) -> Any:
-    """HttpClient for `url` (http://host:port), else a PersistentClient on `path` (default home folder)."""
-    settings = ChromaSettings(anonymized_telemetry=False)
-    if url:
-        parsed = urlparse(url if "://" in url else f"http://{url}")
-        if not parsed.hostname:
-            raise CaseMemoryError(f"chroma url {url!r}: expected http://host:port (SHOPSIGHT_CHROMA_URL)")
-        return chromadb.HttpClient(host=parsed.hostname, port=parsed.port or 8000, ssl=parsed.scheme == "https",
-                                   settings=settings)
-    folder = Path(path) if path else paths.default_chroma_path()
-    folder.mkdir(parents=True, exist_ok=True)
-    return chromadb.PersistentClient(path=str(folder), settings=settings)
 
 
 def _chunks(seq: list, size: int) -> Iterable[list]:
