@@ -142,7 +142,11 @@ def build_app(ws: Workspace) -> gr.Blocks:
             trend = ws.churn_over_cutoffs(user_id, int(horizon))
         except PartUnavailable as exc:
             raise gr.Error(str(exc)) from exc
-        drivers = pd.DataFrame([driver_row(d) for d in explanation.get("drivers") or []])
+        rows = [driver_row(d) for d in explanation.get("drivers") or []]
+        # No driver is shown without saying why: too little history, or no effect of a point or more.
+        why = (explanation.get("history") or {}).get("too_little") or explanation.get("drivers_left_out")
+        drivers = pd.DataFrame(rows or ([{"driver": why, "kind": "note", "effect": None, "direction": ""}]
+                                        if why else []))
         case_table = rows_frame(cases, ("cases",))
         if error_text(cases):
             case_table = pd.DataFrame([{"note": error_text(cases)}])

@@ -27,6 +27,7 @@ from app_shop import scripted_analyst, stack_in_home  # noqa: E402
 pytestmark = pytest.mark.browser
 ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
+DRIVER_OR_REASON = re.compile(r"churn risk|too little history|moves the churn probability")
 WAIT_MS = 30_000  # the machine is shared: generous, but every wait is for a specific element
 expect.set_options(timeout=WAIT_MS)
 
@@ -157,7 +158,8 @@ def test_drill_down_shows_chart_drivers_cases_and_saves_a_case(page, server, sho
     expect(page.locator("#user-id input, #user-id textarea").first).to_have_value(user)
     expect(page.locator("#user-head")).to_contain_text(f"User {user}: p_churn")
     page.wait_for_selector("#trend canvas, #trend svg")
-    expect(page.locator("#drivers")).to_contain_text("churn risk")  # a driver's direction, not the header
+    # A driver's direction, or the stated reason there is none (tools/predictor/explain.py), never blank.
+    expect(page.locator("#drivers")).to_contain_text(DRIVER_OR_REASON)
     expect(page.locator("#similar")).to_contain_text(re.compile(r"\d+@2026\d{4}T"))  # snapshot case ids
     expect(page.locator("#timeline")).to_contain_text(re.compile(r"2026-\d\d-\d\dT"))
     page.locator("#drill").screenshot(path=shots / "drill_down.png")
@@ -181,7 +183,7 @@ def test_citations_open_the_evidence(page, server, shots):
     expect(page.locator("#user-id input, #user-id textarea").first).to_have_value(top)
     expect(page.locator("#user-head")).to_contain_text(f"User {top}: p_churn")
     page.wait_for_selector("#trend canvas, #trend svg")
-    expect(page.locator("#drivers")).to_contain_text("churn risk")
+    expect(page.locator("#drivers")).to_contain_text(DRIVER_OR_REASON)
     expect(page.locator("#user-head")).to_be_in_viewport()  # scrolled to the drill-down
     assert page.url.split("#")[0] == url and len(page.context.pages) == 1  # no navigation, no new tab
     page.screenshot(path=shots / "citations.png")
