@@ -27,13 +27,13 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
-from langchain_core.messages import AIMessageChunk, BaseMessage
+from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
 from assistant.llm.loader import ModelLoadError, adapter_for_engine, check_adapter
-from assistant.llm.local_chat import LocalToolChat, final_chunk
+from assistant.llm.local_chat import LocalToolChat, closing_chunk, cut_at_stop, final_chunk, stream_visible
 from assistant.llm.registry import MODEL_REGISTRY, ModelInstallError, ensure_gguf, gguf_path
-from assistant.llm.tool_calls import possible_call_start, tool_names
+from assistant.llm.tool_calls import tool_names
 
 ARGUMENTS_INFIX = '", "arguments":'  # after a tool's name inside a call, before its argument object
 _ROOT_RULE = re.compile(r"^root ::=", re.MULTILINE)
@@ -173,7 +173,7 @@ class LlamaToolChat(LocalToolChat):
             text, n_in, n_out = self._required_call(prompt, prefix, tools, required), 0, 0
         else:
             body, n_in, n_out = self.complete(prompt, max_new, tuple(stop or ()))
-            text = prefix + _cut(body, stop)
+            text = prefix + cut_at_stop(body, stop)
         return ChatResult(generations=[ChatGeneration(message=self._message(text, tools, n_in, n_out))])
 
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
@@ -188,34 +188,11 @@ class LlamaToolChat(LocalToolChat):
         engine = self.model
         with engine.lock:
             ids, head = self._ids(prompt)
-            text, shown = prefix, 0
-            held = bool(prefix)
-            for piece in engine.stream(ids, max_new, tuple(stop or ()), head):
-                text += piece
-                if held:
-                    continue
-                visible = _cut(text, stop)
-                safe = possible_call_start(visible) if names else len(visible)
-                if safe > shown:
-                    chunk = ChatGenerationChunk(message=AIMessageChunk(content=visible[shown:safe]))
-                    if run_manager:
-                        run_manager.on_llm_new_token(visible[shown:safe], chunk=chunk)
-                    yield chunk
-                    shown = safe
-                held = bool(names) and ("<tool_call>" in visible or "```" in visible)
-        text = _cut(text, stop)
+            text, shown = yield from stream_visible(engine.stream(ids, max_new, tuple(stop or ()), head), prefix,
+                                                    stop, bool(names), run_manager)
+        text = cut_at_stop(text, stop)
         final = self._message(text, tools, len(ids), engine.last_new_tokens)
-        already = text[:shown].lstrip()
-        rest = final.content[len(already):] if final.content.startswith(already) else ""
-        yield ChatGenerationChunk(message=final_chunk(final, rest))
-
-
-def _cut(text: str, stop: Any) -> str:
-    for s in stop or ():
-        idx = text.find(s)
-        if idx >= 0:
-            text = text[:idx]
-    return text
+        yield closing_chunk(final, text, shown)
 
 
 def gguf_identity(gguf: Path, name: str | None) -> dict:

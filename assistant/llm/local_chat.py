@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import threading
-from typing import Any, Iterator, Sequence
+from typing import Any, Generator, Iterable, Iterator, Sequence
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
@@ -240,14 +240,6 @@ class LocalToolChat(BaseChatModel):
                 ToolNameConstraint(self.tokenizer, constrain_to, enc["input_ids"].shape[1], prompt_tail=prefix)])
         return gen, prefix, tools, stop
 
-    @staticmethod
-    def _cut_stop(text: str, stop: list[str] | None) -> str:
-        for s in stop or []:
-            idx = text.find(s)
-            if idx >= 0:
-                text = text[:idx]
-        return text
-
     def _message(self, text: str, tools: list[dict], prompt_tokens: int, new_tokens: int) -> AIMessage:
         names = tool_names(tools)
         parsed = check_arguments(parse_tool_calls(text, allowed=names if names else None), tools)
@@ -299,7 +291,7 @@ class LocalToolChat(BaseChatModel):
         with torch.inference_mode():
             output = self.model.generate(**gen)
         new_ids = output[0, prompt_len:]
-        text = prefix + self._cut_stop(self.tokenizer.decode(new_ids, skip_special_tokens=True), stop)
+        text = prefix + cut_at_stop(self.tokenizer.decode(new_ids, skip_special_tokens=True), stop)
         message = self._message(text, tools, prompt_len, int(new_ids.shape[0]))
         return ChatResult(generations=[ChatGeneration(message=message)])
 
@@ -331,31 +323,55 @@ class LocalToolChat(BaseChatModel):
 
         thread = threading.Thread(target=work, daemon=True)
         thread.start()
-        text, shown = prefix, 0
-        # Hold back from the first call marker on: the UI must never show call markup. With no
-        # tools bound nothing is a call, and a forced call has no answer text at all.
-        held = bool(prefix)
-        for piece in streamer:
-            text += piece
-            if held:
-                continue
-            visible = self._cut_stop(text, stop)
-            safe = possible_call_start(visible) if names else len(visible)
-            if safe > shown:
-                chunk = ChatGenerationChunk(message=AIMessageChunk(content=visible[shown:safe]))
-                if run_manager:
-                    run_manager.on_llm_new_token(visible[shown:safe], chunk=chunk)
-                yield chunk
-                shown = safe
-            held = bool(names) and ("<tool_call>" in visible or "```" in visible)
+        text, shown = yield from stream_visible(streamer, prefix, stop, bool(names), run_manager)
         thread.join()
         if failure:
             raise failure[0]
-        text = self._cut_stop(text, stop)
+        text = cut_at_stop(text, stop)
         final = self._message(text, tools, prompt_len, counted[0] if counted else 0)
-        already = text[:shown].lstrip()
-        rest = final.content[len(already):] if final.content.startswith(already) else ""
-        yield ChatGenerationChunk(message=final_chunk(final, rest))
+        yield closing_chunk(final, text, shown)
+
+
+def cut_at_stop(text: str, stop: Sequence[str] | None) -> str:
+    """`text` up to the first of the stop strings (all of it when none occurs)."""
+    for s in stop or ():
+        idx = text.find(s)
+        if idx >= 0:
+            text = text[:idx]
+    return text
+
+
+def stream_visible(pieces: Iterable[str], prefix: str, stop: Sequence[str] | None, has_tools: bool,
+                   run_manager: Any = None) -> Generator[ChatGenerationChunk, None, tuple[str, int]]:
+    """Yield the answer text of decoded `pieces` as chunks; return (all text, characters shown).
+
+    Held back from the first call marker on: the UI must never show call markup. With no tools
+    bound nothing is a call, and a forced call (a non-empty `prefix`) has no answer text at all.
+    Both in-process engines stream through this (local_chat.py, llama_chat.py).
+    """
+    text, shown = prefix, 0
+    held = bool(prefix)
+    for piece in pieces:
+        text += piece
+        if held:
+            continue
+        visible = cut_at_stop(text, stop)
+        safe = possible_call_start(visible) if has_tools else len(visible)
+        if safe > shown:
+            chunk = ChatGenerationChunk(message=AIMessageChunk(content=visible[shown:safe]))
+            if run_manager:
+                run_manager.on_llm_new_token(visible[shown:safe], chunk=chunk)
+            yield chunk
+            shown = safe
+        held = has_tools and ("<tool_call>" in visible or "```" in visible)
+    return text, shown
+
+
+def closing_chunk(final: AIMessage, text: str, shown: int) -> ChatGenerationChunk:
+    """The last chunk of a stream: what `final` says beyond the text already shown, plus its calls."""
+    already = text[:shown].lstrip()
+    rest = final.content[len(already):] if final.content.startswith(already) else ""
+    return ChatGenerationChunk(message=final_chunk(final, rest))
 
 
 def final_chunk(message: AIMessage, content: str) -> AIMessageChunk:
