@@ -33,8 +33,8 @@ sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
 from tools.predictor.baselines import bgnbd_p_no_purchase, bgnbd_summary, fit_bgnbd
 from tools.predictor.bench_datasets import read_cdnow
-from tools.predictor.clv import expected_value
-from tools.predictor.lifecycle import LapseCalibration, lapse_labels, lifecycle_frame, p_lapse
+from tools.predictor.clv import customer_value
+from tools.predictor.lifecycle import calibrated_p_lapse, lapse_labels, lifecycle_frame, p_lapse
 from tools.predictor.metrics import expected_calibration_error
 
 CDNOW_CUTOFFS = [datetime(1997, 9, 30, 23, 59, 59), datetime(1997, 12, 31, 23, 59, 59),
@@ -57,55 +57,92 @@ def bgnbd_no_order(events: pd.DataFrame, cutoff: datetime, horizon_days: int) ->
     return pd.Series(bgnbd_p_no_purchase(fit_bgnbd(summary), summary, horizon_days), index=summary.index)
 
 
-def calibration_rows(name: str, events: pd.DataFrame, cutoffs: list[datetime], oracle=None) -> list[dict]:
-    rows = []
+def bgnbd_source(events: pd.DataFrame, horizon_days: int):
+    """p_no_order_at(day) for `calibrated_p_lapse`: BG/NBD fitted at that day (cached per day)."""
+    cache: dict = {}
+
+    def at(day: datetime) -> pd.Series:
+        if day not in cache:
+            cache[day] = bgnbd_no_order(events, day, horizon_days)
+        return cache[day]
+    return at
+
+
+def calibration_rows(name: str, events: pd.DataFrame, cutoffs: list[datetime], oracle=None) -> tuple[list[dict], list]:
+    """(rows of table 1, the pooled (label, P) pairs per source for the pooled ECE)."""
+    rows, pooled = [], []
     for c in cutoffs:
         for h in (7, 30):
             stages = lifecycle_frame(events, c, h)
             labels = lapse_labels(stages, events, c, h)
-            sources = {"BG/NBD": bgnbd_no_order(events, c, h)}
+            source = bgnbd_source(events, h)
+            p_no = source(c)
+            sources = {"BG/NBD": p_lapse(stages, p_no)}
             if oracle is not None:
-                sources["generator oracle"] = oracle(c, h)
-            before = (pd.Timestamp(c) - pd.Timedelta(days=h)).to_pydatetime()
-            stages_then = lifecycle_frame(events, before, h)
-            labels_then = lapse_labels(stages_then, events[events["ts"] <= c], before, h)
-            calib = LapseCalibration().fit(p_lapse(stages_then, bgnbd_no_order(events, before, h)), labels_then)
-            sources["BG/NBD, recalibrated on (c-H, c]"] = sources["BG/NBD"]
-            for source, p_no in sources.items():
-                p = p_lapse(stages, p_no).reindex(labels.index)
-                if "recalibrated" in source:
-                    p = calib.apply(p)
+                sources["generator oracle"] = p_lapse(stages, oracle(c, h))
+            sources["BG/NBD, recalibrated on (c-H, c]"] = calibrated_p_lapse(events, c, h, source, stages)[0]
+            for src, p in sources.items():
+                p = p.reindex(labels.index)
                 plain = p_no.reindex(labels.index)
-                rows.append({"dataset": name, "cutoff": f"{c:%Y-%m-%d}", "H": h, "P(no order) from": source,
+                pooled.append({"dataset": name, "H": h, "P(no order) from": src, "y": labels, "p": p})
+                rows.append({"dataset": name, "cutoff": f"{c:%Y-%m-%d}", "H": h, "P(no order) from": src,
                              "non-lost n": len(labels), "lapse rate": labels.mean(), "mean P(lapse)": p.mean(),
                              "ECE P(lapse)": expected_calibration_error(labels.to_numpy(), p.to_numpy()),
                              "ECE plain P(no order) as P(lapse)":
                                  expected_calibration_error(labels.to_numpy(), plain.to_numpy())})
-    return rows
+    return rows, pooled
 
 
-def _lists(events: pd.DataFrame, cutoff: datetime, horizon: int, k: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(ours: value at risk among non-lost, top k; old: p_churn among 90-day buyers, top k)."""
+def pooled_ece(pooled: list[dict]) -> pd.DataFrame:
+    """ECE over the cutoffs pooled (one set of bins, n summed): the sampling noise of a few hundred
+    customers per bin at one cutoff is itself about 0.02-0.03 at H = 30 (see the oracle's row)."""
+    out = []
+    keys = sorted({(r["dataset"], r["H"], r["P(no order) from"]) for r in pooled})
+    for key in keys:
+        part = [r for r in pooled if (r["dataset"], r["H"], r["P(no order) from"]) == key]
+        y = pd.concat([r["y"] for r in part]).to_numpy()
+        p = pd.concat([r["p"] for r in part]).to_numpy()
+        out.append({"dataset": key[0], "H": key[1], "P(no order) from": key[2], "n (all cutoffs)": len(y),
+                    "pooled ECE P(lapse)": expected_calibration_error(y, p)})
+    return pd.DataFrame(out)
+
+
+def ranked_lists(events: pd.DataFrame, cutoff: datetime, horizon: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(ours: value at risk among non-lost, ranked; old: p_churn among 90-day buyers, ranked).
+
+    Ours is what `at_risk_users` ranks by default: P(lapse) recalibrated on (c - H, c] times the
+    customer's expected value over 90 days (`clv.customer_value`: ours, or BG/NBD + Gamma-Gamma
+    where the history is too short).
+    """
     stages = lifecycle_frame(events, cutoff, horizon)
-    p_no = bgnbd_no_order(events, cutoff, horizon)
-    value, _ = expected_value(events, cutoff, 90)
+    source = bgnbd_source(events, horizon)
+    p_no = source(cutoff)
+    value, _ = customer_value(events, cutoff, 90)
     value = value.set_index("user_id")
-    table = stages.assign(p_no=p_no, p_lapse=p_lapse(stages, p_no), value=value["expected_value"])
+    table = stages.assign(p_no=p_no, p_lapse=calibrated_p_lapse(events, cutoff, horizon, source, stages)[0],
+                          value=value["expected_value"])
     table["value_at_risk"] = table["p_lapse"] * table["value"]
     ours = table[table["p_lapse"] > 0].sort_values(["value_at_risk", "p_lapse"], ascending=False, kind="stable")
     old = table[(table["days_since_last_order"] < ACTIVE_DAYS)].sort_values("p_no", ascending=False, kind="stable")
-    return ours.head(k), old.head(k)
+    return ours, old
 
 
-def demo_rows(shop, events: pd.DataFrame, cutoff: datetime) -> tuple[list[dict], list[dict]]:
+def headline_rows(shop, events: pd.DataFrame, cutoff: datetime) -> list[dict]:
+    """The 7-day top 10 of both lists: generator-lost users, money values, stages."""
     engagement = shop.engagement_at(cutoff).set_index("user_id")["engagement"]
-    ours, old = _lists(events, cutoff, 7, 10)
-    headline = [{"list": name, "top 10 generator-lost (e < %.2f)" % GENERATOR_LOST:
+    ours, old = ranked_lists(events, cutoff, 7)
+    return [{"cutoff": f"{cutoff:%Y-%m-%d}", "list": name,
+             "top 10 generator-lost (e < %.2f)" % GENERATOR_LOST:
                  int((engagement.reindex(lst.index) < GENERATOR_LOST).sum()),
-                 "top 10 e < 0.10": int((engagement.reindex(lst.index) < 0.10).sum()),
-                 "with a money value": int(lst["value"].notna().sum()),
-                 "stages": ", ".join(f"{k} {int(v)}" for k, v in lst["stage"].value_counts().items())}
-                for name, lst in (("ours: value at risk, non-lost", ours), ("old: p_churn, 90-day buyers", old))]
+             "top 10 e < 0.10": int((engagement.reindex(lst.index) < 0.10).sum()),
+             "with a money value": int(lst["value"].notna().sum()),
+             "stages": ", ".join(f"{k} {int(v)}" for k, v in lst["stage"].value_counts().items())}
+            for name, lst in (("ours: value at risk, non-lost", ours.head(10)),
+                              ("old: p_churn, 90-day buyers", old.head(10)))]
+
+
+def captured_rows(events: pd.DataFrame, cutoff: datetime) -> list[dict]:
+    """Money at risk captured@10 / @100 over 30 days (share of the next-30-day revenue shortfall)."""
     c = pd.Timestamp(cutoff)
     buys = events[events["behavior"] == "buy"]
     past = buys[(buys["ts"] <= c) & (buys["ts"] > c - pd.Timedelta(days=90))]
@@ -113,12 +150,11 @@ def demo_rows(shop, events: pd.DataFrame, cutoff: datetime) -> tuple[list[dict],
     expected = past["amount"].groupby(past["user_id"]).sum() / 90 * 30
     actual = future["amount"].groupby(future["user_id"]).sum().reindex(expected.index).fillna(0.0)
     shortfall = (expected - actual).clip(lower=0)
-    captured = []
-    for k in (10, 100):
-        ours, old = _lists(events, cutoff, 30, k)
-        captured.append({"k": k, "ours": shortfall.reindex(ours.index).fillna(0).sum() / shortfall.sum(),
-                         "old p_churn list": shortfall.reindex(old.index).fillna(0).sum() / shortfall.sum()})
-    return headline, captured
+    ours, old = ranked_lists(events, cutoff, 30)
+    return [{"cutoff": f"{cutoff:%Y-%m-%d}", "k": k,
+             "ours": shortfall.reindex(ours.index[:k]).fillna(0).sum() / shortfall.sum(),
+             "old p_churn list": shortfall.reindex(old.index[:k]).fillna(0).sum() / shortfall.sum()}
+            for k in (10, 100)]
 
 
 def main() -> None:
@@ -126,9 +162,10 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=["cdnow", "demo"], choices=["cdnow", "demo"])
     parser.add_argument("--n-users", type=int, default=5000)
     args = parser.parse_args()
-    rows = []
+    rows, pooled = [], []
     if "cdnow" in args.datasets:
-        rows += calibration_rows("cdnow", read_cdnow(ROOT / ".cache/datasets/CDNOW_master.txt"), CDNOW_CUTOFFS)
+        r, p = calibration_rows("cdnow", read_cdnow(ROOT / ".cache/datasets/CDNOW_master.txt"), CDNOW_CUTOFFS)
+        rows, pooled = rows + r, pooled + p
     if "demo" in args.datasets:
         from tools.data.synth import DEMO_CUTOFFS, generate_shop
 
@@ -139,7 +176,8 @@ def main() -> None:
         def oracle(c, h):
             return shop.true_churn_probability(c, h).set_index("user_id")["p_churn"]
 
-        rows += calibration_rows("demo", events, list(DEMO_CUTOFFS), oracle)
+        r, p = calibration_rows("demo", events, list(DEMO_CUTOFFS), oracle)
+        rows, pooled = rows + r, pooled + p
     table = pd.DataFrame(rows)
     print(markdown(table))
     if len(table):
@@ -147,13 +185,14 @@ def main() -> None:
         columns = ["ECE P(lapse)", "ECE plain P(no order) as P(lapse)"]
         print(markdown(table.groupby(["dataset", "H", "P(no order) from"])[columns]
               .mean().reset_index(), 4))
+        print("\nECE of P(lapse) with the cutoffs pooled:")
+        print(markdown(pooled_ece(pooled), 4))
     if "demo" in args.datasets:
-        headline, captured = demo_rows(shop, events, DEMO_CUTOFFS[-1])
-        print(f"\nDemo shop, cutoff {DEMO_CUTOFFS[-1]:%Y-%m-%d}, the 7-day list (top 10):")
-        print(markdown(pd.DataFrame(headline)))
+        app_cutoff = pd.Timestamp(events["ts"].max()).normalize().to_pydatetime()  # the app scores as of the last day
+        print("\nDemo shop, the 7-day list (top 10) at each cutoff and at the app's (the last event's day):")
+        print(markdown(pd.DataFrame([r for c in [*DEMO_CUTOFFS, app_cutoff] for r in headline_rows(shop, events, c)])))
         print("\nMoney at risk captured (share of the next-30-day revenue shortfall held by the listed users):")
-        print(markdown(pd.DataFrame(captured)))
-
+        print(markdown(pd.DataFrame([r for c in DEMO_CUTOFFS for r in captured_rows(events, c)])))
 
 if __name__ == "__main__":
     main()

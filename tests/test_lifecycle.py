@@ -89,13 +89,43 @@ def test_reasons_say_the_rhythm_and_what_moves_the_stage(events):
 
 
 def test_calibration_maps_lapse_probabilities_to_the_rate_seen_before_and_keeps_zeros():
-    from tools.predictor.lifecycle import LapseCalibration
+    from tools.predictor.lifecycle import LAPSE_FEATURES, LapseCalibration
 
     rng = np.random.default_rng(0)
-    p_then = pd.Series(rng.uniform(0.05, 1.0, 2000), index=[f"u{i}" for i in range(2000)])
-    lapsed = pd.Series((rng.uniform(size=2000) < p_then / 2).astype(int), index=p_then.index)  # half as likely
-    calib = LapseCalibration().fit(p_then, lapsed)
-    now = pd.Series([0.0, 0.8, np.nan], index=["a", "b", "c"])
-    out = calib.apply(now)
-    assert out["a"] == 0.0 and np.isnan(out["c"]) and out["b"] == pytest.approx(0.4, abs=0.08)
-    assert not LapseCalibration().fit(p_then.head(10), lapsed.head(10)).fitted  # too few outcomes: unchanged
+    ids = [f"u{i}" for i in range(2000)]
+    p_then = pd.Series(rng.uniform(0.05, 0.95, 2000), index=ids)
+    quiet = pd.Series(rng.integers(0, 2, 2000), index=ids)  # half of them stopped browsing
+    # The realized rate: half of what the model said for those who browse, all but sure for the quiet ones.
+    lapsed = pd.Series((rng.uniform(size=2000) < np.where(quiet == 1, 0.95, p_then / 2)).astype(int), index=ids)
+
+    def feats(p, quiet_flags):
+        frame = pd.DataFrame(0.0, index=p.index, columns=list(LAPSE_FEATURES))
+        frame["logit_p"] = np.log(p.clip(0.01, 0.99) / (1 - p.clip(0.01, 0.99)))
+        frame["log_days_since_event"] = quiet_flags.astype(float) * 3
+        return frame
+
+    calib = LapseCalibration().fit(p_then, lapsed, feats(p_then, quiet))
+    now = pd.Series([0.0, 0.6, 0.6, np.nan], index=["a", "b", "c", "d"])
+    out = calib.apply(now, feats(now.fillna(0.5), pd.Series([0, 0, 1, 0], index=now.index)))
+    assert out["a"] == 0.0 and np.isnan(out["d"])  # cannot lapse stays 0; lost / visitor stays NaN
+    assert out["b"] == pytest.approx(0.3, abs=0.08) and out["c"] > 0.85  # the same P(no order), told apart
+    few = LapseCalibration().fit(p_then.head(10), lapsed.head(10), feats(p_then, quiet).head(10))
+    assert not few.fitted and few.apply(now, feats(now.fillna(0.5), quiet.head(4))).equals(now)
+
+
+def test_calibrated_p_lapse_fits_on_the_window_before_the_cutoff_never_on_it(events):
+    from tools.predictor.lifecycle import calibrated_p_lapse
+
+    asked = []
+
+    def p_no_order_at(day):
+        asked.append(pd.Timestamp(day))
+        return pd.Series(0.8, index=["steady", "slipping", "overdue", "gone", "newbie", "oneoff", "browser"])
+
+    p, notes = calibrated_p_lapse(events, CUTOFF, 7, p_no_order_at)
+    assert asked[0] == pd.Timestamp(CUTOFF)  # scored at c; the fit would be at c - 7 d
+    assert not notes["fitted"] and "fewer than 50" in notes["why"]  # six customers: left as they are
+    assert notes["fitted_at"] == "2024-06-23" and p["slipping"] == 0.8 and np.isnan(p["gone"])
+    late, late_notes = calibrated_p_lapse(events, CUTOFF, 7, lambda day: None if day != CUTOFF else
+                                          p_no_order_at(day))
+    assert not late_notes["fitted"] and "no churn scores as of 2024-06-23" in late_notes["why"]

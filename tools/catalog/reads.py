@@ -174,15 +174,15 @@ VALUE_HORIZON_DAYS = 90  # a customer's value = predicted spend over the next 90
 
 
 def customer_value(ctx: ToolContext) -> tuple[pd.DataFrame, dict]:
-    """(BG/NBD + Gamma-Gamma per user over VALUE_HORIZON_DAYS, fit notes), cached; indexed by user_id.
+    """(tools.predictor.clv.customer_value per user over VALUE_HORIZON_DAYS, fit notes), cached; by user_id.
 
     Columns: p_alive, expected_orders, spend_per_order, expected_value (money in ctx.currency, or
     expected orders when the shop has no prices: notes["unit"] says which).
     """
     if "value" not in ctx.cache:
-        from tools.predictor.clv import expected_value
+        from tools.predictor.clv import customer_value as value_model
 
-        frame, notes = expected_value(events_until_cutoff(ctx), ctx.cutoff, VALUE_HORIZON_DAYS)
+        frame, notes = value_model(events_until_cutoff(ctx), ctx.cutoff, VALUE_HORIZON_DAYS)
         ctx.cache["value"] = (frame.set_index("user_id"), notes)
     return ctx.cache["value"]
 
@@ -200,7 +200,7 @@ def lifecycle(ctx: ToolContext, horizon_days: int) -> pd.DataFrame:
 def value_terms(ctx: ToolContext) -> dict:
     """What the money fields mean, for a tool result: currency or unit, and the model behind them."""
     _, notes = customer_value(ctx)
-    terms = {"value_model": f"BG/NBD + Gamma-Gamma, predicted over the next {VALUE_HORIZON_DAYS} days"}
+    terms = {"value_model": f"{notes['model']}, predicted over the next {VALUE_HORIZON_DAYS} days"}
     if notes["unit"] == "money":
         terms["currency"] = ctx.currency
         if notes.get("excluded_orders"):

@@ -81,26 +81,72 @@ def at_risk_users(ctx: ToolContext, horizon_days: int = 7, top_k: int = 10, segm
                          "they are not in this list",
             "money_at_risk": _r(slipping["value_at_risk"].sum(), 2),
             "mean_p_lapse": _r(table["p_lapse"].mean()) if len(table) else None,
+            "p_lapse_calibration": _calibration_note(lapse_probabilities(ctx, horizon_days)[1]),
             **value_terms(ctx), "users": rows, **source}
+
+
+def lapse_probabilities(ctx: ToolContext, horizon_days: int) -> tuple[pd.Series, dict]:
+    """(P(lapse within H) of every customer, how it was calibrated), cached per context.
+
+    The churn model's P(no order), gated by the lifecycle rule, then recalibrated
+    (tools/predictor/lifecycle.py, `calibrated_p_lapse`) on the window (c - H, c]: the same model's
+    scores as of c - H, from the loaded predictor (only the customers who could lapse then are
+    scored) or from the scores table's rows of that model at or before c - H. Without either,
+    P(lapse) stays uncalibrated and the notes say why.
+    """
+    key = ("p_lapse", horizon_days)
+    if key not in ctx.cache:
+        from tools.predictor.lifecycle import LIVE_STAGES as LIVE, calibrated_p_lapse, lifecycle_frame
+
+        frame, source = scores(ctx, horizon_days)
+        events = events_until_cutoff(ctx)
+
+        def p_no_order_at(day) -> Optional[pd.Series]:
+            if day == ctx.cutoff:
+                return frame["p_churn"].astype(float)
+            if ctx.predictor is not None and str(ctx.predictor.version) == source.get("model_version"):
+                then = lifecycle_frame(events, day, horizon_days)
+                live = then.index[then["stage"].isin(LIVE)].tolist()
+                past = events[events["ts"] <= day]
+                earlier = ctx.predictor.score_users(past[past["user_id"].isin(live)], day, top_k=1)
+            else:
+                earlier = ctx.store.scores_frame(horizon_days=horizon_days)
+                earlier = earlier[(pd.to_datetime(earlier["cutoff"]) <= pd.Timestamp(day))
+                                  & (earlier["model_version"].astype(str) == source.get("model_version"))]
+                if not len(earlier):
+                    return None
+                earlier = earlier[pd.to_datetime(earlier["cutoff"]) == pd.to_datetime(earlier["cutoff"]).max()]
+            earlier = earlier[earlier["horizon_days"] == horizon_days].drop_duplicates("user_id", keep="last")
+            return earlier.set_index("user_id")["p_churn"].astype(float)
+
+        ctx.cache[key] = calibrated_p_lapse(events, ctx.cutoff, horizon_days, p_no_order_at,
+                                            lifecycle(ctx, horizon_days))
+    return ctx.cache[key]
 
 
 def risk_table(ctx: ToolContext, horizon_days: int, users: pd.Index) -> pd.DataFrame:
     """Stage, P(lapse), P(alive), value and value at risk of `users` (non-lost customers with scores)."""
-    from tools.predictor.lifecycle import p_lapse
-
     frame, _ = scores(ctx, horizon_days)
     stages = lifecycle(ctx, horizon_days).loc[users]
     value, _ = customer_value(ctx)
     facts = user_facts(ctx)
     table = stages.copy()
     table["p_churn"] = frame.loc[users, "p_churn"].astype(float)
-    table["p_lapse"] = p_lapse(stages, table["p_churn"])
+    table["p_lapse"] = lapse_probabilities(ctx, horizon_days)[0].reindex(users)
     table["p_alive"] = value["p_alive"].reindex(users)
     table["expected_value"] = value["expected_value"].reindex(users)
     table["value_at_risk"] = table["p_lapse"] * table["expected_value"]
     table["events_30d"] = facts["events_30d"].reindex(users)
     table["buys_90d"] = facts["buys_90d"].reindex(users)
     return table
+
+
+def _calibration_note(notes: dict) -> str:
+    """One line: how P(lapse) was calibrated (or why it was not)."""
+    if notes.get("fitted"):
+        return (f"recalibrated on the lapses seen from {notes['fitted_at']} to {notes['outcomes_until']} "
+                f"({notes['outcomes']} customers; {notes['method']})")
+    return f"not recalibrated: {notes.get('why', 'no earlier window')}"
 
 
 def _risk_row(r: pd.Series) -> dict:
@@ -155,7 +201,7 @@ def _explanation_notes(exp: dict) -> dict:
 
 def _lifecycle_of(ctx: ToolContext, user_id: str, horizon_days: int) -> dict:
     """The user's stage, rhythm, value and what would move the stage (for explain_user)."""
-    from tools.predictor.lifecycle import p_lapse, stage_reasons
+    from tools.predictor.lifecycle import stage_reasons
 
     st = lifecycle(ctx, horizon_days)
     row = st.loc[user_id]
@@ -169,7 +215,7 @@ def _lifecycle_of(ctx: ToolContext, user_id: str, horizon_days: int) -> dict:
            "reasons": stage_reasons(row), **value_terms(ctx)}
     frame, _ = scores(ctx, horizon_days)
     if row["stage"] != "lost" and user_id in frame.index:
-        lapse = float(p_lapse(st.loc[[user_id]], frame.loc[[user_id], "p_churn"]).iloc[0])
+        lapse = float(lapse_probabilities(ctx, horizon_days)[0][user_id])
         out.update(p_lapse=_r(lapse), value_at_risk=_r(lapse * value.loc[user_id, "expected_value"], 2))
     return out
 

@@ -60,13 +60,45 @@ def actual_spend(events: pd.DataFrame, cutoff: datetime, horizon_days: int) -> p
     return pd.DataFrame({"user_id": users, "actual_spend": spend.to_numpy()})
 
 
+def visit_features(events: pd.DataFrame, cutoff: datetime) -> pd.DataFrame:
+    """Recent visits of every user of P(cutoff): days with an event in 7 / 30 / 90 days, and the silence.
+
+    BG/NBD reads orders only; a heavy buyer who stopped browsing after a late or poor order still
+    looks valuable there. `log_p_quiet` = silent days x log(1 - share of days with a visit in the
+    30 days before the last one): how unlikely the silence is at the user's own visit rate.
+    """
+    past = events[events["ts"] <= cutoff]
+    c = pd.Timestamp(cutoff).normalize()
+    days = pd.DataFrame({"user_id": past["user_id"].to_numpy(), "day": past["ts"].dt.normalize().to_numpy()})
+    days = days.drop_duplicates()
+    users = pd.Index(np.sort(days["user_id"].unique()), name="user_id")
+    out = pd.DataFrame(index=users)
+    for window in (7, 30, 90):
+        recent = days[days["day"] > c - pd.Timedelta(days=window)]
+        out[f"visit_days_{window}d"] = recent.groupby("user_id").size().reindex(users).fillna(0).astype(float)
+    first, last = (days.groupby("user_id")["day"].agg(f).reindex(users) for f in ("min", "max"))
+    before_last = days.merge(last.rename("last"), left_on="user_id", right_index=True)
+    before_last = before_last[before_last["day"] > before_last["last"] - pd.Timedelta(days=30)]
+    span = ((last - first) / pd.Timedelta(days=1) + 1).clip(upper=30)
+    share = (before_last.groupby("user_id").size().reindex(users) / span).clip(upper=0.95)
+    silent = ((c - last) / pd.Timedelta(days=1) - 1).clip(lower=0)
+    out["log_p_quiet"] = silent * np.log1p(-share)
+    return out
+
+
 def _design(events: pd.DataFrame, cutoff: datetime, horizon_days: int) -> pd.DataFrame:
-    """Features of every user of P(cutoff): RFM and gaps, BG/NBD x Gamma-Gamma, run-rate."""
+    """Features of every user of P(cutoff): RFM and gaps, BG/NBD x Gamma-Gamma, run-rate, recent visits.
+
+    Visits only where the shop logs more than orders (CDNOW holds orders only: there they would
+    repeat the RFM columns and add noise).
+    """
     rfm = features(events, cutoff)
     btyd, _ = expected_value(events, cutoff, horizon_days)
     rate = run_rate_value(events, cutoff, horizon_days)
     design = rfm.join(btyd.set_index("user_id")).join(rate.set_index("user_id")["expected_value"]
                                                       .rename("run_rate"))
+    if (events["behavior"] != "buy").any():
+        design = design.join(visit_features(events, cutoff))
     return design.rename(columns={"expected_value": "bgnbd_gg"}).astype(float)
 
 
@@ -75,6 +107,8 @@ def combined_value(events: pd.DataFrame, cutoff: datetime, horizon_days: int) ->
 
     Training windows end at c, c - 30 d and c - 60 d (those that leave at least `MIN_HISTORY_DAYS`
     of history before their start): features at the window's start, target = spend in the window.
+    ValueError when not even the first window leaves that much history (callers fall back to
+    BG/NBD + Gamma-Gamma).
     One scale factor, chosen on the training rows to minimize the absolute error, sets the level
     (it changes neither the ranking nor the capture).
     """
@@ -86,7 +120,10 @@ def combined_value(events: pd.DataFrame, cutoff: datetime, horizon_days: int) ->
     for back in (0, 30, 60):
         end = pd.Timestamp(cutoff) - pd.Timedelta(days=back)
         start = (end - pd.Timedelta(days=horizon_days)).to_pydatetime()
-        if (pd.Timestamp(start) - first).days < MIN_HISTORY_DAYS and xs:
+        if (pd.Timestamp(start) - first).days < MIN_HISTORY_DAYS:
+            if not xs:
+                raise ValueError(f"the combined value model needs {MIN_HISTORY_DAYS} days of history before "
+                                 f"{start:%Y-%m-%d} (c - {horizon_days} d); the data starts {first:%Y-%m-%d}")
             break
         window = past[past["ts"] <= end]
         x = _design(window, start, horizon_days)

@@ -144,3 +144,22 @@ def run_rate_value(events: pd.DataFrame, cutoff: datetime, horizon_days: int) ->
     value = buys["amount"].fillna(0.0) if has_prices(past) else pd.Series(1.0, index=buys.index)
     total = value.groupby(buys["user_id"]).sum().reindex(first.index).fillna(0.0)
     return pd.DataFrame({"user_id": first.index.to_numpy(), "expected_value": (total / days * horizon_days).to_numpy()})
+
+
+def customer_value(events: pd.DataFrame, cutoff: datetime, horizon_days: int) -> tuple[pd.DataFrame, dict]:
+    """What the tools call a customer's value: ours (`bench_clv.combined_value`) where the history allows.
+
+    The frame of `expected_value` (p_alive, expected_orders, ...) with expected_value replaced by
+    the combined model's (it reads recent visits too, so a heavy buyer who went quiet after a bad
+    order is not valued on their order history alone); BG/NBD + Gamma-Gamma when the data holds
+    less than `bench_clv.MIN_HISTORY_DAYS` days before c - H. notes["model"] names the one used.
+    """
+    from tools.predictor.bench_clv import combined_value
+
+    frame, notes = expected_value(events, cutoff, horizon_days)
+    try:
+        ours = combined_value(events, cutoff, horizon_days).set_index("user_id")["expected_value"]
+    except ValueError as exc:
+        return frame, {**notes, "model": "BG/NBD + Gamma-Gamma", "model_note": str(exc)}
+    frame["expected_value"] = ours.reindex(frame["user_id"]).fillna(0.0).clip(lower=0.0).to_numpy()
+    return frame, {**notes, "model": "gradient-boosted trees over BG/NBD, Gamma-Gamma, run rate, RFM and visits"}

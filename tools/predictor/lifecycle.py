@@ -27,12 +27,14 @@ Usage:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 import numpy as np
 import pandas as pd
 
 STAGES = ("new", "active", "lapsing", "at_risk", "lost")  # customers; "visitor" = no order yet
+LIVE_STAGES = ("new", "active", "lapsing", "at_risk")  # the stages a customer can lapse from
 AT_RISK_RATIO = 1.5
 LOST_RATIO = 3.0
 MIN_GAP_DAYS = 7.0  # two orders two days apart are not a two-day rhythm
@@ -126,35 +128,111 @@ def stage_reasons(row: pd.Series) -> list[str]:
     return [rhythm, moves[row["stage"]]]
 
 
-class LapseCalibration:
-    """Isotonic map from P(lapse) to the lapse rate, fitted on an earlier window whose outcome is known.
+LAPSE_FEATURES = ("logit_p", "log_overdue_ratio", "log_events_14d", "log_events_30d", "log_days_since_event",
+                  "log_orders", "is_new")
+MIN_CALIBRATION_OUTCOMES = 50  # fewer customers who could lapse: leave the probabilities as they are
 
-    Fit at c' = c - H (stages, P(lapse) and realized lapses in (c', c]), apply at c: only the
-    customers who can lapse are mapped; a P(lapse) of 0 (cannot become overdue) stays 0.
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=float), 1e-4, 1 - 1e-4)
+    return np.log(p / (1 - p))
+
+
+def lapse_features(stages: pd.DataFrame, events: pd.DataFrame, cutoff: datetime, p: pd.Series) -> pd.DataFrame:
+    """What the calibration reads beside P(lapse), per user of `p`: rhythm, recent visits, silence.
+
+    Visits matter because a customer whose engagement collapsed (a late or poor order) stops
+    browsing before the order rhythm shows it; the rhythm alone cannot tell them from one on time.
+    """
+    c = pd.Timestamp(cutoff)
+    past = events[events["ts"] <= c]
+    users = p.index
+    last = past.groupby("user_id")["ts"].max().reindex(users)
+    out = pd.DataFrame({"logit_p": _logit(p.to_numpy()),
+                        "log_overdue_ratio": np.log(stages["overdue_ratio"].reindex(users).to_numpy(dtype=float) + 0.05),
+                        "log_days_since_event": np.log1p(((c - last) / pd.Timedelta(days=1)).to_numpy(dtype=float)),
+                        "log_orders": np.log(stages["n_orders"].reindex(users).clip(lower=1).to_numpy(dtype=float)),
+                        "is_new": (stages["stage"].reindex(users) == "new").to_numpy(dtype=float)}, index=users)
+    for days in (14, 30):
+        recent = past[past["ts"] > c - pd.Timedelta(days=days)]
+        out[f"log_events_{days}d"] = np.log1p(recent.groupby("user_id").size().reindex(users).fillna(0).to_numpy())
+    return out[list(LAPSE_FEATURES)]
+
+
+class LapseCalibration:
+    """P(lapse) recalibrated by a logistic regression fitted on an earlier window whose outcome is known.
+
+    Fit at a validation cutoff c' = c - H (stages, P(lapse), `lapse_features` and the realized
+    lapses in (c', c]), apply at c: never on the cutoff being scored. The regression reads logit
+    P(lapse) beside the rhythm and the recent visits (`lapse_features`), so it fixes both the
+    level of the churn model and what it cannot see (a customer who stopped browsing). Only the
+    customers who can lapse are mapped; a P(lapse) of 0 (cannot become overdue) stays 0, NaN
+    (lost, visitor) stays NaN.
 
     Usage:
-        calib = LapseCalibration().fit(p_lapse_then, lapse_labels_then)
-        calibrated = calib.apply(p_lapse_now)
+        calib = LapseCalibration().fit(p_then, labels_then, lapse_features(stages_then, events, c_then, p_then))
+        calibrated = calib.apply(p_now, lapse_features(stages_now, events, c_now, p_now))
     """
 
     def __init__(self) -> None:
-        from sklearn.isotonic import IsotonicRegression
-
-        self.model = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+        self.model = None
         self.fitted = False
+        self.outcomes = 0
 
-    def fit(self, p: pd.Series, labels: pd.Series) -> "LapseCalibration":
+    def fit(self, p: pd.Series, labels: pd.Series, features: pd.DataFrame) -> "LapseCalibration":
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
         joined = pd.concat([p.rename("p"), labels.rename("y")], axis=1, join="inner").dropna()
         joined = joined[joined["p"] > 0]
-        if len(joined) >= 50:  # too few outcomes to learn a map from: leave the probabilities as they are
-            self.model.fit(joined["p"].to_numpy(), joined["y"].to_numpy())
+        self.outcomes = len(joined)
+        if self.outcomes >= MIN_CALIBRATION_OUTCOMES and 0 < joined["y"].sum() < len(joined):
+            self.model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
+            self.model.fit(features.loc[joined.index].to_numpy(), joined["y"].to_numpy())
             self.fitted = True
         return self
 
-    def apply(self, p: pd.Series) -> pd.Series:
+    def apply(self, p: pd.Series, features: pd.DataFrame) -> pd.Series:
         if not self.fitted:
             return p
         out = p.copy()
         mask = p.notna() & (p > 0)
-        out[mask] = self.model.predict(p[mask].to_numpy())
+        if mask.any():
+            out[mask] = self.model.predict_proba(features.loc[mask[mask].index].to_numpy())[:, 1]
         return out
+
+
+def calibrated_p_lapse(events: pd.DataFrame, cutoff: datetime, horizon_days: int,
+                       p_no_order_at: Callable[[datetime], pd.Series | None],
+                       stages: pd.DataFrame | None = None) -> tuple[pd.Series, dict]:
+    """(P(lapse within H) at the cutoff, recalibrated on the window (c - H, c]; what was fitted).
+
+    `p_no_order_at(day)` gives the churn model's P(no order in H) by user_id as of `day` (the same
+    model at both cutoffs), or None where it has none: then P(lapse) is left uncalibrated and the
+    notes say why.
+    """
+    c = pd.Timestamp(cutoff)
+    stages = lifecycle_frame(events, cutoff, horizon_days) if stages is None else stages
+    p_now = p_lapse(stages, p_no_order_at(cutoff))
+    then = (c - pd.Timedelta(days=horizon_days)).to_pydatetime()
+    known = events[events["ts"] <= c]
+    notes = {"method": "logistic regression on P(lapse), rhythm and recent visits",
+             "fitted_at": then.date().isoformat(), "outcomes_until": c.date().isoformat()}
+    if not (known["ts"] <= then).any():
+        return p_now, {**notes, "fitted": False, "why": f"no history before {then.date()} to fit on"}
+    p_then_no = p_no_order_at(then)
+    if p_then_no is None:
+        return p_now, {**notes, "fitted": False, "why": f"no churn scores as of {then.date()} to fit on"}
+    stages_then = lifecycle_frame(known, then, horizon_days)
+    labels_then = lapse_labels(stages_then, known, then, horizon_days)
+    p_then = p_lapse(stages_then, p_then_no).reindex(labels_then.index)
+    calib = LapseCalibration().fit(p_then, labels_then, lapse_features(stages_then, known, then, p_then.fillna(0)))
+    if not calib.fitted:
+        return p_now, {**notes, "fitted": False,
+                       "why": f"{calib.outcomes} customers could lapse in the window, fewer than "
+                              f"{MIN_CALIBRATION_OUTCOMES} (or all alike)"}
+    live = p_now.dropna()
+    out = p_now.copy()
+    out[live.index] = calib.apply(live, lapse_features(stages, known, cutoff, live))
+    return out, {**notes, "fitted": True, "outcomes": calib.outcomes}
