@@ -72,3 +72,17 @@ def test_cli_runs_only_the_clv_task_and_scores_it(cdnow_slice, tmp_path, capsys)
     assert shopsight(["bench", "score", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "| bgnbd_gg | 180 d |" in printed and "| run_rate | 90 d |" in printed
+
+
+def test_visit_features_tell_a_daily_visitor_gone_quiet_from_a_weekly_one():
+    from tools.predictor.bench_clv import visit_features
+
+    start = pd.Timestamp("2024-01-01 10:00")
+    daily = [("daily", start + pd.Timedelta(days=d), "view") for d in range(30)]
+    weekly = [("weekly", start + pd.Timedelta(days=d), "view") for d in range(0, 30, 7)]
+    events = pd.DataFrame(daily + weekly, columns=["user_id", "ts", "behavior"])
+    quiet = visit_features(events, datetime(2024, 2, 9))  # ten silent days after day 29 for the daily visitor
+    assert quiet.loc["daily", "visit_days_30d"] == 20 and quiet.loc["daily", "visit_days_7d"] == 0
+    assert quiet.loc["daily", "log_p_quiet"] < np.log(1e-3) < quiet.loc["weekly", "log_p_quiet"] < 0
+    on_time = visit_features(events, datetime(2024, 1, 30, 23))  # the daily visitor came today
+    assert on_time.loc["daily", "log_p_quiet"] == 0

@@ -85,3 +85,13 @@ def test_a_shop_without_prices_values_customers_in_orders():
     assert frame["expected_value"].tolist() == frame["expected_orders"].tolist()
     rate = run_rate_value(events, datetime(2024, 3, 1), 30).set_index("user_id")["expected_value"]
     assert rate["u3"] > rate["u4"] > 0  # orders per day, not zero money
+
+
+def test_the_tools_value_falls_back_to_bgnbd_gamma_gamma_on_a_short_history():
+    from tools.predictor.clv import customer_value
+
+    events = _shop({"u1": [10.0, 12.0, 11.0], "u2": [20.0, 25.0], "u3": [5.0, 6.0, 7.0, 8.0], "u4": [9.0]})
+    frame, notes = customer_value(events, datetime(2024, 3, 1), 30)  # 30 days of history before c - 30 d
+    assert notes["model"] == "BG/NBD + Gamma-Gamma" and "needs 60 days of history" in notes["model_note"]
+    baseline, _ = expected_value(events, datetime(2024, 3, 1), 30)
+    assert frame["expected_value"].tolist() == baseline["expected_value"].tolist()

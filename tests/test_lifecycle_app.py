@@ -1,0 +1,73 @@
+"""at_risk_users on a small demo shop: P(lapse) recalibrated on the week before, value from ours, money units.
+
+The churn scores are BG/NBD's P(no order) written into the real scores table (as `shopsight
+predictor score` writes the Transformer's), at the cutoff and, for the calibration, a week before.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pandas as pd
+import pytest
+
+from tools.catalog import ToolContext, build_tools
+from tools.data.store import EventStore
+from tools.data.synth import generate_shop
+from tools.predictor.baselines import bgnbd_baseline
+
+CUTOFF = datetime(2026, 6, 1)
+WEEK_BEFORE = datetime(2026, 5, 25)
+VERSION = "bgnbd-as-scores"
+
+
+def _scores(events: pd.DataFrame, cutoff: datetime) -> pd.DataFrame:
+    frames = []
+    for h in (7, 30):
+        frame = bgnbd_baseline(events, cutoff, h).assign(cutoff=pd.Timestamp(cutoff), horizon_days=h,
+                                                         model_version=VERSION)
+        frames.append(frame.assign(p_buy=1 - frame["p_churn"]))
+    return pd.concat(frames, ignore_index=True)
+
+
+@pytest.fixture()
+def shop_store(tmp_path):
+    shop = generate_shop(n_users=1500, seed=1, progress=False)
+    events = shop.events.copy()
+    events["ts"] = pd.to_datetime(events["ts"])
+    buys = events.index[(events["behavior"] == "buy") & (events["ts"] < CUTOFF)]
+    events.loc[buys[::40], "amount"] = 0.0  # free samples: left out of Gamma-Gamma, and the answer says so
+    events = events[events["ts"] <= CUTOFF]
+    store = EventStore(tmp_path / "shop.duckdb")
+    store.import_frames("demo-shop-test", events=events, items=shop.items, users=shop.users)
+    store.replace_scores(_scores(events, CUTOFF))
+    yield store, events
+    store.close()
+
+
+def _at_risk(store, tmp_path, **kwargs) -> dict:
+    ctx = ToolContext(store=store, cutoff=CUTOFF, audit_path=tmp_path / "audit.jsonl")
+    return {f.__name__: f for f in build_tools(ctx)}["at_risk_users"](**kwargs)
+
+
+def test_scores_a_week_before_recalibrate_p_lapse_and_every_listed_user_has_money(shop_store, tmp_path):
+    store, events = shop_store
+    # Without scores of the week before there is nothing to fit on: P(lapse) stays, and the result says why.
+    res = _at_risk(store, tmp_path, horizon_days=7, top_k=20)
+    assert res["p_lapse_calibration"] == "not recalibrated: no churn scores as of 2026-05-25 to fit on"
+    assert all(u["p_lapse"] == u["p_churn"] for u in res["users"])
+    store.replace_scores(_scores(events[events["ts"] <= WEEK_BEFORE], WEEK_BEFORE))
+    res = _at_risk(store, tmp_path, horizon_days=7, top_k=20)
+    assert res["p_lapse_calibration"].startswith("recalibrated on the lapses seen from 2026-05-25 to 2026-06-01")
+    users = res["users"]
+    assert len(users) == 20 and all(0 < u["p_lapse"] < 1 for u in users)
+    assert any(abs(u["p_lapse"] - u["p_churn"]) > 0.01 for u in users)  # the map moved them
+    assert all(u["stage"] in ("new", "active", "lapsing", "at_risk") for u in users)
+    assert all(u["expected_value"] is not None and u["value_at_risk"] is not None for u in users)
+    values = [u["value_at_risk"] for u in users]
+    assert values == sorted(values, reverse=True)
+    # Four months of history before c - 90 d: the value is ours, in the shop's currency, with the
+    # zero-amount orders counted out of Gamma-Gamma.
+    assert res["value_model"].startswith("gradient-boosted trees") and res["currency"] == "USD"
+    assert "left out of Gamma-Gamma" in res["value_note"] and not res["value_note"].startswith("0 ")
+    assert res["already_lost"] > 0 and "were already lost" in res["lost_note"]
