@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 
 from tools.catalog.context import ToolContext, ToolError, checks_ids, tool
+from tools.predictor.lifecycle import LIVE_STAGES  # the stages a customer can lapse from
 from tools.catalog.reads import (ACTIVE_DAYS, TRAIN_HINT, check_horizon, check_user, customer_value,
                                  events_until_cutoff, is_known_segment, is_known_user, known_horizons, lifecycle,
                                  scores, segment_names, user_facts, user_segments, value_terms)
 
 MAX_TOP_K = 100
-LIVE_STAGES = ("new", "active", "lapsing", "at_risk")  # the stages a customer can lapse from
 
 
 def _r(x, nd: int = 3):
@@ -96,7 +96,7 @@ def lapse_probabilities(ctx: ToolContext, horizon_days: int) -> tuple[pd.Series,
     """
     key = ("p_lapse", horizon_days)
     if key not in ctx.cache:
-        from tools.predictor.lifecycle import LIVE_STAGES as LIVE, calibrated_p_lapse, lifecycle_frame
+        from tools.predictor.lifecycle import calibrated_p_lapse, lifecycle_frame
 
         frame, source = scores(ctx, horizon_days)
         events = events_until_cutoff(ctx)
@@ -106,7 +106,7 @@ def lapse_probabilities(ctx: ToolContext, horizon_days: int) -> tuple[pd.Series,
                 return frame["p_churn"].astype(float)
             if ctx.predictor is not None and str(ctx.predictor.version) == source.get("model_version"):
                 then = lifecycle_frame(events, day, horizon_days)
-                live = then.index[then["stage"].isin(LIVE)].tolist()
+                live = then.index[then["stage"].isin(LIVE_STAGES)].tolist()
                 past = events[events["ts"] <= day]
                 earlier = ctx.predictor.score_users(past[past["user_id"].isin(live)], day, top_k=1)
             else:

@@ -19,9 +19,15 @@ overdue within H, P(lapse) = 0; otherwise P(lapse) = P(no order in H), taken fro
 (the Transformer's p_churn, or BG/NBD's P(no purchase)). Lost customers get no P(lapse): they
 are reported separately, never at the top of a churn list.
 
+**Calibration.** P(no order) from a churn model, gated this way, is not the lapse rate: it is
+recalibrated (`calibrated_p_lapse`) by a logistic regression over logit P(lapse), the rhythm and
+the recent visits (`lapse_features`), fitted on the validation cutoff c - H, whose lapses are
+known at c, and never on the cutoff being scored.
+
 Usage:
     stages = lifecycle_frame(events, cutoff, horizon_days=7)   # indexed by user_id
     stages["p_lapse"] = p_lapse(stages, p_no_order)              # p_no_order: Series by user_id
+    p, notes = calibrated_p_lapse(events, cutoff, 7, p_no_order_at)  # p_no_order_at(day) -> Series
     stage_reasons(stages.loc["42"])                              # plain sentences for an answer
 """
 
