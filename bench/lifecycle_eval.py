@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/lifecycle_eval.py                   # CDNOW and the demo shop (5,000 users)
     .venv/bin/python bench/lifecycle_eval.py --datasets demo
+    .venv/bin/python bench/lifecycle_eval.py --datasets demo --predictor HOME/models/predictor/jun01  # + the Transformer
 
 Tables (markdown on stdout):
 1. ECE of P(lapse within 7 / 30 days) among non-lost customers (tools/predictor/lifecycle.py),
@@ -20,6 +21,8 @@ Tables (markdown on stdout):
 3. Demo shop: money at risk captured@10 / @100 over 30 days: the share of the next-30-day
    revenue shortfall (run rate over the past 90 days minus the actual spend, floored at 0)
    held by the users each list names.
+4. With --predictor (a checkpoint trained on the demo shop at a labelled cutoff): tables 1-3 at
+   that cutoff with the Transformer's P(no order), the source the app uses.
 """
 
 from __future__ import annotations
@@ -110,7 +113,8 @@ def pooled_ece(pooled: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def ranked_lists(events: pd.DataFrame, cutoff: datetime, horizon: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def ranked_lists(events: pd.DataFrame, cutoff: datetime, horizon: int,
+                 source_for=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(ours: value at risk among non-lost, ranked; old: p_churn among 90-day buyers, ranked).
 
     Ours is what `at_risk_users` ranks by default: P(lapse) recalibrated on (c - H, c] times the
@@ -118,7 +122,7 @@ def ranked_lists(events: pd.DataFrame, cutoff: datetime, horizon: int) -> tuple[
     where the history is too short).
     """
     stages = lifecycle_frame(events, cutoff, horizon)
-    source = bgnbd_source(events, horizon)
+    source = (source_for or bgnbd_source)(events, horizon)
     p_no = source(cutoff)
     value, _ = customer_value(events, cutoff, 90)
     value = value.set_index("user_id")
@@ -130,10 +134,10 @@ def ranked_lists(events: pd.DataFrame, cutoff: datetime, horizon: int) -> tuple[
     return ours, old
 
 
-def headline_rows(shop, events: pd.DataFrame, cutoff: datetime) -> list[dict]:
+def headline_rows(shop, events: pd.DataFrame, cutoff: datetime, source_for=None) -> list[dict]:
     """The 7-day top 10 of both lists: generator-lost users, money values, stages."""
     engagement = shop.engagement_at(cutoff).set_index("user_id")["engagement"]
-    ours, old = ranked_lists(events, cutoff, 7)
+    ours, old = ranked_lists(events, cutoff, 7, source_for)
     return [{"cutoff": f"{cutoff:%Y-%m-%d}", "list": name,
              "top 10 generator-lost (e < %.2f)" % GENERATOR_LOST:
                  int((engagement.reindex(lst.index) < GENERATOR_LOST).sum()),
@@ -144,7 +148,7 @@ def headline_rows(shop, events: pd.DataFrame, cutoff: datetime) -> list[dict]:
                               ("old: p_churn, 90-day buyers", old.head(10)))]
 
 
-def captured_rows(events: pd.DataFrame, cutoff: datetime) -> list[dict]:
+def captured_rows(events: pd.DataFrame, cutoff: datetime, source_for=None) -> list[dict]:
     """Money at risk captured@10 / @100 over 30 days (share of the next-30-day revenue shortfall)."""
     c = pd.Timestamp(cutoff)
     buys = events[events["behavior"] == "buy"]
@@ -153,17 +157,58 @@ def captured_rows(events: pd.DataFrame, cutoff: datetime) -> list[dict]:
     expected = past["amount"].groupby(past["user_id"]).sum() / 90 * 30
     actual = future["amount"].groupby(future["user_id"]).sum().reindex(expected.index).fillna(0.0)
     shortfall = (expected - actual).clip(lower=0)
-    ours, old = ranked_lists(events, cutoff, 30)
+    ours, old = ranked_lists(events, cutoff, 30, source_for)
     return [{"cutoff": f"{cutoff:%Y-%m-%d}", "k": k,
              "ours": shortfall.reindex(ours.index[:k]).fillna(0).sum() / shortfall.sum(),
              "old p_churn list": shortfall.reindex(old.index[:k]).fillna(0).sum() / shortfall.sum()}
             for k in (10, 100)]
 
 
+def transformer_source(predictor):
+    """`source_for` of a trained checkpoint: its p_churn as of any day (scored once per day)."""
+    scored: dict = {}
+
+    def source_for(events: pd.DataFrame, horizon_days: int):
+        def at(day: datetime) -> pd.Series:
+            if day not in scored:
+                scored[day] = predictor.score_users(events[events["ts"] <= day], day, top_k=1)
+            frame = scored[day]
+            return frame[frame["horizon_days"] == horizon_days].set_index("user_id")["p_churn"].astype(float)
+        return at
+    return source_for
+
+
+def transformer_rows(shop, events: pd.DataFrame, folder: Path) -> tuple[list[dict], list[dict], list[dict]]:
+    """The app's pairing at the checkpoint's training cutoff (a labelled one): its P(lapse) as given
+    and recalibrated on (c - H, c], beside the oracle; the headline list and money captured."""
+    from tools.predictor.score import Predictor
+
+    predictor = Predictor.load(folder)
+    cutoff = pd.Timestamp(predictor.config["cutoff"]).to_pydatetime()
+    source_for = transformer_source(predictor)
+    rows = []
+    for h in (7, 30):
+        stages = lifecycle_frame(events, cutoff, h)
+        labels = lapse_labels(stages, events, cutoff, h)
+        source = source_for(events, h)
+        oracle = shop.true_churn_probability(cutoff, h).set_index("user_id")["p_churn"]
+        given = p_lapse(stages, source(cutoff)).reindex(labels.index)
+        mapped = calibrated_p_lapse(events, cutoff, h, source, stages)[0].reindex(labels.index)
+        rows.append({"model": predictor.version, "cutoff": f"{cutoff:%Y-%m-%d}", "H": h, "non-lost n": len(labels),
+                     "lapse rate": labels.mean(), "ECE as given": expected_calibration_error(labels, given),
+                     "ECE recalibrated": expected_calibration_error(labels, mapped),
+                     "ECE generator oracle": expected_calibration_error(
+                         labels, p_lapse(stages, oracle).reindex(labels.index))})
+    return rows, headline_rows(shop, events, cutoff, source_for), captured_rows(events, cutoff, source_for)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["cdnow", "demo"], choices=["cdnow", "demo"])
     parser.add_argument("--n-users", type=int, default=5000)
+    parser.add_argument("--predictor", type=Path, default=None,
+                        help="a Transformer checkpoint trained on the demo shop at a labelled cutoff, e.g. "
+                             "`shopsight predictor train --cutoff 2026-06-01 --name jun01`: its pairing is measured too")
     args = parser.parse_args()
     rows, pooled = [], []
     if "cdnow" in args.datasets:
@@ -196,6 +241,13 @@ def main() -> None:
         print(markdown(pd.DataFrame([r for c in [*DEMO_CUTOFFS, app_cutoff] for r in headline_rows(shop, events, c)])))
         print("\nMoney at risk captured (share of the next-30-day revenue shortfall held by the listed users):")
         print(markdown(pd.DataFrame([r for c in DEMO_CUTOFFS for r in captured_rows(events, c)])))
+        if args.predictor is not None:
+            rows, headline, captured = transformer_rows(shop, events, args.predictor)
+            print("\nThe Transformer's P(no order) (the app's source), at its training cutoff:")
+            print(markdown(pd.DataFrame(rows), 4))
+            print(markdown(pd.DataFrame(headline)))
+            print(markdown(pd.DataFrame(captured)))
+
 
 if __name__ == "__main__":
     main()

@@ -126,6 +126,6 @@ def test_calibrated_p_lapse_fits_on_the_window_before_the_cutoff_never_on_it(eve
     assert asked[0] == pd.Timestamp(CUTOFF)  # scored at c; the fit would be at c - 7 d
     assert not notes["fitted"] and "fewer than 50" in notes["why"]  # six customers: left as they are
     assert notes["fitted_at"] == "2024-06-23" and p["slipping"] == 0.8 and np.isnan(p["gone"])
-    late, late_notes = calibrated_p_lapse(events, CUTOFF, 7, lambda day: None if day != CUTOFF else
+    late, late_notes = calibrated_p_lapse(events, CUTOFF, 7, lambda day: "no scores then" if day != CUTOFF else
                                           p_no_order_at(day))
-    assert not late_notes["fitted"] and "no churn scores as of 2024-06-23" in late_notes["why"]
+    assert not late_notes["fitted"] and late_notes["why"] == "no scores then" and late.equals(p)

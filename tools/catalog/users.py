@@ -91,8 +91,10 @@ def lapse_probabilities(ctx: ToolContext, horizon_days: int) -> tuple[pd.Series,
     The churn model's P(no order), gated by the lifecycle rule, then recalibrated
     (tools/predictor/lifecycle.py, `calibrated_p_lapse`) on the window (c - H, c]: the same model's
     scores as of c - H, from the loaded predictor (only the customers who could lapse then are
-    scored) or from the scores table's rows of that model at or before c - H. Without either,
-    P(lapse) stays uncalibrated and the notes say why.
+    scored) or from the scores table's rows of that model at or before c - H; without either,
+    P(lapse) stays as the model gave it and the notes say why. A Transformer trained up to the
+    last event has seen that window's outcomes, so the map also corrects its fit there; measured on
+    the demo shop (bench/results/clv.md, Round 5) it helps at 7 days and hurts at 30.
     """
     key = ("p_lapse", horizon_days)
     if key not in ctx.cache:
@@ -101,10 +103,11 @@ def lapse_probabilities(ctx: ToolContext, horizon_days: int) -> tuple[pd.Series,
         frame, source = scores(ctx, horizon_days)
         events = events_until_cutoff(ctx)
 
-        def p_no_order_at(day) -> Optional[pd.Series]:
+        def p_no_order_at(day):
             if day == ctx.cutoff:
                 return frame["p_churn"].astype(float)
-            if ctx.predictor is not None and str(ctx.predictor.version) == source.get("model_version"):
+            version = source.get("model_version")
+            if ctx.predictor is not None and str(ctx.predictor.version) == version:
                 then = lifecycle_frame(events, day, horizon_days)
                 live = then.index[then["stage"].isin(LIVE_STAGES)].tolist()
                 past = events[events["ts"] <= day]
@@ -112,9 +115,9 @@ def lapse_probabilities(ctx: ToolContext, horizon_days: int) -> tuple[pd.Series,
             else:
                 earlier = ctx.store.scores_frame(horizon_days=horizon_days)
                 earlier = earlier[(pd.to_datetime(earlier["cutoff"]) <= pd.Timestamp(day))
-                                  & (earlier["model_version"].astype(str) == source.get("model_version"))]
+                                  & (earlier["model_version"].astype(str) == version)]
                 if not len(earlier):
-                    return None
+                    return f"no churn scores as of {pd.Timestamp(day).date()} to fit on"
                 earlier = earlier[pd.to_datetime(earlier["cutoff"]) == pd.to_datetime(earlier["cutoff"]).max()]
             earlier = earlier[earlier["horizon_days"] == horizon_days].drop_duplicates("user_id", keep="last")
             return earlier.set_index("user_id")["p_churn"].astype(float)

@@ -210,13 +210,14 @@ class LapseCalibration:
 
 
 def calibrated_p_lapse(events: pd.DataFrame, cutoff: datetime, horizon_days: int,
-                       p_no_order_at: Callable[[datetime], pd.Series | None],
+                       p_no_order_at: Callable[[datetime], pd.Series | str],
                        stages: pd.DataFrame | None = None) -> tuple[pd.Series, dict]:
     """(P(lapse within H) at the cutoff, recalibrated on the window (c - H, c]; what was fitted).
 
     `p_no_order_at(day)` gives the churn model's P(no order in H) by user_id as of `day` (the same
-    model at both cutoffs), or None where it has none: then P(lapse) is left uncalibrated and the
-    notes say why.
+    model at both cutoffs), or a sentence saying why it has none for that day (no scores; a model
+    that learned from the window's outcomes, whose scores there are no validation): then P(lapse)
+    is left as the model gave it and the notes carry the sentence.
     """
     c = pd.Timestamp(cutoff)
     stages = lifecycle_frame(events, cutoff, horizon_days) if stages is None else stages
@@ -228,8 +229,8 @@ def calibrated_p_lapse(events: pd.DataFrame, cutoff: datetime, horizon_days: int
     if not (known["ts"] <= then).any():
         return p_now, {**notes, "fitted": False, "why": f"no history before {then.date()} to fit on"}
     p_then_no = p_no_order_at(then)
-    if p_then_no is None:
-        return p_now, {**notes, "fitted": False, "why": f"no churn scores as of {then.date()} to fit on"}
+    if isinstance(p_then_no, str):
+        return p_now, {**notes, "fitted": False, "why": p_then_no}
     stages_then = lifecycle_frame(known, then, horizon_days)
     labels_then = lapse_labels(stages_then, known, then, horizon_days)
     p_then = p_lapse(stages_then, p_then_no).reindex(labels_then.index)
