@@ -71,3 +71,7 @@ def test_scores_a_week_before_recalibrate_p_lapse_and_every_listed_user_has_mone
     assert res["value_model"].startswith("gradient-boosted trees") and res["currency"] == "USD"
     assert "left out of Gamma-Gamma" in res["value_note"] and not res["value_note"].startswith("0 ")
     assert res["already_lost"] > 0 and "were already lost" in res["lost_note"]
+    # A customer with a single order is "new" and has no usual gap of their own: the reasons say so.
+    new = _at_risk(store, tmp_path, horizon_days=30, stage="new", top_k=5)["users"]
+    assert new and all(u["orders"] == 1 and u["usual_gap_days"] is None for u in new)
+    assert all("no usual gap of their own" in u["reasons"][0] for u in new)

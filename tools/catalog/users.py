@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 
 from tools.catalog.context import ToolContext, ToolError, checks_ids, tool
-from tools.predictor.lifecycle import LIVE_STAGES  # the stages a customer can lapse from
 from tools.catalog.reads import (ACTIVE_DAYS, TRAIN_HINT, check_horizon, check_user, customer_value,
                                  events_until_cutoff, is_known_segment, is_known_user, known_horizons, lifecycle,
                                  scores, segment_names, user_facts, user_segments, value_terms)
+from tools.predictor.lifecycle import LIVE_STAGES  # the stages a customer can lapse from
 
 MAX_TOP_K = 100
 

@@ -215,9 +215,8 @@ def calibrated_p_lapse(events: pd.DataFrame, cutoff: datetime, horizon_days: int
     """(P(lapse within H) at the cutoff, recalibrated on the window (c - H, c]; what was fitted).
 
     `p_no_order_at(day)` gives the churn model's P(no order in H) by user_id as of `day` (the same
-    model at both cutoffs), or a sentence saying why it has none for that day (no scores; a model
-    that learned from the window's outcomes, whose scores there are no validation): then P(lapse)
-    is left as the model gave it and the notes carry the sentence.
+    model at both cutoffs), or a sentence saying why it has none for that day (e.g. no scores
+    stored as of then): then P(lapse) is left as the model gave it and the notes carry the sentence.
     """
     c = pd.Timestamp(cutoff)
     stages = lifecycle_frame(events, cutoff, horizon_days) if stages is None else stages
