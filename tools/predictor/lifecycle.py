@@ -162,7 +162,7 @@ def lapse_features(stages: pd.DataFrame, events: pd.DataFrame, cutoff: datetime,
     for days in (14, 30):
         recent = past[past["ts"] > c - pd.Timedelta(days=days)]
         out[f"log_events_{days}d"] = np.log1p(recent.groupby("user_id").size().reindex(users).fillna(0).to_numpy())
-    return out[list(LAPSE_FEATURES)]
+    return out[list(LAPSE_FEATURES)].fillna(0.0)  # a gap the data cannot give reads as "no signal", not a crash
 
 
 class LapseCalibration:
