@@ -58,10 +58,15 @@ def test_each_distinct_phrase_part_is_embedded_once_in_one_call_per_cutoff(tmp_p
     total = report["text_added"]
     assert seen[-1] == (total, total) and len(seen) == len(CUTOFFS)
     assert mem.by_text.count() == total == mem.by_vector.count()
-    # The stored embedding is the phrase's; the document keeps the numbers.
+    # The stored embedding is the phrase's; the summary keeps the numbers, and the outcomes are all there.
     batch = snapshot_batch(events, CUTOFFS[0], (7, 30), users=["u7"])
-    got = mem.by_text.get(ids=[case_id("u7", CUTOFFS[0])], include=["documents", "embeddings"])
-    assert got["documents"][0] == batch.documents[0]
+    got = mem.by_text.get(ids=[case_id("u7", CUTOFFS[0])], include=["embeddings"])
+    stored = mem.get_case(case_id("u7", CUTOFFS[0]))
+    assert stored["text"] == batch.documents[0] and stored["metadata"] == batch.metadatas[0]
+    # The vector collection holds the vector and the user id only: summaries and outcomes live once.
+    assert mem.by_vector.get(ids=[case_id("u7", CUTOFFS[0])], include=["documents", "metadatas"]) == {
+        **mem.by_vector.get(ids=[case_id("u7", CUTOFFS[0])], include=["documents", "metadatas"]),
+        "documents": [None], "metadatas": [{"user_id": "u7"}]}
     parts = HashingEmbedding()(list(batch.phrases[0]))  # the normalised sum of its parts' vectors
     assert np.allclose(got["embeddings"][0], np.sum(parts, axis=0) / np.linalg.norm(np.sum(parts, axis=0)))
     again = mem.build(events, CUTOFFS, (7, 30), predictor=FeatureVectors(), progress=False)
