@@ -63,8 +63,8 @@ def busy_store_message(path: str, duckdb_message: str, home: Path | None = None)
                 "Wait for it to finish (an import, `shopsight demo`), or stop it, then re-run this command.")
     argv = _command_line(pid)
     url = _demo_url(pid, Path(home) if home else paths.shopsight_home()) or _app_url(argv)
-    shown = " ".join((Path(a).name if i < 2 else a)[:40] for i, a in enumerate(argv[:8]))
-    who = f"process {pid}" + (f" (`{shown}`)" if shown else "")
+    shown = " ".join(" ".join((Path(a).name if i < 2 else a).split())[:40] for i, a in enumerate(argv[:8]))
+    who = f"process {pid}" + (f", `{shown}`" if shown else "")
     if url:
         return (f"the event store {path} is held by the running ShopSight workspace at {url} ({who}); "
                 f"DuckDB lets no other process read it meanwhile. Ask your question in the workspace at {url}, "
