@@ -334,3 +334,19 @@ def test_outcomes_say_who_came_back_and_after_how_many_days(tmp_path):
     # Within 7 days u1 came back after C1 (day 4) but not after C2 (day 11): the days follow the horizon.
     week = mem.search_text("Customer u1", k=4, horizon_days=7)["outcomes"]
     assert week["horizon_days"] == 7 and week["came_back"] + week["churned"] == week["n_snapshots"]
+
+
+def test_a_memory_of_the_older_case_format_is_rewritten_once(tmp_path):
+    """Snapshots stored flat, before days_to_return (case format 1), are rewritten by the next build."""
+    ev = _events()
+    mem = CaseMemory(path=tmp_path / "c", text_embedding=HashingEmbedding())
+    old_id = case_id("u1", C1)
+    mem.by_text.upsert(ids=[old_id], documents=["Customer u1 as of 2024-01-31"], embeddings=[np.ones(64) / 8.0],
+                       metadatas=[{"kind": "snapshot", "user_id": "u1", "cutoff": pd.Timestamp(C1).isoformat(),
+                                   "horizons_days": "7 30", "churned_30d": False, "buys_30d": 3, "spend_30d": 30.0}])
+    assert mem.get_case(old_id)["metadata"]["buys_30d"] == 3  # the old format reads as it is
+    rewritten = mem.build(ev, [C1], (7, 30), progress=False)
+    assert rewritten["text_added"] == 3 and rewritten["text_skipped"] == 0
+    assert any("rewritten in format" in note for note in rewritten["notes"])
+    assert mem.get_case(old_id)["metadata"]["days_to_return"] == 4.0
+    assert mem.build(ev, [C1], (7, 30), progress=False)["text_added"] == 0  # once
