@@ -16,7 +16,7 @@ import pandas as pd
 
 from test_cases import FeatureVectors, HashingEmbedding
 from tools.case_snapshots import case_id, snapshot_batch
-from tools.cases import CaseMemory
+from tools.cases import CaseMemory, CaseMemoryError
 
 ROOT = Path(__file__).resolve().parents[1]
 CUTOFFS = [datetime(2024, 2, 1), datetime(2024, 3, 1), datetime(2024, 3, 15)]
@@ -99,7 +99,7 @@ from pathlib import Path
 sys.path.insert(0, "tests")
 from test_case_build import CUTOFFS, shop_events
 from test_cases import FeatureVectors, HashingEmbedding
-from tools.cases import CaseMemory
+from tools.cases import CaseMemory, CaseMemoryError
 mem = CaseMemory(path=Path(sys.argv[1]), text_embedding=HashingEmbedding())
 mem.build(shop_events(800), CUTOFFS[:1], (7, 30), predictor=FeatureVectors(), progress=False)
 print(json.dumps({"text": sorted(mem.by_text.get(include=[])["ids"]),
@@ -129,3 +129,17 @@ def test_a_full_disk_during_the_build_is_a_clear_error_and_the_memory_is_as_befo
     assert {"text": sorted(after.by_text.get(include=[])["ids"]),
             "vector": sorted(after.by_vector.get(include=[])["ids"])} == before
     assert after.search_text("a buyer of tea", k=2)["cases"]  # still searchable
+
+
+def test_a_disk_without_room_stops_the_build_before_it_writes(tmp_path, monkeypatch):
+    """The build checks the free space of the memory's disk before each write: asked for more room than the
+    disk has (SHOPSIGHT_CASE_MIN_FREE_MB), it stops with the fix and writes nothing."""
+    mem = CaseMemory(path=tmp_path / "c", text_embedding=HashingEmbedding())
+    mem.build(shop_events(), CUTOFFS[:1], (7, 30), predictor=FeatureVectors(), progress=False)
+    before = sorted(mem.by_text.get(include=[])["ids"])
+    monkeypatch.setenv("SHOPSIGHT_CASE_MIN_FREE_MB", str(2**40))  # more than any disk has free
+    with pytest.raises(CaseMemoryError, match=r"MB free; .* \(nothing was written\)\. Free disk space there"):
+        mem.build(shop_events(), CUTOFFS, (7, 30), predictor=FeatureVectors(), progress=False)
+    assert sorted(mem.by_text.get(include=[])["ids"]) == before
+    monkeypatch.setenv("SHOPSIGHT_CASE_MIN_FREE_MB", "1")
+    assert mem.build(shop_events(), CUTOFFS, (7, 30), predictor=FeatureVectors(), progress=False)["text_added"] > 0

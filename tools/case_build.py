@@ -22,11 +22,14 @@ naming the folder and the fix.
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -37,6 +40,11 @@ from tools.case_snapshots import case_id, snapshot_batch
 from tools.cases import pack_snapshot
 
 MAX_WRITE = 5000  # rows per Chroma call (Chroma's own limit is larger; bounded memory per call)
+# Room a write needs: measured 5.6 KB per case over both collections (the demo shop's 12,117 cases
+# took 68 MB), taken 3x; plus SHOPSIGHT_CASE_MIN_FREE_MB (default 64) for SQLite's journal and
+# Chroma's compaction. Chroma's SQLite writer could wait forever after running out of space
+# (tests/test_case_build.py), so a build stops before it would.
+BYTES_PER_CASE = 16_000
 
 
 def _stored(collection, ids: list[str], size: int) -> set[str]:
@@ -92,6 +100,7 @@ def build_cases(memory: Any, events: pd.DataFrame, cutoffs: list[datetime], hori
         report["vectors_skipped"] += len(ids) - len(todo_vec) if predictor is not None else 0
         plan.append((c, [u for u, i in zip(users, ids) if i in todo_text or i in todo_vec], todo_text, todo_vec))
     plan = [step for step in plan if step[1]]
+    _check_room(memory, sum(len(step[1]) for step in plan), error, "nothing was written")
     total = sum(len(users) for _, users, _, _ in plan)
     bar = tqdm(total=total, desc="cases", unit="case", disable=not progress)
     phrase_vectors: dict[str, np.ndarray] = {}
@@ -120,6 +129,8 @@ def build_cases(memory: Any, events: pd.DataFrame, cutoffs: list[datetime], hori
                 ready = upcoming.result()
                 upcoming = pool.submit(prepare, plan[number + 1]) if number + 1 < len(plan) else None
                 try:
+                    _check_room(memory, ready.n_users, error,
+                                f"the {done:,} cases this run wrote before are kept; a re-run adds the rest")
                     write_rows(memory.by_text, ready.text_ids, ready.text_vectors, metadatas=ready.metadatas)
                     # The vector collection keeps only what its search filters on: the document and the
                     # outcomes are read from the text collection by id (tools/cases.py, search_vector).
@@ -205,6 +216,19 @@ def _torch_threads(n: int):
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def _check_room(memory: Any, cases: int, error: type[Exception], kept: str) -> None:
+    """Stop with `error` before writing `cases` cases to a local folder without room for them."""
+    folder = Path(str(memory.location))
+    if not cases or not folder.is_dir():  # a Chroma server: its disk is not ours to see
+        return
+    free = shutil.disk_usage(folder).free
+    need = cases * BYTES_PER_CASE + int(float(os.environ.get("SHOPSIGHT_CASE_MIN_FREE_MB", "64")) * 2**20)
+    if free < need:
+        raise error(f"the disk holding the case memory at {folder} has {free / 2**20:,.0f} MB free; {cases:,} "
+                    f"more cases need about {need / 2**20:,.0f} MB ({kept}). Free disk space there (or set "
+                    "SHOPSIGHT_HOME to a disk with room) and re-run `shopsight cases build`")
 
 
 def _sum_normalised(vectors: list[np.ndarray]) -> np.ndarray:
