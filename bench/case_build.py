@@ -107,7 +107,7 @@ def main() -> int:
     for name, r in rows:
         print(f"| {name} | {r['cases']:,} | {r['wall_s']:.1f} | {r['cases'] / r['wall_s']:.0f} | {r['cpu_s']:.1f} "
               f"| {r['cases'] / r['cpu_s']:.0f} | {r['same_outcome_text']:.3f} | {r['same_outcome_user_vector']:.3f} |")
-    r = rows[-1]
+    r = rows[-1][1]
     print(f"\nquality: {r['queries']} users at the last cutoff, 10 neighbours each; "
           f"{r['churn_base_rate']:.3f} of them churned within the horizon (a random neighbour agrees with "
           f"probability {r['churn_base_rate'] ** 2 + (1 - r['churn_base_rate']) ** 2:.3f})")
