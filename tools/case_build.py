@@ -110,13 +110,11 @@ def build_cases(memory: Any, events: pd.DataFrame, cutoffs: list[datetime], hori
     def prepare(step: tuple) -> _Prepared:
         return _prepare(step, memory, events, horizons_days, predictor, reviews, phrase_vectors, report)
 
-    def write_rows(collection: Any, ids: list[str], embeddings: list, documents: list | None = None,
-                   metadatas: list | None = None) -> None:
+    def write_rows(collection: Any, ids: list[str], embeddings: list, metadatas: list[dict]) -> None:
         for s in range(0, len(ids), write):
             part = slice(s, s + write)
             added.append((collection, ids[part]))
-            collection.upsert(ids=ids[part], embeddings=embeddings[part], metadatas=metadatas[part],
-                              documents=None if documents is None else documents[part])
+            collection.upsert(ids=ids[part], embeddings=embeddings[part], metadatas=metadatas[part])
 
     done = 0
     try:
@@ -132,11 +130,11 @@ def build_cases(memory: Any, events: pd.DataFrame, cutoffs: list[datetime], hori
                 try:
                     _check_room(memory, ready.n_users, error,
                                 f"the {done:,} cases this run wrote before are kept; a re-run adds the rest")
-                    write_rows(memory.by_text, ready.text_ids, ready.text_vectors, metadatas=ready.metadatas)
+                    write_rows(memory.by_text, ready.text_ids, ready.text_vectors, ready.metadatas)
                     # The vector collection keeps only what its search filters on: the document and the
                     # outcomes are read from the text collection by id (tools/cases.py, search_vector).
                     write_rows(memory.by_vector, ready.vector_ids, ready.user_vectors,
-                               metadatas=[{"user_id": u} for u in ready.vector_users])
+                               [{"user_id": u} for u in ready.vector_users])
                 except BaseException:
                     if upcoming is not None:
                         upcoming.cancel()
