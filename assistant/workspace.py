@@ -376,10 +376,10 @@ class Workspace:
         """One case from the memory by id: {case_id, text, metadata}."""
         if self.cases is None:
             raise PartUnavailable(self.problems.get("cases", "no case memory; run `shopsight cases build`"))
-        got = self.cases.by_text.get(ids=[str(case_id)], include=["documents", "metadatas"])
-        if not got["ids"]:
+        found = self.cases.get_case(case_id)
+        if found is None:
             raise PartUnavailable(f"unknown case id {case_id!r}; it is not in the case memory")
-        return {"case_id": got["ids"][0], "text": got["documents"][0], "metadata": got["metadatas"][0] or {}}
+        return found
 
     def save_case(self, user_id: str, horizon_days: int, conclusion: str, outcome: str) -> str:
         """Store the analyst's conclusion about a user as a case in the memory; returns the case id."""

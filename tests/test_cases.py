@@ -136,7 +136,8 @@ def test_text_search_is_exact_and_excludes_the_user(tmp_path):
     assert res["cases"][0]["case_id"] == case_id("u2", C1)
     assert res["cases"][0]["similarity"] > 0.85  # stored: the normalised sum of its parts, not the joined text
     assert res["cases"][0]["churned"] is True and res["outcomes"] == {
-        "n_snapshots": 1, "churned": 1, "retained": 0, "churn_rate": 1.0}
+        "n_snapshots": 1, "churned": 1, "retained": 0, "churn_rate": 1.0, "horizon_days": 30, "came_back": 0,
+        "came_back_share": 0.0, "median_days_to_return": None, "days_to_return_known": 0, "came_back_case_ids": []}
     by_user = mem.search_user("u2", ev, C2, k=3, horizon_days=30)
     assert by_user["method"] == "text" and all(c["user_id"] != "u2" for c in by_user["cases"])
 
@@ -268,12 +269,12 @@ def test_case_text_carries_profile_and_complaints(tmp_path):
                              "rating": 1, "title": "Late", "text": "The parcel arrived two weeks late."}])
     mem = CaseMemory(path=tmp_path / "c", text_embedding=HashingEmbedding())
     mem.build(_events(), [C1], (7, 30), progress=False, reviews=reviews)
-    doc = mem.by_text.get(ids=[case_id("u2", C1)], include=["documents"])["documents"][0]
+    doc = mem.get_case(case_id("u2", C1))["text"]
     assert doc.startswith("A new customer who complained about delivery in a 1-star review. Customer u2")
     assert "Wrote 1 review(s) (mean 1.0 stars); the last one 1 stars about delivery." in doc
     hit = mem.search_text("a customer who complained about delivery", k=1)["cases"][0]
     assert hit["case_id"] == case_id("u2", C1) and hit["churned"] is True
-    u3 = mem.by_text.get(ids=[case_id("u3", C1)], include=["documents"])["documents"][0]
+    u3 = mem.get_case(case_id("u3", C1))["text"]
     assert u3.startswith("A browser who never bought. Customer u3 as of 2024-01-31")
 
 
@@ -310,3 +311,42 @@ def test_similar_cases_are_distinct_customers(tmp_path):
     _, vecs = FeatureVectors().user_vectors(ev, C2, ["u1"])
     by_vector = mem.search_vector(vecs[0], k=4)
     assert sorted(c["user_id"] for c in by_vector["cases"]) == ["u1", "u2", "u3", "u4"]
+
+
+def test_outcomes_say_who_came_back_and_after_how_many_days(tmp_path):
+    """u1 buys again 4 days after C1 and 11 days after C2; u2, u3 and u4 do not buy within 30 days."""
+    ev = _events()
+    o = outcomes(ev, C1, (7, 30), pd.Index(["u1", "u2", "u3"]))
+    assert o["days_to_return"].tolist() == [4.0, -1.0, -1.0]
+    mem = CaseMemory(path=tmp_path / "c", text_embedding=HashingEmbedding())
+    mem.build(ev, [C1, C2], (7, 30), progress=False)
+    res = mem.search_text(snapshot_phrase(snapshot_features(ev, C2, ["u4"]).iloc[0]), k=4, horizon_days=30)
+    by_user = {c["user_id"]: c for c in res["cases"]}
+    assert sorted(by_user) == ["u1", "u2", "u3", "u4"]
+    u1 = by_user["u1"]
+    assert u1["churned"] is False and u1["days_to_return"] == {
+        pd.Timestamp(C1).isoformat(): 4.0, pd.Timestamp(C2).isoformat(): 11.0}[u1["cutoff"]]
+    assert by_user["u2"]["days_to_return"] is None
+    assert res["outcomes"] == {
+        "n_snapshots": 4, "churned": 3, "retained": 1, "churn_rate": 0.75, "horizon_days": 30, "came_back": 1,
+        "came_back_share": 0.25, "median_days_to_return": u1["days_to_return"], "days_to_return_known": 1,
+        "came_back_case_ids": [u1["case_id"]]}
+    # Within 7 days u1 came back after C1 (day 4) but not after C2 (day 11): the days follow the horizon.
+    week = mem.search_text("Customer u1", k=4, horizon_days=7)["outcomes"]
+    assert week["horizon_days"] == 7 and week["came_back"] + week["churned"] == week["n_snapshots"]
+
+
+def test_a_memory_of_the_older_case_format_is_rewritten_once(tmp_path):
+    """Snapshots stored flat, before days_to_return (case format 1), are rewritten by the next build."""
+    ev = _events()
+    mem = CaseMemory(path=tmp_path / "c", text_embedding=HashingEmbedding())
+    old_id = case_id("u1", C1)
+    mem.by_text.upsert(ids=[old_id], documents=["Customer u1 as of 2024-01-31"], embeddings=[np.ones(64) / 8.0],
+                       metadatas=[{"kind": "snapshot", "user_id": "u1", "cutoff": pd.Timestamp(C1).isoformat(),
+                                   "horizons_days": "7 30", "churned_30d": False, "buys_30d": 3, "spend_30d": 30.0}])
+    assert mem.get_case(old_id)["metadata"]["buys_30d"] == 3  # the old format reads as it is
+    rewritten = mem.build(ev, [C1], (7, 30), progress=False)
+    assert rewritten["text_added"] == 3 and rewritten["text_skipped"] == 0
+    assert any("rewritten in format" in note for note in rewritten["notes"])
+    assert mem.get_case(old_id)["metadata"]["days_to_return"] == 4.0
+    assert mem.build(ev, [C1], (7, 30), progress=False)["text_added"] == 0  # once

@@ -222,6 +222,8 @@ def test_similar_cases_by_user_and_text(tools):
     assert res["method"] == "text" and len(res["cases"]) == 3
     assert all(c["user_id"] != "u02" and c["case_id"].endswith("@20240229T235959Z") for c in res["cases"])
     assert res["outcomes"]["n_snapshots"] == 3 and "churned" in res["cases"][0]
+    back = res["outcomes"]["came_back_case_ids"]  # cited by id: each came back within the horizon
+    assert res["outcomes"]["came_back"] == len(back) == sum(not c["churned"] for c in res["cases"])
     assert "give user_id or text" in fns["similar_cases"]()["error"]
     fns["similar_cases"](text="customer jo@example.com stopped buying", k=1)
     last = json.loads(tools[0].audit_path.read_text().splitlines()[-1])

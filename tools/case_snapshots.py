@@ -71,7 +71,9 @@ def snapshot_features(events: pd.DataFrame, cutoff: datetime, users: list[str] |
 def outcomes(events: pd.DataFrame, cutoff: datetime, horizons_days: tuple[int, ...],
              users: pd.Index) -> pd.DataFrame:
     """What each user did in `(cutoff, cutoff + H]`: churned_{H}d, buys_{H}d, spend_{H}d per horizon,
-    and bought_categories / bought_items (top 3, most bought first) over the longest horizon."""
+    and, over the longest horizon, days_to_return (days from the cutoff to the first purchase after it,
+    one decimal; -1 when none: Chroma metadata has no null) and bought_categories / bought_items (top 3,
+    most bought first)."""
     c = pd.Timestamp(cutoff)
     out = pd.DataFrame(index=users)
     longest = max(horizons_days)
@@ -84,6 +86,8 @@ def outcomes(events: pd.DataFrame, cutoff: datetime, horizons_days: tuple[int, .
         out[f"churned_{h}d"] = n == 0
         spend = win["amount"].fillna(0.0).groupby(win["user_id"]).sum() if "amount" in win else n * 0.0
         out[f"spend_{h}d"] = spend.reindex(users).fillna(0.0).round(2)
+    first_buy = future.groupby("user_id")["ts"].min().reindex(users)
+    out["days_to_return"] = ((first_buy - c) / DAY).round(1).fillna(-1.0)
     for col, name in (("category_id", "bought_categories"), ("item_id", "bought_items")):
         if col not in future:
             out[name] = ""
@@ -204,6 +208,7 @@ def snapshot_batch(events: pd.DataFrame, cutoff: datetime, horizons_days: tuple[
             meta[f"churned_{h}d"] = bool(o[f"churned_{h}d"])
             meta[f"buys_{h}d"] = int(o[f"buys_{h}d"])
             meta[f"spend_{h}d"] = _round(o[f"spend_{h}d"])
+        meta["days_to_return"] = float(o["days_to_return"])
         meta["bought_categories"] = str(o["bought_categories"])
         meta["bought_items"] = str(o["bought_items"])
         batch.metadatas.append(meta)

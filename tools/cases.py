@@ -2,9 +2,11 @@
 
 Two collections hold the same snapshots (`tools.case_snapshots`), keyed `user@cutoff`:
 - `cases_by_vector`: the predictor's user vector (supplied directly, cosine space), so
-  "customers like this one" means "customers the model sees alike";
+  "customers like this one" means "customers the model sees alike"; it stores the vector and
+  the user id only (a search reads the document and outcomes from the text collection by id);
 - `cases_by_text`: a one-line description embedded by an explicit offline embedding
-  function (all-MiniLM-L6-v2 from its package), also holding cases analysts saved.
+  function (all-MiniLM-L6-v2 from its package), with the document and the outcomes as
+  metadata; it also holds cases analysts saved.
 
 `build` is incremental: ids that are already stored are skipped, re-runs add nothing twice; the
 batched writer is `tools/case_build.py`, the text collection embeds
@@ -16,6 +18,7 @@ A Chroma server is used when a URL is given (HttpClient), a local folder otherwi
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -32,6 +35,10 @@ from tools.embeddings import MiniLMEmbedding, PrecomputedEmbedding
 
 VECTOR_COLLECTION = "cases_by_vector"
 TEXT_COLLECTION = "cases_by_text"
+# How a snapshot is stored; older snapshots are rewritten by the next build. 2: days_to_return in the
+# outcomes, and the summary and outcomes packed into one JSON field (`pack_snapshot`).
+CASE_FORMAT = "2"
+FILTERED_FIELDS = ("kind", "user_id", "cutoff")  # searched or counted by Chroma, so kept as metadata keys
 
 
 class CaseMemoryError(Exception):
@@ -50,6 +57,29 @@ def make_client(path: str | Path | None = None, url: str | None = None) -> Any:
     folder = Path(path) if path else paths.default_chroma_path()
     folder.mkdir(parents=True, exist_ok=True)
     return chromadb.PersistentClient(path=str(folder), settings=settings)
+
+
+def pack_snapshot(metadata: dict, summary: str) -> dict:
+    """A snapshot's Chroma metadata: the filtered fields as keys, the rest and its summary in one JSON string.
+
+    Chroma writes one row per metadata key and indexes documents for full-text search; one JSON
+    field and no document halved the text collection's write cost (bench/results/first_run.md).
+    """
+    packed = {k: metadata[k] for k in FILTERED_FIELDS}
+    packed["case"] = json.dumps({**{k: v for k, v in metadata.items() if k not in FILTERED_FIELDS},
+                                 "summary": summary}, separators=(",", ":"))
+    return packed
+
+
+def unpack_case(document: str | None, metadata: dict | None) -> tuple[str, dict]:
+    """(summary text, flat metadata) of a stored case, packed (`pack_snapshot`) or not (analyst cases,
+    snapshots of case format 1)."""
+    metadata = dict(metadata or {})
+    if "case" not in metadata:
+        return document or "", metadata
+    fields = json.loads(metadata.pop("case"))
+    summary = fields.pop("summary", document or "")
+    return summary, {**metadata, **fields}
 
 
 DISTINCT_POOL_FACTOR = 4  # neighbours fetched per case asked for, so repeats of one customer can be skipped
@@ -104,6 +134,23 @@ class CaseMemory:
         return build_cases(self, events, cutoffs, horizons_days, predictor=predictor, reviews=reviews,
                            progress=progress, on_progress=on_progress, error=CaseMemoryError)
 
+    def texts_need_rewrite(self, report: dict) -> bool:
+        """True when the text collection holds snapshots written before this code's `CASE_FORMAT`
+        (their outcomes lack fields, e.g. days_to_return): the build then rewrites them (same ids)."""
+        stored = (self.by_text.metadata or {}).get("case_format")
+        if stored == CASE_FORMAT:
+            return False
+        if not self.by_text.get(where={"kind": "snapshot"}, limit=1, include=[])["ids"]:
+            self.mark_texts_current()  # nothing old to rewrite: an interrupted first build resumes as usual
+            return False
+        report["notes"].append(f"snapshots of case format {stored or 1} rewritten in format {CASE_FORMAT} "
+                               "(outcomes gained days_to_return)")
+        return True
+
+    def mark_texts_current(self) -> None:
+        """Record that the text collection's snapshots are in this code's `CASE_FORMAT`."""
+        self.by_text.modify(metadata={**(self.by_text.metadata or {}), "case_format": CASE_FORMAT})
+
     def vector_version(self) -> str | None:
         """The predictor version whose user vectors the vector collection holds (None: unknown)."""
         return (self.by_vector.metadata or {}).get("predictor_version")
@@ -139,8 +186,9 @@ class CaseMemory:
     @staticmethod
     def _format(res: dict, horizon_days: int | None) -> list[dict]:
         out = []
-        for cid, dist, doc, meta in zip(res["ids"][0], res["distances"][0], res["documents"][0],
-                                        res["metadatas"][0]):
+        for cid, dist, stored_doc, stored_meta in zip(res["ids"][0], res["distances"][0], res["documents"][0],
+                                                      res["metadatas"][0]):
+            doc, meta = unpack_case(stored_doc, stored_meta)
             item = {"case_id": cid, "similarity": round(1.0 - float(dist), 4), "kind": meta.get("kind")}
             if meta.get("kind") == "analyst":
                 item.update(title=meta.get("title", ""), outcome=meta.get("outcome", ""), text=doc[:300])
@@ -152,7 +200,7 @@ class CaseMemory:
                     h = max(hs) if hs else None
                 if h is not None:
                     item.update(horizon_days=h, churned=bool(meta[f"churned_{h}d"]), buys_after=meta[f"buys_{h}d"],
-                                spend_after=meta[f"spend_{h}d"])
+                                spend_after=meta[f"spend_{h}d"], days_to_return=_days_to_return(meta, h))
                 item.update(bought_categories=meta.get("bought_categories", ""),
                             bought_items=meta.get("bought_items", ""))
             out.append(item)
@@ -166,12 +214,23 @@ class CaseMemory:
 
     @staticmethod
     def _outcome_summary(cases: list[dict]) -> dict:
+        """Counts over the returned snapshots: how many churned, and how many came back (bought again
+        within the horizon) after how many days, with the ids of those who came back (for citations)."""
         snaps = [c for c in cases if c.get("kind") == "snapshot" and "churned" in c]
         if not snaps:
             return {"n_snapshots": 0}
         churned = sum(c["churned"] for c in snaps)
+        back = [c for c in snaps if not c["churned"]]
+        days = [c["days_to_return"] for c in back if c.get("days_to_return") is not None]
+        horizons = sorted({c["horizon_days"] for c in snaps})
         return {"n_snapshots": len(snaps), "churned": churned, "retained": len(snaps) - churned,
-                "churn_rate": round(churned / len(snaps), 3)}
+                "churn_rate": round(churned / len(snaps), 3),
+                "horizon_days": horizons[0] if len(horizons) == 1 else None,  # None: cases of mixed horizons
+                "came_back": len(back), "came_back_share": round(len(back) / len(snaps), 3),
+                # None when no one came back, or when the cases predate the stored days (rebuild to fill).
+                "median_days_to_return": round(float(np.median(days)), 1) if days else None,
+                "days_to_return_known": len(days),
+                "came_back_case_ids": [c["case_id"] for c in back]}
 
     def search_text(self, text: str, k: int = 5, horizon_days: int | None = None,
                     exclude_user: str | None = None) -> dict:
@@ -191,9 +250,16 @@ class CaseMemory:
             raise CaseMemoryError("no user vectors stored: run `shopsight cases build` with a trained predictor")
         where = {"user_id": {"$ne": exclude_user}} if exclude_user else None
         res = self.by_vector.query(query_embeddings=[np.asarray(vector, dtype=np.float32)],
-                                   n_results=self._pool(self.by_vector, k), where=where,
-                                   include=["documents", "metadatas", "distances"])
-        cases = _distinct_customers(self._format(res, horizon_days), k)
+                                   n_results=self._pool(self.by_vector, k), where=where, include=["distances"])
+        # The vector collection stores vectors and user ids only; documents and outcomes live once,
+        # in the text collection, under the same ids.
+        ids, distances = res["ids"][0], res["distances"][0]
+        texts = self.by_text.get(ids=ids, include=["documents", "metadatas"])
+        found = dict(zip(texts["ids"], zip(texts["documents"], texts["metadatas"])))
+        rows = [(i, d, *found[i]) for i, d in zip(ids, distances) if i in found]
+        joined = {"ids": [[r[0] for r in rows]], "distances": [[r[1] for r in rows]],
+                  "documents": [[r[2] for r in rows]], "metadatas": [[r[3] for r in rows]]}
+        cases = _distinct_customers(self._format(joined, horizon_days), k)
         return {"method": "user_vector", "cases": cases, "outcomes": self._outcome_summary(cases)}
 
     def search_user(self, user_id: str, events: pd.DataFrame, cutoff: datetime, k: int = 5,
@@ -217,6 +283,14 @@ class CaseMemory:
         text = snapshot_phrase(feats.iloc[0], revs.loc[user_id] if user_id in revs.index else None)
         return self.search_text(text, k, horizon_days, exclude_user=user_id)
 
+    def get_case(self, case_id: str) -> dict | None:
+        """One stored case by id: {case_id, text, metadata} (metadata flat: outcomes as keys), or None."""
+        got = self.by_text.get(ids=[str(case_id)], include=["documents", "metadatas"])
+        if not got["ids"]:
+            return None
+        text, metadata = unpack_case(got["documents"][0], got["metadatas"][0])
+        return {"case_id": got["ids"][0], "text": text, "metadata": metadata}
+
     def info(self) -> dict:
         """Counts and cutoffs stored (for `shopsight cases info`)."""
         metas = []
@@ -227,6 +301,15 @@ class CaseMemory:
         return {"location": self.location, "text_cases": total, "vector_cases": self.by_vector.count(),
                 "analyst_cases": sum(1 for m in metas if m.get("kind") == "analyst"),
                 "snapshots_by_cutoff": {str(k): int(v) for k, v in sorted(cutoffs.items())}}
+
+
+def _days_to_return(meta: dict, horizon_days: int) -> float | None:
+    """Days from the snapshot to the first purchase after it, when that fell within `horizon_days`
+    (None: no purchase within it, or a case stored before the build recorded the days)."""
+    days = meta.get("days_to_return")
+    if not isinstance(days, (int, float)) or days < 0 or days > horizon_days:
+        return None
+    return float(days)
 
 
 def _distinct_customers(cases: list[dict], k: int) -> list[dict]:

@@ -41,10 +41,17 @@ def main(args: argparse.Namespace) -> int:
     from assistant.config import Settings
     from assistant.workspace import PartUnavailable, Workspace
 
+    from tools.data.schema import StoreError
+    from tools.data.store import EventStore
+
     settings = Settings.from_env()
     if not Path(settings.db_path).exists():
         raise SystemExit(f"no event store at {settings.db_path}; run `shopsight demo` (or `make run`) first")
-    workspace = Workspace.open(settings)
+    try:  # read-only: asking writes nothing, and other readers (a second ask, a case build) may share the file
+        store = EventStore(settings.db_path, read_only=True)
+    except StoreError as exc:
+        raise SystemExit(f"shopsight ask: {exc}") from None
+    workspace = Workspace.open(settings, store=store)
     for part in ("predictor", "cases", "reviews"):
         if part in workspace.problems:
             print(f"note: {part}: {workspace.problems[part]}", file=sys.stderr)

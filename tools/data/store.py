@@ -55,10 +55,11 @@ class EventStore:
             # Already open read-write in this process: share that database; this store refuses writes.
             self._con = duckdb.connect(self.path, read_only=False)
         except duckdb.IOException as exc:
-            raise StoreError(
-                f"cannot open {self.path}: {exc}. Another process holds it for writing; open it "
-                "read-only from readers, or wait for the import to finish."
-            ) from None
+            if "lock" not in str(exc).lower():
+                raise StoreError(f"cannot open {self.path}: {exc}") from None
+            from tools.data.store_holder import busy_store_message  # who holds it, and what to do
+
+            raise StoreError(busy_store_message(self.path, str(exc))) from None
         # A setting, not a connect() config: a config would clash with other connections to the file.
         self._con.execute(f"SET memory_limit = '{memory}'")
         if not read_only:
