@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/answer_eval.py --demo-home ~/.shopsight --amazon-home /tmp/amazon-home
     .venv/bin/python bench/answer_eval.py --demo-home H --configs template brief --limit 20
+    .venv/bin/python bench/answer_eval.py --replay data/questions/answer_eval_results.jsonl --configs brief
 
 Questions: data/questions/answer_eval.jsonl (demo shop and the Amazon fine food reviews), each
 with its reference calls, the facts the answer must state (`must_say`: a path into a tool
@@ -18,6 +19,11 @@ or raw timestamps in prose, grounding re-checked, words per answer, and how ofte
 own words were kept. Rows go to OUT/rows_<config>.jsonl, the table to OUT/table.md.
 The demo home needs `shopsight demo` (store, predictor, scores, cases); the Amazon home needs
 `shopsight data import data/amazon_finefood_reviews_7567.csv --format amazon_finefood`.
+
+`--replay FILE` needs no home: the tools return the results recorded by an earlier `--record`
+run (same names, signatures and docstrings as the real tools), so the model's takeaway is
+measured on real tool results where building a home does not fit the time. Only questions with
+a reference call run (the gate's answers carry no model words either way).
 """
 
 from __future__ import annotations
@@ -74,8 +80,9 @@ class ReferenceChat(BaseChatModel):
             return ChatResult(generations=[ChatGeneration(message=AIMessage(content="", tool_calls=[call]))])
         self.used.append("prose")
         if self.takeaway is not None:
-            reply = self.takeaway.invoke(messages)
-            return ChatResult(generations=[ChatGeneration(message=AIMessage(content=reply.content or ""))])
+            reply = self.takeaway.invoke(messages)  # its usage (prompt tokens) goes to the answer's record
+            message = AIMessage(content=reply.content or "", usage_metadata=getattr(reply, "usage_metadata", None))
+            return ChatResult(generations=[ChatGeneration(message=message)])
         return ChatResult(generations=[ChatGeneration(message=AIMessage(content=""))])
 
 
@@ -168,10 +175,61 @@ def summarize(rows: list[dict]) -> dict:
             "grounded": rate([r["grounded"] for r in rows]),
             "median words": f"{statistics.median(r['words'] for r in rows):.0f}",
             "model words kept": rate([r["model_words_kept"] for r in rows]),
+            **_takeaway_summary(rows),
             "median s": f"{statistics.median(r['seconds'] or 0 for r in rows):.2f}"}
 
 
+def _takeaway_summary(rows: list[dict]) -> dict:
+    """Brief config: drafts written, fully kept, partly kept, dropped, and the prompt's size."""
+    drafts = [r["takeaway"] for r in rows if r.get("takeaway") and r["takeaway"].get("draft")]
+    if not drafts:
+        return {}
+    tokens = [d["prompt_tokens"] for d in drafts if isinstance(d.get("prompt_tokens"), int)]
+    return {"takeaways written": len(drafts),
+            "takeaways kept whole / in part / dropped": f"{sum(1 for d in drafts if d['kept'] and not d['dropped'])} / "
+                                                        f"{sum(1 for d in drafts if d['kept'] and d['dropped'])} / "
+                                                        f"{sum(1 for d in drafts if not d['kept'])}",
+            "takeaway prompt tokens (median, max)": f"{statistics.median(tokens):.0f}, {max(tokens)}" if tokens else "—"}
+
+
 # ------------------------------------------------------------------------------------------- running
+class Replay:
+    """Tools that return recorded results: the real tools' names, signatures and docstrings.
+
+    `Replay(recorded).tools` are handed to the agent; `start(question_id)` loads that question's
+    results, which each call then takes in order per tool. A call nothing was recorded for gets a
+    tool error, as a failed call would.
+    """
+
+    def __init__(self, recorded: dict[str, list]):
+        import inspect
+        import typing
+
+        from tools.catalog import TOOLS
+
+        self.recorded, self.queue = recorded, {}
+        self.tools = []
+        for fn in TOOLS:
+            sig = inspect.signature(fn)
+            hints = typing.get_type_hints(fn)
+
+            def call(*args: Any, _name: str = fn.__name__, **kwargs: Any) -> dict:
+                left = self.queue.get(_name) or []
+                return left.pop(0) if left else {"error": f"{_name}: nothing recorded for this call",
+                                                 "hint": "record the run again with --record"}
+
+            call.__name__, call.__doc__ = fn.__name__, fn.__doc__
+            call.__signature__ = sig.replace(parameters=list(sig.parameters.values())[1:])
+            call.__annotations__ = {k: v for k, v in hints.items() if k != "ctx"}
+            self.tools.append(call)
+
+    def start(self, question_id: str) -> None:
+        self.queue = {}
+        for name, result in self.recorded.get(question_id, []):
+            self.queue.setdefault(name, []).append(result)
+
+
+
 def open_tools(dataset: str, home: Path) -> list:
     """The real tools over a home folder: the demo shop through the workspace, Amazon reviews directly."""
     os.environ["SHOPSIGHT_HOME"] = str(home)
@@ -206,7 +264,10 @@ def run_config(config: str, questions: list[dict], tools_by_dataset: dict, out: 
             if q["id"] in done:
                 rows.append(done[q["id"]])
                 continue
-            tools = tools_by_dataset[q["dataset"]]
+            tools = tools_by_dataset.get(q["dataset"])
+            if isinstance(tools, Replay):
+                tools.start(q["id"])
+                tools = tools.tools
             chat = ReferenceChat(first_call=q["calls"][0] if q["calls"] else None,
                                  takeaway=takeaway_model if config == "brief" else None)
             agent = Agent(chat, tools, router=None, answer_mode="brief" if config == "brief" else "template")
@@ -228,7 +289,8 @@ def run_config(config: str, questions: list[dict], tools_by_dataset: dict, out: 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--demo-home", type=Path, required=True, help="a home with `shopsight demo` done")
+    parser.add_argument("--demo-home", type=Path, help="a home with `shopsight demo` done")
+    parser.add_argument("--replay", type=Path, help="recorded tool results (--record) instead of homes")
     parser.add_argument("--amazon-home", type=Path, help="a home with the Amazon reviews imported (else skipped)")
     parser.add_argument("--configs", nargs="+", default=["template"], choices=["template", "brief"])
     parser.add_argument("--limit", type=int, default=0, help="first N questions only")
@@ -236,12 +298,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--record", type=Path, help="append each question's tool results to this JSON-lines file")
     args = parser.parse_args(argv)
     questions = [json.loads(line) for line in QUESTIONS.open(encoding="utf-8") if line.strip()]
-    if not args.amazon_home:
-        questions = [q for q in questions if q["dataset"] != "amazon"]
+    if args.replay:
+        recorded = {r["id"]: r["results"] for r in map(json.loads, args.replay.open(encoding="utf-8"))}
+        questions = [q for q in questions if q["calls"]]
+        replay = Replay(recorded)
+        tools = {"demo": replay, "amazon": replay}
+    elif args.demo_home is None:
+        parser.error("give --demo-home (a home with `shopsight demo` done) or --replay FILE")
+    else:
+        if not args.amazon_home:
+            questions = [q for q in questions if q["dataset"] != "amazon"]
+        tools = {"demo": open_tools("demo", args.demo_home)}
+        if args.amazon_home:
+            tools["amazon"] = open_tools("amazon", args.amazon_home)
     questions = questions[:args.limit] if args.limit else questions
-    tools = {"demo": open_tools("demo", args.demo_home)}
-    if args.amazon_home:
-        tools["amazon"] = open_tools("amazon", args.amazon_home)
     takeaway = None
     if "brief" in args.configs:
         from assistant.llm.loader import load_llm
