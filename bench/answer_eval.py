@@ -152,6 +152,8 @@ def score_row(q: dict, events: list[dict], answer: dict) -> dict:
            "grounded": check(text, evidence).ok, "words": len(text.split()) + len(re.findall(r"[\u4e00-\u9fff]", text)),
            "model_words_kept": answer.get("repair") in ("none", "regenerated", "composed+takeaway"),
            "seconds": answer.get("seconds")}
+    if answer.get("takeaway") is not None:  # brief: the model's draft, its prompt size, what the check kept
+        row["takeaway"] = {k: answer["takeaway"].get(k) for k in ("prompt_tokens", "draft", "kept", "dropped")}
     if q["kind"] == "two_part":
         row["two_part_full"] = all(n in called for n in expected) and hits == len(q["must_say"])
     if q["kind"] == "no_tool":

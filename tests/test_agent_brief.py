@@ -34,7 +34,7 @@ def test_composed_answer_streams_before_the_takeaway_is_asked_for() -> None:
     assert "".join(e["text"] for e in events if e.type == "token").split() == answer["text"].split()
     # The takeaway step offers no tools and says what is wanted.
     assert model.tools_offered[-1] == []
-    assert "one or two short sentences" in model.seen[-1][-1].content
+    assert "In one short sentence" in model.seen[-1][-1].content
 
 
 def test_ungrounded_takeaway_is_dropped_and_reported() -> None:

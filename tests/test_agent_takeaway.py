@@ -100,3 +100,32 @@ def test_explain_narrative_with_the_wrong_direction_is_dropped() -> None:
 def test_whole_sentences_drops_a_cut_off_tail_and_labels() -> None:
     assert whole_sentences("Takeaway: Most are overdue. They also stopped vis") == "Most are overdue."
     assert whole_sentences(" ".join(["word"] * 40)) == ""  # long and unfinished: cut mid-thought
+
+
+def test_a_looping_takeaway_is_not_kept() -> None:
+    assert whole_sentences("They stopped. They stopped. They stopped.") == ""
+    assert whole_sentences("One. Two. Three.") == "One. Two."
+
+
+def test_claims_about_extremes_and_review_aspects_are_checked() -> None:
+    from assistant.agent.claims import statement_problems
+
+    segments = {"segments": [{"segment": "low", "predicted_churn_rate": 0.82}, {"segment": "high", "predicted_churn_rate": 0.483}]}
+    wrong = statement_problems(["The highest predicted churn is high at 48%, the lowest is low at 82%."], [segments],
+                               ["segment_report"])
+    assert wrong and wrong[0][1].startswith("false: 48% is not the highest")
+    assert statement_problems(["The highest churn is low at 82%, and the lowest is high at 48%."], [segments],
+                              ["segment_report"]) == []
+    reviews = {"aspects": [{"aspect": "taste", "positive": 16, "negative": 6}, {"aspect": "freshness", "positive": 2, "negative": 3}]}
+    assert statement_problems(["Reviewers praise the taste but complain about freshness."], [reviews], ["review_summary"]) == []
+    assert statement_problems(["Reviewers praise the freshness."], [reviews], ["review_summary"])[0][1].startswith("false")
+    assert statement_problems(["Reviewers complain about the taste."], [reviews], ["review_summary"])[0][1].startswith("false")
+
+
+def test_a_dropped_no_is_caught() -> None:
+    from assistant.agent.claims import statement_problems
+
+    result = at_risk_result()
+    assert statement_problems(["Customers who have visited or carts in the last 30 days."], [result],
+                              ["at_risk_users"])[0][1] == "false: 5 of 5 listed customers had no visits or carts"
+    assert statement_problems(["None of them has visited in the last 30 days."], [result], ["at_risk_users"]) == []

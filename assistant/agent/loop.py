@@ -411,7 +411,13 @@ class Agent:
         turn.takeaway = {"prompt_tokens": usage.get("input_tokens"), "draft": text, "kept": "", "dropped": []}
         if not text or is_call_payload(text) or getattr(message, "tool_calls", None):
             return ""
-        return whole_sentences(text)
+        if turn.language == "zh" and not re.search(r"[\u4e00-\u9fff]", text):  # the rest of the answer is Chinese
+            turn.takeaway["dropped"] = ["not written in Chinese"]
+            return ""
+        kept = whole_sentences(text)
+        if not kept:
+            turn.takeaway["dropped"] = ["cut off or repeating itself"]
+        return kept
 
     def _finish(self, turn: _Turn, text: str | None, started: float, steps: int, streamed: bool = False,
                 repair: str | None = None) -> Iterator[AgentEvent]:

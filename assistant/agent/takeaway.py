@@ -33,7 +33,7 @@ FOCUS = {
     "segment_report": "which group stands out and how much it differs from the others",
     "predict_next": "what this customer is likely to do next",
     "user_history": "what this customer's recent activity shows",
-    "review_summary": "what the reviewers like and what they complain about",
+    "review_summary": "what the reviewers praise and what they complain about",
 }
 # How a reason kind of claims.REASON_KINDS reads in a fact line.
 REASON_PHRASES = {"overdue": "overdue (past their usual gap between orders)",
@@ -235,15 +235,20 @@ _FACTS = {"at_risk_users": _at_risk, "explain_user": _explain, "similar_cases": 
 _END = re.compile(r"[.!?。！？](?=\s|$)")
 
 
-def whole_sentences(text: str, max_words: int = 30) -> str:
+def whole_sentences(text: str, max_words: int = 30, max_sentences: int = 2) -> str:
     """The model's text without a sentence cut off by the token limit, one paragraph, no label.
 
-    A text with no sentence end at all is kept (with a full stop) only when short: a long one
-    was cut mid-thought.
+    At most `max_sentences` sentences, and none twice (a small model loops). A text with no
+    sentence end at all is kept (with a full stop) only when short: a long one was cut mid-thought.
     """
     text = re.sub(r"^\s*(?:\*\*)?(?:takeaway|summary|answer)\s*:?\s*(?:\*\*)?\s*:?\s*", "", text.strip(), flags=re.I)
     text = " ".join(line.strip().lstrip("-*• ").strip() for line in text.splitlines() if line.strip())
     ends = list(_END.finditer(text))
     if ends:
-        return text[:ends[-1].end()].strip()
+        sentences, start = [], 0
+        for end in ends:
+            sentences.append(text[start:end.end()].strip())
+            start = end.end()
+        kept = list(dict.fromkeys(s for s in sentences if s))
+        return "" if len(kept) < len(sentences) else " ".join(kept[:max_sentences])
     return text + "." if text and len(text.split()) <= max_words else ""
