@@ -191,7 +191,20 @@ def _takeaway_summary(rows: list[dict]) -> dict:
             "takeaways kept whole / in part / dropped": f"{sum(1 for d in drafts if d['kept'] and not d['dropped'])} / "
                                                         f"{sum(1 for d in drafts if d['kept'] and d['dropped'])} / "
                                                         f"{sum(1 for d in drafts if not d['kept'])}",
-            "takeaway prompt tokens (median, max)": f"{statistics.median(tokens):.0f}, {max(tokens)}" if tokens else "—"}
+            "takeaway prompt tokens (median, max)": f"{statistics.median(tokens):.0f}, {max(tokens)}" if tokens else "—",
+            "why sentences were dropped": ", ".join(f"{k} {v}" for k, v in _why_dropped(drafts).most_common()) or "—"}
+
+
+def _why_dropped(drafts: list[dict]):
+    """Dropped claims by kind: a false or off-topic statement, a number or id no result holds, the rest."""
+    from collections import Counter
+
+    kinds = Counter()
+    for d in drafts:
+        for why in d.get("dropped") or []:
+            kinds[why.split(":")[0] if why.startswith(("false", "off topic", "unsupported", "internal field"))
+                  else why if why in ("not written in Chinese", "cut off or repeating itself") else "number/id not in the results"] += 1
+    return kinds
 
 
 # ------------------------------------------------------------------------------------------- running
@@ -254,6 +267,39 @@ def open_tools(dataset: str, home: Path) -> list:
                                    audit_path=Path(home) / "audit" / "eval.jsonl"))
 
 
+def recheck_takeaways(rows: list[dict], recorded: dict[str, list], questions: list[dict]) -> list[dict]:
+    """The recorded takeaway drafts checked again with today's checks (no model run): rows with
+    `takeaway` updated. How a change to the checks moves the kept share, on the same drafts."""
+    from assistant.agent.grounding import Evidence, check, redact
+    from assistant.agent.intent import answer_language
+    from assistant.agent.takeaway import takeaway_facts, whole_sentences
+
+    by_id = {q["id"]: q for q in questions}
+    out = []
+    for row in rows:
+        draft = (row.get("takeaway") or {}).get("draft")
+        if not draft:
+            out.append(row)
+            continue
+        q = by_id[row["id"]]
+        results = [(n, r) for n, r in recorded.get(row["id"], []) if "error" not in r]
+        _, counts = takeaway_facts(results)
+        evidence = Evidence.from_results([r for _, r in results] + [{"horizons_days": [7, 30]}, counts], [q["question"]],
+                                         tools=[n for n, _ in results], question=q["question"])
+        text, dropped = whole_sentences(draft), []
+        if answer_language(q["question"]) == "zh" and not re.search(r"[\u4e00-\u9fff]", draft):
+            text, dropped = "", ["not written in Chinese"]
+        elif not text:
+            dropped = ["cut off or repeating itself"]
+        if text:
+            report = check(text, evidence)
+            dropped = report.ungrounded
+            text = text if report.ok else redact(text, report)
+        out.append(dict(row, takeaway=dict(row["takeaway"], kept=text.strip(), dropped=dropped),
+                        model_words_kept=bool(text.strip())))
+    return out
+
+
 def run_config(config: str, questions: list[dict], tools_by_dataset: dict, out: Path, takeaway_model: Any,
                record: Path | None = None) -> list[dict]:
     from assistant.agent.loop import Agent
@@ -298,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=0, help="first N questions only")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "answer_eval")
     parser.add_argument("--record", type=Path, help="append each question's tool results to this JSON-lines file")
+    parser.add_argument("--recheck", action="store_true",
+                        help="with --replay: check the drafts in OUT/rows_brief.jsonl again with today's checks, run no model")
     args = parser.parse_args(argv)
     questions = [json.loads(line) for line in QUESTIONS.open(encoding="utf-8") if line.strip()]
     if args.replay:
@@ -315,12 +363,20 @@ def main(argv: list[str] | None = None) -> int:
             tools["amazon"] = open_tools("amazon", args.amazon_home)
     questions = questions[:args.limit] if args.limit else questions
     takeaway = None
-    if "brief" in args.configs:
+    if "brief" in args.configs and not args.recheck:
         from assistant.llm.loader import load_llm
 
         takeaway = load_llm()
     args.out.mkdir(parents=True, exist_ok=True)
     table = {}
+    if args.recheck:
+        if not args.replay:
+            parser.error("--recheck needs --replay FILE (the tool results the drafts were written from)")
+        rows = [json.loads(line) for line in (args.out / "rows_brief.jsonl").open(encoding="utf-8")]
+        rows = recheck_takeaways(rows, recorded, questions)
+        with (args.out / "rows_brief_rechecked.jsonl").open("w", encoding="utf-8") as sink:
+            sink.writelines(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows)
+        args.configs, table["brief (rechecked)"] = [], summarize(rows)
     for config in args.configs:
         rows = run_config(config, questions, tools, args.out, takeaway, args.record if config == "template" else None)
         table[config] = summarize(rows)
