@@ -129,3 +129,10 @@ def test_a_dropped_no_is_caught() -> None:
     assert statement_problems(["Customers who have visited or carts in the last 30 days."], [result],
                               ["at_risk_users"])[0][1] == "false: 5 of 5 listed customers had no visits or carts"
     assert statement_problems(["None of them has visited in the last 30 days."], [result], ["at_risk_users"]) == []
+
+
+def test_absence_of_visits_reads_as_no_visits() -> None:
+    from assistant.agent.claims import statement_problems
+
+    sentence = "They are likely to leave due to the absence of visits or carts in the last 30 days."
+    assert statement_problems([sentence], [at_risk_result()], ["at_risk_users"]) == []

@@ -207,7 +207,7 @@ def _aspect_problem(sentence: str, results: list[dict]) -> str:
 
 
 _VISITED = re.compile(r"\b(visit(?:s|ed|ing)?|carts?|carted)\b", re.I)
-_NEGATED = re.compile(r"\b(no|not|never|none|without|stopped|inactive|quiet)\b|n't", re.I)
+_NEGATED = re.compile(r"\b(no|not|never|none|without|stopped|inactive|quiet|absence|absent|lack\w*)\b|n't", re.I)
 
 
 def _visits_problem(sentence: str, reasons: list[str], n_users: int) -> str:
