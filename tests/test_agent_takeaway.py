@@ -136,3 +136,14 @@ def test_absence_of_visits_reads_as_no_visits() -> None:
 
     sentence = "They are likely to leave due to the absence of visits or carts in the last 30 days."
     assert statement_problems([sentence], [at_risk_result()], ["at_risk_users"]) == []
+
+
+def test_the_segment_named_highest_must_be_the_highest() -> None:
+    from assistant.agent.claims import statement_problems
+
+    segments = {"segments": [{"segment": "low", "predicted_churn_rate": 0.82}, {"segment": "high", "predicted_churn_rate": 0.483}]}
+    wrong = statement_problems(['The group with the highest predicted churn is the "high" group.'], [segments],
+                               ["segment_report"])
+    assert wrong and wrong[0][1] == "false: the highest churn is in low, not high"
+    assert statement_problems(["The highest churn is in the low band, the lowest churn in the high band."], [segments],
+                              ["segment_report"]) == []

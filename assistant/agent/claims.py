@@ -184,6 +184,26 @@ def _extreme_problem(sentence: str, results: list[dict]) -> str:
         target = max(rates) if word in ("highest", "most") else min(rates)
         if value in [round(r, 2) for r in rates] + [round(r, 3) for r in rates] and abs(value - round(target, 2)) > 0.006:
             return f"false: {match.group(2)}% is not the {word} rate ({100 * target:.0f}%)"
+    return _extreme_segment_problem(sentence, results)
+
+
+_EXTREME_CHURN = re.compile(r"\b(highest|lowest)\s+(?:predicted\s+)?churn\b([^,.;]*)", re.I)
+
+
+def _extreme_segment_problem(sentence: str, results: list[dict]) -> str:
+    """"The highest churn is the high group" where another segment has the highest churn rate."""
+    segments = [x for r in results for x in r.get("segments") or []
+                if isinstance(x, dict) and isinstance(x.get("predicted_churn_rate"), (int, float))]
+    if len(segments) < 2:
+        return ""
+    for match in _EXTREME_CHURN.finditer(sentence):
+        pick = max if match.group(1).lower() == "highest" else min
+        target = str(pick(segments, key=lambda x: x["predicted_churn_rate"]).get("segment"))
+        rest = match.group(2).lower()
+        named = sorted(((m.start(), str(x.get("segment"))) for x in segments
+                        for m in [re.search(rf"\b{re.escape(str(x.get('segment')).lower())}\b", rest)] if m))
+        if named and named[0][1] != target:
+            return f"false: the {match.group(1).lower()} churn is in {target}, not {named[0][1]}"
     return ""
 
 
