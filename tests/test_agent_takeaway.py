@@ -147,3 +147,19 @@ def test_the_segment_named_highest_must_be_the_highest() -> None:
     assert wrong and wrong[0][1] == "false: the highest churn is in low, not high"
     assert statement_problems(["The highest churn is in the low band, the lowest churn in the high band."], [segments],
                               ["segment_report"]) == []
+
+
+def test_a_reason_that_lowers_the_risk_is_not_why_and_users_must_exist() -> None:
+    from assistant.agent.claims import statement_problems
+
+    explain = {"user_id": "100", "drivers": [{"feature": "recent_activity", "effect": -0.2}, {"feature": "recency", "effect": 0.1}]}
+    why = statement_problems(["The customer is at risk because their activity in recent weeks lowers the risk."],
+                             [explain], ["explain_user"])
+    assert why and why[0][1].startswith("false: recent_activity lowers the churn risk")
+    assert statement_problems(["User 100 is at risk because of the time since the last purchase."], [explain],
+                              ["explain_user"]) == []
+    listed = at_risk_result()
+    assert statement_problems(["The riskiest are user 100 and user 3."], [listed], ["at_risk_users"])[0][1] == \
+        "unsupported: user 3 is in no tool result"
+    assert statement_problems(["Customer 7 asked about is user 100's neighbour."], [listed], ["at_risk_users"],
+                              question="What about customer 7?") == []

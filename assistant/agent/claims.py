@@ -81,6 +81,7 @@ def statement_problems(sentences: list[str], results: Iterable[Any], tools: Iter
     drivers = [d for r in results for d in r.get("drivers") or [] if isinstance(d, dict)]
     ranked = [u for r in results for u in (r.get("users") or [])[:1] if isinstance(u, dict)]
     ranked_all = [u for r in results for u in r.get("users") or [] if isinstance(u, dict)]
+    user_ids = _values_of(results, "user_id")
     reasons = [str(x) for r in results for u in r.get("users") or [] if isinstance(u, dict)
                for x in u.get("reasons") or []]
     keys = _keys(results) | INTERNAL_NAMES
@@ -95,7 +96,8 @@ def statement_problems(sentences: list[str], results: Iterable[Any], tools: Iter
                                                   if not churn_topic and _CHURN_WORDS.search(sentence) else "")
                or _driver_problem(sentence, drivers) or _ranking_problem(sentence, ranked)
                or _common_reason_problem(sentence, reasons) or _extreme_problem(sentence, results)
-               or _aspect_problem(sentence, results) or _visits_problem(sentence, reasons, len(ranked_all)))
+               or _aspect_problem(sentence, results) or _visits_problem(sentence, reasons, len(ranked_all))
+               or _because_problem(sentence, drivers) or _user_problem(sentence, user_ids, question))
         if why:
             problems.append((index, why))
     return problems
@@ -235,4 +237,47 @@ def _visits_problem(sentence: str, reasons: list[str], n_users: int) -> str:
     quiet = sum("no visits" in r.lower() for r in reasons)
     if n_users and quiet * 2 > n_users and _VISITED.search(sentence) and not _NEGATED.search(sentence):
         return f"false: {quiet} of {n_users} listed customers had no visits or carts"
+    return ""
+
+
+_BECAUSE = re.compile(r"\bat risk\b[^.]*?\b(?:because|due to|driven by)\b(.*)|\brisk is (?:primarily |mainly )?"
+                      r"(?:due to|driven by)\b(.*)", re.I)
+
+
+def _because_problem(sentence: str, drivers: list[dict]) -> str:
+    """"At risk because of X" where X is a driver that lowers the risk."""
+    match = _BECAUSE.search(sentence)
+    if not match or not drivers:
+        return ""
+    named = _named_features(match.group(1) or match.group(2) or "")
+    effects = {str(d.get("feature")): d.get("effect") for d in drivers if isinstance(d.get("effect"), (int, float))}
+    if named and named[0] in effects and effects[named[0]] < 0:
+        return f"false: {named[0]} lowers the churn risk; it is not why the customer is at risk"
+    return ""
+
+
+_USER_REF = re.compile(r"\b(?:user|customer)\s+(?:id\s+)?([A-Za-z0-9_-]*\d[A-Za-z0-9_-]*)\b", re.I)
+
+
+def _values_of(value: Any, key: str, found: set[str] | None = None) -> set[str]:
+    found = set() if found is None else found
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if k == key and v is not None:
+                found.add(str(v))
+            _values_of(v, key, found)
+    elif isinstance(value, list):
+        for v in value:
+            _values_of(v, key, found)
+    return found
+
+
+def _user_problem(sentence: str, user_ids: set[str], question: str) -> str:
+    """"User 3" when no result (nor the question) names a user 3: a count read as an id."""
+    if not user_ids:
+        return ""
+    for match in _USER_REF.finditer(sentence):
+        uid = match.group(1)
+        if uid not in user_ids and not re.search(rf"\b{re.escape(uid)}\b", question):
+            return f"unsupported: user {uid} is in no tool result"
     return ""
