@@ -142,8 +142,11 @@ def score_row(q: dict, events: list[dict], answer: dict) -> dict:
 
     shown_problems = statement_problems(split_sentences(text), [r for _, r in results], [n for n, _ in results],
                                         q["question"])
+    from assistant.agent.takeaway import takeaway_facts
+
+    counts = takeaway_facts(results)[1]  # the agent's own counts, evidence for what the takeaway repeats
     evidence = Evidence.from_results([e["result"] for e in events if e["type"] == "tool_result"] +
-                                     [{"horizons_days": [7, 30]}], [q["question"]])
+                                     [{"horizons_days": [7, 30]}, counts], [q["question"]])
     expected = [c["name"] for c in q["calls"]]
     row = {"id": q["id"], "kind": q["kind"], "dataset": q["dataset"], "topic": q["topic"], "question": q["question"],
            "calls": called, "repair": answer.get("repair"), "text": text,
@@ -268,8 +271,8 @@ def open_tools(dataset: str, home: Path) -> list:
 
 
 def recheck_takeaways(rows: list[dict], recorded: dict[str, list], questions: list[dict]) -> list[dict]:
-    """The recorded takeaway drafts checked again with today's checks (no model run): rows with
-    `takeaway` updated. How a change to the checks moves the kept share, on the same drafts."""
+    """The recorded takeaway drafts checked again with today's checks and the rows scored again
+    (no model run): how a change to the checks or the questions moves the table, on the same drafts."""
     from assistant.agent.grounding import Evidence, check, redact
     from assistant.agent.intent import answer_language
     from assistant.agent.takeaway import takeaway_facts, whole_sentences
@@ -277,26 +280,32 @@ def recheck_takeaways(rows: list[dict], recorded: dict[str, list], questions: li
     by_id = {q["id"]: q for q in questions}
     out = []
     for row in rows:
-        draft = (row.get("takeaway") or {}).get("draft")
-        if not draft:
-            out.append(row)
-            continue
-        q = by_id[row["id"]]
-        results = [(n, r) for n, r in recorded.get(row["id"], []) if "error" not in r]
-        _, counts = takeaway_facts(results)
-        evidence = Evidence.from_results([r for _, r in results] + [{"horizons_days": [7, 30]}, counts], [q["question"]],
-                                         tools=[n for n, _ in results], question=q["question"])
-        text, dropped = whole_sentences(draft), []
-        if answer_language(q["question"]) == "zh" and not re.search(r"[\u4e00-\u9fff]", draft):
-            text, dropped = "", ["not written in Chinese"]
-        elif not text:
-            dropped = ["cut off or repeating itself"]
-        if text:
-            report = check(text, evidence)
-            dropped = report.ungrounded
-            text = text if report.ok else redact(text, report)
-        out.append(dict(row, takeaway=dict(row["takeaway"], kept=text.strip(), dropped=dropped),
-                        model_words_kept=bool(text.strip())))
+        q, old = by_id[row["id"]], row.get("takeaway") or {}
+        results = [(n, r) for n, r in recorded.get(row["id"], [])]
+        good = [(n, r) for n, r in results if "error" not in r]
+        composed = row["text"]
+        if old.get("kept") and composed.endswith(old["kept"]):
+            composed = composed[:-len(old["kept"])].rstrip()
+        draft, text, dropped = old.get("draft") or "", "", []
+        if draft:
+            evidence = Evidence.from_results([r for _, r in good] + [{"horizons_days": [7, 30]}, takeaway_facts(good)[1]],
+                                             [q["question"]], tools=[n for n, _ in good], question=q["question"])
+            text = whole_sentences(draft)
+            if answer_language(q["question"]) == "zh" and not re.search(r"[\u4e00-\u9fff]", draft):
+                text, dropped = "", ["not written in Chinese"]
+            elif not text:
+                dropped = ["cut off or repeating itself"]
+            if text:
+                report = check(text, evidence)
+                dropped, text = report.ungrounded, text if report.ok else redact(text, report).strip()
+        events = [{"type": "tool_call", "name": n} for n, _ in results] + \
+                 [{"type": "tool_result", "name": n, "result": r} for n, r in results]
+        answer = {"text": composed + ("\n\n" + text if text else ""), "seconds": row.get("seconds"),
+                  "repair": "composed+takeaway" if text else row["repair"] if not draft else "composed",
+                  "ungrounded": dropped}
+        if draft:
+            answer["takeaway"] = dict(old, kept=text, dropped=dropped)
+        out.append(score_row(q, events, answer))
     return out
 
 

@@ -90,9 +90,13 @@ def test_recheck_keeps_true_sentences_of_a_draft_and_drops_false_ones() -> None:
     from bench.answer_eval import recheck_takeaways
 
     q = next(q for q in QUESTIONS if q["id"] == "segment01")
+    results = [(n, r) for n, r in RECORDED["segment01"]["results"]]
+    composed = compose_answer(q["question"], results)
     draft = "The low band churns most, at 82%. The highest churn is high at 48%."
-    row = {"id": "segment01", "takeaway": {"draft": draft, "kept": "", "dropped": [], "prompt_tokens": 170}}
+    row = {"id": "segment01", "text": composed, "repair": "composed", "seconds": 1.0,
+           "takeaway": {"draft": draft, "kept": "", "dropped": [], "prompt_tokens": 170}}
     [checked] = recheck_takeaways([row], {k: v["results"] for k, v in RECORDED.items()}, [q])
     assert checked["takeaway"]["kept"] == "The low band churns most, at 82%."
     assert checked["takeaway"]["dropped"][0].startswith("false: 48% is not the highest")
-    assert checked["model_words_kept"]
+    assert checked["model_words_kept"] and checked["text"] == composed + "\n\nThe low band churns most, at 82%."
+    assert checked["grounded"] and checked["recall"] == 1.0
