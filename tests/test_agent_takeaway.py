@@ -93,7 +93,7 @@ def test_explain_narrative_with_the_wrong_direction_is_dropped() -> None:
                                       "an order raises the risk from 42% to 61%."])
     _, answer = run(Agent(right, tools(at_risk_result()), router=router, answer_mode="brief"), "Why is user 100 at risk?")
     assert answer["repair"] == "composed+takeaway" and answer["text"].endswith("from 42% to 61%.")
-    assert "Main driver: the time since the last visit and purchase raises the risk (it would be 42% without it)." \
+    assert "What raises the risk: the time since the last visit and purchase (42% without it)." \
         in right.seen[-1][-1].content
 
 

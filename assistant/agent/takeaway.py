@@ -28,7 +28,7 @@ MAX_FACT_LINES = 8
 # What the model is asked to say after each tool's answer (the first tool of the turn decides).
 FOCUS = {
     "at_risk_users": "what these customers have in common",
-    "explain_user": "why this customer is at risk, the main reason first, in plain words",
+    "explain_user": "what raises this customer's risk and what lowers it, in plain words",
     "similar_cases": "what happened to past customers like this one",
     "segment_report": "which group stands out and how much it differs from the others",
     "predict_next": "what this customer is likely to do next",
@@ -103,18 +103,16 @@ def _explain(r: dict, counts: dict, cur: str) -> list[str]:
         lines.append(f"Too little history to explain: {r['too_little_history']}.")
     drivers = sorted((d for d in r.get("drivers") or [] if isinstance(d, dict) and isinstance(d.get("effect"), (int, float))),
                      key=lambda d: -abs(d["effect"]))
-    for rank, d in enumerate(drivers[:2]):
-        what = FEATURE_WORDS["en"].get(str(d.get("feature")), str(d.get("feature") or "an event").replace("_", " "))
-        if isinstance(d.get("event"), dict):
-            what = f"the {d['event'].get('behavior')} of item {d['event'].get('item_id')}"
-        way = "raises" if d["effect"] > 0 else "lowers"
-        without = f" (it would be {percent(d['p_churn_without'])} without it)" if isinstance(
-            d.get("p_churn_without"), (int, float)) else ""
-        lines.append(f"{'Main' if rank == 0 else 'Second'} driver: {what} {way} the risk{without}.")
+    # Split by direction: a small model read "main driver: X lowers the risk" as "at risk because of X".
+    for way, group in (("raises", [d for d in drivers if d["effect"] > 0]), ("lowers", [d for d in drivers if d["effect"] < 0])):
+        if group:
+            names = "; ".join(_driver_words(d) for d in group[:2])
+            lines.append(f"What {way} the risk: {names}.")
     f = r.get("facts") if isinstance(r.get("facts"), dict) else {}
     if isinstance(f.get("orders"), (int, float)):
         spent = f", {money(f['spend'], cur)} spent" if isinstance(f.get("spend"), (int, float)) and f["spend"] else ""
-        last = f", the last {days(f['days_since_last_buy'])} days ago" if (f.get("days_since_last_buy") or -1) >= 0 else ""
+        gap = days(f.get("days_since_last_buy"))
+        last = f", the last {gap} day{'' if gap == '1' else 's'} ago" if (f.get("days_since_last_buy") or -1) >= 0 else ""
         lines.append(f"{number(f['orders'])} order{'' if f['orders'] == 1 else 's'}{spent}{last}.")
     if isinstance(f.get("usual_days_between_buys"), (int, float)):
         lines.append(f"Usually {days(f['usual_days_between_buys'])} days between orders.")
@@ -125,6 +123,15 @@ def _explain(r: dict, counts: dict, cur: str) -> list[str]:
     if life.get("stage"):
         lines.append(f"Stage: {STAGE_WORDS['en'].get(str(life['stage']), str(life['stage']))}.")
     return lines
+
+
+def _driver_words(d: dict) -> str:
+    """A driver as the facts name it: "the time since the last visit and purchase (42% without it)"."""
+    what = FEATURE_WORDS["en"].get(str(d.get("feature")), str(d.get("feature") or "an event").replace("_", " "))
+    if isinstance(d.get("event"), dict):
+        what = f"the {d['event'].get('behavior')} of item {d['event'].get('item_id')}"
+    without = f" ({percent(d['p_churn_without'])} without it)" if isinstance(d.get("p_churn_without"), (int, float)) else ""
+    return what + without
 
 
 def _cases(r: dict, counts: dict, cur: str) -> list[str]:
@@ -217,14 +224,13 @@ def _reviews(r: dict, counts: dict, cur: str) -> list[str]:
     aspects = [a for a in r.get("aspects") or [] if isinstance(a, dict)]
     praised = sorted(aspects, key=lambda a: -((a.get("positive") or 0) - (a.get("negative") or 0)))
     blamed = sorted(aspects, key=lambda a: -((a.get("negative") or 0) - (a.get("positive") or 0)))
-    if praised:
-        a = praised[0]
-        lines.append(f"Most praised: {a.get('aspect')} ({number(a.get('positive', 0))} positive, "
-                     f"{number(a.get('negative', 0))} negative).")
-    if blamed and blamed[0] is not (praised[0] if praised else None) and (blamed[0].get("negative") or 0) > 0:
-        a = blamed[0]
-        lines.append(f"Most complained about: {a.get('aspect')} ({number(a.get('negative', 0))} negative, "
-                     f"{number(a.get('positive', 0))} positive).")
+    liked = [a for a in praised if (a.get("positive") or 0) > (a.get("negative") or 0)][:2]
+    faulted = [a for a in blamed if (a.get("negative") or 0) >= (a.get("positive") or 0) and (a.get("negative") or 0) > 0][:2]
+    # Names only, one line each: with counts beside them the 0.5B mixed up which side an aspect is on.
+    if liked:
+        lines.append("Reviewers mostly praise: " + " and ".join(str(a.get("aspect")) for a in liked) + ".")
+    if faulted:
+        lines.append("Reviewers mostly complain about: " + " and ".join(str(a.get("aspect")) for a in faulted) + ".")
     return lines
 
 
