@@ -163,3 +163,11 @@ def test_a_reason_that_lowers_the_risk_is_not_why_and_users_must_exist() -> None
         "unsupported: user 3 is in no tool result"
     assert statement_problems(["Customer 7 asked about is user 100's neighbour."], [listed], ["at_risk_users"],
                               question="What about customer 7?") == []
+
+
+def test_risk_due_to_a_driver_that_lowers_it_is_false() -> None:
+    from assistant.agent.claims import statement_problems
+
+    explain = {"user_id": "1007", "drivers": [{"feature": "recent_activity", "effect": -0.15}]}
+    sentence = "The churn risk of customer 1007 is primarily due to the activity in recent weeks (86% without it)."
+    assert statement_problems([sentence], [explain], ["explain_user"])[0][1].startswith("false: recent_activity lowers")

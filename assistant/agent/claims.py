@@ -240,8 +240,7 @@ def _visits_problem(sentence: str, reasons: list[str], n_users: int) -> str:
     return ""
 
 
-_BECAUSE = re.compile(r"\bat risk\b[^.]*?\b(?:because|due to|driven by)\b(.*)|\brisk is (?:primarily |mainly )?"
-                      r"(?:due to|driven by)\b(.*)", re.I)
+_BECAUSE = re.compile(r"\b(?:at risk|risk)\b[^.]*?\b(?:because|due to|driven by)\b(.*)()", re.I)
 
 
 def _because_problem(sentence: str, drivers: list[dict]) -> str:
