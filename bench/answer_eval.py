@@ -206,7 +206,7 @@ def _why_dropped(drafts: list[dict]):
     for d in drafts:
         for why in d.get("dropped") or []:
             kinds[why.split(":")[0] if why.startswith(("false", "off topic", "unsupported", "internal field"))
-                  else why if why in ("not written in Chinese", "cut off or repeating itself") else "number/id not in the results"] += 1
+                  else why if why in ("not written in Chinese", "cut off, repeating itself or echoing the prompt") else "number/id not in the results"] += 1
     return kinds
 
 
@@ -275,7 +275,7 @@ def recheck_takeaways(rows: list[dict], recorded: dict[str, list], questions: li
     (no model run): how a change to the checks or the questions moves the table, on the same drafts."""
     from assistant.agent.grounding import Evidence, check, redact
     from assistant.agent.intent import answer_language
-    from assistant.agent.takeaway import takeaway_facts, whole_sentences
+    from assistant.agent.takeaway import echoes, takeaway_facts, whole_sentences
 
     by_id = {q["id"]: q for q in questions}
     out = []
@@ -293,8 +293,8 @@ def recheck_takeaways(rows: list[dict], recorded: dict[str, list], questions: li
             text = whole_sentences(draft)
             if answer_language(q["question"]) == "zh" and not re.search(r"[\u4e00-\u9fff]", draft):
                 text, dropped = "", ["not written in Chinese"]
-            elif not text:
-                dropped = ["cut off or repeating itself"]
+            elif not text or echoes(text, q["question"]):
+                text, dropped = "", ["cut off, repeating itself or echoing the prompt"]
             if text:
                 report = check(text, evidence)
                 dropped, text = report.ungrounded, text if report.ok else redact(text, report).strip()

@@ -171,3 +171,11 @@ def test_risk_due_to_a_driver_that_lowers_it_is_false() -> None:
     explain = {"user_id": "1007", "drivers": [{"feature": "recent_activity", "effect": -0.15}]}
     sentence = "The churn risk of customer 1007 is primarily due to the activity in recent weeks (86% without it)."
     assert statement_problems([sentence], [explain], ["explain_user"])[0][1].startswith("false: recent_activity lowers")
+
+
+def test_a_takeaway_that_echoes_the_question_or_the_prompt_is_not_kept() -> None:
+    from assistant.agent.takeaway import echoes
+
+    assert echoes("The pattern, not the list.", "Summarize the reviews of item P1.")
+    assert echoes("未来30天哪些客户可能不再购买？", "未来30天哪些客户可能不再购买？")
+    assert not echoes("Most of them stopped visiting.", "Who churns this week?")

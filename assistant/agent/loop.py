@@ -36,7 +36,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from assistant.agent import grounding, intent, planner
 from assistant.agent.text import FEEDBACK_KEY, drop_feedback, is_call_payload, strip_untrusted, text_of
 from assistant.agent.composer import compose_answer
-from assistant.agent.takeaway import focus_of, takeaway_facts, whole_sentences
+from assistant.agent.takeaway import echoes, focus_of, takeaway_facts, whole_sentences
 from assistant.prompts import render
 from assistant.llm.decoding import decodes_locally
 from assistant.agent.router import make_router
@@ -415,8 +415,9 @@ class Agent:
             turn.takeaway["dropped"] = ["not written in Chinese"]
             return ""
         kept = whole_sentences(text)
-        if not kept:
-            turn.takeaway["dropped"] = ["cut off or repeating itself"]
+        if not kept or echoes(kept, turn.question):
+            turn.takeaway["dropped"] = ["cut off, repeating itself or echoing the prompt"]
+            return ""
         return kept
 
     def _finish(self, turn: _Turn, text: str | None, started: float, steps: int, streamed: bool = False,

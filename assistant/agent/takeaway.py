@@ -258,3 +258,15 @@ def whole_sentences(text: str, max_words: int = 30, max_sentences: int = 2) -> s
         kept = list(dict.fromkeys(s for s in sentences if s))
         return "" if len(kept) < len(sentences) else " ".join(kept[:max_sentences])
     return text + "." if text and len(text.split()) <= max_words else ""
+
+
+_PROMPT_WORDS = ("the pattern, not the list", "not the list", "one short sentence", "use only these facts")
+
+
+def echoes(text: str, question: str) -> bool:
+    """Whether the takeaway only repeats the question or the prompt's own instructions."""
+    def plain(x: str) -> str:
+        return re.sub(r"[\W_]+", " ", x.lower()).strip()
+
+    low = text.lower()
+    return plain(text) == plain(question) or any(w in low for w in _PROMPT_WORDS)
