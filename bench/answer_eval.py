@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/answer_eval.py --demo-home ~/.shopsight --amazon-home /tmp/amazon-home
     .venv/bin/python bench/answer_eval.py --demo-home H --configs template brief --limit 20
+    .venv/bin/python bench/answer_eval.py --replay data/questions/answer_eval_results.jsonl --configs brief
 
 Questions: data/questions/answer_eval.jsonl (demo shop and the Amazon fine food reviews), each
 with its reference calls, the facts the answer must state (`must_say`: a path into a tool
@@ -18,6 +19,11 @@ or raw timestamps in prose, grounding re-checked, words per answer, and how ofte
 own words were kept. Rows go to OUT/rows_<config>.jsonl, the table to OUT/table.md.
 The demo home needs `shopsight demo` (store, predictor, scores, cases); the Amazon home needs
 `shopsight data import data/amazon_finefood_reviews_7567.csv --format amazon_finefood`.
+
+`--replay FILE` needs no home: the tools return the results recorded by an earlier `--record`
+run (same names, signatures and docstrings as the real tools), so the model's takeaway is
+measured on real tool results where building a home does not fit the time. Only questions with
+a reference call run (the gate's answers carry no model words either way).
 """
 
 from __future__ import annotations
@@ -74,8 +80,9 @@ class ReferenceChat(BaseChatModel):
             return ChatResult(generations=[ChatGeneration(message=AIMessage(content="", tool_calls=[call]))])
         self.used.append("prose")
         if self.takeaway is not None:
-            reply = self.takeaway.invoke(messages)
-            return ChatResult(generations=[ChatGeneration(message=AIMessage(content=reply.content or ""))])
+            reply = self.takeaway.invoke(messages)  # its usage (prompt tokens) goes to the answer's record
+            message = AIMessage(content=reply.content or "", usage_metadata=getattr(reply, "usage_metadata", None))
+            return ChatResult(generations=[ChatGeneration(message=message)])
         return ChatResult(generations=[ChatGeneration(message=AIMessage(content=""))])
 
 
@@ -135,8 +142,11 @@ def score_row(q: dict, events: list[dict], answer: dict) -> dict:
 
     shown_problems = statement_problems(split_sentences(text), [r for _, r in results], [n for n, _ in results],
                                         q["question"])
+    from assistant.agent.takeaway import takeaway_facts
+
+    counts = takeaway_facts(results)[1]  # the agent's own counts, evidence for what the takeaway repeats
     evidence = Evidence.from_results([e["result"] for e in events if e["type"] == "tool_result"] +
-                                     [{"horizons_days": [7, 30]}], [q["question"]])
+                                     [{"horizons_days": [7, 30]}, counts], [q["question"]])
     expected = [c["name"] for c in q["calls"]]
     row = {"id": q["id"], "kind": q["kind"], "dataset": q["dataset"], "topic": q["topic"], "question": q["question"],
            "calls": called, "repair": answer.get("repair"), "text": text,
@@ -145,6 +155,8 @@ def score_row(q: dict, events: list[dict], answer: dict) -> dict:
            "grounded": check(text, evidence).ok, "words": len(text.split()) + len(re.findall(r"[\u4e00-\u9fff]", text)),
            "model_words_kept": answer.get("repair") in ("none", "regenerated", "composed+takeaway"),
            "seconds": answer.get("seconds")}
+    if answer.get("takeaway") is not None:  # brief: the model's draft, its prompt size, what the check kept
+        row["takeaway"] = {k: answer["takeaway"].get(k) for k in ("prompt_tokens", "draft", "kept", "dropped")}
     if q["kind"] == "two_part":
         row["two_part_full"] = all(n in called for n in expected) and hits == len(q["must_say"])
     if q["kind"] == "no_tool":
@@ -168,10 +180,74 @@ def summarize(rows: list[dict]) -> dict:
             "grounded": rate([r["grounded"] for r in rows]),
             "median words": f"{statistics.median(r['words'] for r in rows):.0f}",
             "model words kept": rate([r["model_words_kept"] for r in rows]),
+            **_takeaway_summary(rows),
             "median s": f"{statistics.median(r['seconds'] or 0 for r in rows):.2f}"}
 
 
+def _takeaway_summary(rows: list[dict]) -> dict:
+    """Brief config: drafts written, fully kept, partly kept, dropped, and the prompt's size."""
+    drafts = [r["takeaway"] for r in rows if r.get("takeaway") and r["takeaway"].get("draft")]
+    if not drafts:
+        return {}
+    tokens = [d["prompt_tokens"] for d in drafts if isinstance(d.get("prompt_tokens"), int)]
+    return {"takeaways written": len(drafts),
+            "takeaways kept whole / in part / dropped": f"{sum(1 for d in drafts if d['kept'] and not d['dropped'])} / "
+                                                        f"{sum(1 for d in drafts if d['kept'] and d['dropped'])} / "
+                                                        f"{sum(1 for d in drafts if not d['kept'])}",
+            "takeaway prompt tokens (median, max)": f"{statistics.median(tokens):.0f}, {max(tokens)}" if tokens else "—",
+            "why sentences were dropped": ", ".join(f"{k} {v}" for k, v in _why_dropped(drafts).most_common()) or "—"}
+
+
+def _why_dropped(drafts: list[dict]):
+    """Dropped claims by kind: a false or off-topic statement, a number or id no result holds, the rest."""
+    from collections import Counter
+
+    kinds = Counter()
+    for d in drafts:
+        for why in d.get("dropped") or []:
+            kinds[why.split(":")[0] if why.startswith(("false", "off topic", "unsupported", "internal field"))
+                  else why if why in ("not written in Chinese", "cut off, repeating itself or echoing the prompt") else "number/id not in the results"] += 1
+    return kinds
+
+
 # ------------------------------------------------------------------------------------------- running
+class Replay:
+    """Tools that return recorded results: the real tools' names, signatures and docstrings.
+
+    `Replay(recorded).tools` are handed to the agent; `start(question_id)` loads that question's
+    results, which each call then takes in order per tool. A call nothing was recorded for gets a
+    tool error, as a failed call would.
+    """
+
+    def __init__(self, recorded: dict[str, list]):
+        import inspect
+        import typing
+
+        from tools.catalog import TOOLS
+
+        self.recorded, self.queue = recorded, {}
+        self.tools = []
+        for fn in TOOLS:
+            sig = inspect.signature(fn)
+            hints = typing.get_type_hints(fn)
+
+            def call(*args: Any, _name: str = fn.__name__, **kwargs: Any) -> dict:
+                left = self.queue.get(_name) or []
+                return left.pop(0) if left else {"error": f"{_name}: nothing recorded for this call",
+                                                 "hint": "record the run again with --record"}
+
+            call.__name__, call.__doc__ = fn.__name__, fn.__doc__
+            call.__signature__ = sig.replace(parameters=list(sig.parameters.values())[1:])
+            call.__annotations__ = {k: v for k, v in hints.items() if k != "ctx"}
+            self.tools.append(call)
+
+    def start(self, question_id: str) -> None:
+        self.queue = {}
+        for name, result in self.recorded.get(question_id, []):
+            self.queue.setdefault(name, []).append(result)
+
+
+
 def open_tools(dataset: str, home: Path) -> list:
     """The real tools over a home folder: the demo shop through the workspace, Amazon reviews directly."""
     os.environ["SHOPSIGHT_HOME"] = str(home)
@@ -194,6 +270,45 @@ def open_tools(dataset: str, home: Path) -> list:
                                    audit_path=Path(home) / "audit" / "eval.jsonl"))
 
 
+def recheck_takeaways(rows: list[dict], recorded: dict[str, list], questions: list[dict]) -> list[dict]:
+    """The recorded takeaway drafts checked again with today's checks and the rows scored again
+    (no model run): how a change to the checks or the questions moves the table, on the same drafts."""
+    from assistant.agent.grounding import Evidence, check, redact
+    from assistant.agent.intent import answer_language
+    from assistant.agent.takeaway import echoes, takeaway_facts, whole_sentences
+
+    by_id = {q["id"]: q for q in questions}
+    out = []
+    for row in rows:
+        q, old = by_id[row["id"]], row.get("takeaway") or {}
+        results = [(n, r) for n, r in recorded.get(row["id"], [])]
+        good = [(n, r) for n, r in results if "error" not in r]
+        composed = row["text"]
+        if old.get("kept") and composed.endswith(old["kept"]):
+            composed = composed[:-len(old["kept"])].rstrip()
+        draft, text, dropped = old.get("draft") or "", "", []
+        if draft:
+            evidence = Evidence.from_results([r for _, r in good] + [{"horizons_days": [7, 30]}, takeaway_facts(good)[1]],
+                                             [q["question"]], tools=[n for n, _ in good], question=q["question"])
+            text = whole_sentences(draft)
+            if answer_language(q["question"]) == "zh" and not re.search(r"[\u4e00-\u9fff]", draft):
+                text, dropped = "", ["not written in Chinese"]
+            elif not text or echoes(text, q["question"]):
+                text, dropped = "", ["cut off, repeating itself or echoing the prompt"]
+            if text:
+                report = check(text, evidence)
+                dropped, text = report.ungrounded, text if report.ok else redact(text, report).strip()
+        events = [{"type": "tool_call", "name": n} for n, _ in results] + \
+                 [{"type": "tool_result", "name": n, "result": r} for n, r in results]
+        answer = {"text": composed + ("\n\n" + text if text else ""), "seconds": row.get("seconds"),
+                  "repair": "composed+takeaway" if text else row["repair"] if not draft else "composed",
+                  "ungrounded": dropped}
+        if draft:
+            answer["takeaway"] = dict(old, kept=text, dropped=dropped)
+        out.append(score_row(q, events, answer))
+    return out
+
+
 def run_config(config: str, questions: list[dict], tools_by_dataset: dict, out: Path, takeaway_model: Any,
                record: Path | None = None) -> list[dict]:
     from assistant.agent.loop import Agent
@@ -206,7 +321,10 @@ def run_config(config: str, questions: list[dict], tools_by_dataset: dict, out: 
             if q["id"] in done:
                 rows.append(done[q["id"]])
                 continue
-            tools = tools_by_dataset[q["dataset"]]
+            tools = tools_by_dataset.get(q["dataset"])
+            if isinstance(tools, Replay):
+                tools.start(q["id"])
+                tools = tools.tools
             chat = ReferenceChat(first_call=q["calls"][0] if q["calls"] else None,
                                  takeaway=takeaway_model if config == "brief" else None)
             agent = Agent(chat, tools, router=None, answer_mode="brief" if config == "brief" else "template")
@@ -228,27 +346,46 @@ def run_config(config: str, questions: list[dict], tools_by_dataset: dict, out: 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--demo-home", type=Path, required=True, help="a home with `shopsight demo` done")
+    parser.add_argument("--demo-home", type=Path, help="a home with `shopsight demo` done")
+    parser.add_argument("--replay", type=Path, help="recorded tool results (--record) instead of homes")
     parser.add_argument("--amazon-home", type=Path, help="a home with the Amazon reviews imported (else skipped)")
     parser.add_argument("--configs", nargs="+", default=["template"], choices=["template", "brief"])
     parser.add_argument("--limit", type=int, default=0, help="first N questions only")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "answer_eval")
     parser.add_argument("--record", type=Path, help="append each question's tool results to this JSON-lines file")
+    parser.add_argument("--recheck", action="store_true",
+                        help="with --replay: check the drafts in OUT/rows_brief.jsonl again with today's checks, run no model")
     args = parser.parse_args(argv)
     questions = [json.loads(line) for line in QUESTIONS.open(encoding="utf-8") if line.strip()]
-    if not args.amazon_home:
-        questions = [q for q in questions if q["dataset"] != "amazon"]
+    if args.replay:
+        recorded = {r["id"]: r["results"] for r in map(json.loads, args.replay.open(encoding="utf-8"))}
+        questions = [q for q in questions if q["calls"]]
+        replay = Replay(recorded)
+        tools = {"demo": replay, "amazon": replay}
+    elif args.demo_home is None:
+        parser.error("give --demo-home (a home with `shopsight demo` done) or --replay FILE")
+    else:
+        if not args.amazon_home:
+            questions = [q for q in questions if q["dataset"] != "amazon"]
+        tools = {"demo": open_tools("demo", args.demo_home)}
+        if args.amazon_home:
+            tools["amazon"] = open_tools("amazon", args.amazon_home)
     questions = questions[:args.limit] if args.limit else questions
-    tools = {"demo": open_tools("demo", args.demo_home)}
-    if args.amazon_home:
-        tools["amazon"] = open_tools("amazon", args.amazon_home)
     takeaway = None
-    if "brief" in args.configs:
+    if "brief" in args.configs and not args.recheck:
         from assistant.llm.loader import load_llm
 
         takeaway = load_llm()
     args.out.mkdir(parents=True, exist_ok=True)
     table = {}
+    if args.recheck:
+        if not args.replay:
+            parser.error("--recheck needs --replay FILE (the tool results the drafts were written from)")
+        rows = [json.loads(line) for line in (args.out / "rows_brief.jsonl").open(encoding="utf-8")]
+        rows = recheck_takeaways(rows, recorded, questions)
+        with (args.out / "rows_brief_rechecked.jsonl").open("w", encoding="utf-8") as sink:
+            sink.writelines(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows)
+        args.configs, table["brief (rechecked)"] = [], summarize(rows)
     for config in args.configs:
         rows = run_config(config, questions, tools, args.out, takeaway, args.record if config == "template" else None)
         table[config] = summarize(rows)

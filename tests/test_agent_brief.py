@@ -34,7 +34,7 @@ def test_composed_answer_streams_before_the_takeaway_is_asked_for() -> None:
     assert "".join(e["text"] for e in events if e.type == "token").split() == answer["text"].split()
     # The takeaway step offers no tools and says what is wanted.
     assert model.tools_offered[-1] == []
-    assert "one or two short sentences" in model.seen[-1][-1].content
+    assert "In one short sentence" in model.seen[-1][-1].content
 
 
 def test_ungrounded_takeaway_is_dropped_and_reported() -> None:
@@ -44,7 +44,7 @@ def test_ungrounded_takeaway_is_dropped_and_reported() -> None:
     events, answer = run(Agent(model, shop.tools(), answer_mode="brief"), "Who churns this week?")
     assert "97%" not in answer["text"] and answer["repair"] == "composed"
     assert answer["ungrounded"] == ["97%"]
-    assert any(e.type == "error" and "takeaway dropped" in e["message"] for e in events)
+    assert any(e.type == "error" and "takeaway sentences dropped" in e["message"] for e in events)
 
 
 def test_takeaway_that_is_a_tool_call_is_not_an_answer() -> None:

@@ -69,3 +69,34 @@ def test_scorer_counts_what_a_bad_answer_gets_wrong() -> None:
     good = {"text": "I can't do that: ShopSight's tools are read-only.", "repair": "gate:write", "ungrounded": []}
     row = score_row(q, [], good)
     assert row["recall"] == 1 and row["handled"] and row["grounded"] and not row["internal"]
+
+
+def test_replay_tools_keep_the_real_schemas_and_return_what_was_recorded() -> None:
+    from assistant.agent.tool_specs import build_specs
+    from bench.answer_eval import Replay
+    from tools.catalog import TOOLS
+
+    replay = Replay({"q": [["explain_user", {"user_id": "7", "p_churn": 0.4}]]})
+    specs = build_specs(replay.tools)
+    assert list(specs) == [f.__name__ for f in TOOLS]
+    assert "user_id" in specs["explain_user"].parameters and "ctx" not in specs["explain_user"].parameters
+    replay.start("q")
+    by_name = {f.__name__: f for f in replay.tools}
+    assert by_name["explain_user"](user_id="7") == {"user_id": "7", "p_churn": 0.4}
+    assert "nothing recorded" in by_name["explain_user"](user_id="7")["error"]  # each result is used once
+
+
+def test_recheck_keeps_true_sentences_of_a_draft_and_drops_false_ones() -> None:
+    from bench.answer_eval import recheck_takeaways
+
+    q = next(q for q in QUESTIONS if q["id"] == "segment01")
+    results = [(n, r) for n, r in RECORDED["segment01"]["results"]]
+    composed = compose_answer(q["question"], results)
+    draft = "The low band churns most, at 82%. The highest churn is high at 48%."
+    row = {"id": "segment01", "text": composed, "repair": "composed", "seconds": 1.0,
+           "takeaway": {"draft": draft, "kept": "", "dropped": [], "prompt_tokens": 170}}
+    [checked] = recheck_takeaways([row], {k: v["results"] for k, v in RECORDED.items()}, [q])
+    assert checked["takeaway"]["kept"] == "The low band churns most, at 82%."
+    assert checked["takeaway"]["dropped"][0].startswith("false: 48% is not the highest")
+    assert checked["model_words_kept"] and checked["text"] == composed + "\n\nThe low band churns most, at 82%."
+    assert checked["grounded"] and checked["recall"] == 1.0

@@ -9,7 +9,10 @@ such statements and checks each against the tool results:
 - ranking: "user 42 is the most at risk" needs user 42 first in the at-risk list;
 - common reason: "the most common reason is X" needs X to be the most frequent listed reason;
 - topic: churn talk after a question no churn tool answered is off topic;
-- internal names: a result's field name (`first_category`, `p_buy`) is not prose.
+- internal names: a result's field name (`first_category`, `p_buy`) is not prose;
+- extremes: "the highest churn is 48%" needs 48% to be the highest segment rate (lowest alike);
+- aspects: "reviewers praise freshness" needs more positive than negative freshness reviews,
+  "complain about taste" needs negative taste reviews that are not outnumbered two to one.
 
     problems = statement_problems(split_sentences(text), results, tools=["predict_next"])
     # [(0, "off topic: churn is not what predict_next answered")]
@@ -39,6 +42,9 @@ _MOST_AT_RISK = re.compile(r"\b(?:user|customer)\s+([\w-]+)\s+(?:is|has)\s+(?:th
 INTERNAL_NAMES = {"first_category", "value_band", "segment_by", "rank_by", "horizon_days", "top_k", "p_churn",
                   "p_buy", "p_cart", "value_at_risk", "model_version", "user_id", "item_id", "category_id",
                   "next_behavior", "as_of", "last_n", "expected_spend", "days_since_last_buy", "mean_p_churn"}
+_EXTREME = re.compile(r"\b(highest|lowest|most|least)\b[^%]*?(\d+(?:\.\d+)?)\s?%", re.I)
+_PRAISE = re.compile(r"\b(praise\w*|like[sd]?|love[sd]?|enjoy\w*|happy with|positive about)\b|称赞|喜欢", re.I)
+_COMPLAIN = re.compile(r"\b(complain\w*|dislike[sd]?|unhappy with|negative about|criticiz\w*)\b|抱怨|不满", re.I)
 _SNAKE = re.compile(r"\b[a-z]+(?:_[a-z0-9]+)+\b")
 # Words a reader uses for each feature group of the predictor (tools/predictor/explain.py).
 FEATURE_SYNONYMS = {
@@ -74,6 +80,8 @@ def statement_problems(sentences: list[str], results: Iterable[Any], tools: Iter
     results = [r for r in results if isinstance(r, dict)]
     drivers = [d for r in results for d in r.get("drivers") or [] if isinstance(d, dict)]
     ranked = [u for r in results for u in (r.get("users") or [])[:1] if isinstance(u, dict)]
+    ranked_all = [u for r in results for u in r.get("users") or [] if isinstance(u, dict)]
+    user_ids = _values_of(results, "user_id")
     reasons = [str(x) for r in results for u in r.get("users") or [] if isinstance(u, dict)
                for x in u.get("reasons") or []]
     keys = _keys(results) | INTERNAL_NAMES
@@ -87,7 +95,9 @@ def statement_problems(sentences: list[str], results: Iterable[Any], tools: Iter
         why = (_internal_name(sentence, keys) or ("off topic: the question was not about churn"
                                                   if not churn_topic and _CHURN_WORDS.search(sentence) else "")
                or _driver_problem(sentence, drivers) or _ranking_problem(sentence, ranked)
-               or _common_reason_problem(sentence, reasons))
+               or _common_reason_problem(sentence, reasons) or _extreme_problem(sentence, results)
+               or _aspect_problem(sentence, results) or _visits_problem(sentence, reasons, len(ranked_all))
+               or _because_problem(sentence, drivers) or _user_problem(sentence, user_ids, question))
         if why:
             problems.append((index, why))
     return problems
@@ -163,3 +173,110 @@ def _common_reason_problem(sentence: str, reasons: list[str]) -> str:
     top = counts.most_common(1)[0][0]
     low = sentence.lower()
     return "" if any(w in low for w in REASON_KINDS[top][1]) else f"false: the most common listed reason is {top}"
+
+
+def _extreme_problem(sentence: str, results: list[dict]) -> str:
+    """"highest ... 48%" where 48% is not the highest segment rate (or "lowest" not the lowest)."""
+    rates = [float(x["predicted_churn_rate"]) for r in results for x in r.get("segments") or []
+             if isinstance(x, dict) and isinstance(x.get("predicted_churn_rate"), (int, float))]
+    if len(rates) < 2:
+        return ""
+    for match in _EXTREME.finditer(sentence):
+        word, value = match.group(1).lower(), float(match.group(2)) / 100
+        target = max(rates) if word in ("highest", "most") else min(rates)
+        if value in [round(r, 2) for r in rates] + [round(r, 3) for r in rates] and abs(value - round(target, 2)) > 0.006:
+            return f"false: {match.group(2)}% is not the {word} rate ({100 * target:.0f}%)"
+    return _extreme_segment_problem(sentence, results)
+
+
+_EXTREME_CHURN = re.compile(r"\b(highest|lowest)\s+(?:predicted\s+)?churn\b([^,.;]*)", re.I)
+
+
+def _extreme_segment_problem(sentence: str, results: list[dict]) -> str:
+    """"The highest churn is the high group" where another segment has the highest churn rate."""
+    segments = [x for r in results for x in r.get("segments") or []
+                if isinstance(x, dict) and isinstance(x.get("predicted_churn_rate"), (int, float))]
+    if len(segments) < 2:
+        return ""
+    for match in _EXTREME_CHURN.finditer(sentence):
+        pick = max if match.group(1).lower() == "highest" else min
+        target = str(pick(segments, key=lambda x: x["predicted_churn_rate"]).get("segment"))
+        rest = match.group(2).lower()
+        named = sorted(((m.start(), str(x.get("segment"))) for x in segments
+                        for m in [re.search(rf"\b{re.escape(str(x.get('segment')).lower())}\b", rest)] if m))
+        if named and named[0][1] != target:
+            return f"false: the {match.group(1).lower()} churn is in {target}, not {named[0][1]}"
+    return ""
+
+
+def _aspect_problem(sentence: str, results: list[dict]) -> str:
+    """Praise of an aspect reviewers mostly fault, or a complaint about one they mostly like."""
+    aspects = {str(a.get("aspect")).lower(): a for r in results for a in r.get("aspects") or [] if isinstance(a, dict)}
+    if not aspects:
+        return ""
+    low = re.sub(r"«[^»]*»?", "", sentence.lower())  # a quoted review is the customer's words, not a claim
+    for clause in re.split(r"\b(?:but|while|whereas|although)\b|;|，但", low):
+        praise, complain = _PRAISE.search(clause), _COMPLAIN.search(clause)
+        for name, a in aspects.items():
+            if not re.search(rf"\b{re.escape(name)}\b", clause):
+                continue
+            pos, neg = a.get("positive") or 0, a.get("negative") or 0
+            if praise and not complain and neg > pos:
+                return f"false: reviewers fault {name} more than they praise it ({neg} negative, {pos} positive)"
+            if complain and not praise and (neg == 0 or pos > 2 * neg):
+                return f"false: reviewers mostly praise {name} ({pos} positive, {neg} negative)"
+    return ""
+
+
+_VISITED = re.compile(r"\b(visit(?:s|ed|ing)?|carts?|carted)\b", re.I)
+_NEGATED = re.compile(r"\b(no|not|never|none|without|stopped|inactive|quiet|absence|absent|lack\w*)\b|n't", re.I)
+
+
+def _visits_problem(sentence: str, reasons: list[str], n_users: int) -> str:
+    """"They have visited" when most listed customers had no visits (a small model drops the "no")."""
+    quiet = sum("no visits" in r.lower() for r in reasons)
+    if n_users and quiet * 2 > n_users and _VISITED.search(sentence) and not _NEGATED.search(sentence):
+        return f"false: {quiet} of {n_users} listed customers had no visits or carts"
+    return ""
+
+
+_BECAUSE = re.compile(r"\b(?:at risk|risk)\b[^.]*?\b(?:because|due to|driven by)\b(.*)()", re.I)
+
+
+def _because_problem(sentence: str, drivers: list[dict]) -> str:
+    """"At risk because of X" where X is a driver that lowers the risk."""
+    match = _BECAUSE.search(sentence)
+    if not match or not drivers:
+        return ""
+    named = _named_features(match.group(1) or match.group(2) or "")
+    effects = {str(d.get("feature")): d.get("effect") for d in drivers if isinstance(d.get("effect"), (int, float))}
+    if named and named[0] in effects and effects[named[0]] < 0:
+        return f"false: {named[0]} lowers the churn risk; it is not why the customer is at risk"
+    return ""
+
+
+_USER_REF = re.compile(r"\b(?:user|customer)\s+(?:id\s+)?([A-Za-z0-9_-]*\d[A-Za-z0-9_-]*)\b", re.I)
+
+
+def _values_of(value: Any, key: str, found: set[str] | None = None) -> set[str]:
+    found = set() if found is None else found
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if k == key and v is not None:
+                found.add(str(v))
+            _values_of(v, key, found)
+    elif isinstance(value, list):
+        for v in value:
+            _values_of(v, key, found)
+    return found
+
+
+def _user_problem(sentence: str, user_ids: set[str], question: str) -> str:
+    """"User 3" when no result (nor the question) names a user 3: a count read as an id."""
+    if not user_ids:
+        return ""
+    for match in _USER_REF.finditer(sentence):
+        uid = match.group(1)
+        if uid not in user_ids and not re.search(rf"\b{re.escape(uid)}\b", question):
+            return f"unsupported: user {uid} is in no tool result"
+    return ""

@@ -36,6 +36,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from assistant.agent import grounding, intent, planner
 from assistant.agent.text import FEEDBACK_KEY, drop_feedback, is_call_payload, strip_untrusted, text_of
 from assistant.agent.composer import compose_answer
+from assistant.agent.takeaway import echoes, focus_of, takeaway_facts, whole_sentences
 from assistant.prompts import render
 from assistant.llm.decoding import decodes_locally
 from assistant.agent.router import make_router
@@ -68,6 +69,7 @@ class _Turn:
     note: str = ""  # said before the answer (the question's language was not English or Chinese)
     language: str = "en"  # the answer's language: "en" or "zh"
     planned: bool = False  # the planner has had its say (assistant/agent/planner.py)
+    takeaway: dict | None = None  # brief mode: the model's draft, its prompt tokens, what the check kept
 
 
 class Agent:
@@ -365,30 +367,58 @@ class Agent:
         return None
 
     def _finish_brief(self, turn: _Turn, started: float, steps: int) -> Iterator[AgentEvent]:
-        """The composer's answer at once, then the model's takeaway if it is grounded."""
+        """The composer's answer at once, then the model's takeaway: its sentences that pass the checks."""
         composed = self._with_note(turn, compose_answer(turn.question, turn.results, language=turn.language))
         yield from _stream(composed)
         takeaway, repair = self._takeaway(turn), "composed"
         if takeaway:
             report = grounding.check(takeaway, self._evidence(turn))
-            if report.ok:
-                yield from _stream("\n\n" + takeaway)
-                composed, repair = composed.rstrip() + "\n\n" + takeaway, "composed+takeaway"
-            else:  # dropped, not repaired: a second generation would double the wait
+            kept = takeaway if report.ok else grounding.redact(takeaway, report)
+            if not report.ok:  # dropped, not repaired: a second generation would double the wait
                 turn.ungrounded.extend(c for c in report.ungrounded if c not in turn.ungrounded)
-                yield AgentEvent("error", {"message": f"takeaway dropped, ungrounded claims: {', '.join(report.ungrounded)}",
+                yield AgentEvent("error", {"message": f"takeaway sentences dropped, ungrounded claims: "
+                                                      f"{', '.join(report.ungrounded)}",
                                            "hint": "the answer keeps the figures copied from the tool results"})
+            turn.takeaway.update(kept=kept.strip(), dropped=[c for c in report.ungrounded])
+            if kept.strip():
+                yield from _stream("\n\n" + kept)
+                composed, repair = composed.rstrip() + "\n\n" + kept, "composed+takeaway"
         yield from self._finish(turn, composed, started, steps, streamed=True, repair=repair)
 
     def _takeaway(self, turn: _Turn) -> str:
-        """At most two sentences from the model on what stands out; "" when it writes none."""
-        messages = turn.messages + [self._feedback("takeaway")]
+        """One or two sentences from the model on what the results mean; "" when it writes none.
+
+        The prompt is short (assistant/agent/takeaway.py): the facts that matter, not the
+        conversation, so its prefill is a few hundred tokens whatever the tool returned. The
+        counts it states are added to the evidence the check reads.
+        """
+        lines, counts = takeaway_facts(turn.results)
+        if not lines:
+            return ""
+        turn.facts.append(counts)
+        prompt = render("agent_takeaway", question=turn.question, facts=lines, language=turn.language,
+                        focus=focus_of([name for name, _ in turn.results]))
+        messages = [HumanMessage(prompt)]
         if self.local:
-            message = self._local_step(messages, allow_tools=False, max_new=self.takeaway_tokens)
+            rendered, prefix, _ = self.chat_model.render_prompt(messages, None, None)
+            text, n_in, _ = self.chat_model.complete(rendered, self.takeaway_tokens, ())
+            message = AIMessage(content=prefix + text, usage_metadata={"input_tokens": n_in, "output_tokens": 0,
+                                                                       "total_tokens": n_in})
         else:
             message = self.chat_model.invoke(messages)
         text = mask_pii(text_of(message)).strip() if isinstance(message, AIMessage) else ""
-        return "" if not text or is_call_payload(text) or getattr(message, "tool_calls", None) else text
+        usage = getattr(message, "usage_metadata", None) or {}
+        turn.takeaway = {"prompt_tokens": usage.get("input_tokens"), "draft": text, "kept": "", "dropped": []}
+        if not text or is_call_payload(text) or getattr(message, "tool_calls", None):
+            return ""
+        if turn.language == "zh" and not re.search(r"[\u4e00-\u9fff]", text):  # the rest of the answer is Chinese
+            turn.takeaway["dropped"] = ["not written in Chinese"]
+            return ""
+        kept = whole_sentences(text)
+        if not kept or echoes(kept, turn.question):
+            turn.takeaway["dropped"] = ["cut off, repeating itself or echoing the prompt"]
+            return ""
+        return kept
 
     def _finish(self, turn: _Turn, text: str | None, started: float, steps: int, streamed: bool = False,
                 repair: str | None = None) -> Iterator[AgentEvent]:
@@ -414,6 +444,7 @@ class Agent:
             "ungrounded": list(dict.fromkeys(turn.ungrounded)), "repair": repair, "steps": steps,
             "tools": [name for name, _ in turn.results],
             "seconds": round(time.perf_counter() - started, 3), "messages": messages,
+            **({"takeaway": turn.takeaway} if turn.takeaway is not None else {}),
         })
 
     def _fallback(self, turn: _Turn, evidence: grounding.Evidence) -> tuple[str, str]:
