@@ -125,6 +125,10 @@ CATALOG_SHAPED = [
     ("similar_cases", {"cases": [{"case_id": "snap:1814:2026-04-01", "similarity": 0.9312, "user_id": "77",
                                   "churned": True, "buys_after": 0}],
                        "outcomes": {"n_snapshots": 5, "churned": 3, "retained": 2, "churn_rate": 0.6}}),
+    ("similar_cases", {"cases": [{"case_id": "snap:77:2026-04-01", "similarity": 0.9312, "user_id": "77",
+                                  "churned": False, "buys_after": 2, "days_to_return": 9, "horizon_days": 30}],
+                       "outcomes": {"n_snapshots": 5, "churned": 3, "retained": 2, "churn_rate": 0.6,
+                                    "came_back": 2, "came_back_share": 0.4, "median_days_to_return": 12.5}}),
     # "items" as a view key once printed Jinja's dict.items method instead of the list: keep this case.
     ("predict_next", {"user_id": "1814", "as_of": "2026-06-30T23:03:41", "next_behavior": "view",
                       "next_categories": [{"category_id": "nuts_dried_fruit", "p": 0.434}],
@@ -220,3 +224,14 @@ def test_parts_of_a_key_name_are_grounded() -> None:
     evidence = Evidence.from_results([{"facts": {"events_30d": 180}}])
     assert check("Facts: events 30d 180.", evidence).ok
     assert not check("Facts: events 60d 180.", evidence).ok
+
+
+def test_similar_cases_say_after_how_long_those_who_came_back_returned() -> None:
+    from assistant.agent.composer import compose_answer
+
+    came_back = [r for t, r in CATALOG_SHAPED if t == "similar_cases" and "came_back" in r["outcomes"]][0]
+    en = compose_answer("q", [("similar_cases", came_back)])
+    assert "after 12.5 days (median)" in en and "back after 9 days" in en, en
+    assert "天后再次购买" in compose_answer("q", [("similar_cases", came_back)], language="zh")
+    no_days = [r for t, r in CATALOG_SHAPED if t == "similar_cases" and "came_back" not in r["outcomes"]][0]
+    assert "median" not in compose_answer("q", [("similar_cases", no_days)])  # old memories: say nothing

@@ -233,12 +233,17 @@ def _cases(r: dict, lang: str, cur: str) -> dict:
                       "title": str(c.get("title") or ""), "outcome": str(c.get("outcome") or ""),
                       "similarity": number(c["similarity"], 2) if isinstance(c.get("similarity"), (int, float)) else "",
                       "churned": c.get("churned"), "buys_after": number(c.get("buys_after", "")),
-                      "horizon": number(c.get("horizon_days", ""))})
+                      "horizon": number(c.get("horizon_days", "")),
+                      "return_days": number(c["days_to_return"]) if isinstance(c.get("days_to_return"), (int, float))
+                      else ""})
     horizon = next((c["horizon"] for c in cases if c["horizon"]), "")
     return {"n": number(o.get("n_snapshots", 0)), "churned": number(o.get("churned", 0)),
             "retained": number(o.get("retained", 0)),
             "rate": percent(o["churn_rate"]) if isinstance(o.get("churn_rate"), (int, float)) else "",
-            "horizon": horizon, "cases": cases[:MAX_LISTED], "repeats": len({c["user"] for c in cases if c["user"]})
+            "horizon": horizon, "cases": cases[:MAX_LISTED],
+            # "after how long" of those who came back: the median over the cases whose return day is stored.
+            "return_days": number(o["median_days_to_return"])
+            if isinstance(o.get("median_days_to_return"), (int, float)) else "", "repeats": len({c["user"] for c in cases if c["user"]})
             < len([c for c in cases if c["user"]])}
 
 
