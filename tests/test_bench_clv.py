@@ -86,3 +86,32 @@ def test_visit_features_tell_a_daily_visitor_gone_quiet_from_a_weekly_one():
     assert quiet.loc["daily", "log_p_quiet"] < np.log(1e-3) < quiet.loc["weekly", "log_p_quiet"] < 0
     on_time = visit_features(events, datetime(2024, 1, 30, 23))  # the daily visitor came today
     assert on_time.loc["daily", "log_p_quiet"] == 0
+
+
+def _windows_of(n_users: int, truth_feature: str, seed: int = 1) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """Two past windows of the same customers; the spend is read off `truth_feature` (the other column is noise)."""
+    rng = np.random.default_rng(seed)
+    users = np.tile(np.arange(n_users), 2)
+    window = np.repeat([0, 30], n_users)
+    spend = rng.gamma(0.5, 40.0, 2 * n_users)
+    noise = rng.gamma(0.5, 40.0, 2 * n_users)
+    columns = {"bgnbd_gg": spend if truth_feature == "bgnbd_gg" else noise,
+               "monetary": spend if truth_feature == "monetary" else rng.normal(size=2 * n_users)}
+    return pd.DataFrame(columns, index=pd.Index(users, name="user_id")), spend, window
+
+
+def test_blend_weight_follows_what_predicts_the_held_out_customers():
+    from tools.predictor.bench_clv import BLEND_WEIGHTS, choose_blend_weight
+
+    # BG/NBD x GG is the spend itself: the trees can only add error, so they get no share.
+    weight, scores = choose_blend_weight(*_windows_of(300, "bgnbd_gg"))
+    assert weight == 0.0 and set(scores) == set(BLEND_WEIGHTS)
+    # BG/NBD x GG is noise and another column holds the spend: the trees alone.
+    weight, scores = choose_blend_weight(*_windows_of(300, "monetary"))
+    assert weight == 1.0 and scores[1.0] > scores[0.0] + 0.3
+
+
+def test_blend_weight_on_too_few_customers_keeps_the_trees_alone():
+    from tools.predictor.bench_clv import MIN_FOLD_USERS, VALIDATION_FOLDS, choose_blend_weight
+
+    assert choose_blend_weight(*_windows_of(VALIDATION_FOLDS * MIN_FOLD_USERS - 1, "bgnbd_gg")) == (1.0, {})
