@@ -113,7 +113,7 @@ def _training_rows(past: pd.DataFrame, cutoff: datetime, horizon_days: int) -> t
     Only windows that leave at least `MIN_HISTORY_DAYS` of history before their start are used;
     ValueError when not even the first one does (callers fall back to BG/NBD + Gamma-Gamma).
     """
-    first = past["ts"].min()
+    first = past["ts"].min().normalize()  # calendar days: data from 01-01 08:00 holds 60 days before 03-02
     xs, ys, ids = [], [], []
     for back in (0, 30, 60):
         end = pd.Timestamp(cutoff) - pd.Timedelta(days=back)
