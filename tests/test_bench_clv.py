@@ -115,3 +115,14 @@ def test_blend_weight_on_too_few_customers_keeps_the_trees_alone():
     from tools.predictor.bench_clv import MIN_FOLD_USERS, VALIDATION_FOLDS, choose_blend_weight
 
     assert choose_blend_weight(*_windows_of(VALIDATION_FOLDS * MIN_FOLD_USERS - 1, "bgnbd_gg")) == (1.0, {})
+
+
+def test_history_check_counts_calendar_days_not_the_first_events_hour(cdnow_slice):
+    from tools.predictor.bench_clv import MIN_HISTORY_DAYS, combined_value
+
+    events = cdnow_slice.assign(ts=cdnow_slice["ts"] + pd.Timedelta(hours=8))  # first event 1997-01-01 08:00
+    start = events["ts"].min().normalize() + pd.Timedelta(days=MIN_HISTORY_DAYS)  # c - H: 60 calendar days in
+    value = combined_value(events, (start + pd.Timedelta(days=30)).to_pydatetime(), 30)
+    assert len(value) == events.loc[events["ts"] <= start + pd.Timedelta(days=30), "user_id"].nunique()
+    with pytest.raises(ValueError, match="needs 60 days of history"):
+        combined_value(events, (start + pd.Timedelta(days=29)).to_pydatetime(), 30)
