@@ -86,3 +86,43 @@ def test_visit_features_tell_a_daily_visitor_gone_quiet_from_a_weekly_one():
     assert quiet.loc["daily", "log_p_quiet"] < np.log(1e-3) < quiet.loc["weekly", "log_p_quiet"] < 0
     on_time = visit_features(events, datetime(2024, 1, 30, 23))  # the daily visitor came today
     assert on_time.loc["daily", "log_p_quiet"] == 0
+
+
+def _windows_of(n_users: int, truth_feature: str, seed: int = 1) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """Two past windows of the same customers; the spend is read off `truth_feature` (the other column is noise)."""
+    rng = np.random.default_rng(seed)
+    users = np.tile(np.arange(n_users), 2)
+    window = np.repeat([0, 30], n_users)
+    spend = rng.gamma(0.5, 40.0, 2 * n_users)
+    noise = rng.gamma(0.5, 40.0, 2 * n_users)
+    columns = {"bgnbd_gg": spend if truth_feature == "bgnbd_gg" else noise,
+               "monetary": spend if truth_feature == "monetary" else rng.normal(size=2 * n_users)}
+    return pd.DataFrame(columns, index=pd.Index(users, name="user_id")), spend, window
+
+
+def test_blend_weight_follows_what_predicts_the_held_out_customers():
+    from tools.predictor.bench_clv import BLEND_WEIGHTS, choose_blend_weight
+
+    # BG/NBD x GG is the spend itself: the trees can only add error, so they get no share.
+    weight, scores = choose_blend_weight(*_windows_of(300, "bgnbd_gg"))
+    assert weight == 0.0 and set(scores) == set(BLEND_WEIGHTS)
+    # BG/NBD x GG is noise and another column holds the spend: the trees alone.
+    weight, scores = choose_blend_weight(*_windows_of(300, "monetary"))
+    assert weight == 1.0 and scores[1.0] > scores[0.0] + 0.3
+
+
+def test_blend_weight_on_too_few_customers_keeps_the_trees_alone():
+    from tools.predictor.bench_clv import MIN_FOLD_USERS, VALIDATION_FOLDS, choose_blend_weight
+
+    assert choose_blend_weight(*_windows_of(VALIDATION_FOLDS * MIN_FOLD_USERS - 1, "bgnbd_gg")) == (1.0, {})
+
+
+def test_history_check_counts_calendar_days_not_the_first_events_hour(cdnow_slice):
+    from tools.predictor.bench_clv import MIN_HISTORY_DAYS, combined_value
+
+    events = cdnow_slice.assign(ts=cdnow_slice["ts"] + pd.Timedelta(hours=8))  # first event 1997-01-01 08:00
+    start = events["ts"].min().normalize() + pd.Timedelta(days=MIN_HISTORY_DAYS)  # c - H: 60 calendar days in
+    value = combined_value(events, (start + pd.Timedelta(days=30)).to_pydatetime(), 30)
+    assert len(value) == events.loc[events["ts"] <= start + pd.Timedelta(days=30), "user_id"].nunique()
+    with pytest.raises(ValueError, match="needs 60 days of history"):
+        combined_value(events, (start + pd.Timedelta(days=29)).to_pydatetime(), 30)
