@@ -41,6 +41,7 @@ MIN_PER_CLASS = 5
 # MAX_WINDOWS earlier ones too (short real windows: a buy within 15 minutes is rare).
 ENOUGH_MINORITY = 50
 MAX_WINDOWS = 3
+PLATT_SLOPE = (0.1, 5.0)
 N_BOOTSTRAP = 200
 N_FOLDS = 5
 SEED = 0
@@ -75,26 +76,29 @@ def _folds(n: int) -> np.ndarray:
 
 
 def fit_platt(z: np.ndarray, y: np.ndarray) -> dict:
-    """sigmoid(a z + b) by the calibration path the Transformer uses (score._platt), with a > 0.
+    """sigmoid(a z + b) by the calibration path the Transformer uses (score._platt), with a in [0.1, 5].
 
-    A map must not reverse the ranking it was chosen for: with a handful of one class the log
-    loss can prefer a <= 0 (seen on 15-minute Taobao windows); then only the bias is fitted.
+    A map must not reverse the ranking it was chosen for, nor turn it into a step: with a handful
+    of one class, or a baseline with few distinct values, the log loss can prefer a <= 0 (seen on
+    15-minute Taobao windows) or a > 1000 (20 users); then a is held at the nearer bound and only
+    the bias is fitted.
     """
     from tools.predictor.score import _platt
 
     z, y = np.asarray(z, dtype=float), np.asarray(y, dtype=float)
     with np.errstate(over="ignore"):
         fitted = _platt(z, y)
-    if fitted["a"] > 1e-3 and np.isfinite(fitted["b"]):
+    if PLATT_SLOPE[0] <= fitted["a"] <= PLATT_SLOPE[1] and np.isfinite(fitted["b"]):
         return fitted
-    b = 0.0
-    for _ in range(100):  # Newton on the bias alone, slope 1
-        p = _sigmoid(z + b)
+    a = PLATT_SLOPE[1] if fitted["a"] > PLATT_SLOPE[1] else PLATT_SLOPE[0]
+    b = float(np.log(max(y.mean(), 1e-6) / max(1 - y.mean(), 1e-6)) - a * np.median(z))
+    for _ in range(100):  # Newton on the bias alone
+        p = _sigmoid(a * z + b)
         step = (p - y).sum() / max((p * (1 - p)).sum(), 1e-12)
         b -= float(np.clip(step, -5, 5))
         if abs(step) < 1e-9:
             break
-    return {"a": 1.0, "b": float(b)}
+    return {"a": float(a), "b": float(b)}
 
 
 def _platt_apply(z: np.ndarray, params: dict) -> np.ndarray:
@@ -347,7 +351,7 @@ def _no_held_out_users(events: pd.DataFrame, horizon_days: float) -> dict:
     """A shop so small that no held-out user has a labelled window: judge the baselines on every user of
     the newest window that ends at the last event (cutoff = last event - H)."""
     out = {"horizon_days": horizon_days, "n": 0, "n_churned": 0, "failed": {}}
-    newest = (events["ts"].max() - pd.Timedelta(days=horizon_days)).to_pydatetime()
+    newest = (events["ts"].max() - pd.Timedelta(days=horizon_days)).floor("s").to_pydatetime()
     why = "no held-out user has a labelled window: the transformer cannot be shown to learn churn"
     if newest <= events["ts"].min():
         return dict(out, chosen=TRANSFORMER, reason=f"{why}, and the data is shorter than the horizon: "
