@@ -12,8 +12,9 @@ inside the training past; never the test cutoff), the held-out users are scored 
 regression on their logits, cross-fitted: no user is scored by a fit that saw its label). The
 best AUC wins; candidates within one standard error of it (paired bootstrap of the AUC
 difference) are ties, and ties go to the simpler model, then the better calibrated one
-(cross-fitted Platt ECE). A chosen baseline or stack gets a Platt map fitted on those users;
-the Transformer keeps its own (calibration.json).
+(cross-fitted Platt ECE). A chosen baseline gets a Platt map fitted on those users only when
+the map beats its own probability on the newest window (`_platt_if_it_helps`); the stack is a
+logistic regression fitted there; the Transformer keeps its own map (calibration.json).
 
 When the held-out users cannot judge the Transformer (fewer than `MIN_PER_CLASS` churners or
 buyers: tiny shops, rare buys), it cannot be shown to have learned churn: the best baseline on
@@ -98,6 +99,27 @@ def fit_platt(z: np.ndarray, y: np.ndarray) -> dict:
         if abs(step) < 1e-9:
             break
     return {"a": float(a), "b": float(b)}
+
+
+def _platt_if_it_helps(z: np.ndarray, y: np.ndarray, age: np.ndarray) -> dict | None:
+    """A Platt map for a chosen baseline, or None when its own probability is better out of time.
+
+    A baseline refits itself on the window just before each cutoff, so its probability follows
+    the base rate; a map fitted on older validation windows drags that rate back (CDNOW, 90 d:
+    mean p 0.851 with the map vs 0.839 raw, 0.823 realized). The map must beat the raw
+    probability in log loss on the newest window when fitted on the older ones (too few of a
+    class there: the 2-fold check of the Transformer's calibration, score._beats_raw; too few
+    for that: the map, which at least matches the rate the windows show).
+    """
+    from tools.predictor.score import _beats_raw, _log_loss
+
+    old, new = age > 0, age == 0
+    if old.any() and min(y[old].sum(), (1 - y[old]).sum()) >= MIN_PER_CLASS:
+        mapped = _platt_apply(z[new], fit_platt(z[old], y[old]))
+        return fit_platt(z, y) if _log_loss(y[new], mapped) < _log_loss(y[new], _sigmoid(z[new])) else None
+    if min(y.sum(), (1 - y).sum()) >= 2 * MIN_PER_CLASS:
+        return fit_platt(z, y) if _beats_raw(z, y, fit_platt) else None
+    return fit_platt(z, y)  # too few of one class to check: at least match the rate the windows show
 
 
 def _platt_apply(z: np.ndarray, params: dict) -> np.ndarray:
@@ -199,10 +221,10 @@ def _window_logits(events: pd.DataFrame, horizon_days: float, windows: list[dict
     `all_users`: every user at each window's cutoff with labels read from the events (the
     baselines only; the Transformer was trained on most of them), else the held-out users. An
     older window where a baseline of the newest cannot be fitted (too little data before it)
-    ends the list there. Returns the windows used too.
+    ends the list there. Returns the windows used too, and each row's window (0 = newest).
     """
     parts: dict[str, list[np.ndarray]] = {}
-    labels, failed, used = [], {}, []
+    labels, ages, failed, used = [], [], {}, []
     for w in windows:
         scores, why = baseline_scores(events, w["cutoff"], horizon_days)
         if used and set(parts) - {TRANSFORMER} - set(scores):
@@ -215,12 +237,13 @@ def _window_logits(events: pd.DataFrame, horizon_days: float, windows: list[dict
             users, y = w["user_ids"], w["churn"]
             parts.setdefault(TRANSFORMER, []).append(w["transformer_logit"])
         labels.append(np.asarray(y, dtype=np.int64))
+        ages.append(np.full(len(y), len(used)))
         for name, p in scores.items():
             if name in parts or not used:
                 parts.setdefault(name, []).append(_logit(p.reindex(users).fillna(p.mean()).to_numpy()))
         used.append(w)
     logits = {k: np.concatenate(v) for k, v in parts.items() if len(v) == len(used)}
-    return logits, np.concatenate(labels), failed, used
+    return logits, np.concatenate(labels), failed, used, np.concatenate(ages)
 
 
 def select_for_horizon(events: pd.DataFrame, horizon_days: float, windows: list[dict]) -> dict:
@@ -233,7 +256,7 @@ def select_for_horizon(events: pd.DataFrame, horizon_days: float, windows: list[
             training past), the held-out users' `user_ids`, their `churn` labels (1 = no buy in the window)
             and the Transformer's raw churn logit for them (`transformer_logit`).
     """
-    logits, y, failed, used = _window_logits(events, horizon_days, windows, all_users=False)
+    logits, y, failed, used, age = _window_logits(events, horizon_days, windows, all_users=False)
     out = {"horizon_days": float(horizon_days), "cutoffs": [str(pd.Timestamp(w["cutoff"])) for w in used],
            "n": int(len(y)), "n_churned": int(y.sum()), "failed": failed}
     if min(int(y.sum()), int(len(y) - y.sum())) < MIN_PER_CLASS or len(logits) < 2:
@@ -251,8 +274,8 @@ def select_for_horizon(events: pd.DataFrame, horizon_days: float, windows: list[
         z = _stack_logit(X, out["stack"])
     else:
         z = logits[chosen]
-    if chosen != TRANSFORMER:  # the Transformer keeps its own calibration.json map
-        out["platt"] = fit_platt(z, y)
+    if chosen not in (TRANSFORMER, STACK):  # the Transformer keeps calibration.json; the stack is a fitted LR
+        out["platt"] = _platt_if_it_helps(z, y, age)
     out["reason"] = (f"{chosen} chosen on validation, " + _why_chosen(choice)
                      + ("" if chosen == TRANSFORMER else f", transformer AUC {cand[TRANSFORMER]['auc']:.3f}")
                      + f"; {len(y)} held-out user-windows, {len(y) - int(y.sum())} buyers")
@@ -269,7 +292,7 @@ def _why_chosen(choice: dict) -> str:
 
 def _fallback(out: dict, events: pd.DataFrame, horizon_days: float, windows: list[dict], why: str) -> dict:
     """The held-out users cannot judge the Transformer: ship the best baseline on all users of the windows."""
-    logits, y, _, used = _window_logits(events, horizon_days, windows, all_users=True)
+    logits, y, _, used, age = _window_logits(events, horizon_days, windows, all_users=True)
     out["cutoffs"] = [str(pd.Timestamp(w["cutoff"])) for w in used]
     if not logits:
         out.update(chosen=TRANSFORMER, reason=f"{why}; no churn baseline could be fitted either "
@@ -278,7 +301,7 @@ def _fallback(out: dict, events: pd.DataFrame, horizon_days: float, windows: lis
     n_buyers = len(y) - int(y.sum())
     if min(int(y.sum()), n_buyers) < 1:
         chosen = min(logits, key=SIMPLICITY.index)
-        out.update(chosen=chosen, scored_on="nobody (one class)", platt=fit_platt(logits[chosen], y),
+        out.update(chosen=chosen, scored_on="nobody (one class)", platt=None,
                    reason=f"{why}; fallback to {chosen}, the simplest baseline that fits (all {len(y)} users "
                           f"have the same label: no AUC to compare)")
         return out
@@ -290,7 +313,7 @@ def _fallback(out: dict, events: pd.DataFrame, horizon_days: float, windows: lis
     if choice["chosen"] == STACK:  # a stack of baselines only would need its own fit at scoring: keep it simple
         choice["chosen"] = choice["best_auc"] if choice["best_auc"] != STACK else "logreg_rfm"
     chosen = choice["chosen"]
-    out.update(choice, scored_on="all users", platt=fit_platt(logits[chosen], y),
+    out.update(choice, scored_on="all users", platt=_platt_if_it_helps(logits[chosen], y, age),
                reason=f"{why}; fallback to {chosen}, " + _why_chosen(choice)
                       + f" on all {len(y)} user-windows ({n_buyers} buyers)")
     return out
@@ -316,7 +339,9 @@ def apply_churn_choice(choice: dict, events: pd.DataFrame, cutoff: datetime, use
         z = _stack_logit(np.stack([logits[n] for n in choice["stack"]["models"]], axis=1), choice["stack"])
     else:
         z = logits[chosen]
-    return _platt_apply(z, choice["platt"]), None
+    if chosen == STACK:
+        return _sigmoid(z), None
+    return (_platt_apply(z, choice["platt"]) if choice.get("platt") else _sigmoid(z)), None
 
 
 def select_churn_models(events: pd.DataFrame, user_ids: np.ndarray, val_cutoffs: np.ndarray, buy: np.ndarray,
