@@ -320,14 +320,27 @@ def _fallback(out: dict, events: pd.DataFrame, horizon_days: float, windows: lis
 
 
 def apply_churn_choice(choice: dict, events: pd.DataFrame, cutoff: datetime, user_ids: np.ndarray,
-                       transformer_logit: np.ndarray, transformer_p: np.ndarray) -> tuple[np.ndarray, str | None]:
-    """p_churn of the chosen model for `user_ids` at `cutoff`; (the Transformer's p, why) when it cannot run."""
+                       transformer_logit: np.ndarray, transformer_p: np.ndarray,
+                       cache: dict | None = None) -> tuple[np.ndarray, str | None]:
+    """p_churn of the chosen model for `user_ids` at `cutoff`; (the Transformer's p, why) when it cannot run.
+
+    `cache` (a dict the caller keeps) holds the baselines' scores per cutoff, horizon and events, so
+    the app's one-user calls (drill-down, predict_next) do not refit them on the whole shop each time.
+    """
     chosen = choice.get("chosen", TRANSFORMER)
     if chosen == TRANSFORMER:
         return transformer_p, None
     h = float(choice["horizon_days"])
     needed = [n for n in (choice["stack"]["models"] if chosen == STACK else [chosen]) if n != TRANSFORMER]
-    scores, failed = baseline_scores(events, cutoff, h, needed)
+    key = (str(pd.Timestamp(cutoff)), h, tuple(needed), len(events), str(events["ts"].min()), str(events["ts"].max()))
+    if cache is not None and key in cache:
+        scores, failed = cache[key]
+    else:
+        scores, failed = baseline_scores(events, cutoff, h, needed)
+        if cache is not None:
+            if len(cache) >= 8:  # a few horizons of one shop and cutoff: the app's case
+                cache.clear()
+            cache[key] = (scores, failed)
     if failed:
         why = f"{chosen} cannot run at {cutoff} ({'; '.join(failed.values())}): transformer used"
         log.warning(why)

@@ -179,6 +179,7 @@ class Predictor:
         self.horizons_days: tuple[int, ...] = tuple(config["train"]["horizons_days"])
         self.max_len: int = int(config["model"]["max_len"])
         self.last_info: dict = {}
+        self._churn_cache: dict = {}  # the chosen churn baseline's scores of the last shop and cutoff
         # The candidate blend chosen on the training's validation cutoff (rerank.py); None = softmax only.
         self.ranking: dict | None = config.get("ranking")
         self._item_ids = np.array(vocab.items, dtype=object)
@@ -280,7 +281,7 @@ class Predictor:
         self.last_info["churn_models"] = {}
         for j, choice in enumerate(choices[:len(self.horizons_days)]):
             p, why = apply_churn_choice(choice, events, cutoff, user_ids, -raw["buy_logits"][:, j].astype(float),
-                                        1.0 - raw["p_buy"][:, j])
+                                        1.0 - raw["p_buy"][:, j], cache=self._churn_cache)
             raw["p_buy"][:, j] = 1.0 - p
             self.last_info["churn_models"][self.horizons_days[j]] = why or choice.get("chosen")
         raw["p_buy"] = np.maximum.accumulate(raw["p_buy"], axis=1)  # P(buy within 7d) <= P(within 30d)
