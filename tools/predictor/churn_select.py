@@ -1,14 +1,16 @@
 """Which churn model the predictor ships, chosen on validation: the Transformer, a baseline, or a stack.
 
-    config["churn"] = select_churn_models(events, user_ids, val_cutoffs, buy, mask, buy_logits, horizons)
-    p_churn, why = apply_churn_choice(config["churn"]["horizons"][j], events, cutoff, user_ids, logit, p)
+    config["churn"], calibration["churn_baselines"] = select_churn_models(events, cutoff, user_ids, ...)
+    p_churn, why = apply_churn_choice(config["churn"]["horizons"][j], calibration["churn_baselines"][j],
+                                      events, cutoff, user_ids, logit, p)
 
 On real shops a small network can lose to logistic regression on RFM (Taobao 2 h: AUC 0.52 vs
 0.75, bench/results/predictor.md round 4), so the predictor never ships churn numbers worse than
 a baseline it could have used. For each horizon, on the validation windows the calibration
 already uses (the newest rolling cutoffs v, up to `MAX_WINDOWS`, whose window (v, v + H] ends
-inside the training past; never the test cutoff), the held-out users are scored by the Transformer, by every churn baseline of
-`baselines.py` (each fitted only on events at or before v, as always) and by a stack (logistic
+inside the training past; never the test cutoff), the held-out users are scored by the
+Transformer, by every churn baseline of `baselines.py` (each fitted only on events at or before
+v, as always) and by a stack (logistic
 regression on their logits, cross-fitted: no user is scored by a fit that saw its label). The
 best AUC wins; candidates within one standard error of it (paired bootstrap of the AUC
 difference) are ties, and ties go to the simpler model, then the better calibrated one
@@ -29,7 +31,8 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-from tools.predictor.baselines import CHURN_BASELINES
+from tools.predictor.baselines import CHURN_BASELINES, apply_churn_baseline, fit_churn_baseline
+from tools.predictor.metrics import expected_calibration_error
 
 log = logging.getLogger(__name__)
 TRANSFORMER = "transformer"
@@ -57,18 +60,13 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 
 
 def _auc(y: np.ndarray, score: np.ndarray) -> float:
-    """ROC-AUC by mid-ranks (Mann-Whitney); NaN with one class."""
+    """ROC-AUC by mid-ranks (metrics.roc_auc's value, cheaper inside the bootstrap); NaN with one class."""
     n_pos = int(y.sum())
     n_neg = len(y) - n_pos
     if n_pos == 0 or n_neg == 0:
         return float("nan")
     ranks = pd.Series(score).rank(method="average").to_numpy()
     return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def _ece(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
-    idx = np.minimum((p * bins).astype(int), bins - 1)
-    return float(np.abs(np.bincount(idx, y, bins) - np.bincount(idx, p, bins)).sum() / max(len(y), 1))
 
 
 def _folds(n: int) -> np.ndarray:
@@ -207,7 +205,7 @@ def _choose(logits: dict[str, np.ndarray], y: np.ndarray) -> dict:
     for n in scores:
         se = 0.0 if n == best else _paired_se(y, scores[best], scores[n])
         table[n] = {"auc": round(auc[n], 4), "se_vs_best": round(se, 4),
-                    "ece": round(_ece(y, probs[n]), 4) if n in probs else None,
+                    "ece": round(expected_calibration_error(y, probs[n]), 4) if n in probs else None,
                     "tie": bool(auc[best] - auc[n] <= se)}
     ties = [n for n in table if table[n]["tie"]]
     chosen = min(ties, key=lambda n: (SIMPLICITY.index(n), table[n]["ece"] or 0.0))
@@ -319,55 +317,68 @@ def _fallback(out: dict, events: pd.DataFrame, horizon_days: float, windows: lis
     return out
 
 
-def apply_churn_choice(choice: dict, events: pd.DataFrame, cutoff: datetime, user_ids: np.ndarray,
-                       transformer_logit: np.ndarray, transformer_p: np.ndarray,
-                       cache: dict | None = None) -> tuple[np.ndarray, str | None]:
+def apply_churn_choice(choice: dict, fitted: dict, events: pd.DataFrame, cutoff: datetime, user_ids: np.ndarray,
+                       transformer_logit: np.ndarray, transformer_p: np.ndarray) -> tuple[np.ndarray, str | None]:
     """p_churn of the chosen model for `user_ids` at `cutoff`; (the Transformer's p, why) when it cannot run.
 
-    `cache` (a dict the caller keeps) holds the baselines' scores per cutoff, horizon and events, so
-    the app's one-user calls (drill-down, predict_next) do not refit them on the whole shop each time.
+    `fitted`: the baselines' parameters fitted at the training cutoff (calibration.json `churn_baselines`),
+    applied to per-user features, so one user's own events are enough (the app's trend and drill-down).
     """
     chosen = choice.get("chosen", TRANSFORMER)
     if chosen == TRANSFORMER:
         return transformer_p, None
-    h = float(choice["horizon_days"])
     needed = [n for n in (choice["stack"]["models"] if chosen == STACK else [chosen]) if n != TRANSFORMER]
-    key = (str(pd.Timestamp(cutoff)), h, tuple(needed), len(events), str(events["ts"].min()), str(events["ts"].max()))
-    if cache is not None and key in cache:
-        scores, failed = cache[key]
-    else:
-        scores, failed = baseline_scores(events, cutoff, h, needed)
-        if cache is not None:
-            if len(cache) >= 8:  # a few horizons of one shop and cutoff: the app's case
-                cache.clear()
-            cache[key] = (scores, failed)
-    if failed:
-        why = f"{chosen} cannot run at {cutoff} ({'; '.join(failed.values())}): transformer used"
+    missing = [n for n in needed if n not in (fitted or {})]
+    if missing:
+        why = f"{chosen} was chosen but {missing} have no fitted parameters in the checkpoint: transformer used"
         log.warning(why)
         return transformer_p, why
+    if "amount" not in events.columns:
+        events = events.assign(amount=np.nan)
     logits = {TRANSFORMER: np.asarray(transformer_logit, dtype=float)}
-    for n, s in scores.items():
-        logits[n] = _logit(s.reindex(user_ids).fillna(s.mean()).to_numpy())
+    for n in needed:
+        p = apply_churn_baseline(fitted[n], events[events["ts"] <= cutoff], cutoff).set_index("user_id")["p_churn"]
+        logits[n] = _logit(p.reindex(user_ids).fillna(p.mean()).to_numpy())
     if chosen == STACK:
-        z = _stack_logit(np.stack([logits[n] for n in choice["stack"]["models"]], axis=1), choice["stack"])
-    else:
-        z = logits[chosen]
-    if chosen == STACK:
-        return _sigmoid(z), None
+        return _sigmoid(_stack_logit(np.stack([logits[n] for n in choice["stack"]["models"]], axis=1),
+                                     choice["stack"])), None
+    z = logits[chosen]
     return (_platt_apply(z, choice["platt"]) if choice.get("platt") else _sigmoid(z)), None
 
 
-def select_churn_models(events: pd.DataFrame, user_ids: np.ndarray, val_cutoffs: np.ndarray, buy: np.ndarray,
-                        mask: np.ndarray, buy_logits: np.ndarray, horizons_days) -> dict:
+def fit_chosen_baselines(choice: dict, events: pd.DataFrame, cutoff: datetime) -> dict:
+    """Parameters of the baselines the choice needs, fitted at the training cutoff as the bench fits them there."""
+    chosen = choice.get("chosen", TRANSFORMER)
+    needed = [n for n in (choice["stack"]["models"] if chosen == STACK else [chosen]) if n not in (TRANSFORMER,)]
+    if "amount" not in events.columns:
+        events = events.assign(amount=np.nan)
+    out = {}
+    for n in needed:
+        try:
+            out[n] = fit_churn_baseline(n, events, cutoff, float(choice["horizon_days"]))
+        except (ValueError, RuntimeError) as exc:
+            choice["reason"] += f"; but {n} cannot be fitted at the training cutoff ({exc}): transformer kept"
+            choice["chosen"] = TRANSFORMER
+            return {}
+    return out
+
+
+def select_churn_models(events: pd.DataFrame, cutoff: datetime, user_ids: np.ndarray, val_cutoffs: np.ndarray,
+                        buy: np.ndarray, mask: np.ndarray, buy_logits: np.ndarray, horizons_days) -> tuple[dict, list]:
     """The choice for every horizon, from the held-out examples of a training run (config.yaml `churn`).
 
     Args:
         events: canonical events at or before the training cutoff.
+        cutoff: the training cutoff (where a chosen baseline is fitted for scoring).
         user_ids: (n,) id of each held-out example's user.
         val_cutoffs: (n,) its cutoff in seconds.
         buy, mask: (n, H) labels and which windows are labelled.
         buy_logits: (n, H) the Transformer's raw logits of a buy within each horizon.
         horizons_days: the H horizons.
+
+    Returns:
+        ({"horizons": [choice per horizon]} for config.yaml, [fitted baseline parameters per horizon] for
+        calibration.json).
     """
     out = []
     for j, h in enumerate(horizons_days):
@@ -381,10 +392,11 @@ def select_churn_models(events: pd.DataFrame, user_ids: np.ndarray, val_cutoffs:
             windows.append({"cutoff": pd.Timestamp(int(c), unit="s").to_pydatetime(), "user_ids": user_ids[rows],
                             "churn": 1 - buy[rows, j].astype(np.int64),
                             "transformer_logit": -buy_logits[rows, j].astype(float)})
-        choice = select_for_horizon(events, float(h), windows)
-        log.info("churn %sd: %s", h, choice["reason"])
-        out.append(choice)
-    return {"horizons": out}
+        out.append(select_for_horizon(events, float(h), windows))
+    fitted = [fit_chosen_baselines(choice, events, cutoff) for choice in out]
+    for choice in out:
+        log.info("churn %sd: %s", choice["horizon_days"], choice["reason"])
+    return {"horizons": out}, fitted
 
 
 def _no_held_out_users(events: pd.DataFrame, horizon_days: float) -> dict:

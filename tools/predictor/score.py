@@ -179,7 +179,6 @@ class Predictor:
         self.horizons_days: tuple[int, ...] = tuple(config["train"]["horizons_days"])
         self.max_len: int = int(config["model"]["max_len"])
         self.last_info: dict = {}
-        self._churn_cache: dict = {}  # the chosen churn baseline's scores of the last shop and cutoff
         # The candidate blend chosen on the training's validation cutoff (rerank.py); None = softmax only.
         self.ranking: dict | None = config.get("ranking")
         self._item_ids = np.array(vocab.items, dtype=object)
@@ -265,8 +264,8 @@ class Predictor:
         for j, h in enumerate(self.horizons_days):
             frames.append(pd.DataFrame({
                 "user_id": user_ids, "horizon_days": h, "p_churn": 1.0 - raw["p_buy"][:, j], "p_buy": raw["p_buy"][:, j],
-                "p_cart": raw["p_cart"][:, j], "p_churn_network": p_churn_network[:, j], "top_items": items, "top_categories": cats,
-                "top_item_probs": item_p, "top_category_probs": cat_p, "next_behavior": behaviors}))
+                "p_cart": raw["p_cart"][:, j], "p_churn_network": p_churn_network[:, j], "top_items": items,
+                "top_categories": cats, "top_item_probs": item_p, "top_category_probs": cat_p, "next_behavior": behaviors}))
         return pd.concat(frames, ignore_index=True)
 
     def _ship_chosen_churn(self, raw: dict, events: pd.DataFrame, cutoff, user_ids: np.ndarray) -> None:
@@ -280,8 +279,9 @@ class Predictor:
         events = validate_events(events)
         self.last_info["churn_models"] = {}
         for j, choice in enumerate(choices[:len(self.horizons_days)]):
-            p, why = apply_churn_choice(choice, events, cutoff, user_ids, -raw["buy_logits"][:, j].astype(float),
-                                        1.0 - raw["p_buy"][:, j], cache=self._churn_cache)
+            fitted = (self.calibration.get("churn_baselines") or [{}] * len(choices))[j]
+            p, why = apply_churn_choice(choice, fitted, events, cutoff, user_ids,
+                                        -raw["buy_logits"][:, j].astype(float), 1.0 - raw["p_buy"][:, j])
             raw["p_buy"][:, j] = 1.0 - p
             self.last_info["churn_models"][self.horizons_days[j]] = why or choice.get("chosen")
         raw["p_buy"] = np.maximum.accumulate(raw["p_buy"], axis=1)  # P(buy within 7d) <= P(within 30d)

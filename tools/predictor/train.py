@@ -304,8 +304,9 @@ def train_predictor(events: pd.DataFrame, cutoff: datetime, config: TrainConfig,
     calibration = fit_calibration(raw_model, arrays, val, config, label_end, device, train=train)
     t_churn = time.perf_counter()
     val_logits = predict_examples(raw_model, arrays, val, config.max_len, device, top_k=0)["buy_logits"]
-    churn = select_churn_models(_past_events(events, cutoff_s), arrays.user_ids[val.user_rows], val.cutoffs,
-                                val.buy, val.mask, val_logits, config.horizons_days)
+    churn, calibration["churn_baselines"] = select_churn_models(
+        _past_events(events, cutoff_s), pd.Timestamp(cutoff_s, unit="s").to_pydatetime(),
+        arrays.user_ids[val.user_rows], val.cutoffs, val.buy, val.mask, val_logits, config.horizons_days)
     churn["seconds"] = round(time.perf_counter() - t_churn, 1)
     t_rank = time.perf_counter()
     ranking = fit_ranking(
