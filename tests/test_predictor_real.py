@@ -10,6 +10,8 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from assistant.cli import main as shopsight
@@ -126,3 +128,75 @@ def test_cli_runs_your_own_cutoff_and_horizon(tmp_path, capsys):
     with pytest.raises(SystemExit, match="past the last timestamp"):
         shopsight(["bench", "run", "--data", str(SLICE), "--format", "taobao", "--cutoff", "2017-11-26T03:00:00",
                    "--horizon", "1h", "--out", str(tmp_path / "b2"), "--models", "recency", "--quiet"])
+
+
+# ---- churn: the shipped model is chosen on validation (tools/predictor/churn_select.py) ----------------------
+def _auc(y, p) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y, p))
+
+
+def test_shipped_churn_is_not_worse_than_the_best_baseline_on_validation(events, trained):
+    """On the validation windows inside the training past, recomputed here from the events: the churn
+    probability the app ships (score_users -> scores table) ranks at least as well as every baseline,
+    give or take the one standard error within which the simpler model is kept."""
+    from tools.predictor.baselines import CHURN_BASELINES
+    from tools.predictor.train import _val_users
+
+    predictor, _ = trained
+    cfg = predictor.config["train"]
+    for choice in predictor.config["churn"]["horizons"]:
+        h = choice["horizon_days"]
+        ours, theirs, truth = [], {name: [] for name in CHURN_BASELINES}, []
+        for cutoff in choice["cutoffs"]:
+            v = datetime.fromisoformat(cutoff)
+            assert v + pd.Timedelta(days=h) <= CUTOFF  # inside the training past, never the test window
+            past = events[events["ts"] <= v].reset_index(drop=True)
+            users = past["user_id"].drop_duplicates()
+            if choice["scored_on"] == "held-out users":
+                users = users[_val_users(users.to_numpy(), cfg["val_fraction"], cfg["seed"])]
+            later = events[(events["ts"] > v) & (events["ts"] <= v + pd.Timedelta(days=h))]
+            bought = set(later.loc[later["behavior"] == "buy", "user_id"])
+            truth += [int(u not in bought) for u in users]
+            shipped = predictor.score_users(past, v, users=list(users)).query("horizon_days == @h")
+            ours += list(shipped.set_index("user_id")["p_churn"].reindex(users))
+            for name, fn in CHURN_BASELINES.items():
+                theirs[name] += list(fn(past, v, h).set_index("user_id")["p_churn"].reindex(users))
+        best = max(_auc(truth, p) for p in theirs.values())
+        tolerance = choice["candidates"][choice["chosen"]]["se_vs_best"] + 0.01
+        assert 0 < sum(truth) < len(truth)
+        assert _auc(truth, ours) >= best - tolerance, (choice["reason"], _auc(truth, ours), best)
+        assert abs(np.mean(ours) - np.mean(truth)) < 0.02  # calibrated on these windows: right on average
+        assert choice["chosen"] in choice["reason"]
+
+
+def test_twenty_users_fall_back_to_the_best_baseline_with_the_reason_in_the_bench_table(tmp_path):
+    from tools.predictor.bench import run_benchmark
+    from tools.predictor.bench_files import read_churn
+    from tools.predictor.bench_score import score_directory
+
+    lines = SLICE.read_text().splitlines()
+    buyers = sorted({ln.split(",")[0] for ln in lines if ln.split(",")[3] == "buy"})[:20]
+    tiny_shop = tmp_path / "twenty_users.csv"
+    tiny_shop.write_text("\n".join(ln for ln in lines if ln.split(",")[0] in set(buyers)) + "\n")
+    out = tmp_path / "bench"
+    run_benchmark(None, tiny_shop, out, models=["transformer", "recency"], transformer_config=TINY, fmt="taobao",
+                  cutoffs=[CUTOFF], horizons_days=[HORIZON], progress=False, say=lambda _: None)
+    table = score_directory(out)
+    note = next(line for line in table.splitlines() if line.startswith("- transformer churn 30m"))
+    assert "the transformer cannot be shown to learn churn" in note and "fallback to" in note, note
+    shipped = read_churn(out / "transformer" / file_name("churn", HORIZON, CUTOFF))
+    network = read_churn(out / "transformer_network" / file_name("churn", HORIZON, CUTOFF))
+    assert len(shipped) == len(network) > 0
+    assert not np.allclose(shipped["p_churn"], network["p_churn"])  # the baseline ships, not the network
+
+
+def test_the_shipped_churn_keeps_the_ranking_and_the_horizon_order(trained):
+    predictor, scores = trained
+    wide = scores.pivot(index="user_id", columns="horizon_days", values="p_churn")
+    assert (wide.iloc[:, 0] >= wide.iloc[:, 1] - 1e-12).all()  # churn within 15 min >= within 30 min
+    assert (scores["p_churn"] == 1 - scores["p_buy"]).all()
+    for choice in predictor.config["churn"]["horizons"]:
+        if choice.get("platt"):
+            assert choice["platt"]["a"] > 0  # a calibration map must not reverse the ranking it was chosen for

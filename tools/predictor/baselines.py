@@ -227,3 +227,52 @@ CHURN_BASELINES: dict[str, Callable[[pd.DataFrame, datetime, int], pd.DataFrame]
     "lightgbm": lightgbm_baseline,
     "bgnbd": bgnbd_baseline,
 }
+
+
+# ---------------------------------------------------------------- fitted once, applied at any cutoff
+# The predictor ships a baseline chosen on validation (churn_select.py); the app then scores one
+# user's own events at a time (workspace trend, drill-down), too few to refit on. So the baseline is
+# fitted once at the training cutoff on every user and its parameters travel in calibration.json.
+
+_DESIGNS = {"recency": _recency_design, "logreg_rfm": _rfm_design, "lightgbm": lambda f: f.astype(float)}
+
+
+def fit_churn_baseline(name: str, events: pd.DataFrame, cutoff: datetime, horizon_days: float) -> dict:
+    """JSON-able parameters of baseline `name` fitted as `CHURN_BASELINES[name]` fits it at `cutoff`."""
+    if name == "bgnbd":
+        return {"name": name, "horizon_days": horizon_days, **fit_bgnbd(bgnbd_summary(events, cutoff))}
+    past = _past(events, cutoff)
+    train_cut = cutoff - timedelta(days=horizon_days)
+    if not (past["ts"] <= train_cut).any():
+        raise ValueError(f"cannot fit {name} at {train_cut}: no events before it")
+    train = features(past, train_cut)
+    y = _labels(past, train_cut, cutoff, train.index)
+    if len(np.unique(y)) < 2:
+        raise ValueError(f"cannot fit {name} at {train_cut}: every user has the same label")
+    X = _DESIGNS[name](train)
+    if name == "lightgbm":
+        model = _lightgbm().fit(X, y)
+        return {"name": name, "columns": list(X.columns), "booster": model.booster_.model_to_string()}
+    model = _logistic().fit(X, y)
+    scaler, lr = model.steps[0][1], model.steps[1][1]
+    return {"name": name, "columns": list(X.columns), "mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist(),
+            "coef": lr.coef_[0].tolist(), "intercept": float(lr.intercept_[0])}
+
+
+def apply_churn_baseline(fitted: dict, events: pd.DataFrame, cutoff: datetime) -> pd.DataFrame:
+    """[user_id, p_churn] at `cutoff` from `fit_churn_baseline`'s parameters; per-user features only."""
+    name = fitted["name"]
+    if name == "bgnbd":
+        summary = bgnbd_summary(events, cutoff)
+        p = bgnbd_p_no_purchase(fitted, summary, fitted["horizon_days"])
+        return pd.DataFrame({"user_id": summary.index.to_numpy(), "p_churn": p})
+    now = features(events, cutoff)
+    X = _DESIGNS[name](now)[fitted["columns"]]
+    if name == "lightgbm":
+        import lightgbm as lgb
+
+        p = lgb.Booster(model_str=fitted["booster"]).predict(X.to_numpy(dtype=float), num_threads=1)
+    else:
+        z = ((X.to_numpy(dtype=float) - np.array(fitted["mean"])) / np.array(fitted["scale"])) @ np.array(fitted["coef"])
+        p = 1.0 / (1.0 + np.exp(-(z + fitted["intercept"])))
+    return pd.DataFrame({"user_id": now.index.to_numpy(), "p_churn": np.clip(p, 0.0, 1.0)})

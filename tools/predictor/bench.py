@@ -33,6 +33,7 @@ from tools.predictor.bench_score import score_directory  # noqa: F401  (the cont
 
 MANIFEST = "benchmark.yaml"
 TRANSFORMER = "transformer"
+TRANSFORMER_NETWORK = "transformer_network"  # written by the transformer run, not a model of its own
 ORACLE = "oracle"
 MODELS = (*CHURN_BASELINES, *RANKING_BASELINES, TRANSFORMER, ORACLE)
 
@@ -146,10 +147,14 @@ class _Runner:
             predictor = train_predictor(past, c, cfg, folder, progress=self.progress, resume=self.resume)
             if c in self.data.cutoffs:
                 notes += _ranking_notes(predictor.config.get("ranking") or {}, c, self.rank_tasks)
+                notes += _churn_notes(predictor.config.get("churn") or {}, c)
             scores = predictor.score_users(past, c)
             for h in self.data.horizons_days:
                 part = scores[scores["horizon_days"] == h]
                 write_churn(self.out_dir, TRANSFORMER, h, c, part[["user_id", "p_churn"]])
+                # The network's own churn probability beside the shipped one (they differ when a baseline won).
+                network = part[["user_id", "p_churn_network"]].rename(columns={"p_churn_network": "p_churn"})
+                write_churn(self.out_dir, TRANSFORMER_NETWORK, h, c, network)
                 if c in self.data.cutoffs:
                     for task in self.rank_tasks:
                         source = "top_items" if task == "next_item" else "top_categories"
@@ -173,6 +178,12 @@ def _ranking_notes(ranking: dict, cutoff: datetime, tasks: list[str]) -> list[st
             out.append(f"transformer {task} at {cutoff_tag(cutoff)}: {ranking[key]['reason']} "
                        f"(n={ranking[key].get('n_targets')})")
     return out
+
+
+def _churn_notes(churn: dict, cutoff: datetime) -> list[str]:
+    """One line per horizon: which churn model the transformer column ships, chosen on its validation cutoff."""
+    return [f"transformer churn {_tag(c['horizon_days'])} at {cutoff_tag(cutoff)}: {c['reason']}"
+            for c in churn.get("horizons", [])]
 
 
 def applicable_models(data: BenchData) -> list[str]:

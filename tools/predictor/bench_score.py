@@ -24,8 +24,8 @@ from tools.predictor.metrics import (best_f1_threshold, churn_metrics, ranking_m
 
 MANIFEST = "benchmark.yaml"
 # Preferred column order; any other model follows alphabetically.
-MODEL_ORDER = ("oracle", "transformer", "llm_lora", "llm_base", "logreg_rfm", "lightgbm", "bgnbd", "recency",
-               "repeat_recency", "markov", "popularity")
+MODEL_ORDER = ("oracle", "transformer", "transformer_network", "llm_lora", "llm_base", "logreg_rfm", "lightgbm",
+               "bgnbd", "recency", "repeat_recency", "markov", "popularity")
 CHURN_ROWS = (("auc", "ROC-AUC"), ("ap", "AP (churn)"), ("brier", "Brier"), ("ece", "ECE"),
               ("accuracy", "accuracy @F1-thr"), ("recall", "recall @F1-thr"), ("f1", "F1 @F1-thr"),
               ("threshold", "F1 threshold (val)"), ("base_rate", "base rate"), ("n", "n users"),

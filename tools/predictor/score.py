@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from tools.predictor.candidates import N_SOFTMAX, RankStats
 from tools.predictor.checkpoint import load_checkpoint
+from tools.predictor.churn_select import TRANSFORMER, apply_churn_choice
 from tools.predictor.data import (N_RESERVED, EventArrays, Examples, PredictorError, collate, cutoff_seconds,
                                   examples_at, length_batches, prepare_events, to_seconds, validate_events)
 from tools.predictor.rerank import FIELDS, rank_with_blend
@@ -242,12 +243,15 @@ class Predictor:
         """Scores for every user with events at or before `cutoff` (or the given `users`).
 
         Returns one row per user and horizon: user_id, horizon_days, p_churn, p_buy, p_cart,
-        top_items, top_categories (space-separated ids, best first), top_item_probs,
+        (p_churn is the churn model chosen on validation, config.yaml `churn`; p_churn_network the
+        Transformer's own), top_items, top_categories (space-separated ids, best first), top_item_probs,
         top_category_probs (space-separated, same order), next_behavior (most likely).
         """
         arrays, ex, _ = self.prepare(events, cutoff, users)
         blend = bool(self.ranking and top_k)
         raw = self.predict_raw(arrays, ex, top_k=max(top_k, N_SOFTMAX) if blend else top_k, progress=progress)
+        p_churn_network = 1.0 - raw["p_buy"]
+        self._ship_chosen_churn(raw, events, cutoff, arrays.user_ids[ex.user_rows])
         if blend:
             self._rerank(raw, events, cutoff, arrays, ex, users, top_k)
         user_ids = arrays.user_ids[ex.user_rows]
@@ -260,9 +264,27 @@ class Predictor:
         for j, h in enumerate(self.horizons_days):
             frames.append(pd.DataFrame({
                 "user_id": user_ids, "horizon_days": h, "p_churn": 1.0 - raw["p_buy"][:, j], "p_buy": raw["p_buy"][:, j],
-                "p_cart": raw["p_cart"][:, j], "top_items": items, "top_categories": cats,
-                "top_item_probs": item_p, "top_category_probs": cat_p, "next_behavior": behaviors}))
+                "p_cart": raw["p_cart"][:, j], "p_churn_network": p_churn_network[:, j], "top_items": items,
+                "top_categories": cats, "top_item_probs": item_p, "top_category_probs": cat_p, "next_behavior": behaviors}))
         return pd.concat(frames, ignore_index=True)
+
+    def _ship_chosen_churn(self, raw: dict, events: pd.DataFrame, cutoff, user_ids: np.ndarray) -> None:
+        """Replace `p_buy` by 1 - p_churn of the churn model chosen on validation (config.yaml `churn`).
+
+        The network's own churn probability stays in the `p_churn_network` column.
+        """
+        choices = (self.config.get("churn") or {}).get("horizons") or []
+        if not any(c.get("chosen", TRANSFORMER) != TRANSFORMER for c in choices):
+            return
+        events = validate_events(events)
+        self.last_info["churn_models"] = {}
+        for j, choice in enumerate(choices[:len(self.horizons_days)]):
+            fitted = (self.calibration.get("churn_baselines") or [{}] * len(choices))[j]
+            p, why = apply_churn_choice(choice, fitted, events, cutoff, user_ids,
+                                        -raw["buy_logits"][:, j].astype(float), 1.0 - raw["p_buy"][:, j])
+            raw["p_buy"][:, j] = 1.0 - p
+            self.last_info["churn_models"][self.horizons_days[j]] = why or choice.get("chosen")
+        raw["p_buy"] = np.maximum.accumulate(raw["p_buy"], axis=1)  # P(buy within 7d) <= P(within 30d)
 
     def _rerank(self, raw: dict, events: pd.DataFrame, cutoff, arrays: EventArrays, ex: Examples, users,
                  top_k: int) -> None:

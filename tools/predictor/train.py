@@ -28,6 +28,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from tools.predictor import checkpoint as ckpt
+from tools.predictor.churn_select import select_churn_models
 from tools.predictor.data import (DAY, FEATURE_NAMES, EventArrays, Examples, PredictorError, build_vocab,
                                   collate, cutoff_seconds, length_batches, normalize_horizon, prepare_events, to_seconds, training_examples,
                                   validate_events)
@@ -301,6 +302,12 @@ def train_predictor(events: pd.DataFrame, cutoff: datetime, config: TrainConfig,
     raw_model.load_state_dict(ckpt.load_weights(out_dir / "best.safetensors"))
     raw_model.eval()
     calibration = fit_calibration(raw_model, arrays, val, config, label_end, device, train=train)
+    t_churn = time.perf_counter()
+    val_logits = predict_examples(raw_model, arrays, val, config.max_len, device, top_k=0)["buy_logits"]
+    churn, calibration["churn_baselines"] = select_churn_models(
+        _past_events(events, cutoff_s), pd.Timestamp(cutoff_s, unit="s").to_pydatetime(),
+        arrays.user_ids[val.user_rows], val.cutoffs, val.buy, val.mask, val_logits, config.horizons_days)
+    churn["seconds"] = round(time.perf_counter() - t_churn, 1)
     t_rank = time.perf_counter()
     ranking = fit_ranking(
         lambda a, ex, k: predict_examples(raw_model, a, ex, config.max_len, device, top_k=k), arrays, vocab,
@@ -318,11 +325,17 @@ def train_predictor(events: pd.DataFrame, cutoff: datetime, config: TrainConfig,
                      "device": str(device), "processes": acc.num_processes,
                      "parameters": raw_model.num_parameters()},
         "ranking": ranking,
+        "churn": churn,  # which churn model ships per horizon, and why (tools/predictor/churn_select.py)
     }
     if acc.is_main_process:
         ckpt.save_checkpoint(out_dir, raw_model, vocab, calibration, meta)
     acc.wait_for_everyone()
     return Predictor.load(out_dir, device=str(device))
+
+
+def _past_events(events: pd.DataFrame, cutoff_s: int) -> pd.DataFrame:
+    events = validate_events(events)
+    return events[to_seconds(events["ts"]) <= cutoff_s].reset_index(drop=True)
 
 
 def load_config_yaml(path: Path) -> dict:
