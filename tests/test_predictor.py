@@ -353,7 +353,7 @@ def test_same_code_on_cuda(shop, tmp_path):
     assert np.allclose(a["p_churn"], b["p_churn"], atol=1e-4)
 
 
-def test_churn_choice_takes_the_best_and_breaks_ties_toward_the_simpler():
+def test_churn_choice_takes_the_best_and_breaks_ties_toward_the_network_then_the_simpler():
     """The rule of tools/predictor/churn_select.py on labels and logits made here (2,000 users)."""
     from tools.predictor.churn_select import _choose, fit_platt
 
@@ -364,8 +364,11 @@ def test_churn_choice_takes_the_best_and_breaks_ties_toward_the_simpler():
     clear = _choose({"transformer": noise, "logreg_rfm": signal, "recency": 0.3 * signal + noise}, y)
     assert clear["chosen"] == "logreg_rfm" and clear["candidates"]["transformer"]["auc"] < 0.55
     assert not clear["candidates"]["transformer"]["tie"]
-    # Equal rankings: a tie, and the simpler model ships.
+    # Equal rankings: a tie the network is part of, and the network ships (the shop trained it) ...
     tied = _choose({"transformer": signal + 1e-9 * noise, "lightgbm": signal, "recency": 2 * signal}, y)
-    assert tied["chosen"] == "recency" and tied["candidates"]["transformer"]["tie"]
+    assert tied["chosen"] == "transformer" and tied["candidates"]["transformer"]["tie"]
+    # ... a tie among baselines the network lost to goes to the simpler one.
+    lost = _choose({"transformer": noise, "lightgbm": signal, "recency": 2 * signal}, y)
+    assert lost["chosen"] == "recency" and not lost["candidates"]["transformer"]["tie"]
     # A calibration map never reverses the ranking it was chosen for.
     assert fit_platt(-signal, y)["a"] > 0
