@@ -200,3 +200,26 @@ def test_the_shipped_churn_keeps_the_ranking_and_the_horizon_order(trained):
     for choice in predictor.config["churn"]["horizons"]:
         if choice.get("platt"):
             assert choice["platt"]["a"] > 0  # a calibration map must not reverse the ranking it was chosen for
+
+
+def test_explain_user_shows_the_shipped_churn_probability_when_a_baseline_ships(events, trained):
+    """at_risk_users reads the scores (the chosen model); explain_user's drivers are the network's.
+    Where validation chose a baseline (the network loses on 2 hours of Taobao), explain_user gives
+    the shipped probability, the network's beside it, and says which model it comes from."""
+    from tools.catalog.context import ToolContext
+    from tools.catalog.users import _shipped_churn
+
+    predictor, scores = trained
+    ctx = ToolContext(store=None, predictor=predictor, cutoff=CUTOFF)
+    past = events[events["ts"] <= CUTOFF]
+    user = str(scores["user_id"].iloc[0])
+    chosen = [c["chosen"] for c in predictor.config["churn"]["horizons"]]
+    assert any(c != "transformer" for c in chosen), chosen  # else this test proves nothing
+    for h, model in zip(predictor.horizons_days, chosen):
+        out = _shipped_churn(ctx, past[past["user_id"] == user], user, h, 0.5)
+        if model == "transformer":
+            assert out == {}
+            continue
+        table = scores[(scores["user_id"].astype(str) == user) & (scores["horizon_days"] == h)]["p_churn"]
+        assert out["churn_model"] == model and out["p_churn_network"] == 0.5
+        assert out["p_churn"] == pytest.approx(float(table.iloc[0]), abs=2e-3)

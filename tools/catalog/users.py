@@ -192,7 +192,29 @@ def explain_user(ctx: ToolContext, user_id: str, horizon_days: int = 7) -> dict:
     return {"user_id": user_id, "horizon_days": horizon_days, "as_of": ctx.cutoff,
             "p_churn": _r(exp.get("p_churn")), "drivers": list(exp.get("drivers") or [])[:6], "facts": facts,
             "lifecycle": _lifecycle_of(ctx, user_id, horizon_days), "model_version": str(ctx.predictor.version),
-            **_explanation_notes(exp)}
+            **_explanation_notes(exp), **_shipped_churn(ctx, events[events["user_id"] == user_id], user_id,
+                                                        horizon_days, exp.get("p_churn"))}
+
+
+def _shipped_churn(ctx: ToolContext, user_events: pd.DataFrame, user_id: str, horizon_days: int,
+                   p_network) -> dict:
+    """When validation chose a baseline over the network for this horizon (config.yaml `churn`), the
+    probability at_risk_users shows is that baseline's: say so, so that the two tools agree. The
+    drivers are occlusions of the network and keep its probability (`p_churn_network`)."""
+    choices = (ctx.predictor.config.get("churn") or {}).get("horizons") or []
+    horizons = list(ctx.predictor.horizons_days)
+    if horizon_days not in horizons or horizons.index(horizon_days) >= len(choices):
+        return {}
+    chosen = choices[horizons.index(horizon_days)].get("chosen", "transformer")
+    if chosen == "transformer":
+        return {}
+    scored = ctx.predictor.score_users(user_events, ctx.cutoff)
+    row = scored[(scored["user_id"].astype(str) == user_id) & (scored["horizon_days"] == horizon_days)]
+    if row.empty:
+        return {}
+    return {"p_churn": _r(row["p_churn"].iloc[0]), "p_churn_network": _r(p_network), "churn_model": chosen,
+            "drivers_note": f"the churn probability comes from {chosen}, which predicted churn better than the "
+                            f"network on validation; the drivers show what moves the network's own estimate"}
 
 
 def _explanation_notes(exp: dict) -> dict:
