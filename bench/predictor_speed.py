@@ -117,7 +117,7 @@ def bench_train(cdnow: Path, workdir: Path) -> dict:
             "parameters": record["parameters"]}
 
 
-def profile_demo_training(batches: int = 30) -> dict:
+def profile_demo_training(batches: int = 30, overrides: dict | None = None) -> dict:
     """Where demo training time goes (#17): data building vs forward vs backward, CPU seconds of this process.
 
     CPU seconds (`time.process_time`) are what the job itself used, so they stay meaningful when
@@ -135,7 +135,7 @@ def profile_demo_training(batches: int = 30) -> dict:
     torch.set_num_threads(1)  # the recipe's num_threads
     events = generate_shop(n_users=5000, seed=0, progress=False).events
     raw = yaml.safe_load((ROOT / "finetune/configs/predictor_demo.yaml").read_text())
-    cfg = TrainConfig.from_dict(raw)
+    cfg = TrainConfig.from_dict({**raw, **(overrides or {})})
     cpu, wall = time.process_time(), time.perf_counter()
     vocab, arrays, train, _, _, label_end = build_datasets(events, DEMO_CUTOFFS[0], cfg)
     out = {"build_datasets_cpu_s": round(time.process_time() - cpu, 2),
@@ -267,7 +267,7 @@ def main() -> None:
     parser.add_argument("--generate", action="store_true", help="generate all users instead of replicating 5,000")
     parser.add_argument("--cdnow", type=Path, default=ROOT / ".cache/datasets/CDNOW_master.txt")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="demo-train: override a recipe field (TrainConfig), e.g. --set epochs=3")
+                        help="demo-train, demo-profile: override a recipe field (TrainConfig), e.g. --set epochs=3")
     args = parser.parse_args()
     load = os.getloadavg()
     if args.part == "demo-train":
@@ -283,7 +283,7 @@ def main() -> None:
         return
     if args.part == "demo-profile":
         print("| demo training, cutoff 2026-04-01 (predictor_demo.yaml) | value |\n|---|---|")
-        for k, v in profile_demo_training().items():
+        for k, v in profile_demo_training(overrides=_parse_overrides(args.set)).items():
             print(f"| {k} | {v} |")
         print(f"\nload average at start: {load[0]:.1f} (2 cores)")
         return
