@@ -175,7 +175,7 @@ class BehaviorTransformer(nn.Module):
         valid = (dist >= 0) & (hist != PAD)
         w = table[beh[b_idx], dist.clamp(0, self.cfg.copy_buckets - 1)] * valid
         w = w * F.softplus(self.copy_gate(h)[:, kind])[:, None]
-        return logits.scatter_add(1, hist, w)
+        return logits.scatter_add_(1, hist, w)  # in place: no copy of the (N, V) logits (addmm keeps no output)
 
     # ---- training --------------------------------------------------------------------------
     def forward(self, b: dict[str, torch.Tensor], weights: dict[str, float] | None = None) -> dict[str, torch.Tensor]:
