@@ -1,9 +1,11 @@
-"""Speed and memory of the behavior Transformer: training on CDNOW, scoring 100,000 demo users.
+"""Speed and memory of the behavior Transformer: training on CDNOW and the demo shop, scoring 100,000 demo users.
 
     .venv/bin/python bench/predictor_speed.py                       # both parts, default sizes
     .venv/bin/python bench/predictor_speed.py --part score --users 100000 --threads 2
     .venv/bin/python bench/predictor_speed.py --part train --cdnow .cache/datasets/CDNOW_master.txt
     .venv/bin/python bench/predictor_speed.py --part demo-profile   # data building vs forward vs backward
+    .venv/bin/python bench/predictor_speed.py --part demo-train     # `make run`'s training, timed per phase
+    .venv/bin/python bench/predictor_speed.py --part demo-train --set epochs=3 --set item_loss_positions=4
 
 Scoring: a 5,000-user demo shop (tools/data/synth.py) is replicated with renamed users up to
 `--users` (generating 100,000 users directly works too, `--generate`, but takes minutes), a small
@@ -115,7 +117,7 @@ def bench_train(cdnow: Path, workdir: Path) -> dict:
             "parameters": record["parameters"]}
 
 
-def profile_demo_training(batches: int = 30) -> dict:
+def profile_demo_training(batches: int = 30, overrides: dict | None = None) -> dict:
     """Where demo training time goes (#17): data building vs forward vs backward, CPU seconds of this process.
 
     CPU seconds (`time.process_time`) are what the job itself used, so they stay meaningful when
@@ -133,7 +135,7 @@ def profile_demo_training(batches: int = 30) -> dict:
     torch.set_num_threads(1)  # the recipe's num_threads
     events = generate_shop(n_users=5000, seed=0, progress=False).events
     raw = yaml.safe_load((ROOT / "finetune/configs/predictor_demo.yaml").read_text())
-    cfg = TrainConfig.from_dict(raw)
+    cfg = TrainConfig.from_dict({**raw, **(overrides or {})})
     cpu, wall = time.process_time(), time.perf_counter()
     vocab, arrays, train, _, _, label_end = build_datasets(events, DEMO_CUTOFFS[0], cfg)
     out = {"build_datasets_cpu_s": round(time.process_time() - cpu, 2),
@@ -141,8 +143,8 @@ def profile_demo_training(batches: int = 30) -> dict:
     model = BehaviorTransformer(ModelConfig(
         n_items=vocab.n_items, n_categories=vocab.n_categories, n_known_items=len(vocab.items),
         n_known_categories=len(vocab.categories), n_features=len(FEATURE_NAMES), n_horizons=len(cfg.horizons_days),
-        d_model=cfg.d_model, n_layers=cfg.n_layers, n_heads=cfg.n_heads, dropout=cfg.dropout, max_len=cfg.max_len,
-        item_loss_positions=cfg.item_loss_positions))
+        d_model=cfg.d_model, n_layers=cfg.n_layers, n_heads=cfg.n_heads, dropout=cfg.dropout,
+        attention_dropout=cfg.attention_dropout, max_len=cfg.max_len, item_loss_positions=cfg.item_loss_positions))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
     lengths = train.ends - arrays.offsets[train.user_rows]
     all_batches = length_batches(lengths, cfg.batch_size, np.random.default_rng(0))
@@ -167,18 +169,119 @@ def profile_demo_training(batches: int = 30) -> dict:
     return out
 
 
+class _PhaseClock:
+    """CPU and wall seconds spent inside named functions of our own modules, while `train_predictor` runs.
+
+    The functions are wrapped for the duration of one run (timing only: each still runs as is)
+    and restored afterwards.
+    """
+
+    def __init__(self, targets: dict[str, tuple[object, str]]):
+        self.targets, self.spent, self._saved = targets, {}, []
+
+    def __enter__(self) -> "_PhaseClock":
+        for phase, (module, attr) in self.targets.items():
+            original = getattr(module, attr)
+            self._saved.append((module, attr, original))
+            setattr(module, attr, self._timed(phase, original))
+        return self
+
+    def _timed(self, phase: str, fn):
+        def run(*args, **kwargs):
+            cpu, wall = time.process_time(), time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                was = self.spent.get(phase, (0.0, 0.0, 0))
+                self.spent[phase] = (was[0] + time.process_time() - cpu, was[1] + time.perf_counter() - wall, was[2] + 1)
+        return run
+
+    def __exit__(self, *exc) -> None:
+        for module, attr, original in reversed(self._saved):
+            setattr(module, attr, original)
+
+
+def time_demo_training(overrides: dict, workdir: Path) -> dict:
+    """`make run`'s predictor phase: the demo shop (5,000 users, seed 0) up to its last event, the recipe
+    finetune/configs/predictor_demo.yaml (plus `overrides`), timed per phase in CPU and wall seconds."""
+    import torch
+    import yaml
+
+    import tools.predictor.checkpoint as ckpt
+    import tools.predictor.rerank as rerank
+    import tools.predictor.score as score
+    import tools.predictor.train as train
+    from tools.data.synth import generate_shop
+
+    events = generate_shop(n_users=5000, seed=0, progress=False).events
+    cutoff = events["ts"].max()
+    raw = yaml.safe_load((ROOT / "finetune/configs/predictor_demo.yaml").read_text())
+    raw.update(overrides)
+    cfg = train.TrainConfig.from_dict(raw)
+    phases = {"build_datasets": (train, "build_datasets"), "validation_loss": (train, "_evaluate"),
+              "epoch_checkpoints": (ckpt, "save_weights"), "calibration": (score, "fit_calibration"),
+              "blend_fit": (rerank, "fit_ranking"), "final_checkpoint": (ckpt, "save_checkpoint"),
+              "load_back": (score.Predictor, "load")}
+    threads_before = torch.get_num_threads()
+    cpu, wall = time.process_time(), time.perf_counter()
+    with _PhaseClock(phases) as clock:
+        predictor = train.train_predictor(events, cutoff, cfg, workdir / "demo", progress=False, resume=False)
+    total_cpu, total_wall = time.process_time() - cpu, time.perf_counter() - wall
+    torch.set_num_threads(threads_before)
+    rows = {}
+    for phase in phases:
+        c, w, n = clock.spent.get(phase, (0.0, 0.0, 0))
+        rows[phase] = (round(c, 1), round(w, 1), n)
+    # save_weights also runs once inside save_checkpoint (counted twice; well under 0.1 s on the demo).
+    rest_cpu = total_cpu - sum(r[0] for r in rows.values())
+    rest_wall = total_wall - sum(r[1] for r in rows.values())
+    rows["training steps (the rest)"] = (round(rest_cpu, 1), round(rest_wall, 1), predictor.config["training"]["epochs_run"])
+    rows["total"] = (round(total_cpu, 1), round(total_wall, 1), 1)
+    ranking = predictor.config.get("ranking") or {}
+    return {"rows": rows, "cutoff": str(cutoff), "train_examples": predictor.config["data"]["train_examples"],
+            "overrides": overrides, "history": predictor.config["training"]["history"],
+            "validation": predictor.calibration.get("validation"),
+            "blend": {k: {"weights": v.get("weights"), "ndcg": v.get("ndcg"), "best": v.get("best_ndcg"),
+                          "alone": v.get("alone")} for k, v in ranking.items() if isinstance(v, dict)}}
+
+
+def _parse_overrides(pairs: list[str]) -> dict:
+    import yaml
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--set {pair!r}: write KEY=VALUE with a TrainConfig field, e.g. --set epochs=3")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--part", choices=["train", "score", "both", "demo-profile"], default="both")
+    parser.add_argument("--part", choices=["train", "score", "both", "demo-profile", "demo-train"], default="both")
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--generate", action="store_true", help="generate all users instead of replicating 5,000")
     parser.add_argument("--cdnow", type=Path, default=ROOT / ".cache/datasets/CDNOW_master.txt")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="demo-train, demo-profile: override a recipe field (TrainConfig), e.g. --set epochs=3")
     args = parser.parse_args()
     load = os.getloadavg()
+    if args.part == "demo-train":
+        with tempfile.TemporaryDirectory() as tmp:
+            r = time_demo_training(_parse_overrides(args.set), Path(tmp))
+        print(f"demo training at {r['cutoff']} (last event), {r['train_examples']:,} training examples, "
+              f"recipe predictor_demo.yaml + {r['overrides'] or 'nothing'}")
+        print("| phase | CPU s | wall s | calls |\n|---|---|---|---|")
+        for phase, (c, w, n) in r["rows"].items():
+            print(f"| {phase} | {c} | {w} | {n} |")
+        print(f"\nepochs: {r['history']}\nvalidation: {r['validation']}\nblend: {r['blend']}")
+        print(f"load average at start: {load[0]:.1f}, at end: {os.getloadavg()[0]:.1f} (2 cores)")
+        return
     if args.part == "demo-profile":
         print("| demo training, cutoff 2026-04-01 (predictor_demo.yaml) | value |\n|---|---|")
-        for k, v in profile_demo_training().items():
+        for k, v in profile_demo_training(overrides=_parse_overrides(args.set)).items():
             print(f"| {k} | {v} |")
         print(f"\nload average at start: {load[0]:.1f} (2 cores)")
         return

@@ -38,6 +38,9 @@ class ModelConfig:
     n_layers: int = 2
     n_heads: int = 2
     dropout: float = 0.1
+    # None = `dropout`. 0 lets scaled_dot_product_attention take its fused CPU kernel instead of
+    # the math path that draws a (B, heads, T, T) Bernoulli mask per layer (demo training, issue 17).
+    attention_dropout: float | None = None
     max_len: int = 50
     copy_buckets: int = 32  # repeat boost depends on how many events ago an id was seen
     item_loss_positions: int = 8  # next-item loss on the last K positions (memory: K*B*V floats)
@@ -55,7 +58,8 @@ class ModelConfig:
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.n_heads, self.dropout = cfg.n_heads, cfg.dropout
+        self.n_heads = cfg.n_heads
+        self.dropout = cfg.dropout if cfg.attention_dropout is None else cfg.attention_dropout
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model)
 
@@ -65,7 +69,7 @@ class CausalSelfAttention(nn.Module):
         q, k, v = (t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2) for t in (q, k, v))
         # Left-aligned padding + causal mask: real positions never see the pads that follow them.
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
-                                           dropout_p=self.dropout if self.training else 0.0)
+                                           dropout_p=self.dropout if self.training and self.dropout else 0.0)
         return self.proj(y.transpose(1, 2).reshape(B, T, C))  # (B, T, C)
 
 
@@ -171,7 +175,7 @@ class BehaviorTransformer(nn.Module):
         valid = (dist >= 0) & (hist != PAD)
         w = table[beh[b_idx], dist.clamp(0, self.cfg.copy_buckets - 1)] * valid
         w = w * F.softplus(self.copy_gate(h)[:, kind])[:, None]
-        return logits.scatter_add(1, hist, w)
+        return logits.scatter_add_(1, hist, w)  # in place: no copy of the (N, V) logits (addmm keeps no output)
 
     # ---- training --------------------------------------------------------------------------
     def forward(self, b: dict[str, torch.Tensor], weights: dict[str, float] | None = None) -> dict[str, torch.Tensor]:

@@ -48,6 +48,7 @@ class TrainConfig:
     n_layers: int = 2
     n_heads: int = 2
     dropout: float = 0.1
+    attention_dropout: float | None = None  # None = dropout (model.ModelConfig.attention_dropout)
     max_items: int = 20_000
     max_categories: int = 2_000
     item_hash_buckets: int = 64
@@ -229,7 +230,8 @@ def train_predictor(events: pd.DataFrame, cutoff: datetime, config: TrainConfig,
     mcfg = ModelConfig(n_items=vocab.n_items, n_categories=vocab.n_categories, n_known_items=len(vocab.items),
                        n_known_categories=len(vocab.categories), n_features=len(FEATURE_NAMES),
                        n_horizons=len(config.horizons_days), d_model=config.d_model, n_layers=config.n_layers,
-                       n_heads=config.n_heads, dropout=config.dropout, max_len=config.max_len,
+                       n_heads=config.n_heads, dropout=config.dropout, attention_dropout=config.attention_dropout,
+                       max_len=config.max_len,
                        item_loss_positions=config.item_loss_positions, wide=config.wide,
                        copy_prior=config.copy_prior)
     model = BehaviorTransformer(mcfg)
