@@ -30,7 +30,8 @@ from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
-from assistant.llm.loader import ModelLoadError, adapter_for_engine, check_adapter
+from assistant.llm.adapters import AdapterError, adapter_for_engine
+from assistant.llm.loader import ModelLoadError, check_adapter
 from assistant.llm.local_chat import LocalToolChat, closing_chunk, cut_at_stop, final_chunk, stream_visible
 from assistant.llm.registry import MODEL_REGISTRY, ModelInstallError, ensure_gguf, gguf_path
 from assistant.llm.tool_calls import tool_names
@@ -235,10 +236,14 @@ def load_llama_chat(spec: Any, **chat_options: Any) -> "LlamaToolChat":
     ident = gguf_identity(gguf, name)
     lora = None
     if spec.adapter:
-        lora = adapter_for_engine(Path(spec.adapter), "llamacpp")
-        folder = lora.parent if lora.is_file() else lora
-        if (folder / "adapter_config.json").is_file():
-            check_adapter(folder, ident, None, spec.model)
+        # The GGUF LoRA (a file, or adapter.gguf exported into the peft folder), refused when it is
+        # stale or its recorded base differs from this GGUF's architecture or packaged name.
+        try:
+            lora = adapter_for_engine(spec.adapter, "llamacpp", base_gguf=gguf, base_name=name)
+        except AdapterError as exc:
+            raise ModelLoadError(str(exc)) from None
+        if (lora.parent / "adapter_config.json").is_file():  # a peft folder beside it: its base's name too
+            check_adapter(lora.parent, ident, None, spec.model)
     # Everything that changes a prompt prefix's KV state is in its key (the prompt tokens are added per prefix).
     key = json.dumps({"model": sha, "adapter": _file_stamp(lora) if lora else None,
                       "llama_cpp": llama_cpp.__version__, "n_ctx": spec.n_ctx})
