@@ -115,3 +115,27 @@ def test_retry_drops_only_the_option_the_error_names() -> None:
     run(Agent(ScriptedChatModel(script=[]), [review_summary], router=router, answer_mode="template"),
         "Summarize the coffee reviews.")
     assert calls == [("coffee", "coffee"), (None, "coffee")]  # the category filter stays
+
+
+def test_takeaway_reads_long_tool_results_cut_to_whole_list_items() -> None:
+    import json
+
+    from langchain_core.messages import HumanMessage, ToolMessage
+
+    from assistant.agent.loop import TAKEAWAY_RESULT_CHARS, capped_tool_message
+
+    users = [{"rank": i + 1, "user_id": f"u_{i}", "reasons": ["overdue: 11 days since the last order"] * 3}
+             for i in range(40)]
+    result = {"horizon_days": 7, "money_at_risk": 123.45, "users": users, "stages": ["new", "active"]}
+    long = ToolMessage(content=json.dumps(result), tool_call_id="c1", name="at_risk_users")
+    cut = capped_tool_message(long, TAKEAWAY_RESULT_CHARS)
+    read = json.loads(cut.content)  # still valid JSON
+    assert len(cut.content) <= TAKEAWAY_RESULT_CHARS < len(long.content)
+    assert read["money_at_risk"] == 123.45 and read["stages"] == ["new", "active"]
+    assert 1 <= len(read["users"]) < 40 and read["users"] == users[:len(read["users"])]  # the first ones, whole
+    assert cut.tool_call_id == "c1" and long.content == json.dumps(result)  # the turn's own message is untouched
+    short = ToolMessage(content=json.dumps({"users": users[:1]}), tool_call_id="c2")
+    assert capped_tool_message(short, TAKEAWAY_RESULT_CHARS) is short
+    question = HumanMessage("x" * 5000)
+    assert capped_tool_message(question, TAKEAWAY_RESULT_CHARS) is question
+

@@ -48,6 +48,10 @@ from assistant.agent.untrusted import injected_call_reason, mask_pii, result_for
 
 TOKEN_CHUNK_WORDS = 3
 ANSWER_MODES = ("model", "template", "brief")
+# The takeaway reads each tool result cut to about this many characters (whole list items dropped
+# from the end, the JSON stays valid): the full at_risk_users result is ~5,100 characters, 2,008
+# tokens to prefill, 13 s of a cold ask on 2 idle cores and over 100 s at load 11 (bench/cold_ask.py).
+TAKEAWAY_RESULT_CHARS = 1500
 
 
 @dataclass
@@ -382,7 +386,7 @@ class Agent:
 
     def _takeaway(self, turn: _Turn) -> str:
         """At most two sentences from the model on what stands out; "" when it writes none."""
-        messages = turn.messages + [self._feedback("takeaway")]
+        messages = [capped_tool_message(m, TAKEAWAY_RESULT_CHARS) for m in turn.messages] + [self._feedback("takeaway")]
         if self.local:
             message = self._local_step(messages, allow_tools=False, max_new=self.takeaway_tokens)
         else:
@@ -437,6 +441,34 @@ class Agent:
     def _with_note(turn: _Turn, text: str) -> str:
         """The answer with the turn's note (the language it is written in) before it."""
         return f"{turn.note}\n\n{text}" if turn.note and not text.startswith(turn.note) else text
+
+
+def capped_tool_message(message: BaseMessage, max_chars: int) -> BaseMessage:
+    """A tool message whose JSON result is cut to about `max_chars`: the last item of the longest
+    list goes until it fits or every list has one item left. Other messages come back as they are."""
+    if not isinstance(message, ToolMessage) or not isinstance(message.content, str) or len(message.content) <= max_chars:
+        return message
+    try:
+        result = json.loads(message.content)
+    except ValueError:
+        return message
+    lists: list[list] = []
+
+    def collect(value: Any) -> None:
+        if isinstance(value, list):
+            lists.append(value)
+        for child in value.values() if isinstance(value, dict) else value if isinstance(value, list) else ():
+            collect(child)
+
+    collect(result)
+    text = message.content
+    while len(text) > max_chars:
+        longest = max((x for x in lists if len(x) > 1), key=lambda x: len(json.dumps(x, default=str)), default=None)
+        if longest is None:
+            break
+        longest.pop()
+        text = json.dumps(result, ensure_ascii=False, separators=(",", ":"), default=str)
+    return message.model_copy(update={"content": text})
 
 
 def _model_choice(router: Any) -> str | None:

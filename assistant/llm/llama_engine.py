@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import logging
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -31,6 +33,7 @@ import numpy as np
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+log = logging.getLogger(__name__)  # one DEBUG line per prefill: tokens computed, reused, loaded (bench/cold_ask.py)
 MAX_PREFIX_STATES = 8  # persisted prefixes kept per model (a few MB each); the oldest go first
 _said_threads: list[int] = []
 
@@ -122,6 +125,7 @@ class LlamaEngine:
         state for them was saved, and saved after computing them otherwise.
         """
         llm = self.llm
+        started = time.perf_counter()
         held = llm.n_tokens
         shared = 0
         cached = llm.input_ids[:held]
@@ -129,6 +133,7 @@ class LlamaEngine:
         while shared < limit and cached[shared] == ids[shared]:
             shared += 1
         self.last_loaded_prefix = 0
+        held_shared = shared
         if persist_prefix and shared < persist_prefix <= len(ids) - 1 and self.state_dir is not None:
             if self._load_prefix(ids[:persist_prefix]):
                 shared = self.last_loaded_prefix = persist_prefix
@@ -140,6 +145,9 @@ class LlamaEngine:
         self.last_reused = shared
         self._rewind(shared)
         llm.eval(ids[shared:])
+        loaded = self.last_loaded_prefix and self.last_loaded_prefix - held_shared
+        log.debug("prefill: %d tokens, %d computed, %d kept in the cache, %d loaded from disk, %.2f s", len(ids),
+                  len(ids) - held_shared - loaded, held_shared, loaded, time.perf_counter() - started)
         return self._logits().copy()
 
     def _rewind(self, n: int) -> None:
