@@ -120,7 +120,7 @@ def _coerce(value: Any, prop: dict) -> tuple[Any, str | None]:
 
 def build_specs(tools: list[Callable]) -> dict[str, ToolSpec]:
     """name -> ToolSpec for each tool function (schema from its signature and docstring)."""
-    from transformers.utils import get_json_schema  # heavy import, only when an agent is built
+    from assistant.llm.tool_schema import function_schema as get_json_schema  # transformers' schema, without it
 
     specs: dict[str, ToolSpec] = {}
     for fn in tools:
