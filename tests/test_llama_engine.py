@@ -90,6 +90,54 @@ def test_gguf_is_joined_once_and_a_changed_file_is_refused_naming_the_package(mo
         load_llm(LLMSpec(model=SMOL, models_dir=copy_dir, n_ctx=512))
 
 
+def test_prompt_is_rendered_as_transformers_renders_the_gguf_template(chat):
+    from langchain_core.messages import AIMessage, ToolMessage
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    from assistant.llm.local_chat import to_chat_dicts
+    from assistant.llm.tool_schema import function_schema
+
+    messages = [SystemMessage("You are ShopSight. Ünïcode «quotes» & <tags>."), HumanMessage("Who churns?"),
+                AIMessage(content="", tool_calls=[{"name": "at_risk_users", "args": {"horizon_days": 7}, "id": "c1",
+                                                   "type": "tool_call"}]),
+                ToolMessage(content='{"users":[{"user_id":"u_101","p_churn":0.82}]}', tool_call_id="c1"),
+                HumanMessage("And why?")]
+    schemas = [function_schema(fn) for fn in TOOLS]
+    for template in (chat.chat_template, QWEN_STYLE_TEMPLATE):
+        chat_copy = chat.model_copy(update={"chat_template": template})
+        dicts = to_chat_dicts(messages, chat_copy.native_tools)
+        for tools in (None, schemas):
+            for generation in (True, False):
+                want, _ = render_jinja_template(conversations=[dicts], tools=tools, chat_template=template,
+                                                add_generation_prompt=generation, **chat.special_tokens)
+                assert chat_copy.apply_template(dicts, tools, generation) == want[0]
+
+
+# A template that uses what Qwen's does: tools as JSON, tool calls, tool responses, namespace, loop controls.
+QWEN_STYLE_TEMPLATE = """{%- if tools %}<|im_start|>system
+{{ messages[0]['content'] if messages[0]['role'] == 'system' else 'You are helpful.' }}
+<tools>{% for tool in tools %}
+{{ tool | tojson }}{% endfor %}
+</tools><|im_end|>
+{% elif messages[0]['role'] == 'system' %}<|im_start|>system
+{{ messages[0]['content'] }}<|im_end|>
+{% endif %}{%- set ns = namespace(seen=0) %}
+{%- for message in messages %}{% if message.role == 'system' %}{% continue %}{% endif %}
+{%- set ns.seen = ns.seen + 1 %}
+{%- if message.role == 'assistant' and message.tool_calls %}<|im_start|>assistant
+{% for call in message.tool_calls %}<tool_call>
+{"name": "{{ call.function.name }}", "arguments": {{ call.function.arguments | tojson }}}
+</tool_call>{% endfor %}<|im_end|>
+{% elif message.role == 'tool' %}<|im_start|>user
+<tool_response>
+{{ message.content }}
+</tool_response><|im_end|>
+{% else %}<|im_start|>{{ message.role }}
+{{ message.content }}<|im_end|>
+{% endif %}{%- endfor %}{% if add_generation_prompt %}<|im_start|>assistant
+{% endif %}"""
+
+
 def test_greedy_text_equals_llama_cpp_generate_and_reuses_the_prefix(chat, models_dir):
     engine = chat.model
     first = PROMPT + "<|im_start|>user\nName one reason customers stop buying.<|im_end|>\n<|im_start|>assistant\n"

@@ -21,8 +21,10 @@ packaged GGUF, a GGUF LoRA adapter and the persisted prompt heads beside the mod
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -57,6 +59,29 @@ def arguments_grammar(schema: dict) -> str:
             prop.setdefault("maxLength", MAX_STRING_CHARS)  # a rambling string must end inside the token budget
     gbnf = json_schema_to_gbnf(json.dumps(schema))
     return _ROOT_RULE.sub("arguments-object ::=", gbnf, count=1) + '\nroot ::= " " arguments-object "}"\n'
+
+
+@functools.lru_cache(maxsize=4)
+def compiled_chat_template(source: str) -> Any:
+    """The GGUF's chat template compiled as transformers' `apply_chat_template` compiles it (same
+    sandbox, whitespace options, `tojson`, `raise_exception`, `strftime_now`), so the prompt is the
+    same text; tests/test_llama_engine.py compares the two. Importing transformers for it cost a cold
+    `shopsight ask` ~1 s of CPU. None for a template using transformers' own `{% generation %}` tag."""
+    import jinja2
+    from jinja2.ext import loopcontrols
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(message: str) -> None:
+        raise jinja2.exceptions.TemplateError(message)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
+    env.filters["tojson"] = lambda x, ensure_ascii=False, indent=None, separators=None, sort_keys=False: json.dumps(
+        x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+    env.globals.update(raise_exception=raise_exception, strftime_now=lambda fmt: datetime.now().strftime(fmt))
+    try:
+        return env.from_string(source)
+    except jinja2.exceptions.TemplateSyntaxError:
+        return None
 
 
 def _object_of_call(text: str) -> str | None:
@@ -107,11 +132,16 @@ class LlamaToolChat(LocalToolChat):
 
     def apply_template(self, chat: list[dict], tools: list[dict] | None = None,
                        add_generation_prompt: bool = True) -> str:
-        from transformers.utils.chat_template_utils import render_jinja_template
+        template = compiled_chat_template(self.chat_template)
+        if template is None:  # a template only transformers' renderer reads ({% generation %} blocks)
+            from transformers.utils.chat_template_utils import render_jinja_template
 
-        rendered, _ = render_jinja_template(conversations=[chat], tools=tools or None, chat_template=self.chat_template,
-                                            add_generation_prompt=add_generation_prompt, **self.special_tokens)
-        return rendered[0]
+            rendered, _ = render_jinja_template(conversations=[chat], tools=tools or None,
+                                                chat_template=self.chat_template,
+                                                add_generation_prompt=add_generation_prompt, **self.special_tokens)
+            return rendered[0]
+        return template.render(messages=chat, tools=tools or None, documents=None,
+                               add_generation_prompt=add_generation_prompt, **self.special_tokens)
 
     # ----- the agent's decoding interface (assistant/llm/decoding.py) ----------------------
     def _ids(self, prompt: str) -> tuple[list[int], int]:
