@@ -44,6 +44,7 @@ class Settings:
     # evaluation, GPU (assistant/llm/loader.py says which runs when).
     engine: str = "llamacpp"
     threads: int = 0  # llama.cpp threads; 0 = the cores not already busy (assistant/llm/llama_engine.py)
+    n_ctx: int = 8192  # llama.cpp's context in tokens: a follow-up after a long tool result passed 4,096
     dtype: str = "auto"  # transformers only: auto = bf16 with native bf16 (AMX / AVX512_BF16) or CUDA, else fp32
     load_in_4bit: bool = False
     device: str = "cpu"

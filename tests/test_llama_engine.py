@@ -297,3 +297,18 @@ def test_models_install_joins_the_gguf_without_converting(tmp_path, monkeypatch,
     assert main(["models", "list"]) == 0
     listed = [line for line in capsys.readouterr().out.splitlines() if line.startswith(SMOL)]
     assert listed and "joined" in listed[0]
+
+
+def test_a_prompt_longer_than_the_context_is_refused_with_the_fix_and_generation_stops_at_its_end(models_dir):
+    from assistant.llm.llama_engine import ContextFull, LlamaEngine
+
+    engine = LlamaEngine.open(reg.gguf_path(SMOL, models_dir), n_threads=2, n_ctx=256)
+    long = engine.encode(PROMPT + "<|im_start|>user\n" + "Which users will churn this week? " * 60)
+    assert len(long) > engine.n_ctx
+    with pytest.raises(ContextFull, match=rf"{len(long)} tokens.*context of {engine.n_ctx}.*SHOPSIGHT_N_CTX"):
+        engine.prefill(long)
+    with pytest.raises(ContextFull):
+        engine.score_continuations(long, [engine.encode("at_risk_users")])
+    near_end = long[: engine.n_ctx - 4]  # fits, but 64 new tokens would not: the text stops at the end
+    text, n_new = engine.greedy(near_end, max_new_tokens=64)
+    assert n_new <= 4 + 1 and engine.llm.n_tokens <= engine.n_ctx

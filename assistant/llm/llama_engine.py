@@ -38,6 +38,10 @@ MAX_PREFIX_STATES = 8  # persisted prefixes kept per model (a few MB each); the 
 _said_threads: list[int] = []
 
 
+class ContextFull(ValueError):
+    """A prompt (or a prompt and its continuation) longer than llama.cpp's context window."""
+
+
 def default_threads() -> int:
     """Threads for llama.cpp: the cores this process may use that are not already busy (1 to 8).
 
@@ -75,6 +79,7 @@ class LlamaEngine:
         self.state_dir = Path(state_dir) if state_dir else None
         self.state_key = state_key
         self.n_vocab = llm.n_vocab()
+        self.n_ctx = llm.n_ctx()
         self.lock = threading.RLock()  # one conversation at a time owns the KV cache
         self.last_reused = 0  # tokens of the last prompt that were not computed again
         self.last_loaded_prefix = 0  # tokens of the last prompt loaded from a persisted prefix
@@ -125,6 +130,7 @@ class LlamaEngine:
         state for them was saved, and saved after computing them otherwise.
         """
         llm = self.llm
+        self._check_fits(len(ids))
         started = time.perf_counter()
         held = llm.n_tokens
         shared = 0
@@ -149,6 +155,12 @@ class LlamaEngine:
         log.debug("prefill: %d tokens, %d computed, %d kept in the cache, %d loaded from disk, %.2f s", len(ids),
                   len(ids) - held_shared - loaded, held_shared, loaded, time.perf_counter() - started)
         return self._logits().copy()
+
+    def _check_fits(self, n_tokens: int) -> None:
+        """Refuse, with the numbers and the fix, what llama.cpp would refuse as `llama_decode returned 1`."""
+        if n_tokens > self.n_ctx:
+            raise ContextFull(f"the prompt needs {n_tokens} tokens, more than llama.cpp's context of {self.n_ctx} "
+                              "tokens: start a new conversation (or a new --session file), or raise SHOPSIGHT_N_CTX")
 
     def _rewind(self, n: int) -> None:
         """Keep the first n tokens of the cache, drop the rest."""
@@ -204,6 +216,7 @@ class LlamaEngine:
         first = _log_softmax(self.prefill(ids, persist_prefix))
         llm, base = self.llm, len(ids)
         scores = []
+        self._check_fits(base + max((len(c) for c in candidates), default=1) - 1)
         for cand in candidates:
             total = float(first[cand[0]])
             if len(cand) > 1:
@@ -233,8 +246,8 @@ class LlamaEngine:
             if len(decoded) > len(text):
                 yield decoded[len(text):]
                 text = decoded
-            if any(s in text for s in stop_texts):
-                break
+            if any(s in text for s in stop_texts) or self.llm.n_tokens >= self.n_ctx:
+                break  # a stop text, or the context is full (the text so far is the answer)
             self.llm.eval([token])
             logits = self._logits()
 
@@ -277,7 +290,7 @@ class LlamaEngine:
                 lib.llama_sampler_accept(sampler, token)
                 new.append(token)
                 text = self.piece(new).decode("utf-8", errors="ignore")
-                if done is not None and done(text):
+                if (done is not None and done(text)) or self.llm.n_tokens >= self.n_ctx:
                     break
                 self.llm.eval([token])
                 logits = self._logits()

@@ -112,7 +112,7 @@ class LLMSpec:
     auto_install: bool = True
     engine: str = "llamacpp"
     n_threads: int | None = None
-    n_ctx: int = 4096
+    n_ctx: int = 8192
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
@@ -132,7 +132,8 @@ class LLMSpec:
         """Build from `assistant.config.Settings`."""
         return cls(model=settings.model, dtype=settings.dtype, load_in_4bit=settings.load_in_4bit,
                    adapter=settings.adapter or None, device=settings.device, models_dir=settings.models_dir,
-                   engine=getattr(settings, "engine", "llamacpp"), n_threads=getattr(settings, "threads", 0) or None)
+                   engine=getattr(settings, "engine", "llamacpp"), n_threads=getattr(settings, "threads", 0) or None,
+                   n_ctx=getattr(settings, "n_ctx", 8192))
 
     def engine_in_use(self, flags: set[str] | None = None) -> str:
         """The engine that will run this spec: llama.cpp only for GGUF weights on a CPU that can run them."""
