@@ -44,7 +44,7 @@ MAX_STRING_CHARS = 48  # ids, dates and short descriptions: a rambling string en
 
 
 def arguments_grammar(schema: dict) -> str:
-    """GBNF for `" " <a JSON object valid under schema> "}"`: the rest of a call after `"arguments":`.
+    """GBNF for `" " <a JSON object valid under schema> "}" ["\\n"]`: the rest of a call after `"arguments":`.
 
     Properties come in the schema's order, required ones always; no other keys are possible. The
     call's own closing brace is part of it: models write `}}` as one token, and a grammar that
@@ -58,7 +58,10 @@ def arguments_grammar(schema: dict) -> str:
         if prop.get("type") == "string" and "enum" not in prop:
             prop.setdefault("maxLength", MAX_STRING_CHARS)  # a rambling string must end inside the token budget
     gbnf = json_schema_to_gbnf(json.dumps(schema))
-    return _ROOT_RULE.sub("arguments-object ::=", gbnf, count=1) + '\nroot ::= " " arguments-object "}"\n'
+    # The optional newline: Qwen writes the call's end as one token "}}\n" (its template puts a newline
+    # before </tool_call>). A grammar that refused that token pushed greedy decoding into ", " and
+    # extra keys copied from the conversation ("segment": ... for explain_user), which rerouted the call.
+    return _ROOT_RULE.sub("arguments-object ::=", gbnf, count=1) + '\nroot ::= " " arguments-object "}" "\\n"?\n'
 
 
 @functools.lru_cache(maxsize=4)
