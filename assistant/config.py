@@ -39,11 +39,12 @@ class Settings:
     chroma_url: str = ""  # a Chroma server (http://host:port); empty = PersistentClient at chroma_path
     models_dir: Path = field(default_factory=paths.default_models_dir)
     model: str = "qwen2.5-coder-0.5b"  # a registry name, a local HF folder, a hub id, or an http(s) URL
-    adapter: str = ""  # a LoRA adapter folder (peft; with adapter_model.gguf for llama.cpp) or a GGUF LoRA file
+    adapter: str = ""  # a LoRA adapter folder (peft; with adapter.gguf for llama.cpp) or a GGUF LoRA file
     # "llamacpp": the packaged GGUF as shipped (llama.cpp, in process); "transformers": training,
     # evaluation, GPU (assistant/llm/loader.py says which runs when).
     engine: str = "llamacpp"
     threads: int = 0  # llama.cpp threads; 0 = the cores not already busy (assistant/llm/llama_engine.py)
+    n_ctx: int = 8192  # llama.cpp's context in tokens: a follow-up after a long tool result passed 4,096
     dtype: str = "auto"  # transformers only: auto = bf16 with native bf16 (AMX / AVX512_BF16) or CUDA, else fp32
     load_in_4bit: bool = False
     device: str = "cpu"

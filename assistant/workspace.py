@@ -32,6 +32,44 @@ class PartUnavailable(Exception):
     """A part of the stack (chat model, predictor, case memory) is missing, or a request cannot be served."""
 
 
+class DeferredPart:
+    """A part that loads on first use: the predictor needs torch, the case memory chromadb.
+
+    A cold `shopsight ask` about churn reads the stored scores and never touches either; loading
+    them up front cost seconds of imports and hundreds of MB of RSS (bench/cold_ask.py). Known
+    attributes (`known`, read cheaply from the part's files) answer without loading; any other
+    attribute loads the part once (thread-safe) and is read from it. A load that fails raises
+    `error(message)`, an error the tools already report with its fix.
+    """
+
+    def __init__(self, load: Callable[[], Any], known: dict | None = None,
+                 error: Callable[[str], Exception] = PartUnavailable):
+        self._load, self._known, self._error = load, dict(known or {}), error
+        self._part: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def part_loaded(self) -> bool:
+        return self._part is not None
+
+    def part(self) -> Any:
+        """The loaded part (loading it now if needed)."""
+        with self._lock:
+            if self._part is None:
+                try:
+                    self._part = self._load()
+                except Exception as exc:  # noqa: BLE001 - a broken part is reported where it is used
+                    raise self._error(f"{type(exc).__name__}: {exc}") from exc
+            return self._part
+
+    def __getattr__(self, name: str) -> Any:  # only for names the proxy itself lacks
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name in self._known and self._part is None:
+            return self._known[name]
+        return getattr(self.part(), name)
+
+
 @dataclass
 class Workspace:
     """The opened stack; build with `Workspace.open`."""
@@ -152,16 +190,33 @@ class Workspace:
         return None
 
     def _load_predictor(self):
-        from tools.predictor.score import Predictor
+        import yaml
+
+        from tools.predictor.data import PredictorError
 
         folder = self.settings.predictor_dir
         if not (folder / "config.yaml").exists():
             self._raise_if_building("predictor")
             raise PartUnavailable(f"no trained predictor at {folder}; run `shopsight predictor train` "
                                   "then `shopsight predictor score` (or `make run`)")
-        return Predictor.load(folder)
+        config = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
+
+        def load():
+            from tools.predictor.score import Predictor
+
+            return Predictor.load(folder)
+
+        # What the tools read without scoring (the horizons a question may ask for, the model's version).
+        known = {"folder": folder, "version": config["version"],
+                 "horizons_days": tuple(config["train"]["horizons_days"])}
+        return DeferredPart(load, known, error=PredictorError)
 
     def _load_cases(self):
+        if self.settings.chroma_url or not Path(self.settings.chroma_path).is_dir():
+            return self._open_cases()  # a server, or nothing on disk yet: open now, as before
+        return DeferredPart(self._open_cases)
+
+    def _open_cases(self):
         from tools.cases import CaseMemory
         from tools.jobs import readiness
 

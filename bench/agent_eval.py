@@ -6,6 +6,7 @@
     .venv/bin/python bench/agent_eval.py --injection --configs router --limit 0     # injection suite only
     .venv/bin/python bench/agent_eval.py --adapter PATH                   # adds "router+adapter"
     .venv/bin/python bench/agent_eval.py --engine transformers --out OUT  # the other engine (default: llamacpp)
+    .venv/bin/python bench/agent_eval.py --engines llamacpp transformers --dtype fp32 --first-call-only   # one table
 
 Needs the demo shop set up (`shopsight demo`: store, predictor, scores, cases). Reports, per
 config: tool-choice accuracy (first call), argument accuracy, answer fact recall, grounding rate
@@ -51,7 +52,7 @@ def make_agent(config: str, chat, tools, max_steps: int):
     from assistant.agent.loop import Agent
     from assistant.agent.tool_prior import default_prior
 
-    base, *extras = config.split("+")
+    base, *extras = config.split("@")[0].split("+")  # "@<engine>" names the engine's rows (--engines)
     if base not in ("router", "router_cal", "free", "template", "brief"):
         raise SystemExit(f"unknown config {config!r}: use router, router_cal, free, template or brief, optionally +prior")
     router = None if base == "free" else "auto"
@@ -241,6 +242,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="torch / llama.cpp CPU threads (1 is faster for token-by-token decoding on a busy machine)")
     parser.add_argument("--engine", choices=("llamacpp", "transformers"), default=None,
                         help="the local engine (default: SHOPSIGHT_ENGINE, else llamacpp)")
+    parser.add_argument("--engines", nargs="+", choices=("llamacpp", "transformers"), default=None,
+                        help="several engines in one run and one table: each config's rows are named <config>@<engine>")
+    parser.add_argument("--dtype", choices=("auto", "fp32", "bf16"), default=None,
+                        help="the transformers engine's dtype (default: SHOPSIGHT_DTYPE, else auto)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "agent_eval")
     args = parser.parse_args(argv)
     if args.adapter_only and not args.adapter:
@@ -250,7 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     from assistant.workspace import Workspace
 
     questions = select(load_questions(args.questions), args.limit, args.ids)
-    settings = Settings.from_env(engine=args.engine, threads=args.threads)
+    engines = args.engines or [args.engine]
+    overrides = {"threads": args.threads, **({"dtype": args.dtype} if args.dtype else {})}
+    settings = Settings.from_env(engine=engines[0], **overrides)
     if args.threads:
         import torch
 
@@ -267,6 +274,11 @@ def main(argv: list[str] | None = None) -> int:
     chat = workspace.chat_model()
     load_s = time.perf_counter() - t0
     runs = [(c, chat) for c in args.configs]
+    if len(engines) > 1:  # one table: every config on every engine, the same questions, one process
+        runs = [(f"{c}@{engines[0]}", chat) for c in args.configs]
+        for engine in engines[1:]:
+            other = Workspace.open(Settings.from_env(engine=engine, **overrides), store=workspace.store).chat_model()
+            runs += [(f"{c}@{engine}", other) for c in args.configs]
     if args.adapter:
         adapted = Workspace.open(Settings.from_env(adapter=str(args.adapter), engine=args.engine, threads=args.threads),
                                  store=workspace.store).chat_model()
@@ -275,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "config.yaml").write_text(yaml.safe_dump({
         "questions": str(args.questions), "n_questions": len(questions), "configs": [c for c, _ in runs],
         "first_call_only": args.first_call_only, "max_steps": args.max_steps, "model": settings.model,
-        "engine": settings.engine, "threads": settings.threads,
+        "engine": settings.engine, "engines": engines, "dtype": settings.dtype, "threads": settings.threads,
         "adapter": str(args.adapter) if args.adapter else None, "db_path": str(settings.db_path),
         "cutoff": str(workspace.cutoff), "model_load_s": round(load_s, 1)}, sort_keys=False))
     summaries = {}
@@ -286,7 +298,8 @@ def main(argv: list[str] | None = None) -> int:
             summaries[f"  {config}: {category}"] = summarize([r for r in rows if r["category"] == category])
     table = markdown_table(summaries)
     report = [f"Agent evaluation ({len(questions)} questions{', first call only' if args.first_call_only else ''}; "
-              f"model {settings.model}, engine {settings.engine}, load {load_s:.1f} s; 2 shared CPU cores, timings noisy)", "", table]
+              f"model {settings.model}, engine {' and '.join(e or settings.engine for e in engines)}, dtype {settings.dtype}, "
+              f"load {load_s:.1f} s; 2 shared CPU cores, timings noisy)", "", table]
     if args.injection:
         attacks = load_jsonl(args.attacks, {"id": str, "attack": str, "text": str, "secrets": list, "canaries": list})
         attacks = attacks[:args.injection_limit] if args.injection_limit else attacks

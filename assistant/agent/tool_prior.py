@@ -3,7 +3,8 @@
 The likelihood router (assistant/agent/router.py) asks the chat model which tool name comes next.
 A 0.5B model has standing preferences (it likes `explain_user`) that its reading of the
 question does not always overcome. This prior adds a second, independent opinion: the
-question's sentence embedding (MiniLM, the case memory's embedding function) against the
+question's sentence embedding (MiniLM, the case memory's embedding model, computed in numpy by
+assistant/llm/sentence_encoder.py so no torch loads) against the
 `train` phrasings of prompts/tool_questions.yaml, the same bank the tool-use fine-tuning data
 comes from. Its log-probabilities are added to the model's name scores (a product of experts),
 so a confident model still wins over a vague prior and the other way round.
@@ -11,11 +12,17 @@ so a confident model still wins over a vague prior and the other way round.
 Only `train` phrasings are read; the held-out phrasings and the evaluation question file
 (data/questions/demo_questions.jsonl) stay unseen. Nothing is matched by keywords: similarity
 is between sentence embeddings, and a tool without examples gets a neutral (uniform) prior.
+
+Embedding the ~1,000 example questions costs seconds on 2 cores; their vectors are kept in
+`cache_dir` (keyed by the encoder and the texts), so a cold process embeds only the question.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -69,10 +76,13 @@ class ExemplarPrior:
         temperature: softmax temperature over per-tool similarities; cosine gaps between tools
             are a few hundredths, so a small temperature turns them into a usable preference.
         top: per tool, the mean of its `top` most similar examples is its similarity.
+        cache_dir: where the example vectors are kept between processes; used only when `embed`
+            has a `cache_key` (a string naming the model and its weights), None: never cached.
     """
 
     def __init__(self, embed: Callable[[Sequence[str]], Any], examples: dict[str, list[str]] | None = None,
-                 questions_file: str | Path = QUESTIONS_FILE, temperature: float = 0.05, top: int = 2):
+                 questions_file: str | Path = QUESTIONS_FILE, temperature: float = 0.05, top: int = 2,
+                 cache_dir: str | Path | None = None):
         if examples is None:
             calls = example_calls(yaml.safe_load(Path(questions_file).read_text(encoding="utf-8")))
             examples = {tool: [text for text, _ in pairs] for tool, pairs in calls.items()}
@@ -80,6 +90,7 @@ class ExemplarPrior:
         else:
             self.example_args = {}  # texts only: no opinion on arguments
         self.embed = embed
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.temperature = temperature
         self.top = top
         self.examples = {name: list(texts) for name, texts in examples.items() if texts}
@@ -90,13 +101,39 @@ class ExemplarPrior:
         if self._vectors is None:
             names = list(self.examples)
             flat = [text for name in names for text in self.examples[name]]
-            matrix = _unit_rows(np.asarray(self.embed(flat), dtype=np.float32))
+            matrix = self._cached_rows(flat)
             self._vectors, start = {}, 0
             for name in names:
                 end = start + len(self.examples[name])
                 self._vectors[name] = matrix[start:end]
                 start = end
         return self._vectors
+
+    def cache_file(self, texts: Sequence[str]) -> Path | None:
+        """Where the unit vectors of `texts` are kept (None: no cache folder or an unnamed encoder)."""
+        key = getattr(self.embed, "cache_key", None)
+        if self.cache_dir is None or not key:
+            return None
+        digest = hashlib.sha256(json.dumps([key, list(texts)], ensure_ascii=False).encode("utf-8")).hexdigest()
+        return self.cache_dir / f"{digest[:32]}.npy"
+
+    def _cached_rows(self, texts: list[str]) -> np.ndarray:
+        """Unit vectors of `texts`, read from the cache when it holds them, else embedded (and saved)."""
+        path = self.cache_file(texts)
+        if path is not None and path.is_file():
+            try:
+                matrix = np.load(path)
+                if matrix.shape[0] == len(texts):
+                    return matrix
+            except (OSError, ValueError):
+                pass  # unreadable: embed again and overwrite
+        matrix = _unit_rows(np.asarray(self.embed(texts), dtype=np.float32))
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+            np.save(tmp, matrix)
+            os.replace(tmp, path)  # atomic: a concurrent reader never sees half a file
+        return matrix
 
     def _query_vector(self, question: str) -> np.ndarray:
         """The question's unit vector, embedded once for the tool prior and every argument vote."""
@@ -145,12 +182,17 @@ def _unit_rows(matrix: np.ndarray) -> np.ndarray:
     return matrix / np.where(norms == 0, 1.0, norms)
 
 
-def default_prior() -> ExemplarPrior | None:
-    """The app's prior (MiniLM embeddings), or None when the embedding model is not installed."""
-    from tools.embeddings import MiniLMEmbedding, minilm_folder
+def default_prior(cache_dir: str | Path | None = None) -> ExemplarPrior | None:
+    """The app's prior (MiniLM embeddings in numpy, example vectors cached under the models folder),
+    or None when the embedding model is not installed."""
+    from assistant.llm.sentence_encoder import MiniLMEncoder
 
     try:
-        minilm_folder()
+        encoder = MiniLMEncoder.open()
     except FileNotFoundError:  # no packaged MiniLM: the router runs on the model alone
         return None
-    return ExemplarPrior(MiniLMEmbedding())
+    if cache_dir is None:
+        from tools.paths import default_models_dir
+
+        cache_dir = default_models_dir() / "tool_prior"
+    return ExemplarPrior(encoder, cache_dir=cache_dir)

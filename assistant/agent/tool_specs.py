@@ -1,7 +1,8 @@
 """Tool functions as the model sees them, and argument checking against that view.
 
 The schema is the one `apply_chat_template(tools=[fn])` shows the model
-(`transformers.utils.get_json_schema`, parsed from the Google docstring), so what we check
+(`transformers.utils.get_json_schema`, parsed from the Google docstring; assistant/llm/tool_schema.py
+makes the same dicts without importing transformers), so what we check
 is exactly what the model was told. Checking coerces the harmless slips a small model makes
 ("7" for 7, 7.0 for 7, "None" for null) and names the real mistakes so the model can fix them.
 """
@@ -120,7 +121,7 @@ def _coerce(value: Any, prop: dict) -> tuple[Any, str | None]:
 
 def build_specs(tools: list[Callable]) -> dict[str, ToolSpec]:
     """name -> ToolSpec for each tool function (schema from its signature and docstring)."""
-    from transformers.utils import get_json_schema  # heavy import, only when an agent is built
+    from assistant.llm.tool_schema import function_schema as get_json_schema  # transformers' schema, without it
 
     specs: dict[str, ToolSpec] = {}
     for fn in tools:

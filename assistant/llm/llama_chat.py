@@ -21,8 +21,10 @@ packaged GGUF, a GGUF LoRA adapter and the persisted prompt heads beside the mod
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -30,7 +32,8 @@ from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
-from assistant.llm.loader import ModelLoadError, adapter_for_engine, check_adapter
+from assistant.llm.adapters import AdapterError, adapter_for_engine
+from assistant.llm.loader import ModelLoadError, check_adapter
 from assistant.llm.local_chat import LocalToolChat, closing_chunk, cut_at_stop, final_chunk, stream_visible
 from assistant.llm.registry import MODEL_REGISTRY, ModelInstallError, ensure_gguf, gguf_path
 from assistant.llm.tool_calls import tool_names
@@ -41,7 +44,7 @@ MAX_STRING_CHARS = 48  # ids, dates and short descriptions: a rambling string en
 
 
 def arguments_grammar(schema: dict) -> str:
-    """GBNF for `" " <a JSON object valid under schema> "}"`: the rest of a call after `"arguments":`.
+    """GBNF for `" " <a JSON object valid under schema> "}" ["\\n"]`: the rest of a call after `"arguments":`.
 
     Properties come in the schema's order, required ones always; no other keys are possible. The
     call's own closing brace is part of it: models write `}}` as one token, and a grammar that
@@ -55,7 +58,33 @@ def arguments_grammar(schema: dict) -> str:
         if prop.get("type") == "string" and "enum" not in prop:
             prop.setdefault("maxLength", MAX_STRING_CHARS)  # a rambling string must end inside the token budget
     gbnf = json_schema_to_gbnf(json.dumps(schema))
-    return _ROOT_RULE.sub("arguments-object ::=", gbnf, count=1) + '\nroot ::= " " arguments-object "}"\n'
+    # The optional newline: Qwen writes the call's end as one token "}}\n" (its template puts a newline
+    # before </tool_call>). A grammar that refused that token pushed greedy decoding into ", " and
+    # extra keys copied from the conversation ("segment": ... for explain_user), which rerouted the call.
+    return _ROOT_RULE.sub("arguments-object ::=", gbnf, count=1) + '\nroot ::= " " arguments-object "}" "\\n"?\n'
+
+
+@functools.lru_cache(maxsize=4)
+def compiled_chat_template(source: str) -> Any:
+    """The GGUF's chat template compiled as transformers' `apply_chat_template` compiles it (same
+    sandbox, whitespace options, `tojson`, `raise_exception`, `strftime_now`), so the prompt is the
+    same text; tests/test_llama_engine.py compares the two. Importing transformers for it cost a cold
+    `shopsight ask` ~1 s of CPU. None for a template using transformers' own `{% generation %}` tag."""
+    import jinja2
+    from jinja2.ext import loopcontrols
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(message: str) -> None:
+        raise jinja2.exceptions.TemplateError(message)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
+    env.filters["tojson"] = lambda x, ensure_ascii=False, indent=None, separators=None, sort_keys=False: json.dumps(
+        x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+    env.globals.update(raise_exception=raise_exception, strftime_now=lambda fmt: datetime.now().strftime(fmt))
+    try:
+        return env.from_string(source)
+    except jinja2.exceptions.TemplateSyntaxError:
+        return None
 
 
 def _object_of_call(text: str) -> str | None:
@@ -106,11 +135,16 @@ class LlamaToolChat(LocalToolChat):
 
     def apply_template(self, chat: list[dict], tools: list[dict] | None = None,
                        add_generation_prompt: bool = True) -> str:
-        from transformers.utils.chat_template_utils import render_jinja_template
+        template = compiled_chat_template(self.chat_template)
+        if template is None:  # a template only transformers' renderer reads ({% generation %} blocks)
+            from transformers.utils.chat_template_utils import render_jinja_template
 
-        rendered, _ = render_jinja_template(conversations=[chat], tools=tools or None, chat_template=self.chat_template,
-                                            add_generation_prompt=add_generation_prompt, **self.special_tokens)
-        return rendered[0]
+            rendered, _ = render_jinja_template(conversations=[chat], tools=tools or None,
+                                                chat_template=self.chat_template,
+                                                add_generation_prompt=add_generation_prompt, **self.special_tokens)
+            return rendered[0]
+        return template.render(messages=chat, tools=tools or None, documents=None,
+                               add_generation_prompt=add_generation_prompt, **self.special_tokens)
 
     # ----- the agent's decoding interface (assistant/llm/decoding.py) ----------------------
     def _ids(self, prompt: str) -> tuple[list[int], int]:
@@ -235,10 +269,14 @@ def load_llama_chat(spec: Any, **chat_options: Any) -> "LlamaToolChat":
     ident = gguf_identity(gguf, name)
     lora = None
     if spec.adapter:
-        lora = adapter_for_engine(Path(spec.adapter), "llamacpp")
-        folder = lora.parent if lora.is_file() else lora
-        if (folder / "adapter_config.json").is_file():
-            check_adapter(folder, ident, None, spec.model)
+        # The GGUF LoRA (a file, or adapter.gguf exported into the peft folder), refused when it is
+        # stale or its recorded base differs from this GGUF's architecture or packaged name.
+        try:
+            lora = adapter_for_engine(spec.adapter, "llamacpp", base_gguf=gguf, base_name=name)
+        except AdapterError as exc:
+            raise ModelLoadError(str(exc)) from None
+        if (lora.parent / "adapter_config.json").is_file():  # a peft folder beside it: its base's name too
+            check_adapter(lora.parent, ident, None, spec.model)
     # Everything that changes a prompt prefix's KV state is in its key (the prompt tokens are added per prefix).
     key = json.dumps({"model": sha, "adapter": _file_stamp(lora) if lora else None,
                       "llama_cpp": llama_cpp.__version__, "n_ctx": spec.n_ctx})

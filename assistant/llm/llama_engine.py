@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import logging
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -31,8 +33,13 @@ import numpy as np
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+log = logging.getLogger(__name__)  # one DEBUG line per prefill: tokens computed, reused, loaded (bench/cold_ask.py)
 MAX_PREFIX_STATES = 8  # persisted prefixes kept per model (a few MB each); the oldest go first
 _said_threads: list[int] = []
+
+
+class ContextFull(ValueError):
+    """A prompt (or a prompt and its continuation) longer than llama.cpp's context window."""
 
 
 def default_threads() -> int:
@@ -72,6 +79,7 @@ class LlamaEngine:
         self.state_dir = Path(state_dir) if state_dir else None
         self.state_key = state_key
         self.n_vocab = llm.n_vocab()
+        self.n_ctx = llm.n_ctx()
         self.lock = threading.RLock()  # one conversation at a time owns the KV cache
         self.last_reused = 0  # tokens of the last prompt that were not computed again
         self.last_loaded_prefix = 0  # tokens of the last prompt loaded from a persisted prefix
@@ -122,6 +130,8 @@ class LlamaEngine:
         state for them was saved, and saved after computing them otherwise.
         """
         llm = self.llm
+        self._check_fits(len(ids))
+        started = time.perf_counter()
         held = llm.n_tokens
         shared = 0
         cached = llm.input_ids[:held]
@@ -129,6 +139,7 @@ class LlamaEngine:
         while shared < limit and cached[shared] == ids[shared]:
             shared += 1
         self.last_loaded_prefix = 0
+        held_shared = shared
         if persist_prefix and shared < persist_prefix <= len(ids) - 1 and self.state_dir is not None:
             if self._load_prefix(ids[:persist_prefix]):
                 shared = self.last_loaded_prefix = persist_prefix
@@ -140,7 +151,16 @@ class LlamaEngine:
         self.last_reused = shared
         self._rewind(shared)
         llm.eval(ids[shared:])
+        loaded = self.last_loaded_prefix and self.last_loaded_prefix - held_shared
+        log.debug("prefill: %d tokens, %d computed, %d kept in the cache, %d loaded from disk, %.2f s", len(ids),
+                  len(ids) - held_shared - loaded, held_shared, loaded, time.perf_counter() - started)
         return self._logits().copy()
+
+    def _check_fits(self, n_tokens: int) -> None:
+        """Refuse, with the numbers and the fix, what llama.cpp would refuse as `llama_decode returned 1`."""
+        if n_tokens > self.n_ctx:
+            raise ContextFull(f"the prompt needs {n_tokens} tokens, more than llama.cpp's context of {self.n_ctx} "
+                              "tokens: start a new conversation (or a new --session file), or raise SHOPSIGHT_N_CTX")
 
     def _rewind(self, n: int) -> None:
         """Keep the first n tokens of the cache, drop the rest."""
@@ -196,6 +216,7 @@ class LlamaEngine:
         first = _log_softmax(self.prefill(ids, persist_prefix))
         llm, base = self.llm, len(ids)
         scores = []
+        self._check_fits(base + max((len(c) for c in candidates), default=1) - 1)
         for cand in candidates:
             total = float(first[cand[0]])
             if len(cand) > 1:
@@ -225,8 +246,8 @@ class LlamaEngine:
             if len(decoded) > len(text):
                 yield decoded[len(text):]
                 text = decoded
-            if any(s in text for s in stop_texts):
-                break
+            if any(s in text for s in stop_texts) or self.llm.n_tokens >= self.n_ctx:
+                break  # a stop text, or the context is full (the text so far is the answer)
             self.llm.eval([token])
             logits = self._logits()
 
@@ -269,7 +290,7 @@ class LlamaEngine:
                 lib.llama_sampler_accept(sampler, token)
                 new.append(token)
                 text = self.piece(new).decode("utf-8", errors="ignore")
-                if done is not None and done(text):
+                if (done is not None and done(text)) or self.llm.n_tokens >= self.n_ctx:
                     break
                 self.llm.eval([token])
                 logits = self._logits()

@@ -112,7 +112,7 @@ class LLMSpec:
     auto_install: bool = True
     engine: str = "llamacpp"
     n_threads: int | None = None
-    n_ctx: int = 4096
+    n_ctx: int = 8192
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
@@ -132,7 +132,8 @@ class LLMSpec:
         """Build from `assistant.config.Settings`."""
         return cls(model=settings.model, dtype=settings.dtype, load_in_4bit=settings.load_in_4bit,
                    adapter=settings.adapter or None, device=settings.device, models_dir=settings.models_dir,
-                   engine=getattr(settings, "engine", "llamacpp"), n_threads=getattr(settings, "threads", 0) or None)
+                   engine=getattr(settings, "engine", "llamacpp"), n_threads=getattr(settings, "threads", 0) or None,
+                   n_ctx=getattr(settings, "n_ctx", 8192))
 
     def engine_in_use(self, flags: set[str] | None = None) -> str:
         """The engine that will run this spec: llama.cpp only for GGUF weights on a CPU that can run them."""
@@ -244,10 +245,16 @@ def load_chat_model(spec: LLMSpec | str | None = None) -> tuple[Any, Any]:
     if not spec.load_in_4bit:
         model.to(spec.device)
     if spec.adapter:
-        check_adapter(Path(spec.adapter), ident, model, spec.model)
+        from assistant.llm.adapters import AdapterError, adapter_for_engine
+
+        try:  # SHOPSIGHT_ADAPTER may name the exported GGUF LoRA: its peft folder is what transformers loads
+            folder = adapter_for_engine(spec.adapter, "transformers")
+        except AdapterError as exc:
+            raise ModelLoadError(str(exc)) from None
+        check_adapter(folder, ident, model, spec.model)
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, spec.adapter)
+        model = PeftModel.from_pretrained(model, str(folder))
         if not spec.load_in_4bit:
             model = model.merge_and_unload()  # plain weights generate faster than a LoRA wrapper
     model.eval()
@@ -332,35 +339,6 @@ def check_adapter(adapter: Path, ident: dict, model: Any, model_label: str) -> N
             refuse(f"layer '{target}' takes {in_f} inputs, the adapter expects {shape[-1]}")
         if ".lora_B." in key and out_f is not None and shape[0] != out_f:
             refuse(f"layer '{target}' gives {out_f} outputs, the adapter expects {shape[0]}")
-
-
-def adapter_for_engine(adapter: Path, engine: str) -> Path:
-    """The adapter file or folder an engine loads: a peft folder (transformers) or a GGUF LoRA (llama.cpp).
-
-    For llama.cpp: the path itself when it is a `.gguf` file, else `adapter_model.gguf` (what the
-    fine-tune's export writes beside the peft files) or the folder's only `*.gguf`.
-
-    Raises:
-        ModelLoadError: no file for that engine, saying how to get one.
-    """
-    adapter = Path(adapter).expanduser()
-    if not adapter.exists():
-        raise ModelLoadError(f"LoRA adapter {adapter} does not exist (SHOPSIGHT_ADAPTER)")
-    if engine != "llamacpp":
-        if adapter.is_file():
-            raise ModelLoadError(f"{adapter} is a file; the transformers engine loads a peft adapter folder "
-                                 "(adapter_config.json + adapter_model.safetensors)")
-        return adapter
-    if adapter.is_file() and adapter.suffix == ".gguf":
-        return adapter
-    named = adapter / "adapter_model.gguf"
-    found = [named] if named.is_file() else sorted(adapter.glob("*.gguf")) if adapter.is_dir() else []
-    if len(found) != 1:
-        raise ModelLoadError(
-            f"LoRA adapter {adapter} has {'no' if not found else 'more than one'} GGUF LoRA file for the llama.cpp "
-            "engine (adapter_model.gguf). Export the peft adapter to GGUF (finetune's export step), or run "
-            "it on the transformers engine: SHOPSIGHT_ENGINE=transformers")
-    return found[0]
 
 
 def load_llm(spec: LLMSpec | str | None = None, **chat_options: Any):

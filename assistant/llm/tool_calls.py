@@ -44,7 +44,7 @@ def tool_schema(tool: Any) -> dict:
             return tool
         if "name" in tool and "parameters" in tool:
             return {"type": "function", "function": tool}
-    from transformers.utils import get_json_schema
+    from assistant.llm.tool_schema import function_schema as get_json_schema  # the same schema, no transformers import
 
     if inspect.isfunction(tool) or inspect.ismethod(tool):
         return get_json_schema(tool)
