@@ -47,10 +47,13 @@ def default_threads() -> int:
 
     Every llama.cpp op waits for all its threads, so a thread that the OS does not schedule
     stalls the others: on 2 cores at load 17, 2 threads decoded SmolLM2 at 0.47 tok/s and 1
-    thread at 11.4 tok/s. On an idle machine every core is used. SHOPSIGHT_THREADS overrides.
+    thread at 11.4 tok/s. On an idle machine every core is used. One core's worth of load is not
+    counted: asking again right after an answer leaves a load of ~1-1.5 that is this user's own
+    finished work, and counting it halved the threads (cold ask 16.5 s instead of 11 s on 2 cores,
+    bench/results/llm_engines.md). SHOPSIGHT_THREADS overrides.
     """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    busy = int(os.getloadavg()[0]) if hasattr(os, "getloadavg") else 0
+    busy = int(max(0.0, os.getloadavg()[0] - 1.0)) if hasattr(os, "getloadavg") else 0
     threads = max(1, min(8, cores - busy))
     if not _said_threads:
         _said_threads.append(threads)
