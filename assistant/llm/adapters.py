@@ -130,8 +130,9 @@ def adapter_for_engine(path: str | Path, engine: str, base_gguf: str | Path | No
                                f"`python -m finetune.export_gguf {folder}`")
     else:
         if not is_peft:
-            raise AdapterError(f"SHOPSIGHT_ADAPTER {path}: the transformers engine loads a peft adapter folder "
-                               "(adapter_config.json); a GGUF LoRA file alone works with SHOPSIGHT_ENGINE=llamacpp")
+            raise AdapterError(f"SHOPSIGHT_ADAPTER {path}: no adapter_config.json in {folder}; the transformers "
+                               "engine loads a peft adapter folder (finetune.lora's final/), and a GGUF LoRA file "
+                               "alone works with SHOPSIGHT_ENGINE=llamacpp")
         chosen = folder
     identity = dict(base or {})
     if base_gguf is not None:
