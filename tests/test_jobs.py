@@ -76,6 +76,17 @@ def test_a_failed_job_blocks_the_later_ones_with_its_message(tmp_path):
     assert "no events: import data first" in readiness("a", tmp_path)["error"]
 
 
+def test_a_restart_killed_before_its_checks_keeps_the_parts_already_done(tmp_path):
+    """`make run` on a set-up home, stopped at once: what was built stays ready for `shopsight ask`."""
+    log = []
+    assert JobRunner(tmp_path, [_job("predictor", log), _job("cases", log)], echo=None).run()
+    code = "from tools.jobs import JobRunner, Job; JobRunner({!r}, [Job(n, n, lambda: True, lambda report: None) " \
+           "for n in ('predictor', 'cases', 'llm')], echo=None)"  # constructed, killed before run()
+    subprocess.run([sys.executable, "-c", code.format(str(tmp_path))], cwd=ROOT, check=True)
+    assert readiness("predictor", tmp_path) is None and readiness("cases", tmp_path) is None
+    assert readiness("llm", tmp_path)["not_ready"]["status"] == "interrupted"  # never built: still said
+
+
 def test_a_job_left_running_by_a_dead_process_reads_as_interrupted(tmp_path):
     JobRunner(tmp_path, [_job("cases", [])], echo=None)._update("cases", status="running", fraction=0.3)
     code = "from tools.jobs import JobRunner, Job; r = JobRunner({!r}, [Job('cases', 'building the case memory', " \

@@ -108,8 +108,13 @@ class JobRunner:
         history = _read_json(jobs_dir(self.home) / HISTORY_FILE, {})
         for job in self.jobs:
             job.expected_s = float(history.get(job.name, job.expected_s))
+        # A job done by an earlier start stays done until `run` checks it again: a restart killed
+        # before that check (Ctrl+C right after `make run`) left every part "interrupted at 0 %"
+        # and `shopsight ask` refused a home whose predictor, scores and cases were all there.
+        before = _read_json(jobs_dir(self.home) / STATE_FILE, {}).get("jobs", {})
         self._state = {"pid": os.getpid(), "jobs": {
-            job.name: {"label": job.label, "status": "pending", "fraction": 0.0, "eta_s": round(job.expected_s)}
+            job.name: dict(before[job.name]) if (before.get(job.name) or {}).get("status") == "done" else
+            {"label": job.label, "status": "pending", "fraction": 0.0, "eta_s": round(job.expected_s)}
             for job in self.jobs}}
         self._save()
 
