@@ -47,7 +47,11 @@ def test_cli_train_score_explain(store_env, capsys):
     store = EventStore(tmp_path / "shop.duckdb", read_only=True)
     scores = store.scores_frame()
     store.close()
-    assert len(scores) == 2 * 60 and set(scores["horizon_days"]) == {7, 30}
+    latest = scores[scores["cutoff"] == scores["cutoff"].max()]
+    assert len(latest) == 2 * 60 and set(latest["horizon_days"]) == {7, 30}
+    # Each horizon H also as of cutoff - H (P(lapse) is recalibrated on them without loading the model).
+    back = scores[scores["cutoff"] < scores["cutoff"].max()].groupby("horizon_days")["cutoff"].max()
+    assert {h: (scores["cutoff"].max() - c).days for h, c in back.items()} == {7: 7, 30: 30}
     assert main(["predictor", "explain", "--user", "u001", "--horizon", "30"]) == 0
     out = json.loads(capsys.readouterr().out)
     # Drivers under one point are left out (tools/predictor/explain.py): an empty list must say why.

@@ -48,6 +48,17 @@ def test_open_from_the_home_folder_loads_the_trained_predictor(stack):
     assert ws.predictor.part_loaded and len(scored)
 
 
+def test_the_headline_question_reads_stored_scores_without_loading_the_predictor(stack):
+    """score_store writes each horizon's scores a horizon back too: at_risk_users recalibrates P(lapse)
+    on them, so a cold churn question never imports torch (bench/cold_ask.py)."""
+    ws = Workspace.open(stack["settings"], store=stack["store"], cases=stack["cases"],
+                        chat_model_factory=lambda: None)
+    result = ws.call_tool("at_risk_users", horizon_days=7)
+    # This small shop has too few lapses to fit the map on; the rows a week back were still found.
+    assert result["users"] and "no churn scores" not in result["p_lapse_calibration"], result
+    assert not ws.predictor.part_loaded
+
+
 def test_a_broken_predictor_is_reported_where_it_is_used(stack, tmp_path):
     from tools.predictor.data import PredictorError
 

@@ -90,8 +90,9 @@ def lapse_probabilities(ctx: ToolContext, horizon_days: int) -> tuple[pd.Series,
 
     The churn model's P(no order), gated by the lifecycle rule, then recalibrated
     (tools/predictor/lifecycle.py, `calibrated_p_lapse`) on the window (c - H, c]: the same model's
-    scores as of c - H, from the loaded predictor (only the customers who could lapse then are
-    scored) or from the scores table's rows of that model at or before c - H; without either,
+    scores as of c - H, from the scores table's rows at c - H (the scoring job writes them), else the
+    loaded predictor (only the customers who could lapse then are scored), else the table's rows of
+    that model at or before c - H; without any,
     P(lapse) stays as the model gave it and the notes say why. A Transformer trained up to the
     last event has seen that window's outcomes, so the map also corrects its fit there; measured on
     the demo shop (bench/results/clv.md, Round 5) it helps at 7 days and hurts at 30.
@@ -107,6 +108,10 @@ def lapse_probabilities(ctx: ToolContext, horizon_days: int) -> tuple[pd.Series,
             if day == ctx.cutoff:
                 return frame["p_churn"].astype(float)
             version = source.get("model_version")
+            stored = ctx.store.scores_frame(cutoff=day, horizon_days=horizon_days)
+            stored = stored[stored["model_version"].astype(str) == version]
+            if len(stored):  # written by the scoring job (score_store): no predictor to load
+                return stored.drop_duplicates("user_id", keep="last").set_index("user_id")["p_churn"].astype(float)
             if ctx.predictor is not None and str(ctx.predictor.version) == version:
                 then = lifecycle_frame(events, day, horizon_days)
                 live = then.index[then["stage"].isin(LIVE_STAGES)].tolist()

@@ -344,14 +344,32 @@ def _join_probs(p: np.ndarray | None) -> list[str]:
     return [" ".join(f"{x:.4f}" for x in row) for row in p]
 
 
-def score_store(store, predictor: Predictor, cutoff: datetime, progress: bool = True) -> pd.DataFrame:
-    """Score every user of the store as of `cutoff` and replace the `scores` rows (store.replace_scores)."""
+def score_store(store, predictor: Predictor, cutoff: datetime, progress: bool = True,
+                earlier: bool = True) -> pd.DataFrame:
+    """Score every user of the store as of `cutoff` and replace the `scores` rows (store.replace_scores).
+
+    `earlier`: also write each horizon H's scores as of cutoff - H, the rows at_risk_users
+    recalibrates P(lapse) on (tools/catalog/users.py::lapse_probabilities); stored here, a question
+    reads them instead of loading the predictor (torch: ~5 s and ~350 MB of a cold ask).
+    Returns the rows as of `cutoff`.
+    """
     from tools.data.schema import SCORE_COLUMNS
 
     events = store.events_frame(until=pd.Timestamp(cutoff).to_pydatetime())
-    scores = predictor.score_users(events, cutoff, progress=progress)
-    scores["cutoff"] = pd.Timestamp(cutoff)
-    scores["model_version"] = predictor.version
-    scores = scores[list(SCORE_COLUMNS)]
+
+    def scored_at(day, horizons=None) -> pd.DataFrame:
+        past = events[events["ts"] <= pd.Timestamp(day)]
+        frame = predictor.score_users(past, day, top_k=1 if horizons else 10, progress=progress and not horizons)
+        if horizons:
+            frame = frame[frame["horizon_days"].isin(horizons)]
+        frame["cutoff"] = pd.Timestamp(day)
+        frame["model_version"] = predictor.version
+        return frame[list(SCORE_COLUMNS)]
+
+    scores = scored_at(cutoff)
     store.replace_scores(scores)
+    for h in predictor.horizons_days if earlier else ():
+        day = pd.Timestamp(cutoff) - pd.Timedelta(days=float(h))
+        if (events["ts"] <= day).any():
+            store.replace_scores(scored_at(day.to_pydatetime(), [h]))
     return scores
