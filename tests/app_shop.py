@@ -107,7 +107,15 @@ def _last_tool_result(messages: list[BaseMessage]) -> tuple[str, dict] | None:
 
 
 def analyst_reply(messages: list[BaseMessage]) -> str:
-    """Call the tool the question is about; once a result is there, answer from it (only its numbers)."""
+    """Call the tool the question is about; once a result is there, answer from it (only its numbers).
+
+    Asked for the takeaway (prompts/agent_takeaway.j2: a short prompt of facts, no tool result in
+    it), the analyst repeats the first fact, as a careful model would: true, so the check keeps it.
+    """
+    last = messages[-1] if messages else None
+    if isinstance(last, HumanMessage) and "The facts behind it:" in str(last.content):
+        facts = [line[2:] for line in str(last.content).splitlines() if line.startswith("- ")]
+        return facts[0] if facts else ""
     done = _last_tool_result(messages)
     if done is None:
         question = str(messages[-1].content).lower()

