@@ -84,9 +84,11 @@ def test_killed_in_each_phase_the_demo_resumes_and_builds_nothing_twice(tmp_path
     with EventStore(demo.home / "shop.duckdb", read_only=True) as store:
         scores = store.query("SELECT user_id, horizon_days, cutoff, count(*) AS n FROM scores "
                              "GROUP BY ALL HAVING count(*) > 1")
-        n_scores = store.query("SELECT count(*) AS n FROM scores")["n"].iloc[0]
+        n_scores = store.query("SELECT count(*) AS n FROM scores WHERE cutoff = (SELECT max(cutoff) FROM scores)"
+                               )["n"].iloc[0]
         users = store.query("SELECT count(DISTINCT user_id) AS n FROM events")["n"].iloc[0]
-    assert scores.empty and n_scores == users * 2  # one row per user and horizon
+    # One row per user and horizon at the cutoff (and each horizon's rows a horizon back, for P(lapse)).
+    assert scores.empty and n_scores == users * 2
     from tools.cases import CaseMemory
 
     memory = CaseMemory(path=demo.home / "chroma")  # MiniLM: loaded only to embed, not to read
