@@ -78,7 +78,7 @@ def test_reasons_say_the_rhythm_and_what_moves_the_stage(events):
     assert "single order" in newbie[0] and "no usual gap of their own" in newbie[0]
     overdue = stage_reasons(st.loc["overdue"])
     assert overdue[0].startswith("overdue: 40 days since the last order, 2.0x the usual 20-day gap")
-    assert "an order now brings them back" in overdue[1] and "July 20, 2024" in overdue[1]  # a date, as written
+    assert "an order now brings them back" in overdue[1] and "2024-07-20" in overdue[1]
     assert "lost since" in stage_reasons(st.loc["gone"])[1]
     slipping = stage_reasons(st.loc["slipping"])
     assert slipping[0] == "9 days since the last order, a little past the usual 9-day gap"  # 9 > 8.75, not yet 1.5x

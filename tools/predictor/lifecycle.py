@@ -107,12 +107,6 @@ def stage_counts(stages: pd.DataFrame) -> dict[str, int]:
     return {s: int(counts.get(s, 0)) for s in STAGES}
 
 
-def _on(stamp) -> str:
-    """A date as people write it ("July 7, 2026"): these sentences go into answers as they are."""
-    d = pd.Timestamp(stamp)
-    return f"{d:%B} {d.day}, {d.year}"
-
-
 def stage_reasons(row: pd.Series) -> list[str]:
     """Plain sentences: where the customer stands against their rhythm, and what would move the stage."""
     if row["stage"] == "visitor":  # no order: no days since one (NaN), no gap
@@ -127,14 +121,15 @@ def stage_reasons(row: pd.Series) -> list[str]:
         rhythm = f"{since} days since the last order, a little past the usual {gap:.0f}-day gap"
     else:
         rhythm = f"{since} days since the last order, within the usual {gap:.0f}-day gap"
-    lost_on = _on(row["lost_on"])
+    lost_on = pd.Timestamp(row["lost_on"]).date().isoformat()
     moves = {
         "lost": f"lost since {lost_on} (3 usual gaps without an order); only a new order brings them back",
         "at_risk": f"an order now brings them back to active; without one they count as lost from {lost_on}",
-        "lapsing": f"an order before {_on(row['at_risk_on'])} keeps them active; "
+        "lapsing": f"an order before {pd.Timestamp(row['at_risk_on']).date().isoformat()} keeps them active; "
                    "without one they turn at risk within this horizon",
         "new": "a second order makes them a repeat customer",
-        "active": "ordering on rhythm; next order expected around " + _on(row["next_order_expected"]),
+        "active": "ordering on rhythm; next order expected around "
+                  + pd.Timestamp(row["next_order_expected"]).date().isoformat(),
     }
     return [rhythm, moves[row["stage"]]]
 
