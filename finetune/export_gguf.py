@@ -23,7 +23,6 @@ The tensors are float32: LoRA matrices are small (r x width), and llama.cpp appl
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import os
@@ -33,6 +32,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from assistant.llm.registry import file_sha256
+
 GGUF_FILE = "adapter.gguf"
 IDENTITY_KEY = "shopsight.base_identity"  # base_model.yaml as JSON
 PEFT_SHA_KEY = "shopsight.peft_sha256"  # of adapter_model.safetensors, to see a stale export
@@ -41,14 +42,6 @@ ARCHITECTURES = ("llama", "qwen2")
 
 class ExportError(ValueError):
     """The adapter folder cannot be exported; the message names the file and the fix."""
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _read_adapter(folder: Path) -> tuple[dict, dict, dict[str, np.ndarray]]:

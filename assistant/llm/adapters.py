@@ -13,11 +13,12 @@ base is refused with both names. Nothing here imports finetune: the keys below a
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import yaml
+
+from assistant.llm.registry import file_sha256
 
 ENGINES = ("llamacpp", "transformers")
 GGUF_FILE = "adapter.gguf"  # finetune.export_gguf.GGUF_FILE
@@ -125,7 +126,7 @@ def adapter_for_engine(path: str | Path, engine: str, base_gguf: str | Path | No
                                f"write it with {hint} (or use SHOPSIGHT_ENGINE=transformers with the peft folder)")
         peft_file = folder / "adapter_model.safetensors"
         recorded = gguf_strings(chosen, (PEFT_SHA_KEY,)).get(PEFT_SHA_KEY)
-        if is_peft and peft_file.is_file() and recorded and recorded != _sha256(peft_file):
+        if is_peft and peft_file.is_file() and recorded and recorded != file_sha256(peft_file):
             raise AdapterError(f"{chosen} was exported from an older {peft_file.name}; export it again: "
                                f"`python -m finetune.export_gguf {folder}`")
     else:
@@ -144,11 +145,3 @@ def adapter_for_engine(path: str | Path, engine: str, base_gguf: str | Path | No
         identity["hub_ids"] = list(getattr(MODEL_REGISTRY.get(base_name), "hub_ids", ()))
     check_base(chosen, identity, base_name or str(base_gguf or "the loaded model"))
     return chosen
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()

@@ -278,7 +278,8 @@ def _gguf_info_path(name: str, models_dir: Path | None = None) -> Path:
     return gguf_path(name, models_dir).with_suffix(".yaml")
 
 
-def _sha256_of(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file, read in blocks (GGUFs of a GB; adapters)."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         while block := fh.read(_BLOCK):
@@ -303,7 +304,7 @@ def verify_gguf(name: str, path: Path) -> str:
         ModelInstallError: naming the packages to reinstall and the command that re-joins them.
     """
     model = get_packaged(name)
-    digest = _sha256_of(path)
+    digest = file_sha256(path)
     if model.sha256 and digest != model.sha256:
         raise ModelInstallError(
             f"{path}: sha256 {digest} is not the pinned {model.sha256} of model '{name}' (changed or "
