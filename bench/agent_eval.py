@@ -156,7 +156,8 @@ def first_call_events(agent, question: str, history: list | None) -> list:
 def agent_turn(agent, question: str, history: list | None):
     from assistant.agent.loop import _Turn
 
-    return _Turn(question=question, messages=agent.prepare_messages(question, history))
+    messages = agent.prepare_messages(question, history)
+    return _Turn(question=question, messages=messages, current=len(messages) - 1)
 
 
 def run_injection(settings, chat, attacks: list[dict], out: Path, max_steps: int, config: str = "router") -> dict:

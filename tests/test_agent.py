@@ -325,6 +325,27 @@ def test_follow_up_resolves_against_the_previous_turn(tmp_path) -> None:
     assert len(answer2["messages"]) == len(history) + 4
 
 
+def test_a_follow_up_prompt_carries_the_earlier_turn_shortened_and_grounds_on_it_whole() -> None:
+    """The model re-reads an earlier result as its figures and ids only (a whole result cost ~30 s of
+    prefill per follow-up on 2 cores); the full result stays in the conversation and still grounds."""
+    shop = Shop()
+    first = ScriptedChatModel(script=[call("at_risk_users", horizon_days=7),
+                                      "u_101 (0.82), u_102 (0.64), u_103 (0.31).\n- a second paragraph"])
+    _, answer1 = run(Agent(first, shop.tools()), "Which users will churn this week?")
+    second = ScriptedChatModel(script=[call("explain_user", user_id="u_102", horizon_days=7),
+                                       "u_102 is at 0.64, below u_101 at 0.82."])
+    _, answer2 = run(Agent(second, shop.tools()), "and why is the second one at risk?", history=answer1["messages"])
+    earlier = [m for m in second.seen[0] if isinstance(m, ToolMessage)]
+    assert json.loads(earlier[0].content) == {"horizon_days": 7, "users": ["u_101", "u_102", "u_103"]}
+    assert [m.content for m in second.seen[0] if isinstance(m, AIMessage) and m.content] == [
+        "u_101 (0.82), u_102 (0.64), u_103 (0.31)."]
+    this_turn = [m for m in second.seen[1] if isinstance(m, ToolMessage)][-1]
+    assert json.loads(this_turn.content)["drivers"]  # the current turn's result is read whole
+    assert answer2["ungrounded"] == [] and "0.82" in answer2["grounded"]  # grounded on the earlier result, whole
+    full = [m for m in answer2["messages"] if isinstance(m, ToolMessage)][0]
+    assert json.loads(full.content)["users"][0] == {"user_id": "u_101", "p_churn": 0.82}
+
+
 def test_known_entities_and_references() -> None:
     messages = [ToolMessage(content=json.dumps({"users": [{"user_id": "a1"}, {"user_id": "b2"}]}),
                             tool_call_id="x", name="at_risk_users")]

@@ -42,7 +42,7 @@ from assistant.llm.decoding import decodes_locally
 from assistant.agent.router import make_router
 from assistant.agent.events import AgentEvent
 from assistant.llm.tool_calls import TOOL_CALL_CLOSE, parse_tool_calls
-from assistant.agent.session import known_entities, resolve_references, time_notes, tool_results
+from assistant.agent.session import known_entities, resolve_references, shorten_earlier_turns, time_notes, tool_results
 from assistant.agent.tool_specs import ToolSpec, build_specs
 from assistant.llm.openai_chat import ServerError
 from assistant.agent.untrusted import injected_call_reason, mask_pii, result_for_prompt, sanitize_result
@@ -57,6 +57,7 @@ class _Turn:
 
     question: str
     messages: list[BaseMessage]
+    current: int = 0  # index of this turn's question in `messages`: what comes before is earlier turns
     results: list[tuple[str, Any]] = field(default_factory=list)  # this turn, sanitized
     calls_seen: set[str] = field(default_factory=set)
     untrusted: list[str] = field(default_factory=list)
@@ -124,6 +125,7 @@ class Agent:
         """Answer `question`, continuing `history` (messages of earlier turns); yields events."""
         started = time.perf_counter()
         turn = _Turn(question=question, messages=self.prepare_messages(question, history))
+        turn.current = len(turn.messages) - 1
         turn.untrusted = [t for _, r in tool_results(turn.messages) for t in sanitize_result(r)[1]]
         turn.language = intent.answer_language(question)
         if self.horizons:
@@ -195,21 +197,26 @@ class Agent:
     def _decide(self, turn: _Turn, step: int, answer_only: bool) -> AIMessage:
         """The model's next message: routed on step 1, answer-only on the last step."""
         if step == 1 and self.router is not None:
-            call = self.router.route(turn.messages, self.specs, question=turn.question)
+            call = self.router.route(self._prompt_messages(turn), self.specs, question=turn.question)
             if call is not None:
                 call_id = f"call_{uuid.uuid4().hex[:8]}"
                 return AIMessage(content="", tool_calls=[{"name": call["name"], "args": call["args"],
                                                           "id": call_id, "type": "tool_call"}],
                                  additional_kwargs={"routed": True, "model_choice": _model_choice(self.router)})
         if self.local:
-            return self._local_step(turn.messages, allow_tools=not answer_only)
+            return self._local_step(self._prompt_messages(turn), allow_tools=not answer_only)
         model = self.chat_model if answer_only else self._with_tools
-        message = model.invoke(turn.messages)
+        message = model.invoke(self._prompt_messages(turn))
         if not isinstance(message, AIMessage):
             raise TypeError(f"{type(self.chat_model).__name__} returned {type(message).__name__}, not AIMessage")
         if answer_only and message.tool_calls:  # no tools were offered: keep the prose only
             message = AIMessage(content=message.content or "")
         return message
+
+    @staticmethod
+    def _prompt_messages(turn: _Turn) -> list[BaseMessage]:
+        """What the model reads: earlier turns shortened (assistant/agent/session.py), this turn whole."""
+        return shorten_earlier_turns(turn.messages, turn.current)
 
     def _local_step(self, messages: list[BaseMessage], allow_tools: bool, max_new: int | None = None) -> AIMessage:
         """One step on the in-process model (its `complete`), parsed like LocalToolChat does.

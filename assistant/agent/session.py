@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from langchain_core.messages import BaseMessage, ToolMessage, messages_from_dict, messages_to_dict
+from langchain_core.messages import AIMessage, BaseMessage, ToolMessage, messages_from_dict, messages_to_dict
 
 from assistant.agent.time_spans import gives_days, spans
 from assistant.agent.untrusted import clean_history
@@ -26,6 +26,12 @@ SESSION_VERSION = 1
 ENTITY_KEYS = {"user_id": "user", "item_id": "item", "case_id": "case", "review_id": "review",
                "category_id": "category"}
 MAX_ENTITIES = 10
+# What the model re-reads of an earlier turn (`shorten_earlier_turns`): the call, the result's top-level figures
+# and every row's ids, the answer's opening. A follow-up's prompt had carried the whole earlier result (~1,000
+# tokens even compact, ~30 s of prefill on 2 cores); the ids a follow-up points to stay, and the reference
+# note names them anyway.
+EARLIER_TEXT_CHARS = 40
+EARLIER_ANSWER_CHARS = 240
 _ORDINALS = {
     "first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4,
     "fifth": 5, "5th": 5, "sixth": 6, "6th": 6, "seventh": 7, "7th": 7, "eighth": 8, "8th": 8,
@@ -155,3 +161,50 @@ def time_notes(question: str) -> list[str]:
     if gives_days(question):
         return []
     return [f'"{phrase}" = {days} days' for phrase, days in spans(question)]
+
+
+def shorten_earlier_turns(messages: list[BaseMessage], current: int) -> list[BaseMessage]:
+    """`messages` as the model reads them: turns before index `current` shortened, the rest as they are.
+
+    Earlier tool results keep their top-level figures and the ids of their rows; an earlier answer keeps
+    its opening. The full messages stay in the conversation
+    (grounding reads them); only the prompt is shorter.
+    """
+    shortened = []
+    for message in messages[:current]:
+        if isinstance(message, ToolMessage) and isinstance(message.content, str):
+            try:
+                brief = json.dumps(_brief(json.loads(message.content)), ensure_ascii=False, separators=(",", ":"))
+            except (TypeError, ValueError):
+                brief = message.content[:EARLIER_ANSWER_CHARS]
+            message = ToolMessage(content=brief, tool_call_id=message.tool_call_id, name=message.name)
+        elif isinstance(message, AIMessage) and not message.tool_calls and isinstance(message.content, str):
+            message = AIMessage(content=_opening(message.content))
+        shortened.append(message)
+    return shortened + list(messages[current:])
+
+
+def _brief(value: Any) -> Any:
+    """A result's top-level figures and, for each list of rows, the rows' ids."""
+    if not isinstance(value, dict):
+        return value if not _long_text(value) else value[:EARLIER_TEXT_CHARS] + "..."
+    brief: dict[str, Any] = {}
+    for key, field_value in value.items():
+        if isinstance(field_value, list):
+            ids = [{k: v for k, v in row.items() if k in ENTITY_KEYS} for row in field_value if isinstance(row, dict)]
+            ids = [i for i in ids if i]
+            if ids:  # one id per row reads as a plain list: "users": ["3810", "3736"]
+                brief[key] = [next(iter(i.values())) for i in ids] if all(len(i) == 1 for i in ids) else ids
+        elif not isinstance(field_value, dict) and not _long_text(field_value):
+            brief[key] = field_value
+    return brief
+
+
+def _long_text(value: Any) -> bool:
+    """Sentences (notes, model descriptions) are left out of an earlier result: its figures and ids stay."""
+    return isinstance(value, str) and len(value) > EARLIER_TEXT_CHARS
+
+
+def _opening(text: str) -> str:
+    first = text.strip().split("\n")[0]
+    return first if len(first) <= EARLIER_ANSWER_CHARS else first[:EARLIER_ANSWER_CHARS].rstrip() + "..."
