@@ -127,6 +127,9 @@ def run_config(config: str, chat, tools: list, questions: list[dict], out: Path,
         row = score_turn(q, dicts, reference, by_name, expected_args, earlier.get(session, []))
         row["config"] = config
         row["session"] = session
+        takeaway = dicts[-1].get("takeaway") if dicts and dicts[-1]["type"] == "answer" else None
+        if takeaway:  # what the model's own words cost and whether they were kept
+            row["takeaway"] = {k: takeaway.get(k) for k in ("prompt_tokens", "draft_tokens", "kept", "dropped")}
         rows[q["id"]] = row
         if session:
             previous[session] = reference[0]
@@ -245,6 +248,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="the local engine (default: SHOPSIGHT_ENGINE, else llamacpp)")
     parser.add_argument("--engines", nargs="+", choices=("llamacpp", "transformers"), default=None,
                         help="several engines in one run and one table: each config's rows are named <config>@<engine>")
+    parser.add_argument("--models", nargs="+", default=None,
+                        help="several models in one run and one table (registry names, e.g. qwen2.5-coder-0.5b "
+                             "qwen2.5-coder-1.5b): rows are named <config>@<engine>/<model>")
     parser.add_argument("--dtype", choices=("auto", "fp32", "bf16"), default=None,
                         help="the transformers engine's dtype (default: SHOPSIGHT_DTYPE, else auto)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "agent_eval")
@@ -274,32 +280,50 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     chat = workspace.chat_model()
     load_s = time.perf_counter() - t0
-    runs = [(c, chat) for c in args.configs]
-    if len(engines) > 1:  # one table: every config on every engine, the same questions, one process
-        runs = [(f"{c}@{engines[0]}", chat) for c in args.configs]
-        for engine in engines[1:]:
-            other = Workspace.open(Settings.from_env(engine=engine, **overrides), store=workspace.store).chat_model()
-            runs += [(f"{c}@{engine}", other) for c in args.configs]
+    models = args.models or [settings.model]
+    named = len(engines) > 1 or len(models) > 1  # one table: rows named <config>@<engine>[/<model>]
+
+    def label(config: str, engine: str | None, model: str) -> str:
+        if not named:
+            return config
+        return f"{config}@{engine or settings.engine}" + (f"/{model}" if len(models) > 1 else "")
+
+    def loader(engine: str | None, model: str):
+        """The chat model of one (engine, model): the first is loaded already, the others when their turn comes."""
+        if (engine or settings.engine, model) == (settings.engine, settings.model):
+            return lambda: chat
+        return lambda: Workspace.open(Settings.from_env(engine=engine, model=model, **overrides),
+                                      store=workspace.store).chat_model()
+
+    loaders = {(engine, model): loader(engine, model) for model in models for engine in engines}
+    runs = [(label(c, engine, model), loaders[engine, model]) for model in models for engine in engines
+            for c in args.configs]
     if args.adapter:
         adapted = Workspace.open(Settings.from_env(adapter=str(args.adapter), engine=args.engine, threads=args.threads),
                                  store=workspace.store).chat_model()
         runs = [] if args.adapter_only else runs
-        runs += [(f"{c}+adapter", adapted) for c in args.configs]
+        runs += [(f"{c}+adapter", lambda: adapted) for c in args.configs]
     (args.out / "config.yaml").write_text(yaml.safe_dump({
         "questions": str(args.questions), "n_questions": len(questions), "configs": [c for c, _ in runs],
         "first_call_only": args.first_call_only, "max_steps": args.max_steps, "model": settings.model,
-        "engine": settings.engine, "engines": engines, "dtype": settings.dtype, "threads": settings.threads,
-        "adapter": str(args.adapter) if args.adapter else None, "db_path": str(settings.db_path),
-        "cutoff": str(workspace.cutoff), "model_load_s": round(load_s, 1)}, sort_keys=False))
+        "models": models, "engine": settings.engine, "engines": engines, "dtype": settings.dtype,
+        "threads": settings.threads, "adapter": str(args.adapter) if args.adapter else None,
+        "db_path": str(settings.db_path), "cutoff": str(workspace.cutoff), "model_load_s": round(load_s, 1)},
+        sort_keys=False))
     summaries = {}
-    for config, model in runs:
-        rows = run_config(config, model, workspace.tools, questions, args.out, args.max_steps, args.first_call_only)
+    loaded: dict = {}  # one chat model of each (engine, model) at a time: the 1.5B beside the 0.5B is 2 GB more
+    for config, load in runs:
+        if load not in loaded:
+            loaded.clear()
+            loaded[load] = load()
+        rows = run_config(config, loaded[load], workspace.tools, questions, args.out, args.max_steps,
+                          args.first_call_only)
         summaries[config] = summarize(rows)
         for category in sorted({r["category"] for r in rows}):
             summaries[f"  {config}: {category}"] = summarize([r for r in rows if r["category"] == category])
     table = markdown_table(summaries)
     report = [f"Agent evaluation ({len(questions)} questions{', first call only' if args.first_call_only else ''}; "
-              f"model {settings.model}, engine {' and '.join(e or settings.engine for e in engines)}, dtype {settings.dtype}, "
+              f"model {' and '.join(models)}, engine {' and '.join(e or settings.engine for e in engines)}, dtype {settings.dtype}, "
               f"load {load_s:.1f} s; 2 shared CPU cores, timings noisy)", "", table]
     if args.injection:
         attacks = load_jsonl(args.attacks, {"id": str, "attack": str, "text": str, "secrets": list, "canaries": list})

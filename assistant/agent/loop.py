@@ -408,14 +408,15 @@ class Agent:
         messages = [HumanMessage(prompt)]
         if self.local:
             rendered, prefix, _ = self.chat_model.render_prompt(messages, None, None)
-            text, n_in, _ = self.chat_model.complete(rendered, self.takeaway_tokens, ())
-            message = AIMessage(content=prefix + text, usage_metadata={"input_tokens": n_in, "output_tokens": 0,
-                                                                       "total_tokens": n_in})
+            text, n_in, n_out = self.chat_model.complete(rendered, self.takeaway_tokens, ())
+            message = AIMessage(content=prefix + text, usage_metadata={"input_tokens": n_in, "output_tokens": n_out,
+                                                                       "total_tokens": n_in + n_out})
         else:
             message = self.chat_model.invoke(messages)
         text = mask_pii(text_of(message)).strip() if isinstance(message, AIMessage) else ""
         usage = getattr(message, "usage_metadata", None) or {}
-        turn.takeaway = {"prompt_tokens": usage.get("input_tokens"), "draft": text, "kept": "", "dropped": []}
+        turn.takeaway = {"prompt_tokens": usage.get("input_tokens"), "draft_tokens": usage.get("output_tokens"),
+                         "draft": text, "kept": "", "dropped": []}
         if not text or is_call_payload(text) or getattr(message, "tool_calls", None):
             return ""
         if turn.language == "zh" and not re.search(r"[\u4e00-\u9fff]", text):  # the rest of the answer is Chinese
