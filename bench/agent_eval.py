@@ -103,7 +103,7 @@ def run_config(config: str, chat, tools: list, questions: list[dict], out: Path,
                first_call_only: bool) -> list[dict]:
     """Evaluate one config over the questions (sessions in order); resumable by question id."""
     by_name = {fn.__name__: fn for fn in tools}
-    rows_path = out / f"rows_{config}{'_first_call' if first_call_only else ''}.jsonl"
+    rows_path = out / f"rows_{config.replace('/', '_')}{'_first_call' if first_call_only else ''}.jsonl"
     done = {r["id"]: r for r in load_jsonl(rows_path, {"id": str})} if rows_path.exists() else {}
     agent = make_agent(config, chat, tools, max_steps)
     history: dict[str, list] = {}  # session -> messages so far
