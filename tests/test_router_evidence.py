@@ -10,7 +10,7 @@ from typing import Literal, Optional
 
 from assistant.agent.router import _meant_elsewhere
 from assistant.llm.kv_decode import parse_object as _parse_object
-from assistant.agent.tool_specs import _spans_in_days, build_specs, ground_arguments
+from assistant.agent.tool_specs import _spans_in_days, build_specs, ground_arguments, worth_decoding
 from tools.catalog import known_values
 
 USERS = {"1334", "1526", "3"}
@@ -115,3 +115,19 @@ def test_no_evidence_without_a_real_id_from_the_conversation() -> None:
     counted = ["Give me 3 customers who will churn"]
     assert _meant_elsewhere(specs, "at_risk_users", {"top_k": 3}, {"top_k": 3}, ranked, counted) is None  # kept
     assert _meant_elsewhere(specs, "at_risk_users", {"horizon_days": 3}, {}, ranked, counted) is None  # a count
+
+
+def test_a_tool_needing_an_id_nobody_named_is_not_decoded() -> None:
+    """user_history needs a user id: with none in the conversation it is passed over before its arguments
+    are decoded (the 0.5B had answered "What happened to customers who stopped buying after a price rise?"
+    with explain_user(user_id="12345"))."""
+    specs = build_specs(shop_tools())
+    ranked = ["user_history", "at_risk_users", "segment_report"]
+    no_id = ["What happened to customers who stopped buying after a price rise?"]
+    assert worth_decoding(specs, ranked, no_id, limit=2) == ["at_risk_users", "segment_report"]
+    unknown_id = ["Pull up the activity of user 9999."]  # an id, but of no user of this shop
+    assert worth_decoding(specs, ranked, unknown_id, limit=3) == ["at_risk_users", "segment_report"]
+    named = ["Pull up the activity of user 1334."]
+    assert worth_decoding(specs, ranked, named, limit=2) == ["user_history", "at_risk_users"]
+    only_id_tools = ["user_history"]
+    assert worth_decoding(specs, only_id_tools, no_id, limit=1) == ["user_history"]  # nothing qualifies: as before

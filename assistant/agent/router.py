@@ -39,7 +39,7 @@ from typing import Any
 from langchain_core.messages import BaseMessage, HumanMessage, ToolMessage
 
 from assistant.llm.decoding import decodes_locally
-from assistant.agent.tool_specs import ToolSpec, check_known, ground_arguments, required_grounded
+from assistant.agent.tool_specs import ToolSpec, check_known, ground_arguments, required_grounded, worth_decoding
 
 
 @dataclass
@@ -122,7 +122,7 @@ class LikelihoodRouter:
         to pass that this tool cannot take but another tool can ("user_id": "1334" for
         at_risk_users) says which tool it meant: that one is tried next.
         """
-        queue, tried = list(ranked[: self.max_candidates]), []
+        queue, tried = worth_decoding(specs, ranked, texts, self.max_candidates), []
         while queue:
             name = queue.pop(0)
             if any(t[0] == name for t in tried):

@@ -31,7 +31,7 @@ from typing import Any
 from langchain_core.messages import BaseMessage, HumanMessage, ToolMessage
 
 from assistant.agent.router import RouteTrace
-from assistant.agent.tool_specs import ToolSpec, check_known, ground_arguments, required_grounded
+from assistant.agent.tool_specs import ToolSpec, check_known, ground_arguments, required_grounded, worth_decoding
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ class ServerRouter:
                 ranked: list[str], texts: list[str], trace: ServerRouteTrace) -> tuple[str, dict]:
         """The best-ranked tool whose required arguments come from the conversation, with its arguments."""
         tried: list[tuple[str, dict]] = []
-        for name in ranked[: self.max_candidates]:
+        for name in worth_decoding(specs, ranked, texts, self.max_candidates):
             raw = self.chat.constrained_arguments(messages, schemas, name)
             trace.raw_arguments = trace.raw_arguments or str(raw)
             args, problem = specs[name].validate(raw)

@@ -220,6 +220,25 @@ def required_grounded(spec: ToolSpec, args: dict, texts: list[str]) -> bool:
     return True
 
 
+_ID_WORD_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
+
+
+def worth_decoding(specs: dict[str, ToolSpec], ranked: list[str], texts: list[str], limit: int) -> list[str]:
+    """The best `limit` of `ranked` whose required ids the conversation could supply, best first.
+
+    A tool needing a user id when no word of the conversation is one cannot be what was asked: it
+    is passed over without decoding its arguments (a decode costs ~1 s on 2 cores, and the model
+    then invents an id, "12345"). When no tool qualifies, the first `limit` are tried as before.
+    """
+    words = set(_ID_WORD_RE.findall("\n".join(texts)))
+
+    def possible(name: str) -> bool:
+        spec = specs[name]
+        return all(any(spec.known[key](w) for w in words) for key in spec.required if key in spec.known)
+
+    return [n for n in ranked if possible(n)][:limit] or ranked[:limit]
+
+
 def _spans_in_days(texts: list[str]) -> set[float]:
     """Spans of time the texts name, in days: "7 days", "this week" (7), "the coming month" (30)."""
     return {float(days) for _, days in spans("\n".join(texts))}

@@ -18,12 +18,12 @@ CASES_HINT = "build the case memory with `shopsight cases build` (or run `shopsi
 def similar_cases(ctx: ToolContext, user_id: Optional[str] = None, text: Optional[str] = None, k: int = 5) -> dict:
     """Find past customers in a similar situation and what happened to them (churned or not, what they bought).
 
-    Give user_id to find customers like that user, or text to search by a description
-    (for example "loyal buyer who stopped after a late delivery").
+    Give user_id to find customers like that user, or text to search by a description: the
+    situation in the user's own words.
 
     Args:
         user_id: A user's id, to find past customers who looked like this user does today.
-        text: A free-text description of a situation, used when no user_id is given.
+        text: The situation as the user described it, used when no user_id is given.
         k: How many cases to return, 1 to 20.
     """
     if ctx.cases is None:
