@@ -220,7 +220,7 @@ def required_grounded(spec: ToolSpec, args: dict, texts: list[str]) -> bool:
     return True
 
 
-_ID_WORD_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
+_ID_WORD_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_.\-]*[A-Za-z0-9_])?")  # "1334." ends a sentence: "1334"
 
 
 def worth_decoding(specs: dict[str, ToolSpec], ranked: list[str], texts: list[str], limit: int) -> list[str]:
