@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
@@ -14,6 +12,7 @@ from langchain_core.messages import HumanMessage
 
 from assistant.llm import registry as reg
 from assistant.llm.loader import LLMSpec, ModelLoadError, load_chat_model, load_llm
+from json_server import JsonHandler, serving
 from llm_tiny import build_model, build_tokenizer
 
 
@@ -197,18 +196,15 @@ def test_4bit_nf4_on_cpu(tiny_folder):
 
 
 # ----- OpenAI-compatible server -----------------------------------------------------------------------
-class _Server(BaseHTTPRequestHandler):
+class _Server(JsonHandler):
     replies: list = []
     seen: list = []
 
-    def log_message(self, *args):  # keep pytest output clean
-        pass
-
     def do_GET(self):
-        self._send({"data": [{"id": "served-qwen"}]})
+        self.send_json({"data": [{"id": "served-qwen"}]})
 
     def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        body = self.read_json()
         _Server.seen.append(body)
         reply = _Server.replies.pop(0)
         if body.get("stream"):
@@ -219,26 +215,15 @@ class _Server(BaseHTTPRequestHandler):
                 self.wfile.write(f"data: {json.dumps({'choices': [{'delta': delta}]})}\n\n".encode())
             self.wfile.write(b"data: [DONE]\n\n")
             return
-        self._send({"choices": [{"message": reply}], "usage": {"prompt_tokens": 9, "completion_tokens": 4,
-                                                               "total_tokens": 13}})
-
-    def _send(self, payload):
-        data = json.dumps(payload).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        self.send_json({"choices": [{"message": reply}], "usage": {"prompt_tokens": 9, "completion_tokens": 4,
+                                                                   "total_tokens": 13}})
 
 
 @pytest.fixture()
 def server():
-    httpd = HTTPServer(("127.0.0.1", 0), _Server)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
     _Server.replies, _Server.seen = [], []
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
+    with serving(_Server) as url:
+        yield url
 
 
 def top_items(category_id: str, k: int = 3) -> dict:

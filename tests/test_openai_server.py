@@ -16,15 +16,14 @@ import json
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
 
 from app_shop import stack_in_home
+from json_server import JsonHandler, serving
 from assistant.agent import grounding
 from assistant.agent.loop import Agent
 from assistant.agent.takeaway import takeaway_facts
@@ -158,38 +157,25 @@ def test_name_logprobs_reads_the_token_that_starts_each_name():
 
 
 # ----- bad input --------------------------------------------------------------------------------------
-class _ProseServer(BaseHTTPRequestHandler):
+class _ProseServer(JsonHandler):
     """An OpenAI-compatible server that ignores tools and response_format and always answers in prose."""
 
     seen: list = []
 
-    def log_message(self, *args):
-        pass
-
     def do_GET(self):
-        self._send({"data": [{"id": "prose-only"}]})
+        self.send_json({"data": [{"id": "prose-only"}]})
 
     def do_POST(self):
-        _ProseServer.seen.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-        self._send({"choices": [{"message": {"role": "assistant", "content": "Churn is when customers stop "
-                                                                              "buying; 97% of them leave."}}]})
-
-    def _send(self, payload):
-        data = json.dumps(payload).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        _ProseServer.seen.append(self.read_json())
+        self.send_json({"choices": [{"message": {"role": "assistant", "content": "Churn is when customers stop "
+                                                                                 "buying; 97% of them leave."}}]})
 
 
 @pytest.fixture()
 def prose_server():
-    httpd = HTTPServer(("127.0.0.1", 0), _ProseServer)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
     _ProseServer.seen = []
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
+    with serving(_ProseServer) as url:
+        yield url
 
 
 def _small_tools():
@@ -230,7 +216,7 @@ class _NoLogprobsServer(_ProseServer):
     """Like llama_cpp.server started with --logits_all false: logprobs are an error, constraints are kept."""
 
     def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        body = self.read_json()
         _ProseServer.seen.append(body)
         if body.get("logprobs"):
             data = b'{"error": "logprobs is not supported for models created with logits_all=False"}'
@@ -246,19 +232,15 @@ class _NoLogprobsServer(_ProseServer):
             content = '{"name": "at_risk_users"}'
         else:
             content = "User u_101 is the most likely to churn, with a probability of 0.82."
-        self._send({"choices": [{"message": {"role": "assistant", "content": content}}]})
+        self.send_json({"choices": [{"message": {"role": "assistant", "content": content}}]})
 
 
 def test_a_server_without_logprobs_routes_by_its_constrained_choice():
-    httpd = HTTPServer(("127.0.0.1", 0), _NoLogprobsServer)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
     _ProseServer.seen = []
-    try:
-        chat = load_llm(f"http://127.0.0.1:{httpd.server_address[1]}")
+    with serving(_NoLogprobsServer) as url:
+        chat = load_llm(url)
         agent = Agent(chat, _small_tools(), max_steps=2)
         events = [e.to_dict() for e in agent.run(QUESTION)]
-    finally:
-        httpd.shutdown()
     call = next(e for e in events if e["type"] == "tool_call")
     assert call["routed"] and call["name"] == "at_risk_users" and call["arguments"] == {"horizon_days": 7}
     assert chat.top_logprobs == 0 and agent.router.last.model_scores == {"at_risk_users": 0.0}
