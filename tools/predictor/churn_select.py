@@ -205,7 +205,8 @@ def churn_labels(events: pd.DataFrame, cutoff: datetime, horizon_days: float) ->
 
 def _choose(logits: dict[str, np.ndarray], y: np.ndarray) -> dict:
     """The rule: best AUC; within one paired standard error of it the Transformer, else the simpler, then
-    the better calibrated."""
+    the better calibrated; or, when two or more single models tie, the mean of their calibrated
+    probabilities if it beats that pick by `ENSEMBLE_MIN_GAIN` (`pick` keeps what the tie gave)."""
     probs = _cross_fitted(logits, y)
     scores = {n: logits[n] for n in logits}
     if STACK in probs:
