@@ -367,6 +367,7 @@ def test_churn_choice_takes_the_best_and_breaks_ties_toward_the_network_then_the
     # Equal rankings: a tie the network is part of, and the network ships (the shop trained it) ...
     tied = _choose({"transformer": signal + 1e-9 * noise, "lightgbm": signal, "recency": 2 * signal}, y)
     assert tied["chosen"] == "transformer" and tied["candidates"]["transformer"]["tie"]
+    assert tied["candidates"]["ensemble"]["fold_gain_vs_pick"] == 0  # averaging equal rankings gains nothing
     # ... a tie among baselines the network lost to goes to the simpler one.
     lost = _choose({"transformer": noise, "lightgbm": signal, "recency": 2 * signal}, y)
     assert lost["chosen"] == "recency" and not lost["candidates"]["transformer"]["tie"]
@@ -392,6 +393,7 @@ def test_models_that_validation_cannot_tell_apart_ship_as_the_mean_of_their_cali
     assert all(cand[n]["tie"] for n in logits) and choice["pick"] == "transformer"  # the old rule's ship
     assert choice["chosen"] == ENSEMBLE and cand[ENSEMBLE]["models"] == ["recency", "lightgbm", "transformer"]
     assert cand[ENSEMBLE]["auc"] > max(cand[n]["auc"] for n in (*logits, "stack")) + ENSEMBLE_MIN_GAIN
+    assert cand[ENSEMBLE]["fold_gain_vs_pick"] > ENSEMBLE_MIN_GAIN
 
     # What ships: each member's map applied to its own score at the cutoff, averaged (score_users uses this path).
     shipped = {"chosen": ENSEMBLE, "horizon_days": 30.0, "reason": "",
