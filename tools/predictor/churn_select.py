@@ -346,9 +346,16 @@ def _why_chosen(choice: dict) -> str:
                 f"{pick} ({cand[pick]['auc']:.3f}), "
                 "the tie's pick alone")
     if chosen == best:
-        return f"the best AUC {cand[chosen]['auc']:.3f}"
-    return (f"AUC {cand[chosen]['auc']:.3f}, within one standard error ({cand[chosen]['se_vs_best']:.3f}) of the "
-            f"best, {best} {cand[best]['auc']:.3f}: the simpler kept")
+        out = f"the best AUC {cand[chosen]['auc']:.3f}"
+    else:
+        kept = "the network kept (it wins a tie it is part of)" if chosen == TRANSFORMER else "the simpler kept"
+        out = (f"AUC {cand[chosen]['auc']:.3f}, within one standard error ({cand[chosen]['se_vs_best']:.3f}) of the "
+               f"best, {best} {cand[best]['auc']:.3f}: {kept}")
+    if ENSEMBLE in cand:  # the tie's ensemble was scored and did not clear the bar: say by how much
+        e = cand[ENSEMBLE]
+        out += (f" (the mean of {', '.join(e['models'])}: {e['fold_gain_vs_pick']:+.3f} fold by fold, not above "
+                f"its SE {e['se_vs_pick']:.3f})")
+    return out
 
 
 def _fallback(out: dict, events: pd.DataFrame, horizon_days: float, windows: list[dict], why: str) -> dict:
