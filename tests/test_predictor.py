@@ -367,8 +367,43 @@ def test_churn_choice_takes_the_best_and_breaks_ties_toward_the_network_then_the
     # Equal rankings: a tie the network is part of, and the network ships (the shop trained it) ...
     tied = _choose({"transformer": signal + 1e-9 * noise, "lightgbm": signal, "recency": 2 * signal}, y)
     assert tied["chosen"] == "transformer" and tied["candidates"]["transformer"]["tie"]
+    assert tied["candidates"]["ensemble"]["fold_gain_vs_pick"] == 0  # averaging equal rankings gains nothing
     # ... a tie among baselines the network lost to goes to the simpler one.
     lost = _choose({"transformer": noise, "lightgbm": signal, "recency": 2 * signal}, y)
     assert lost["chosen"] == "recency" and not lost["candidates"]["transformer"]["tie"]
     # A calibration map never reverses the ranking it was chosen for.
     assert fit_platt(-signal, y)["a"] > 0
+
+
+def test_models_that_validation_cannot_tell_apart_ship_as_the_mean_of_their_calibrated_probabilities(shop):
+    """Three models tied within one paired SE, each with its own heavy-tailed errors (2,000 users made here):
+    the old rule shipped one of them (the network, part of the tie); the mean of their calibrated
+    probabilities ranks better than each, and better than the stack (a linear fit on logits, which the
+    outliers pull), so it ships; the app scores it from the members' maps (apply_churn_choice)."""
+    from tools.predictor.baselines import apply_churn_baseline
+    from tools.predictor.churn_select import (ENSEMBLE, ENSEMBLE_MIN_GAIN, _choose, _logit, apply_churn_choice,
+                                              fit_chosen_baselines)
+
+    rng = np.random.default_rng(0)
+    signal = rng.normal(size=2000)
+    y = (signal + rng.normal(size=2000) > 0).astype(np.int64)
+    logits = {name: signal + 0.5 * rng.standard_cauchy(size=2000) for name in ("transformer", "recency", "lightgbm")}
+    choice = _choose(logits, y)
+    cand = choice["candidates"]
+    assert all(cand[n]["tie"] for n in logits) and choice["pick"] == "transformer"  # the old rule's ship
+    assert choice["chosen"] == ENSEMBLE and cand[ENSEMBLE]["models"] == ["recency", "lightgbm", "transformer"]
+    assert cand[ENSEMBLE]["auc"] > max(cand[n]["auc"] for n in (*logits, "stack")) + ENSEMBLE_MIN_GAIN
+    assert cand[ENSEMBLE]["fold_gain_vs_pick"] > max(ENSEMBLE_MIN_GAIN, cand[ENSEMBLE]["se_vs_pick"])
+
+    # What ships: each member's map applied to its own score at the cutoff, averaged (score_users uses this path).
+    shipped = {"chosen": ENSEMBLE, "horizon_days": 30.0, "reason": "",
+               "ensemble": {"models": ["recency", "transformer"],
+                            "platt": {"recency": {"a": 1.2, "b": -0.3}, "transformer": {"a": 0.8, "b": 0.1}}}}
+    fitted = fit_chosen_baselines(shipped, shop, CUTOFF)
+    assert list(fitted) == ["recency"]  # the network's member needs no baseline parameters
+    users = np.array(sorted(shop.loc[shop["ts"] <= CUTOFF, "user_id"].unique()))
+    z_net = rng.normal(size=len(users))
+    p, why = apply_churn_choice(shipped, fitted, shop, CUTOFF, users, z_net, np.full(len(users), 0.5))
+    recency = apply_churn_baseline(fitted["recency"], shop, CUTOFF).set_index("user_id")["p_churn"].reindex(users)
+    expected = (1 / (1 + np.exp(-(1.2 * _logit(recency.to_numpy()) - 0.3))) + 1 / (1 + np.exp(-(0.8 * z_net + 0.1)))) / 2
+    assert why is None and np.allclose(p, expected)

@@ -14,7 +14,12 @@ v, as always) and by a stack (logistic
 regression on their logits, cross-fitted: no user is scored by a fit that saw its label). The
 best AUC wins; candidates within one standard error of it (paired bootstrap of the AUC
 difference) are ties; the Transformer wins a tie it is part of, other ties go to the simpler
-model, then the better calibrated one (cross-fitted Platt ECE). A chosen baseline gets a Platt map fitted on those users only when
+model, then the better calibrated one (cross-fitted Platt ECE). When two or more single models
+tie, validation cannot tell them apart: the mean of their calibrated probabilities (each member a
+Platt map on the windows, cross-fitted when scored there) is a candidate too, and it ships instead
+of the tie's pick when its AUC, fold by fold, is higher by more than one paired standard error (Instacart 30 d: recency, bgnbd
+and lightgbm tied on 41 churners and the simplest shipped, 0.009 AUC below lightgbm on the test
+cutoff, bench/results/predictor.md round 5). A chosen baseline gets a Platt map fitted on those users only when
 the map beats its own probability on the newest window (`_platt_if_it_helps`); the stack is a
 logistic regression fitted there; the Transformer keeps its own map (calibration.json).
 
@@ -37,6 +42,7 @@ from tools.predictor.metrics import expected_calibration_error
 log = logging.getLogger(__name__)
 TRANSFORMER = "transformer"
 STACK = "stack"
+ENSEMBLE = "ensemble"  # the mean of the tied models' calibrated probabilities
 # Simplest first: the order that breaks ties (parameters: 2, 4, 8, ~200 trees, a network, all of them).
 SIMPLICITY = ("recency", "bgnbd", "logreg_rfm", "lightgbm", TRANSFORMER, STACK)
 MIN_PER_CLASS = 5
@@ -48,6 +54,13 @@ PLATT_SLOPE = (0.1, 5.0)
 N_BOOTSTRAP = 200
 N_FOLDS = 5
 SEED = 0
+# The ensemble is one more moving part (a map per member), so it must beat the tie's pick by more
+# than the noise, as any candidate must beat the network: by one paired standard error and at
+# least this much AUC, compared fold by fold (`_fold_auc`: identical rankings differ by exactly 0).
+# A gain of 0.001 on CDNOW (7,017 user-windows, SE 0.002) shipped an ensemble of the network and
+# two baselines whose maps, fitted on the newest windows, took their base rate (test ECE 0.025 vs
+# the network's 0.007 at 1998-03-31, 30 d; bench/results/predictor.md round 6).
+ENSEMBLE_MIN_GAIN = 0.001
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -157,6 +170,18 @@ def _cross_fitted(logits: dict[str, np.ndarray], y: np.ndarray) -> dict[str, np.
     return out
 
 
+def _fold_auc(y: np.ndarray, score: np.ndarray) -> float:
+    """Mean AUC over the cross-fitting folds, each scored on its own.
+
+    Pooling the folds' out-of-fold probabilities mixes five maps: that alone moved the AUC of the
+    demo shop's network by 0.003 (1,326 user-windows), as much as an ensemble gains. Inside one fold
+    every map is fixed, so a model's own ranking keeps its AUC there and the ensemble's reflects
+    only its fitted maps.
+    """
+    folds = _folds(len(y))
+    return float(np.nanmean([_auc(y[folds == k], score[folds == k]) for k in range(N_FOLDS)]))
+
+
 def _paired_se(y: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
     """Bootstrap standard error of AUC(a) - AUC(b) on the same users."""
     rng = np.random.default_rng(SEED)
@@ -195,7 +220,8 @@ def churn_labels(events: pd.DataFrame, cutoff: datetime, horizon_days: float) ->
 
 def _choose(logits: dict[str, np.ndarray], y: np.ndarray) -> dict:
     """The rule: best AUC; within one paired standard error of it the Transformer, else the simpler, then
-    the better calibrated."""
+    the better calibrated; or, when two or more single models tie, the mean of their calibrated
+    probabilities if it beats that pick by more than one paired SE (`pick` keeps what the tie gave)."""
     probs = _cross_fitted(logits, y)
     scores = {n: logits[n] for n in logits}
     if STACK in probs:
@@ -212,9 +238,23 @@ def _choose(logits: dict[str, np.ndarray], y: np.ndarray) -> dict:
     # The network is what the shop trained; it gives way only to a candidate that beats it by more
     # than the noise. Preferring the simpler among ties shipped logreg_rfm on CDNOW where the network
     # was ahead on every test cutoff (0.8111 vs 0.8122 @30d, bench/results/predictor.md round 5).
-    chosen = TRANSFORMER if TRANSFORMER in ties else \
+    pick = TRANSFORMER if TRANSFORMER in ties else \
         min(ties, key=lambda n: (SIMPLICITY.index(n), table[n]["ece"] or 0.0))
-    return {"chosen": chosen, "best_auc": best, "candidates": table}
+    out = {"chosen": pick, "best_auc": best, "candidates": table, "pick": pick}
+    members = [n for n in SIMPLICITY if n in ties and n != STACK]
+    if len(members) >= 2 and probs:
+        mean_p = np.mean([probs[n] for n in members], axis=0)
+        auc_mean = _auc(y, mean_p)
+        se = _paired_se(y, scores[best], mean_p)
+        table[ENSEMBLE] = {"auc": round(auc_mean, 4), "se_vs_best": round(se, 4),
+                           "ece": round(expected_calibration_error(y, mean_p), 4),
+                           "tie": bool(auc[best] - auc_mean <= se), "models": members}
+        gain = _fold_auc(y, mean_p) - _fold_auc(y, scores[pick])
+        se_pick = _paired_se(y, mean_p, scores[pick])
+        table[ENSEMBLE].update(fold_gain_vs_pick=round(gain, 4), se_vs_pick=round(se_pick, 4))
+        if gain > max(se_pick, ENSEMBLE_MIN_GAIN):
+            out.update(chosen=ENSEMBLE, ensemble_models=members)
+    return out
 
 
 def _window_logits(events: pd.DataFrame, horizon_days: float, windows: list[dict],
@@ -275,9 +315,11 @@ def select_for_horizon(events: pd.DataFrame, horizon_days: float, windows: list[
         X = np.stack([logits[n] for n in names], axis=1)
         out["stack"] = dict(_fit_stack(X, y), models=names)
         z = _stack_logit(X, out["stack"])
+    elif chosen == ENSEMBLE:
+        out["ensemble"] = _fit_ensemble(logits, y, choice["ensemble_models"])
     else:
         z = logits[chosen]
-    if chosen not in (TRANSFORMER, STACK):  # the Transformer keeps calibration.json; the stack is a fitted LR
+    if chosen not in (TRANSFORMER, STACK, ENSEMBLE):  # the Transformer keeps calibration.json; the stack is a fitted LR
         out["platt"] = _platt_if_it_helps(z, y, age)
     out["reason"] = (f"{chosen} chosen on validation, " + _why_chosen(choice)
                      + ("" if chosen == TRANSFORMER else f", transformer AUC {cand[TRANSFORMER]['auc']:.3f}")
@@ -285,12 +327,35 @@ def select_for_horizon(events: pd.DataFrame, horizon_days: float, windows: list[
     return out
 
 
+def _fit_ensemble(logits: dict[str, np.ndarray], y: np.ndarray, members: list[str]) -> dict:
+    """Each member's Platt map on every user-window of the validation windows (what ships)."""
+    return {"models": list(members), "platt": {n: fit_platt(logits[n], y) for n in members}}
+
+
+def _ensemble_p(logits: dict[str, np.ndarray], ensemble: dict) -> np.ndarray:
+    return np.mean([_platt_apply(logits[n], ensemble["platt"][n]) for n in ensemble["models"]], axis=0)
+
+
 def _why_chosen(choice: dict) -> str:
     chosen, best, cand = choice["chosen"], choice["best_auc"], choice["candidates"]
+    if chosen == ENSEMBLE:
+        pick = choice["pick"]
+        return (f"the mean of the calibrated probabilities of {', '.join(cand[ENSEMBLE]['models'])} (tied within one "
+                f"standard error of the best, {best} {cand[best]['auc']:.3f}): AUC {cand[ENSEMBLE]['auc']:.3f}, "
+                f"{cand[ENSEMBLE]['fold_gain_vs_pick']:+.3f} fold by fold (SE {cand[ENSEMBLE]['se_vs_pick']:.3f}) over "
+                f"{pick} ({cand[pick]['auc']:.3f}), "
+                "the tie's pick alone")
     if chosen == best:
-        return f"the best AUC {cand[chosen]['auc']:.3f}"
-    return (f"AUC {cand[chosen]['auc']:.3f}, within one standard error ({cand[chosen]['se_vs_best']:.3f}) of the "
-            f"best, {best} {cand[best]['auc']:.3f}: the simpler kept")
+        out = f"the best AUC {cand[chosen]['auc']:.3f}"
+    else:
+        kept = "the network kept (it wins a tie it is part of)" if chosen == TRANSFORMER else "the simpler kept"
+        out = (f"AUC {cand[chosen]['auc']:.3f}, within one standard error ({cand[chosen]['se_vs_best']:.3f}) of the "
+               f"best, {best} {cand[best]['auc']:.3f}: {kept}")
+    if ENSEMBLE in cand:  # the tie's ensemble was scored and did not clear the bar: say by how much
+        e = cand[ENSEMBLE]
+        out += (f" (the mean of {', '.join(e['models'])}: {e['fold_gain_vs_pick']:+.3f} fold by fold, not above "
+                f"its SE {e['se_vs_pick']:.3f})")
+    return out
 
 
 def _fallback(out: dict, events: pd.DataFrame, horizon_days: float, windows: list[dict], why: str) -> dict:
@@ -316,9 +381,13 @@ def _fallback(out: dict, events: pd.DataFrame, horizon_days: float, windows: lis
     if choice["chosen"] == STACK:  # a stack of baselines only would need its own fit at scoring: keep it simple
         choice["chosen"] = choice["best_auc"] if choice["best_auc"] != STACK else "logreg_rfm"
     chosen = choice["chosen"]
-    out.update(choice, scored_on="all users", platt=_platt_if_it_helps(logits[chosen], y, age),
-               reason=f"{why}; fallback to {chosen}, " + _why_chosen(choice)
-                      + f" on all {len(y)} user-windows ({n_buyers} buyers)")
+    if chosen == ENSEMBLE:
+        out.update(choice, scored_on="all users", platt=None,
+                   ensemble=_fit_ensemble(logits, y, choice["ensemble_models"]))
+    else:
+        out.update(choice, scored_on="all users", platt=_platt_if_it_helps(logits[chosen], y, age))
+    out["reason"] = f"{why}; fallback to {chosen}, " + _why_chosen(choice) + \
+        f" on all {len(y)} user-windows ({n_buyers} buyers)"
     return out
 
 
@@ -332,7 +401,7 @@ def apply_churn_choice(choice: dict, fitted: dict, events: pd.DataFrame, cutoff:
     chosen = choice.get("chosen", TRANSFORMER)
     if chosen == TRANSFORMER:
         return transformer_p, None
-    needed = [n for n in (choice["stack"]["models"] if chosen == STACK else [chosen]) if n != TRANSFORMER]
+    needed = [n for n in _members(choice) if n != TRANSFORMER]
     missing = [n for n in needed if n not in (fitted or {})]
     if missing:
         why = f"{chosen} was chosen but {missing} have no fitted parameters in the checkpoint: transformer used"
@@ -347,14 +416,15 @@ def apply_churn_choice(choice: dict, fitted: dict, events: pd.DataFrame, cutoff:
     if chosen == STACK:
         return _sigmoid(_stack_logit(np.stack([logits[n] for n in choice["stack"]["models"]], axis=1),
                                      choice["stack"])), None
+    if chosen == ENSEMBLE:
+        return _ensemble_p(logits, choice["ensemble"]), None
     z = logits[chosen]
     return (_platt_apply(z, choice["platt"]) if choice.get("platt") else _sigmoid(z)), None
 
 
 def fit_chosen_baselines(choice: dict, events: pd.DataFrame, cutoff: datetime) -> dict:
     """Parameters of the baselines the choice needs, fitted at the training cutoff as the bench fits them there."""
-    chosen = choice.get("chosen", TRANSFORMER)
-    needed = [n for n in (choice["stack"]["models"] if chosen == STACK else [chosen]) if n not in (TRANSFORMER,)]
+    needed = [n for n in _members(choice) if n != TRANSFORMER]
     if "amount" not in events.columns:
         events = events.assign(amount=np.nan)
     out = {}
@@ -366,6 +436,16 @@ def fit_chosen_baselines(choice: dict, events: pd.DataFrame, cutoff: datetime) -
             choice["chosen"] = TRANSFORMER
             return {}
     return out
+
+
+def _members(choice: dict) -> list[str]:
+    """The models a choice reads: the stack's or the ensemble's inputs, else the chosen model itself."""
+    chosen = choice.get("chosen", TRANSFORMER)
+    if chosen == STACK:
+        return list(choice["stack"]["models"])
+    if chosen == ENSEMBLE:
+        return list(choice["ensemble"]["models"])
+    return [chosen]
 
 
 def select_churn_models(events: pd.DataFrame, cutoff: datetime, user_ids: np.ndarray, val_cutoffs: np.ndarray,

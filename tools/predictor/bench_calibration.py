@@ -1,0 +1,93 @@
+"""How well each way of calibrating the network's churn probability would have done, inside the past and after.
+
+    python -m tools.predictor.bench_calibration runs/cdnow --dataset cdnow --data .cache/datasets/CDNOW_master.txt
+
+For every test cutoff's checkpoint of a `shopsight bench run` folder (OUT/_checkpoints/transformer/<cutoff>),
+the network's raw churn logits on every labelled rolling cutoff inside the training past are mapped by
+each variant below. "out of time": the map is fitted on all but the newest labelled cutoff and judged on
+the newest (what a choice made inside the past can see); "test": the map fitted on every labelled cutoff
+and judged on the test cutoff against the bench's truth file (for the report only: nothing is chosen on
+it). ECE is the bench's own metric (`metrics.expected_calibration_error`, 10 equal-width bins).
+
+Variants: `pooled_platt` (what ships with `calibrate_on: pooled`), `pooled_isotonic`, `newest_platt` (the
+newest labelled cutoff only), `heldout_platt` (held-out users of every labelled cutoff only: the training
+users' logits are in-sample) and `raw` (no map).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tools.predictor.bench_datasets import load_bench_data
+from tools.predictor.data import Examples
+from tools.predictor.metrics import expected_calibration_error
+from tools.predictor.score import Predictor, _isotonic, _platt, apply_calibration, predict_examples
+from tools.predictor.train import TrainConfig, build_datasets
+
+FIELDS = ("user_rows", "ends", "cutoffs", "features", "buy", "cart", "mask")
+
+
+def _maps(z: np.ndarray, y: np.ndarray, cut: np.ndarray, heldout: np.ndarray, fit: np.ndarray) -> dict:
+    newest = fit & (cut == cut[fit].max())
+    return {"pooled_platt": _platt(z[fit], y[fit]), "pooled_isotonic": _isotonic(z[fit], y[fit]),
+            "newest_platt": _platt(z[newest], y[newest]), "heldout_platt": _platt(z[fit & heldout], y[fit & heldout]),
+            "raw": None}
+
+
+def probe_checkpoint(run_dir: Path, tag: str, events: pd.DataFrame) -> list[dict]:
+    """One row per horizon and variant: out-of-time and test ECE, mean p and the realized churn rate."""
+    predictor = Predictor.load(run_dir / "_checkpoints" / "transformer" / tag)
+    cfg = TrainConfig.from_dict(predictor.config["train"])
+    cutoff = pd.Timestamp(tag.replace("T", " ").rstrip("Z"))
+    past = events[events["ts"] <= cutoff]
+    _, arrays, train, val, _, _ = build_datasets(past, cutoff, cfg)
+    both = Examples(*(np.concatenate([getattr(val, f), getattr(train, f)]) for f in FIELDS))
+    heldout_all = np.r_[np.ones(len(val), bool), np.zeros(len(train), bool)]
+    logits = predict_examples(predictor.model, arrays, both, cfg.max_len, "cpu", top_k=0)["buy_logits"]
+    now_arrays, now, _ = predictor.prepare(past, cutoff)
+    now_logits = predict_examples(predictor.model, now_arrays, now, cfg.max_len, "cpu", top_k=0)["buy_logits"]
+    now_users = now_arrays.user_ids[now.user_rows].astype(str)
+    rows = []
+    for j, h in enumerate(cfg.horizons_days):
+        lab = both.mask[:, j] > 0
+        z, y, cut, heldout = logits[lab, j].astype(float), both.buy[lab, j].astype(float), both.cutoffs[lab], \
+            heldout_all[lab]
+        newest = cut == cut.max()
+        truth = pd.read_csv(run_dir / "_truth" / f"churn__{int(h)}d__{tag}.csv", dtype={"user_id": str})
+        y_test = truth.set_index("user_id")["churn"].reindex(now_users).to_numpy(dtype=float)
+        known = ~np.isnan(y_test)
+        inside, everything = _maps(z, y, cut, heldout, ~newest), _maps(z, y, cut, heldout, np.ones(len(z), bool))
+        for name in inside:
+            p_oot = 1 - apply_calibration(z[newest], inside[name])
+            p_test = 1 - apply_calibration(now_logits[known, j].astype(float), everything[name])
+            rows.append({"cutoff": tag, "horizon_days": h, "variant": name,
+                         "oot_ece": expected_calibration_error(1 - y[newest], p_oot), "oot_mean_p": p_oot.mean(),
+                         "oot_rate": 1 - y[newest].mean(),
+                         "test_ece": expected_calibration_error(y_test[known], p_test), "test_mean_p": p_test.mean(),
+                         "test_rate": y_test[known].mean()})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir", type=Path, help="a `shopsight bench run` folder with transformer checkpoints")
+    parser.add_argument("--dataset", required=True, help="cdnow, taobao or demo (as the run used)")
+    parser.add_argument("--data", default=None, help="the raw file the run read")
+    args = parser.parse_args(argv)
+    data = load_bench_data(args.dataset, args.data, progress=False)
+    from tools.predictor.bench_files import cutoff_tag
+
+    rows = [r for c in data.cutoffs for r in probe_checkpoint(args.run_dir, cutoff_tag(c), data.events)]
+    frame = pd.DataFrame(rows)
+    means = frame.groupby(["horizon_days", "variant"], sort=False)[["oot_ece", "test_ece"]].mean()
+    print(frame.round(4).to_string(index=False))
+    print("\nmean over the test cutoffs:\n" + means.round(4).to_string())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
