@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from assistant.llm.registry import file_sha256
+from tools.paths import file_sha256
 
 GGUF_FILE = "adapter.gguf"
 IDENTITY_KEY = "shopsight.base_identity"  # base_model.yaml as JSON

@@ -42,3 +42,18 @@ def default_models_dir() -> Path:
     path = shopsight_home() / "models"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file, read in 8 MB blocks: a GGUF of a GB, a checkpoint, a dataset, an adapter.
+
+    One digest for every layer (the model registry, predictor checkpoints, bench datasets): it lives
+    here because tools must never import the assistant.
+    """
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(8 * 1024 * 1024):
+            digest.update(block)
+    return digest.hexdigest()

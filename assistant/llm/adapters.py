@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from assistant.llm.registry import file_sha256
+from tools.paths import file_sha256
 
 ENGINES = ("llamacpp", "transformers")
 GGUF_FILE = "adapter.gguf"  # finetune.export_gguf.GGUF_FILE

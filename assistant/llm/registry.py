@@ -30,6 +30,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from tools import paths
+from tools.paths import file_sha256
 
 DEFAULT_MODEL = "qwen2.5-coder-0.5b"
 CACHE_INFO_FILE = "shopsight_model.yaml"  # written last inside a finished cache folder
@@ -276,15 +277,6 @@ def gguf_path(name: str, models_dir: Path | None = None) -> Path:
 
 def _gguf_info_path(name: str, models_dir: Path | None = None) -> Path:
     return gguf_path(name, models_dir).with_suffix(".yaml")
-
-
-def file_sha256(path: Path) -> str:
-    """The sha256 of a file, read in blocks (GGUFs of a GB; adapters)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def gguf_ready(name: str, models_dir: Path | None = None) -> bool:

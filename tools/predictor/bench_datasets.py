@@ -11,7 +11,6 @@ file order) and has the canonical columns of `tools.data.schema.EVENT_COLUMNS`.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from tools.data.schema import BEHAVIORS, EVENT_COLUMNS
+from tools.paths import file_sha256
 
 DATASETS = ("cdnow", "taobao", "demo")
 FORMATS = ("taobao", "cdnow", "instacart", "store")  # --format of `bench run --data FILE --cutoff ISO --horizon H`
@@ -47,14 +47,6 @@ class BenchData:
     def validation_cutoff(self, cutoff: datetime) -> datetime:
         """The validation cutoff of a test cutoff: c - max(H), so every horizon's labels are known at c."""
         return cutoff - timedelta(days=max(self.horizons_days))
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _fail(path: Path, line_no: int, field_name: str, problem: str, fix: str) -> None:
@@ -233,7 +225,7 @@ def load_bench_data(dataset: str, data_path: str | Path | None = None, n_users: 
         path = Path(data_path)
         data = _cdnow_data(path) if dataset == "cdnow" else _taobao_data(path)
         if path.is_file():
-            data.info["sha256"] = sha256_of(path)
+            data.info["sha256"] = file_sha256(path)
     _check_events(data)
     return data
 
@@ -283,7 +275,7 @@ def load_custom_data(data_path: str | Path, fmt: str, cutoffs: list[datetime], h
                              f"timestamp {first}; choose a later cutoff or a shorter horizon")
     data = BenchData(path.stem, events, sorted(cutoffs), horizons, tuple(tasks), str(path), info)
     if path.is_file():
-        data.info["sha256"] = sha256_of(path)
+        data.info["sha256"] = file_sha256(path)
     _check_events(data)
     return data
 

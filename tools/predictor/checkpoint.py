@@ -10,7 +10,6 @@ by code that computed other features is *stale* and is refused before any weight
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -21,19 +20,12 @@ import yaml
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from tools.paths import file_sha256 as sha256_file
 from tools.predictor.data import FEATURE_NAMES, PredictorError, Vocab
 from tools.predictor.model import BehaviorTransformer, ModelConfig
 
 FILES = ("model.safetensors", "vocab.json", "calibration.json")
 RETRAIN_HINT = "retrain with `shopsight predictor train` (or `python -m finetune.predictor --config ...`)"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def atomic_write(path: Path, data: bytes | str) -> None:
