@@ -8,11 +8,15 @@ Tables (markdown on stdout):
 1. ECE of P(lapse within 7 / 30 days) among non-lost customers (tools/predictor/lifecycle.py),
    10 equal-width bins, per dataset and cutoff (CDNOW: the churn cutoffs of docs/benchmark.md;
    demo: its DEMO_CUTOFFS), then the mean over cutoffs and the cutoffs pooled. P(no order in H)
-   comes from BG/NBD (fitted at the cutoff), gated by the lifecycle rule, as it is and
-   recalibrated (`calibrated_p_lapse`: logistic regression over P(lapse), rhythm and visits) on
-   the window (c - H, c] whose outcome is known at c; the plain P(no order) read as P(lapse)
-   beside it; on the demo shop also from the generator's exact oracle, whose ECE is the sampling
-   noise floor of the table (about 0.03 per cutoff at H = 30 with ~1,200 customers).
+   comes from BG/NBD (fitted at the cutoff), gated by the lifecycle rule, as it is, with the
+   Round 5 map (a logistic regression on the one window (c - H, c], 7 features), with the
+   shipped one (`calibrated_p_lapse`: a logistic regression on 4 past windows pooled) and with
+   Platt scaling / isotonic regression on the same windows;
+   the plain P(no order) read as P(lapse) beside it; on the demo shop also from the generator's
+   exact oracle; the same at the demo's validation cutoff 2026-05-15, kept out of the means.
+   "noise floor" = the mean ECE of labels drawn as Bernoulli(P) from the row's own
+   P (perfectly calibrated by construction) at the same n and bins, 200 draws: an ECE near it
+   is as good as this many customers can show.
 2. Demo shop, each cutoff and the app's (the last event's day): the 7-day headline list (value at
    risk among non-lost customers, top 10: recalibrated P(lapse) x `clv.customer_value`) beside
    the old list (p_churn among customers with a purchase in 90 days): how many listed users the
@@ -40,13 +44,42 @@ sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 from tools.predictor.baselines import bgnbd_p_no_purchase, bgnbd_summary, fit_bgnbd
 from tools.predictor.bench_datasets import read_cdnow
 from tools.predictor.clv import customer_value
-from tools.predictor.lifecycle import calibrated_p_lapse, lapse_labels, lifecycle_frame, p_lapse
+import numpy as np
+
+from tools.predictor.lifecycle import (LapseCalibration, _window, calibrated_p_lapse, lapse_features, lapse_labels,
+                                       lifecycle_frame, p_lapse)
 from tools.predictor.metrics import expected_calibration_error
 
 CDNOW_CUTOFFS = [datetime(1997, 9, 30, 23, 59, 59), datetime(1997, 12, 31, 23, 59, 59),
                  datetime(1998, 3, 31, 23, 59, 59)]
+DEMO_VALIDATION_CUTOFF = datetime(2026, 5, 15)  # between the scored cutoffs: where the calibration map was chosen
 GENERATOR_LOST = 0.05  # docs/demo_shop.md, "Who the generator considers lost"
 ACTIVE_DAYS = 90
+ROUND5_FEATURES = ("logit_p", "log_overdue_ratio", "log_events_14d", "log_events_30d", "log_days_since_event",
+                   "log_orders", "is_new")  # the map of Round 5 (bench/results/clv.md), kept for comparison
+FLOOR_DRAWS = 200
+
+
+def noise_floor(p: np.ndarray, seed: int = 0) -> float:
+    """Mean ECE of labels drawn from P itself (perfectly calibrated) at the same n and bins."""
+    rng = np.random.default_rng(seed)
+    p = np.nan_to_num(np.asarray(p, dtype=float))
+    return float(np.mean([expected_calibration_error((rng.random(len(p)) < p).astype(int), p)
+                          for _ in range(FLOOR_DRAWS)]))
+
+
+def round5_p_lapse(events: pd.DataFrame, cutoff: datetime, horizon_days: int, source, stages,
+                   reviews=None) -> pd.Series:
+    """Round 5's map: logistic regression on ROUND5_FEATURES, fitted on the one window c - H."""
+    c = pd.Timestamp(cutoff)
+    known = events[events["ts"] <= c]
+    then = (c - pd.Timedelta(days=horizon_days)).to_pydatetime()
+    calib = LapseCalibration("logistic", ROUND5_FEATURES).fit(*_window(known, then, horizon_days, source(then),
+                                                                        reviews))
+    live = p_lapse(stages, source(cutoff)).dropna()
+    out = p_lapse(stages, source(cutoff))
+    out[live.index] = calib.apply(live, lapse_features(stages, known, cutoff, live))
+    return out
 
 
 def markdown(frame: pd.DataFrame, digits: int = 3) -> str:
@@ -74,19 +107,25 @@ def bgnbd_source(events: pd.DataFrame, horizon_days: int):
     return at
 
 
-def calibration_rows(name: str, events: pd.DataFrame, cutoffs: list[datetime], oracle=None) -> tuple[list[dict], list]:
+def calibration_rows(name: str, events: pd.DataFrame, cutoffs: list[datetime], oracle=None,
+                     reviews=None) -> tuple[list[dict], list]:
     """(rows of table 1, the pooled (label, P) pairs per source for the pooled ECE)."""
     rows, pooled = [], []
     for c in cutoffs:
         for h in (7, 30):
-            stages = lifecycle_frame(events, c, h)
+            stages = lifecycle_frame(events, c, h, reviews)
             labels = lapse_labels(stages, events, c, h)
             source = bgnbd_source(events, h)
             p_no = source(c)
             sources = {"BG/NBD": p_lapse(stages, p_no)}
             if oracle is not None:
                 sources["generator oracle"] = p_lapse(stages, oracle(c, h))
-            sources["BG/NBD, recalibrated on (c-H, c]"] = calibrated_p_lapse(events, c, h, source, stages)[0]
+            sources["BG/NBD, Round 5 map (c-H only)"] = round5_p_lapse(events, c, h, source, stages, reviews)
+            for method in ("platt", "isotonic"):
+                sources[f"BG/NBD, {method}, pooled windows"] = calibrated_p_lapse(events, c, h, source, stages,
+                                                                                  method=method, reviews=reviews)[0]
+            shipped, notes = calibrated_p_lapse(events, c, h, source, stages, reviews=reviews)
+            sources["BG/NBD, Round 6 map (logistic, pooled windows)"] = shipped
             for src, p in sources.items():
                 p = p.reindex(labels.index)
                 plain = p_no.reindex(labels.index)
@@ -94,6 +133,8 @@ def calibration_rows(name: str, events: pd.DataFrame, cutoffs: list[datetime], o
                 rows.append({"dataset": name, "cutoff": f"{c:%Y-%m-%d}", "H": h, "P(no order) from": src,
                              "non-lost n": len(labels), "lapse rate": labels.mean(), "mean P(lapse)": p.mean(),
                              "ECE P(lapse)": expected_calibration_error(labels.to_numpy(), p.to_numpy()),
+                             "noise floor": noise_floor(p.to_numpy()),
+                             "windows": len(notes.get("windows", [])) if "pooled" in src else "",
                              "ECE plain P(no order) as P(lapse)":
                                  expected_calibration_error(labels.to_numpy(), plain.to_numpy())})
     return rows, pooled
@@ -109,24 +150,25 @@ def pooled_ece(pooled: list[dict]) -> pd.DataFrame:
         y = pd.concat([r["y"] for r in part]).to_numpy()
         p = pd.concat([r["p"] for r in part]).to_numpy()
         out.append({"dataset": key[0], "H": key[1], "P(no order) from": key[2], "n (all cutoffs)": len(y),
-                    "pooled ECE P(lapse)": expected_calibration_error(y, p)})
+                    "pooled ECE P(lapse)": expected_calibration_error(y, p), "noise floor": noise_floor(p)})
     return pd.DataFrame(out)
 
 
 def ranked_lists(events: pd.DataFrame, cutoff: datetime, horizon: int,
-                 source_for=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                 source_for=None, reviews=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(ours: value at risk among non-lost, ranked; old: p_churn among 90-day buyers, ranked).
 
     Ours is what `at_risk_users` ranks by default: P(lapse) recalibrated on (c - H, c] times the
     customer's expected value over 90 days (`clv.customer_value`: ours, or BG/NBD + Gamma-Gamma
     where the history is too short).
     """
-    stages = lifecycle_frame(events, cutoff, horizon)
+    stages = lifecycle_frame(events, cutoff, horizon, reviews)
     source = (source_for or bgnbd_source)(events, horizon)
     p_no = source(cutoff)
     value, _ = customer_value(events, cutoff, 90)
     value = value.set_index("user_id")
-    table = stages.assign(p_no=p_no, p_lapse=calibrated_p_lapse(events, cutoff, horizon, source, stages)[0],
+    table = stages.assign(p_no=p_no, p_lapse=calibrated_p_lapse(events, cutoff, horizon, source, stages,
+                                                                reviews=reviews)[0],
                           value=value["expected_value"])
     table["value_at_risk"] = table["p_lapse"] * table["value"]
     ours = table[table["p_lapse"] > 0].sort_values(["value_at_risk", "p_lapse"], ascending=False, kind="stable")
@@ -137,7 +179,7 @@ def ranked_lists(events: pd.DataFrame, cutoff: datetime, horizon: int,
 def headline_rows(shop, events: pd.DataFrame, cutoff: datetime, source_for=None) -> list[dict]:
     """The 7-day top 10 of both lists: generator-lost users, money values, stages."""
     engagement = shop.engagement_at(cutoff).set_index("user_id")["engagement"]
-    ours, old = ranked_lists(events, cutoff, 7, source_for)
+    ours, old = ranked_lists(events, cutoff, 7, source_for, shop.reviews)
     return [{"cutoff": f"{cutoff:%Y-%m-%d}", "list": name,
              "top 10 generator-lost (e < %.2f)" % GENERATOR_LOST:
                  int((engagement.reindex(lst.index) < GENERATOR_LOST).sum()),
@@ -148,7 +190,7 @@ def headline_rows(shop, events: pd.DataFrame, cutoff: datetime, source_for=None)
                               ("old: p_churn, 90-day buyers", old.head(10)))]
 
 
-def captured_rows(events: pd.DataFrame, cutoff: datetime, source_for=None) -> list[dict]:
+def captured_rows(events: pd.DataFrame, cutoff: datetime, source_for=None, reviews=None) -> list[dict]:
     """Money at risk captured@10 / @100 over 30 days (share of the next-30-day revenue shortfall)."""
     c = pd.Timestamp(cutoff)
     buys = events[events["behavior"] == "buy"]
@@ -157,7 +199,7 @@ def captured_rows(events: pd.DataFrame, cutoff: datetime, source_for=None) -> li
     expected = past["amount"].groupby(past["user_id"]).sum() / 90 * 30
     actual = future["amount"].groupby(future["user_id"]).sum().reindex(expected.index).fillna(0.0)
     shortfall = (expected - actual).clip(lower=0)
-    ours, old = ranked_lists(events, cutoff, 30, source_for)
+    ours, old = ranked_lists(events, cutoff, 30, source_for, reviews)
     return [{"cutoff": f"{cutoff:%Y-%m-%d}", "k": k,
              "ours": shortfall.reindex(ours.index[:k]).fillna(0).sum() / shortfall.sum(),
              "old p_churn list": shortfall.reindex(old.index[:k]).fillna(0).sum() / shortfall.sum()}
@@ -188,18 +230,19 @@ def transformer_rows(shop, events: pd.DataFrame, folder: Path) -> tuple[list[dic
     source_for = transformer_source(predictor)
     rows = []
     for h in (7, 30):
-        stages = lifecycle_frame(events, cutoff, h)
+        stages = lifecycle_frame(events, cutoff, h, shop.reviews)
         labels = lapse_labels(stages, events, cutoff, h)
         source = source_for(events, h)
         oracle = shop.true_churn_probability(cutoff, h).set_index("user_id")["p_churn"]
         given = p_lapse(stages, source(cutoff)).reindex(labels.index)
-        mapped = calibrated_p_lapse(events, cutoff, h, source, stages)[0].reindex(labels.index)
+        mapped = calibrated_p_lapse(events, cutoff, h, source, stages, reviews=shop.reviews)[0].reindex(labels.index)
         rows.append({"model": predictor.version, "cutoff": f"{cutoff:%Y-%m-%d}", "H": h, "non-lost n": len(labels),
                      "lapse rate": labels.mean(), "ECE as given": expected_calibration_error(labels, given),
                      "ECE recalibrated": expected_calibration_error(labels, mapped),
                      "ECE generator oracle": expected_calibration_error(
                          labels, p_lapse(stages, oracle).reindex(labels.index))})
-    return rows, headline_rows(shop, events, cutoff, source_for), captured_rows(events, cutoff, source_for)
+    return rows, headline_rows(shop, events, cutoff, source_for), captured_rows(events, cutoff, source_for,
+                                                                                shop.reviews)
 
 
 def main() -> None:
@@ -224,23 +267,28 @@ def main() -> None:
         def oracle(c, h):
             return shop.true_churn_probability(c, h).set_index("user_id")["p_churn"]
 
-        r, p = calibration_rows("demo", events, list(DEMO_CUTOFFS), oracle)
+        r, p = calibration_rows("demo", events, list(DEMO_CUTOFFS), oracle, shop.reviews)
         rows, pooled = rows + r, pooled + p
+        validation, _ = calibration_rows("demo, validation", events, [DEMO_VALIDATION_CUTOFF], oracle, shop.reviews)
     table = pd.DataFrame(rows)
     print(markdown(table))
     if len(table):
         print("\nMean ECE of P(lapse) over cutoffs:")
-        columns = ["ECE P(lapse)", "ECE plain P(no order) as P(lapse)"]
+        columns = ["ECE P(lapse)", "noise floor", "ECE plain P(no order) as P(lapse)"]
         print(markdown(table.groupby(["dataset", "H", "P(no order) from"])[columns]
               .mean().reset_index(), 4))
         print("\nECE of P(lapse) with the cutoffs pooled:")
         print(markdown(pooled_ece(pooled), 4))
     if "demo" in args.datasets:
+        print(f"\nDemo shop at the validation cutoff {DEMO_VALIDATION_CUTOFF:%Y-%m-%d} (the map's design was chosen here, "
+              "not on the scored cutoffs):")
+        print(markdown(pd.DataFrame(validation).drop(columns=["ECE plain P(no order) as P(lapse)"]), 4))
+    if "demo" in args.datasets:
         app_cutoff = pd.Timestamp(events["ts"].max()).normalize().to_pydatetime()  # the app scores as of the last day
         print("\nDemo shop, the 7-day list (top 10) at each cutoff and at the app's (the last event's day):")
         print(markdown(pd.DataFrame([r for c in [*DEMO_CUTOFFS, app_cutoff] for r in headline_rows(shop, events, c)])))
         print("\nMoney at risk captured (share of the next-30-day revenue shortfall held by the listed users):")
-        print(markdown(pd.DataFrame([r for c in DEMO_CUTOFFS for r in captured_rows(events, c)])))
+        print(markdown(pd.DataFrame([r for c in DEMO_CUTOFFS for r in captured_rows(events, c, None, shop.reviews)])))
         if args.predictor is not None:
             rows, headline, captured = transformer_rows(shop, events, args.predictor)
             print("\nThe Transformer's P(no order) (the app's source), at its training cutoff:")

@@ -348,7 +348,7 @@ def score_store(store, predictor: Predictor, cutoff: datetime, progress: bool = 
                 earlier: bool = True) -> pd.DataFrame:
     """Score every user of the store as of `cutoff` and replace the `scores` rows (store.replace_scores).
 
-    `earlier`: also write each horizon H's scores as of cutoff - H, the rows at_risk_users
+    `earlier`: also write each horizon H's scores as of cutoff - H and the earlier windows, the rows at_risk_users
     recalibrates P(lapse) on (tools/catalog/users.py::lapse_probabilities); stored here, a question
     reads them instead of loading the predictor (torch: ~5 s and ~350 MB of a cold ask).
     Returns the rows as of `cutoff`.
@@ -368,8 +368,9 @@ def score_store(store, predictor: Predictor, cutoff: datetime, progress: bool = 
 
     scores = scored_at(cutoff)
     store.replace_scores(scores)
+    from tools.predictor.lifecycle import calibration_windows
+
     for h in predictor.horizons_days if earlier else ():
-        day = pd.Timestamp(cutoff) - pd.Timedelta(days=float(h))
-        if (events["ts"] <= day).any():
-            store.replace_scores(scored_at(day.to_pydatetime(), [h]))
+        for day in calibration_windows(events, cutoff, int(h)):  # c - H, c - H - 14 d, ...: the map's windows
+            store.replace_scores(scored_at(day, [h]))
     return scores
