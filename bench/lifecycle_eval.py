@@ -27,6 +27,12 @@ Tables (markdown on stdout):
    held by the users each list names.
 4. With --predictor (a checkpoint trained on the demo shop at a labelled cutoff): tables 1-3 at
    that cutoff with the Transformer's P(no order), the source the app uses.
+6. With --p-alive (a checkpoint trained at 2026-04-01) / --p-alive-cdnow (one at 1997-09-30):
+   P(alive) as BG/NBD's closed form, the Transformer's 1 - p_churn at its longest horizon and
+   their mean, ranking "orders again within 90 / 180 days" (AUC, Brier) at that cutoff, whose
+   outcomes the checkpoint never saw (issue 15 item 1).
+5. Demo shop: who the "lost after a bad experience" rule takes out of the non-lost customers at
+   six cutoffs, their latent engagement and how many order within 30 days (docs/demo_shop.md).
 """
 
 from __future__ import annotations
@@ -206,6 +212,28 @@ def captured_rows(events: pd.DataFrame, cutoff: datetime, source_for=None, revie
             for k in (10, 100)]
 
 
+BAD_EXPERIENCE_CUTOFFS = [datetime(2026, 3, 15), datetime(2026, 4, 1), datetime(2026, 4, 15), datetime(2026, 5, 1),
+                          datetime(2026, 5, 15), datetime(2026, 6, 1)]
+
+
+def bad_experience_rows(shop, events: pd.DataFrame) -> list[dict]:
+    """Who the "lost after a bad experience" rule takes out of the non-lost customers, per cutoff:
+    their latent engagement and how many order within 30 days, beside the customers it leaves."""
+    rows = []
+    for c in BAD_EXPERIENCE_CUTOFFS:
+        rhythm, both = lifecycle_frame(events, c, 7), lifecycle_frame(events, c, 7, shop.reviews)
+        live = rhythm.index[rhythm["stage"].isin(["new", "active", "lapsing", "at_risk"])]
+        taken = both.loc[live, "stage"] == "lost"
+        e = shop.engagement_at(c).set_index("user_id")["engagement"].reindex(live)
+        future = events[(events["ts"] > c) & (events["ts"] <= c + pd.Timedelta(days=30)) & (events["behavior"] == "buy")]
+        ordered = pd.Series(live.isin(future["user_id"].unique()), index=live)
+        rows.append({"cutoff": f"{c:%Y-%m-%d}", "non-lost by rhythm": len(live), "lost after a bad experience":
+                     int(taken.sum()), "of them e < 0.05": float((e[taken] < GENERATOR_LOST).mean()),
+                     "of them e < 0.15": float((e[taken] < 0.15).mean()), "order in 30 d: them":
+                     float(ordered[taken].mean()), "order in 30 d: the others": float(ordered[~taken].mean())})
+    return rows
+
+
 def transformer_source(predictor):
     """`source_for` of a trained checkpoint: its p_churn as of any day (scored once per day)."""
     scored: dict = {}
@@ -245,6 +273,48 @@ def transformer_rows(shop, events: pd.DataFrame, folder: Path) -> tuple[list[dic
                                                                                 shop.reviews)
 
 
+P_ALIVE_HORIZONS = (90, 180)
+
+
+def p_alive_rows(events: pd.DataFrame, folder: Path) -> list[dict]:
+    """Issue 15's P(alive): BG/NBD's closed form against the Transformer's own 1 - p_churn at its
+    longest horizon, and their mean, at the checkpoint's training cutoff (its labels end there):
+    AUC and Brier for "orders again within 90 / 180 days" among the customers (an order by c).
+    A horizon whose window runs past the data is left out. BG/NBD's P(alive) is 1 for a customer
+    with one order (no repeat: the model has seen no chance to die), so its own P(order within H)
+    stands beside it."""
+    from tools.predictor.baselines import bgnbd_p_alive
+    from tools.predictor.metrics import brier, roc_auc
+    from tools.predictor.score import Predictor
+
+    predictor = Predictor.load(folder)
+    c = pd.Timestamp(predictor.config["cutoff"])
+    long = max(predictor.horizons_days)
+    past = events[events["ts"] <= c]
+    scored = predictor.score_users(past, c.to_pydatetime(), top_k=1)
+    own = 1 - scored[scored["horizon_days"] == long].set_index("user_id")["p_churn"].astype(float)
+    summary = bgnbd_summary(events, c.to_pydatetime())
+    closed = pd.Series(bgnbd_p_alive(fit_bgnbd(summary), summary), index=summary.index)
+    customers = past.loc[past["behavior"] == "buy", "user_id"].unique()
+    rows = []
+    for h in P_ALIVE_HORIZONS:
+        if c + pd.Timedelta(days=h) > events["ts"].max() + pd.Timedelta(days=1):
+            continue
+        future = events[(events["ts"] > c) & (events["ts"] <= c + pd.Timedelta(days=h)) & (events["behavior"] == "buy")]
+        y = pd.Series(pd.Index(customers).isin(future["user_id"].unique()).astype(int), index=customers)
+        ordering = pd.Series(1 - bgnbd_p_no_purchase(fit_bgnbd(summary), summary, h), index=summary.index)
+        sources = {"BG/NBD P(alive)": closed, f"BG/NBD P(order within {h} d)": ordering,
+                   f"Transformer 1 - p_churn@{long}d": own}
+        sources["mean of the two"] = (closed.reindex(customers) + own.reindex(customers)) / 2
+        for name, p in sources.items():
+            p = p.reindex(customers).astype(float)
+            keep = p.notna()
+            rows.append({"cutoff": f"{c:%Y-%m-%d}", "outcome": f"orders within {h} d", "customers": int(keep.sum()),
+                         "rate": float(y[keep].mean()), "P from": name, "AUC": roc_auc(y[keep], p[keep]),
+                         "Brier": brier(y[keep], p[keep])})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["cdnow", "demo"], choices=["cdnow", "demo"])
@@ -252,6 +322,11 @@ def main() -> None:
     parser.add_argument("--predictor", type=Path, default=None,
                         help="a Transformer checkpoint trained on the demo shop at a labelled cutoff, e.g. "
                              "`shopsight predictor train --cutoff 2026-06-01 --name jun01`: its pairing is measured too")
+    parser.add_argument("--p-alive", type=Path, default=None, dest="p_alive",
+                        help="a Transformer checkpoint trained on the demo shop at a cutoff 90+ days before its end, "
+                             "e.g. --cutoff 2026-04-01 --name apr01: its P(alive) is compared with BG/NBD's")
+    parser.add_argument("--p-alive-cdnow", type=Path, default=None, dest="p_alive_cdnow",
+                        help="the same on CDNOW: a checkpoint of finetune/configs/predictor_cdnow.yaml at 1997-09-30")
     args = parser.parse_args()
     rows, pooled = [], []
     if "cdnow" in args.datasets:
@@ -270,6 +345,10 @@ def main() -> None:
         r, p = calibration_rows("demo", events, list(DEMO_CUTOFFS), oracle, shop.reviews)
         rows, pooled = rows + r, pooled + p
         validation, _ = calibration_rows("demo, validation", events, [DEMO_VALIDATION_CUTOFF], oracle, shop.reviews)
+    if args.p_alive_cdnow is not None:
+        print("P(alive) on CDNOW: BG/NBD's closed form against the Transformer's own (ranks 'orders again'):")
+        print(markdown(pd.DataFrame(p_alive_rows(read_cdnow(ROOT / ".cache/datasets/CDNOW_master.txt"),
+                                                 args.p_alive_cdnow)), 4) + "\n")
     table = pd.DataFrame(rows)
     print(markdown(table))
     if len(table):
@@ -289,6 +368,11 @@ def main() -> None:
         print(markdown(pd.DataFrame([r for c in [*DEMO_CUTOFFS, app_cutoff] for r in headline_rows(shop, events, c)])))
         print("\nMoney at risk captured (share of the next-30-day revenue shortfall held by the listed users):")
         print(markdown(pd.DataFrame([r for c in DEMO_CUTOFFS for r in captured_rows(events, c, None, shop.reviews)])))
+        print("\nLost after a bad experience (a review of <= 2 stars of the last order, not seen since):")
+        print(markdown(pd.DataFrame(bad_experience_rows(shop, events))))
+        if args.p_alive is not None:
+            print("\nP(alive): BG/NBD's closed form against the Transformer's own (ranks 'orders again'):")
+            print(markdown(pd.DataFrame(p_alive_rows(events, args.p_alive)), 4))
         if args.predictor is not None:
             rows, headline, captured = transformer_rows(shop, events, args.predictor)
             print("\nThe Transformer's P(no order) (the app's source), at its training cutoff:")

@@ -39,7 +39,8 @@ def shop_store(tmp_path):
     events.loc[buys[::40], "amount"] = 0.0  # free samples: left out of Gamma-Gamma, and the answer says so
     events = events[events["ts"] <= CUTOFF]
     store = EventStore(tmp_path / "shop.duckdb")
-    store.import_frames("demo-shop-test", events=events, items=shop.items, users=shop.users)
+    reviews = shop.reviews[pd.to_datetime(shop.reviews["ts"]) <= CUTOFF]
+    store.import_frames("demo-shop-test", events=events, items=shop.items, users=shop.users, reviews=reviews)
     store.replace_scores(_scores(events, CUTOFF))
     yield store, events
     store.close()
@@ -71,6 +72,8 @@ def test_scores_a_week_before_recalibrate_p_lapse_and_every_listed_user_has_mone
     assert res["value_model"].startswith("gradient-boosted trees") and res["currency"] == "USD"
     assert "left out of Gamma-Gamma" in res["value_note"] and not res["value_note"].startswith("0 ")
     assert res["already_lost"] > 0 and "were already lost" in res["lost_note"]
+    # The reviews in the store: a <= 2-star review of the last order and silence since count as lost too.
+    assert "after a bad experience: a review of 2 stars or fewer" in res["lost_note"], res["lost_note"]
     # A customer with a single order is "new" and has no usual gap of their own: the reasons say so.
     new = _at_risk(store, tmp_path, horizon_days=30, stage="new", top_k=5)["users"]
     assert new and all(u["orders"] == 1 and u["usual_gap_days"] is None for u in new)
