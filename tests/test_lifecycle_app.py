@@ -71,6 +71,10 @@ def test_scores_a_week_before_recalibrate_p_lapse_and_every_listed_user_has_mone
     # zero-amount orders counted out of Gamma-Gamma.
     assert res["value_model"].startswith("gradient-boosted trees") and res["currency"] == "USD"
     assert "left out of Gamma-Gamma" in res["value_note"] and not res["value_note"].startswith("0 ")
+    # P(alive) from the churn model's longest horizon where it scored the customer (Round 6 of bench/results/clv.md).
+    assert res["p_alive_source"].startswith(f"P(an order within 30 days) from the churn model {VERSION}")
+    thirty = _scores(events, CUTOFF).query("horizon_days == 30").set_index("user_id")["p_churn"]
+    assert all(u["p_alive"] == pytest.approx(1 - thirty[u["user_id"]], abs=1e-3) for u in users)
     assert res["already_lost"] > 0 and "were already lost" in res["lost_note"]
     # The reviews in the store: a <= 2-star review of the last order and silence since count as lost too.
     assert "after a bad experience: a review of 2 stars or fewer" in res["lost_note"], res["lost_note"]
