@@ -210,3 +210,12 @@ def test_a_bad_review_of_the_last_order_and_silence_since_is_lost_after_a_bad_ex
     assert (without["stage"] == "active").all() and without["bad_rating"].isna().all()
     later = reviews.assign(ts=END + pd.Timedelta(days=3))  # written after the cutoff: not known yet
     assert lifecycle_frame(events, CUTOFF, 7, later).loc["burnt", "stage"] == "active"
+
+
+def test_lapse_population_is_the_customers_a_calibration_window_reads(events):
+    from tools.predictor.lifecycle import lapse_population
+
+    # slipping (overdue within the week) and overdue (at risk); not steady (on rhythm for 7 more days),
+    # the newbie (3 days after a first order), gone and oneoff (lost), the browser (no order).
+    assert sorted(lapse_population(events, CUTOFF, 7)) == ["overdue", "slipping"]
+    assert sorted(lapse_population(events, CUTOFF, 30)) == ["newbie", "overdue", "slipping", "steady"]

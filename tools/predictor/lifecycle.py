@@ -286,6 +286,13 @@ def calibration_windows(events: pd.DataFrame, cutoff: datetime, horizon_days: in
     return [d.to_pydatetime() for d in days if (d - first).days >= MIN_WINDOW_HISTORY_DAYS]
 
 
+def lapse_population(events: pd.DataFrame, cutoff: datetime, horizon_days: int) -> list[str]:
+    """The users whose P(no order) a calibration window reads: customers not lost by the rhythm
+    rules who would be overdue by c + H (every other P(lapse) is 0 or absent whatever the model says)."""
+    stages = lifecycle_frame(events, cutoff, horizon_days)
+    return stages.index[stages["stage"].isin(LIVE_STAGES) & stages["overdue_by_end"]].tolist()
+
+
 def _window(events: pd.DataFrame, then: datetime, horizon_days: int, p_no: pd.Series,
             reviews: pd.DataFrame | None = None) -> tuple:
     """(P(lapse), realized lapses, features) of the customers who could lapse at `then`."""
