@@ -30,8 +30,9 @@ calendar, and the lapse rate moves with it), never on the cutoff being scored. T
 logistic regression over logit P(lapse), the rhythm, the stage and the recent visits
 (`lapse_features`). Platt scaling and isotonic regression on P alone, and choosing among the
 three per cutoff by the Brier score of the latest window, were measured and not kept: on the
-demo's validation cutoff 2026-05-15 (not one of the scored cutoffs) they were worse, and the
-per-cutoff choice picked Platt on CDNOW, worse there too (bench/results/clv.md, Round 6).
+demo's validation cutoff 2026-05-15 (not one of the scored cutoffs) both were worse at 30 days
+(ECE 0.037 / 0.034 against 0.030; at 7 days Platt was best, 0.012 against 0.015), and the
+per-cutoff choice picked Platt on CDNOW, worse there (bench/results/clv.md, Round 6).
 
 Usage:
     stages = lifecycle_frame(events, cutoff, horizon_days=7)   # indexed by user_id
