@@ -49,6 +49,23 @@ def test_each_rule_on_a_hand_made_history(events):
     assert stage_counts(st) == {"new": 1, "active": 1, "lapsing": 1, "at_risk": 1, "lost": 2}
 
 
+def test_a_customer_back_after_a_lapse_is_measured_against_the_gap_they_came_back_from():
+    # Every 5 days from 160 to 60 days ago (usual gap 7 after the floor), then one order 4 days ago:
+    # lost before that order (56 days = 8 gaps). Against the old rhythm they would be "due this week".
+    heavy = list(range(60, 161, 5))
+    events = _orders(back=[4, *heavy], slow=[6, 20, *[d + 16 for d in heavy]])  # slow: latest gap 14, under 2 gaps
+    st = lifecycle_frame(events, CUTOFF, 7)
+    assert st.loc["back", "gap_source"] == "latest" and st.loc["back", "gap_days"] == 56
+    assert st.loc["back", "stage"] == "active" and not st.loc["back", "overdue_by_end"]
+    assert p_lapse(st, pd.Series(0.9, index=st.index))["back"] == 0.0  # not on this week's churn list
+    assert "latest 56-day gap" in stage_reasons(st.loc["back"])[0]
+    # A latest gap under 3 usual gaps keeps the old rhythm: still due within the week.
+    assert st.loc["slow", "gap_source"] == "own" and st.loc["slow", "stage"] == "lapsing"
+    # Without the comeback order the same customer is lost (60 days = 8.6 gaps).
+    before = lifecycle_frame(events[events["ts"] < END - pd.Timedelta(days=5)], datetime(2024, 6, 25), 7)
+    assert before.loc["back", "stage"] == "lost" and before.loc["back", "gap_source"] == "own"
+
+
 def test_a_longer_horizon_turns_active_customers_into_lapsing_ones(events):
     week, month = lifecycle_frame(events, CUTOFF, 7), lifecycle_frame(events, CUTOFF, 30)
     assert week.loc["steady", "stage"] == "active" and month.loc["steady", "stage"] == "lapsing"
@@ -131,12 +148,10 @@ def test_calibrated_p_lapse_fits_on_the_window_before_the_cutoff_never_on_it(eve
     assert not late_notes["fitted"] and late_notes["why"] == "no scores then" and late.equals(p)
 
 
-def test_calibration_windows_step_back_from_c_minus_h_and_need_history(events):
-    from tools.predictor.lifecycle import CALIBRATION_STEP_DAYS, calibration_windows
+def test_calibration_window_is_c_minus_h_and_needs_history(events):
+    from tools.predictor.lifecycle import calibration_windows
 
-    days = calibration_windows(events, CUTOFF, 30)
-    assert [pd.Timestamp(d) for d in days] == [pd.Timestamp(CUTOFF) - pd.Timedelta(days=30 + k * CALIBRATION_STEP_DAYS)
-                                               for k in range(4)]
+    assert calibration_windows(events, CUTOFF, 30) == [(pd.Timestamp(CUTOFF) - pd.Timedelta(days=30)).to_pydatetime()]
     young = events[events["ts"] > END - pd.Timedelta(days=50)]  # 50 days of data: only c - 7 d has 28 days before it
     assert [pd.Timestamp(d).date() for d in calibration_windows(young, CUTOFF, 7)] == [datetime(2024, 6, 23).date()]
     assert calibration_windows(young, CUTOFF, 30) == []
@@ -155,22 +170,19 @@ def _rhythmic_shop(n: int = 300, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["user_id", "ts", "behavior", "item_id", "category_id", "quantity", "amount"])
 
 
-def test_calibrated_p_lapse_pools_the_past_windows_and_skips_those_without_scores():
+def test_calibrated_p_lapse_fits_on_c_minus_h_alone_and_maps_the_customers_who_can_lapse():
     from tools.predictor.lifecycle import calibrated_p_lapse
 
-    shop = _rhythmic_shop()
+    shop = _rhythmic_shop(600)  # one 7-day window: ~100 customers who could lapse
     asked = []
 
     def p_no_order_at(day):
         asked.append(pd.Timestamp(day).date().isoformat())
-        if pd.Timestamp(day) == pd.Timestamp(CUTOFF) - pd.Timedelta(days=35):
-            return "no scores as of then"
         return pd.Series(0.5, index=shop["user_id"].unique())
 
     p, notes = calibrated_p_lapse(shop[shop["ts"] <= CUTOFF], CUTOFF, 7, p_no_order_at)
-    assert asked == ["2024-06-30", "2024-06-23", "2024-06-09", "2024-05-26", "2024-05-12"]  # never c itself to fit
-    assert notes["fitted"] and notes["windows"] == ["2024-06-23", "2024-06-09", "2024-05-12"]
-    assert notes["skipped"] == ["no scores as of then"] and notes["outcomes"] > 100
+    assert asked == ["2024-06-30", "2024-06-23"]  # c to score, c - H to fit: one window, never c itself
+    assert notes["fitted"] and notes["windows"] == ["2024-06-23"] and notes["outcomes"] > 50
     live = p.dropna()
     assert ((live == 0) | ((live > 0) & (live < 1))).all() and (live != 0.5).any()  # mapped, zeros kept
 

@@ -5,6 +5,12 @@ The rules (all in days, order days counted once per calendar day):
 - usual gap = (last order day - first order day) / (order days - 1), at least `MIN_GAP_DAYS`;
   a customer with a single order has no gap of their own, so the shop's usual gap (the median
   of the customers' gaps) stands in, and the reasons say so;
+- **back after a lapse**: when the latest gap (last order day - the order day before it) was
+  `LOST_RATIO` usual gaps or more, the customer was lost before that order and the old rhythm no
+  longer describes them: the latest gap is their usual gap until they order again (gap_source
+  "latest"). Without it a heavy buyer who orders once after a month of silence reads as "due
+  within the week" and leads the churn list; on the demo shop the two such customers at
+  2026-06-30 (users 2144, 1538) are ones its generator had already lost (bench/results/clv.md, Round 6);
 - overdue ratio = days since the last order / usual gap;
 - **visitor**: no order yet (not a customer; left out of customer lists);
 - **lost**: overdue ratio >= `LOST_RATIO` (3 gaps of silence), or **after a bad experience**: the
@@ -24,15 +30,15 @@ overdue within H, P(lapse) = 0; otherwise P(lapse) = P(no order in H), taken fro
 are reported separately, never at the top of a churn list.
 
 **Calibration.** P(no order) from a churn model, gated this way, is not the lapse rate: it is
-recalibrated (`calibrated_p_lapse`) on past windows whose lapses are known at c: the cutoffs
-c - H, c - H - 14 d, ... (`CALIBRATION_WINDOWS` of them, pooled: one window is one month of the
-calendar, and the lapse rate moves with it), never on the cutoff being scored. The map is a
-logistic regression over logit P(lapse), the rhythm, the stage and the recent visits
-(`lapse_features`). Platt scaling and isotonic regression on P alone, and choosing among the
-three per cutoff by the Brier score of the latest window, were measured and not kept: on the
-demo's validation cutoff 2026-05-15 (not one of the scored cutoffs) both were worse at 30 days
-(ECE 0.037 / 0.034 against 0.030; at 7 days Platt was best, 0.012 against 0.015), and the
-per-cutoff choice picked Platt on CDNOW, worse there (bench/results/clv.md, Round 6).
+recalibrated (`calibrated_p_lapse`) by a logistic regression over logit P(lapse), the rhythm and
+the recent visits (`lapse_features`), fitted on the one past window c - H whose lapses are known
+at c, never on the cutoff being scored (Round 5's map). Chosen at the demo's validation cutoff
+2026-05-15 (not a scored cutoff), by the rule "a new design replaces it only if it is better at
+both horizons there": 4 past windows pooled with stage / overdue / gap features was better at
+7 days (ECE 0.015 against 0.026) but worse at 30 (0.030 against 0.027), and its design had been
+picked with the scored cutoffs in view; Platt scaling and isotonic regression on P alone were
+worse at 30 days (0.037 / 0.034) (bench/results/clv.md, Round 6; bench/lifecycle_eval.py keeps
+all of them as rows).
 
 Usage:
     stages = lifecycle_frame(events, cutoff, horizon_days=7)   # indexed by user_id
@@ -82,8 +88,9 @@ def lifecycle_frame(events: pd.DataFrame, cutoff: datetime, horizon_days: int,
                     reviews: pd.DataFrame | None = None) -> pd.DataFrame:
     """Stage and rhythm of every user with an event at or before the cutoff, indexed by user_id.
 
-    Columns: n_orders, days_since_last_order, usual_gap_days (own; NaN with one order), gap_days
-    (the gap used), gap_source ("own" / "shop" / None), overdue_ratio, days_overdue,
+    Columns: n_orders, days_since_last_order, usual_gap_days (own, or the latest gap when back
+    after a lapse; NaN with one order), gap_days (the gap used), gap_source ("own" / "latest" /
+    "shop" / None), overdue_ratio, days_overdue,
     next_order_expected (date), overdue_by_end (bool: overdue at c+H with no order),
     at_risk_on / lost_on (dates the customer turns at risk / lost without an order),
     bad_rating / bad_review_on (a review of <= `BAD_RATING` stars of the last order from a customer
@@ -98,13 +105,18 @@ def lifecycle_frame(events: pd.DataFrame, cutoff: datetime, horizon_days: int,
     n_orders = days["nunique"].fillna(0).astype(int)
     own_gap = ((days["max"] - days["min"]) / pd.Timedelta(days=1)) / (n_orders - 1).where(n_orders >= 2)
     own_gap = own_gap.clip(lower=MIN_GAP_DAYS)
+    order_days = buys.assign(day=buys["ts"].dt.normalize()).drop_duplicates(["user_id", "day"]).sort_values("day")
+    order_days["gap"] = order_days.groupby("user_id")["day"].diff() / pd.Timedelta(days=1)
+    latest_gap = order_days.groupby("user_id")["gap"].last().reindex(users)  # NaN with one order day
+    back = latest_gap >= LOST_RATIO * own_gap  # lost before their last order: see "back after a lapse"
+    own_gap = own_gap.where(~back, latest_gap)
     shop_gap = float(own_gap.median()) if own_gap.notna().any() else 30.0
     gap = own_gap.fillna(shop_gap).where(n_orders >= 1)
     since = (c - days["max"]) / pd.Timedelta(days=1)
     ratio = since / gap
     frame = pd.DataFrame({
         "n_orders": n_orders, "days_since_last_order": since, "usual_gap_days": own_gap, "gap_days": gap,
-        "gap_source": np.where(n_orders >= 2, "own", np.where(n_orders == 1, "shop", None)),
+        "gap_source": np.where(back, "latest", np.where(n_orders >= 2, "own", np.where(n_orders == 1, "shop", None))),
         "overdue_ratio": ratio, "days_overdue": (since - gap).clip(lower=0),
         "next_order_expected": days["max"] + pd.to_timedelta(gap, unit="D"),
         "overdue_by_end": (since + horizon_days) >= AT_RISK_RATIO * gap,
@@ -159,6 +171,9 @@ def stage_reasons(row: pd.Series) -> list[str]:
         rhythm = f"{since} days since the last order, a little past the usual {gap:.0f}-day gap"
     else:
         rhythm = f"{since} days since the last order, within the usual {gap:.0f}-day gap"
+    if row["gap_source"] == "latest":  # back after a lapse: the old rhythm no longer describes them
+        rhythm = rhythm.replace("the usual", "the latest") + " (their last order came after that long without " \
+                 "one: they were lost before it, so the older, shorter rhythm no longer applies)"
     lost_on = pd.Timestamp(row["lost_on"]).date().isoformat()
     bad = row.get("bad_rating")
     lost = (f"lost after a bad experience: rated the last order {int(bad)} star{'s' if bad != 1 else ''} on "
@@ -179,10 +194,8 @@ def stage_reasons(row: pd.Series) -> list[str]:
 
 
 LAPSE_FEATURES = ("logit_p", "log_overdue_ratio", "log_events_14d", "log_events_30d", "log_days_since_event",
-                  "log_orders", "is_new", "is_lapsing", "is_at_risk", "log_days_overdue", "log_gap_days")
+                  "log_orders", "is_new")
 MIN_CALIBRATION_OUTCOMES = 50  # fewer customers who could lapse: leave the probabilities as they are
-CALIBRATION_WINDOWS = 4  # past cutoffs pooled for the map: c - H, then every CALIBRATION_STEP_DAYS before it
-CALIBRATION_STEP_DAYS = 14
 MIN_WINDOW_HISTORY_DAYS = 28  # a window cutoff with less history before it has no rhythm to read: skipped
 CALIBRATION_METHODS = ("logistic", "platt", "isotonic")
 
@@ -206,12 +219,7 @@ def lapse_features(stages: pd.DataFrame, events: pd.DataFrame, cutoff: datetime,
                         "log_overdue_ratio": np.log(stages["overdue_ratio"].reindex(users).to_numpy(dtype=float) + 0.05),
                         "log_days_since_event": np.log1p(((c - last) / pd.Timedelta(days=1)).to_numpy(dtype=float)),
                         "log_orders": np.log(stages["n_orders"].reindex(users).clip(lower=1).to_numpy(dtype=float)),
-                        "is_new": (stages["stage"].reindex(users) == "new").to_numpy(dtype=float),
-                        "is_lapsing": (stages["stage"].reindex(users) == "lapsing").to_numpy(dtype=float),
-                        "is_at_risk": (stages["stage"].reindex(users) == "at_risk").to_numpy(dtype=float),
-                        "log_days_overdue": np.log1p(stages["days_overdue"].reindex(users).to_numpy(dtype=float)),
-                        "log_gap_days": np.log(stages["gap_days"].reindex(users).to_numpy(dtype=float))},
-                       index=users)
+                        "is_new": (stages["stage"].reindex(users) == "new").to_numpy(dtype=float)}, index=users)
     for days in (14, 30):
         recent = past[past["ts"] > c - pd.Timedelta(days=days)]
         out[f"log_events_{days}d"] = np.log1p(recent.groupby("user_id").size().reindex(users).fillna(0).to_numpy())
@@ -219,14 +227,13 @@ def lapse_features(stages: pd.DataFrame, events: pd.DataFrame, cutoff: datetime,
 
 
 class LapseCalibration:
-    """P(lapse) recalibrated on earlier windows whose outcome is known: never on the cutoff scored.
+    """P(lapse) recalibrated on an earlier window whose outcome is known: never on the cutoff scored.
 
     `method`: "logistic" (a logistic regression over `lapse_features`: logit P(lapse) beside the
-    rhythm, the stage and the recent visits, so it fixes both the level of the churn model and
+    rhythm and the recent visits, so it fixes both the level of the churn model and
     what it cannot see, a customer who stopped browsing), "platt" (logit P(lapse) alone) or
     "isotonic" (P(lapse) alone, monotone). Only the customers who can lapse are mapped; a P(lapse)
-    of 0 (cannot become overdue) stays 0, NaN (lost, visitor) stays NaN. Fit on several windows by
-    concatenating them (`calibrated_p_lapse` does).
+    of 0 (cannot become overdue) stays 0, NaN (lost, visitor) stays NaN.
 
     Usage:
         calib = LapseCalibration("logistic").fit(p_then, labels_then, lapse_features(stages_then, events, c_then, p_then))
@@ -279,12 +286,10 @@ class LapseCalibration:
 
 
 def calibration_windows(events: pd.DataFrame, cutoff: datetime, horizon_days: int) -> list[datetime]:
-    """The past cutoffs the map is fitted on, latest first: c - H - k x step, each with its outcome
-    known at c and at least `MIN_WINDOW_HISTORY_DAYS` of data before it."""
-    c = pd.Timestamp(cutoff)
-    first = events["ts"].min().normalize()
-    days = [c - pd.Timedelta(days=horizon_days + k * CALIBRATION_STEP_DAYS) for k in range(CALIBRATION_WINDOWS)]
-    return [d.to_pydatetime() for d in days if (d - first).days >= MIN_WINDOW_HISTORY_DAYS]
+    """The past cutoff the map is fitted on, as a list: [c - H], or [] with less than
+    `MIN_WINDOW_HISTORY_DAYS` of data before it (no rhythm to read)."""
+    then = pd.Timestamp(cutoff) - pd.Timedelta(days=horizon_days)
+    return [then.to_pydatetime()] if (then - events["ts"].min().normalize()).days >= MIN_WINDOW_HISTORY_DAYS else []
 
 
 def lapse_population(events: pd.DataFrame, cutoff: datetime, horizon_days: int) -> list[str]:
@@ -303,49 +308,36 @@ def _window(events: pd.DataFrame, then: datetime, horizon_days: int, p_no: pd.Se
     return p, labels, lapse_features(stages, events, then, p)
 
 
-def _pooled(parts: list[tuple]) -> tuple:
-    return tuple(pd.concat([part[i] for part in parts], ignore_index=True) for i in range(3))
-
-
 def calibrated_p_lapse(events: pd.DataFrame, cutoff: datetime, horizon_days: int,
                        p_no_order_at: Callable[[datetime], pd.Series | str],
                        stages: pd.DataFrame | None = None, method: str = "logistic",
                        reviews: pd.DataFrame | None = None) -> tuple[pd.Series, dict]:
-    """(P(lapse within H) at the cutoff, recalibrated on the past windows pooled; what was fitted).
+    """(P(lapse within H) at the cutoff, recalibrated on the window (c - H, c]; what was fitted).
 
     `method`: see `LapseCalibration` (the app uses "logistic"; bench/lifecycle_eval.py compares).
-    `reviews`: as for `lifecycle_frame`, so that the windows' stages follow the same rules.
+    `reviews`: as for `lifecycle_frame`, so that the window's stages follow the same rules.
 
     `p_no_order_at(day)` gives the churn model's P(no order in H) by user_id as of `day` (the same
-    model at every cutoff), or a sentence saying why it has none for that day (e.g. no scores
-    stored as of then): that window is skipped; with none left, P(lapse) is left as the model gave
-    it and the notes carry the sentence.
+    model at both cutoffs), or a sentence saying why it has none for that day (e.g. no scores
+    stored as of then): then P(lapse) is left as the model gave it and the notes carry the sentence.
     """
     c = pd.Timestamp(cutoff)
     stages = lifecycle_frame(events, cutoff, horizon_days, reviews) if stages is None else stages
     p_now = p_lapse(stages, p_no_order_at(cutoff))
     known = events[events["ts"] <= c]
-    latest = (c - pd.Timedelta(days=horizon_days)).date().isoformat()
-    notes = {"method": "logistic regression on P(lapse), rhythm, stage and recent visits",
-             "fitted_at": latest, "outcomes_until": c.date().isoformat()}
-    days = calibration_windows(known, cutoff, horizon_days)
-    if not days:
+    then = (c - pd.Timedelta(days=horizon_days)).to_pydatetime()
+    notes = {"method": "logistic regression on P(lapse), rhythm and recent visits",
+             "fitted_at": then.date().isoformat(), "outcomes_until": c.date().isoformat()}
+    if not calibration_windows(known, cutoff, horizon_days):
         return p_now, {**notes, "fitted": False,
-                       "why": f"less than {MIN_WINDOW_HISTORY_DAYS} days of history before {latest} to fit on"}
-    windows, used, skipped = [], [], []
-    for then in days:
-        p_no = p_no_order_at(then)
-        if isinstance(p_no, str):
-            skipped.append(p_no)
-        else:
-            windows.append(_window(known, then, horizon_days, p_no, reviews))
-            used.append(then.date().isoformat())
-    if not windows:
-        return p_now, {**notes, "fitted": False, "why": skipped[0]}
-    calib = LapseCalibration(method).fit(*_pooled(windows))
+                       "why": f"less than {MIN_WINDOW_HISTORY_DAYS} days of history before {then.date()} to fit on"}
+    p_no = p_no_order_at(then)
+    if isinstance(p_no, str):
+        return p_now, {**notes, "fitted": False, "why": p_no}
+    calib = LapseCalibration(method).fit(*_window(known, then, horizon_days, p_no, reviews))
     if not calib.fitted:
         return p_now, {**notes, "fitted": False,
-                       "why": f"{calib.outcomes} customers could lapse in the windows, fewer than "
+                       "why": f"{calib.outcomes} customers could lapse in the window, fewer than "
                               f"{MIN_CALIBRATION_OUTCOMES} (or all alike)"}
     methods = {"logistic": notes["method"], "platt": "Platt scaling of P(lapse)",
                "isotonic": "isotonic regression on P(lapse)"}
@@ -353,4 +345,4 @@ def calibrated_p_lapse(events: pd.DataFrame, cutoff: datetime, horizon_days: int
     out = p_now.copy()
     out[live.index] = calib.apply(live, lapse_features(stages, known, cutoff, live))
     return out, {**notes, "fitted": True, "outcomes": calib.outcomes, "method": methods[method],
-                 "windows": used, **({"skipped": skipped} if skipped else {})}
+                 "windows": [notes["fitted_at"]]}
