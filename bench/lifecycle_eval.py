@@ -9,9 +9,9 @@ Tables (markdown on stdout):
    10 equal-width bins, per dataset and cutoff (CDNOW: the churn cutoffs of docs/benchmark.md;
    demo: its DEMO_CUTOFFS), then the mean over cutoffs and the cutoffs pooled. P(no order in H)
    comes from BG/NBD (fitted at the cutoff), gated by the lifecycle rule, as it is, with the
-   shipped map (`calibrated_p_lapse`: a logistic regression on the one window (c - H, c], 7
-   features), with Platt scaling / isotonic regression on the same window, and with the pooled
-   map measured in Round 6 and not shipped (4 past windows c - H - 14 k, 11 features);
+   Round 5 map (a logistic regression on the one window (c - H, c], 7 features), with the
+   shipped one (`calibrated_p_lapse`: a logistic regression on 4 past windows pooled) and with
+   Platt scaling / isotonic regression on the same windows;
    the plain P(no order) read as P(lapse) beside it; on the demo shop also from the generator's
    exact oracle; the same at the demo's validation cutoff 2026-05-15, kept out of the means.
    "noise floor" = the mean ECE of labels drawn as Bernoulli(P) from the row's own
@@ -32,7 +32,9 @@ Tables (markdown on stdout):
    their mean, ranking "orders again within 90 / 180 days" (AUC, Brier) at that cutoff, whose
    outcomes the checkpoint never saw (issue 15 item 1).
 5. Demo shop: who the "lost after a bad experience" rule takes out of the non-lost customers at
-   six cutoffs, their latent engagement and how many order within 30 days (docs/demo_shop.md).
+   six cutoffs, their latent engagement and how many order within 30 days (docs/demo_shop.md);
+   then who is measured against their latest gap ("back after a lapse") at those cutoffs and the
+   app's, how many were due within 7 days by the old rhythm, their engagement and 30-day orders.
 """
 
 from __future__ import annotations
@@ -52,8 +54,8 @@ from tools.predictor.bench_datasets import read_cdnow
 from tools.predictor.clv import customer_value
 import numpy as np
 
-from tools.predictor.lifecycle import (LAPSE_FEATURES, MIN_WINDOW_HISTORY_DAYS, LapseCalibration, _window,
-                                       calibrated_p_lapse, lapse_features, lapse_labels, lifecycle_frame, p_lapse)
+from tools.predictor.lifecycle import (LapseCalibration, _window, calibrated_p_lapse, lapse_features, lapse_labels,
+                                       lifecycle_frame, p_lapse)
 from tools.predictor.metrics import expected_calibration_error
 
 CDNOW_CUTOFFS = [datetime(1997, 9, 30, 23, 59, 59), datetime(1997, 12, 31, 23, 59, 59),
@@ -61,8 +63,8 @@ CDNOW_CUTOFFS = [datetime(1997, 9, 30, 23, 59, 59), datetime(1997, 12, 31, 23, 5
 DEMO_VALIDATION_CUTOFF = datetime(2026, 5, 15)  # between the scored cutoffs: where the calibration map was chosen
 GENERATOR_LOST = 0.05  # docs/demo_shop.md, "Who the generator considers lost"
 ACTIVE_DAYS = 90
-POOLED_WINDOWS, POOLED_STEP_DAYS = 4, 14  # the pooled map of Round 6 (bench/results/clv.md), not shipped
-POOLED_FEATURES = (*LAPSE_FEATURES, "is_lapsing", "is_at_risk", "log_days_overdue", "log_gap_days")
+ROUND5_FEATURES = ("logit_p", "log_overdue_ratio", "log_events_14d", "log_events_30d", "log_days_since_event",
+                   "log_orders", "is_new")  # the map of Round 5 (bench/results/clv.md), kept for comparison
 FLOOR_DRAWS = 200
 
 
@@ -74,34 +76,17 @@ def noise_floor(p: np.ndarray, seed: int = 0) -> float:
                           for _ in range(FLOOR_DRAWS)]))
 
 
-def _pooled_features(stages: pd.DataFrame, events: pd.DataFrame, cutoff: datetime, p: pd.Series) -> pd.DataFrame:
-    out = lapse_features(stages, events, cutoff, p)
-    at = stages.reindex(p.index)
-    return out.assign(is_lapsing=(at["stage"] == "lapsing").to_numpy(dtype=float),
-                      is_at_risk=(at["stage"] == "at_risk").to_numpy(dtype=float),
-                      log_days_overdue=np.log1p(at["days_overdue"].to_numpy(dtype=float)),
-                      log_gap_days=np.log(at["gap_days"].to_numpy(dtype=float))).fillna(0.0)
-
-
-def pooled_p_lapse(events: pd.DataFrame, cutoff: datetime, horizon_days: int, source, stages,
+def round5_p_lapse(events: pd.DataFrame, cutoff: datetime, horizon_days: int, source, stages,
                    reviews=None) -> pd.Series:
-    """Round 6's pooled map (not shipped): logistic regression on POOLED_FEATURES over the windows
-    c - H - k x POOLED_STEP_DAYS (k < POOLED_WINDOWS) with 28 days of history before each."""
+    """Round 5's map: logistic regression on ROUND5_FEATURES, fitted on the one window c - H."""
     c = pd.Timestamp(cutoff)
     known = events[events["ts"] <= c]
-    first = known["ts"].min().normalize()
-    parts = []
-    for k in range(POOLED_WINDOWS):
-        then = c - pd.Timedelta(days=horizon_days + k * POOLED_STEP_DAYS)
-        if (then - first).days >= MIN_WINDOW_HISTORY_DAYS:
-            p, labels, _ = _window(known, then.to_pydatetime(), horizon_days, source(then.to_pydatetime()), reviews)
-            parts.append((p, labels, _pooled_features(lifecycle_frame(known, then.to_pydatetime(), horizon_days,
-                                                                      reviews), known, then.to_pydatetime(), p)))
-    calib = LapseCalibration("logistic", POOLED_FEATURES).fit(
-        *(pd.concat([part[i] for part in parts], ignore_index=True) for i in range(3)))
+    then = (c - pd.Timedelta(days=horizon_days)).to_pydatetime()
+    calib = LapseCalibration("logistic", ROUND5_FEATURES).fit(*_window(known, then, horizon_days, source(then),
+                                                                        reviews))
+    live = p_lapse(stages, source(cutoff)).dropna()
     out = p_lapse(stages, source(cutoff))
-    live = out.dropna()
-    out[live.index] = calib.apply(live, _pooled_features(stages, known, cutoff, live))
+    out[live.index] = calib.apply(live, lapse_features(stages, known, cutoff, live))
     return out
 
 
@@ -143,13 +128,12 @@ def calibration_rows(name: str, events: pd.DataFrame, cutoffs: list[datetime], o
             sources = {"BG/NBD": p_lapse(stages, p_no)}
             if oracle is not None:
                 sources["generator oracle"] = p_lapse(stages, oracle(c, h))
-            sources["BG/NBD, pooled map (4 windows, not shipped)"] = pooled_p_lapse(events, c, h, source, stages,
-                                                                                    reviews)
+            sources["BG/NBD, Round 5 map (c-H only)"] = round5_p_lapse(events, c, h, source, stages, reviews)
             for method in ("platt", "isotonic"):
-                sources[f"BG/NBD, {method}, c-H"] = calibrated_p_lapse(events, c, h, source, stages,
-                                                                       method=method, reviews=reviews)[0]
-            sources["BG/NBD, shipped map (logistic, c-H)"] = calibrated_p_lapse(events, c, h, source, stages,
-                                                                                reviews=reviews)[0]
+                sources[f"BG/NBD, {method}, pooled windows"] = calibrated_p_lapse(events, c, h, source, stages,
+                                                                                  method=method, reviews=reviews)[0]
+            shipped, notes = calibrated_p_lapse(events, c, h, source, stages, reviews=reviews)
+            sources["BG/NBD, Round 6 map (logistic, pooled windows)"] = shipped
             for src, p in sources.items():
                 p = p.reindex(labels.index)
                 plain = p_no.reindex(labels.index)
@@ -158,6 +142,7 @@ def calibration_rows(name: str, events: pd.DataFrame, cutoffs: list[datetime], o
                              "non-lost n": len(labels), "lapse rate": labels.mean(), "mean P(lapse)": p.mean(),
                              "ECE P(lapse)": expected_calibration_error(labels.to_numpy(), p.to_numpy()),
                              "noise floor": noise_floor(p.to_numpy()),
+                             "windows": len(notes.get("windows", [])) if "pooled" in src else "",
                              "ECE plain P(no order) as P(lapse)":
                                  expected_calibration_error(labels.to_numpy(), plain.to_numpy())})
     return rows, pooled
@@ -248,6 +233,35 @@ def bad_experience_rows(shop, events: pd.DataFrame) -> list[dict]:
                      int(taken.sum()), "of them e < 0.05": float((e[taken] < GENERATOR_LOST).mean()),
                      "of them e < 0.15": float((e[taken] < 0.15).mean()), "order in 30 d: them":
                      float(ordered[taken].mean()), "order in 30 d: the others": float(ordered[~taken].mean())})
+    return rows
+
+
+def back_after_lapse_rows(shop, events: pd.DataFrame) -> list[dict]:
+    """The customers measured against their latest gap ("back after a lapse": lost before their last
+    order), per cutoff: how many, their stage by the old rhythm, latent engagement, orders in 30 d."""
+    rows = []
+    for c in BAD_EXPERIENCE_CUTOFFS + [pd.Timestamp(events["ts"].max()).normalize().to_pydatetime()]:
+        st = lifecycle_frame(events, c, 7, shop.reviews)
+        back = st.index[st["gap_source"] == "latest"]
+        old_gap = st.loc[back, "days_since_last_order"] / st.loc[back, "overdue_ratio"]  # = the latest gap
+        days = events[(events["behavior"] == "buy") & (events["ts"] <= c)]
+        days = days.assign(day=days["ts"].dt.normalize()).drop_duplicates(["user_id", "day"])
+        span = days.groupby("user_id")["day"].agg(["min", "max", "nunique"]).reindex(back)
+        mean_gap = ((span["max"] - span["min"]).dt.days / (span["nunique"] - 1)).clip(lower=7.0)
+        was_due = (st.loc[back, "days_since_last_order"] + 7) >= 1.5 * mean_gap  # lapsing / at risk by the old rhythm
+        e = shop.engagement_at(c).set_index("user_id")["engagement"].reindex(back)
+        future = events[(events["ts"] > c) & (events["ts"] <= c + pd.Timedelta(days=30)) & (events["behavior"] == "buy")]
+        live = st.index[st["stage"].isin(["new", "active", "lapsing", "at_risk"])]
+        ordered = pd.Series(live.isin(future["user_id"].unique()), index=live)
+        others = ordered.drop(back, errors="ignore")
+        if c >= pd.Timestamp(events["ts"].max()).normalize():  # the app's cutoff: no 30 days after it
+            ordered, others = ordered.astype(float) * float("nan"), others.astype(float) * float("nan")
+        rows.append({"cutoff": f"{c:%Y-%m-%d}", "back after a lapse": len(back), "latest gap (median d)":
+                     float(old_gap.median()) if len(back) else float("nan"),
+                     "due in 7 d by the old rhythm": int(was_due.sum()),
+                     "of them e < 0.05": float((e < GENERATOR_LOST).mean()) if len(back) else float("nan"),
+                     "order in 30 d: them": float(ordered.reindex(back).mean()) if len(back) else float("nan"),
+                     "order in 30 d: other non-lost": float(others.mean())})
     return rows
 
 
@@ -387,6 +401,8 @@ def main() -> None:
         print(markdown(pd.DataFrame([r for c in DEMO_CUTOFFS for r in captured_rows(events, c, None, shop.reviews)])))
         print("\nLost after a bad experience (a review of <= 2 stars of the last order, not seen since):")
         print(markdown(pd.DataFrame(bad_experience_rows(shop, events))))
+        print("\nBack after a lapse (latest gap >= 3 usual gaps: measured against the latest gap):")
+        print(markdown(pd.DataFrame(back_after_lapse_rows(shop, events))))
         if args.p_alive is not None:
             print("\nP(alive): BG/NBD's closed form against the Transformer's own (ranks 'orders again'):")
             print(markdown(pd.DataFrame(p_alive_rows(events, args.p_alive)), 4))

@@ -148,10 +148,12 @@ def test_calibrated_p_lapse_fits_on_the_window_before_the_cutoff_never_on_it(eve
     assert not late_notes["fitted"] and late_notes["why"] == "no scores then" and late.equals(p)
 
 
-def test_calibration_window_is_c_minus_h_and_needs_history(events):
-    from tools.predictor.lifecycle import calibration_windows
+def test_calibration_windows_step_back_from_c_minus_h_and_need_history(events):
+    from tools.predictor.lifecycle import CALIBRATION_STEP_DAYS, calibration_windows
 
-    assert calibration_windows(events, CUTOFF, 30) == [(pd.Timestamp(CUTOFF) - pd.Timedelta(days=30)).to_pydatetime()]
+    days = calibration_windows(events, CUTOFF, 30)
+    assert [pd.Timestamp(d) for d in days] == [pd.Timestamp(CUTOFF) - pd.Timedelta(days=30 + k * CALIBRATION_STEP_DAYS)
+                                               for k in range(4)]
     young = events[events["ts"] > END - pd.Timedelta(days=50)]  # 50 days of data: only c - 7 d has 28 days before it
     assert [pd.Timestamp(d).date() for d in calibration_windows(young, CUTOFF, 7)] == [datetime(2024, 6, 23).date()]
     assert calibration_windows(young, CUTOFF, 30) == []
@@ -170,19 +172,22 @@ def _rhythmic_shop(n: int = 300, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["user_id", "ts", "behavior", "item_id", "category_id", "quantity", "amount"])
 
 
-def test_calibrated_p_lapse_fits_on_c_minus_h_alone_and_maps_the_customers_who_can_lapse():
+def test_calibrated_p_lapse_pools_the_past_windows_and_skips_those_without_scores():
     from tools.predictor.lifecycle import calibrated_p_lapse
 
-    shop = _rhythmic_shop(600)  # one 7-day window: ~100 customers who could lapse
+    shop = _rhythmic_shop()
     asked = []
 
     def p_no_order_at(day):
         asked.append(pd.Timestamp(day).date().isoformat())
+        if pd.Timestamp(day) == pd.Timestamp(CUTOFF) - pd.Timedelta(days=35):
+            return "no scores as of then"
         return pd.Series(0.5, index=shop["user_id"].unique())
 
     p, notes = calibrated_p_lapse(shop[shop["ts"] <= CUTOFF], CUTOFF, 7, p_no_order_at)
-    assert asked == ["2024-06-30", "2024-06-23"]  # c to score, c - H to fit: one window, never c itself
-    assert notes["fitted"] and notes["windows"] == ["2024-06-23"] and notes["outcomes"] > 50
+    assert asked == ["2024-06-30", "2024-06-23", "2024-06-09", "2024-05-26", "2024-05-12"]  # never c itself to fit
+    assert notes["fitted"] and notes["windows"] == ["2024-06-23", "2024-06-09", "2024-05-12"]
+    assert notes["skipped"] == ["no scores as of then"] and notes["outcomes"] > 100
     live = p.dropna()
     assert ((live == 0) | ((live > 0) & (live < 1))).all() and (live != 0.5).any()  # mapped, zeros kept
 

@@ -90,13 +90,13 @@ def lapse_probabilities(ctx: ToolContext, horizon_days: int) -> tuple[pd.Series,
     """(P(lapse within H) of every customer, how it was calibrated), cached per context.
 
     The churn model's P(no order), gated by the lifecycle rule, then recalibrated
-    (tools/predictor/lifecycle.py, `calibrated_p_lapse`) on the window (c - H, c]: the same model's
-    scores as of c - H, from the scores table's rows then (the scoring job writes them), else the
-    loaded predictor (only the customers who could lapse then are scored), else the table's rows of
-    that model at or before then; without any, P(lapse) stays as the model gave it and the notes
-    say why. A Transformer trained up to the last event has seen that window's outcomes, so the map
-    also corrects its fit there; measured on the demo shop (bench/results/clv.md, Round 5) it helps
-    at 7 days and hurts at 30.
+    (tools/predictor/lifecycle.py, `calibrated_p_lapse`) on past windows pooled (c - H, c - H - 14 d,
+    ...): the same model's scores as of each window's cutoff, from the scores table's rows then (the
+    scoring job writes them), else the loaded predictor (only the customers who could lapse then are
+    scored), else the table's rows of that model at or before then; a window without any is skipped,
+    and with none P(lapse) stays as the model gave it and the notes say why. A Transformer trained up to the
+    last event has seen that window's outcomes, so the map also corrects its fit there; measured on
+    the demo shop (bench/results/clv.md, Round 5) it helps at 7 days and hurts at 30.
     """
     key = ("p_lapse", horizon_days)
     if key not in ctx.cache:
@@ -191,8 +191,9 @@ def _lost_note(stages: pd.DataFrame, window: str) -> str:
 def _calibration_note(notes: dict) -> str:
     """One line: how P(lapse) was calibrated (or why it was not)."""
     if notes.get("fitted"):
-        return (f"recalibrated on the lapses seen from {notes['fitted_at']} to {notes['outcomes_until']} "
-                f"({notes['outcomes']} customers; {notes['method']})")
+        windows = notes.get("windows") or [notes["fitted_at"]]
+        return (f"recalibrated on the lapses seen from {windows[-1]} to {notes['outcomes_until']} "
+                f"({len(windows)} past cutoffs pooled, {notes['outcomes']} customer outcomes; {notes['method']})")
     return f"not recalibrated: {notes.get('why', 'no earlier window')}"
 
 

