@@ -16,7 +16,7 @@ The rules (all in days, order days counted once per calendar day):
 - **lost**: overdue ratio >= `LOST_RATIO` (3 gaps of silence), or **after a bad experience**: the
   customer rated their last order (a review dated on or after its day) `BAD_RATING` stars or fewer
   and has not been seen since that order (no visit, cart or order after its day). On the demo shop
-  these buy again within 30 days 4-18 % of the time, against 42-50 % for the other non-lost
+  these buy again within 30 days 3-18 % of the time, against 43-50 % for the other non-lost
   customers (bench/results/clv.md, Round 6); without reviews (CDNOW, Taobao) the rule is silent;
 - **at_risk**: overdue ratio >= `AT_RISK_RATIO` (overdue against their own rhythm);
 - **new**: a single order, not yet overdue;
