@@ -54,8 +54,8 @@ from tools.predictor.bench_datasets import read_cdnow
 from tools.predictor.clv import customer_value
 import numpy as np
 
-from tools.predictor.lifecycle import (LapseCalibration, _window, calibrated_p_lapse, lapse_features, lapse_labels,
-                                       lifecycle_frame, p_lapse)
+from tools.predictor.lifecycle import (AT_RISK_RATIO, MIN_GAP_DAYS, LapseCalibration, _window, calibrated_p_lapse,
+                                       lapse_features, lapse_labels, lifecycle_frame, p_lapse)
 from tools.predictor.metrics import expected_calibration_error
 
 CDNOW_CUTOFFS = [datetime(1997, 9, 30, 23, 59, 59), datetime(1997, 12, 31, 23, 59, 59),
@@ -243,21 +243,22 @@ def back_after_lapse_rows(shop, events: pd.DataFrame) -> list[dict]:
     for c in BAD_EXPERIENCE_CUTOFFS + [pd.Timestamp(events["ts"].max()).normalize().to_pydatetime()]:
         st = lifecycle_frame(events, c, 7, shop.reviews)
         back = st.index[st["gap_source"] == "latest"]
-        old_gap = st.loc[back, "days_since_last_order"] / st.loc[back, "overdue_ratio"]  # = the latest gap
+        latest_gap = st.loc[back, "gap_days"]
         days = events[(events["behavior"] == "buy") & (events["ts"] <= c)]
         days = days.assign(day=days["ts"].dt.normalize()).drop_duplicates(["user_id", "day"])
         span = days.groupby("user_id")["day"].agg(["min", "max", "nunique"]).reindex(back)
-        mean_gap = ((span["max"] - span["min"]).dt.days / (span["nunique"] - 1)).clip(lower=7.0)
-        was_due = (st.loc[back, "days_since_last_order"] + 7) >= 1.5 * mean_gap  # lapsing / at risk by the old rhythm
+        mean_gap = ((span["max"] - span["min"]).dt.days / (span["nunique"] - 1)).clip(lower=MIN_GAP_DAYS)
+        was_due = (st.loc[back, "days_since_last_order"] + 7) >= AT_RISK_RATIO * mean_gap  # by the old rhythm
         e = shop.engagement_at(c).set_index("user_id")["engagement"].reindex(back)
-        future = events[(events["ts"] > c) & (events["ts"] <= c + pd.Timedelta(days=30)) & (events["behavior"] == "buy")]
+        future = events[(events["ts"] > c) & (events["ts"] <= c + pd.Timedelta(days=30))
+                        & (events["behavior"] == "buy")]
         live = st.index[st["stage"].isin(["new", "active", "lapsing", "at_risk"])]
         ordered = pd.Series(live.isin(future["user_id"].unique()), index=live)
         others = ordered.drop(back, errors="ignore")
         if c >= pd.Timestamp(events["ts"].max()).normalize():  # the app's cutoff: no 30 days after it
             ordered, others = ordered.astype(float) * float("nan"), others.astype(float) * float("nan")
         rows.append({"cutoff": f"{c:%Y-%m-%d}", "back after a lapse": len(back), "latest gap (median d)":
-                     float(old_gap.median()) if len(back) else float("nan"),
+                     float(latest_gap.median()) if len(back) else float("nan"),
                      "due in 7 d by the old rhythm": int(was_due.sum()),
                      "of them e < 0.05": float((e < GENERATOR_LOST).mean()) if len(back) else float("nan"),
                      "order in 30 d: them": float(ordered.reindex(back).mean()) if len(back) else float("nan"),
