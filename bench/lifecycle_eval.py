@@ -392,8 +392,8 @@ def main() -> None:
         print(markdown(pooled_ece(pooled), 4))
     if "demo" in args.datasets:
         print(f"\nDemo shop at the validation cutoff {DEMO_VALIDATION_CUTOFF:%Y-%m-%d} (the shipped map is the "
-              "one with the lowest mean of the 7- and 30-day ECE here; its window count and spacing came from a sweep that also "
-              "read the scored cutoffs):")
+              "one with the lowest mean of the 7- and 30-day ECE here; its window count and spacing came from "
+              "a sweep that also read the scored cutoffs):")
         print(markdown(pd.DataFrame(validation).drop(columns=["ECE plain P(no order) as P(lapse)"]), 4))
     if "demo" in args.datasets:
         app_cutoff = pd.Timestamp(events["ts"].max()).normalize().to_pydatetime()  # the app scores as of the last day
