@@ -126,3 +126,15 @@ def test_history_check_counts_calendar_days_not_the_first_events_hour(cdnow_slic
     assert len(value) == events.loc[events["ts"] <= start + pd.Timedelta(days=30), "user_id"].nunique()
     with pytest.raises(ValueError, match="needs 60 days of history"):
         combined_value(events, (start + pd.Timedelta(days=29)).to_pydatetime(), 30)
+
+
+def test_a_young_shop_gets_ours_at_a_shorter_horizon_scaled_before_the_bgnbd_fallback(cdnow_slice):
+    from tools.predictor.bench_clv import combined_value
+    from tools.predictor.clv import customer_value
+
+    cutoff = datetime(1997, 5, 1, 23, 59, 59)  # 30 days of data before c - 90 d, 60 before c - 60 d
+    frame, notes = customer_value(cdnow_slice, cutoff, 90)
+    assert notes["model"].startswith("gradient-boosted trees") and "fitted for 60 days and scaled to 90" in notes["model"]
+    at_60 = combined_value(cdnow_slice, cutoff, 60).set_index("user_id")["expected_value"].clip(lower=0) * 1.5
+    assert frame.set_index("user_id")["expected_value"].to_numpy() == pytest.approx(
+        at_60.reindex(frame["user_id"]).fillna(0).to_numpy(), rel=1e-9)

@@ -49,6 +49,23 @@ def test_each_rule_on_a_hand_made_history(events):
     assert stage_counts(st) == {"new": 1, "active": 1, "lapsing": 1, "at_risk": 1, "lost": 2}
 
 
+def test_a_customer_back_after_a_lapse_is_measured_against_the_gap_they_came_back_from():
+    # Every 5 days from 160 to 60 days ago (usual gap 7 after the floor), then one order 4 days ago:
+    # lost before that order (56 days = 8 gaps). Against the old rhythm they would be "due this week".
+    heavy = list(range(60, 161, 5))
+    events = _orders(back=[4, *heavy], slow=[6, 20, *[d + 16 for d in heavy]])  # slow: latest gap 14, under 2 gaps
+    st = lifecycle_frame(events, CUTOFF, 7)
+    assert st.loc["back", "gap_source"] == "latest" and st.loc["back", "gap_days"] == 56
+    assert st.loc["back", "stage"] == "active" and not st.loc["back", "overdue_by_end"]
+    assert p_lapse(st, pd.Series(0.9, index=st.index))["back"] == 0.0  # not on this week's churn list
+    assert "latest 56-day gap" in stage_reasons(st.loc["back"])[0]
+    # A latest gap under 3 usual gaps keeps the old rhythm: still due within the week.
+    assert st.loc["slow", "gap_source"] == "own" and st.loc["slow", "stage"] == "lapsing"
+    # Without the comeback order the same customer is lost (60 days = 8.6 gaps).
+    before = lifecycle_frame(events[events["ts"] < END - pd.Timedelta(days=5)], datetime(2024, 6, 25), 7)
+    assert before.loc["back", "stage"] == "lost" and before.loc["back", "gap_source"] == "own"
+
+
 def test_a_longer_horizon_turns_active_customers_into_lapsing_ones(events):
     week, month = lifecycle_frame(events, CUTOFF, 7), lifecycle_frame(events, CUTOFF, 30)
     assert week.loc["steady", "stage"] == "active" and month.loc["steady", "stage"] == "lapsing"
@@ -129,3 +146,93 @@ def test_calibrated_p_lapse_fits_on_the_window_before_the_cutoff_never_on_it(eve
     late, late_notes = calibrated_p_lapse(events, CUTOFF, 7, lambda day: "no scores then" if day != CUTOFF else
                                           p_no_order_at(day))
     assert not late_notes["fitted"] and late_notes["why"] == "no scores then" and late.equals(p)
+
+
+def test_calibration_windows_step_back_from_c_minus_h_and_need_history(events):
+    from tools.predictor.lifecycle import CALIBRATION_STEP_DAYS, calibration_windows
+
+    days = calibration_windows(events, CUTOFF, 30)
+    assert [pd.Timestamp(d) for d in days] == [pd.Timestamp(CUTOFF) - pd.Timedelta(days=30 + k * CALIBRATION_STEP_DAYS)
+                                               for k in range(4)]
+    young = events[events["ts"] > END - pd.Timedelta(days=50)]  # 50 days of data: only c - 7 d has 28 days before it
+    assert [pd.Timestamp(d).date() for d in calibration_windows(young, CUTOFF, 7)] == [datetime(2024, 6, 23).date()]
+    assert calibration_windows(young, CUTOFF, 30) == []
+
+
+def _rhythmic_shop(n: int = 300, seed: int = 0) -> pd.DataFrame:
+    """n customers ordering every `gap` days since day 0 who each stop at a random day (some never)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(n):
+        gap, stop = int(rng.integers(7, 21)), int(rng.integers(60, 400))
+        for day in range(int(rng.integers(0, gap)), 200, gap):
+            if day < stop:
+                rows.append((f"u{u}", END - pd.Timedelta(days=150) + pd.Timedelta(days=day, hours=10), "buy", "i1",
+                             "c1", 1, 10.0))
+    return pd.DataFrame(rows, columns=["user_id", "ts", "behavior", "item_id", "category_id", "quantity", "amount"])
+
+
+def test_calibrated_p_lapse_pools_the_past_windows_and_skips_those_without_scores():
+    from tools.predictor.lifecycle import calibrated_p_lapse
+
+    shop = _rhythmic_shop()
+    asked = []
+
+    def p_no_order_at(day):
+        asked.append(pd.Timestamp(day).date().isoformat())
+        if pd.Timestamp(day) == pd.Timestamp(CUTOFF) - pd.Timedelta(days=35):
+            return "no scores as of then"
+        return pd.Series(0.5, index=shop["user_id"].unique())
+
+    p, notes = calibrated_p_lapse(shop[shop["ts"] <= CUTOFF], CUTOFF, 7, p_no_order_at)
+    assert asked == ["2024-06-30", "2024-06-23", "2024-06-09", "2024-05-26", "2024-05-12"]  # never c itself to fit
+    assert notes["fitted"] and notes["windows"] == ["2024-06-23", "2024-06-09", "2024-05-12"]
+    assert notes["skipped"] == ["no scores as of then"] and notes["outcomes"] > 100
+    live = p.dropna()
+    assert ((live == 0) | ((live > 0) & (live < 1))).all() and (live != 0.5).any()  # mapped, zeros kept
+
+
+@pytest.mark.parametrize("method", ["platt", "isotonic"])
+def test_platt_and_isotonic_maps_learn_the_level_from_p_alone(method):
+    from tools.predictor.lifecycle import LapseCalibration
+
+    rng = np.random.default_rng(1)
+    ids = [f"u{i}" for i in range(3000)]
+    p = pd.Series(rng.uniform(0.05, 0.95, 3000), index=ids)
+    lapsed = pd.Series((rng.uniform(size=3000) < p / 2).astype(int), index=ids)  # the model says twice the rate
+    calib = LapseCalibration(method).fit(p, lapsed, pd.DataFrame(index=ids))
+    out = calib.apply(pd.Series([0.0, 0.8, np.nan], index=["a", "b", "c"]), pd.DataFrame(index=["a", "b", "c"]))
+    assert out["a"] == 0.0 and np.isnan(out["c"]) and out["b"] == pytest.approx(0.4, abs=0.07)
+    with pytest.raises(ValueError, match="choose one of logistic, platt, isotonic"):
+        LapseCalibration("beta")
+
+
+def test_a_bad_review_of_the_last_order_and_silence_since_is_lost_after_a_bad_experience():
+    frame = _orders(burnt=[40, 30, 20, 10, 5], back=[40, 30, 20, 10, 5], happy=[40, 30, 20, 10, 5],
+                    early=[40, 30, 20, 10, 5])
+    visit = pd.DataFrame([("back", END - pd.Timedelta(days=2), "view", "i1", "c1", 1, np.nan)], columns=frame.columns)
+    events = pd.concat([frame, visit], ignore_index=True)
+    reviews = pd.DataFrame({"user_id": ["burnt", "back", "happy", "early", "burnt"],
+                            "ts": [END - pd.Timedelta(days=3), END - pd.Timedelta(days=3), END - pd.Timedelta(days=3),
+                                   END - pd.Timedelta(days=12), END + pd.Timedelta(days=3)],
+                            "rating": [1, 2, 5, 1, 1]})
+    st = lifecycle_frame(events, CUTOFF, 7, reviews)
+    # 1 star for the last order (5 days ago), nothing since: lost, though the order rhythm looks on time.
+    assert st.loc["burnt", "stage"] == "lost" and st.loc["burnt", "bad_rating"] == 1
+    assert "lost after a bad experience: rated the last order 1 star on 2024-06-27" in stage_reasons(st.loc["burnt"])[1]
+    assert st.loc["back", "stage"] == "active"  # 2 stars, but visited since: not gone
+    assert st.loc["happy", "stage"] == "active"  # 5 stars
+    assert st.loc["early", "stage"] == "active"  # the 1-star review was of an earlier order
+    without = lifecycle_frame(events, CUTOFF, 7)  # no reviews (CDNOW, Taobao): the rule is silent
+    assert (without["stage"] == "active").all() and without["bad_rating"].isna().all()
+    later = reviews.assign(ts=END + pd.Timedelta(days=3))  # written after the cutoff: not known yet
+    assert lifecycle_frame(events, CUTOFF, 7, later).loc["burnt", "stage"] == "active"
+
+
+def test_lapse_population_is_the_customers_a_calibration_window_reads(events):
+    from tools.predictor.lifecycle import lapse_population
+
+    # slipping (overdue within the week) and overdue (at risk); not steady (on rhythm for 7 more days),
+    # the newbie (3 days after a first order), gone and oneoff (lost), the browser (no order).
+    assert sorted(lapse_population(events, CUTOFF, 7)) == ["overdue", "slipping"]
+    assert sorted(lapse_population(events, CUTOFF, 30)) == ["newbie", "overdue", "slipping", "steady"]

@@ -39,7 +39,8 @@ def shop_store(tmp_path):
     events.loc[buys[::40], "amount"] = 0.0  # free samples: left out of Gamma-Gamma, and the answer says so
     events = events[events["ts"] <= CUTOFF]
     store = EventStore(tmp_path / "shop.duckdb")
-    store.import_frames("demo-shop-test", events=events, items=shop.items, users=shop.users)
+    reviews = shop.reviews[pd.to_datetime(shop.reviews["ts"]) <= CUTOFF]
+    store.import_frames("demo-shop-test", events=events, items=shop.items, users=shop.users, reviews=reviews)
     store.replace_scores(_scores(events, CUTOFF))
     yield store, events
     store.close()
@@ -59,6 +60,7 @@ def test_scores_a_week_before_recalibrate_p_lapse_and_every_listed_user_has_mone
     store.replace_scores(_scores(events[events["ts"] <= WEEK_BEFORE], WEEK_BEFORE))
     res = _at_risk(store, tmp_path, horizon_days=7, top_k=20)
     assert res["p_lapse_calibration"].startswith("recalibrated on the lapses seen from 2026-05-25 to 2026-06-01")
+    assert "lowest mean ECE at 7 and 30 days at a validation cutoff" in res["p_lapse_calibration"]  # how it was chosen
     users = res["users"]
     assert len(users) == 20 and all(0 < u["p_lapse"] < 1 for u in users)
     assert any(abs(u["p_lapse"] - u["p_churn"]) > 0.01 for u in users)  # the map moved them
@@ -70,7 +72,13 @@ def test_scores_a_week_before_recalibrate_p_lapse_and_every_listed_user_has_mone
     # zero-amount orders counted out of Gamma-Gamma.
     assert res["value_model"].startswith("gradient-boosted trees") and res["currency"] == "USD"
     assert "left out of Gamma-Gamma" in res["value_note"] and not res["value_note"].startswith("0 ")
+    # P(alive) from the churn model's longest horizon where it scored the customer (Round 6 of bench/results/clv.md).
+    assert res["p_alive_source"].startswith(f"P(an order within 30 days) from the churn model {VERSION}")
+    thirty = _scores(events, CUTOFF).query("horizon_days == 30").set_index("user_id")["p_churn"]
+    assert all(u["p_alive"] == pytest.approx(1 - thirty[u["user_id"]], abs=1e-3) for u in users)
     assert res["already_lost"] > 0 and "were already lost" in res["lost_note"]
+    # The reviews in the store: a <= 2-star review of the last order and silence since count as lost too.
+    assert "after a bad experience: a review of 2 stars or fewer" in res["lost_note"], res["lost_note"]
     # A customer with a single order is "new" and has no usual gap of their own: the reasons say so.
     new = _at_risk(store, tmp_path, horizon_days=30, stage="new", top_k=5)["users"]
     assert new and all(u["orders"] == 1 and u["usual_gap_days"] is None for u in new)

@@ -193,7 +193,8 @@ def lifecycle(ctx: ToolContext, horizon_days: int) -> pd.DataFrame:
     if key not in ctx.cache:
         from tools.predictor.lifecycle import lifecycle_frame
 
-        ctx.cache[key] = lifecycle_frame(events_until_cutoff(ctx), ctx.cutoff, horizon_days)
+        ctx.cache[key] = lifecycle_frame(events_until_cutoff(ctx), ctx.cutoff, horizon_days,
+                                         ctx.store.reviews_frame(until=ctx.cutoff))  # bad experiences: lost
     return ctx.cache[key]
 
 

@@ -13,7 +13,7 @@ from tools.catalog.context import ToolContext, ToolError, checks_ids, tool
 from tools.catalog.reads import (ACTIVE_DAYS, TRAIN_HINT, check_horizon, check_user, customer_value,
                                  events_until_cutoff, is_known_segment, is_known_user, known_horizons, lifecycle,
                                  scores, segment_names, user_facts, user_segments, value_terms)
-from tools.predictor.lifecycle import LIVE_STAGES  # the stages a customer can lapse from
+from tools.predictor.lifecycle import LIVE_STAGES, LOST_RATIO  # LIVE_STAGES: the stages a customer can lapse from
 
 MAX_TOP_K = 100
 
@@ -34,8 +34,9 @@ def at_risk_users(ctx: ToolContext, horizon_days: int = 7, top_k: int = 10, segm
     """List the customers slipping now: those predicted to lapse within the horizon, with stage, money at risk and reasons.
 
     A customer lapses when they make no order within the horizon and are then overdue against
-    their own usual gap between orders. Lost customers (3 usual gaps without an order) are not
-    listed: the result says how many were already lost. Stages: new, active, lapsing, at_risk.
+    their own usual gap between orders. Lost customers (3 usual gaps without an order, or a review
+    of 2 stars or fewer of their last order and not seen since) are not listed: the result says
+    how many were already lost. Stages: new, active, lapsing, at_risk.
     Value at risk is p_lapse times the customer's expected value (predicted spend over the next
     90 days, in the shop's currency).
 
@@ -77,11 +78,11 @@ def at_risk_users(ctx: ToolContext, horizon_days: int = 7, top_k: int = 10, segm
                           f"{len(slipping)} of them can lapse within {window}",
             "stage_counts": {s: int((table["stage"] == s).sum()) for s in LIVE_STAGES} | {"lost": lost},
             "already_lost": lost,
-            "lost_note": f"{lost} customers were already lost before {window} (3 usual gaps without an order); "
-                         "they are not in this list",
+            "lost_note": _lost_note(stages.loc[customers], window),
             "money_at_risk": _r(slipping["value_at_risk"].sum(), 2),
             "mean_p_lapse": _r(table["p_lapse"].mean()) if len(table) else None,
             "p_lapse_calibration": _calibration_note(lapse_probabilities(ctx, horizon_days)[1]),
+            "p_alive_source": alive_probabilities(ctx)[1],
             **value_terms(ctx), "users": rows, **source}
 
 
@@ -89,11 +90,11 @@ def lapse_probabilities(ctx: ToolContext, horizon_days: int) -> tuple[pd.Series,
     """(P(lapse within H) of every customer, how it was calibrated), cached per context.
 
     The churn model's P(no order), gated by the lifecycle rule, then recalibrated
-    (tools/predictor/lifecycle.py, `calibrated_p_lapse`) on the window (c - H, c]: the same model's
-    scores as of c - H, from the scores table's rows at c - H (the scoring job writes them), else the
-    loaded predictor (only the customers who could lapse then are scored), else the table's rows of
-    that model at or before c - H; without any,
-    P(lapse) stays as the model gave it and the notes say why. A Transformer trained up to the
+    (tools/predictor/lifecycle.py, `calibrated_p_lapse`) on past windows pooled (c - H, c - H - 14 d,
+    ...): the same model's scores as of each window's cutoff, from the scores table's rows then (the
+    scoring job writes them), else the loaded predictor (only the customers who could lapse then are
+    scored), else the table's rows of that model at or before then; a window without any is skipped,
+    and with none P(lapse) stays as the model gave it and the notes say why. A Transformer trained up to the
     last event has seen that window's outcomes, so the map also corrects its fit there; measured on
     the demo shop (bench/results/clv.md, Round 5) it helps at 7 days and hurts at 30.
     """
@@ -103,6 +104,7 @@ def lapse_probabilities(ctx: ToolContext, horizon_days: int) -> tuple[pd.Series,
 
         frame, source = scores(ctx, horizon_days)
         events = events_until_cutoff(ctx)
+        reviews = ctx.store.reviews_frame(until=ctx.cutoff)
 
         def p_no_order_at(day):
             if day == ctx.cutoff:
@@ -113,7 +115,7 @@ def lapse_probabilities(ctx: ToolContext, horizon_days: int) -> tuple[pd.Series,
             if len(stored):  # written by the scoring job (score_store): no predictor to load
                 return stored.drop_duplicates("user_id", keep="last").set_index("user_id")["p_churn"].astype(float)
             if ctx.predictor is not None and str(ctx.predictor.version) == version:
-                then = lifecycle_frame(events, day, horizon_days)
+                then = lifecycle_frame(events, day, horizon_days, reviews)
                 live = then.index[then["stage"].isin(LIVE_STAGES)].tolist()
                 past = events[events["ts"] <= day]
                 earlier = ctx.predictor.score_users(past[past["user_id"].isin(live)], day, top_k=1)
@@ -128,7 +130,7 @@ def lapse_probabilities(ctx: ToolContext, horizon_days: int) -> tuple[pd.Series,
             return earlier.set_index("user_id")["p_churn"].astype(float)
 
         ctx.cache[key] = calibrated_p_lapse(events, ctx.cutoff, horizon_days, p_no_order_at,
-                                            lifecycle(ctx, horizon_days))
+                                            lifecycle(ctx, horizon_days), reviews=reviews)
     return ctx.cache[key]
 
 
@@ -141,7 +143,7 @@ def risk_table(ctx: ToolContext, horizon_days: int, users: pd.Index) -> pd.DataF
     table = stages.copy()
     table["p_churn"] = frame.loc[users, "p_churn"].astype(float)
     table["p_lapse"] = lapse_probabilities(ctx, horizon_days)[0].reindex(users)
-    table["p_alive"] = value["p_alive"].reindex(users)
+    table["p_alive"] = alive_probabilities(ctx)[0].reindex(users)
     table["expected_value"] = value["expected_value"].reindex(users)
     table["value_at_risk"] = table["p_lapse"] * table["expected_value"]
     table["events_30d"] = facts["events_30d"].reindex(users)
@@ -149,11 +151,49 @@ def risk_table(ctx: ToolContext, horizon_days: int, users: pd.Index) -> pd.DataF
     return table
 
 
+def alive_probabilities(ctx: ToolContext) -> tuple[pd.Series, str]:
+    """(P(alive) by user_id, where it comes from), cached per context.
+
+    The churn model's P(an order within its longest horizon) where it scored the customer, BG/NBD's
+    closed form otherwise. Measured on the demo shop and CDNOW at cutoffs whose future the model
+    never saw (bench/results/clv.md, Round 6), ranking "orders again within 90 days": the
+    Transformer's 1 - p_churn had AUC 0.757 and 0.776, BG/NBD's P(alive) 0.458 and 0.333 (it is 1
+    for every customer with one order, the least likely to come back).
+    """
+    key = ("p_alive",)
+    if key not in ctx.cache:
+        value, _ = customer_value(ctx)
+        horizons = known_horizons(ctx)
+        try:
+            frame, source = scores(ctx, max(horizons)) if horizons else (None, None)
+        except ToolError:  # a horizon the model knows but no scores as of the cutoff
+            frame = None
+        if frame is not None:
+            own = (1 - frame["p_churn"].astype(float)).reindex(value.index)
+            ctx.cache[key] = (own.fillna(value["p_alive"]),
+                              f"P(an order within {max(horizons)} days) from the churn model "
+                              f"{source['model_version']}; BG/NBD's closed form for customers it did not score")
+        else:
+            ctx.cache[key] = (value["p_alive"], "BG/NBD's closed form")
+    return ctx.cache[key]
+
+
+def _lost_note(stages: pd.DataFrame, window: str) -> str:
+    """How many customers were already lost, and by which rule (tools/predictor/lifecycle.py)."""
+    lost = stages[stages["stage"] == "lost"]
+    bad = int((lost["bad_rating"].notna() & (lost["overdue_ratio"] < LOST_RATIO)).sum()) if "bad_rating" in lost else 0
+    why = "3 usual gaps without an order" if not bad else \
+        f"{len(lost) - bad} after 3 usual gaps without an order, {bad} after a bad experience: a review of " \
+        "2 stars or fewer of their last order and not seen since"
+    return f"{len(lost)} customers were already lost before {window} ({why}); they are not in this list"
+
+
 def _calibration_note(notes: dict) -> str:
     """One line: how P(lapse) was calibrated (or why it was not)."""
     if notes.get("fitted"):
-        return (f"recalibrated on the lapses seen from {notes['fitted_at']} to {notes['outcomes_until']} "
-                f"({notes['outcomes']} customers; {notes['method']})")
+        windows = notes.get("windows") or [notes["fitted_at"]]
+        return (f"recalibrated on the lapses seen from {windows[-1]} to {notes['outcomes_until']} "
+                f"({len(windows)} past cutoffs pooled, {notes['outcomes']} customer outcomes; {notes['method']})")
     return f"not recalibrated: {notes.get('why', 'no earlier window')}"
 
 
@@ -241,7 +281,8 @@ def _lifecycle_of(ctx: ToolContext, user_id: str, horizon_days: int) -> dict:
     out = {"stage": row["stage"], "usual_gap_days": _r(row["usual_gap_days"], 1),
            "days_since_last_order": int(row["days_since_last_order"]), "days_overdue": int(row["days_overdue"]),
            "next_order_expected": pd.Timestamp(row["next_order_expected"]).date().isoformat(),
-           "p_alive": _r(value.loc[user_id, "p_alive"]), "expected_value": _r(value.loc[user_id, "expected_value"], 2),
+           "p_alive": _r(alive_probabilities(ctx)[0].get(user_id)), "p_alive_source": alive_probabilities(ctx)[1],
+           "expected_value": _r(value.loc[user_id, "expected_value"], 2),
            "reasons": stage_reasons(row), **value_terms(ctx)}
     frame, _ = scores(ctx, horizon_days)
     if row["stage"] != "lost" and user_id in frame.index:

@@ -5,9 +5,19 @@ The rules (all in days, order days counted once per calendar day):
 - usual gap = (last order day - first order day) / (order days - 1), at least `MIN_GAP_DAYS`;
   a customer with a single order has no gap of their own, so the shop's usual gap (the median
   of the customers' gaps) stands in, and the reasons say so;
+- **back after a lapse**: when the latest gap (last order day - the order day before it) was
+  `LOST_RATIO` usual gaps or more, the customer was lost before that order and the old rhythm no
+  longer describes them: the latest gap is their usual gap until they order again (gap_source
+  "latest"). Without it a heavy buyer who orders once after a month of silence reads as "due
+  within the week" and leads the churn list; on the demo shop the two such customers at
+  2026-06-30 (users 2144, 1538) are ones its generator had already lost (bench/results/clv.md, Round 6);
 - overdue ratio = days since the last order / usual gap;
 - **visitor**: no order yet (not a customer; left out of customer lists);
-- **lost**: overdue ratio >= `LOST_RATIO` (3 gaps of silence);
+- **lost**: overdue ratio >= `LOST_RATIO` (3 gaps of silence), or **after a bad experience**: the
+  customer rated their last order (a review dated on or after its day) `BAD_RATING` stars or fewer
+  and has not been seen since that order (no visit, cart or order after its day). On the demo shop
+  these buy again within 30 days 3-18 % of the time, against 43-50 % for the other non-lost
+  customers (bench/results/clv.md, Round 6); without reviews (CDNOW, Taobao) the rule is silent;
 - **at_risk**: overdue ratio >= `AT_RISK_RATIO` (overdue against their own rhythm);
 - **new**: a single order, not yet overdue;
 - **lapsing**: not yet overdue, but will be within the horizon if they do not order;
@@ -20,14 +30,24 @@ overdue within H, P(lapse) = 0; otherwise P(lapse) = P(no order in H), taken fro
 are reported separately, never at the top of a churn list.
 
 **Calibration.** P(no order) from a churn model, gated this way, is not the lapse rate: it is
-recalibrated (`calibrated_p_lapse`) by a logistic regression over logit P(lapse), the rhythm and
-the recent visits (`lapse_features`), fitted on the validation cutoff c - H, whose lapses are
-known at c, and never on the cutoff being scored.
+recalibrated (`calibrated_p_lapse`) on past windows whose lapses are known at c: the cutoffs
+c - H, c - H - 14 d, ... (`CALIBRATION_WINDOWS` of them, pooled: one window is one month of the
+calendar, and the lapse rate moves with it), never on the cutoff being scored. The map is a
+logistic regression over logit P(lapse), the rhythm, the stage and the recent visits
+(`lapse_features`). **How it was chosen** (`CALIBRATION_CHOICE`, quoted in every answer's
+p_lapse_calibration): the lowest mean of the 7- and 30-day ECE at the demo's validation cutoff
+2026-05-15 (not a scored cutoff), with the stage rules above: this map 0.015 / 0.030 (mean
+0.023) against Round 5's (the same regression, 7 features, on the one window c - H) 0.023 /
+0.032 (0.027), and Platt scaling / isotonic regression on P alone, pooled 0.011 / 0.050 and
+0.020 / 0.034, on c - H 0.025 / 0.030 and 0.034 / 0.028. Per horizon, Platt would win at 7 days
+and isotonic on c - H at 30 within the noise floor (0.027); one map for both horizons was kept.
+The pooled design (4 windows, 14 days) came from a sweep that also read the scored cutoffs; the
+validation cutoff did not (bench/results/clv.md, Round 6).
 
 Usage:
     stages = lifecycle_frame(events, cutoff, horizon_days=7)   # indexed by user_id
     stages["p_lapse"] = p_lapse(stages, p_no_order)              # p_no_order: Series by user_id
-    p, notes = calibrated_p_lapse(events, cutoff, 7, p_no_order_at)  # p_no_order_at(day) -> Series
+    p, notes = calibrated_p_lapse(events, cutoff, 7, p_no_order_at)  # p_no_order_at(day) -> Series or why not
     stage_reasons(stages.loc["42"])                              # plain sentences for an answer
 """
 
@@ -39,6 +59,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
+BAD_RATING = 2  # a review of this many stars or fewer of the last order, and not seen since: lost (see above)
 STAGES = ("new", "active", "lapsing", "at_risk", "lost")  # customers; "visitor" = no order yet
 LIVE_STAGES = ("new", "active", "lapsing", "at_risk")  # the stages a customer can lapse from
 AT_RISK_RATIO = 1.5
@@ -46,13 +67,39 @@ LOST_RATIO = 3.0
 MIN_GAP_DAYS = 7.0  # two orders two days apart are not a two-day rhythm
 
 
-def lifecycle_frame(events: pd.DataFrame, cutoff: datetime, horizon_days: int) -> pd.DataFrame:
+def bad_experience(events: pd.DataFrame, reviews: pd.DataFrame | None, cutoff: datetime,
+                   last_order: pd.Series) -> pd.DataFrame:
+    """Per user of `last_order` (last order day by user_id): the worst rating they gave on or after
+    their last order day, the day of that review, and whether they were not seen since that order
+    (no event of any kind after its day). Empty ratings (NaN) without reviews."""
+    users = last_order.index
+    out = pd.DataFrame({"bad_rating": np.nan, "bad_review_on": pd.NaT}, index=users)
+    if reviews is None or not len(reviews):
+        return out
+    r = reviews[pd.to_datetime(reviews["ts"]) <= pd.Timestamp(cutoff)]
+    r = r.assign(ts=pd.to_datetime(r["ts"]), last=last_order.reindex(r["user_id"].astype(str)).to_numpy())
+    r = r[(r["ts"].dt.normalize() >= r["last"]) & (r["rating"] <= BAD_RATING)].sort_values(["rating", "ts"])
+    first = r.drop_duplicates("user_id").set_index("user_id")
+    seen = events[events["ts"] <= cutoff].groupby("user_id")["ts"].max().dt.normalize().reindex(users)
+    silent = (seen <= last_order).reindex(first.index).fillna(False).astype(bool)
+    first = first[silent.to_numpy()]
+    out.loc[first.index, "bad_rating"] = first["rating"].astype(float)
+    out.loc[first.index, "bad_review_on"] = first["ts"].dt.normalize()
+    return out
+
+
+def lifecycle_frame(events: pd.DataFrame, cutoff: datetime, horizon_days: int,
+                    reviews: pd.DataFrame | None = None) -> pd.DataFrame:
     """Stage and rhythm of every user with an event at or before the cutoff, indexed by user_id.
 
-    Columns: n_orders, days_since_last_order, usual_gap_days (own; NaN with one order), gap_days
-    (the gap used), gap_source ("own" / "shop" / None), overdue_ratio, days_overdue,
+    Columns: n_orders, days_since_last_order, usual_gap_days (own, or the latest gap when back
+    after a lapse; NaN with one order), gap_days (the gap used), gap_source ("own" / "latest" /
+    "shop" / None), overdue_ratio, days_overdue,
     next_order_expected (date), overdue_by_end (bool: overdue at c+H with no order),
-    at_risk_on / lost_on (dates the customer turns at risk / lost without an order), stage.
+    at_risk_on / lost_on (dates the customer turns at risk / lost without an order),
+    bad_rating / bad_review_on (a review of <= `BAD_RATING` stars of the last order from a customer
+    not seen since it: lost after a bad experience; NaN / NaT otherwise, and always without
+    `reviews`: user_id, ts, rating), stage.
     """
     past = events[events["ts"] <= cutoff]
     users = pd.Index(sorted(past["user_id"].unique()), name="user_id")
@@ -62,22 +109,29 @@ def lifecycle_frame(events: pd.DataFrame, cutoff: datetime, horizon_days: int) -
     n_orders = days["nunique"].fillna(0).astype(int)
     own_gap = ((days["max"] - days["min"]) / pd.Timedelta(days=1)) / (n_orders - 1).where(n_orders >= 2)
     own_gap = own_gap.clip(lower=MIN_GAP_DAYS)
+    order_days = buys.assign(day=buys["ts"].dt.normalize()).drop_duplicates(["user_id", "day"]).sort_values("day")
+    order_days["gap"] = order_days.groupby("user_id")["day"].diff() / pd.Timedelta(days=1)
+    latest_gap = order_days.groupby("user_id")["gap"].last().reindex(users)  # NaN with one order day
+    back = latest_gap >= LOST_RATIO * own_gap  # lost before their last order: see "back after a lapse"
+    own_gap = own_gap.where(~back, latest_gap)
     shop_gap = float(own_gap.median()) if own_gap.notna().any() else 30.0
     gap = own_gap.fillna(shop_gap).where(n_orders >= 1)
     since = (c - days["max"]) / pd.Timedelta(days=1)
     ratio = since / gap
     frame = pd.DataFrame({
         "n_orders": n_orders, "days_since_last_order": since, "usual_gap_days": own_gap, "gap_days": gap,
-        "gap_source": np.where(n_orders >= 2, "own", np.where(n_orders == 1, "shop", None)),
+        "gap_source": np.where(back, "latest", np.where(n_orders >= 2, "own", np.where(n_orders == 1, "shop", None))),
         "overdue_ratio": ratio, "days_overdue": (since - gap).clip(lower=0),
         "next_order_expected": days["max"] + pd.to_timedelta(gap, unit="D"),
         "overdue_by_end": (since + horizon_days) >= AT_RISK_RATIO * gap,
         "at_risk_on": days["max"] + pd.to_timedelta(np.ceil(AT_RISK_RATIO * gap), unit="D"),
         "lost_on": days["max"] + pd.to_timedelta(np.ceil(LOST_RATIO * gap), unit="D"),
     }, index=users)
+    frame = frame.join(bad_experience(past, reviews, cutoff, days["max"]))
     frame["stage"] = np.select(
-        [n_orders == 0, ratio >= LOST_RATIO, ratio >= AT_RISK_RATIO, n_orders == 1, frame["overdue_by_end"]],
-        ["visitor", "lost", "at_risk", "new", "lapsing"], default="active")
+        [n_orders == 0, ratio >= LOST_RATIO, frame["bad_rating"].notna(), ratio >= AT_RISK_RATIO, n_orders == 1,
+         frame["overdue_by_end"]],
+        ["visitor", "lost", "lost", "at_risk", "new", "lapsing"], default="active")
     frame.attrs.update(shop_gap_days=shop_gap, horizon_days=horizon_days, cutoff=c)
     return frame
 
@@ -121,9 +175,18 @@ def stage_reasons(row: pd.Series) -> list[str]:
         rhythm = f"{since} days since the last order, a little past the usual {gap:.0f}-day gap"
     else:
         rhythm = f"{since} days since the last order, within the usual {gap:.0f}-day gap"
+    if row["gap_source"] == "latest":  # back after a lapse: the old rhythm no longer describes them
+        rhythm = rhythm.replace("the usual", "the latest") + " (their last order came after that long without " \
+                 "one: they were lost before it, so the older, shorter rhythm no longer applies)"
     lost_on = pd.Timestamp(row["lost_on"]).date().isoformat()
+    bad = row.get("bad_rating")
+    lost = (f"lost after a bad experience: rated the last order {int(bad)} star{'s' if bad != 1 else ''} on "
+            f"{pd.Timestamp(row['bad_review_on']).date().isoformat()} and not seen since that order; a service "
+            "recovery (an apology, a refund) is the move, only a new order brings them back"
+            if row["stage"] == "lost" and pd.notna(bad) and row["overdue_ratio"] < LOST_RATIO
+            else f"lost since {lost_on} (3 usual gaps without an order); only a new order brings them back")
     moves = {
-        "lost": f"lost since {lost_on} (3 usual gaps without an order); only a new order brings them back",
+        "lost": lost,
         "at_risk": f"an order now brings them back to active; without one they count as lost from {lost_on}",
         "lapsing": f"an order before {pd.Timestamp(row['at_risk_on']).date().isoformat()} keeps them active; "
                    "without one they turn at risk within this horizon",
@@ -135,8 +198,14 @@ def stage_reasons(row: pd.Series) -> list[str]:
 
 
 LAPSE_FEATURES = ("logit_p", "log_overdue_ratio", "log_events_14d", "log_events_30d", "log_days_since_event",
-                  "log_orders", "is_new")
+                  "log_orders", "is_new", "is_lapsing", "is_at_risk", "log_days_overdue", "log_gap_days")
 MIN_CALIBRATION_OUTCOMES = 50  # fewer customers who could lapse: leave the probabilities as they are
+CALIBRATION_WINDOWS = 4  # past cutoffs pooled for the map: c - H, then every CALIBRATION_STEP_DAYS before it
+CALIBRATION_STEP_DAYS = 14
+MIN_WINDOW_HISTORY_DAYS = 28  # a window cutoff with less history before it has no rhythm to read: skipped
+CALIBRATION_METHODS = ("logistic", "platt", "isotonic")
+CALIBRATION_CHOICE = ("chosen over one window and over Platt / isotonic maps by the lowest mean ECE at 7 and 30 "
+                      "days at a validation cutoff of the demo shop (bench/results/clv.md, Round 6)")
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -158,7 +227,12 @@ def lapse_features(stages: pd.DataFrame, events: pd.DataFrame, cutoff: datetime,
                         "log_overdue_ratio": np.log(stages["overdue_ratio"].reindex(users).to_numpy(dtype=float) + 0.05),
                         "log_days_since_event": np.log1p(((c - last) / pd.Timedelta(days=1)).to_numpy(dtype=float)),
                         "log_orders": np.log(stages["n_orders"].reindex(users).clip(lower=1).to_numpy(dtype=float)),
-                        "is_new": (stages["stage"].reindex(users) == "new").to_numpy(dtype=float)}, index=users)
+                        "is_new": (stages["stage"].reindex(users) == "new").to_numpy(dtype=float),
+                        "is_lapsing": (stages["stage"].reindex(users) == "lapsing").to_numpy(dtype=float),
+                        "is_at_risk": (stages["stage"].reindex(users) == "at_risk").to_numpy(dtype=float),
+                        "log_days_overdue": np.log1p(stages["days_overdue"].reindex(users).to_numpy(dtype=float)),
+                        "log_gap_days": np.log(stages["gap_days"].reindex(users).to_numpy(dtype=float))},
+                       index=users)
     for days in (14, 30):
         recent = past[past["ts"] > c - pd.Timedelta(days=days)]
         out[f"log_events_{days}d"] = np.log1p(recent.groupby("user_id").size().reindex(users).fillna(0).to_numpy())
@@ -166,26 +240,37 @@ def lapse_features(stages: pd.DataFrame, events: pd.DataFrame, cutoff: datetime,
 
 
 class LapseCalibration:
-    """P(lapse) recalibrated by a logistic regression fitted on an earlier window whose outcome is known.
+    """P(lapse) recalibrated on earlier windows whose outcome is known: never on the cutoff scored.
 
-    Fit at a validation cutoff c' = c - H (stages, P(lapse), `lapse_features` and the realized
-    lapses in (c', c]), apply at c: never on the cutoff being scored. The regression reads logit
-    P(lapse) beside the rhythm and the recent visits (`lapse_features`), so it fixes both the
-    level of the churn model and what it cannot see (a customer who stopped browsing). Only the
-    customers who can lapse are mapped; a P(lapse) of 0 (cannot become overdue) stays 0, NaN
-    (lost, visitor) stays NaN.
+    `method`: "logistic" (a logistic regression over `lapse_features`: logit P(lapse) beside the
+    rhythm, the stage and the recent visits, so it fixes both the level of the churn model and
+    what it cannot see, a customer who stopped browsing), "platt" (logit P(lapse) alone) or
+    "isotonic" (P(lapse) alone, monotone). Only the customers who can lapse are mapped; a P(lapse)
+    of 0 (cannot become overdue) stays 0, NaN (lost, visitor) stays NaN. Fit on several windows by
+    concatenating them (`calibrated_p_lapse` does).
 
     Usage:
-        calib = LapseCalibration().fit(p_then, labels_then, lapse_features(stages_then, events, c_then, p_then))
+        calib = LapseCalibration("logistic").fit(p_then, labels_then, lapse_features(stages_then, events, c_then, p_then))
         calibrated = calib.apply(p_now, lapse_features(stages_now, events, c_now, p_now))
     """
 
-    def __init__(self) -> None:
+    def __init__(self, method: str = "logistic", columns: tuple[str, ...] = LAPSE_FEATURES) -> None:
+        if method not in CALIBRATION_METHODS:
+            raise ValueError(f"calibration method {method!r}: choose one of {', '.join(CALIBRATION_METHODS)}")
+        self.method, self.columns = method, list(columns)  # columns: the logistic map's share of the features
         self.model = None
         self.fitted = False
         self.outcomes = 0
 
+    def _design(self, p: pd.Series, features: pd.DataFrame) -> np.ndarray:
+        if self.method == "logistic":
+            return features.loc[p.index, self.columns].to_numpy()
+        if self.method == "platt":
+            return _logit(p.to_numpy())[:, None]
+        return p.to_numpy(dtype=float)
+
     def fit(self, p: pd.Series, labels: pd.Series, features: pd.DataFrame) -> "LapseCalibration":
+        from sklearn.isotonic import IsotonicRegression
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
@@ -194,8 +279,11 @@ class LapseCalibration:
         joined = joined[joined["p"] > 0]
         self.outcomes = len(joined)
         if self.outcomes >= MIN_CALIBRATION_OUTCOMES and 0 < joined["y"].sum() < len(joined):
-            self.model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
-            self.model.fit(features.loc[joined.index].to_numpy(), joined["y"].to_numpy())
+            if self.method == "isotonic":
+                self.model = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+            else:
+                self.model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
+            self.model.fit(self._design(joined["p"], features), joined["y"].to_numpy())
             self.fitted = True
         return self
 
@@ -205,40 +293,86 @@ class LapseCalibration:
         out = p.copy()
         mask = p.notna() & (p > 0)
         if mask.any():
-            out[mask] = self.model.predict_proba(features.loc[mask[mask].index].to_numpy())[:, 1]
+            design = self._design(p[mask], features)
+            out[mask] = (self.model.predict(design) if self.method == "isotonic"
+                         else self.model.predict_proba(design)[:, 1])
         return out
+
+
+def calibration_windows(events: pd.DataFrame, cutoff: datetime, horizon_days: int) -> list[datetime]:
+    """The past cutoffs the map is fitted on, latest first: c - H - k x step, each with its outcome
+    known at c and at least `MIN_WINDOW_HISTORY_DAYS` of data before it."""
+    c = pd.Timestamp(cutoff)
+    first = events["ts"].min().normalize()
+    days = [c - pd.Timedelta(days=horizon_days + k * CALIBRATION_STEP_DAYS) for k in range(CALIBRATION_WINDOWS)]
+    return [d.to_pydatetime() for d in days if (d - first).days >= MIN_WINDOW_HISTORY_DAYS]
+
+
+def lapse_population(events: pd.DataFrame, cutoff: datetime, horizon_days: int) -> list[str]:
+    """The users whose P(no order) a calibration window reads: customers not lost by the rhythm
+    rules who would be overdue by c + H (every other P(lapse) is 0 or absent whatever the model says)."""
+    stages = lifecycle_frame(events, cutoff, horizon_days)
+    return stages.index[stages["stage"].isin(LIVE_STAGES) & stages["overdue_by_end"]].tolist()
+
+
+def _window(events: pd.DataFrame, then: datetime, horizon_days: int, p_no: pd.Series,
+            reviews: pd.DataFrame | None = None) -> tuple:
+    """(P(lapse), realized lapses, features) of the customers who could lapse at `then`."""
+    stages = lifecycle_frame(events, then, horizon_days, reviews)
+    labels = lapse_labels(stages, events, then, horizon_days)
+    p = p_lapse(stages, p_no).reindex(labels.index).fillna(0.0)
+    return p, labels, lapse_features(stages, events, then, p)
+
+
+def _pooled(parts: list[tuple]) -> tuple:
+    return tuple(pd.concat([part[i] for part in parts], ignore_index=True) for i in range(3))
 
 
 def calibrated_p_lapse(events: pd.DataFrame, cutoff: datetime, horizon_days: int,
                        p_no_order_at: Callable[[datetime], pd.Series | str],
-                       stages: pd.DataFrame | None = None) -> tuple[pd.Series, dict]:
-    """(P(lapse within H) at the cutoff, recalibrated on the window (c - H, c]; what was fitted).
+                       stages: pd.DataFrame | None = None, method: str = "logistic",
+                       reviews: pd.DataFrame | None = None) -> tuple[pd.Series, dict]:
+    """(P(lapse within H) at the cutoff, recalibrated on the past windows pooled; what was fitted).
+
+    `method`: see `LapseCalibration` (the app uses "logistic"; bench/lifecycle_eval.py compares).
+    `reviews`: as for `lifecycle_frame`, so that the windows' stages follow the same rules.
 
     `p_no_order_at(day)` gives the churn model's P(no order in H) by user_id as of `day` (the same
-    model at both cutoffs), or a sentence saying why it has none for that day (e.g. no scores
-    stored as of then): then P(lapse) is left as the model gave it and the notes carry the sentence.
+    model at every cutoff), or a sentence saying why it has none for that day (e.g. no scores
+    stored as of then): that window is skipped; with none left, P(lapse) is left as the model gave
+    it and the notes carry the sentence.
     """
     c = pd.Timestamp(cutoff)
-    stages = lifecycle_frame(events, cutoff, horizon_days) if stages is None else stages
+    stages = lifecycle_frame(events, cutoff, horizon_days, reviews) if stages is None else stages
     p_now = p_lapse(stages, p_no_order_at(cutoff))
-    then = (c - pd.Timedelta(days=horizon_days)).to_pydatetime()
     known = events[events["ts"] <= c]
-    notes = {"method": "logistic regression on P(lapse), rhythm and recent visits",
-             "fitted_at": then.date().isoformat(), "outcomes_until": c.date().isoformat()}
-    if not (known["ts"] <= then).any():
-        return p_now, {**notes, "fitted": False, "why": f"no history before {then.date()} to fit on"}
-    p_then_no = p_no_order_at(then)
-    if isinstance(p_then_no, str):
-        return p_now, {**notes, "fitted": False, "why": p_then_no}
-    stages_then = lifecycle_frame(known, then, horizon_days)
-    labels_then = lapse_labels(stages_then, known, then, horizon_days)
-    p_then = p_lapse(stages_then, p_then_no).reindex(labels_then.index)
-    calib = LapseCalibration().fit(p_then, labels_then, lapse_features(stages_then, known, then, p_then.fillna(0)))
+    latest = (c - pd.Timedelta(days=horizon_days)).date().isoformat()
+    notes = {"method": "logistic regression on P(lapse), rhythm, stage and recent visits",
+             "fitted_at": latest, "outcomes_until": c.date().isoformat()}
+    days = calibration_windows(known, cutoff, horizon_days)
+    if not days:
+        return p_now, {**notes, "fitted": False,
+                       "why": f"less than {MIN_WINDOW_HISTORY_DAYS} days of history before {latest} to fit on"}
+    windows, used, skipped = [], [], []
+    for then in days:
+        p_no = p_no_order_at(then)
+        if isinstance(p_no, str):
+            skipped.append(p_no)
+        else:
+            windows.append(_window(known, then, horizon_days, p_no, reviews))
+            used.append(then.date().isoformat())
+    if not windows:
+        return p_now, {**notes, "fitted": False, "why": skipped[0]}
+    calib = LapseCalibration(method).fit(*_pooled(windows))
     if not calib.fitted:
         return p_now, {**notes, "fitted": False,
-                       "why": f"{calib.outcomes} customers could lapse in the window, fewer than "
+                       "why": f"{calib.outcomes} customers could lapse in the windows, fewer than "
                               f"{MIN_CALIBRATION_OUTCOMES} (or all alike)"}
+    methods = {"logistic": notes["method"], "platt": "Platt scaling of P(lapse)",
+               "isotonic": "isotonic regression on P(lapse)"}
     live = p_now.dropna()
     out = p_now.copy()
     out[live.index] = calib.apply(live, lapse_features(stages, known, cutoff, live))
-    return out, {**notes, "fitted": True, "outcomes": calib.outcomes}
+    return out, {**notes, "fitted": True, "outcomes": calib.outcomes,
+                 "method": methods[method] + (f", {CALIBRATION_CHOICE}" if method == "logistic" else ""),
+                 "windows": used, **({"skipped": skipped} if skipped else {})}

@@ -348,7 +348,8 @@ def score_store(store, predictor: Predictor, cutoff: datetime, progress: bool = 
                 earlier: bool = True) -> pd.DataFrame:
     """Score every user of the store as of `cutoff` and replace the `scores` rows (store.replace_scores).
 
-    `earlier`: also write each horizon H's scores as of cutoff - H, the rows at_risk_users
+    `earlier`: also write each horizon H's scores as of cutoff - H and the earlier windows (only the
+    customers who could lapse then: `lifecycle.lapse_population`), the rows at_risk_users
     recalibrates P(lapse) on (tools/catalog/users.py::lapse_probabilities); stored here, a question
     reads them instead of loading the predictor (torch: ~5 s and ~350 MB of a cold ask).
     Returns the rows as of `cutoff`.
@@ -357,8 +358,9 @@ def score_store(store, predictor: Predictor, cutoff: datetime, progress: bool = 
 
     events = store.events_frame(until=pd.Timestamp(cutoff).to_pydatetime())
 
-    def scored_at(day, horizons=None) -> pd.DataFrame:
+    def scored_at(day, horizons=None, users=None) -> pd.DataFrame:
         past = events[events["ts"] <= pd.Timestamp(day)]
+        past = past if users is None else past[past["user_id"].isin(users)]
         frame = predictor.score_users(past, day, top_k=1 if horizons else 10, progress=progress and not horizons)
         if horizons:
             frame = frame[frame["horizon_days"].isin(horizons)]
@@ -368,8 +370,9 @@ def score_store(store, predictor: Predictor, cutoff: datetime, progress: bool = 
 
     scores = scored_at(cutoff)
     store.replace_scores(scores)
+    from tools.predictor.lifecycle import calibration_windows, lapse_population
+
     for h in predictor.horizons_days if earlier else ():
-        day = pd.Timestamp(cutoff) - pd.Timedelta(days=float(h))
-        if (events["ts"] <= day).any():
-            store.replace_scores(scored_at(day.to_pydatetime(), [h]))
+        for day in calibration_windows(events, cutoff, int(h)):  # c - H, c - H - 14 d, ...: the map's windows
+            store.replace_scores(scored_at(day, [h], lapse_population(events, day, int(h))))
     return scores
