@@ -55,3 +55,4 @@ def test_tools_are_module_level_functions_bound_to_a_context(tmp_path):
     assert "ctx" not in get_json_schema(bound[0])["function"]["parameters"]["properties"]
     assert users.explain_user.id_checks["user_id"].__name__ == "is_known_user"
     assert set(bound[1].known_values) == {"user_id"}
+    assert bound[1].known_values["user_id"]("123")  # no store: it cannot tell, so it refuses no id

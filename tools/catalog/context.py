@@ -207,8 +207,13 @@ def bind_tool(ctx: ToolContext, func: Callable) -> Callable:
     call.__annotations__ = {k: v for k, v in hints.items() if k != "ctx"}
     checks = getattr(func, "id_checks", None) or {}
     if checks:
-        known_values(call, **{arg: functools.partial(check, ctx) for arg, check in checks.items()})
+        known_values(call, **{arg: functools.partial(_check_in_store, check, ctx) for arg, check in checks.items()})
     return call
+
+
+def _check_in_store(check: Callable[[ToolContext, str], bool], ctx: ToolContext, value: str) -> bool:
+    """`check(ctx, value)`, or True where the context has no store (schemas only): it cannot tell, so it refuses nothing."""
+    return True if ctx.store is None else check(ctx, value)
 
 
 def checks_ids(**checks: Callable[[ToolContext, str], bool]) -> Callable[[Callable], Callable]:
