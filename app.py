@@ -80,7 +80,9 @@ def build_app(ws: Workspace) -> gr.Blocks:
         question = (question or "").strip()
         if not question:
             gr.Warning("Type a question first.")
-            yield chat, conversation, "", gr.skip()
+            # The box is left as it is: clearing it raced with what the user typed meanwhile (the
+            # browser test typed its next question before this event ended, and it was wiped).
+            yield chat, conversation, gr.skip(), gr.skip()
             return
         if len(question) > MAX_QUESTION_CHARS:
             chat.append(gr.ChatMessage(role="assistant", content=(
