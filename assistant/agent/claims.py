@@ -27,6 +27,8 @@ import re
 from collections import Counter
 from typing import Any, Iterable
 
+from assistant.agent.session import ids_by_kind
+
 CHURN_TOOLS = {"at_risk_users", "explain_user", "segment_report", "similar_cases"}
 _CHURN_WORDS = re.compile(r"\b(churn\w*|at[- ]risk|risk of leaving|stop(?:s|ped)? buying|lapse\w*)|流失", re.I)
 _RAISES = re.compile(r"\b(raises?|raising|increases?|increasing|drives? up|pushes? up|adds? to|higher)\b|提高|升高|增加",
@@ -81,7 +83,7 @@ def statement_problems(sentences: list[str], results: Iterable[Any], tools: Iter
     drivers = [d for r in results for d in r.get("drivers") or [] if isinstance(d, dict)]
     ranked = [u for r in results for u in (r.get("users") or [])[:1] if isinstance(u, dict)]
     ranked_all = [u for r in results for u in r.get("users") or [] if isinstance(u, dict)]
-    user_ids = _values_of(results, "user_id")
+    user_ids = set(ids_by_kind(results).get("user", []))
     reasons = [str(x) for r in results for u in r.get("users") or [] if isinstance(u, dict)
                for x in u.get("reasons") or []]
     keys = _keys(results) | INTERNAL_NAMES
@@ -256,19 +258,6 @@ def _because_problem(sentence: str, drivers: list[dict]) -> str:
 
 
 _USER_REF = re.compile(r"\b(?:user|customer)\s+(?:id\s+)?([A-Za-z0-9_-]*\d[A-Za-z0-9_-]*)\b", re.I)
-
-
-def _values_of(value: Any, key: str, found: set[str] | None = None) -> set[str]:
-    found = set() if found is None else found
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if k == key and v is not None:
-                found.add(str(v))
-            _values_of(v, key, found)
-    elif isinstance(value, list):
-        for v in value:
-            _values_of(v, key, found)
-    return found
 
 
 def _user_problem(sentence: str, user_ids: set[str], question: str) -> str:

@@ -98,12 +98,17 @@ def known_entities(messages: list[BaseMessage]) -> dict[str, list[str]]:
     """Per kind, the ids of the most recent tool result holding that kind, in result order."""
     entities: dict[str, list[str]] = {}
     for _, result in tool_results(messages):
-        found: dict[str, list[str]] = {}
-        _collect(result, found)
-        for kind, ids in found.items():
+        for kind, ids in ids_by_kind(result).items():
             if len(ids) > 0:
                 entities[kind] = ids[:MAX_ENTITIES]
     return entities
+
+
+def ids_by_kind(value: Any) -> dict[str, list[str]]:
+    """Per kind ("user", "item", ...), the ids a tool result (or a list of them) holds anywhere, in order."""
+    found: dict[str, list[str]] = {}
+    _collect(value, found)
+    return found
 
 
 def _collect(value: Any, found: dict[str, list[str]], key: str | None = None) -> None:
@@ -167,8 +172,8 @@ def shorten_earlier_turns(messages: list[BaseMessage], current: int) -> list[Bas
     """`messages` as the model reads them: turns before index `current` shortened, the rest as they are.
 
     Earlier tool results keep their top-level figures and the ids of their rows; an earlier answer keeps
-    its opening. The full messages stay in the conversation
-    (grounding reads them); only the prompt is shorter.
+    its opening. The full messages stay in the conversation (grounding reads them); only the prompt is
+    shorter.
     """
     shortened = []
     for message in messages[:current]:
