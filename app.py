@@ -70,9 +70,14 @@ def build_app(ws: Workspace) -> gr.Blocks:
         line.start()
         started = time.perf_counter()
         try:
-            yield from answer(question, chat, conversation)
+            for outputs in answer(question, chat, conversation):
+                yield (*outputs, gr.skip())
         finally:
             line.finish(time.perf_counter() - started)
+        if (question or "").strip():
+            # The end mark: a streamed answer shows no other sign that it is complete (Stop closes the
+            # generator above, so a stopped answer never says it was answered).
+            yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), f"Answered in {time.perf_counter() - started:.1f} s."
 
     def answer(question: str, chat: list, conversation: list | None):
         chat = list(chat or [])
@@ -248,7 +253,7 @@ def build_app(ws: Workspace) -> gr.Blocks:
                     gr.Examples(questions, inputs=question, label=group)
                 queue_note = gr.Markdown("", elem_id="queue-note")
                 submit_args = dict(fn=ask, inputs=[question, chatbot, conversation],
-                                   outputs=[chatbot, conversation, question, answer_table], concurrency_id="llm",
+                                   outputs=[chatbot, conversation, question, answer_table, queue_note], concurrency_id="llm",
                                    concurrency_limit=1, show_progress="full", api_name="ask")
                 # The place in line is told at once (no queue), then the question joins the model's queue.
                 line_args = dict(fn=join_line, inputs=[question], outputs=[queue_note], queue=False,

@@ -123,6 +123,7 @@ def test_ask_shows_answer_tool_steps_and_table(page, server, shots, chat_model):
     expect(chat).to_contain_text("customers are listed, for the next 7 days", timeout=WAIT_MS)
     expect(chat).to_contain_text("at_risk_users")  # the tool step, collapsible
     expect(chat).to_contain_text("Evidence:")  # citations of the final answer
+    expect(page.locator("#queue-note")).to_contain_text(re.compile(r"Answered in \d+\.\d s\."))  # the end mark
     top = ws.call_tool("at_risk_users", horizon_days=7, top_k=5)["users"][0]
     expect(chat).to_contain_text(f"user {top['user_id']}")
     table = page.locator("#answer-table")
