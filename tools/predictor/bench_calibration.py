@@ -14,7 +14,8 @@ only), `heldout_platt` (held-out users of every labelled cutoff only: the traini
 in-sample), `trend_platt` (the window's time as a second input, extrapolated to the newest window out of
 time and to the training's last event for the test), `recent_platt` (windows weighted by recency, half-life
 2 windows), `rule` (what ships with `calibrate_on: pooled`: `drift_calibration.choose_pooled_map` over the
-pooled map, kept only where it beats the raw logits, and the two drift-aware maps) and `raw` (no map).
+pooled map, kept only where it beats the raw logits, and the two drift-aware maps; its out-of-time ECE
+is the one the rule judged, at its own gap) and `raw` (no map).
 """
 
 from __future__ import annotations
@@ -73,17 +74,16 @@ def probe_checkpoint(run_dir: Path, tag: str, events: pd.DataFrame) -> list[dict
         known = ~np.isnan(y_test)
         inside = _maps(z, y, cut, heldout, ~newest, cut.max())
         everything = _maps(z, y, cut, heldout, np.ones(len(z), bool), label_end)
-        inside["rule"], _ = _rule(z[~newest], y[~newest], cut[~newest], cut.max())
         everything["rule"], record = _rule(z, y, cut, label_end)
-        for name in inside:
-            p_oot = 1 - apply_calibration(z[newest], inside[name])
+        for name in everything:
+            p_oot = 1 - apply_calibration(z[newest], inside[name]) if name in inside else np.array([np.nan])
             p_test = 1 - apply_calibration(now_logits[known, j].astype(float), everything[name])
-            rows.append({"cutoff": tag, "horizon_days": h, "variant": name,
-                         "oot_ece": expected_calibration_error(1 - y[newest], p_oot), "oot_mean_p": p_oot.mean(),
-                         "oot_rate": 1 - y[newest].mean(),
+            oot_ece = expected_calibration_error(1 - y[newest], p_oot) if name in inside else \
+                record.get("oot_ece", {}).get(record["shipped"], np.nan)  # the rule: what it judged, at its gap
+            rows.append({"cutoff": tag, "horizon_days": h, "variant": name, "oot_ece": oot_ece,
+                         "oot_mean_p": p_oot.mean(), "oot_rate": 1 - y[newest].mean(),
                          "test_ece": expected_calibration_error(y_test[known], p_test), "test_mean_p": p_test.mean(),
-                         "test_rate": y_test[known].mean(),
-                         "why": record["why"] if name == "rule" else ""})
+                         "test_rate": y_test[known].mean(), "why": record["why"] if name == "rule" else ""})
     return rows
 
 
