@@ -13,7 +13,7 @@ Variants: `pooled_platt` (the pooled map), `pooled_isotonic`, `newest_platt` (th
 only), `heldout_platt` (held-out users of every labelled cutoff only: the training users' logits are
 in-sample), `trend_platt` (the window's time as a second input, extrapolated to the newest window out of
 time and to the training's last event for the test), `recent_platt` (windows weighted by recency, half-life
-2 windows), `rule` (what ships with `calibrate_on: pooled`: `drift_calibration.choose_pooled_map` over the
+2 windows), `rule` (what ships with `calibrate_on: pooled`: `calibration.choose_pooled_map` over the
 pooled map, kept only where it beats the raw logits, and the two drift-aware maps; its out-of-time ECE
 is the one the rule judged, at its own gap) and `raw` (no map).
 """
@@ -28,7 +28,7 @@ import pandas as pd
 
 from tools.predictor.bench_datasets import load_bench_data
 from tools.predictor.data import Examples
-from tools.predictor.drift_calibration import choose_pooled_map, fit_recent, fit_trend
+from tools.predictor.calibration import choose_pooled_map, fit_recent, fit_trend
 from tools.predictor.metrics import expected_calibration_error
 from tools.predictor.score import Predictor, _beats_raw, _isotonic, _platt, apply_calibration, predict_examples
 from tools.predictor.train import TrainConfig, build_datasets
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     means = frame.groupby(["horizon_days", "variant"], sort=False)[["oot_ece", "test_ece"]].mean()
     print(frame.drop(columns="why").round(4).to_string(index=False))
     print("\nmean over the test cutoffs:\n" + means.round(4).to_string())
-    print("\nthe rule (drift_calibration.choose_pooled_map), per cutoff and horizon:")
+    print("\nthe rule (calibration.choose_pooled_map), per cutoff and horizon:")
     for r in frame[frame["variant"] == "rule"].itertuples():
         print(f"  {r.cutoff} {r.horizon_days:g}d: {r.why}")
     return 0

@@ -7,7 +7,7 @@
 Calibration (Platt = temperature + bias on the logit, or isotonic) is fitted per horizon on the
 held-out users at the latest cutoff whose horizon window lies inside the training past, or
 (calibrate_on: pooled) on every labelled rolling cutoff, then checked out of time against maps that
-follow a drifting base rate (tools/predictor/drift_calibration.py).
+follow a drifting base rate (tools/predictor/calibration.py).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from tools.predictor.checkpoint import load_checkpoint
 from tools.predictor.churn_select import TRANSFORMER, apply_churn_choice
 from tools.predictor.data import (N_RESERVED, EventArrays, Examples, PredictorError, collate, cutoff_seconds,
                                   examples_at, length_batches, prepare_events, to_seconds, validate_events)
-from tools.predictor.drift_calibration import choose_pooled_map, fit_platt
+from tools.predictor.calibration import apply_calibration, choose_pooled_map, fit_platt  # noqa: F401 (re-exported)
 from tools.predictor.rerank import FIELDS, rank_with_blend
 
 log = logging.getLogger(__name__)
@@ -47,15 +47,6 @@ def _isotonic(z: np.ndarray, y: np.ndarray) -> dict:
     return {"x": iso.X_thresholds_.tolist(), "y": iso.y_thresholds_.tolist()}
 
 
-def apply_calibration(logits: np.ndarray, params: dict | None) -> np.ndarray:
-    """Calibrated probabilities from raw logits for one horizon."""
-    if not params:
-        return 1.0 / (1.0 + np.exp(-logits))
-    if "a" in params:
-        return 1.0 / (1.0 + np.exp(-(params["a"] * logits + params["b"])))
-    return np.interp(logits, params["x"], params["y"])
-
-
 def fit_calibration(model, arrays: EventArrays, val: Examples, cfg, label_end: int, device,
                     train: Examples | None = None) -> dict:
     """Per horizon: fit the map on labelled examples inside the past; report their AUC/ECE.
@@ -68,7 +59,7 @@ def fit_calibration(model, arrays: EventArrays, val: Examples, cfg, label_end: i
     map, 0.0113/0.0103 with the pooled one); the model is trained on the pooled cutoffs, so the
     map is fitted on the same mixture of windows. With Platt, a map that follows the windows' drift
     (a time trend, or recency weights) replaces the pooled one when it is better calibrated out of
-    time on the newest window (`drift_calibration.choose_pooled_map`; the record in `<key>_drift`).
+    time on the newest window (`calibration.choose_pooled_map`; the record in `<key>_drift`).
     """
     from sklearn.metrics import roc_auc_score
 

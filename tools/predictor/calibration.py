@@ -10,7 +10,7 @@ textbook remedies compete with the pooled map:
 
 - `trend`: Platt with the window's time as a second input, logit p = a z + b + c t, where t is the
   window's cutoff minus "now" in units of the span of the fitted windows; extrapolated to now (t = 0),
-  so what ships is the plain map {a, b} (`score.apply_calibration` reads it unchanged).
+  so what ships is the plain map {a, b} (`apply_calibration` reads it unchanged).
 - `recent`: Platt on the windows weighted 0.5 ** (k / HALF_LIFE_WINDOWS), k = how many windows a
   window is older than the newest fitted one (the half-life fixed a priori, not tuned).
 
@@ -96,8 +96,13 @@ def fit_platt(z: np.ndarray, y: np.ndarray, t: np.ndarray | None = None, w: np.n
     return out
 
 
-def _apply(z: np.ndarray, params: dict | None) -> np.ndarray:
-    return sigmoid(z) if not params else sigmoid(params["a"] * z + params["b"])
+def apply_calibration(logits: np.ndarray, params: dict | None) -> np.ndarray:
+    """Calibrated probabilities from raw logits for one horizon: a Platt map {a, b}, an isotonic one {x, y}, or none."""
+    if not params:
+        return sigmoid(logits)
+    if "a" in params:
+        return sigmoid(params["a"] * logits + params["b"])
+    return np.interp(logits, params["x"], params["y"])
 
 
 def fit_trend(z: np.ndarray, y: np.ndarray, window_s: np.ndarray, now_s: float) -> dict:
@@ -159,7 +164,7 @@ def choose_pooled_map(z: np.ndarray, y: np.ndarray, window_s: np.ndarray, now_s:
         if with_trend:
             fits["trend"] = fit_trend(z[old], y[old], window_s[old], w)
         for name, params in fits.items():
-            eces[name].append(float(_ece(y[new], _apply(z[new], params))))
+            eces[name].append(float(_ece(y[new], apply_calibration(z[new], params))))
     oot = {name: round(float(np.mean(v)), 4) for name, v in eces.items()}
     y_new = y[window_s == judged[0]]
     rate = float(1 - y_new.mean())
