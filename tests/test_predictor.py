@@ -385,7 +385,8 @@ def test_models_that_validation_cannot_tell_apart_ship_as_the_mean_of_their_cali
     outliers pull), so it ships; the app scores it from the members' maps (apply_churn_choice)."""
     from tools.predictor.baselines import apply_churn_baseline
     from tools.predictor.calibration import logit
-    from tools.predictor.churn_select import ENSEMBLE, ENSEMBLE_MIN_GAIN, _choose, apply_churn_choice, fit_chosen_baselines
+    from tools.predictor.churn_select import (ENSEMBLE, ENSEMBLE_MIN_GAIN, _choose, apply_churn_choice,
+                                              fit_chosen_baselines)
 
     rng = np.random.default_rng(0)
     signal = rng.normal(size=2000)

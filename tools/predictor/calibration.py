@@ -120,6 +120,13 @@ def fit_recent(z: np.ndarray, y: np.ndarray, window_s: np.ndarray) -> dict:
     return fit_platt(z, y, w=0.5 ** (age / HALF_LIFE_WINDOWS))
 
 
+def _duration(seconds: float) -> str:
+    """97 days, 2.5 h, 30 min: the gap in the unit a shop's horizons use."""
+    if seconds >= DAY:
+        return f"{seconds / DAY:.0f} days"
+    return f"{seconds / 3600:.3g} h" if seconds >= 3600 else f"{seconds / 60:.3g} min"
+
+
 def _both_classes(y: np.ndarray) -> bool:
     return bool(0 < y.sum() < len(y))
 
@@ -152,7 +159,7 @@ def choose_pooled_map(z: np.ndarray, y: np.ndarray, window_s: np.ndarray, now_s:
     judged = [w for w in windows[::-1] if len(windows[windows <= w - gap]) >= MIN_RECENT_WINDOWS
               and _both_classes(y[window_s == w]) and _both_classes(y[window_s <= w - gap])][:JUDGED_WINDOWS]
     if not judged:
-        record["why"] = (f"fewer than {MIN_RECENT_WINDOWS} labelled windows have a cutoff {gap / DAY:g} days (the "
+        record["why"] = (f"fewer than {MIN_RECENT_WINDOWS} labelled windows have a cutoff {_duration(gap)} (the "
                          "distance to now) before another's: no map can be judged out of time; pooled kept")
         return pooled, record
     with_trend = all(len(windows[windows <= w - gap]) >= MIN_TREND_WINDOWS for w in judged)
@@ -173,11 +180,11 @@ def choose_pooled_map(z: np.ndarray, y: np.ndarray, window_s: np.ndarray, now_s:
     record.update(judged_windows=[str(pd.Timestamp(int(w), unit="s")) for w in judged], newest_n=int(len(y_new)),
                   newest_churn_rate=round(rate, 4), oot_ece=oot, margin=round(margin, 4))
     if oot["pooled"] - oot[best] <= margin:
-        record["why"] = (f"out of time (mean of {len(judged)} windows) {best} ECE {oot[best]:.4f} vs pooled "
+        record["why"] = (f"out of time (mean of {len(judged)} window(s)) {best} ECE {oot[best]:.4f} vs pooled "
                          f"{oot['pooled']:.4f}: not better by more than the newest window's rate SE {margin:.4f}; "
                          "pooled kept")
         return pooled, record
     shipped = fit_trend(z, y, window_s, now_s) if best == "trend" else fit_recent(z, y, window_s)
-    record.update(shipped=best, why=f"out of time (mean of {len(judged)} windows) {best} ECE {oot[best]:.4f} vs pooled "
-                  f"{oot['pooled']:.4f}, better by more than the newest window's rate SE {margin:.4f}: {best} ships")
+    record.update(shipped=best, why=f"out of time (mean of {len(judged)} window(s)) {best} ECE {oot[best]:.4f} vs "
+                  f"pooled {oot['pooled']:.4f}, better by more than the newest window's rate SE {margin:.4f}: {best} ships")
     return shipped, record
