@@ -46,7 +46,7 @@ MIN_RECENT_WINDOWS = 2  # weighting one window is that window's map
 # Judged on the newest labelled windows, up to this many (the churn choice's validation windows,
 # churn_select.MAX_WINDOWS): one window is one draw of the drift a map must predict.
 JUDGED_WINDOWS = 3
-L2 = 1e-3  # the pooled map's own ridge (score._platt): towards a = 1, c = 0; never on the bias
+L2 = 1e-3  # the ridge the pooled map always had: towards a = 1 (and c = 0), never on the bias
 DAY = 86_400
 # Probabilities of 0 or 1 carry no ranking; the clip keeps the finest differences a model reports
 # (a 15-minute churn probability is often 1 - 1e-7 on Taobao) while staying far from float overflow.
@@ -85,7 +85,7 @@ def fit_platt(z: np.ndarray, y: np.ndarray, t: np.ndarray | None = None, w: np.n
     for _ in range(100):
         p = 1.0 / (1.0 + np.exp(-(X @ theta)))
         grad = X.T @ (w * (p - y)) / len(y) + ridge * (theta - prior)
-        hess = (X * (w * p * (1 - p))[:, None]).T @ X / len(y) + np.diag(ridge) + 1e-12 * np.eye(len(cols))
+        hess = (X * (w * p * (1 - p))[:, None]).T @ X / len(y) + l2 * np.eye(len(cols))  # damped: separable data
         step = np.linalg.solve(hess, grad)
         theta = theta - step
         if np.abs(step).max() < 1e-8:

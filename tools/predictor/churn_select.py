@@ -402,7 +402,7 @@ def apply_churn_choice(choice: dict, fitted: dict, events: pd.DataFrame, cutoff:
         logits[n] = logit(p.reindex(user_ids).fillna(p.mean()).to_numpy())
     if chosen == STACK:
         return sigmoid(_stack_logit(np.stack([logits[n] for n in choice["stack"]["models"]], axis=1),
-                                     choice["stack"])), None
+                                    choice["stack"])), None
     if chosen == ENSEMBLE:
         return _ensemble_p(logits, choice["ensemble"]), None
     z = logits[chosen]

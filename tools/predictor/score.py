@@ -21,12 +21,12 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from tools.predictor.calibration import apply_calibration, choose_pooled_map, fit_platt
 from tools.predictor.candidates import N_SOFTMAX, RankStats
 from tools.predictor.checkpoint import load_checkpoint
 from tools.predictor.churn_select import TRANSFORMER, apply_churn_choice
 from tools.predictor.data import (N_RESERVED, EventArrays, Examples, PredictorError, collate, cutoff_seconds,
                                   examples_at, length_batches, prepare_events, to_seconds, validate_events)
-from tools.predictor.calibration import apply_calibration, choose_pooled_map, fit_platt  # noqa: F401 (re-exported)
 from tools.predictor.rerank import FIELDS, rank_with_blend
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,8 @@ def fit_calibration(model, arrays: EventArrays, val: Examples, cfg, label_end: i
     map, 0.0113/0.0103 with the pooled one); the model is trained on the pooled cutoffs, so the
     map is fitted on the same mixture of windows. With Platt, a map that follows the windows' drift
     (a time trend, or recency weights) replaces the pooled one when it is better calibrated out of
-    time on the newest window (`calibration.choose_pooled_map`; the record in `<key>_drift`).
+    time on the newest windows, judged as far ahead as it is used (`calibration.choose_pooled_map`;
+    the record in `<key>_drift`).
     """
     from sklearn.metrics import roc_auc_score
 
