@@ -217,10 +217,14 @@ def test_transformer_through_the_contract(tmp_path):
     data = _taobao_csv(tmp_path / "UserBehavior.csv", n_users=80)
     config = {"run": {"dataset": "taobao"},  # a recipe's own section: the runner must ignore it
               "epochs": 1, "d_model": 16, "n_heads": 2, "n_layers": 1, "max_len": 8, "n_cutoffs": 4,
-              "cutoff_stride_days": 1, "batch_size": 128, "warmup_steps": 2, "num_threads": 1}
+              "cutoff_stride_days": 1, "batch_size": 128, "warmup_steps": 2, "num_threads": 1,
+              "calibrate_on": "pooled"}
     manifest = run_benchmark("taobao", data, tmp_path / "t", models=["transformer"], transformer_config=config,
                              progress=False, say=lambda _: None)
     assert "transformer" in manifest["models"], manifest.get("notes")
+    # The pooled churn map was checked out of time against drift-aware ones: the table says which shipped, and why.
+    assert any(n.startswith("transformer calibration 1d at 20171201T160000Z: ") and n.endswith(("kept", "ships"))
+               for n in manifest["notes"]), manifest["notes"]
     folder = tmp_path / "t" / "transformer"
     # Churn at the test cutoff and its validation cutoff (c - 2 d); rankings at the test cutoff only.
     assert sorted(p.name for p in folder.glob("churn__*.csv")) == [

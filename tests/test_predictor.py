@@ -156,6 +156,9 @@ def test_pooled_calibration_uses_every_labelled_cutoff_inside_the_past(shop, tra
         assert first < last if h == 7 else first <= last  # 7 days: several windows fit in this shop's past
         assert pd.Timestamp(entry["cutoff"]) + pd.Timedelta(days=h) <= pd.Timestamp(CUTOFF)
         assert entry["n"] > latest_only["n"]  # more windows and the training users too
+        # The pooled map was checked out of time against drift-aware ones; the choice and why are recorded.
+        assert entry["buy_drift"]["why"] and pooled.config["calibration"]["horizons"][j] == entry["buy_drift"]
+        assert "buy_drift" not in latest_only  # calibrate_on: val fits the newest window only: nothing to check
     with pytest.raises(ValueError, match="pooled"):
         tiny_config(calibrate_on="latest")
 
@@ -381,7 +384,8 @@ def test_models_that_validation_cannot_tell_apart_ship_as_the_mean_of_their_cali
     probabilities ranks better than each, and better than the stack (a linear fit on logits, which the
     outliers pull), so it ships; the app scores it from the members' maps (apply_churn_choice)."""
     from tools.predictor.baselines import apply_churn_baseline
-    from tools.predictor.churn_select import (ENSEMBLE, ENSEMBLE_MIN_GAIN, _choose, _logit, apply_churn_choice,
+    from tools.predictor.calibration import logit
+    from tools.predictor.churn_select import (ENSEMBLE, ENSEMBLE_MIN_GAIN, _choose, apply_churn_choice,
                                               fit_chosen_baselines)
 
     rng = np.random.default_rng(0)
@@ -405,5 +409,5 @@ def test_models_that_validation_cannot_tell_apart_ship_as_the_mean_of_their_cali
     z_net = rng.normal(size=len(users))
     p, why = apply_churn_choice(shipped, fitted, shop, CUTOFF, users, z_net, np.full(len(users), 0.5))
     recency = apply_churn_baseline(fitted["recency"], shop, CUTOFF).set_index("user_id")["p_churn"].reindex(users)
-    expected = (1 / (1 + np.exp(-(1.2 * _logit(recency.to_numpy()) - 0.3))) + 1 / (1 + np.exp(-(0.8 * z_net + 0.1)))) / 2
+    expected = (1 / (1 + np.exp(-(1.2 * logit(recency.to_numpy()) - 0.3))) + 1 / (1 + np.exp(-(0.8 * z_net + 0.1)))) / 2
     assert why is None and np.allclose(p, expected)

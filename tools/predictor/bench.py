@@ -148,6 +148,7 @@ class _Runner:
             if c in self.data.cutoffs:
                 notes += _ranking_notes(predictor.config.get("ranking") or {}, c, self.rank_tasks)
                 notes += _churn_notes(predictor.config.get("churn") or {}, c)
+                notes += _calibration_notes(predictor.config.get("calibration") or {}, c, self.data.horizons_days)
             scores = predictor.score_users(past, c)
             for h in self.data.horizons_days:
                 part = scores[scores["horizon_days"] == h]
@@ -178,6 +179,12 @@ def _ranking_notes(ranking: dict, cutoff: datetime, tasks: list[str]) -> list[st
             out.append(f"transformer {task} at {cutoff_tag(cutoff)}: {ranking[key]['reason']} "
                        f"(n={ranking[key].get('n_targets')})")
     return out
+
+
+def _calibration_notes(calibration: dict, cutoff: datetime, horizons_days) -> list[str]:
+    """One line per horizon: the pooled or a drift-aware churn map, chosen out of time inside the past."""
+    return [f"transformer calibration {_tag(h)} at {cutoff_tag(cutoff)}: {record['why']}"
+            for h, record in zip(horizons_days, calibration.get("horizons", [])) if record]
 
 
 def _churn_notes(churn: dict, cutoff: datetime) -> list[str]:

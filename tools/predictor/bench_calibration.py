@@ -9,9 +9,13 @@ the newest (what a choice made inside the past can see); "test": the map fitted 
 and judged on the test cutoff against the bench's truth file (for the report only: nothing is chosen on
 it). ECE is the bench's own metric (`metrics.expected_calibration_error`, 10 equal-width bins).
 
-Variants: `pooled_platt` (what ships with `calibrate_on: pooled`), `pooled_isotonic`, `newest_platt` (the
-newest labelled cutoff only), `heldout_platt` (held-out users of every labelled cutoff only: the training
-users' logits are in-sample) and `raw` (no map).
+Variants: `pooled_platt` (the pooled map), `pooled_isotonic`, `newest_platt` (the newest labelled cutoff
+only), `heldout_platt` (held-out users of every labelled cutoff only: the training users' logits are
+in-sample), `trend_platt` (the window's time as a second input, extrapolated to the newest window out of
+time and to the training's last event for the test), `recent_platt` (windows weighted by recency, half-life
+2 windows), `rule` (what ships with `calibrate_on: pooled`: `calibration.choose_pooled_map` over the
+pooled map, kept only where it beats the raw logits, and the two drift-aware maps; its out-of-time ECE
+is the one the rule judged, at its own gap) and `raw` (no map).
 """
 
 from __future__ import annotations
@@ -24,18 +28,26 @@ import pandas as pd
 
 from tools.predictor.bench_datasets import load_bench_data
 from tools.predictor.data import Examples
+from tools.predictor.calibration import choose_pooled_map, fit_recent, fit_trend
 from tools.predictor.metrics import expected_calibration_error
-from tools.predictor.score import Predictor, _isotonic, _platt, apply_calibration, predict_examples
+from tools.predictor.score import Predictor, _beats_raw, _isotonic, _platt, apply_calibration, predict_examples
 from tools.predictor.train import TrainConfig, build_datasets
 
 FIELDS = ("user_rows", "ends", "cutoffs", "features", "buy", "cart", "mask")
 
 
-def _maps(z: np.ndarray, y: np.ndarray, cut: np.ndarray, heldout: np.ndarray, fit: np.ndarray) -> dict:
+def _maps(z: np.ndarray, y: np.ndarray, cut: np.ndarray, heldout: np.ndarray, fit: np.ndarray, now: float) -> dict:
     newest = fit & (cut == cut[fit].max())
     return {"pooled_platt": _platt(z[fit], y[fit]), "pooled_isotonic": _isotonic(z[fit], y[fit]),
             "newest_platt": _platt(z[newest], y[newest]), "heldout_platt": _platt(z[fit & heldout], y[fit & heldout]),
-            "raw": None}
+            "trend_platt": fit_trend(z[fit], y[fit], cut[fit], now),
+            "recent_platt": fit_recent(z[fit], y[fit], cut[fit]), "raw": None}
+
+
+def _rule(z: np.ndarray, y: np.ndarray, cut: np.ndarray, now: float) -> tuple[dict | None, dict]:
+    """What `score.fit_calibration` ships with `calibrate_on: pooled` (the map kept only if it beats raw)."""
+    pooled = _platt(z, y) if _beats_raw(z, y, _platt) else None
+    return choose_pooled_map(z, y, cut, now, pooled)
 
 
 def probe_checkpoint(run_dir: Path, tag: str, events: pd.DataFrame) -> list[dict]:
@@ -44,7 +56,7 @@ def probe_checkpoint(run_dir: Path, tag: str, events: pd.DataFrame) -> list[dict
     cfg = TrainConfig.from_dict(predictor.config["train"])
     cutoff = pd.Timestamp(tag.replace("T", " ").rstrip("Z"))
     past = events[events["ts"] <= cutoff]
-    _, arrays, train, val, _, _ = build_datasets(past, cutoff, cfg)
+    _, arrays, train, val, _, label_end = build_datasets(past, cutoff, cfg)
     both = Examples(*(np.concatenate([getattr(val, f), getattr(train, f)]) for f in FIELDS))
     heldout_all = np.r_[np.ones(len(val), bool), np.zeros(len(train), bool)]
     logits = predict_examples(predictor.model, arrays, both, cfg.max_len, "cpu", top_k=0)["buy_logits"]
@@ -60,15 +72,18 @@ def probe_checkpoint(run_dir: Path, tag: str, events: pd.DataFrame) -> list[dict
         truth = pd.read_csv(run_dir / "_truth" / f"churn__{int(h)}d__{tag}.csv", dtype={"user_id": str})
         y_test = truth.set_index("user_id")["churn"].reindex(now_users).to_numpy(dtype=float)
         known = ~np.isnan(y_test)
-        inside, everything = _maps(z, y, cut, heldout, ~newest), _maps(z, y, cut, heldout, np.ones(len(z), bool))
-        for name in inside:
-            p_oot = 1 - apply_calibration(z[newest], inside[name])
+        inside = _maps(z, y, cut, heldout, ~newest, cut.max())
+        everything = _maps(z, y, cut, heldout, np.ones(len(z), bool), label_end)
+        everything["rule"], record = _rule(z, y, cut, label_end)
+        for name in everything:
+            p_oot = 1 - apply_calibration(z[newest], inside[name]) if name in inside else np.array([np.nan])
             p_test = 1 - apply_calibration(now_logits[known, j].astype(float), everything[name])
-            rows.append({"cutoff": tag, "horizon_days": h, "variant": name,
-                         "oot_ece": expected_calibration_error(1 - y[newest], p_oot), "oot_mean_p": p_oot.mean(),
-                         "oot_rate": 1 - y[newest].mean(),
+            oot_ece = expected_calibration_error(1 - y[newest], p_oot) if name in inside else \
+                record.get("oot_ece", {}).get(record["shipped"], np.nan)  # the rule: what it judged, at its gap
+            rows.append({"cutoff": tag, "horizon_days": h, "variant": name, "oot_ece": oot_ece,
+                         "oot_mean_p": p_oot.mean(), "oot_rate": 1 - y[newest].mean(),
                          "test_ece": expected_calibration_error(y_test[known], p_test), "test_mean_p": p_test.mean(),
-                         "test_rate": y_test[known].mean()})
+                         "test_rate": y_test[known].mean(), "why": record["why"] if name == "rule" else ""})
     return rows
 
 
@@ -84,8 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     rows = [r for c in data.cutoffs for r in probe_checkpoint(args.run_dir, cutoff_tag(c), data.events)]
     frame = pd.DataFrame(rows)
     means = frame.groupby(["horizon_days", "variant"], sort=False)[["oot_ece", "test_ece"]].mean()
-    print(frame.round(4).to_string(index=False))
+    print(frame.drop(columns="why").round(4).to_string(index=False))
     print("\nmean over the test cutoffs:\n" + means.round(4).to_string())
+    print("\nthe rule (calibration.choose_pooled_map), per cutoff and horizon:")
+    for r in frame[frame["variant"] == "rule"].itertuples():
+        print(f"  {r.cutoff} {r.horizon_days:g}d: {r.why}")
     return 0
 
 

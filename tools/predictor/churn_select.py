@@ -36,7 +36,9 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
+from tools.predictor import calibration
 from tools.predictor.baselines import CHURN_BASELINES, apply_churn_baseline, fit_churn_baseline
+from tools.predictor.calibration import apply_calibration, logit, sigmoid
 from tools.predictor.metrics import expected_calibration_error
 
 log = logging.getLogger(__name__)
@@ -63,15 +65,6 @@ SEED = 0
 ENSEMBLE_MIN_GAIN = 0.001
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(p, dtype=float), 1e-12, 1 - 1e-12)  # 15-minute churn is often 1 - 1e-7
-    return np.log(p / (1 - p))
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
-
-
 def _auc(y: np.ndarray, score: np.ndarray) -> float:
     """ROC-AUC by mid-ranks (metrics.roc_auc's value, cheaper inside the bootstrap); NaN with one class."""
     n_pos = int(y.sum())
@@ -87,24 +80,22 @@ def _folds(n: int) -> np.ndarray:
 
 
 def fit_platt(z: np.ndarray, y: np.ndarray) -> dict:
-    """sigmoid(a z + b) by the calibration path the Transformer uses (score._platt), with a in [0.1, 5].
+    """sigmoid(a z + b) by the calibration path the Transformer uses (calibration.fit_platt), with a in [0.1, 5].
 
     A map must not reverse the ranking it was chosen for, nor turn it into a step: with a handful
     of one class, or a baseline with few distinct values, the log loss can prefer a <= 0 (seen on
     15-minute Taobao windows) or a > 1000 (20 users); then a is held at the nearer bound and only
     the bias is fitted.
     """
-    from tools.predictor.score import _platt
-
     z, y = np.asarray(z, dtype=float), np.asarray(y, dtype=float)
     with np.errstate(over="ignore"):
-        fitted = _platt(z, y)
+        fitted = calibration.fit_platt(z, y)
     if PLATT_SLOPE[0] <= fitted["a"] <= PLATT_SLOPE[1] and np.isfinite(fitted["b"]):
         return fitted
     a = PLATT_SLOPE[1] if fitted["a"] > PLATT_SLOPE[1] else PLATT_SLOPE[0]
     b = float(np.log(max(y.mean(), 1e-6) / max(1 - y.mean(), 1e-6)) - a * np.median(z))
     for _ in range(100):  # Newton on the bias alone
-        p = _sigmoid(a * z + b)
+        p = sigmoid(a * z + b)
         step = (p - y).sum() / max((p * (1 - p)).sum(), 1e-12)
         b -= float(np.clip(step, -5, 5))
         if abs(step) < 1e-9:
@@ -126,15 +117,11 @@ def _platt_if_it_helps(z: np.ndarray, y: np.ndarray, age: np.ndarray) -> dict | 
 
     old, new = age > 0, age == 0
     if old.any() and min(y[old].sum(), (1 - y[old]).sum()) >= MIN_PER_CLASS:
-        mapped = _platt_apply(z[new], fit_platt(z[old], y[old]))
-        return fit_platt(z, y) if _log_loss(y[new], mapped) < _log_loss(y[new], _sigmoid(z[new])) else None
+        mapped = apply_calibration(z[new], fit_platt(z[old], y[old]))
+        return fit_platt(z, y) if _log_loss(y[new], mapped) < _log_loss(y[new], sigmoid(z[new])) else None
     if min(y.sum(), (1 - y).sum()) >= 2 * MIN_PER_CLASS:
         return fit_platt(z, y) if _beats_raw(z, y, fit_platt) else None
     return fit_platt(z, y)  # too few of one class to check: at least match the rate the windows show
-
-
-def _platt_apply(z: np.ndarray, params: dict) -> np.ndarray:
-    return _sigmoid(params["a"] * z + params["b"])
 
 
 def _fit_stack(X: np.ndarray, y: np.ndarray) -> dict:
@@ -162,9 +149,9 @@ def _cross_fitted(logits: dict[str, np.ndarray], y: np.ndarray) -> dict[str, np.
         if fit.sum() == 0 or test.sum() == 0 or len(np.unique(y[fit])) < 2:
             return {}
         for j, n in enumerate(names):
-            out[n][test] = _platt_apply(X[test, j], fit_platt(X[fit, j], y[fit]))
+            out[n][test] = apply_calibration(X[test, j], fit_platt(X[fit, j], y[fit]))
         if len(names) > 1:
-            stacked[test] = _sigmoid(_stack_logit(X[test], _fit_stack(X[fit], y[fit])))
+            stacked[test] = sigmoid(_stack_logit(X[test], _fit_stack(X[fit], y[fit])))
     if len(names) > 1:
         out[STACK] = stacked
     return out
@@ -225,7 +212,7 @@ def _choose(logits: dict[str, np.ndarray], y: np.ndarray) -> dict:
     probs = _cross_fitted(logits, y)
     scores = {n: logits[n] for n in logits}
     if STACK in probs:
-        scores[STACK] = _logit(probs[STACK])
+        scores[STACK] = logit(probs[STACK])
     auc = {n: _auc(y, s) for n, s in scores.items()}
     best = max(auc, key=lambda n: auc[n])
     table = {}
@@ -283,7 +270,7 @@ def _window_logits(events: pd.DataFrame, horizon_days: float, windows: list[dict
         ages.append(np.full(len(y), len(used)))
         for name, p in scores.items():
             if name in parts or not used:
-                parts.setdefault(name, []).append(_logit(p.reindex(users).fillna(p.mean()).to_numpy()))
+                parts.setdefault(name, []).append(logit(p.reindex(users).fillna(p.mean()).to_numpy()))
         used.append(w)
     logits = {k: np.concatenate(v) for k, v in parts.items() if len(v) == len(used)}
     return logits, np.concatenate(labels), failed, used, np.concatenate(ages)
@@ -333,7 +320,7 @@ def _fit_ensemble(logits: dict[str, np.ndarray], y: np.ndarray, members: list[st
 
 
 def _ensemble_p(logits: dict[str, np.ndarray], ensemble: dict) -> np.ndarray:
-    return np.mean([_platt_apply(logits[n], ensemble["platt"][n]) for n in ensemble["models"]], axis=0)
+    return np.mean([apply_calibration(logits[n], ensemble["platt"][n]) for n in ensemble["models"]], axis=0)
 
 
 def _why_chosen(choice: dict) -> str:
@@ -412,14 +399,14 @@ def apply_churn_choice(choice: dict, fitted: dict, events: pd.DataFrame, cutoff:
     logits = {TRANSFORMER: np.asarray(transformer_logit, dtype=float)}
     for n in needed:
         p = apply_churn_baseline(fitted[n], events[events["ts"] <= cutoff], cutoff).set_index("user_id")["p_churn"]
-        logits[n] = _logit(p.reindex(user_ids).fillna(p.mean()).to_numpy())
+        logits[n] = logit(p.reindex(user_ids).fillna(p.mean()).to_numpy())
     if chosen == STACK:
-        return _sigmoid(_stack_logit(np.stack([logits[n] for n in choice["stack"]["models"]], axis=1),
-                                     choice["stack"])), None
+        return sigmoid(_stack_logit(np.stack([logits[n] for n in choice["stack"]["models"]], axis=1),
+                                    choice["stack"])), None
     if chosen == ENSEMBLE:
         return _ensemble_p(logits, choice["ensemble"]), None
     z = logits[chosen]
-    return (_platt_apply(z, choice["platt"]) if choice.get("platt") else _sigmoid(z)), None
+    return (apply_calibration(z, choice["platt"]) if choice.get("platt") else sigmoid(z)), None
 
 
 def fit_chosen_baselines(choice: dict, events: pd.DataFrame, cutoff: datetime) -> dict:

@@ -6,7 +6,8 @@
 
 Calibration (Platt = temperature + bias on the logit, or isotonic) is fitted per horizon on the
 held-out users at the latest cutoff whose horizon window lies inside the training past, or
-(calibrate_on: pooled) on every labelled rolling cutoff.
+(calibrate_on: pooled) on every labelled rolling cutoff, then checked out of time against maps that
+follow a drifting base rate (tools/predictor/calibration.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from tools.predictor.calibration import apply_calibration, choose_pooled_map, fit_platt
 from tools.predictor.candidates import N_SOFTMAX, RankStats
 from tools.predictor.checkpoint import load_checkpoint
 from tools.predictor.churn_select import TRANSFORMER, apply_churn_choice
@@ -35,18 +37,7 @@ MIN_DISTINCT_FOR_CHECK = 20
 # ---- calibration --------------------------------------------------------------------------------
 def _platt(z: np.ndarray, y: np.ndarray, l2: float = 1e-3) -> dict:
     """Fit sigmoid(a*z + b) by Newton's method on the log loss (2 parameters, always converges)."""
-    a, b = 1.0, 0.0
-    X = np.stack([z, np.ones_like(z)], axis=1)
-    for _ in range(100):
-        p = 1.0 / (1.0 + np.exp(-(a * z + b)))
-        grad = X.T @ (p - y) / len(y) + l2 * np.array([a - 1.0, 0.0])
-        w = p * (1 - p)
-        hess = (X * w[:, None]).T @ X / len(y) + l2 * np.eye(2)
-        step = np.linalg.solve(hess, grad)
-        a, b = a - step[0], b - step[1]
-        if np.abs(step).max() < 1e-8:
-            break
-    return {"a": float(a), "b": float(b)}
+    return fit_platt(z, y, l2=l2)
 
 
 def _isotonic(z: np.ndarray, y: np.ndarray) -> dict:
@@ -54,15 +45,6 @@ def _isotonic(z: np.ndarray, y: np.ndarray) -> dict:
 
     iso = IsotonicRegression(out_of_bounds="clip", y_min=1e-4, y_max=1 - 1e-4).fit(z, y)
     return {"x": iso.X_thresholds_.tolist(), "y": iso.y_thresholds_.tolist()}
-
-
-def apply_calibration(logits: np.ndarray, params: dict | None) -> np.ndarray:
-    """Calibrated probabilities from raw logits for one horizon."""
-    if not params:
-        return 1.0 / (1.0 + np.exp(-logits))
-    if "a" in params:
-        return 1.0 / (1.0 + np.exp(-(params["a"] * logits + params["b"])))
-    return np.interp(logits, params["x"], params["y"])
 
 
 def fit_calibration(model, arrays: EventArrays, val: Examples, cfg, label_end: int, device,
@@ -75,7 +57,10 @@ def fit_calibration(model, arrays: EventArrays, val: Examples, cfg, label_end: i
     users). A map fitted on one cutoff also learns that window's base rate, which drifts with the
     season (measured on CDNOW: mean test ECE 0.0174/0.0126 at 30/90 days with the latest cutoff's
     map, 0.0113/0.0103 with the pooled one); the model is trained on the pooled cutoffs, so the
-    map is fitted on the same mixture of windows.
+    map is fitted on the same mixture of windows. With Platt, a map that follows the windows' drift
+    (a time trend, or recency weights) replaces the pooled one when it is better calibrated out of
+    time on the newest windows, judged as far ahead as it is used (`calibration.choose_pooled_map`;
+    the record in `<key>_drift`).
     """
     from sklearn.metrics import roc_auc_score
 
@@ -106,6 +91,8 @@ def fit_calibration(model, arrays: EventArrays, val: Examples, cfg, label_end: i
                 if _beats_raw(z, y, fit):
                     fitted = fit(z, y)
                 entry[f"{key}_calibrated"] = fitted is not None
+                if cfg.calibrate_on == "pooled" and cfg.calibration == "platt":
+                    fitted, entry[f"{key}_drift"] = choose_pooled_map(z, y, val.cutoffs[latest], label_end, fitted)
             out[key].append(fitted)
             p = apply_calibration(z, fitted)
             if key == "buy" and 0 < y.sum() < len(y):

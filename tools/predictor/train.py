@@ -329,6 +329,8 @@ def train_predictor(events: pd.DataFrame, cutoff: datetime, config: TrainConfig,
         "ranking": ranking,
         "churn": churn,  # which churn model ships per horizon, and why (tools/predictor/churn_select.py)
     }
+    if config.calibrate_on == "pooled":  # pooled or drift-aware map per horizon, and why (calibration.py)
+        meta["calibration"] = {"horizons": [(v or {}).get("buy_drift") for v in calibration["validation"]]}
     if acc.is_main_process:
         ckpt.save_checkpoint(out_dir, raw_model, vocab, calibration, meta)
     acc.wait_for_everyone()
