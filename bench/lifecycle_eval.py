@@ -66,6 +66,13 @@ ACTIVE_DAYS = 90
 ROUND5_FEATURES = ("logit_p", "log_overdue_ratio", "log_events_14d", "log_events_30d", "log_days_since_event",
                    "log_orders", "is_new")  # the map of Round 5 (bench/results/clv.md), kept for comparison
 FLOOR_DRAWS = 200
+# Round 7's drift-adaptive candidates, fixed before any was run (bench/results/clv.md, Round 7):
+# newer windows count more (half-life = one window step), or only the newest two windows are read.
+CANDIDATE_MAPS = {"4 windows, recency-weighted (half-life 14 d)": {"half_life_days": 14.0},
+                  "newest 2 windows": {"n_windows": 2}}
+CANDIDATE_RULE = ("at the validation cutoff 2026-05-15 only (BG/NBD source): the mean of the 7- and 30-day ECE of "
+                  "each map, on the 5,000- and the 20,000-user shop; a candidate replaces the shipped map only if "
+                  "its mean is lower on both shops, and among those the lowest on the 20,000-user shop wins")
 
 
 def noise_floor(p: np.ndarray, seed: int = 0) -> float:
@@ -132,6 +139,9 @@ def calibration_rows(name: str, events: pd.DataFrame, cutoffs: list[datetime], o
             for method in ("platt", "isotonic"):
                 sources[f"BG/NBD, {method}, pooled windows"] = calibrated_p_lapse(events, c, h, source, stages,
                                                                                   method=method, reviews=reviews)[0]
+            for label, options in CANDIDATE_MAPS.items():
+                sources[f"BG/NBD, candidate: {label}"] = calibrated_p_lapse(events, c, h, source, stages,
+                                                                           reviews=reviews, **options)[0]
             shipped, notes = calibrated_p_lapse(events, c, h, source, stages, reviews=reviews)
             sources["BG/NBD, Round 6 map (logistic, pooled windows)"] = shipped
             for src, p in sources.items():
@@ -347,6 +357,36 @@ def p_alive_rows(events: pd.DataFrame, folder: Path) -> list[dict]:
     return rows
 
 
+def validation_choice(validation: pd.DataFrame) -> pd.DataFrame:
+    """Per map at the validation cutoff: ECE at 7 and 30 days and their mean (`CANDIDATE_RULE`)."""
+    wide = validation.pivot_table(index="P(no order) from", columns="H", values="ECE P(lapse)")
+    wide.columns = [f"ECE {h} d" for h in wide.columns]
+    floor = validation.pivot_table(index="P(no order) from", columns="H", values="noise floor")
+    wide["mean"] = wide.mean(axis=1)
+    wide["noise floor 7 / 30 d"] = [f"{floor.loc[i, 7]:.4f} / {floor.loc[i, 30]:.4f}" for i in wide.index]
+    return wide.reset_index()
+
+
+def print_validation(n_users: int) -> None:
+    """Only the demo's validation cutoff: the tables the map choice reads, nothing scored."""
+    from tools.data.synth import generate_shop
+
+    shop = generate_shop(n_users=n_users, seed=0, progress=False)
+    events = shop.events.copy()
+    events["ts"] = pd.to_datetime(events["ts"])
+
+    def oracle(c, h):
+        return shop.true_churn_probability(c, h).set_index("user_id")["p_churn"]
+
+    validation = pd.DataFrame(calibration_rows("demo, validation", events, [DEMO_VALIDATION_CUTOFF], oracle,
+                                               shop.reviews)[0])
+    print(f"Demo shop ({n_users} users) at the validation cutoff {DEMO_VALIDATION_CUTOFF:%Y-%m-%d}; rule: "
+          f"{CANDIDATE_RULE}.")
+    print(markdown(validation.drop(columns=["ECE plain P(no order) as P(lapse)"]), 4))
+    print()
+    print(markdown(validation_choice(validation), 4))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["cdnow", "demo"], choices=["cdnow", "demo"])
@@ -359,7 +399,14 @@ def main() -> None:
                              "e.g. --cutoff 2026-04-01 --name apr01: its P(alive) is compared with BG/NBD's")
     parser.add_argument("--p-alive-cdnow", type=Path, default=None, dest="p_alive_cdnow",
                         help="the same on CDNOW: a checkpoint of finetune/configs/predictor_cdnow.yaml at 1997-09-30")
+    parser.add_argument("--validation-only", action="store_true", dest="validation_only",
+                        help="the demo's validation cutoff only (where a map is chosen): no scored cutoff is computed")
+    parser.add_argument("--calibration-only", action="store_true", dest="calibration_only",
+                        help="the ECE tables only (no lists, rule tables or checkpoints): for a large --n-users")
     args = parser.parse_args()
+    if args.validation_only:
+        print_validation(args.n_users)
+        return
     rows, pooled = [], []
     if "cdnow" in args.datasets:
         r, p = calibration_rows("cdnow", read_cdnow(ROOT / ".cache/datasets/CDNOW_master.txt"), CDNOW_CUTOFFS)
@@ -395,7 +442,7 @@ def main() -> None:
               "one with the lowest mean of the 7- and 30-day ECE here; its window count and spacing came from "
               "a sweep that also read the scored cutoffs):")
         print(markdown(pd.DataFrame(validation).drop(columns=["ECE plain P(no order) as P(lapse)"]), 4))
-    if "demo" in args.datasets:
+    if "demo" in args.datasets and not args.calibration_only:
         app_cutoff = pd.Timestamp(events["ts"].max()).normalize().to_pydatetime()  # the app scores as of the last day
         print("\nDemo shop, the 7-day list (top 10) at each cutoff and at the app's (the last event's day):")
         print(markdown(pd.DataFrame([r for c in [*DEMO_CUTOFFS, app_cutoff] for r in headline_rows(shop, events, c)])))

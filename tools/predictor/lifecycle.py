@@ -202,6 +202,7 @@ LAPSE_FEATURES = ("logit_p", "log_overdue_ratio", "log_events_14d", "log_events_
 MIN_CALIBRATION_OUTCOMES = 50  # fewer customers who could lapse: leave the probabilities as they are
 CALIBRATION_WINDOWS = 4  # past cutoffs pooled for the map: c - H, then every CALIBRATION_STEP_DAYS before it
 CALIBRATION_STEP_DAYS = 14
+CALIBRATION_HALF_LIFE_DAYS: float | None = None  # all windows alike (Round 7 tried recency weights: see CALIBRATION_CHOICE)
 MIN_WINDOW_HISTORY_DAYS = 28  # a window cutoff with less history before it has no rhythm to read: skipped
 CALIBRATION_METHODS = ("logistic", "platt", "isotonic")
 CALIBRATION_CHOICE = ("chosen over one window and over Platt / isotonic maps by the lowest mean ECE at 7 and 30 "
@@ -269,7 +270,9 @@ class LapseCalibration:
             return _logit(p.to_numpy())[:, None]
         return p.to_numpy(dtype=float)
 
-    def fit(self, p: pd.Series, labels: pd.Series, features: pd.DataFrame) -> "LapseCalibration":
+    def fit(self, p: pd.Series, labels: pd.Series, features: pd.DataFrame,
+            weights: pd.Series | None = None) -> "LapseCalibration":
+        """`weights` (by the same index, optional): how much each row counts, e.g. newer windows more."""
         from sklearn.isotonic import IsotonicRegression
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
@@ -279,11 +282,15 @@ class LapseCalibration:
         joined = joined[joined["p"] > 0]
         self.outcomes = len(joined)
         if self.outcomes >= MIN_CALIBRATION_OUTCOMES and 0 < joined["y"].sum() < len(joined):
+            w = None if weights is None else weights.reindex(joined.index).fillna(0.0).to_numpy(dtype=float)
+            w = None if w is None else w / w.mean()  # mean 1: the regularization means what it meant unweighted
+            design, y = self._design(joined["p"], features), joined["y"].to_numpy()
             if self.method == "isotonic":
                 self.model = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+                self.model.fit(design, y, sample_weight=w)
             else:
                 self.model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
-            self.model.fit(self._design(joined["p"], features), joined["y"].to_numpy())
+                self.model.fit(design, y, logisticregression__sample_weight=w)
             self.fitted = True
         return self
 
@@ -299,13 +306,23 @@ class LapseCalibration:
         return out
 
 
-def calibration_windows(events: pd.DataFrame, cutoff: datetime, horizon_days: int) -> list[datetime]:
+def calibration_windows(events: pd.DataFrame, cutoff: datetime, horizon_days: int,
+                        n_windows: int = CALIBRATION_WINDOWS) -> list[datetime]:
     """The past cutoffs the map is fitted on, latest first: c - H - k x step, each with its outcome
     known at c and at least `MIN_WINDOW_HISTORY_DAYS` of data before it."""
     c = pd.Timestamp(cutoff)
     first = events["ts"].min().normalize()
-    days = [c - pd.Timedelta(days=horizon_days + k * CALIBRATION_STEP_DAYS) for k in range(CALIBRATION_WINDOWS)]
+    days = [c - pd.Timedelta(days=horizon_days + k * CALIBRATION_STEP_DAYS) for k in range(n_windows)]
     return [d.to_pydatetime() for d in days if (d - first).days >= MIN_WINDOW_HISTORY_DAYS]
+
+
+def window_weights(days: list[datetime], half_life_days: float | None) -> list[float]:
+    """Weight of each window (latest first): 0.5 ** (days before the latest window / half-life);
+    all 1 without a half-life."""
+    if half_life_days is None:
+        return [1.0] * len(days)
+    latest = max(pd.Timestamp(d) for d in days)
+    return [0.5 ** ((latest - pd.Timestamp(d)).days / half_life_days) for d in days]
 
 
 def lapse_population(events: pd.DataFrame, cutoff: datetime, horizon_days: int) -> list[str]:
@@ -324,18 +341,25 @@ def _window(events: pd.DataFrame, then: datetime, horizon_days: int, p_no: pd.Se
     return p, labels, lapse_features(stages, events, then, p)
 
 
-def _pooled(parts: list[tuple]) -> tuple:
-    return tuple(pd.concat([part[i] for part in parts], ignore_index=True) for i in range(3))
+def _pooled(parts: list[tuple], weights: list[float]) -> tuple:
+    """The windows stacked: (P, labels, features, each row's window weight)."""
+    stacked = tuple(pd.concat([part[i] for part in parts], ignore_index=True) for i in range(3))
+    w = pd.Series(np.concatenate([np.full(len(part[0]), wt) for part, wt in zip(parts, weights)]),
+                  index=stacked[0].index)
+    return (*stacked, w)
 
 
 def calibrated_p_lapse(events: pd.DataFrame, cutoff: datetime, horizon_days: int,
                        p_no_order_at: Callable[[datetime], pd.Series | str],
                        stages: pd.DataFrame | None = None, method: str = "logistic",
-                       reviews: pd.DataFrame | None = None) -> tuple[pd.Series, dict]:
+                       reviews: pd.DataFrame | None = None, n_windows: int = CALIBRATION_WINDOWS,
+                       half_life_days: float | None = CALIBRATION_HALF_LIFE_DAYS) -> tuple[pd.Series, dict]:
     """(P(lapse within H) at the cutoff, recalibrated on the past windows pooled; what was fitted).
 
     `method`: see `LapseCalibration` (the app uses "logistic"; bench/lifecycle_eval.py compares).
     `reviews`: as for `lifecycle_frame`, so that the windows' stages follow the same rules.
+    `n_windows`, `half_life_days`: how many past windows, and how fast an older one counts less
+    (`window_weights`; None: all alike); the defaults are the shipped map (`CALIBRATION_CHOICE`).
 
     `p_no_order_at(day)` gives the churn model's P(no order in H) by user_id as of `day` (the same
     model at every cutoff), or a sentence saying why it has none for that day (e.g. no scores
@@ -349,7 +373,7 @@ def calibrated_p_lapse(events: pd.DataFrame, cutoff: datetime, horizon_days: int
     latest = (c - pd.Timedelta(days=horizon_days)).date().isoformat()
     notes = {"method": "logistic regression on P(lapse), rhythm, stage and recent visits",
              "fitted_at": latest, "outcomes_until": c.date().isoformat()}
-    days = calibration_windows(known, cutoff, horizon_days)
+    days = calibration_windows(known, cutoff, horizon_days, n_windows)
     if not days:
         return p_now, {**notes, "fitted": False,
                        "why": f"less than {MIN_WINDOW_HISTORY_DAYS} days of history before {latest} to fit on"}
@@ -363,7 +387,8 @@ def calibrated_p_lapse(events: pd.DataFrame, cutoff: datetime, horizon_days: int
             used.append(then.date().isoformat())
     if not windows:
         return p_now, {**notes, "fitted": False, "why": skipped[0]}
-    calib = LapseCalibration(method).fit(*_pooled(windows))
+    calib = LapseCalibration(method).fit(*_pooled(windows, window_weights([pd.Timestamp(d) for d in used],
+                                                                          half_life_days)))
     if not calib.fitted:
         return p_now, {**notes, "fitted": False,
                        "why": f"{calib.outcomes} customers could lapse in the windows, fewer than "
@@ -375,4 +400,5 @@ def calibrated_p_lapse(events: pd.DataFrame, cutoff: datetime, horizon_days: int
     out[live.index] = calib.apply(live, lapse_features(stages, known, cutoff, live))
     return out, {**notes, "fitted": True, "outcomes": calib.outcomes,
                  "method": methods[method] + (f", {CALIBRATION_CHOICE}" if method == "logistic" else ""),
-                 "windows": used, **({"skipped": skipped} if skipped else {})}
+                 "windows": used, **({"half_life_days": half_life_days} if half_life_days else {}),
+                 **({"skipped": skipped} if skipped else {})}
