@@ -9,14 +9,17 @@ Tables (markdown on stdout):
    10 equal-width bins, per dataset and cutoff (CDNOW: the churn cutoffs of docs/benchmark.md;
    demo: its DEMO_CUTOFFS), then the mean over cutoffs and the cutoffs pooled. P(no order in H)
    comes from BG/NBD (fitted at the cutoff), gated by the lifecycle rule, as it is, with the
-   Round 5 map (a logistic regression on the one window (c - H, c], 7 features), with the
-   shipped one (`calibrated_p_lapse`: a logistic regression on 4 past windows pooled) and with
-   Platt scaling / isotonic regression on the same windows;
+   Round 5 map (a logistic regression on the one window (c - H, c], 7 features), Round 6's (a
+   logistic regression on 4 past windows pooled alike), the newest 2 windows only, the shipped
+   one (`calibrated_p_lapse`: Round 7, the 4 windows weighted by recency, half-life 14 days) and
+   Platt scaling / isotonic regression on the shipped map's windows and weights;
    the plain P(no order) read as P(lapse) beside it; on the demo shop also from the generator's
    exact oracle; the same at the demo's validation cutoff 2026-05-15, kept out of the means.
    "noise floor" = the mean ECE of labels drawn as Bernoulli(P) from the row's own
    P (perfectly calibrated by construction) at the same n and bins, 200 draws: an ECE near it
-   is as good as this many customers can show.
+   is as good as this many customers can show. --n-users sizes the demo shop (20,000: a quarter
+   of the noise); --validation-only prints the validation cutoff alone, the table a map is chosen
+   on (`CANDIDATE_RULE`), without computing any scored cutoff; --calibration-only stops after table 1.
 2. Demo shop, each cutoff and the app's (the last event's day): the 7-day headline list (value at
    risk among non-lost customers, top 10: recalibrated P(lapse) x `clv.customer_value`) beside
    the old list (p_churn among customers with a purchase in 90 days): how many listed users the
@@ -67,9 +70,11 @@ ROUND5_FEATURES = ("logit_p", "log_overdue_ratio", "log_events_14d", "log_events
                    "log_orders", "is_new")  # the map of Round 5 (bench/results/clv.md), kept for comparison
 FLOOR_DRAWS = 200
 # Round 7's drift-adaptive candidates, fixed before any was run (bench/results/clv.md, Round 7):
-# newer windows count more (half-life = one window step), or only the newest two windows are read.
-CANDIDATE_MAPS = {"4 windows, recency-weighted (half-life 14 d)": {"half_life_days": 14.0},
-                  "newest 2 windows": {"n_windows": 2}}
+# newer windows count more (half-life = one window step; the shipped map since: the defaults of
+# `calibrated_p_lapse`), or only the newest two windows are read; Round 6's map (4 windows alike) beside them.
+SHIPPED_MAP = "BG/NBD, Round 7 map (shipped: logistic, 4 windows, half-life 14 d)"
+CANDIDATE_MAPS = {"BG/NBD, Round 6 map (logistic, 4 windows alike)": {"half_life_days": None},
+                  "BG/NBD, candidate: newest 2 windows": {"n_windows": 2, "half_life_days": None}}
 CANDIDATE_RULE = ("at the validation cutoff 2026-05-15 only (BG/NBD source): the mean of the 7- and 30-day ECE of "
                   "each map, on the 5,000- and the 20,000-user shop; a candidate replaces the shipped map only if "
                   "its mean is lower on both shops, and among those the lowest on the 20,000-user shop wins")
@@ -136,14 +141,16 @@ def calibration_rows(name: str, events: pd.DataFrame, cutoffs: list[datetime], o
             if oracle is not None:
                 sources["generator oracle"] = p_lapse(stages, oracle(c, h))
             sources["BG/NBD, Round 5 map (c-H only)"] = round5_p_lapse(events, c, h, source, stages, reviews)
+            windows = {}  # source -> the windows its map was fitted on
             for method in ("platt", "isotonic"):
-                sources[f"BG/NBD, {method}, pooled windows"] = calibrated_p_lapse(events, c, h, source, stages,
-                                                                                  method=method, reviews=reviews)[0]
-            for label, options in CANDIDATE_MAPS.items():
-                sources[f"BG/NBD, candidate: {label}"] = calibrated_p_lapse(events, c, h, source, stages,
-                                                                           reviews=reviews, **options)[0]
-            shipped, notes = calibrated_p_lapse(events, c, h, source, stages, reviews=reviews)
-            sources["BG/NBD, Round 6 map (logistic, pooled windows)"] = shipped
+                key = f"BG/NBD, {method}, the shipped windows and weights"
+                sources[key], notes = calibrated_p_lapse(events, c, h, source, stages, method=method, reviews=reviews)
+                windows[key] = len(notes.get("windows", []))
+            for key, options in CANDIDATE_MAPS.items():
+                sources[key], notes = calibrated_p_lapse(events, c, h, source, stages, reviews=reviews, **options)
+                windows[key] = len(notes.get("windows", []))
+            sources[SHIPPED_MAP], notes = calibrated_p_lapse(events, c, h, source, stages, reviews=reviews)
+            windows[SHIPPED_MAP] = len(notes.get("windows", []))
             for src, p in sources.items():
                 p = p.reindex(labels.index)
                 plain = p_no.reindex(labels.index)
@@ -152,7 +159,7 @@ def calibration_rows(name: str, events: pd.DataFrame, cutoffs: list[datetime], o
                              "non-lost n": len(labels), "lapse rate": labels.mean(), "mean P(lapse)": p.mean(),
                              "ECE P(lapse)": expected_calibration_error(labels.to_numpy(), p.to_numpy()),
                              "noise floor": noise_floor(p.to_numpy()),
-                             "windows": len(notes.get("windows", [])) if "pooled" in src else "",
+                             "windows": windows.get(src, ""),
                              "ECE plain P(no order) as P(lapse)":
                                  expected_calibration_error(labels.to_numpy(), plain.to_numpy())})
     return rows, pooled
@@ -438,9 +445,9 @@ def main() -> None:
         print("\nECE of P(lapse) with the cutoffs pooled:")
         print(markdown(pooled_ece(pooled), 4))
     if "demo" in args.datasets:
-        print(f"\nDemo shop at the validation cutoff {DEMO_VALIDATION_CUTOFF:%Y-%m-%d} (the shipped map is the "
-              "one with the lowest mean of the 7- and 30-day ECE here; its window count and spacing came from "
-              "a sweep that also read the scored cutoffs):")
+        print(f"\nDemo shop at the validation cutoff {DEMO_VALIDATION_CUTOFF:%Y-%m-%d} ; the shipped map was chosen "
+              f"here: {CANDIDATE_RULE}; its window count and spacing came from a Round 6 sweep that also read "
+              "the scored cutoffs):")
         print(markdown(pd.DataFrame(validation).drop(columns=["ECE plain P(no order) as P(lapse)"]), 4))
     if "demo" in args.datasets and not args.calibration_only:
         app_cutoff = pd.Timestamp(events["ts"].max()).normalize().to_pydatetime()  # the app scores as of the last day
