@@ -19,7 +19,8 @@ Tables (markdown on stdout):
    P (perfectly calibrated by construction) at the same n and bins, 200 draws: an ECE near it
    is as good as this many customers can show. --n-users sizes the demo shop (20,000: a quarter
    of the noise); --validation-only prints the validation cutoff alone, the table a map is chosen
-   on (`CANDIDATE_RULE`), without computing any scored cutoff; --calibration-only stops after table 1.
+   on (`CANDIDATE_RULE`), without computing any scored cutoff; --calibration-only stops after table 1
+   (with --predictor, table 4's ECE rows too).
 2. Demo shop, each cutoff and the app's (the last event's day): the 7-day headline list (value at
    risk among non-lost customers, top 10: recalibrated P(lapse) x `clv.customer_value`) beside
    the old list (p_churn among customers with a purchase in 90 days): how many listed users the
@@ -297,7 +298,8 @@ def transformer_source(predictor):
     return source_for
 
 
-def transformer_rows(shop, events: pd.DataFrame, folder: Path) -> tuple[list[dict], list[dict], list[dict]]:
+def transformer_rows(shop, events: pd.DataFrame, folder: Path,
+                     lists: bool = True) -> tuple[list[dict], list[dict], list[dict]]:
     """The app's pairing at the checkpoint's training cutoff (a labelled one): its P(lapse) as given
     and recalibrated on (c - H, c], beside the oracle; the headline list and money captured."""
     from tools.predictor.score import Predictor
@@ -313,11 +315,18 @@ def transformer_rows(shop, events: pd.DataFrame, folder: Path) -> tuple[list[dic
         oracle = shop.true_churn_probability(cutoff, h).set_index("user_id")["p_churn"]
         given = p_lapse(stages, source(cutoff)).reindex(labels.index)
         mapped = calibrated_p_lapse(events, cutoff, h, source, stages, reviews=shop.reviews)[0].reindex(labels.index)
+        alike = calibrated_p_lapse(events, cutoff, h, source, stages, reviews=shop.reviews,
+                                   half_life_days=None)[0].reindex(labels.index)
         rows.append({"model": predictor.version, "cutoff": f"{cutoff:%Y-%m-%d}", "H": h, "non-lost n": len(labels),
                      "lapse rate": labels.mean(), "ECE as given": expected_calibration_error(labels, given),
-                     "ECE recalibrated": expected_calibration_error(labels, mapped),
+                     "ECE recalibrated (shipped)": expected_calibration_error(labels, mapped),
+                     "mean P (shipped)": float(mapped.mean()),
+                     "ECE Round 6 map (windows alike)": expected_calibration_error(labels, alike),
+                     "mean P (Round 6)": float(alike.mean()),
                      "ECE generator oracle": expected_calibration_error(
                          labels, p_lapse(stages, oracle).reindex(labels.index))})
+    if not lists:  # the calibration rows only (--calibration-only)
+        return rows, [], []
     return rows, headline_rows(shop, events, cutoff, source_for), captured_rows(events, cutoff, source_for,
                                                                                 shop.reviews)
 
@@ -449,6 +458,9 @@ def main() -> None:
               f"here: {CANDIDATE_RULE}; its window count and spacing came from a Round 6 sweep that also read "
               "the scored cutoffs):")
         print(markdown(pd.DataFrame(validation).drop(columns=["ECE plain P(no order) as P(lapse)"]), 4))
+    if "demo" in args.datasets and args.calibration_only and args.predictor is not None:
+        print("\nThe Transformer's P(no order) (the app's source), at its training cutoff:")
+        print(markdown(pd.DataFrame(transformer_rows(shop, events, args.predictor, lists=False)[0]), 4))
     if "demo" in args.datasets and not args.calibration_only:
         app_cutoff = pd.Timestamp(events["ts"].max()).normalize().to_pydatetime()  # the app scores as of the last day
         print("\nDemo shop, the 7-day list (top 10) at each cutoff and at the app's (the last event's day):")
