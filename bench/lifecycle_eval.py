@@ -9,14 +9,18 @@ Tables (markdown on stdout):
    10 equal-width bins, per dataset and cutoff (CDNOW: the churn cutoffs of docs/benchmark.md;
    demo: its DEMO_CUTOFFS), then the mean over cutoffs and the cutoffs pooled. P(no order in H)
    comes from BG/NBD (fitted at the cutoff), gated by the lifecycle rule, as it is, with the
-   Round 5 map (a logistic regression on the one window (c - H, c], 7 features), with the
-   shipped one (`calibrated_p_lapse`: a logistic regression on 4 past windows pooled) and with
-   Platt scaling / isotonic regression on the same windows;
+   Round 5 map (a logistic regression on the one window (c - H, c], 7 features), Round 6's (a
+   logistic regression on 4 past windows pooled alike), the newest 2 windows only, the shipped
+   one (`calibrated_p_lapse`: Round 7, the 4 windows weighted by recency, half-life 14 days) and
+   Platt scaling / isotonic regression on the shipped map's windows and weights;
    the plain P(no order) read as P(lapse) beside it; on the demo shop also from the generator's
    exact oracle; the same at the demo's validation cutoff 2026-05-15, kept out of the means.
    "noise floor" = the mean ECE of labels drawn as Bernoulli(P) from the row's own
    P (perfectly calibrated by construction) at the same n and bins, 200 draws: an ECE near it
-   is as good as this many customers can show.
+   is as good as this many customers can show. --n-users sizes the demo shop (20,000: a quarter
+   of the noise); --validation-only prints the validation cutoff alone, the table a map is chosen
+   on (`CANDIDATE_RULE`), without computing any scored cutoff; --calibration-only stops after table 1
+   (with --predictor, table 4's ECE rows too).
 2. Demo shop, each cutoff and the app's (the last event's day): the 7-day headline list (value at
    risk among non-lost customers, top 10: recalibrated P(lapse) x `clv.customer_value`) beside
    the old list (p_churn among customers with a purchase in 90 days): how many listed users the
@@ -66,6 +70,15 @@ ACTIVE_DAYS = 90
 ROUND5_FEATURES = ("logit_p", "log_overdue_ratio", "log_events_14d", "log_events_30d", "log_days_since_event",
                    "log_orders", "is_new")  # the map of Round 5 (bench/results/clv.md), kept for comparison
 FLOOR_DRAWS = 200
+# Round 7's drift-adaptive candidates, fixed before any was run (bench/results/clv.md, Round 7):
+# newer windows count more (half-life = one window step; the shipped map since: the defaults of
+# `calibrated_p_lapse`), or only the newest two windows are read; Round 6's map (4 windows alike) beside them.
+SHIPPED_MAP = "BG/NBD, Round 7 map (shipped: logistic, 4 windows, half-life 14 d)"
+CANDIDATE_MAPS = {"BG/NBD, Round 6 map (logistic, 4 windows alike)": {"half_life_days": None},
+                  "BG/NBD, candidate: newest 2 windows": {"n_windows": 2, "half_life_days": None}}
+CANDIDATE_RULE = ("at the validation cutoff 2026-05-15 only (BG/NBD source): the mean of the 7- and 30-day ECE of "
+                  "each map, on the 5,000- and the 20,000-user shop; a candidate replaces the shipped map only if "
+                  "its mean is lower on both shops, and among those the lowest on the 20,000-user shop wins")
 
 
 def noise_floor(p: np.ndarray, seed: int = 0) -> float:
@@ -129,11 +142,16 @@ def calibration_rows(name: str, events: pd.DataFrame, cutoffs: list[datetime], o
             if oracle is not None:
                 sources["generator oracle"] = p_lapse(stages, oracle(c, h))
             sources["BG/NBD, Round 5 map (c-H only)"] = round5_p_lapse(events, c, h, source, stages, reviews)
+            windows = {}  # source -> the windows its map was fitted on
             for method in ("platt", "isotonic"):
-                sources[f"BG/NBD, {method}, pooled windows"] = calibrated_p_lapse(events, c, h, source, stages,
-                                                                                  method=method, reviews=reviews)[0]
-            shipped, notes = calibrated_p_lapse(events, c, h, source, stages, reviews=reviews)
-            sources["BG/NBD, Round 6 map (logistic, pooled windows)"] = shipped
+                key = f"BG/NBD, {method}, the shipped windows and weights"
+                sources[key], notes = calibrated_p_lapse(events, c, h, source, stages, method=method, reviews=reviews)
+                windows[key] = len(notes.get("windows", []))
+            for key, options in CANDIDATE_MAPS.items():
+                sources[key], notes = calibrated_p_lapse(events, c, h, source, stages, reviews=reviews, **options)
+                windows[key] = len(notes.get("windows", []))
+            sources[SHIPPED_MAP], notes = calibrated_p_lapse(events, c, h, source, stages, reviews=reviews)
+            windows[SHIPPED_MAP] = len(notes.get("windows", []))
             for src, p in sources.items():
                 p = p.reindex(labels.index)
                 plain = p_no.reindex(labels.index)
@@ -142,7 +160,7 @@ def calibration_rows(name: str, events: pd.DataFrame, cutoffs: list[datetime], o
                              "non-lost n": len(labels), "lapse rate": labels.mean(), "mean P(lapse)": p.mean(),
                              "ECE P(lapse)": expected_calibration_error(labels.to_numpy(), p.to_numpy()),
                              "noise floor": noise_floor(p.to_numpy()),
-                             "windows": len(notes.get("windows", [])) if "pooled" in src else "",
+                             "windows": windows.get(src, ""),
                              "ECE plain P(no order) as P(lapse)":
                                  expected_calibration_error(labels.to_numpy(), plain.to_numpy())})
     return rows, pooled
@@ -280,7 +298,8 @@ def transformer_source(predictor):
     return source_for
 
 
-def transformer_rows(shop, events: pd.DataFrame, folder: Path) -> tuple[list[dict], list[dict], list[dict]]:
+def transformer_rows(shop, events: pd.DataFrame, folder: Path,
+                     lists: bool = True) -> tuple[list[dict], list[dict], list[dict]]:
     """The app's pairing at the checkpoint's training cutoff (a labelled one): its P(lapse) as given
     and recalibrated on (c - H, c], beside the oracle; the headline list and money captured."""
     from tools.predictor.score import Predictor
@@ -296,11 +315,18 @@ def transformer_rows(shop, events: pd.DataFrame, folder: Path) -> tuple[list[dic
         oracle = shop.true_churn_probability(cutoff, h).set_index("user_id")["p_churn"]
         given = p_lapse(stages, source(cutoff)).reindex(labels.index)
         mapped = calibrated_p_lapse(events, cutoff, h, source, stages, reviews=shop.reviews)[0].reindex(labels.index)
+        alike = calibrated_p_lapse(events, cutoff, h, source, stages, reviews=shop.reviews,
+                                   half_life_days=None)[0].reindex(labels.index)
         rows.append({"model": predictor.version, "cutoff": f"{cutoff:%Y-%m-%d}", "H": h, "non-lost n": len(labels),
                      "lapse rate": labels.mean(), "ECE as given": expected_calibration_error(labels, given),
-                     "ECE recalibrated": expected_calibration_error(labels, mapped),
+                     "ECE recalibrated (shipped)": expected_calibration_error(labels, mapped),
+                     "mean P (shipped)": float(mapped.mean()),
+                     "ECE Round 6 map (windows alike)": expected_calibration_error(labels, alike),
+                     "mean P (Round 6)": float(alike.mean()),
                      "ECE generator oracle": expected_calibration_error(
                          labels, p_lapse(stages, oracle).reindex(labels.index))})
+    if not lists:  # the calibration rows only (--calibration-only)
+        return rows, [], []
     return rows, headline_rows(shop, events, cutoff, source_for), captured_rows(events, cutoff, source_for,
                                                                                 shop.reviews)
 
@@ -347,6 +373,36 @@ def p_alive_rows(events: pd.DataFrame, folder: Path) -> list[dict]:
     return rows
 
 
+def validation_choice(validation: pd.DataFrame) -> pd.DataFrame:
+    """Per map at the validation cutoff: ECE at 7 and 30 days and their mean (`CANDIDATE_RULE`)."""
+    wide = validation.pivot_table(index="P(no order) from", columns="H", values="ECE P(lapse)")
+    wide.columns = [f"ECE {h} d" for h in wide.columns]
+    floor = validation.pivot_table(index="P(no order) from", columns="H", values="noise floor")
+    wide["mean"] = wide.mean(axis=1)
+    wide["noise floor 7 / 30 d"] = [f"{floor.loc[i, 7]:.4f} / {floor.loc[i, 30]:.4f}" for i in wide.index]
+    return wide.reset_index()
+
+
+def print_validation(n_users: int) -> None:
+    """Only the demo's validation cutoff: the tables the map choice reads, nothing scored."""
+    from tools.data.synth import generate_shop
+
+    shop = generate_shop(n_users=n_users, seed=0, progress=False)
+    events = shop.events.copy()
+    events["ts"] = pd.to_datetime(events["ts"])
+
+    def oracle(c, h):
+        return shop.true_churn_probability(c, h).set_index("user_id")["p_churn"]
+
+    validation = pd.DataFrame(calibration_rows("demo, validation", events, [DEMO_VALIDATION_CUTOFF], oracle,
+                                               shop.reviews)[0])
+    print(f"Demo shop ({n_users} users) at the validation cutoff {DEMO_VALIDATION_CUTOFF:%Y-%m-%d}; rule: "
+          f"{CANDIDATE_RULE}.")
+    print(markdown(validation.drop(columns=["ECE plain P(no order) as P(lapse)"]), 4))
+    print()
+    print(markdown(validation_choice(validation), 4))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["cdnow", "demo"], choices=["cdnow", "demo"])
@@ -359,7 +415,14 @@ def main() -> None:
                              "e.g. --cutoff 2026-04-01 --name apr01: its P(alive) is compared with BG/NBD's")
     parser.add_argument("--p-alive-cdnow", type=Path, default=None, dest="p_alive_cdnow",
                         help="the same on CDNOW: a checkpoint of finetune/configs/predictor_cdnow.yaml at 1997-09-30")
+    parser.add_argument("--validation-only", action="store_true", dest="validation_only",
+                        help="the demo's validation cutoff only (where a map is chosen): no scored cutoff is computed")
+    parser.add_argument("--calibration-only", action="store_true", dest="calibration_only",
+                        help="the ECE tables only (no lists, rule tables or checkpoints): for a large --n-users")
     args = parser.parse_args()
+    if args.validation_only:
+        print_validation(args.n_users)
+        return
     rows, pooled = [], []
     if "cdnow" in args.datasets:
         r, p = calibration_rows("cdnow", read_cdnow(ROOT / ".cache/datasets/CDNOW_master.txt"), CDNOW_CUTOFFS)
@@ -391,11 +454,14 @@ def main() -> None:
         print("\nECE of P(lapse) with the cutoffs pooled:")
         print(markdown(pooled_ece(pooled), 4))
     if "demo" in args.datasets:
-        print(f"\nDemo shop at the validation cutoff {DEMO_VALIDATION_CUTOFF:%Y-%m-%d} (the shipped map is the "
-              "one with the lowest mean of the 7- and 30-day ECE here; its window count and spacing came from "
-              "a sweep that also read the scored cutoffs):")
+        print(f"\nDemo shop at the validation cutoff {DEMO_VALIDATION_CUTOFF:%Y-%m-%d} ; the shipped map was chosen "
+              f"here: {CANDIDATE_RULE}; its window count and spacing came from a Round 6 sweep that also read "
+              "the scored cutoffs):")
         print(markdown(pd.DataFrame(validation).drop(columns=["ECE plain P(no order) as P(lapse)"]), 4))
-    if "demo" in args.datasets:
+    if "demo" in args.datasets and args.calibration_only and args.predictor is not None:
+        print("\nThe Transformer's P(no order) (the app's source), at its training cutoff:")
+        print(markdown(pd.DataFrame(transformer_rows(shop, events, args.predictor, lists=False)[0]), 4))
+    if "demo" in args.datasets and not args.calibration_only:
         app_cutoff = pd.Timestamp(events["ts"].max()).normalize().to_pydatetime()  # the app scores as of the last day
         print("\nDemo shop, the 7-day list (top 10) at each cutoff and at the app's (the last event's day):")
         print(markdown(pd.DataFrame([r for c in [*DEMO_CUTOFFS, app_cutoff] for r in headline_rows(shop, events, c)])))

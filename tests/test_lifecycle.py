@@ -192,6 +192,28 @@ def test_calibrated_p_lapse_pools_the_past_windows_and_skips_those_without_score
     assert ((live == 0) | ((live > 0) & (live < 1))).all() and (live != 0.5).any()  # mapped, zeros kept
 
 
+def test_recency_weights_pull_the_map_to_the_newest_window_when_the_lapse_rate_drifts():
+    from tools.predictor.lifecycle import CALIBRATION_HALF_LIFE_DAYS, LapseCalibration, _pooled, window_weights
+
+    days = [datetime(2024, 6, 23), datetime(2024, 6, 9), datetime(2024, 5, 26), datetime(2024, 5, 12)]
+    assert window_weights(days, 14.0) == [1.0, 0.5, 0.25, 0.125]  # latest first; one step = one half-life
+    assert window_weights(days, None) == [1.0] * 4 and CALIBRATION_HALF_LIFE_DAYS == 14.0  # the shipped map
+    rng = np.random.default_rng(2)
+    # The same P(no order) = 0.5 in every window, but the newest window lapsed at 0.8, the older ones at 0.2.
+    parts = []
+    for k, rate in enumerate([0.8, 0.2, 0.2, 0.2]):
+        ids = [f"w{k}u{i}" for i in range(1000)]
+        p = pd.Series(rng.uniform(0.4, 0.6, 1000), index=ids)
+        feats = pd.DataFrame({"logit_p": np.log(p / (1 - p))}, index=ids)
+        parts.append((p, pd.Series((rng.uniform(size=1000) < rate).astype(int), index=ids), feats))
+    now = pd.Series([0.5], index=["x"])
+    x = pd.DataFrame({"logit_p": [0.0]}, index=["x"])
+    alike = LapseCalibration("logistic", ("logit_p",)).fit(*_pooled(parts, window_weights(days, None)))
+    recent = LapseCalibration("logistic", ("logit_p",)).fit(*_pooled(parts, window_weights(days, 14.0)))
+    assert alike.apply(now, x)["x"] == pytest.approx(0.35, abs=0.04)  # (0.8 + 3 x 0.2) / 4
+    assert recent.apply(now, x)["x"] == pytest.approx((0.8 + 0.5 * 0.2 + 0.25 * 0.2 + 0.125 * 0.2) / 1.875, abs=0.04)
+
+
 @pytest.mark.parametrize("method", ["platt", "isotonic"])
 def test_platt_and_isotonic_maps_learn_the_level_from_p_alone(method):
     from tools.predictor.lifecycle import LapseCalibration
