@@ -53,9 +53,9 @@ DAY = 86_400
 LOGIT_CLIP = 1e-12
 
 
-def logit(p: np.ndarray) -> np.ndarray:
-    """log(p / (1 - p)) with p clipped to [LOGIT_CLIP, 1 - LOGIT_CLIP]."""
-    p = np.clip(np.asarray(p, dtype=float), LOGIT_CLIP, 1 - LOGIT_CLIP)
+def logit(p: np.ndarray, clip: float = LOGIT_CLIP) -> np.ndarray:
+    """log(p / (1 - p)) with p clipped to [clip, 1 - clip]."""
+    p = np.clip(np.asarray(p, dtype=float), clip, 1 - clip)
     return np.log(p / (1 - p))
 
 

@@ -65,6 +65,8 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
+from tools.predictor.calibration import logit
+
 BAD_RATING = 2  # a review of this many stars or fewer of the last order, and not seen since: lost (see above)
 STAGES = ("new", "active", "lapsing", "at_risk", "lost")  # customers; "visitor" = no order yet
 LIVE_STAGES = ("new", "active", "lapsing", "at_risk")  # the stages a customer can lapse from
@@ -217,9 +219,14 @@ CALIBRATION_CHOICE = ("the newer windows weigh more (half-life 14 days), chosen 
                       "(bench/results/clv.md, Round 7)")
 
 
+# The lapse map reads the churn probability as a feature: clipped at 1e-4 (logit +-9.2), so the few
+# users a model scores at 1 - 1e-7 cannot dominate the logistic fit (calibration.LOGIT_CLIP keeps them
+# apart for ranking instead).
+FEATURE_LOGIT_CLIP = 1e-4
+
+
 def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(p, dtype=float), 1e-4, 1 - 1e-4)
-    return np.log(p / (1 - p))
+    return logit(p, clip=FEATURE_LOGIT_CLIP)
 
 
 def lapse_features(stages: pd.DataFrame, events: pd.DataFrame, cutoff: datetime, p: pd.Series) -> pd.DataFrame:
