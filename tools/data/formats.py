@@ -234,6 +234,13 @@ def sniff_head(path: Path, sample_bytes: int = 65536) -> tuple[bytes, list[str]]
         raise ImportFailed(f"{path}: the file is empty (no data lines); nothing was imported. Check the export.")
     if head.startswith(b"PAR1"):
         return head, []
+    spreadsheet = excel_kind(head)
+    if spreadsheet:
+        raise ImportFailed(
+            f"{path}: this is a spreadsheet workbook ({spreadsheet}), not a CSV, whatever its name says; open it in "
+            "Excel or LibreOffice and save the sheet with File > Save As > 'CSV UTF-8 (comma delimited)', then "
+            "import that file."
+        )
     if head[:2] == b"\x1f\x8b" or head[:4] == b"PK\x03\x04":
         kind = "gzip" if head[:2] == b"\x1f\x8b" else "zip"
         raise ImportFailed(f"{path}: the file is {kind}-compressed; decompress it first, then import the CSV.")
@@ -242,7 +249,7 @@ def sniff_head(path: Path, sample_bytes: int = 65536) -> tuple[bytes, list[str]]
         raise ImportFailed(
             f"{path}: not a text file (NUL byte at byte {pos}); give a CSV, JSON-lines or Parquet file."
         )
-    text = head.decode("utf-8", errors="replace")
+    text = head.decode("utf-8", errors="replace").removeprefix("\ufeff")  # a byte-order mark is not text
     bad = text.count("\ufffd")
     if bad > max(2, len(text) // 100):  # a few bad bytes are bad lines; many mean it is not text
         raise ImportFailed(
@@ -255,13 +262,24 @@ def sniff_head(path: Path, sample_bytes: int = 65536) -> tuple[bytes, list[str]]
     return head, [line for line in lines if line.strip()]
 
 
+def excel_kind(head: bytes) -> str:
+    """'.xlsx', '.xls' or '.ods' when a file's first bytes are an Excel workbook (often renamed .csv), else ''."""
+    if head[:4] == b"PK\x03\x04" and (b"xl/" in head or b"[Content_Types].xml" in head):
+        return ".xlsx"  # a zip whose first entries are the workbook's parts
+    if head[:4] == b"PK\x03\x04" and b"opendocument.spreadsheet" in head[:200]:
+        return ".ods"  # LibreOffice Calc: the zip's first entry is its mimetype
+    if head[:8] == b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1":
+        return ".xls"  # an OLE2 compound file: Excel 97-2003
+    return ""
+
+
 def detect_format(path: Path) -> str:
     """Choose the format from the file's first bytes; raise ImportFailed listing formats if none fits."""
     head, lines = sniff_head(path)
     if head.startswith(b"PAR1") or path.suffix.lower() == ".parquet":
         return "parquet"
     first = lines[0] if lines else ""
-    lowered = [part.strip().strip('"').lower() for part in first.split(",")]
+    lowered = [part.strip().strip('"').lower() for part in first.split(header_delimiter(first))]
     for spec in FORMATS.values():
         if spec.header and spec.engine != "whitespace" and tuple(lowered) == spec.header:
             return spec.name
@@ -281,6 +299,19 @@ def detect_format(path: Path) -> str:
     )
 
 
+def header_delimiter(line: str) -> str:
+    """The delimiter of a generic CSV's header line: ',' unless the line has none and uses ';', TAB or '|'.
+
+    European spreadsheets save "CSV" with ';' (the comma is their decimal mark); such a header has
+    no comma, so the guess cannot split a comma-separated header wrongly.
+    """
+    if "," in line:
+        return ","
+    counts = {delim: line.count(delim) for delim in ";\t|"}
+    best = max(counts, key=counts.get)
+    return best if counts[best] else ","
+
+
 def wrong_delimiter_hint(line: str, expected: str) -> str:
     """A sentence naming the delimiter a line seems to use, if it is not `expected`; else ''."""
     if expected in line:
@@ -296,9 +327,9 @@ def wrong_delimiter_hint(line: str, expected: str) -> str:
 
 def check_first_line(path: Path, spec: FormatSpec) -> None:
     """Fail fast, before any write, when the file's first line cannot be this format (e.g. delimiter)."""
+    _head, lines = sniff_head(path)  # every text format: refuses empty, binary and spreadsheet files
     if spec.engine not in ("split",):
         return
-    _head, lines = sniff_head(path)
     if not lines:
         return
     first = lines[0]
