@@ -45,11 +45,16 @@ def _open(args, read_only: bool = True):
         raise SystemExit(f"no event store at {settings.db_path}; import data with `shopsight data import` "
                          "or create the demo shop with `shopsight demo`")
     store = EventStore(settings.db_path, read_only=read_only)
+    tables = store.summary()["tables"]
+    if not tables["events"]:  # time_span() falls back to reviews: a cutoff there would blame the date
+        store.close()
+        reviews = f" (it holds {tables['reviews']:,} reviews)" if tables["reviews"] else ""
+        raise SystemExit(
+            f"{settings.db_path}: the store has no events{reviews}; the predictor learns from events (views, "
+            "carts, purchases): import an events or orders file with `shopsight data import FILE`.")
     cutoff = args.cutoff
     if cutoff is None:
         cutoff = store.time_span()[1]
-        if cutoff is None:
-            raise SystemExit(f"{settings.db_path}: the store has no events; import some first")
     return settings, store, cutoff
 
 
