@@ -151,3 +151,14 @@ def test_a_review_only_shop_gets_the_right_fix_from_predictor_and_cases(tmp_path
     assert main(["cases", "build", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "no customer cases to build" in out and "reviews: " in out and " analysed" in out
+
+
+def test_spreadsheet_headers_and_behavior_words_map_without_a_mapping(tmp_path, capsys):
+    text = "User ID;Date;Event;Product;Price\nu1;2017-06-30 14:05;purchase;i1;9.99\nu2;2017-06-30;Add to cart;i2;\n" \
+           "u3;2017-06-30;pageview;i3;9,99\nu4;2017-06-30;click;i4;\n"
+    code, db = _import(tmp_path, "shop_export.csv", text.replace("Add to cart", "add_to_cart"))
+    out = capsys.readouterr().out
+    assert code == 0 and "read 4 = imported 2 + rejected 2" in out
+    assert "shop_export.csv:4 field 'Price': Price '9,99' is not an amount >= 0: write a plain number" in out
+    assert "shop_export.csv:5 field 'Event': unknown Event 'click'" in out and "behaviors: {click: view}" in out
+    assert [(row[0], row[2], row[4]) for row in _events(db)] == [("u2", "cart", None), ("u1", "buy", 9.99)]

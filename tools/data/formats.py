@@ -202,8 +202,23 @@ REQUIRED_FIELDS = {
     "events": ("user_id", "ts", "behavior", "item_id"),
     "reviews": ("user_id", "item_id", "ts"),
 }
-# Header names that map onto canonical fields without a mapping (generic CSV / Parquet).
+# Header names that map onto canonical fields without a mapping (generic CSV / Parquet), compared
+# after `header_key` ("User ID" -> "user_id").
 ALIASES = {
+    "user": "user_id",
+    "userid": "user_id",
+    "customer": "user_id",
+    "customerid": "user_id",
+    "item": "item_id",
+    "itemid": "item_id",
+    "product": "item_id",
+    "productid": "item_id",
+    "sku": "item_id",
+    "date": "ts",
+    "datetime": "ts",
+    "event_time": "ts",
+    "order_date": "ts",
+    "created_at": "ts",
     "timestamp": "ts",
     "time": "ts",
     "event": "behavior",
@@ -215,6 +230,21 @@ ALIASES = {
     "qty": "quantity",
     "customer_id": "user_id",
 }
+
+# Behavior values that shops' exports commonly use for the four canonical ones (generic CSV / Parquet
+# without a `behaviors:` mapping); compared lower-case.
+BEHAVIOR_SYNONYMS = {
+    "view": "view", "pageview": "view", "page_view": "view", "pv": "view", "detail": "view",
+    "cart": "cart", "add_to_cart": "cart", "addtocart": "cart", "add-to-cart": "cart",
+    "fav": "fav", "favorite": "fav", "favourite": "fav", "wishlist": "fav",
+    "buy": "buy", "purchase": "buy", "order": "buy", "transaction": "buy",
+}
+
+
+def header_key(name: str) -> str:
+    """A header name as compared with canonical fields and aliases: lower-case, blanks and dashes as underscores."""
+    return re.sub(r"[\s\-]+", "_", name.strip().lower())
+
 
 _TAOBAO_RE = re.compile(r"^\d+,\d+,\d+,(pv|buy|cart|fav),\d+$")
 _CDNOW_RE = re.compile(r"^\s*\d+\s+\d{8}\s+\d+\s+[\d.]+\s*$")
@@ -290,7 +320,7 @@ def detect_format(path: Path) -> str:
     if first.lstrip().startswith("{"):
         if ('"reviewerID"' in first and '"asin"' in first) or ('"user_id"' in first and '"parent_asin"' in first):
             return "amazon_json"
-    if set(lowered) & ({"user_id", "item_id"} | set(ALIASES)) and len(lowered) > 1:
+    if {header_key(n) for n in lowered} & ({"user_id", "item_id"} | set(ALIASES)) and len(lowered) > 1:
         return "csv"
     hint = wrong_delimiter_hint(first, ",")
     raise ImportFailed(

@@ -12,8 +12,8 @@ from pathlib import Path
 import pyarrow as pa
 
 from tools.data import readers
-from tools.data.formats import (ALIASES, CANONICAL_FIELDS, FORMATS, REQUIRED_FIELDS, FormatSpec, detect_format,
-                                format_list, header_delimiter, sniff_head)
+from tools.data.formats import (ALIASES, BEHAVIOR_SYNONYMS, CANONICAL_FIELDS, FORMATS, REQUIRED_FIELDS, FormatSpec, detect_format,
+                                format_list, header_delimiter, header_key, sniff_head)
 from tools.data.schema import ImportFailed, shown_names
 
 
@@ -49,7 +49,7 @@ def mapped_spec(base: FormatSpec, names: list[str], mapping: dict, path: Path) -
     # on a file that also has a `user_id` column maps that one too.
     aliases = ALIASES if not columns else {}
     for name in names:
-        canonical = aliases.get(name.lower(), name.lower())
+        canonical = aliases.get(header_key(name), header_key(name))
         if (canonical in CANONICAL_FIELDS[target] and canonical not in columns.values()
                 and canonical not in constants and name not in columns):
             columns[name] = canonical
@@ -79,8 +79,8 @@ def mapped_spec(base: FormatSpec, names: list[str], mapping: dict, path: Path) -
     if ts_unit not in ("s", "ms", "yyyymmdd", "auto") and "%" not in ts_unit:
         raise ImportFailed(f"ts_unit {ts_unit!r}: give s, ms, yyyymmdd or a strftime layout such as '%d/%m/%Y' "
                            "(30/06/2017) or '%m/%d/%Y %H:%M' (06/30/2017 14:05)")
-    behaviors = mapping.get("behaviors")
-    if behaviors is not None:
+    behaviors = mapping.get("behaviors") or BEHAVIOR_SYNONYMS
+    if mapping.get("behaviors") is not None:
         behaviors = {str(k).lower(): str(v) for k, v in behaviors.items()}
         behaviors.update({b: b for b in ("view", "cart", "fav", "buy") if b not in behaviors})
     return replace(
@@ -95,7 +95,7 @@ def mapped_spec(base: FormatSpec, names: list[str], mapping: dict, path: Path) -
 
 def _missing_field_hint(canonical: str, names: list[str], columns: dict[str, str]) -> str:
     """How to supply one required field: a column whose name suggests it, else what the field needs."""
-    likely = [n for n in names if n not in columns and ALIASES.get(n.lower()) == canonical]
+    likely = [n for n in names if n not in columns and ALIASES.get(header_key(n), header_key(n)) == canonical]
     if likely:
         return f"map it with --map {shown_names(likely)[0]}={canonical}"
     if canonical == "behavior":

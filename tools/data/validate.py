@@ -148,13 +148,13 @@ def chunk_select(spec: FormatSpec, expected_fields: int, pseudonymize: bool, kee
     if target == "events":
         allowed = ", ".join(spec.behaviors) if spec.behaviors else ", ".join(("view", "cart", "fav", "buy"))
         checks.append((q(L["behavior"]), "v_behavior IS NULL",
-                       f"'unknown ' || {q(L['behavior'])} || ' ' || (chr(39) || f_behavior || chr(39)) || ': expected one of {allowed}'"))
+                       f"'unknown ' || {q(L['behavior'])} || ' ' || (chr(39) || f_behavior || chr(39)) || ': expected one of {allowed}; name other values in a --mapping YAML, e.g. behaviors: {{click: view}}'"))
         checks.append((q(L["quantity"]), "f_quantity IS NOT NULL AND (v_quantity IS NULL OR v_quantity < 1 "
                        "OR v_quantity <> floor(v_quantity) OR v_quantity > 1000000)",
                        f"{q(L['quantity'])} || ' ' || (chr(39) || f_quantity || chr(39)) || ' is not a positive whole number'"))
         checks.append((q(L["amount"]), "f_amount IS NOT NULL AND (v_amount IS NULL OR NOT (v_amount >= 0 "
                        "AND v_amount < 1e12))",
-                       f"{q(L['amount'])} || ' ' || (chr(39) || f_amount || chr(39)) || ' is not an amount >= 0'"))
+                       f"{q(L['amount'])} || ' ' || (chr(39) || f_amount || chr(39)) || ' is not an amount >= 0: write a plain number with a decimal point, e.g. 9.99, without a currency sign'"))
     else:
         checks.append((q(L["rating"]), "f_rating IS NOT NULL AND (v_rating IS NULL OR NOT (v_rating BETWEEN 1 AND 5) "
                        "OR v_rating <> floor(v_rating))",
