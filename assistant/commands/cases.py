@@ -46,15 +46,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def parse_cutoff(text: str) -> datetime:
     """'2024-03-31' -> 2024-03-31 23:59:59 (the whole day is past); ISO timestamps as given (UTC)."""
+    from assistant.commands.cutoffs import parse_cutoff as parse_iso
+
     try:
-        ts = pd.Timestamp(text)
-    except ValueError:
-        raise SystemExit(f"--cutoffs: {text!r} is not a date; write YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS") from None
-    if ts.tzinfo is not None:
-        ts = ts.tz_convert("UTC").tz_localize(None)
-    if len(text.strip()) == 10:  # a bare date means the end of that day
-        ts = ts + pd.Timedelta(days=1) - pd.Timedelta(seconds=1)
-    return ts.to_pydatetime()
+        return parse_iso(text, "--cutoffs", end_of_day=True)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def _memory(settings: Settings):

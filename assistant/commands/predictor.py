@@ -55,6 +55,14 @@ def _open(args, read_only: bool = True):
     cutoff = args.cutoff
     if cutoff is None:
         cutoff = store.time_span()[1]
+    else:
+        from assistant.commands.cutoffs import parse_cutoff
+
+        try:
+            cutoff = parse_cutoff(cutoff)
+        except ValueError as exc:
+            store.close()
+            raise SystemExit(str(exc)) from None
     return settings, store, cutoff
 
 
