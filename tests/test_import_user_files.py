@@ -162,3 +162,15 @@ def test_spreadsheet_headers_and_behavior_words_map_without_a_mapping(tmp_path, 
     assert "shop_export.csv:4 field 'Price': Price '9,99' is not an amount >= 0: write a plain number" in out
     assert "shop_export.csv:5 field 'Event': unknown Event 'click'" in out and "behaviors: {click: view}" in out
     assert [(row[0], row[2], row[4]) for row in _events(db)] == [("u2", "cart", None), ("u1", "buy", 9.99)]
+
+
+def test_a_parquet_time_with_a_zone_is_stored_as_utc(tmp_path, capsys):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    berlin = pa.array([1498824300_000_000], pa.timestamp("us", tz="Europe/Berlin"))  # 2017-06-30 12:05 UTC
+    table = pa.table({"user_id": ["u1"], "ts": berlin, "behavior": ["buy"], "item_id": ["i1"]})
+    pq.write_table(table, tmp_path / "orders.parquet")
+    db = tmp_path / "shop.duckdb"
+    assert main(["data", "import", str(tmp_path / "orders.parquet"), "--db", str(db), "--no-progress"]) == 0
+    assert _events(str(db))[0][1] == "2017-06-30 12:05:00"  # not Berlin's 14:05

@@ -288,6 +288,8 @@ def iter_parquet_chunks(
             for name in names:
                 col = batch.column(name)
                 if pa.types.is_timestamp(col.type):
+                    if col.type.tz:  # strftime writes a zoned column's local time; the store is UTC
+                        col = col.cast(pa.timestamp(col.type.unit, tz="UTC"))
                     col = pc.strftime(col, format="%Y-%m-%d %H:%M:%S")
                 cols[name] = pc.cast(col, pa.large_string())
             raw = pc.binary_join_element_wise(
