@@ -174,3 +174,11 @@ def test_a_parquet_time_with_a_zone_is_stored_as_utc(tmp_path, capsys):
     db = tmp_path / "shop.duckdb"
     assert main(["data", "import", str(tmp_path / "orders.parquet"), "--db", str(db), "--no-progress"]) == 0
     assert _events(str(db))[0][1] == "2017-06-30 12:05:00"  # not Berlin's 14:05
+
+
+def test_utf16_unicode_text_and_a_header_only_file_say_what_is_wrong(tmp_path, capsys):
+    utf16 = "user_id\ttimestamp\tevent\titem_id\nu1\t2017-06-30\tbuy\ti1\n".encode("utf-16")
+    with pytest.raises(SystemExit, match=r"unicode.csv: the file is UTF-16 text .*CSV UTF-8"):
+        _import(tmp_path, "unicode.csv", utf16)
+    code, _ = _import(tmp_path, "empty.csv", HEADER + "\n\n")
+    assert code == 0 and "the file has no data rows (only a header or blank lines)" in capsys.readouterr().out

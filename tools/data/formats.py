@@ -274,6 +274,10 @@ def sniff_head(path: Path, sample_bytes: int = 65536) -> tuple[bytes, list[str]]
     if head[:2] == b"\x1f\x8b" or head[:4] == b"PK\x03\x04":
         kind = "gzip" if head[:2] == b"\x1f\x8b" else "zip"
         raise ImportFailed(f"{path}: the file is {kind}-compressed; decompress it first, then import the CSV.")
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise ImportFailed(
+            f"{path}: the file is UTF-16 text (Excel's 'Unicode Text' export); save it as 'CSV UTF-8 (comma "
+            "delimited)' instead, or convert it: iconv -f UTF-16 -t UTF-8 FILE > FILE.csv")
     if b"\0" in head:
         pos = head.index(b"\0")
         raise ImportFailed(

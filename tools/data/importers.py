@@ -78,6 +78,8 @@ class ImportReport:
             f"{self.seconds:.1f}s): read {self.rows_read:,} = imported {self.rows_imported:,} "
             f"+ rejected {self.rows_rejected:,} + dropped {self.rows_dropped:,}"
         ]
+        if not self.rows_read:
+            lines.append("  the file has no data rows (only a header or blank lines): nothing to import")
         if self.replaced_imports:
             lines.append("  replaces import " + ", ".join(map(str, self.replaced_imports))
                          + " (same file, nothing imported then): its rejected rows were removed")
