@@ -63,12 +63,12 @@ def test_day_first_dates_say_the_fix_then_import_with_ts_unit(tmp_path, capsys):
 
 def test_utc_offset_is_applied_and_a_local_time_without_one_is_kept(tmp_path, capsys):
     text = HEADER + "u1,2017-06-30T14:05:00+02:00,buy,i1,\nu1,2017-06-30T14:05:00-0530,buy,i2,\n" \
-        "u1,2017-06-30 14:05,buy,i3,\nu1,2017-06-30T14:05:00Z,buy,i4,\n"
+        "u1,2017-06-30 14:05,buy,i3,\nu1,2017-06-30T14:05:00Z,buy,i4,\nu1,2017-06-30 14:05:00-07,buy,i5,\n"
     code, db = _import(tmp_path, "tz.csv", text)
     assert code == 0, capsys.readouterr().out
     assert {row[3]: row[1] for row in _events(db)} == {
         "i1": "2017-06-30 12:05:00", "i2": "2017-06-30 19:35:00",
-        "i3": "2017-06-30 14:05:00", "i4": "2017-06-30 14:05:00"}
+        "i3": "2017-06-30 14:05:00", "i4": "2017-06-30 14:05:00", "i5": "2017-06-30 21:05:00"}  # PostgreSQL's -07
 
 
 def test_duplicates_blank_lines_and_a_second_import_add_each_row_once(tmp_path, capsys):

@@ -42,12 +42,12 @@ def q(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-_OFFSET_RE = r"([+-])(\d\d):?(\d\d)$"
+_OFFSET_RE = r"([+-])(\d\d)(:?(\d\d))?$"  # +02:00, +0200 or +02 (PostgreSQL writes the last)
 _OFFSET_MINUTES = (  # minutes east of UTC written after an ISO date-time ('...T14:05:00+02:00'), else 0
-    rf"coalesce(CASE WHEN regexp_matches(f_ts, '\d[T ]\d\d:\d\d(:\d\d(\.\d+)?)? ?[+-]\d\d:?\d\d$') THEN "
+    rf"coalesce(CASE WHEN regexp_matches(f_ts, '\d[T ]\d\d:\d\d(:\d\d(\.\d+)?)? ?[+-]\d\d(:?\d\d)?$') THEN "
     f"(CASE regexp_extract(f_ts, '{_OFFSET_RE}', 1) WHEN '-' THEN -1 ELSE 1 END) * "
     f"(CAST(regexp_extract(f_ts, '{_OFFSET_RE}', 2) AS BIGINT) * 60 "
-    f"+ CAST(regexp_extract(f_ts, '{_OFFSET_RE}', 3) AS BIGINT)) END, 0)"
+    f"+ coalesce(TRY_CAST(regexp_extract(f_ts, '{_OFFSET_RE}', 4) AS BIGINT), 0)) END, 0)"
 )
 
 
