@@ -138,7 +138,7 @@ def run_explain(args: argparse.Namespace) -> int:
         events = store.events_frame(until=cutoff, users=[args.user])
         if events.empty:
             raise SystemExit(f"unknown user id {args.user!r}: no events at or before {cutoff}; "
-                             "list valid ids with `shopsight data info` or EventStore.active_users")
+                             f"{_user_id_hint(store, args.user)}")
         reviews = store.reviews_frame(user_id=args.user, until=cutoff)
         result = explain_user(predictor, events, args.user, cutoff, horizon, reviews=reviews)
     except PredictorError as exc:
@@ -147,3 +147,14 @@ def run_explain(args: argparse.Namespace) -> int:
         store.close()
     print(json.dumps(result, indent=1))
     return 0
+
+
+def _user_id_hint(store, user_id: str) -> str:
+    """Ids the user may have meant ('1' for CDNOW's '00001'), else a few real ids: `data info` lists none."""
+    similar = store.query(
+        "SELECT user_id FROM users WHERE ltrim(user_id, '0') = ltrim(?, '0') OR lower(user_id) = lower(?) "
+        "ORDER BY user_id LIMIT 3", [str(user_id), str(user_id)])["user_id"].tolist()
+    if similar:
+        return "did you mean " + " or ".join(repr(u) for u in similar) + "?"
+    examples = store.query("SELECT DISTINCT user_id FROM events ORDER BY user_id LIMIT 3")["user_id"].tolist()
+    return "ids in this store look like " + ", ".join(repr(u) for u in examples)
