@@ -182,3 +182,15 @@ def test_utf16_unicode_text_and_a_header_only_file_say_what_is_wrong(tmp_path, c
         _import(tmp_path, "unicode.csv", utf16)
     code, _ = _import(tmp_path, "empty.csv", HEADER + "\n\n")
     assert code == 0 and "the file has no data rows (only a header or blank lines)" in capsys.readouterr().out
+
+
+def test_a_behaviors_mapping_adds_to_the_common_words_and_must_name_canonical_ones(tmp_path, capsys):
+    text = "user,date,event,product\nu1,2017-06-30,click,i1\nu1,2017-06-30,purchase,i2\n"
+    mapping = tmp_path / "m.yaml"
+    mapping.write_text("behaviors: {click: view}\n")
+    code, db = _import(tmp_path, "clicks.csv", text, "--format", "csv", "--mapping", str(mapping))
+    assert code == 0 and "imported 2 + rejected 0" in capsys.readouterr().out
+    assert sorted(row[2] for row in _events(db)) == ["buy", "view"]
+    mapping.write_text("behaviors: {click: clicked}\n")
+    with pytest.raises(SystemExit, match=r"behaviors \{'click': 'clicked'\} map to something other than view"):
+        _import(tmp_path, "clicks2.csv", text + "u2,2017-06-30,click,i3\n", "--format", "csv", "--mapping", str(mapping))

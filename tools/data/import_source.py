@@ -14,7 +14,7 @@ import pyarrow as pa
 from tools.data import readers
 from tools.data.formats import (ALIASES, BEHAVIOR_SYNONYMS, CANONICAL_FIELDS, FORMATS, REQUIRED_FIELDS, FormatSpec, detect_format,
                                 format_list, header_delimiter, header_key, sniff_head)
-from tools.data.schema import ImportFailed, shown_names
+from tools.data.schema import BEHAVIORS, ImportFailed, shown_names
 
 
 MAPPING_KEYS = ("columns", "target", "ts_unit", "behaviors", "delimiter", "constants")
@@ -79,10 +79,13 @@ def mapped_spec(base: FormatSpec, names: list[str], mapping: dict, path: Path) -
     if ts_unit not in ("s", "ms", "yyyymmdd", "auto") and "%" not in ts_unit:
         raise ImportFailed(f"ts_unit {ts_unit!r}: give s, ms, yyyymmdd or a strftime layout such as '%d/%m/%Y' "
                            "(30/06/2017) or '%m/%d/%Y %H:%M' (06/30/2017 14:05)")
-    behaviors = mapping.get("behaviors") or BEHAVIOR_SYNONYMS
-    if mapping.get("behaviors") is not None:
-        behaviors = {str(k).lower(): str(v) for k, v in behaviors.items()}
-        behaviors.update({b: b for b in ("view", "cart", "fav", "buy") if b not in behaviors})
+    # The user's words are added to the common ones (a mapping for `click` keeps `purchase` working).
+    behaviors = dict(BEHAVIOR_SYNONYMS)
+    behaviors.update({str(k).lower(): str(v) for k, v in (mapping.get("behaviors") or {}).items()})
+    wrong = {k: v for k, v in behaviors.items() if v not in BEHAVIORS}
+    if wrong:
+        raise ImportFailed(f"mapping: behaviors {wrong} map to something other than {', '.join(BEHAVIORS)}; "
+                           "write e.g. behaviors: {click: view}")
     return replace(
         base,
         target=target,
