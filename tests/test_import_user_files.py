@@ -194,3 +194,16 @@ def test_a_behaviors_mapping_adds_to_the_common_words_and_must_name_canonical_on
     mapping.write_text("behaviors: {click: clicked}\n")
     with pytest.raises(SystemExit, match=r"behaviors \{'click': 'clicked'\} map to something other than view"):
         _import(tmp_path, "clicks2.csv", text + "u2,2017-06-30,click,i3\n", "--format", "csv", "--mapping", str(mapping))
+
+
+def test_a_german_excel_export_bom_crlf_semicolon_day_first(tmp_path, capsys):
+    text = "Kunde;Datum;Ereignis;Artikel;Preis\r\nu1;30.06.2017 14:05;purchase;i1;9.99\r\n"
+    content = b"\xef\xbb\xbf" + text.encode()
+    with pytest.raises(SystemExit) as err:
+        _import(tmp_path, "export.csv", content)
+    assert "separated by ';'" in str(err.value) and "--format csv (the header's delimiter is found)" in str(err.value)
+    code, db = _import(tmp_path, "export.csv", content, "--format", "csv", "--map", "Kunde=user_id", "--map",
+                       "Datum=ts", "--map", "Ereignis=behavior", "--map", "Artikel=item_id", "--map", "Preis=amount",
+                       "--ts-unit", "%d.%m.%Y %H:%M")
+    assert code == 0 and "imported 1 + rejected 0" in capsys.readouterr().out
+    assert _events(db) == [("u1", "2017-06-30 14:05:00", "buy", "i1", 9.99)]

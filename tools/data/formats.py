@@ -354,7 +354,8 @@ def wrong_delimiter_hint(line: str, expected: str) -> str:
         if delim != expected and line.count(delim) >= 2:
             return (
                 f" The line is separated by {label}, not {_DELIMS.get(expected, repr(expected))}: "
-                f"convert the delimiter, or import it with --format csv and a mapping with delimiter: '{delim}'."
+                "convert the delimiter, or, if this line is a header, import it with --format csv (the header's "
+                "delimiter is found) and --map COLUMN=FIELD for columns not named like user_id, ts, behavior, item_id."
             )
     return ""
 
