@@ -207,3 +207,15 @@ def test_a_german_excel_export_bom_crlf_semicolon_day_first(tmp_path, capsys):
                        "--ts-unit", "%d.%m.%Y %H:%M")
     assert code == 0 and "imported 1 + rejected 0" in capsys.readouterr().out
     assert _events(db) == [("u1", "2017-06-30 14:05:00", "buy", "i1", 9.99)]
+
+
+def test_a_reviews_export_is_recognised_by_its_rating_column(tmp_path, capsys):
+    text = ('product_id,user_id,rating,title,review,date\np1,u1,5,Great,"Loved it, would buy again",2017-06-30\n'
+            'p1,u2,1,Bad,"Arrived broken\nand late",2017-07-01\np2,u1,4.5,Ok,fine,2017-07-02\n')
+    code, db = _import(tmp_path, "reviews.csv", text)
+    out = capsys.readouterr().out
+    assert code == 0 and "(csv -> reviews" in out and "imported 2 + rejected 1" in out
+    assert "reviews.csv:5 field 'rating': rating '4.5' is not a whole rating 1..5" in out
+    with duckdb.connect(db, read_only=True) as con:
+        rows = con.execute("SELECT user_id, item_id, rating, title, text FROM reviews ORDER BY ts").fetchall()
+    assert rows == [("u1", "p1", 5, "Great", "Loved it, would buy again"), ("u2", "p1", 1, "Bad", "Arrived broken\nand late")]

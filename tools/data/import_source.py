@@ -40,14 +40,15 @@ def mapped_spec(base: FormatSpec, names: list[str], mapping: dict, path: Path) -
     columns = {str(k): str(v) for k, v in mapping["columns"].items()}
     # A field with one value for every row (an order export has no behavior column: all are buys).
     constants = {str(k): str(v) for k, v in (mapping.get("constants") or {}).items()}
-    target = mapping.get("target") or (
-        "reviews" if {"review_id", "rating"} & (set(columns.values()) | set(constants)) else "events"
-    )
-    if target not in CANONICAL_FIELDS:
-        raise ImportFailed(f"mapping: target {target!r} is not one of {sorted(CANONICAL_FIELDS)}")
     # Identity on canonical names (and, with no mapping at all, common aliases): `--map product_id=item_id`
     # on a file that also has a `user_id` column maps that one too.
     aliases = ALIASES if not columns else {}
+    header_fields = {aliases.get(header_key(name), header_key(name)) for name in names if name not in columns}
+    target = mapping.get("target") or (  # a rating column makes a reviews file, mapped or named so
+        "reviews" if {"review_id", "rating"} & (set(columns.values()) | set(constants) | header_fields) else "events"
+    )
+    if target not in CANONICAL_FIELDS:
+        raise ImportFailed(f"mapping: target {target!r} is not one of {sorted(CANONICAL_FIELDS)}")
     for name in names:
         canonical = aliases.get(header_key(name), header_key(name))
         if (canonical in CANONICAL_FIELDS[target] and canonical not in columns.values()
