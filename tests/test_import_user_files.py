@@ -219,3 +219,8 @@ def test_a_reviews_export_is_recognised_by_its_rating_column(tmp_path, capsys):
     with duckdb.connect(db, read_only=True) as con:
         rows = con.execute("SELECT user_id, item_id, rating, title, text FROM reviews ORDER BY ts").fetchall()
     assert rows == [("u1", "p1", 5, "Great", "Loved it, would buy again"), ("u2", "p1", 1, "Bad", "Arrived broken\nand late")]
+
+
+def test_an_events_file_with_a_score_column_stays_events(tmp_path, capsys):
+    code, db = _import(tmp_path, "events.csv", "user_id,timestamp,event,item_id,score\nu1,2017-06-30,buy,i1,0.7\n")
+    assert code == 0 and "(csv -> events" in capsys.readouterr().out

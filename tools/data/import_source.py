@@ -43,7 +43,8 @@ def mapped_spec(base: FormatSpec, names: list[str], mapping: dict, path: Path) -
     # Identity on canonical names (and, with no mapping at all, common aliases): `--map product_id=item_id`
     # on a file that also has a `user_id` column maps that one too.
     aliases = ALIASES if not columns else {}
-    header_fields = {aliases.get(header_key(name), header_key(name)) for name in names if name not in columns}
+    # Only a column named exactly rating/review_id picks reviews: an events file may well have a "score".
+    header_fields = {header_key(name) for name in names if name not in columns}
     target = mapping.get("target") or (  # a rating column makes a reviews file, mapped or named so
         "reviews" if {"review_id", "rating"} & (set(columns.values()) | set(constants) | header_fields) else "events"
     )
