@@ -26,7 +26,8 @@ def register(subparsers) -> None:
     imp = sub.add_parser(
         "import",
         help="import a file (format detected from its header)",
-        description="Import FILE into the event store, all or nothing.\n\nFormats:\n" + format_list(),
+        description="Import FILE into the event store, all or nothing (your own CSV: docs/importing.md)."
+                    "\n\nFormats:\n" + format_list(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     imp.add_argument("file", type=Path)
