@@ -59,6 +59,11 @@ def test_cli_train_score_explain(store_env, capsys):
     assert out["drivers"] or out["history"]["too_little"] or out["drivers_left_out"]
     with pytest.raises(SystemExit, match="unknown user"):
         main(["predictor", "explain", "--user", "nobody"])
+    # `shopsight data info` lists no ids: the message shows real ones, or the one a typo meant.
+    with pytest.raises(SystemExit, match=r"ids in this store look like 'u0"):
+        main(["predictor", "explain", "--user", "nobody"])
+    with pytest.raises(SystemExit, match=r"did you mean 'u001'\?"):
+        main(["predictor", "explain", "--user", "U001"])
 
 
 def test_cli_without_checkpoint_says_how_to_train(store_env):

@@ -110,15 +110,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _parse_cutoff(text: str):
-    import pandas as pd
+    from assistant.commands.cutoffs import parse_cutoff
 
-    try:
-        ts = pd.Timestamp(text)
-    except ValueError as exc:
-        raise ValueError(f"--cutoff {text!r}: not a date/time; write ISO such as 2017-11-26T02:40:00 (UTC)") from exc
-    if ts.tz is not None:
-        ts = ts.tz_convert("UTC").tz_localize(None)
-    return ts.to_pydatetime()
+    return parse_cutoff(text, "--cutoff")
 
 
 def _score(args: argparse.Namespace) -> int:

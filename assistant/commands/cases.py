@@ -46,15 +46,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def parse_cutoff(text: str) -> datetime:
     """'2024-03-31' -> 2024-03-31 23:59:59 (the whole day is past); ISO timestamps as given (UTC)."""
+    from assistant.commands.cutoffs import parse_cutoff as parse_iso
+
     try:
-        ts = pd.Timestamp(text)
-    except ValueError:
-        raise SystemExit(f"--cutoffs: {text!r} is not a date; write YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS") from None
-    if ts.tzinfo is not None:
-        ts = ts.tz_convert("UTC").tz_localize(None)
-    if len(text.strip()) == 10:  # a bare date means the end of that day
-        ts = ts + pd.Timedelta(days=1) - pd.Timedelta(seconds=1)
-    return ts.to_pydatetime()
+        return parse_iso(text, "--cutoffs", end_of_day=True)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def _memory(settings: Settings):
@@ -103,11 +100,19 @@ def build_case_memory(settings: Settings, cutoffs: list[datetime] | None = None,
     try:
         events = store.events_frame()
         reviews = store.reviews_frame()
-        if not len(events):
-            raise SystemExit(f"{settings.db_path}: the event store has no events; import data first")
-        cutoffs = cutoffs or default_cutoffs(pd.Timestamp(events["ts"].max()).to_pydatetime(), horizons)
+        if not len(events) and not len(reviews):
+            raise SystemExit(f"{settings.db_path}: the event store has no events and no reviews; import data first")
+        if len(events):
+            cutoffs = cutoffs or default_cutoffs(pd.Timestamp(events["ts"].max()).to_pydatetime(), horizons)
     finally:
         store.close()
+    if not len(events):  # a review-only shop: no customer cases, but the review desk still needs its analysis
+        print("cases: the store has reviews but no events, so there are no customer cases to build; "
+              "import an events or orders file for them")
+        if prepare_reviews:
+            _prepare_reviews(settings)
+        return {"cutoffs": [], "text_added": 0, "vectors_added": 0,
+                "notes": ["no events: only the review analysis was prepared"]}
     predictor, note = (None, "text only (--text-only)") if text_only else _load_predictor(settings)
     if progress:
         print(f"building cases at {len(cutoffs)} cutoff(s), horizons {list(horizons)} days; vectors: {note}")

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from tools.data.formats import FORMATS, format_list
+from tools.data.import_source import MAPPING_KEYS
 from tools.data.schema import ImportFailed, StoreError
 
 
@@ -25,15 +26,21 @@ def register(subparsers) -> None:
     imp = sub.add_parser(
         "import",
         help="import a file (format detected from its header)",
-        description="Import FILE into the event store, all or nothing.\n\nFormats:\n" + format_list(),
+        description="Import FILE into the event store, all or nothing (your own CSV: docs/importing.md)."
+                    "\n\nFormats:\n" + format_list(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     imp.add_argument("file", type=Path)
     imp.add_argument("--format", choices=sorted(FORMATS), default=None, help="skip detection")
     imp.add_argument("--mapping", type=Path, default=None,
-                     help="YAML: columns: {source: field}, target, ts_unit, behaviors, delimiter")
+                     help="YAML: columns: {source: field}, target, ts_unit, behaviors, delimiter, constants")
     imp.add_argument("--map", action="append", default=[], metavar="COL=FIELD",
                      help="map a source column to a canonical field (repeatable)")
+    imp.add_argument("--const", action="append", default=[], metavar="FIELD=VALUE",
+                     help="one value for every row, e.g. --const behavior=buy for an order export (repeatable)")
+    imp.add_argument("--ts-unit", default=None, metavar="UNIT",
+                     help="how the time column is written: s, ms, yyyymmdd or a strftime layout like '%%d/%%m/%%Y'"
+                          " (default: unix seconds/ms or ISO date-times, read as UTC)")
     imp.add_argument("--pseudonymize", action="store_true",
                      help="replace user ids with a keyed hash (key: SHOPSIGHT_SECRET or the home key file)")
     imp.add_argument("--db", type=Path, default=None)
@@ -46,7 +53,8 @@ def register(subparsers) -> None:
     info.set_defaults(func=cmd_info)
 
 
-def read_mapping(path: Path | None, pairs: list[str]) -> dict | None:
+def read_mapping(path: Path | None, pairs: list[str], constants: list[str] = (), ts_unit: str | None = None
+                 ) -> dict | None:
     """The mapping from a YAML file and/or COL=FIELD pairs; SystemExit with the fix when malformed."""
     mapping: dict = {}
     if path is not None:
@@ -59,13 +67,20 @@ def read_mapping(path: Path | None, pairs: list[str]) -> dict | None:
         if not isinstance(loaded, dict):
             raise SystemExit(f"{path}: a mapping must be a YAML dictionary, e.g. columns: {{visitor: user_id}}")
         mapping = loaded
-        if not ({"columns", "target", "ts_unit", "behaviors", "delimiter"} & set(mapping)):
+        if not (set(MAPPING_KEYS) & set(mapping)):
             mapping = {"columns": mapping}
     for pair in pairs:
         if "=" not in pair:
             raise SystemExit(f"--map {pair!r}: write it as SOURCE_COLUMN=FIELD, e.g. --map visitorid=user_id")
         col, fld = (part.strip() for part in pair.split("=", 1))
         mapping.setdefault("columns", {})[col] = fld
+    for pair in constants:
+        if "=" not in pair:
+            raise SystemExit(f"--const {pair!r}: write it as FIELD=VALUE, e.g. --const behavior=buy")
+        fld, value = (part.strip() for part in pair.split("=", 1))
+        mapping.setdefault("constants", {})[fld] = value
+    if ts_unit:
+        mapping["ts_unit"] = ts_unit
     return mapping or None
 
 
@@ -91,7 +106,7 @@ def cmd_generate(args) -> int:
 
 
 def cmd_import(args) -> int:
-    mapping = read_mapping(args.mapping, args.map)
+    mapping = read_mapping(args.mapping, args.map, args.const, args.ts_unit)
     with _store(args.db) as store:
         try:
             report = store.import_file(args.file, fmt=args.format, mapping=mapping,

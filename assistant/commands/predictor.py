@@ -45,11 +45,24 @@ def _open(args, read_only: bool = True):
         raise SystemExit(f"no event store at {settings.db_path}; import data with `shopsight data import` "
                          "or create the demo shop with `shopsight demo`")
     store = EventStore(settings.db_path, read_only=read_only)
+    tables = store.summary()["tables"]
+    if not tables["events"]:  # time_span() falls back to reviews: a cutoff there would blame the date
+        store.close()
+        reviews = f" (it holds {tables['reviews']:,} reviews)" if tables["reviews"] else ""
+        raise SystemExit(
+            f"{settings.db_path}: the store has no events{reviews}; the predictor learns from events (views, "
+            "carts, purchases): import an events or orders file with `shopsight data import FILE`.")
     cutoff = args.cutoff
     if cutoff is None:
         cutoff = store.time_span()[1]
-        if cutoff is None:
-            raise SystemExit(f"{settings.db_path}: the store has no events; import some first")
+    else:
+        from assistant.commands.cutoffs import parse_cutoff
+
+        try:
+            cutoff = parse_cutoff(cutoff)
+        except ValueError as exc:
+            store.close()
+            raise SystemExit(str(exc)) from None
     return settings, store, cutoff
 
 
@@ -125,7 +138,7 @@ def run_explain(args: argparse.Namespace) -> int:
         events = store.events_frame(until=cutoff, users=[args.user])
         if events.empty:
             raise SystemExit(f"unknown user id {args.user!r}: no events at or before {cutoff}; "
-                             "list valid ids with `shopsight data info` or EventStore.active_users")
+                             f"{_user_id_hint(store, args.user)}")
         reviews = store.reviews_frame(user_id=args.user, until=cutoff)
         result = explain_user(predictor, events, args.user, cutoff, horizon, reviews=reviews)
     except PredictorError as exc:
@@ -134,3 +147,14 @@ def run_explain(args: argparse.Namespace) -> int:
         store.close()
     print(json.dumps(result, indent=1))
     return 0
+
+
+def _user_id_hint(store, user_id: str) -> str:
+    """Ids the user may have meant ('1' for CDNOW's '00001'), else a few real ids: `data info` lists none."""
+    similar = store.query(
+        "SELECT user_id FROM users WHERE ltrim(user_id, '0') = ltrim(?, '0') OR lower(user_id) = lower(?) "
+        "ORDER BY user_id LIMIT 3", [str(user_id), str(user_id)])["user_id"].tolist()
+    if similar:
+        return "did you mean " + " or ".join(repr(u) for u in similar) + "?"
+    examples = store.query("SELECT DISTINCT user_id FROM events ORDER BY user_id LIMIT 3")["user_id"].tolist()
+    return "ids in this store look like " + ", ".join(repr(u) for u in examples)

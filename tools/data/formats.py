@@ -202,8 +202,32 @@ REQUIRED_FIELDS = {
     "events": ("user_id", "ts", "behavior", "item_id"),
     "reviews": ("user_id", "item_id", "ts"),
 }
-# Header names that map onto canonical fields without a mapping (generic CSV / Parquet).
+# Header names that map onto canonical fields without a mapping (generic CSV / Parquet), compared
+# after `header_key` ("User ID" -> "user_id").
 ALIASES = {
+    "user": "user_id",
+    "userid": "user_id",
+    "customer": "user_id",
+    "customerid": "user_id",
+    "item": "item_id",
+    "itemid": "item_id",
+    "product": "item_id",
+    "productid": "item_id",
+    "sku": "item_id",
+    "date": "ts",
+    "datetime": "ts",
+    "event_time": "ts",
+    "order_date": "ts",
+    "created_at": "ts",
+    "review_date": "ts",
+    "review": "text",  # review fields: used only when the target is reviews (a rating column)
+    "review_text": "text",
+    "comment": "text",
+    "body": "text",
+    "summary": "title",
+    "headline": "title",
+    "stars": "rating",
+    "score": "rating",
     "timestamp": "ts",
     "time": "ts",
     "event": "behavior",
@@ -215,6 +239,21 @@ ALIASES = {
     "qty": "quantity",
     "customer_id": "user_id",
 }
+
+# Behavior values that shops' exports commonly use for the four canonical ones (generic CSV / Parquet
+# without a `behaviors:` mapping); compared lower-case.
+BEHAVIOR_SYNONYMS = {
+    "view": "view", "pageview": "view", "page_view": "view", "pv": "view", "detail": "view",
+    "cart": "cart", "add_to_cart": "cart", "addtocart": "cart", "add-to-cart": "cart",
+    "fav": "fav", "favorite": "fav", "favourite": "fav", "wishlist": "fav",
+    "buy": "buy", "purchase": "buy", "order": "buy", "transaction": "buy",
+}
+
+
+def header_key(name: str) -> str:
+    """A header name as compared with canonical fields and aliases: lower-case, blanks and dashes as underscores."""
+    return re.sub(r"[\s\-]+", "_", name.strip().lower())
+
 
 _TAOBAO_RE = re.compile(r"^\d+,\d+,\d+,(pv|buy|cart|fav),\d+$")
 _CDNOW_RE = re.compile(r"^\s*\d+\s+\d{8}\s+\d+\s+[\d.]+\s*$")
@@ -234,15 +273,26 @@ def sniff_head(path: Path, sample_bytes: int = 65536) -> tuple[bytes, list[str]]
         raise ImportFailed(f"{path}: the file is empty (no data lines); nothing was imported. Check the export.")
     if head.startswith(b"PAR1"):
         return head, []
+    spreadsheet = excel_kind(head)
+    if spreadsheet:
+        raise ImportFailed(
+            f"{path}: this is a spreadsheet workbook ({spreadsheet}), not a CSV, whatever its name says; open it in "
+            "Excel or LibreOffice and save the sheet with File > Save As > 'CSV UTF-8 (comma delimited)', then "
+            "import that file."
+        )
     if head[:2] == b"\x1f\x8b" or head[:4] == b"PK\x03\x04":
         kind = "gzip" if head[:2] == b"\x1f\x8b" else "zip"
         raise ImportFailed(f"{path}: the file is {kind}-compressed; decompress it first, then import the CSV.")
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise ImportFailed(
+            f"{path}: the file is UTF-16 text (Excel's 'Unicode Text' export); save it as 'CSV UTF-8 (comma "
+            "delimited)' instead, or convert it: iconv -f UTF-16 -t UTF-8 FILE > FILE.csv")
     if b"\0" in head:
         pos = head.index(b"\0")
         raise ImportFailed(
             f"{path}: not a text file (NUL byte at byte {pos}); give a CSV, JSON-lines or Parquet file."
         )
-    text = head.decode("utf-8", errors="replace")
+    text = head.decode("utf-8", errors="replace").removeprefix("\ufeff")  # a byte-order mark is not text
     bad = text.count("\ufffd")
     if bad > max(2, len(text) // 100):  # a few bad bytes are bad lines; many mean it is not text
         raise ImportFailed(
@@ -255,13 +305,24 @@ def sniff_head(path: Path, sample_bytes: int = 65536) -> tuple[bytes, list[str]]
     return head, [line for line in lines if line.strip()]
 
 
+def excel_kind(head: bytes) -> str:
+    """'.xlsx', '.xls' or '.ods' when a file's first bytes are an Excel workbook (often renamed .csv), else ''."""
+    if head[:4] == b"PK\x03\x04" and (b"xl/" in head or b"[Content_Types].xml" in head):
+        return ".xlsx"  # a zip whose first entries are the workbook's parts
+    if head[:4] == b"PK\x03\x04" and b"opendocument.spreadsheet" in head[:200]:
+        return ".ods"  # LibreOffice Calc: the zip's first entry is its mimetype
+    if head[:8] == b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1":
+        return ".xls"  # an OLE2 compound file: Excel 97-2003
+    return ""
+
+
 def detect_format(path: Path) -> str:
     """Choose the format from the file's first bytes; raise ImportFailed listing formats if none fits."""
     head, lines = sniff_head(path)
     if head.startswith(b"PAR1") or path.suffix.lower() == ".parquet":
         return "parquet"
     first = lines[0] if lines else ""
-    lowered = [part.strip().strip('"').lower() for part in first.split(",")]
+    lowered = [part.strip().strip('"').lower() for part in first.split(header_delimiter(first))]
     for spec in FORMATS.values():
         if spec.header and spec.engine != "whitespace" and tuple(lowered) == spec.header:
             return spec.name
@@ -272,13 +333,26 @@ def detect_format(path: Path) -> str:
     if first.lstrip().startswith("{"):
         if ('"reviewerID"' in first and '"asin"' in first) or ('"user_id"' in first and '"parent_asin"' in first):
             return "amazon_json"
-    if set(lowered) & ({"user_id", "item_id"} | set(ALIASES)) and len(lowered) > 1:
+    if {header_key(n) for n in lowered} & ({"user_id", "item_id"} | set(ALIASES)) and len(lowered) > 1:
         return "csv"
     hint = wrong_delimiter_hint(first, ",")
     raise ImportFailed(
         f"{path}:1: cannot tell the format from the first line {first[:80]!r}.{hint}\n"
         f"Give one with --format NAME; known formats:\n{format_list()}"
     )
+
+
+def header_delimiter(line: str) -> str:
+    """The delimiter of a generic CSV's header line: ',' unless the line has none and uses ';', TAB or '|'.
+
+    European spreadsheets save "CSV" with ';' (the comma is their decimal mark); such a header has
+    no comma, so the guess cannot split a comma-separated header wrongly.
+    """
+    if "," in line:
+        return ","
+    counts = {delim: line.count(delim) for delim in ";\t|"}
+    best = max(counts, key=counts.get)
+    return best if counts[best] else ","
 
 
 def wrong_delimiter_hint(line: str, expected: str) -> str:
@@ -289,16 +363,17 @@ def wrong_delimiter_hint(line: str, expected: str) -> str:
         if delim != expected and line.count(delim) >= 2:
             return (
                 f" The line is separated by {label}, not {_DELIMS.get(expected, repr(expected))}: "
-                f"convert the delimiter, or import it with --format csv and a mapping with delimiter: '{delim}'."
+                "convert the delimiter, or, if this line is a header, import it with --format csv (the header's "
+                "delimiter is found) and --map COLUMN=FIELD for columns not named like user_id, ts, behavior, item_id."
             )
     return ""
 
 
 def check_first_line(path: Path, spec: FormatSpec) -> None:
     """Fail fast, before any write, when the file's first line cannot be this format (e.g. delimiter)."""
+    _head, lines = sniff_head(path)  # every text format: refuses empty, binary and spreadsheet files
     if spec.engine not in ("split",):
         return
-    _head, lines = sniff_head(path)
     if not lines:
         return
     first = lines[0]

@@ -12,36 +12,49 @@ from pathlib import Path
 import pyarrow as pa
 
 from tools.data import readers
-from tools.data.formats import ALIASES, CANONICAL_FIELDS, FORMATS, REQUIRED_FIELDS, FormatSpec, detect_format, format_list
-from tools.data.schema import ImportFailed, shown_names
+from tools.data.formats import (ALIASES, BEHAVIOR_SYNONYMS, CANONICAL_FIELDS, FORMATS, REQUIRED_FIELDS, FormatSpec, detect_format,
+                                format_list, header_delimiter, header_key, sniff_head)
+from tools.data.schema import BEHAVIORS, ImportFailed, shown_names
+
+
+MAPPING_KEYS = ("columns", "target", "ts_unit", "behaviors", "delimiter", "constants")
 
 
 def parse_mapping(mapping: dict | None) -> dict:
-    """Normalise a mapping to {"columns": {source: canonical}, "target", "ts_unit", "behaviors", "delimiter"}."""
+    """Normalise a mapping to {"columns": {source: canonical}, "target", "ts_unit", "behaviors", "delimiter",
+    "constants": {canonical: value}}."""
     mapping = dict(mapping or {})
-    known = {"columns", "target", "ts_unit", "behaviors", "delimiter"}
+    known = set(MAPPING_KEYS)
     if mapping and not (set(mapping) & known):
         mapping = {"columns": mapping}  # a flat {source: canonical} dict
     unknown = set(mapping) - known
     if unknown:
         raise ImportFailed(f"mapping: unknown keys {sorted(unknown)}; use {sorted(known)}")
     mapping.setdefault("columns", {})
+    mapping.setdefault("constants", {})
     return mapping
 
 
 def mapped_spec(base: FormatSpec, names: list[str], mapping: dict, path: Path) -> FormatSpec:
     """A generic CSV/Parquet spec whose fields come from the mapping (or canonical header names)."""
     columns = {str(k): str(v) for k, v in mapping["columns"].items()}
-    target = mapping.get("target") or (
-        "reviews" if "review_id" in columns.values() or "rating" in columns.values() else "events"
+    # A field with one value for every row (an order export has no behavior column: all are buys).
+    constants = {str(k): str(v) for k, v in (mapping.get("constants") or {}).items()}
+    # Identity on canonical names (and, with no mapping at all, common aliases): `--map product_id=item_id`
+    # on a file that also has a `user_id` column maps that one too.
+    aliases = ALIASES if not columns else {}
+    # Only a column named exactly rating/review_id picks reviews: an events file may well have a "score".
+    header_fields = {header_key(name) for name in names if name not in columns}
+    target = mapping.get("target") or (  # a rating column makes a reviews file, mapped or named so
+        "reviews" if {"review_id", "rating"} & (set(columns.values()) | set(constants) | header_fields) else "events"
     )
     if target not in CANONICAL_FIELDS:
         raise ImportFailed(f"mapping: target {target!r} is not one of {sorted(CANONICAL_FIELDS)}")
-    if not columns:  # identity on canonical names and common aliases
-        for name in names:
-            canonical = ALIASES.get(name.lower(), name.lower())
-            if canonical in CANONICAL_FIELDS[target] and canonical not in columns.values():
-                columns[name] = canonical
+    for name in names:
+        canonical = aliases.get(header_key(name), header_key(name))
+        if (canonical in CANONICAL_FIELDS[target] and canonical not in columns.values()
+                and canonical not in constants and name not in columns):
+            columns[name] = canonical
     for source, canonical in columns.items():
         if source not in names:
             raise ImportFailed(
@@ -52,25 +65,50 @@ def mapped_spec(base: FormatSpec, names: list[str], mapping: dict, path: Path) -
                 f"mapping: {source}={canonical}: {canonical!r} is not a field of {target}; "
                 f"fields are {', '.join(CANONICAL_FIELDS[target])}"
             )
-    missing = [f for f in REQUIRED_FIELDS[target] if f not in columns.values()]
+    for canonical in constants:
+        if canonical not in CANONICAL_FIELDS[target]:
+            raise ImportFailed(f"--const {canonical}=...: {canonical!r} is not a field of {target}; "
+                               f"fields are {', '.join(CANONICAL_FIELDS[target])}")
+    missing = [f for f in REQUIRED_FIELDS[target] if f not in columns.values() and f not in constants]
     if missing:
         raise ImportFailed(
-            f"{path}: no column maps to {', '.join(missing)} (header: {shown_names(names)}). Map them, e.g. "
-            f"--map {names[0] if names else 'col'}={missing[0]}, or give --mapping FILE.yaml"
+            f"{path}: no column maps to {', '.join(missing)} (header: {shown_names(names)}). "
+            f"{'; '.join(_missing_field_hint(f, names, columns) for f in missing)}; or give --mapping FILE.yaml"
         )
     fields = {canonical: '"' + source.replace('"', '""') + '"' for source, canonical in columns.items()}
-    behaviors = mapping.get("behaviors")
-    if behaviors is not None:
-        behaviors = {str(k).lower(): str(v) for k, v in behaviors.items()}
-        behaviors.update({b: b for b in ("view", "cart", "fav", "buy") if b not in behaviors})
+    fields.update({canonical: "'" + value.replace("'", "''") + "'" for canonical, value in constants.items()})
+    ts_unit = str(mapping.get("ts_unit") or "auto")
+    if ts_unit not in ("s", "ms", "yyyymmdd", "auto") and "%" not in ts_unit:
+        raise ImportFailed(f"ts_unit {ts_unit!r}: give s, ms, yyyymmdd or a strftime layout such as '%d/%m/%Y' "
+                           "(30/06/2017) or '%m/%d/%Y %H:%M' (06/30/2017 14:05)")
+    # The user's words are added to the common ones (a mapping for `click` keeps `purchase` working).
+    behaviors = dict(BEHAVIOR_SYNONYMS)
+    behaviors.update({str(k).lower(): str(v) for k, v in (mapping.get("behaviors") or {}).items()})
+    wrong = {k: v for k, v in behaviors.items() if v not in BEHAVIORS}
+    if wrong:
+        raise ImportFailed(f"mapping: behaviors {wrong} map to something other than {', '.join(BEHAVIORS)}; "
+                           "write e.g. behaviors: {click: view}")
     return replace(
         base,
         target=target,
         fields=fields,
-        ts_unit=str(mapping.get("ts_unit") or "auto"),
+        ts_unit=ts_unit,
         behaviors=behaviors,
         delimiter=str(mapping.get("delimiter") or ","),
     )
+
+
+def _missing_field_hint(canonical: str, names: list[str], columns: dict[str, str]) -> str:
+    """How to supply one required field: a column whose name suggests it, else what the field needs."""
+    likely = [n for n in names if n not in columns and ALIASES.get(header_key(n), header_key(n)) == canonical]
+    if likely:
+        return f"map it with --map {shown_names(likely)[0]}={canonical}"
+    if canonical == "behavior":
+        return "if every row is a purchase (an order export), add --const behavior=buy"
+    if canonical == "ts":
+        return ("ts needs a date-time column (unix seconds/ms, ISO, or any layout with --ts-unit); "
+                "add one to the export if the file has none")
+    return f"map the column that holds it with --map COLUMN={canonical}"
 
 
 def resolve_spec(path: Path, fmt: str | None) -> FormatSpec:
@@ -102,6 +140,9 @@ def open_chunks(path: Path, spec: FormatSpec, mapping: dict | None, chunk_bytes:
     if spec.engine == "csv":
         mapping_n = parse_mapping(mapping) if spec.name == "csv" else None
         delimiter = (mapping_n or {}).get("delimiter") or spec.delimiter
+        if mapping_n is not None and not mapping_n.get("delimiter"):
+            lines = sniff_head(path)[1]
+            delimiter = mapping_n["delimiter"] = header_delimiter(lines[0]) if lines else delimiter
         names, batches = readers.iter_csv_chunks(path, delimiter=delimiter, on_bytes=tick)
         if mapping_n is not None:
             spec = mapped_spec(spec, names, mapping_n, path)
@@ -115,7 +156,7 @@ def open_chunks(path: Path, spec: FormatSpec, mapping: dict | None, chunk_bytes:
 
 def header_line(path: Path, spec: FormatSpec) -> int | None:
     """The line number of the header (the first non-blank line) if it is the format's header."""
-    with open(path, encoding="ascii", errors="replace") as fh:
+    with open(path, encoding="utf-8-sig", errors="replace") as fh:
         for line_no, text in enumerate(fh, 1):
             if not text.strip():
                 continue

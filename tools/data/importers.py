@@ -35,7 +35,7 @@ from tools.data import readers
 from tools.data.formats import FormatSpec, check_first_line
 from tools.data.import_source import header_line, open_chunks, resolve_spec
 from tools.data.pii import hmac_pads, register_sql, secret_key
-from tools.data.schema import ImportFailed, RowProblem
+from tools.data.schema import REASON_KIND_SQL, ImportFailed, RowProblem
 from tools.data.validate import DEDUPE_KEY, STAGE_COLUMNS, chunk_select
 
 PhaseFn = Callable[[str, int], None]  # (phase name, rows so far): for UIs and the kill test
@@ -78,6 +78,8 @@ class ImportReport:
             f"{self.seconds:.1f}s): read {self.rows_read:,} = imported {self.rows_imported:,} "
             f"+ rejected {self.rows_rejected:,} + dropped {self.rows_dropped:,}"
         ]
+        if not self.rows_read:
+            lines.append("  the file has no data rows (only a header or blank lines): nothing to import")
         if self.replaced_imports:
             lines.append("  replaces import " + ", ".join(map(str, self.replaced_imports))
                          + " (same file, nothing imported then): its rejected rows were removed")
@@ -121,6 +123,10 @@ def import_file(
     if path.stat().st_size == 0:
         raise ImportFailed(f"{path}: the file is empty (0 bytes); nothing was imported. Check the export.")
     spec = resolve_spec(path, fmt)
+    if mapping and spec.name not in ("csv", "parquet"):  # a named format fixes its own columns and units
+        raise ImportFailed(
+            f"{path}: a mapping (--map, --const, --ts-unit, --mapping) applies to --format csv or parquet, but the "
+            f"file is read as {spec.name}; drop the mapping, or add --format csv to map its columns yourself.")
     if spec.engine not in ("parquet",):
         check_first_line(path, spec)
     sha, plain, truncated_line = readers.scan_file(path)
@@ -317,7 +323,7 @@ def _finalize(con, path: Path, spec: FormatSpec, report: ImportReport, keep_raw:
         con, "items", "item_id, category_id",
         f"SELECT item_id, {category} FROM _stage WHERE {ok} GROUP BY item_id")
     by_reason = con.execute(
-        "SELECT split_part(reason, ':', 1) AS r, count(*) FROM rejected WHERE import_id = ? GROUP BY r ORDER BY 2 DESC",
+        f"SELECT {REASON_KIND_SQL} AS r, count(*) FROM rejected WHERE import_id = ? GROUP BY r ORDER BY 2 DESC",
         [import_id]).fetchall()
     report.rejected_by_reason = {r: int(n) for r, n in by_reason}
     report.problems = [

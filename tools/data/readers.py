@@ -30,6 +30,7 @@ CSV_BATCH_ROWS = 50_000
 # Python's csv refuses fields over 128 KiB by default (a long review can pass that); above this
 # limit a field is a whole-file error naming its line (found by bench/fuzz_importers.py).
 CSV_FIELD_LIMIT = 64 * 1024 * 1024
+UTF8_BOM = b"\xef\xbb\xbf"  # what Excel and Notepad put before "CSV UTF-8" text
 ProgressFn = Callable[[int], None]  # called with the number of bytes (or rows) just consumed
 
 
@@ -111,6 +112,8 @@ def iter_line_chunks(
                     tail = data
                     continue
                 data, tail = data[:cut], data[cut:]
+            if done_lines == 0 and data.startswith(UTF8_BOM):  # not part of the first field
+                data = data[len(UTF8_BOM):]
             table = _lines_table(data, done_lines, at_eof)
             done_lines += table.num_rows
             if on_bytes:
@@ -176,7 +179,8 @@ def iter_csv_chunks(
     path: Path, delimiter: str = ",", batch_rows: int = CSV_BATCH_ROWS, on_bytes: ProgressFn | None = None
 ) -> tuple[list[str], Iterator[pa.Table]]:
     """The header of a quoted CSV and an iterator of record batches (fields by header name)."""
-    fh = open(path, encoding="utf-8", errors="backslashreplace", newline="")
+    # utf-8-sig: Excel's "CSV UTF-8" starts with a byte-order mark that would glue onto the first column name.
+    fh = open(path, encoding="utf-8-sig", errors="backslashreplace", newline="")
     recorder = _LineRecorder(fh)
     csv.field_size_limit(max(csv.field_size_limit(), CSV_FIELD_LIMIT))
     reader = csv.reader(recorder, delimiter=delimiter, strict=False)
@@ -284,6 +288,8 @@ def iter_parquet_chunks(
             for name in names:
                 col = batch.column(name)
                 if pa.types.is_timestamp(col.type):
+                    if col.type.tz:  # strftime writes a zoned column's local time; the store is UTC
+                        col = col.cast(pa.timestamp(col.type.unit, tz="UTC"))
                     col = pc.strftime(col, format="%Y-%m-%d %H:%M:%S")
                 cols[name] = pc.cast(col, pa.large_string())
             raw = pc.binary_join_element_wise(

@@ -90,6 +90,14 @@ TABLES: dict[str, dict[str, str]] = {
 }
 
 
+# The kind of a rejection, for counts: the reason without its fix, line numbers or quoted values, so
+# "duplicate of line 91181; ..." and "duplicate of line 54554; ..." count as one kind. An unknown
+# behavior keeps its value: each distinct one is what a `behaviors:` mapping would have to add.
+REASON_KIND_SQL = (r"split_part(split_part(regexp_replace(CASE WHEN reason LIKE 'unknown %' THEN reason "
+                   r"ELSE regexp_replace(reason, '''[^'']*''', '''...''', 'g') END, "
+                   r"'line \d+', 'line N', 'g'), ': ', 1), '; ', 1)")
+
+
 def create_table_sql(name: str) -> str:
     """`CREATE TABLE IF NOT EXISTS` for one canonical table."""
     columns = ",\n  ".join(f"{col} {typ}" for col, typ in TABLES[name].items())

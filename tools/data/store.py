@@ -21,7 +21,7 @@ import pyarrow as pa
 from tools.data import frames as frame_import
 from tools.data import importers
 from tools.data.importers import ImportReport
-from tools.data.schema import BEHAVIORS, SCORE_COLUMNS, TABLES, StoreError, create_table_sql
+from tools.data.schema import BEHAVIORS, REASON_KIND_SQL, SCORE_COLUMNS, TABLES, StoreError, create_table_sql
 from tools.paths import default_db_path
 
 PERIODS = ("hour", "day", "week", "month", "quarter", "year")
@@ -295,7 +295,7 @@ class EventStore:
         """Tables and row counts, time span, rejected rows by reason, the last imports."""
         counts = {name: self._one(f"SELECT count(*) FROM {name}")[0] for name in TABLES}
         lo, hi = self.time_span()
-        by_reason = self._df("""SELECT split_part(reason, ':', 1) AS reason, count(*) AS n FROM rejected
+        by_reason = self._df(f"""SELECT {REASON_KIND_SQL} AS reason, count(*) AS n FROM rejected
             GROUP BY 1 ORDER BY n DESC LIMIT 20""")
         imports = self._df("""SELECT import_id, source_file, format, target_table, rows_read, rows_imported,
             rows_rejected, rows_dropped, duplicates, pii_masks, pseudonymized, finished_at

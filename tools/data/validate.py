@@ -42,6 +42,15 @@ def q(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+_OFFSET_RE = r"([+-])(\d\d)(:?(\d\d))?$"  # +02:00, +0200 or +02 (PostgreSQL writes the last)
+_OFFSET_MINUTES = (  # minutes east of UTC written after an ISO date-time ('...T14:05:00+02:00'), else 0
+    rf"coalesce(CASE WHEN regexp_matches(f_ts, '\d[T ]\d\d:\d\d(:\d\d(\.\d+)?)? ?[+-]\d\d(:?\d\d)?$') THEN "
+    f"(CASE regexp_extract(f_ts, '{_OFFSET_RE}', 1) WHEN '-' THEN -1 ELSE 1 END) * "
+    f"(CAST(regexp_extract(f_ts, '{_OFFSET_RE}', 2) AS BIGINT) * 60 "
+    f"+ coalesce(TRY_CAST(regexp_extract(f_ts, '{_OFFSET_RE}', 4) AS BIGINT), 0)) END, 0)"
+)
+
+
 def _ts_sql(unit: str) -> tuple[str, str, str]:
     """(parsed-without-range, in-range timestamp, what a valid value looks like) over `f_ts`."""
     lo, hi = q(TS_MIN.isoformat(sep=" ")), q(TS_MAX.isoformat(sep=" "))
@@ -55,14 +64,18 @@ def _ts_sql(unit: str) -> tuple[str, str, str]:
             hint = "unix milliseconds, e.g. 1433221332117"
         else:  # numbers >= 1e11 are milliseconds (1e11 s is the year 5138)
             seconds = f"(CASE WHEN abs({num}) >= 1e11 THEN {num} / 1000.0 ELSE {num} END)"
-            hint = "unix seconds / milliseconds or an ISO date-time like 2017-11-25 10:00:00"
+            hint = ("unix seconds / milliseconds or an ISO date-time like 2017-11-25 10:00:00; for another "
+                    "layout give it with --ts-unit, e.g. --ts-unit ''%d/%m/%Y'' for 30/06/2017 (ts_unit: in a "
+                    "--mapping YAML)")
         in_range = (
             f"CASE WHEN {seconds} >= {_MIN_S} AND {seconds} < {_MAX_S} "
             f"THEN make_timestamp(CAST({seconds} * 1000000 AS BIGINT)) END"
         )
         parsed = f"{num}"
         if unit == "auto":
-            iso = "TRY_CAST(f_ts AS TIMESTAMP)"
+            # DuckDB's cast to TIMESTAMP drops a UTC offset (14:05+02:00 -> 14:05); the store is UTC, so
+            # the offset is subtracted here. A date-time without an offset is taken as UTC.
+            iso = f"(TRY_CAST(f_ts AS TIMESTAMP) - to_minutes({_OFFSET_MINUTES}))"
             parsed = f"coalesce(CAST({num} AS VARCHAR), CAST({iso} AS VARCHAR))"
             in_range = f"coalesce({in_range}, CASE WHEN {iso} >= {lo} AND {iso} < {hi} THEN {iso} END)"
         return parsed, in_range, hint
@@ -135,13 +148,13 @@ def chunk_select(spec: FormatSpec, expected_fields: int, pseudonymize: bool, kee
     if target == "events":
         allowed = ", ".join(spec.behaviors) if spec.behaviors else ", ".join(("view", "cart", "fav", "buy"))
         checks.append((q(L["behavior"]), "v_behavior IS NULL",
-                       f"'unknown ' || {q(L['behavior'])} || ' ' || (chr(39) || f_behavior || chr(39)) || ': expected one of {allowed}'"))
+                       f"'unknown ' || {q(L['behavior'])} || ' ' || (chr(39) || f_behavior || chr(39)) || ': expected one of {allowed}; name other values in a --mapping YAML, e.g. behaviors: {{click: view}}'"))
         checks.append((q(L["quantity"]), "f_quantity IS NOT NULL AND (v_quantity IS NULL OR v_quantity < 1 "
                        "OR v_quantity <> floor(v_quantity) OR v_quantity > 1000000)",
                        f"{q(L['quantity'])} || ' ' || (chr(39) || f_quantity || chr(39)) || ' is not a positive whole number'"))
         checks.append((q(L["amount"]), "f_amount IS NOT NULL AND (v_amount IS NULL OR NOT (v_amount >= 0 "
                        "AND v_amount < 1e12))",
-                       f"{q(L['amount'])} || ' ' || (chr(39) || f_amount || chr(39)) || ' is not an amount >= 0'"))
+                       f"{q(L['amount'])} || ' ' || (chr(39) || f_amount || chr(39)) || ' is not an amount >= 0: write a plain number with a decimal point, e.g. 9.99, without a currency sign'"))
     else:
         checks.append((q(L["rating"]), "f_rating IS NOT NULL AND (v_rating IS NULL OR NOT (v_rating BETWEEN 1 AND 5) "
                        "OR v_rating <> floor(v_rating))",
