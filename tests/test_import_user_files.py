@@ -151,6 +151,17 @@ def test_a_review_only_shop_gets_the_right_fix_from_predictor_and_cases(tmp_path
     assert main(["cases", "build", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "no customer cases to build" in out and "reviews: " in out and " analysed" in out
+    # The tools read per-user facts before any answer (is this id a customer?): with no events they
+    # must say "no", not crash (every `shopsight ask` raised KeyError 'tenure_days' on this shop).
+    from datetime import datetime
+
+    from tools.catalog import ToolContext
+    from tools.catalog.reads import is_known_user, user_facts
+    from tools.data.store import EventStore
+
+    with EventStore(str(tmp_path / "shop.duckdb"), read_only=True) as store:
+        ctx = ToolContext(store=store, cutoff=datetime(2013, 1, 1), audit_path=tmp_path / "audit.jsonl")
+        assert not is_known_user(ctx, "A3SGXH7AUHU8GW") and len(user_facts(ctx)) == 0
 
 
 def test_spreadsheet_headers_and_behavior_words_map_without_a_mapping(tmp_path, capsys):

@@ -25,6 +25,11 @@ def _round(x: float, nd: int = 2) -> float:
     return float(round(float(x), nd))
 
 
+SNAPSHOT_COLUMNS = {"n_events": "int64", "n_orders": "int64", "spend": "float64", "tenure_days": "int64",
+                    "days_since_last_event": "int64", "days_since_last_buy": "int64", "events_30d": "int64",
+                    "buys_90d": "int64", "top_category": object, "last_items": object}
+
+
 def snapshot_features(events: pd.DataFrame, cutoff: datetime, users: list[str] | None = None) -> pd.DataFrame:
     """Per-user facts as of `cutoff`, indexed by user_id (users with no event by then are absent).
 
@@ -35,8 +40,9 @@ def snapshot_features(events: pd.DataFrame, cutoff: datetime, users: list[str] |
     past = events[events["ts"] <= c]
     if users is not None:
         past = past[past["user_id"].isin(users)]
-    if not len(past):
-        return pd.DataFrame()
+    if not len(past):  # the documented columns still: a review-only shop has no events, and readers index them
+        return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in SNAPSHOT_COLUMNS.items()},
+                            index=pd.Index([], name="user_id", dtype=object))
     g = past.groupby("user_id", sort=True)
     out = pd.DataFrame({
         "n_events": g.size(),
