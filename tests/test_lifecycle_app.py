@@ -83,3 +83,21 @@ def test_scores_a_week_before_recalibrate_p_lapse_and_every_listed_user_has_mone
     new = _at_risk(store, tmp_path, horizon_days=30, stage="new", top_k=5)["users"]
     assert new and all(u["orders"] == 1 and u["usual_gap_days"] is None for u in new)
     assert all("no usual gap of their own" in u["reasons"][0] for u in new)
+
+
+def test_an_orders_only_shop_gives_no_visit_reasons(shop_store, tmp_path):
+    """The demo shop's visits explain some lapses; an orders-only export (CDNOW, most order tables)
+    records none, so "no visits or carts" would be said of every customer there."""
+    store, events = shop_store
+    with_visits = _at_risk(store, tmp_path, horizon_days=30, top_k=50)
+    assert any("no visits or carts in the last 30 days" in u["reasons"] for u in with_visits["users"])
+    orders = events[events["behavior"] == "buy"]
+    only = EventStore(tmp_path / "orders_only.duckdb")
+    only.import_frames("orders-only-test", events=orders)
+    only.replace_scores(_scores(orders, CUTOFF))
+    try:
+        res = _at_risk(only, tmp_path, horizon_days=30, top_k=50)
+        assert len(res["users"]) == 50
+        assert not any("visits" in reason for u in res["users"] for reason in u["reasons"])
+    finally:
+        only.close()

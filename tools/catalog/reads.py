@@ -26,6 +26,14 @@ def events_until_cutoff(ctx: ToolContext) -> pd.DataFrame:
     return ctx.cache["events"]
 
 
+def records_browsing(ctx: ToolContext) -> bool:
+    """Whether the shop's data holds anything but purchases (visits, carts, favourites): an orders-only
+    export (CDNOW, most order tables) cannot say a customer stopped visiting."""
+    if "records_browsing" not in ctx.cache:
+        ctx.cache["records_browsing"] = bool((events_until_cutoff(ctx)["behavior"] != "buy").any())
+    return ctx.cache["records_browsing"]
+
+
 def known_horizons(ctx: ToolContext) -> list[int]:
     """Horizons the predictor or the scores table can answer for."""
     if ctx.predictor is not None:

@@ -12,7 +12,7 @@ import pandas as pd
 from tools.catalog.context import ToolContext, ToolError, checks_ids, tool
 from tools.catalog.reads import (ACTIVE_DAYS, TRAIN_HINT, check_horizon, check_user, customer_value,
                                  events_until_cutoff, is_known_segment, is_known_user, known_horizons, lifecycle,
-                                 scores, segment_names, user_facts, user_segments, value_terms)
+                                 records_browsing, scores, segment_names, user_facts, user_segments, value_terms)
 from tools.predictor.lifecycle import LIVE_STAGES, LOST_RATIO  # LIVE_STAGES: the stages a customer can lapse from
 
 MAX_TOP_K = 100
@@ -70,7 +70,8 @@ def at_risk_users(ctx: ToolContext, horizon_days: int = 7, top_k: int = 10, segm
     if stage is not None:
         slipping = slipping[slipping["stage"] == stage]
     ranked = slipping.sort_values([rank_by, "p_lapse"], ascending=False, kind="stable").head(top_k)
-    rows = [{"rank": i + 1, "user_id": uid, **_risk_row(r), **({"segment": segs.get(uid)} if uid in segs.index else {})}
+    browsing = records_browsing(ctx)
+    rows = [{"rank": i + 1, "user_id": uid, **_risk_row(r, browsing), **({"segment": segs.get(uid)} if uid in segs.index else {})}
             for i, (uid, r) in enumerate(ranked.iterrows())]
     window = "this week" if horizon_days == 7 else f"the next {horizon_days} days"
     return {"horizon_days": horizon_days, "as_of": ctx.cutoff, "rank_by": rank_by, "segment": segment, "stage": stage,
@@ -197,11 +198,11 @@ def _calibration_note(notes: dict) -> str:
     return f"not recalibrated: {notes.get('why', 'no earlier window')}"
 
 
-def _risk_row(r: pd.Series) -> dict:
+def _risk_row(r: pd.Series, records_browsing: bool) -> dict:
     from tools.predictor.lifecycle import stage_reasons
 
     reasons = stage_reasons(r)
-    if int(r.events_30d) == 0:
+    if records_browsing and int(r.events_30d) == 0:  # an orders-only shop never records a visit
         reasons.append("no visits or carts in the last 30 days")
     return {"stage": r.stage, "p_lapse": _r(r.p_lapse), "p_alive": _r(r.p_alive), "p_churn": _r(r.p_churn),
             "expected_value": _r(r.expected_value, 2), "value_at_risk": _r(r.value_at_risk, 2),
