@@ -173,3 +173,17 @@ def test_popularity_tops_up_from_all_time_when_the_last_day_is_quiet():
     quiet = datetime(2021, 5, 3, 12, 0)  # nothing in the last day
     assert popular_ids(events, quiet, "item_id", k=3) == ["a", "b", "c"]
     assert popular_ids(events, quiet - timedelta(days=10), "item_id") == []  # before any event
+
+
+def test_logreg_rfm_does_not_extrapolate_a_feature_constant_in_training(instacart):
+    """read_instacart starts every customer on one day, so tenure is the same for all of them in the
+    training window and H days larger at the cutoff: standardized, that shift was ~170 SDs and every
+    probability collapsed to 0 (logreg_rfm ECE 0.44 / 0.68 on this sample in bench round 6)."""
+    cutoff = datetime(2017, 6, 30, 23, 59, 59)
+    for horizon in (7, 30):
+        truth = churn_truth(instacart, cutoff, horizon)
+        p = truth.merge(B.logreg_rfm_baseline(instacart, cutoff, horizon), on="user_id")["p_churn"]
+        m = churn_metrics(truth["churn"], p)
+        # 0.15 / 0.09 now (AUC unchanged, 0.735 / 0.863): the 7-day rate moved between the windows, as
+        # recency's ECE shows (0.15).
+        assert m["ece"] < 0.2 and 0.01 < p.mean() < 0.99, (horizon, p.mean(), m)

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 from scipy.special import betaln, gammaln, logsumexp
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -123,8 +124,36 @@ def _rfm_design(f: pd.DataFrame) -> pd.DataFrame:
     }, index=f.index)
 
 
+NEAR_CONSTANT_SPREAD = 0.1  # in the designs' log units: a 10 % spread of ages, counts or days
+
+
+class ClipNearConstantFeatures(TransformerMixin, BaseEstimator):
+    """Hold a feature that was nearly constant in training (spread < NEAR_CONSTANT_SPREAD) to its range.
+
+    The model is fitted at cutoff - H and applied at the cutoff, where every age is H days older. On a
+    derived timeline where every customer starts on one day, tenure is the same for all of them in the
+    training window: its tiny standard deviation turned H more days into ~170 standard deviations and
+    every probability into 0 (logreg_rfm's ECE was 0.44 / 0.68 on the Instacart sample). Features that
+    vary (recency) keep extrapolating: in a closed cohort the oldest customers at the cutoff are older
+    than any in the training window, and holding them to its range would tie them (CDNOW recency AUC
+    0.795 -> 0.786 at 90 days when every feature was clipped).
+    """
+
+    def fit(self, X, y=None):
+        values = np.asarray(X, dtype=float)
+        self.low_, self.high_ = np.nanmin(values, axis=0), np.nanmax(values, axis=0)
+        self.near_constant_ = (self.high_ - self.low_) < NEAR_CONSTANT_SPREAD
+        return self
+
+    def transform(self, X):
+        values = np.array(X, dtype=float)
+        held = self.near_constant_
+        values[:, held] = np.clip(values[:, held], self.low_[held], self.high_[held])
+        return values
+
+
 def _logistic() -> object:
-    return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000))
+    return make_pipeline(ClipNearConstantFeatures(), StandardScaler(), LogisticRegression(C=1.0, max_iter=1000))
 
 
 def recency_baseline(events: pd.DataFrame, cutoff: datetime, horizon_days: int) -> pd.DataFrame:
