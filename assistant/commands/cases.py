@@ -142,8 +142,8 @@ def _prepare_reviews(settings: Settings) -> None:
             return
         analyzer = ReviewAnalyzer.for_store(store)
     trained = analyzer.model.trained_on
-    print(f"reviews: {analyzer.n_analyzed} analysed; sentiment model trained on {trained.get('source')} "
-          f"({trained.get('n_positive')} positive / {trained.get('n_negative')} negative) "
+    print(f"reviews: {analyzer.n_analyzed} analysed; sentiment model trained on {trained.get('source')}: "
+          f"{trained.get('n_positive')} positive / {trained.get('n_negative')} negative texts "
           f"in {time.perf_counter() - start:.1f} s")
 
 
