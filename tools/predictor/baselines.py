@@ -282,9 +282,10 @@ def fit_churn_baseline(name: str, events: pd.DataFrame, cutoff: datetime, horizo
         model = _lightgbm().fit(X, y)
         return {"name": name, "columns": list(X.columns), "booster": model.booster_.model_to_string()}
     model = _logistic().fit(X, y)
-    scaler, lr = model.steps[0][1], model.steps[1][1]
+    held, scaler, lr = (step for _, step in model.steps)
     return {"name": name, "columns": list(X.columns), "mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist(),
-            "coef": lr.coef_[0].tolist(), "intercept": float(lr.intercept_[0])}
+            "coef": lr.coef_[0].tolist(), "intercept": float(lr.intercept_[0]),
+            "hold": [[int(j), float(held.low_[j]), float(held.high_[j])] for j in np.flatnonzero(held.near_constant_)]}
 
 
 def apply_churn_baseline(fitted: dict, events: pd.DataFrame, cutoff: datetime) -> pd.DataFrame:
@@ -301,6 +302,9 @@ def apply_churn_baseline(fitted: dict, events: pd.DataFrame, cutoff: datetime) -
 
         p = lgb.Booster(model_str=fitted["booster"]).predict(X.to_numpy(dtype=float), num_threads=1)
     else:
-        z = ((X.to_numpy(dtype=float) - np.array(fitted["mean"])) / np.array(fitted["scale"])) @ np.array(fitted["coef"])
+        values = X.to_numpy(dtype=float, copy=True)
+        for j, low, high in fitted.get("hold", []):  # ClipNearConstantFeatures' ranges (none in older checkpoints)
+            values[:, j] = np.clip(values[:, j], low, high)
+        z = ((values - np.array(fitted["mean"])) / np.array(fitted["scale"])) @ np.array(fitted["coef"])
         p = 1.0 / (1.0 + np.exp(-(z + fitted["intercept"])))
     return pd.DataFrame({"user_id": now.index.to_numpy(), "p_churn": np.clip(p, 0.0, 1.0)})
