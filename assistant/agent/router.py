@@ -24,7 +24,8 @@ between calls, so a question costs the prefill of its own tokens only.
 
 Optionally an exemplar prior (assistant/agent/tool_prior.py) adds log P(tool | question) from
 sentence embeddings of example questions to the name scores, a second opinion that corrects
-the small model's standing preferences.
+the small model's standing preferences. It counts less for a question near no example ("why #2?",
+a question in French): `ExemplarPrior.confidence`.
 
 Only the user's question and the conversation decide the call; nothing is matched by keywords.
 What the question itself names settles what the model is unsure of: a customer or product it
@@ -64,6 +65,7 @@ class RouteTrace:
     passed_over: list[str] = field(default_factory=list)  # better-scored tools whose required args were not given
     rerouted: list[str] = field(default_factory=list)  # "a->b": a's arguments named an id only b takes
     filled: list[str] = field(default_factory=list)  # arguments taken from what the question names
+    prior_weight: float = 0.0  # the exemplar prior's weight for this question (its confidence applied)
     reused_tokens: int = 0
     score_s: float = 0.0
     args_s: float = 0.0
@@ -114,10 +116,12 @@ class LikelihoodRouter:
         if question is None:
             question = asked[-1] if asked else ""
         prior = self.tool_prior.log_prior(question, list(specs)) if self.tool_prior is not None else {}
+        confidence = getattr(self.tool_prior, "confidence", None)
+        trace.prior_weight = self.prior_weight * (confidence(question, list(specs)) if confidence else 1.0)
         prompt, _, _ = self.chat.render_prompt(messages, [s.schema for s in specs.values()], "any")
         for name, score in self.chat.score_names(prompt, list(specs)).items():
             trace.model_scores[name] = score - self.prior.get(name, 0.0)
-            trace.scores[name] = trace.model_scores[name] + self.prior_weight * prior.get(name, 0.0)
+            trace.scores[name] = trace.model_scores[name] + trace.prior_weight * prior.get(name, 0.0)
         trace.reused_tokens = getattr(self.chat, "last_reused", 0)
         notes = _NOTE_REF_RE.findall(asked[-1] if asked else "")  # (phrase, kind, id) of each reference
         named = mentions(" ".join([question, *(f"{kind} {value}" for _, kind, value in notes)]))
