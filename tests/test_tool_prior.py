@@ -198,3 +198,12 @@ def test_example_vectors_are_cached_between_priors(tmp_path) -> None:
     unnamed = HashingEmbedding()  # no cache_key: nothing is written for it
     ExemplarPrior(unnamed, examples=EXAMPLES, cache_dir=tmp_path / "unnamed").log_prior(question, names)
     assert not (tmp_path / "unnamed").exists()
+
+
+def test_prior_counts_less_for_a_question_near_no_example() -> None:
+    prior = ExemplarPrior(HashingEmbedding(), examples=EXAMPLES)
+    names = ["at_risk_users", "review_summary"]
+    assert prior.confidence("Which customers will churn this week?", names) == 1.0  # an example itself
+    assert prior.confidence("zzz qqq", names) == 0.0  # shares nothing with any example
+    prior.unsure_below, prior.sure_from = -1.0, 3.0  # a wide ramp: strictly between for any question
+    assert 0.0 < prior.confidence("Which customers will churn this week?", names) < 1.0

@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable
 
+from assistant.agent.mentions import referenced_ids
 from assistant.agent.time_spans import spans
 from assistant.prompts import render
 
@@ -45,12 +46,6 @@ _CODE_RE = re.compile(
     r"```|\b(?:import\s+\w+|def\s+\w+\s*\(|exec\s*\(|eval\s*\(|os\.system|subprocess|__import__|rm\s+-rf|"
     r"drop\s+table|delete\s+from|insert\s+into|update\s+\w+\s+set|select\s+[\w*,\s]+\s+from|"
     r"curl\s+https?:|wget\s+|sudo\s+|pip\s+install)\b|<script\b", re.I)
-
-# Ids the question names: "user 1814", "customer #42", "user id u_00042", "item P00001", "用户 1814".
-_ID = r"([A-Za-z0-9][\w-]*\d[\w-]*|\d+)"
-_USER_REF_RE = re.compile(rf"\b(?:user|customer|client|buyer|shopper)(?:'s)?(?:\s+id)?\s*[#:=]?\s*{_ID}\b", re.I)
-_ITEM_REF_RE = re.compile(rf"\b(?:item|product|sku)(?:'s)?(?:\s+id)?\s*[#:=]?\s*{_ID}\b", re.I)
-_USER_REF_ZH_RE = re.compile(rf"(?:用户|客户|顾客)\s*(?:id|ID|编号)?\s*[#:：]?\s*{_ID}")
 
 # What ShopSight holds no data on. A question is out of scope when it asks about one of these
 # and about nothing the tools cover (churn, purchases, reviews, segments, a user's history).
@@ -188,10 +183,7 @@ def _unknown_ids(question: str, specs: dict) -> tuple[str, str] | None:
                 checks["user"].append(is_known)
             elif arg == "item_id":
                 checks["item"].append(is_known)
-    refs = [("user", m.group(1)) for m in _USER_REF_RE.finditer(question)]
-    refs += [("user", m.group(1)) for m in _USER_REF_ZH_RE.finditer(question)]
-    refs += [("item", m.group(1)) for m in _ITEM_REF_RE.finditer(question)]
-    for kind, value in refs:
+    for kind, value in referenced_ids(question):  # "user 1814", "cust #42", "item P00001", "用户 1814"
         if checks[kind] and not any(known(value) for known in checks[kind]):
             return kind, value
     return None

@@ -24,14 +24,21 @@ between calls, so a question costs the prefill of its own tokens only.
 
 Optionally an exemplar prior (assistant/agent/tool_prior.py) adds log P(tool | question) from
 sentence embeddings of example questions to the name scores, a second opinion that corrects
-the small model's standing preferences.
+the small model's standing preferences. It counts less for a question near no example ("why #2?",
+a question in French): `ExemplarPrior.confidence`.
 
 Only the user's question and the conversation decide the call; nothing is matched by keywords.
+What the question itself names settles what the model is unsure of: a customer or product it
+names puts the tools that take one first, an id slot left empty takes the one id of its kind the
+question names, a span of time ("este mes", "30d") the horizon or window left out, and a choice
+named outright ("by lapse probability") the closed choice (`tool_specs.fill_named_ids`,
+`fill_time_span`, `prefer_named_entities`; the ids are the shop's, checked read-only).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,7 +46,12 @@ from typing import Any
 from langchain_core.messages import BaseMessage, HumanMessage, ToolMessage
 
 from assistant.llm.decoding import decodes_locally
-from assistant.agent.tool_specs import ToolSpec, check_known, ground_arguments, required_grounded, worth_decoding
+from assistant.agent.mentions import mentions
+from assistant.agent.tool_specs import (ToolSpec, check_known, fill_named_ids, fill_time_span, ground_arguments,
+                                        prefer_named_entities, required_grounded, worth_decoding)
+
+# A reference note the agent put after the question (assistant/agent/session.py): '"the second one" = user 1084'.
+_NOTE_REF_RE = re.compile(r'"([^"]+)" = (user|item|category|case|review) ([\w@-]+)')
 
 
 @dataclass
@@ -52,10 +64,19 @@ class RouteTrace:
     dropped: list[str] = field(default_factory=list)
     passed_over: list[str] = field(default_factory=list)  # better-scored tools whose required args were not given
     rerouted: list[str] = field(default_factory=list)  # "a->b": a's arguments named an id only b takes
+    filled: list[str] = field(default_factory=list)  # arguments taken from what the question names
+    prior_weight: float = 0.0  # the exemplar prior's weight for this question (its confidence applied)
     reused_tokens: int = 0
     score_s: float = 0.0
     args_s: float = 0.0
     seconds: float = 0.0
+
+
+# How much the exemplar prior counts against the model's log-likelihoods. Chosen on the dev questions and held-out
+# set A only (bench/results/agent_eval.md, Round 7): replaying the 0.5B's recorded name scores with the prior at
+# weights 1 to 4, the first-call tool choice was best from 3.0 to 3.75 (at 1.0, "per customer segment" and "new
+# versus long-time customers" questions went to the at-risk list; at 4.0 a Chinese question went astray).
+DEFAULT_PRIOR_WEIGHT = 3.25
 
 
 class LikelihoodRouter:
@@ -72,8 +93,8 @@ class LikelihoodRouter:
             finding one whose required arguments the conversation supplies.
     """
 
-    def __init__(self, chat_model: Any, max_arg_tokens: int = 64, prior: Any = None, prior_weight: float = 1.0,
-                 max_candidates: int = 3):
+    def __init__(self, chat_model: Any, max_arg_tokens: int = 64, prior: Any = None,
+                 prior_weight: float = DEFAULT_PRIOR_WEIGHT, max_candidates: int = 3):
         self.chat = chat_model
         self.max_candidates = max_candidates
         self.tool_prior = prior
@@ -95,18 +116,26 @@ class LikelihoodRouter:
         if question is None:
             question = asked[-1] if asked else ""
         prior = self.tool_prior.log_prior(question, list(specs)) if self.tool_prior is not None else {}
+        confidence = getattr(self.tool_prior, "confidence", None)
+        trace.prior_weight = self.prior_weight * (confidence(question, list(specs)) if confidence else 1.0)
         prompt, _, _ = self.chat.render_prompt(messages, [s.schema for s in specs.values()], "any")
         for name, score in self.chat.score_names(prompt, list(specs)).items():
             trace.model_scores[name] = score - self.prior.get(name, 0.0)
-            trace.scores[name] = trace.model_scores[name] + self.prior_weight * prior.get(name, 0.0)
+            trace.scores[name] = trace.model_scores[name] + trace.prior_weight * prior.get(name, 0.0)
         trace.reused_tokens = getattr(self.chat, "last_reused", 0)
-        ranked = sorted(trace.scores, key=trace.scores.get, reverse=True)
+        notes = _NOTE_REF_RE.findall(asked[-1] if asked else "")  # (phrase, kind, id) of each reference
+        named = mentions(" ".join([question, *(f"{kind} {value}" for _, kind, value in notes)]))
+        ranked = prefer_named_entities(specs, sorted(trace.scores, key=trace.scores.get, reverse=True), named)
         trace.score_s = time.perf_counter() - started
         texts = [m.content for m in messages if isinstance(m, (HumanMessage, ToolMessage)) and isinstance(m.content, str)]
-        best, trace.raw_arguments, args, trace.dropped = self._choose(prompt, specs, ranked, texts, trace)
+        best, trace.raw_arguments, args, trace.dropped = self._choose(prompt, specs, ranked, texts, trace, named)
         trace.args_s = time.perf_counter() - started - trace.score_s
         args, ungrounded = ground_arguments(specs[best], args, texts, user_texts=asked)
         trace.dropped += ungrounded
+        args = _without_reference_phrases(specs[best], args, [phrase for phrase, _, _ in notes], trace)
+        args, filled = fill_time_span(specs[best], args, question)
+        trace.filled += filled
+        args = _choices_named(specs[best], args, question, trace)
         if self.tool_prior is not None:
             args = _settle_choices(specs[best], args, texts, question, self.tool_prior, trace)
         trace.seconds = time.perf_counter() - started
@@ -114,13 +143,14 @@ class LikelihoodRouter:
         return {"name": best, "args": args}
 
     def _choose(self, prompt: str, specs: dict[str, ToolSpec], ranked: list[str], texts: list[str],
-                trace: RouteTrace) -> tuple[str, str, dict, list[str]]:
+                trace: RouteTrace, named: list[str] = ()) -> tuple[str, str, dict, list[str]]:
         """(tool, raw argument text, checked arguments, dropped names) of the call to make.
 
         The best-scored tool whose required arguments come from the conversation: a call needing
         an id nobody gave cannot be meant, so the next candidate is tried. An id the model tried
         to pass that this tool cannot take but another tool can ("user_id": "1334" for
-        at_risk_users) says which tool it meant: that one is tried next.
+        at_risk_users) says which tool it meant: that one is tried next. An id slot left empty takes
+        the one id of its kind the question names (`named`, see `fill_named_ids`).
         """
         queue, tried = worth_decoding(specs, ranked, texts, self.max_candidates), []
         while queue:
@@ -131,6 +161,8 @@ class LikelihoodRouter:
             parsed = _read_object(raw)
             args, dropped = _fit(specs[name], parsed)
             args, unknown = check_known(specs[name], args)
+            args, filled = fill_named_ids(specs[name], args, list(named))
+            trace.filled += [f"{name}.{key}" for key in filled]
             tried.append((name, raw, args, dropped + unknown))
             meant = _meant_elsewhere(specs, name, parsed, args, ranked, texts)
             if meant is not None and not any(t[0] == meant for t in tried):
@@ -217,6 +249,55 @@ def _fit(spec: ToolSpec, args: dict) -> tuple[dict, list[str]]:
     return args, dropped
 
 
+def _without_reference_phrases(spec: ToolSpec, args: dict, phrases: list[str], trace: RouteTrace) -> dict:
+    """Optional free-text arguments that are only a reference the notes resolved ("text": "the first one"
+    beside "user_id": "3936") are dropped: the id is what the phrase meant."""
+    said = {p.strip().lower() for p in phrases}
+    out = {}
+    for key, value in args.items():
+        if key not in spec.required and key not in spec.known and isinstance(value, str) and \
+                value.strip().lower() in said:
+            trace.dropped.append(key)
+            continue
+        out[key] = value
+    return out
+
+
+_PROBABILITY = r"(?:probability|probabilities|prob|chance|likelihood|odds)"
+
+
+def names_choice(value: str, question: str) -> bool:
+    """Whether the question names the closed choice `value` outright.
+
+    As written ("p_lapse", "value_at_risk", "value at risk", "tenure"), or, for a probability
+    ("p_lapse"), as the ranking it asks for: "by lapse probability", "by the probability of
+    lapsing". A "highest churn probability" without "by" names no ranking: it asks who is at risk.
+    """
+    text, value = question.lower(), str(value).lower()
+    if re.search(rf"(?<![a-z]){re.escape(value)}(?![a-z])", text) or \
+            re.search(rf"(?<![a-z]){re.escape(value.replace('_', ' '))}(?![a-z])", text):
+        return True
+    prob = re.fullmatch(r"p_([a-z]+)", value)
+    if prob is None:
+        return False
+    stem = re.escape(prob.group(1)[:4])
+    return bool(re.search(rf"\bby\s+(?:the\s+|their\s+)?(?:{stem}\w*\s+{_PROBABILITY}|"
+                          rf"{_PROBABILITY}\s+(?:of\s+|to\s+)?{stem}\w*)", text))
+
+
+def _choices_named(spec: ToolSpec, args: dict, question: str, trace: RouteTrace) -> dict:
+    """Closed-choice (enum) arguments set to the one value the question names outright
+    ("rank by lapse probability" -> rank_by="p_lapse", "per customer segment" -> segment_by="segment");
+    with none or several named, the model's value stands (and `_settle_choices` reads it)."""
+    args = dict(args)
+    for key, prop in spec.parameters.items():
+        named = [value for value in prop.get("enum", []) if names_choice(value, question)]
+        if len(named) == 1 and args.get(key) != named[0]:
+            args[key] = named[0]
+            trace.filled.append(key)
+    return args
+
+
 def _settle_choices(spec: ToolSpec, args: dict, texts: list[str], question: str, prior: Any,
                     trace: RouteTrace) -> dict:
     """Closed-choice (enum) arguments the user did not name are settled by the nearest example question.
@@ -232,6 +313,8 @@ def _settle_choices(spec: ToolSpec, args: dict, texts: list[str], question: str,
         if "enum" not in prop:
             continue
         value = args.get(key)
+        if value is not None and names_choice(value, question):
+            continue
         if value is not None and (str(value).lower() in haystack or str(value).lower().replace("_", " ") in haystack):
             continue
         opinion, vote = prior.argument_vote(question, spec.name, key)

@@ -1,8 +1,15 @@
 """Spans of time in plain words, as days: "this week" (7), "the coming month" (30), "2 weeks" (14).
 
-One reading for the two places that need it: the notes the agent adds to a question
-(assistant/agent/session.py `time_notes`) and argument grounding (assistant/agent/tool_specs.py), where
-"this month" is what grounds `horizon_days: 30` and `since: "30d"`.
+One reading for the places that need it: the notes the agent adds to a question
+(assistant/agent/session.py `time_notes`), argument grounding (assistant/agent/tool_specs.py), where
+"this month" is what grounds `horizon_days: 30` and `since: "30d"`, and the gate's horizon check
+(assistant/agent/intent.py).
+
+Besides English words it reads the shorthand ops staff type ("7d", "30d", "this wk", "2 wks",
+"1 mo") and the plain spans of the other languages people ask in: French ("cette semaine",
+"ce mois-ci", "30 jours"), Spanish ("esta semana", "este mes", "30 días") and Chinese ("本周",
+"本月", "30天"). A question in those languages is answered in English (assistant/agent/intent.py),
+but its horizon is still the one it asked for.
 """
 
 from __future__ import annotations
@@ -10,25 +17,57 @@ from __future__ import annotations
 import re
 
 UNIT_DAYS = {"day": 1, "week": 7, "fortnight": 14, "month": 30, "quarter": 90, "year": 365}
+# Shorthand units after a count ("30d", "2 wks", "1 mo") or after "this"/"next" ("this wk").
+_SHORT_UNITS = {"d": "day", "wk": "week", "wks": "week", "w": "week", "mo": "month", "mos": "month",
+                "mth": "month", "mths": "month"}
 _COUNT_WORDS = {"a": 1, "an": 1, "one": 1, "this": 1, "next": 1, "coming": 1, "past": 1, "last": 1,
                 "two": 2, "three": 3, "four": 4, "six": 6, "twelve": 12}
 _ADVERBS = {"daily": 1, "weekly": 7, "monthly": 30, "quarterly": 90, "yearly": 365}
 _SPAN_RE = re.compile(r"\b(?:(\d+|" + "|".join(_COUNT_WORDS) + r")[\s-]+(" + "|".join(UNIT_DAYS) + r")s?|("
                       + "|".join(_ADVERBS) + r"))\b", re.I)
+_SHORT_RE = re.compile(r"(?<![\w.])(?:(\d+)\s?|(this|next|past|last|coming)\s+)("
+                       + "|".join(sorted(_SHORT_UNITS, key=len, reverse=True)) + r")\b", re.I)
+# Other languages: (pattern, unit). A leading number counts the units; none means one.
+_FOREIGN_SPANS = [
+    # French: cette semaine, la semaine prochaine, ce mois(-ci), le mois prochain, 30 jours, 2 semaines
+    (r"\b(?:cette|la|une)\s+semaine(?:\s+prochaine)?\b", "week"), (r"\b(?:ce|le|un)\s+mois(?:-ci|\s+prochain)?\b", "month"),
+    (r"\b(\d+)\s+jours?\b", "day"), (r"\b(\d+)\s+semaines\b", "week"),
+    # Spanish: esta semana, la próxima semana, este mes, el próximo mes, 30 días, 2 semanas
+    (r"\b(?:esta|la\s+próxima|la\s+proxima|una)\s+semana\b", "week"),
+    (r"\b(?:este|el\s+próximo|el\s+proximo|un)\s+mes\b", "month"), (r"\b(\d+)\s+d[ií]as?\b", "day"),
+    # Chinese: 本周 / 这周 / 下周 / 一周, 本月 / 这个月 / 下个月 / 一个月, 30天 / 7日
+    (r"(?:本|这|這|下|一)(?:个|個)?(?:周|週|星期|礼拜)", "week"), (r"(?:本|这|這|下|一)(?:个|個)?月", "month"),
+    (r"(\d+)\s*(?:天|日)", "day"), (r"(\d+)\s*(?:个|個)?(?:周|星期)", "week"), (r"(\d+)\s*(?:个|個)月", "month"),
+]
+_FOREIGN_RE = [(re.compile(p, re.I), unit) for p, unit in _FOREIGN_SPANS]
 _EXPLICIT_DAYS_RE = re.compile(r"\b\d+\s*(?:-\s*)?days?\b", re.I)
 
 
 def spans(text: str) -> list[tuple[str, int]]:
     """(phrase, days) for every span of time the text names, in order."""
-    found = []
+    found = []  # (start, phrase, days)
     for match in _SPAN_RE.finditer(text):
         count, unit, adverb = match.groups()
         if adverb:
             days = _ADVERBS[adverb.lower()]
         else:
             days = (int(count) if count.isdigit() else _COUNT_WORDS[count.lower()]) * UNIT_DAYS[unit.lower()]
-        found.append((match.group(0), days))
-    return found
+        found.append((match.start(), match.group(0), days))
+    for match in _SHORT_RE.finditer(text):
+        number, _, short = match.groups()
+        found.append((match.start(), match.group(0), int(number or 1) * UNIT_DAYS[_SHORT_UNITS[short.lower()]]))
+    for pattern, unit in _FOREIGN_RE:
+        for match in pattern.finditer(text):
+            number = match.group(1) if match.groups() else None
+            found.append((match.start(), match.group(0), int(number or 1) * UNIT_DAYS[unit]))
+    found.sort()
+    out: list[tuple[str, int]] = []
+    end = -1
+    for start, phrase, days in found:  # one reading per stretch of text ("30 días" is not also "30 d")
+        if start >= end:
+            out.append((phrase, days))
+            end = start + len(phrase)
+    return out
 
 
 def gives_days(text: str) -> bool:

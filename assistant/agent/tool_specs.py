@@ -271,3 +271,79 @@ def _grounded_value(value: Any, haystack: str, numbers: set[float]) -> bool:
     if len(words) >= 3:  # a free-text description: most of its words must be the user's
         return sum(w in haystack for w in words) >= 0.5 * len(words)
     return False
+
+
+# Arguments that name one entity (a customer, a product): a question naming one is about it.
+ENTITY_ARGUMENTS = ("user_id", "item_id")
+
+
+def _takes(spec: ToolSpec, keys: tuple[str, ...] | None, named: list[str]) -> bool:
+    return any(spec.known[key](value) for key in spec.known if keys is None or key in keys for value in named)
+
+
+def prefer_named_entities(specs: dict[str, ToolSpec], ranked: list[str], named: list[str]) -> list[str]:
+    """`ranked` with the tools that can take a customer or product the question names moved first.
+
+    "why is 4955 at risk?" names customer 4955: a tool that takes no customer (at_risk_users) cannot
+    answer it, however well its name scored. `named` holds the question's id candidates
+    (assistant/agent/mentions.py); the tools' own read-only checks say which are real ids. The order
+    inside each group stays the model's. Segments and categories do not count: several tools report
+    on a group (a list of its at-risk customers, a comparison of groups, its reviews).
+    """
+    takers = [name for name in ranked if _takes(specs[name], ENTITY_ARGUMENTS, named)]
+    if not takers or takers[0] == ranked[0]:
+        return ranked
+    return takers + [name for name in ranked if name not in takers]
+
+
+def fill_named_ids(spec: ToolSpec, args: dict, named: list[str]) -> tuple[dict, list[str]]:
+    """An empty id slot filled with the one id of its kind that the question names.
+
+    A small model forced to write a call often leaves an id slot out or fills it with an invented
+    value ("category_id": "67890" for "main gripes about cat_treats?"; `check_known` then drops it).
+    When the question names exactly one value the slot's read-only check accepts (a longer name
+    wins over one inside it: "pasta_sauce" over "pasta"), and no sibling id slot is filled ("item_id"
+    beside "category_id"), that value is the one meant.
+
+    Returns:
+        (arguments, names of the filled slots).
+    """
+    args, filled = dict(args), []
+    for key, is_known in spec.known.items():
+        if args.get(key) not in (None, "") or any(args.get(k) not in (None, "") for k in spec.known if k != key):
+            continue
+        found = list(dict.fromkeys(value for value in named if is_known(value)))
+        found = [v for v in found if not any(v != w and v.lower() in w.lower() for w in found)]
+        if len(found) == 1:
+            args[key] = found[0]
+            filled.append(key)
+    return args, filled
+
+
+def fill_time_span(spec: ToolSpec, args: dict, question: str) -> tuple[dict, list[str]]:
+    """A horizon or window the question names but the call left out, filled in from the span.
+
+    "¿... este mes?" is 30 days whatever the model wrote; when the model's horizon was dropped as
+    ungrounded, or its window was a made-up date, the span the user named is what they asked for.
+    Only when the question names one span (in days): with two ("churned last month, who is at risk
+    this week?") the model's reading stands. `*_days` integers get the days, a `since` window "<days>d".
+
+    Returns:
+        (arguments, names of the filled ones).
+    """
+    days = {d for _, d in spans(question)}
+    if len(days) != 1:
+        return args, []
+    (day_count,) = days
+    args, filled = dict(args), []
+    for key, prop in spec.parameters.items():
+        if key in args:
+            continue
+        if key.endswith("_days") and prop.get("type") == "integer":
+            args[key] = day_count
+        elif key == "since":
+            args[key] = f"{day_count}d"
+        else:
+            continue
+        filled.append(key)
+    return args, filled

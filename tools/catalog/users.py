@@ -347,7 +347,10 @@ def predict_next(ctx: ToolContext, user_id: str, k: int = 5) -> dict:
 def segment_report(ctx: ToolContext,
                    segment_by: Literal["first_category", "tenure", "value_band", "segment"] = "value_band",
                    horizon_days: int = 30) -> dict:
-    """Compare churn and purchase rates across customer segments of the active customers.
+    """Compare churn and purchase rates across groups of the active customers: a breakdown, not a list.
+
+    For questions that compare groups or ask for rates per group: new versus long-time customers,
+    big versus small spenders, per shop segment, per first-purchase category.
 
     Args:
         segment_by: How to group users: category of their first purchase ("first_category"),
