@@ -50,7 +50,7 @@ QUESTIONS = ROOT / "data" / "questions" / "answer_eval.jsonl"
 # What no answer's prose may show: internal field names and raw ISO timestamps.
 INTERNAL_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}|\b(?:p_churn|p_buy|p_cart|model_version|user_id|item_id|"
                          r"horizon_days|value_at_risk|next_behavior|as_of)\b|\bp buy\b|\bmodel version\b|From [a-z]+_[a-z_]+:")
-UNRELATED_LIST_RE = re.compile(r"most likely to stop buying|最可能不再购买|with the most money at stake")
+UNRELATED_LIST_RE = re.compile(r"most likely to stop buying|最可能不再购买|with the most (?:money|expected orders) at stake")
 CHURN_RE = re.compile(r"\bchurn\w*|\bat[- ]risk\b|stop(?:s|ped)? buying|流失", re.I)
 
 

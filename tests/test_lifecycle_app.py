@@ -85,13 +85,14 @@ def test_scores_a_week_before_recalibrate_p_lapse_and_every_listed_user_has_mone
     assert all("no usual gap of their own" in u["reasons"][0] for u in new)
 
 
-def test_an_orders_only_shop_gives_no_visit_reasons(shop_store, tmp_path):
+def test_an_orders_only_shop_without_prices_gives_no_visit_reasons_and_no_zero_spend(shop_store, tmp_path):
     """The demo shop's visits explain some lapses; an orders-only export (CDNOW, most order tables)
-    records none, so "no visits or carts" would be said of every customer there."""
+    records none, so "no visits or carts" would be said of every customer there. Without prices
+    spend is unknown: the tools say None, never "$0.00" (the Instacart sample read "11 orders worth $0.00")."""
     store, events = shop_store
     with_visits = _at_risk(store, tmp_path, horizon_days=30, top_k=50)
     assert any("no visits or carts in the last 30 days" in u["reasons"] for u in with_visits["users"])
-    orders = events[events["behavior"] == "buy"]
+    orders = events[events["behavior"] == "buy"].assign(amount=None)
     only = EventStore(tmp_path / "orders_only.duckdb")
     only.import_frames("orders-only-test", events=orders)
     only.replace_scores(_scores(orders, CUTOFF))
@@ -99,5 +100,12 @@ def test_an_orders_only_shop_gives_no_visit_reasons(shop_store, tmp_path):
         res = _at_risk(only, tmp_path, horizon_days=30, top_k=50)
         assert len(res["users"]) == 50
         assert not any("visits" in reason for u in res["users"] for reason in u["reasons"])
+        assert res["value_unit"] == "orders" and "currency" not in res
+        ctx = ToolContext(store=only, cutoff=CUTOFF, audit_path=tmp_path / "audit.jsonl")
+        tools = {f.__name__: f for f in build_tools(ctx)}
+        history = tools["user_history"](user_id=res["users"][0]["user_id"])
+        assert history["totals"]["orders"] > 0 and history["totals"]["spend"] is None
+        segments = tools["segment_report"](segment_by="tenure", horizon_days=30)["segments"]
+        assert segments and all(s["mean_spend"] is None for s in segments)
     finally:
         only.close()

@@ -52,3 +52,14 @@ def test_the_headline_answer_shows_stage_money_and_the_already_lost():
     assert "Money at risk across 64 customers not lost" in text and "1,234.50 USD" in text
     assert "312 customers were already lost before this week" in text
     assert "Stage: at risk (70% chance of lapsing, 86.50 USD at risk); overdue; an order now brings" in text
+
+
+def test_a_shop_without_prices_is_answered_in_expected_orders_not_money():
+    from assistant.agent.composer import compose_answer
+
+    no_prices = {**RESULT, "rank_by": "value_at_risk", "currency": None, "value_unit": "orders",
+                 "value_note": "no prices in the data: value is in expected orders, not money"}
+    text = compose_answer("Which users will churn this week and why?", [("at_risk_users", no_prices)])
+    assert text.startswith("The customers with the most expected orders at stake over the next 7 days")
+    assert "Expected orders at risk across 64 customers not lost" in text and ": 1,234.50 expected orders, as of" in text
+    assert "money" not in text.split("Note:")[0].lower() and "USD" not in text and "$" not in text

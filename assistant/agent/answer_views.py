@@ -114,6 +114,7 @@ def _at_risk(r: dict, lang: str, cur: str) -> dict:
              for u in r.get("users") or []]
     return {"horizon": number(r.get("horizon_days", "")), "segment": r.get("segment") or "",
             "by_value": r.get("rank_by") == "value_at_risk", "as_of": day(r.get("as_of"), lang),
+            "in_orders": cur == "orders",
             "lapse": any(isinstance(u.get("p_lapse"), (int, float)) for u in r.get("users") or []),
             "money_at_risk": money(r.get("money_at_risk"), cur) if r.get("money_at_risk") is not None else "",
             "lost_note": str(r.get("lost_note") or ""), "value_note": str(r.get("value_note") or ""),

@@ -34,6 +34,16 @@ def records_browsing(ctx: ToolContext) -> bool:
     return ctx.cache["records_browsing"]
 
 
+def records_prices(ctx: ToolContext) -> bool:
+    """Whether any purchase has an amount: without prices (Taobao, most order-line exports) spend is
+    unknown, not zero, and the tools say None instead of "$0.00"."""
+    if "records_prices" not in ctx.cache:
+        events = events_until_cutoff(ctx)
+        buys = events[events["behavior"] == "buy"]
+        ctx.cache["records_prices"] = bool("amount" in buys and (buys["amount"].fillna(0.0) > 0).any())
+    return ctx.cache["records_prices"]
+
+
 def known_horizons(ctx: ToolContext) -> list[int]:
     """Horizons the predictor or the scores table can answer for."""
     if ctx.predictor is not None:

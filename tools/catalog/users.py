@@ -12,7 +12,7 @@ import pandas as pd
 from tools.catalog.context import ToolContext, ToolError, checks_ids, tool
 from tools.catalog.reads import (ACTIVE_DAYS, TRAIN_HINT, check_horizon, check_user, customer_value,
                                  events_until_cutoff, is_known_segment, is_known_user, known_horizons, lifecycle,
-                                 records_browsing, scores, segment_names, user_facts, user_segments, value_terms)
+                                 records_browsing, records_prices, scores, segment_names, user_facts, user_segments, value_terms)
 from tools.predictor.lifecycle import LIVE_STAGES, LOST_RATIO  # LIVE_STAGES: the stages a customer can lapse from
 
 MAX_TOP_K = 100
@@ -20,6 +20,11 @@ MAX_TOP_K = 100
 
 def _r(x, nd: int = 3):
     return None if x is None or pd.isna(x) else round(float(x), nd)
+
+
+def _spend(ctx: ToolContext, amount) -> float | None:
+    """Money spent, or None where the shop records no prices (unknown, not $0.00)."""
+    return _r(amount, 2) if records_prices(ctx) else None
 
 
 def _split_ids(value) -> list[str]:
@@ -231,7 +236,7 @@ def explain_user(ctx: ToolContext, user_id: str, horizon_days: int = 7) -> dict:
     exp = predictor_explain(ctx.predictor, events[events["user_id"] == user_id], user_id, ctx.cutoff, horizon_days,
                             reviews=ctx.store.reviews_frame(user_id=user_id, until=ctx.cutoff))
     f = user_facts(ctx).loc[user_id]
-    facts = {"orders": int(f.n_orders), "spend": _r(f.spend, 2), "days_since_last_buy": int(f.days_since_last_buy),
+    facts = {"orders": int(f.n_orders), "spend": _spend(ctx, f.spend), "days_since_last_buy": int(f.days_since_last_buy),
              "days_since_last_event": int(f.days_since_last_event), "tenure_days": int(f.tenure_days),
              "events_30d": int(f.events_30d), "top_category": f.top_category}
     facts.update({k: v for k, v in (exp.get("facts") or {}).items() if k not in facts})
@@ -311,7 +316,7 @@ def user_history(ctx: ToolContext, user_id: str, last_n: int = 10) -> dict:
               for r in hist.itertuples()]
     f = user_facts(ctx).loc[user_id]
     return {"user_id": user_id, "as_of": ctx.cutoff, "events": events,
-            "totals": {"events": int(f.n_events), "orders": int(f.n_orders), "spend": _r(f.spend, 2),
+            "totals": {"events": int(f.n_events), "orders": int(f.n_orders), "spend": _spend(ctx, f.spend),
                        "tenure_days": int(f.tenure_days), "days_since_last_buy": int(f.days_since_last_buy),
                        "top_category": f.top_category}}
 
@@ -378,7 +383,7 @@ def segment_report(ctx: ToolContext,
         rows.append({"segment": str(name), "users": int(len(g)), "predicted_churn_rate": _r(g.p_churn.mean()),
                      "predicted_buy_rate": _r(g.p_buy.mean()),
                      f"bought_in_last_{horizon_days}d": _r(g.bought_last_h.mean()),
-                     "mean_spend": _r(g.spend.mean(), 2),
+                     "mean_spend": _spend(ctx, g.spend.mean()),
                      "stages": {k: int(v) for k, v in g["stage"].value_counts().items()},
                      "money_at_risk": _r(g.value_at_risk.sum(), 2)})
     rows.sort(key=lambda r: -(r["predicted_churn_rate"] or 0))
