@@ -179,3 +179,28 @@ def test_a_takeaway_that_echoes_the_question_or_the_prompt_is_not_kept() -> None
     assert echoes("The pattern, not the list.", "Summarize the reviews of item P1.")
     assert echoes("未来30天哪些客户可能不再购买？", "未来30天哪些客户可能不再购买？")
     assert not echoes("Most of them stopped visiting.", "Who churns this week?")
+
+
+def test_no_reviews_means_no_takeaway_to_ask_for() -> None:
+    """A review summary of nothing gave the model nothing to read, and it wrote a review anyway ("praises the
+    CD's sound quality" on CDNOW, a shop without reviews)."""
+    empty = {"item_id": "cd", "n_reviews": 0, "sentiment": {}, "aspects": []}
+    assert takeaway_facts([("review_summary", empty)])[0] == []
+    one = {"item_id": "B1", "n_reviews": 1, "mean_rating": 5.0, "sentiment": {"positive": 1}, "aspects": []}
+    assert takeaway_facts([("review_summary", one)])[0] == ["1 reviews, mean rating 5 stars: 1 positive, 0 negative."]
+
+
+def test_next_items_without_categories_are_the_prediction() -> None:
+    """An orders-only shop without categories still predicts items: the answer must not open with
+    'There is no next-purchase prediction' and then list them."""
+    from assistant.agent.composer import compose_answer
+
+    result = {"user_id": "1", "as_of": "2017-12-30T20:00:00", "next_categories": [],
+              "next_items": [{"item_id": "196", "p": 0.097}, {"item_id": "25133", "p": 0.05}],
+              "next_behavior": "buy", "p_buy": {"7d": 0.2, "30d": 0.6}}
+    text = compose_answer("What will user 1 buy next?", [("predict_next", result)])
+    assert "no next-purchase prediction" not in text
+    assert "User 1's most likely next items: 196 (10%), 25133 (5%)." in text
+    assert "whenever they next act, it is most likely to be a purchase" in text
+    nothing = compose_answer("What will user 1 buy next?", [("predict_next", {**result, "next_items": []})])
+    assert "There is no next-purchase prediction for user 1." in nothing

@@ -217,6 +217,8 @@ def _history(r: dict, counts: dict, cur: str) -> list[str]:
 
 
 def _reviews(r: dict, counts: dict, cur: str) -> list[str]:
+    if not r.get("n_reviews"):  # nothing to read: asked anyway, the model made a review up ("praises the sound")
+        return []
     s = r.get("sentiment") if isinstance(r.get("sentiment"), dict) else {}
     rating = f", mean rating {number(r['mean_rating'], 1)} stars" if isinstance(r.get("mean_rating"), (int, float)) else ""
     lines = [f"{number(r.get('n_reviews', 0))} reviews{rating}: {number(s.get('positive') or 0)} positive, "
