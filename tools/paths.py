@@ -6,6 +6,7 @@ yet the store, the predictor and the case memory all need the same defaults.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -18,6 +19,12 @@ for _name, _value in {
     "TOKENIZERS_PARALLELISM": "false",
 }.items():
     os.environ.setdefault(_name, _value)
+
+# On CPUs with avx512_bf16, importing bitsandbytes (sentence-transformers and peft do) tries to fetch a
+# 4-bit kernel from the Hub with the optional `kernels` package, which offline it must not; it then
+# uses its own CPU kernel and warns about it on every start. The warning tells a user to install a
+# package that would download code at run time: silenced here, where the offline rules live.
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 
 def shopsight_home() -> Path:
