@@ -28,9 +28,9 @@ import pandas as pd
 
 from tools.predictor.bench_datasets import load_bench_data
 from tools.predictor.data import Examples
-from tools.predictor.calibration import choose_pooled_map, fit_recent, fit_trend
+from tools.predictor.calibration import apply_calibration, choose_pooled_map, fit_platt, fit_recent, fit_trend
 from tools.predictor.metrics import expected_calibration_error
-from tools.predictor.score import Predictor, _beats_raw, _isotonic, _platt, apply_calibration, predict_examples
+from tools.predictor.score import Predictor, _beats_raw, _isotonic, predict_examples
 from tools.predictor.train import TrainConfig, build_datasets
 
 FIELDS = ("user_rows", "ends", "cutoffs", "features", "buy", "cart", "mask")
@@ -38,15 +38,16 @@ FIELDS = ("user_rows", "ends", "cutoffs", "features", "buy", "cart", "mask")
 
 def _maps(z: np.ndarray, y: np.ndarray, cut: np.ndarray, heldout: np.ndarray, fit: np.ndarray, now: float) -> dict:
     newest = fit & (cut == cut[fit].max())
-    return {"pooled_platt": _platt(z[fit], y[fit]), "pooled_isotonic": _isotonic(z[fit], y[fit]),
-            "newest_platt": _platt(z[newest], y[newest]), "heldout_platt": _platt(z[fit & heldout], y[fit & heldout]),
+    return {"pooled_platt": fit_platt(z[fit], y[fit]), "pooled_isotonic": _isotonic(z[fit], y[fit]),
+            "newest_platt": fit_platt(z[newest], y[newest]),
+            "heldout_platt": fit_platt(z[fit & heldout], y[fit & heldout]),
             "trend_platt": fit_trend(z[fit], y[fit], cut[fit], now),
             "recent_platt": fit_recent(z[fit], y[fit], cut[fit]), "raw": None}
 
 
 def _rule(z: np.ndarray, y: np.ndarray, cut: np.ndarray, now: float) -> tuple[dict | None, dict]:
     """What `score.fit_calibration` ships with `calibrate_on: pooled` (the map kept only if it beats raw)."""
-    pooled = _platt(z, y) if _beats_raw(z, y, _platt) else None
+    pooled = fit_platt(z, y) if _beats_raw(z, y, fit_platt) else None
     return choose_pooled_map(z, y, cut, now, pooled)
 
 

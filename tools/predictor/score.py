@@ -35,11 +35,6 @@ MIN_DISTINCT_FOR_CHECK = 20
 
 
 # ---- calibration --------------------------------------------------------------------------------
-def _platt(z: np.ndarray, y: np.ndarray, l2: float = 1e-3) -> dict:
-    """Fit sigmoid(a*z + b) by Newton's method on the log loss (2 parameters, always converges)."""
-    return fit_platt(z, y, l2=l2)
-
-
 def _isotonic(z: np.ndarray, y: np.ndarray) -> dict:
     from sklearn.isotonic import IsotonicRegression
 
@@ -87,7 +82,7 @@ def fit_calibration(model, arrays: EventArrays, val: Examples, cfg, label_end: i
             z, y = raw[f"{key}_logits"][latest, j].astype(float), getattr(val, key)[latest, j].astype(float)
             fitted = None
             if cfg.calibration != "none" and 0 < y.sum() < len(y):
-                fit = _platt if cfg.calibration == "platt" else _isotonic
+                fit = fit_platt if cfg.calibration == "platt" else _isotonic
                 if _beats_raw(z, y, fit):
                     fitted = fit(z, y)
                 entry[f"{key}_calibrated"] = fitted is not None
