@@ -38,9 +38,9 @@ def records_prices(ctx: ToolContext) -> bool:
     """Whether any purchase has an amount: without prices (Taobao, most order-line exports) spend is
     unknown, not zero, and the tools say None instead of "$0.00"."""
     if "records_prices" not in ctx.cache:
-        events = events_until_cutoff(ctx)
-        buys = events[events["behavior"] == "buy"]
-        ctx.cache["records_prices"] = bool("amount" in buys and (buys["amount"].fillna(0.0) > 0).any())
+        from tools.predictor.clv import has_prices  # the rule the value model uses for its unit
+
+        ctx.cache["records_prices"] = has_prices(events_until_cutoff(ctx))
     return ctx.cache["records_prices"]
 
 
