@@ -70,6 +70,7 @@ def _run(args: argparse.Namespace) -> int:
     unknown = [m for m in args.models or [] if m not in MODELS]
     if unknown:
         raise SystemExit(f"unknown model(s) {', '.join(unknown)}; choose from: {', '.join(MODELS)}")
+    from assistant.commands.cutoffs import parse_cutoff
     from tools.predictor.bench_files import parse_horizon
 
     config = None
@@ -78,7 +79,7 @@ def _run(args: argparse.Namespace) -> int:
         if not (args.cutoff and args.horizon and args.data):
             raise SystemExit("own cutoffs need all of --data FILE, --cutoff ISO and --horizon H (e.g. 1h, 1d, 30d)")
         try:
-            cutoffs = [_parse_cutoff(c) for c in args.cutoff]
+            cutoffs = [parse_cutoff(c, "--cutoff") for c in args.cutoff]
             horizons = [parse_horizon(h) for h in args.horizon]
         except ValueError as exc:
             raise SystemExit(str(exc)) from None
@@ -107,12 +108,6 @@ def _run(args: argparse.Namespace) -> int:
     run_clv_for(args.dataset, args.data, args.out, clv_models, args.n_users, args.seed, args.resume,
                 score=not args.no_score)
     return 1 if manifest.get("failed") else 0
-
-
-def _parse_cutoff(text: str):
-    from assistant.commands.cutoffs import parse_cutoff
-
-    return parse_cutoff(text, "--cutoff")
 
 
 def _score(args: argparse.Namespace) -> int:
