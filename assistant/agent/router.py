@@ -47,11 +47,9 @@ from langchain_core.messages import BaseMessage, HumanMessage, ToolMessage
 
 from assistant.llm.decoding import decodes_locally
 from assistant.agent.mentions import mentions
+from assistant.agent.session import reference_notes
 from assistant.agent.tool_specs import (ToolSpec, check_known, fill_named_ids, fill_time_span, ground_arguments,
                                         prefer_named_entities, required_grounded, worth_decoding)
-
-# A reference note the agent put after the question (assistant/agent/session.py): '"the second one" = user 1084'.
-_NOTE_REF_RE = re.compile(r'"([^"]+)" = (user|item|category|case|review) ([\w@-]+)')
 
 
 @dataclass
@@ -123,7 +121,7 @@ class LikelihoodRouter:
             trace.model_scores[name] = score - self.prior.get(name, 0.0)
             trace.scores[name] = trace.model_scores[name] + trace.prior_weight * prior.get(name, 0.0)
         trace.reused_tokens = getattr(self.chat, "last_reused", 0)
-        notes = _NOTE_REF_RE.findall(asked[-1] if asked else "")  # (phrase, kind, id) of each reference
+        notes = reference_notes(asked[-1] if asked else "")  # (phrase, kind, id) of each reference
         named = mentions(" ".join([question, *(f"{kind} {value}" for _, kind, value in notes)]))
         ranked = prefer_named_entities(specs, sorted(trace.scores, key=trace.scores.get, reverse=True), named)
         trace.score_s = time.perf_counter() - started

@@ -161,6 +161,15 @@ def resolve_references(question: str, entities: dict[str, list[str]], last_kind:
     return "; ".join(notes)
 
 
+# The notes `resolve_references` writes, read back by the router: '"the second one" = user 1084'.
+_REFERENCE_NOTE_RE = re.compile(r'"([^"]+)" = (' + "|".join(sorted(set(ENTITY_KEYS.values()))) + r") ([\w@-]+)")
+
+
+def reference_notes(text: str) -> list[tuple[str, str, str]]:
+    """(phrase, kind, id) of every reference note in `text` (a question with its notes appended)."""
+    return _REFERENCE_NOTE_RE.findall(text)
+
+
 def time_notes(question: str) -> list[str]:
     """Notes turning "this week" / "the coming month" into days, unless the question already gives days."""
     if gives_days(question):
