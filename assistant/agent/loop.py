@@ -58,6 +58,7 @@ class _Turn:
     question: str
     messages: list[BaseMessage]
     current: int = 0  # index of this turn's question in `messages`: what comes before is earlier turns
+    earlier: list[BaseMessage] | None = None  # those earlier turns shortened, once per turn (they do not change)
     results: list[tuple[str, Any]] = field(default_factory=list)  # this turn, sanitized
     calls_seen: set[str] = field(default_factory=set)
     untrusted: list[str] = field(default_factory=list)
@@ -216,7 +217,9 @@ class Agent:
     @staticmethod
     def _prompt_messages(turn: _Turn) -> list[BaseMessage]:
         """What the model reads: earlier turns shortened (assistant/agent/session.py), this turn whole."""
-        return shorten_earlier_turns(turn.messages, turn.current)
+        if turn.earlier is None:  # a turn only appends to its messages: the earlier ones are shortened once
+            turn.earlier = shorten_earlier_turns(turn.messages[:turn.current], turn.current)
+        return turn.earlier + turn.messages[turn.current:]
 
     def _local_step(self, messages: list[BaseMessage], allow_tools: bool, max_new: int | None = None) -> AIMessage:
         """One step on the in-process model (its `complete`), parsed like LocalToolChat does.
