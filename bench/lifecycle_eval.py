@@ -48,6 +48,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,8 +57,6 @@ sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 from tools.predictor.baselines import bgnbd_p_no_purchase, bgnbd_summary, fit_bgnbd
 from tools.predictor.bench_datasets import read_cdnow
 from tools.predictor.clv import customer_value
-import numpy as np
-
 from tools.predictor.lifecycle import (AT_RISK_RATIO, MIN_GAP_DAYS, LapseCalibration, _window, calibrated_p_lapse,
                                        lapse_features, lapse_labels, lifecycle_frame, p_lapse)
 from tools.predictor.metrics import expected_calibration_error
