@@ -27,6 +27,7 @@ from assistant.ui_render import (  # noqa: E402
     CITATION_JS, at_risk_table, case_markdown, driver_row, error_text, import_report_markdown, lapse_histogram,
     operations_summary, render_events, review_markdown, rows_frame, summary_markdown, summary_panel, user_head_markdown,
 )
+from assistant.config import read_auth  # noqa: E402,F401 - app.read_auth stays importable
 from assistant.ui_queue import AnswerLine  # noqa: E402
 from assistant.workspace import PartUnavailable, Workspace  # noqa: E402
 
@@ -376,26 +377,6 @@ def _banner(ws: Workspace, jobs: dict | None = None) -> str:
     lines = [f"**{part}**: {line}" for part, line in jobs.items()]  # a part being built: its progress, not a fix
     lines += [f"⚠ **{part}**: {message}" for part, message in ws.problems.items() if part not in jobs]
     return "\n\n".join(lines)
-
-
-def read_auth(spec: str) -> list[tuple[str, str]] | None:
-    """SHOPSIGHT_AUTH: 'user:password', or a file with one 'user:password' a line."""
-    if not spec:
-        return None
-    lines = Path(spec).read_text().splitlines() if Path(spec).is_file() else [spec]
-    pairs = []
-    for number, line in enumerate(lines, 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        user, sep, password = line.partition(":")
-        if not sep or not user or not password:
-            where = f"{spec}:{number}" if Path(spec).is_file() else "SHOPSIGHT_AUTH / --auth"
-            raise SystemExit(f"{where}: expected 'user:password', got {line!r}")
-        pairs.append((user, password))
-    if not pairs:
-        raise SystemExit(f"{spec}: no 'user:password' line; add one or unset SHOPSIGHT_AUTH")
-    return pairs
 
 
 def launch(ws: Workspace, host: str = "127.0.0.1", port: int = 7860, auth: str = "", block: bool = True):

@@ -76,3 +76,24 @@ class Settings:
     @property
     def predictor_dir(self) -> Path:
         return self.models_dir / "predictor" / self.predictor
+
+
+def read_auth(spec: str) -> list[tuple[str, str]] | None:
+    """SHOPSIGHT_AUTH: 'user:password', or a file with one 'user:password' a line (the workspace's
+    login, and what `shopsight ask` logs in with when it forwards a question to a running workspace)."""
+    if not spec:
+        return None
+    lines = Path(spec).read_text().splitlines() if Path(spec).is_file() else [spec]
+    pairs = []
+    for number, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        user, sep, password = line.partition(":")
+        if not sep or not user or not password:
+            where = f"{spec}:{number}" if Path(spec).is_file() else "SHOPSIGHT_AUTH / --auth"
+            raise SystemExit(f"{where}: expected 'user:password', got {line!r}")
+        pairs.append((user, password))
+    if not pairs:
+        raise SystemExit(f"{spec}: no 'user:password' line; add one or unset SHOPSIGHT_AUTH")
+    return pairs

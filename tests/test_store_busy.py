@@ -4,6 +4,7 @@ its workspace, never DuckDB's traceback. Two real processes on one real DuckDB f
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -90,3 +91,54 @@ def test_readers_in_two_processes_share_the_store(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "2024-01-02 00:00:00"
 
+
+
+# The holder is a real workspace: the demo stack of tests/app_shop.py with its scripted analyst, launched
+# as `make run` launches it (the store held for writing, the demo lock naming its URL).
+WORKSPACE_HOLDER = r"""
+import sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[3])
+import app
+from app_shop import scripted_analyst, stack_in_home
+from assistant.workspace import Workspace
+from tools.jobs import HomeLock
+home, port = Path(sys.argv[1]), int(sys.argv[2])
+with stack_in_home(home) as stack:
+    chat = scripted_analyst()
+    ws = Workspace.open(stack["settings"], store=stack["store"], predictor=stack["predictor"], cases=stack["cases"],
+                        reviews=stack["reviews"], chat_model_factory=lambda: chat)
+    lock = HomeLock(home, url=f"http://127.0.0.1:{port}").acquire()
+    demo = app.launch(ws, host="127.0.0.1", port=port, block=False)
+    print("ready", flush=True)
+    sys.stdin.read()
+    demo.close()
+"""
+
+
+def test_ask_while_a_workspace_runs_is_answered_by_that_workspace(tmp_path):
+    """`shopsight ask` beside `make run`: the running workspace answers (its agent, its tools), exit 0."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    home = tmp_path / "home"
+    env = {**_env(home), "GRADIO_ANALYTICS_ENABLED": "False"}
+    holder = subprocess.Popen([sys.executable, "-c", WORKSPACE_HOLDER, str(home), str(port), str(ROOT / "tests")],
+                              cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        asked = subprocess.run([sys.executable, "-m", "assistant.cli", "ask", "Which users will churn this week?"],
+                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        as_json = subprocess.run([sys.executable, "-m", "assistant.cli", "ask", "--json", "Which users churn?"],
+                                 cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    assert asked.returncode == 0, asked.stderr[-3000:]
+    assert "asking it there" in asked.stderr and "-> at_risk_users(" in asked.stderr
+    # The scripted analyst's answer names the top user of the workspace's own at_risk_users result.
+    assert re.search(r"user \S+", asked.stdout) and "Traceback" not in asked.stdout + asked.stderr
+    # --json needs the event stream of a local agent: the store's holder is named instead, as before.
+    assert as_json.returncode == 1 and f"workspace at http://127.0.0.1:{port}" in as_json.stderr

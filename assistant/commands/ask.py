@@ -4,6 +4,10 @@ Prints the answer (and its sources); with `--json`, the event stream as JSON lin
 event per line with a `type` field, the last being `{"type": "answer", "text", "citations",
 "grounded", "ungrounded", ...}`. With `--session FILE` the conversation is kept in FILE, so
 a follow-up asked by a second `shopsight ask --session FILE` resolves against the first.
+
+While a workspace (`make run`, `shopsight app`) holds the event store, no other process can read
+it (DuckDB), so the question goes to that workspace's chat instead and its answer is printed
+(assistant/commands/ask_workspace.py); `--json` and `--session` need the store itself.
 """
 
 from __future__ import annotations
@@ -43,12 +47,17 @@ def main(args: argparse.Namespace) -> int:
 
     from tools.data.schema import StoreError
     from tools.data.store import EventStore
+    from tools.data.store_holder import StoreHeldError
 
     settings = Settings.from_env()
     if not Path(settings.db_path).exists():
         raise SystemExit(f"no event store at {settings.db_path}; run `shopsight demo` (or `make run`) first")
     try:  # read-only: asking writes nothing, and other readers (a second ask, a case build) may share the file
         store = EventStore(settings.db_path, read_only=True)
+    except StoreHeldError as exc:
+        if exc.workspace_url and not (args.json or args.session):
+            return _ask_running_workspace(exc.workspace_url, args.question, settings.auth, str(exc))
+        raise SystemExit(f"shopsight ask: {exc}") from None
     except StoreError as exc:
         raise SystemExit(f"shopsight ask: {exc}") from None
     workspace = Workspace.open(settings, store=store)
@@ -69,6 +78,23 @@ def main(args: argparse.Namespace) -> int:
                   tool_prior=prior)
     answer = ask(agent, args.question, session_path=args.session, as_json=args.json)
     return 0 if answer is not None else 1
+
+
+def _ask_running_workspace(url: str, question: str, auth_spec: str, held: str) -> int:
+    """Print the running workspace's answer to `question` (its steps on stderr, as a local ask prints them)."""
+    from assistant.commands.ask_workspace import WorkspaceUnreachable, ask_workspace
+    from assistant.config import read_auth
+
+    logins = read_auth(auth_spec)
+    print(f"note: the running workspace at {url} holds the event store; asking it there", file=sys.stderr)
+    try:
+        text, steps = ask_workspace(url, question, auth=logins[0] if logins else None)
+    except WorkspaceUnreachable as exc:
+        raise SystemExit(f"shopsight ask: {held}\n(asking the workspace directly failed: {exc})") from None
+    for step in steps:
+        print(f"-> {step.removeprefix('⚙ Tool ')}", file=sys.stderr)
+    print(text)
+    return 0
 
 
 def ask(agent, question: str, session_path: Path | None = None, as_json: bool = False,

@@ -57,9 +57,9 @@ class EventStore:
         except duckdb.IOException as exc:
             if "lock" not in str(exc).lower():
                 raise StoreError(f"cannot open {self.path}: {exc}") from None
-            from tools.data.store_holder import busy_store_message  # who holds it, and what to do
+            from tools.data.store_holder import held_store_error  # who holds it, and what to do
 
-            raise StoreError(busy_store_message(self.path, str(exc))) from None
+            raise held_store_error(self.path, str(exc)) from None
         # A setting, not a connect() config: a config would clash with other connections to the file.
         self._con.execute(f"SET memory_limit = '{memory}'")
         if not read_only:
