@@ -109,7 +109,7 @@ with stack_in_home(home) as stack:
     ws = Workspace.open(stack["settings"], store=stack["store"], predictor=stack["predictor"], cases=stack["cases"],
                         reviews=stack["reviews"], chat_model_factory=lambda: chat)
     lock = HomeLock(home, url=f"http://127.0.0.1:{port}").acquire()
-    demo = app.launch(ws, host="127.0.0.1", port=port, block=False)
+    demo = app.launch(ws, host="127.0.0.1", port=port, auth=sys.argv[4], block=False)
     print("ready", flush=True)
     sys.stdin.read()
     demo.close()
@@ -117,15 +117,16 @@ with stack_in_home(home) as stack:
 
 
 def test_ask_while_a_workspace_runs_is_answered_by_that_workspace(tmp_path):
-    """`shopsight ask` beside `make run`: the running workspace answers (its agent, its tools), exit 0."""
+    """`shopsight ask` beside `make run` with a login: the running workspace answers (its agent, its tools)."""
     import socket
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     home = tmp_path / "home"
-    env = {**_env(home), "GRADIO_ANALYTICS_ENABLED": "False"}
-    holder = subprocess.Popen([sys.executable, "-c", WORKSPACE_HOLDER, str(home), str(port), str(ROOT / "tests")],
+    env = {**_env(home), "GRADIO_ANALYTICS_ENABLED": "False", "SHOPSIGHT_AUTH": "ana:s3cret"}
+    holder = subprocess.Popen([sys.executable, "-c", WORKSPACE_HOLDER, str(home), str(port), str(ROOT / "tests"),
+                               "ana:s3cret"],
                               cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "ready"
@@ -133,12 +134,20 @@ def test_ask_while_a_workspace_runs_is_answered_by_that_workspace(tmp_path):
                                cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
         as_json = subprocess.run([sys.executable, "-m", "assistant.cli", "ask", "--json", "Which users churn?"],
                                  cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        wrong_login = subprocess.run([sys.executable, "-m", "assistant.cli", "ask", "Which users churn?"], cwd=ROOT,
+                                     env={**env, "SHOPSIGHT_AUTH": "ana:wrong"}, capture_output=True, text=True,
+                                     timeout=120)
     finally:
         holder.stdin.close()
         holder.wait(timeout=60)
     assert asked.returncode == 0, asked.stderr[-3000:]
     assert "asking it there" in asked.stderr and "-> at_risk_users(" in asked.stderr
-    # The scripted analyst's answer names the top user of the workspace's own at_risk_users result.
-    assert re.search(r"user \S+", asked.stdout) and "Traceback" not in asked.stdout + asked.stderr
+    # The workspace's answer (its composer, over its own at_risk_users result), evidence links as plain labels.
+    assert re.match(r"The customers with the most money at stake over the next 7 days are user \S+", asked.stdout)
+    assert re.search(r"\*\*Evidence:\*\* user \S+ \(at_risk_users\)", asked.stdout)
+    assert "Traceback" not in asked.stdout + asked.stderr and "#cite/" not in asked.stdout
     # --json needs the event stream of a local agent: the store's holder is named instead, as before.
     assert as_json.returncode == 1 and f"workspace at http://127.0.0.1:{port}" in as_json.stderr
+    # A login the workspace refuses: the holder's message, and why asking it failed.
+    assert wrong_login.returncode == 1 and "Traceback" not in wrong_login.stderr
+    assert "asking the workspace directly failed" in wrong_login.stderr, wrong_login.stderr[-2000:]

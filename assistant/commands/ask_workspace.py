@@ -11,8 +11,10 @@ telling the user to stop the workspace.
 
 from __future__ import annotations
 
+import re
 import time
 
+_CITE_LINK = re.compile(r"\[([^\]]+)\]\(#cite/[^)]*\)")  # the chat's evidence links: their text is what a terminal shows
 ANSWER_TIMEOUT_S = 900.0  # a first answer on a cold 2-core laptop takes minutes; a hung one must not block forever
 
 
@@ -26,6 +28,16 @@ def _last_chat(outputs: list) -> list:
                  and isinstance(out[0], list) and out[0]), [])
 
 
+def message_text(content) -> str:
+    """A chat message's text as plain terminal text: Gradio sends a string or a list of parts
+    ({"type": "text", "text": ...}); the evidence links become their labels."""
+    if isinstance(content, list):
+        content = "".join(part.get("text", "") if isinstance(part, dict) else str(part) for part in content)
+    elif isinstance(content, dict):
+        content = content.get("text", "")
+    return _CITE_LINK.sub(r"\1", str(content or ""))
+
+
 def split_chat(chat: list) -> tuple[str, list[str]]:
     """(the answer's text, the titles of the tool steps before it) from the chat's messages as the API sends them."""
     steps, answer = [], ""
@@ -36,8 +48,7 @@ def split_chat(chat: list) -> tuple[str, list[str]]:
         if title:
             steps.append(str(title))
         else:
-            content = message.get("content")
-            answer = content if isinstance(content, str) else str(content)
+            answer = message_text(message.get("content"))
     return answer, steps
 
 
