@@ -79,3 +79,23 @@ def test_the_bootstrap_auc_by_weights_equals_the_auc_of_the_resampled_rows():
                                                                                                 abs=1e-12)
     assert np.isnan(_weighted_auc(np.zeros(300), groups, int(groups.max()) + 1, np.ones(300)))
     assert 0 < _paired_se(y, score, -score) < 0.2
+
+
+def test_a_stack_of_baselines_that_beats_each_of_them_ships_where_the_held_out_rule_would_ship_it():
+    """Two baselines, each seeing half of what predicts churn (4,000 user-windows made here): their stack beats
+    both by far more than one SE. Choosing among baselines after the network lost, the stack ships, as the
+    held-out rule lets it; on the tiny-shop fallback (no stack) the better single baseline ships, not a fixed one."""
+    from tools.predictor.churn_select import STACK, choose_among_baselines
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=4000), rng.normal(size=4000)
+    y = (a + b + 0.5 * rng.normal(size=4000) > 1.5).astype(np.int64)
+    logits = {"recency": b + 0.3 * rng.normal(size=4000), "lightgbm": a}
+    age = np.arange(4000) % 3
+    fields, how = choose_among_baselines(logits, y, age, stack_ships=True)
+    cand = fields["candidates"]
+    assert fields["chosen"] == STACK and fields["stack"]["models"] == ["recency", "lightgbm"], how
+    assert cand[STACK]["auc"] > max(cand["recency"]["auc"], cand["lightgbm"]["auc"]) + 0.05
+    single, how = choose_among_baselines(logits, y, age, stack_ships=False)
+    assert single["chosen"] == "lightgbm" and "does not ship on this path" in how  # the better one of the two
+    assert single["candidates"]["lightgbm"]["auc"] > single["candidates"]["recency"]["auc"]
