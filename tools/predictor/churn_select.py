@@ -42,14 +42,16 @@ fallback above already takes), and the chosen model's map is fitted there; the h
 stays in the record (`held_out`). The rule reads sample sizes only through that choice of
 sample: no new constant (`MAX_WINDOWS`, the SE bar and `ENSEMBLE_MIN_GAIN` are unchanged),
 and it cannot change a choice the network is part of (CDNOW: the network at every cutoff).
+
 Version 2 (after the first run, on Instacart, whose validation record showed it; before its test
 numbers were read): the choice among the baselines had gone through the fallback's shortcut, which
 ships no stack and, when the stack of the baselines beat every single one by more than one SE
 (Instacart 30 d on all users: 0.890 vs lightgbm 0.882, SE 0.004), shipped logreg_rfm whatever its
 AUC (0.872). Now the stack of the baselines ships there, as the held-out rule lets a stack ship;
 on the tiny-shop fallback (stack not shipped) the best single baseline replaces it.
+
 The paired bootstrap reweights one sort per score (`_weighted_auc`, the same value as `_auc` on
-the resampled rows) so that 200 draws over Taobao's ~200,000 user-windows stay cheap.
+the resampled rows) so that 200 draws over Taobao's ~100,000 user-windows stay cheap.
 """
 
 from __future__ import annotations
