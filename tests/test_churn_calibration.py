@@ -68,3 +68,28 @@ def test_a_map_that_cannot_be_judged_at_the_distance_it_is_used_stays_pooled():
     far = cut.max() + N_WINDOWS * STRIDE  # a horizon longer than the labelled span: nothing lies that far back
     shipped, record = choose_pooled_map(z, y, cut, far, pooled)
     assert shipped == pooled and record["shipped"] == "pooled" and "no map can be judged" in record["why"]
+
+
+def test_the_ece_noise_floor_is_what_perfectly_calibrated_labels_show_and_shrinks_with_the_sample():
+    """Labels drawn from p itself are calibrated by construction: their ECE is noise only, about
+    sqrt(p (1 - p) / n) per bin; four times the users, half the floor. A model whose level is off by 0.02
+    sits above the floor by about that much (ECE >= |mean p - rate|)."""
+    from tools.predictor.metrics import ece_noise_floor
+
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0.80, 0.99, 4000)  # a churn-like spread (CDNOW: 0.82-0.94 at 30 and 90 days)
+    small, large = ece_noise_floor(p[:1000]), ece_noise_floor(p)
+    assert 0 < large["mean"] < large["p90"] < small["mean"]
+    assert 0.4 < large["mean"] / small["mean"] < 0.6
+    y = (rng.random(4000) < p).astype(int)
+    assert expected_calibration_error(y, p) < 2 * large["p90"]
+    shifted = np.clip(p - 0.02, 0, 1)
+    assert expected_calibration_error(y, shifted) >= abs(shifted.mean() - y.mean()) > large["p90"]
+
+
+def test_the_level_shift_of_the_noise_floor_report_keeps_the_ranking_and_hits_the_rate():
+    from tools.predictor.bench_calibration import _shift_to_rate
+
+    p = np.random.default_rng(1).uniform(0.6, 0.99, 500)
+    q = _shift_to_rate(p, 0.7)
+    assert abs(q.mean() - 0.7) < 1e-9 and (np.argsort(q, kind="stable") == np.argsort(p, kind="stable")).all()

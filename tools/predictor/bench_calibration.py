@@ -16,6 +16,14 @@ time and to the training's last event for the test), `recent_platt` (windows wei
 2 windows), `rule` (what ships with `calibrate_on: pooled`: `calibration.choose_pooled_map` over the
 pooled map, kept only where it beats the raw logits, and the two drift-aware maps; its out-of-time ECE
 is the one the rule judged, at its own gap) and `raw` (no map).
+
+    python -m tools.predictor.bench_calibration runs/cdnow --noise-floor [--model transformer]
+
+reads only the run's prediction and truth files: per test cutoff and horizon, the model's ECE as
+scored, the noise floor of its own probabilities (`metrics.ece_noise_floor`: the ECE a perfectly
+calibrated model of this size and spread shows), the level error |mean p - churn rate| and, for
+the report only, the ECE once the level is set to the realized rate (one logit shift read from the
+test labels: how much of the ECE is the window's base rate). Nothing is chosen on these numbers.
 """
 
 from __future__ import annotations
@@ -25,11 +33,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from tools.predictor.bench_datasets import load_bench_data
 from tools.predictor.data import Examples
-from tools.predictor.calibration import apply_calibration, choose_pooled_map, fit_platt, fit_recent, fit_trend
-from tools.predictor.metrics import expected_calibration_error
+from tools.predictor.calibration import (apply_calibration, choose_pooled_map, fit_platt, fit_recent, fit_trend, logit,
+                                         sigmoid)
+from tools.predictor.metrics import ece_noise_floor, expected_calibration_error
 from tools.predictor.score import Predictor, _beats_raw, _isotonic, predict_examples
 from tools.predictor.train import TrainConfig, build_datasets
 
@@ -88,12 +98,57 @@ def probe_checkpoint(run_dir: Path, tag: str, events: pd.DataFrame) -> list[dict
     return rows
 
 
+def _shift_to_rate(p: np.ndarray, rate: float) -> np.ndarray:
+    """p moved by one logit shift so that its mean is `rate` (bisection; the ranking is kept)."""
+    z = logit(np.clip(p, 1e-12, 1 - 1e-12))
+    lo, hi = -20.0, 20.0
+    for _ in range(80):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if sigmoid(z + mid).mean() < rate else (lo, mid)
+    return sigmoid(z + (lo + hi) / 2)
+
+
+def noise_floor_rows(run_dir: Path, model: str = "transformer") -> list[dict]:
+    """One row per test cutoff and horizon, then one per horizon over the test cutoffs pooled."""
+    from tools.predictor.bench_files import parse_cutoff_tag, read_truth
+    from tools.predictor.bench_score import MANIFEST, _churn_predictions
+
+    manifest = yaml.safe_load((run_dir / MANIFEST).read_text())
+    rows, pooled = [], {}
+    for h in manifest["horizons_days"]:
+        for tag in manifest["test_cutoffs"]:
+            truth = read_truth(run_dir, "churn", h, parse_cutoff_tag(tag))
+            p, _ = _churn_predictions(run_dir / model, truth, h, parse_cutoff_tag(tag))
+            y = truth["churn"].to_numpy()
+            pooled.setdefault(h, []).append((y, p))
+            rows.append(_floor_row(tag, h, y, p))
+        y, p = (np.concatenate(parts) for parts in zip(*pooled[h]))
+        rows.append(_floor_row("pooled", h, y, p))
+    return rows
+
+
+def _floor_row(cutoff: str, h: float, y: np.ndarray, p: np.ndarray) -> dict:
+    floor = ece_noise_floor(p)
+    return {"cutoff": cutoff, "horizon_days": h, "n": len(y), "rate": y.mean(), "mean_p": p.mean(),
+            "ece": expected_calibration_error(y, p), "floor_mean": floor["mean"], "floor_p90": floor["p90"],
+            "level_error": abs(p.mean() - y.mean()),
+            "ece_at_true_level": expected_calibration_error(y, _shift_to_rate(p, y.mean()))}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", type=Path, help="a `shopsight bench run` folder with transformer checkpoints")
-    parser.add_argument("--dataset", required=True, help="cdnow, taobao or demo (as the run used)")
+    parser.add_argument("--dataset", help="cdnow, taobao or demo (as the run used); not with --noise-floor")
     parser.add_argument("--data", default=None, help="the raw file the run read")
+    parser.add_argument("--noise-floor", action="store_true", help="the ECE noise floor of a model's files")
+    parser.add_argument("--model", default="transformer", help="with --noise-floor: whose files")
     args = parser.parse_args(argv)
+    if args.noise_floor:
+        frame = pd.DataFrame(noise_floor_rows(args.run_dir, args.model))
+        print(frame.round(4).to_string(index=False))
+        return 0
+    if not args.dataset:
+        parser.error("--dataset is required (cdnow, taobao or demo)")
     data = load_bench_data(args.dataset, args.data, progress=False)
     from tools.predictor.bench_files import cutoff_tag
 

@@ -68,6 +68,20 @@ def expected_calibration_error(y_true: Sequence[int], p: Sequence[float], n_bins
     return float(np.abs(sum_y - sum_p).sum() / len(y))
 
 
+def ece_noise_floor(p: Sequence[float], n_draws: int = 200, seed: int = 0) -> dict[str, float]:
+    """The ECE a perfectly calibrated model with these probabilities shows at this size: labels drawn as
+    Bernoulli(p) (calibrated by construction), scored by `expected_calibration_error`, `n_draws` times.
+
+    What is left above it is systematic (a map, a base rate); a target below it is below the noise of
+    the sample it is judged on. Returns the mean and the 90th percentile of the draws.
+    """
+    q = np.asarray(p, dtype=float)
+    rng = np.random.default_rng(seed)
+    draws = np.array([expected_calibration_error((rng.random(len(q)) < q).astype(np.int64), q)
+                      for _ in range(n_draws)])
+    return {"mean": float(draws.mean()), "p90": float(np.quantile(draws, 0.9))}
+
+
 def churn_metrics(y_true: Sequence[int], p: Sequence[float]) -> dict[str, float]:
     """The protocol's churn metrics in one dict: auc, ap, brier, ece, base_rate, n."""
     y, q = _as_arrays(y_true, p)
