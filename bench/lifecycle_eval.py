@@ -75,9 +75,13 @@ FLOOR_DRAWS = 200
 SHIPPED_MAP = "BG/NBD, Round 7 map (shipped: logistic, 4 windows, half-life 14 d)"
 CANDIDATE_MAPS = {"BG/NBD, Round 6 map (logistic, 4 windows alike)": {"half_life_days": None},
                   "BG/NBD, candidate: newest 2 windows": {"n_windows": 2, "half_life_days": None}}
-CANDIDATE_RULE = ("at the validation cutoff 2026-05-15 only (BG/NBD source): the mean of the 7- and 30-day ECE of "
-                  "each map, on the 5,000- and the 20,000-user shop; a candidate replaces the shipped map only if "
-                  "its mean is lower on both shops, and among those the lowest on the 20,000-user shop wins")
+# Round 8's rule (bench/results/clv.md, Round 8), fixed before any of its candidates ran: several
+# validation cutoffs, because one (Round 7's 05-15) preferred a map the scored cutoffs did not.
+DEMO_VALIDATION_CUTOFFS = [datetime(2026, 3, 15), datetime(2026, 4, 15), datetime(2026, 5, 15)]  # none is scored
+CANDIDATE_RULE = ("at the validation cutoffs 2026-03-15, 04-15 and 05-15 (BG/NBD source): per map, the mean over "
+                  "those cutoffs of the mean of the 7- and 30-day ECE, on the 5,000- and the 20,000-user shop; a "
+                  "candidate replaces the shipped map only if that number is lower than the shipped map's on both "
+                  "shops, and among those the lowest on the 20,000-user shop wins")
 
 
 def noise_floor(p: np.ndarray, seed: int = 0) -> float:
