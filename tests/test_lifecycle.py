@@ -197,7 +197,7 @@ def test_recency_weights_pull_the_map_to_the_newest_window_when_the_lapse_rate_d
 
     days = [datetime(2024, 6, 23), datetime(2024, 6, 9), datetime(2024, 5, 26), datetime(2024, 5, 12)]
     assert window_weights(days, 14.0) == [1.0, 0.5, 0.25, 0.125]  # latest first; one step = one half-life
-    assert window_weights(days, None) == [1.0] * 4 and CALIBRATION_HALF_LIFE_DAYS == 14.0  # the shipped map
+    assert window_weights(days, None) == [1.0] * 4 and CALIBRATION_HALF_LIFE_DAYS is None  # shipped since Round 8
     rng = np.random.default_rng(2)
     # The same P(no order) = 0.5 in every window, but the newest window lapsed at 0.8, the older ones at 0.2.
     parts = []
