@@ -79,7 +79,8 @@ ROUND7 = {"half_life_days": 14.0}  # the weights the Round 8 candidates were def
 SHIPPED_MAP = "BG/NBD, shipped map (Round 8 = Round 6's: logistic, 4 windows alike)"
 CANDIDATE_MAPS = {"BG/NBD, Round 7 map (half-life 14 d)": {"half_life_days": 14.0},
                   "BG/NBD, A: + bad experience lately": {"features": LAPSE_FEATURES + ("bad_lately",), **ROUND7},
-                  "BG/NBD, B: + delivery-trouble exposure": {"features": LAPSE_FEATURES + ("delivery_exposure",), **ROUND7},
+                  "BG/NBD, B: + delivery-trouble exposure": {"features": LAPSE_FEATURES + ("delivery_exposure",),
+                                                             **ROUND7},
                   "BG/NBD, A + B": {"features": LAPSE_FEATURES + SIGNAL_COLUMNS, **ROUND7},
                   "BG/NBD, C: 7-day nowcast of the level": {"nowcast_days": 7, **ROUND7}}
 # Round 8's rule (bench/results/clv.md, Round 8), fixed before any of its candidates ran: several
