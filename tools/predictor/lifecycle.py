@@ -33,8 +33,9 @@ are reported separately, never at the top of a churn list.
 recalibrated (`calibrated_p_lapse`) on past windows whose lapses are known at c: the cutoffs
 c - H, c - H - 14 d, ... (`CALIBRATION_WINDOWS` of them, pooled alike: one window is one month of
 the calendar, and the lapse rate moves with it), never on the cutoff being scored. The map is a
-logistic regression over logit P(lapse), the rhythm, the stage and the recent visits (`lapse_features`). **How it was chosen**
-(`CALIBRATION_CHOICE`, quoted in every answer's p_lapse_calibration). Round 6: the lowest mean
+logistic regression over logit P(lapse), the rhythm, the stage and the recent visits
+(`lapse_features`). **How it was chosen** (`CALIBRATION_CHOICE`, quoted in every answer's
+p_lapse_calibration). Round 6: the lowest mean
 of the 7- and 30-day ECE at the demo's validation cutoff 2026-05-15 (not a scored cutoff) picked
 this regression on 4 windows alike over Round 5's (the one window c - H, 7 features) and over
 Platt scaling / isotonic regression on P alone; the pooled design (4 windows, 14 days) came from
