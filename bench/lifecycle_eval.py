@@ -9,18 +9,19 @@ Tables (markdown on stdout):
    10 equal-width bins, per dataset and cutoff (CDNOW: the churn cutoffs of docs/benchmark.md;
    demo: its DEMO_CUTOFFS), then the mean over cutoffs and the cutoffs pooled. P(no order in H)
    comes from BG/NBD (fitted at the cutoff), gated by the lifecycle rule, as it is, with the
-   Round 5 map (a logistic regression on the one window (c - H, c], 7 features), Round 6's (a
-   logistic regression on 4 past windows pooled alike), the newest 2 windows only, the shipped
-   one (`calibrated_p_lapse`: Round 7, the 4 windows weighted by recency, half-life 14 days) and
-   Platt scaling / isotonic regression on the shipped map's windows and weights;
+   Round 5 map (a logistic regression on the one window (c - H, c], 7 features), the shipped one
+   (`calibrated_p_lapse`: a logistic regression on 4 past windows pooled alike, Round 6's, again
+   since Round 8), `CANDIDATE_MAPS` (Round 7's recency weights, Round 8's review signals and
+   nowcast) and Platt scaling / isotonic regression on the shipped map's windows;
    the plain P(no order) read as P(lapse) beside it; on the demo shop also from the generator's
-   exact oracle; the same at the demo's validation cutoff 2026-05-15, kept out of the means.
-   "noise floor" = the mean ECE of labels drawn as Bernoulli(P) from the row's own
+   exact oracle; the same at the demo's validation cutoffs (`DEMO_VALIDATION_CUTOFFS`), kept out
+   of the means. "noise floor" = the mean ECE of labels drawn as Bernoulli(P) from the row's own
    P (perfectly calibrated by construction) at the same n and bins, 200 draws: an ECE near it
    is as good as this many customers can show. --n-users sizes the demo shop (20,000: a quarter
-   of the noise); --validation-only prints the validation cutoff alone, the table a map is chosen
-   on (`CANDIDATE_RULE`), without computing any scored cutoff; --calibration-only stops after table 1
-   (with --predictor, table 4's ECE rows too).
+   of the noise); --validation-only prints the validation cutoffs alone (--validation-cutoffs to
+   name others), the tables a map is chosen on (`CANDIDATE_RULE`), without computing any scored
+   cutoff; --calibration-only stops after table 1 (with --predictor, table 4's ECE rows too);
+   --candidates-only leaves the Round 5, Platt and isotonic rows out.
 2. Demo shop, each cutoff and the app's (the last event's day): the 7-day headline list (value at
    risk among non-lost customers, top 10: recalibrated P(lapse) x `clv.customer_value`) beside
    the old list (p_churn among customers with a purchase in 90 days): how many listed users the
@@ -57,27 +58,38 @@ sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 from tools.predictor.baselines import bgnbd_p_no_purchase, bgnbd_summary, fit_bgnbd
 from tools.predictor.bench_datasets import read_cdnow
 from tools.predictor.clv import customer_value
-from tools.predictor.lifecycle import (AT_RISK_RATIO, MIN_GAP_DAYS, LapseCalibration, _window, calibrated_p_lapse,
-                                       lapse_features, lapse_labels, lifecycle_frame, p_lapse)
+from tools.predictor.lapse_signals import SIGNAL_COLUMNS
+from tools.predictor.lifecycle import (AT_RISK_RATIO, LAPSE_FEATURES, MIN_GAP_DAYS, LapseCalibration, _window,
+                                       calibrated_p_lapse, lapse_features, lapse_labels, lifecycle_frame, p_lapse)
 from tools.predictor.metrics import expected_calibration_error
 
 CDNOW_CUTOFFS = [datetime(1997, 9, 30, 23, 59, 59), datetime(1997, 12, 31, 23, 59, 59),
                  datetime(1998, 3, 31, 23, 59, 59)]
-DEMO_VALIDATION_CUTOFF = datetime(2026, 5, 15)  # between the scored cutoffs: where the calibration map was chosen
 GENERATOR_LOST = 0.05  # docs/demo_shop.md, "Who the generator considers lost"
 ACTIVE_DAYS = 90
 ROUND5_FEATURES = ("logit_p", "log_overdue_ratio", "log_events_14d", "log_events_30d", "log_days_since_event",
                    "log_orders", "is_new")  # the map of Round 5 (bench/results/clv.md), kept for comparison
 FLOOR_DRAWS = 200
-# Round 7's drift-adaptive candidates, fixed before any was run (bench/results/clv.md, Round 7):
-# newer windows count more (half-life = one window step; the shipped map since: the defaults of
-# `calibrated_p_lapse`), or only the newest two windows are read; Round 6's map (4 windows alike) beside them.
-SHIPPED_MAP = "BG/NBD, Round 7 map (shipped: logistic, 4 windows, half-life 14 d)"
-CANDIDATE_MAPS = {"BG/NBD, Round 6 map (logistic, 4 windows alike)": {"half_life_days": None},
-                  "BG/NBD, candidate: newest 2 windows": {"n_windows": 2, "half_life_days": None}}
-CANDIDATE_RULE = ("at the validation cutoff 2026-05-15 only (BG/NBD source): the mean of the 7- and 30-day ECE of "
-                  "each map, on the 5,000- and the 20,000-user shop; a candidate replaces the shipped map only if "
-                  "its mean is lower on both shops, and among those the lowest on the 20,000-user shop wins")
+# Round 7's drift-adaptive candidates were recency weights (shipped in Round 7) and the newest 2
+# windows only (rejected; bench/results/clv.md, Round 7). Round 8's, fixed before any was run
+# (bench/results/clv.md, Round 8): the review signals of tools/predictor/lapse_signals.py as
+# features, and a 7-day nowcast of the level, each on Round 7's recency weights (then shipped);
+# Round 6's windows alike won the rule and are the defaults of `calibrated_p_lapse` since.
+ROUND7 = {"half_life_days": 14.0}  # the weights the Round 8 candidates were defined on
+SHIPPED_MAP = "BG/NBD, shipped map (Round 8 = Round 6's: logistic, 4 windows alike)"
+CANDIDATE_MAPS = {"BG/NBD, Round 7 map (half-life 14 d)": {"half_life_days": 14.0},
+                  "BG/NBD, A: + bad experience lately": {"features": LAPSE_FEATURES + ("bad_lately",), **ROUND7},
+                  "BG/NBD, B: + delivery-trouble exposure": {"features": LAPSE_FEATURES + ("delivery_exposure",),
+                                                             **ROUND7},
+                  "BG/NBD, A + B": {"features": LAPSE_FEATURES + SIGNAL_COLUMNS, **ROUND7},
+                  "BG/NBD, C: 7-day nowcast of the level": {"nowcast_days": 7, **ROUND7}}
+# Round 8's rule (bench/results/clv.md, Round 8), fixed before any of its candidates ran: several
+# validation cutoffs, because one (Round 7's 05-15) preferred a map the scored cutoffs did not.
+DEMO_VALIDATION_CUTOFFS = [datetime(2026, 3, 15), datetime(2026, 4, 15), datetime(2026, 5, 15)]  # none is scored
+CANDIDATE_RULE = ("at the validation cutoffs 2026-03-15, 04-15 and 05-15 (BG/NBD source): per map, the mean over "
+                  "those cutoffs of the mean of the 7- and 30-day ECE, on the 5,000- and the 20,000-user shop; a "
+                  "candidate replaces the shipped map only if that number is lower than the shipped map's on both "
+                  "shops, and among those the lowest on the 20,000-user shop wins")
 
 
 def noise_floor(p: np.ndarray, seed: int = 0) -> float:
@@ -128,8 +140,10 @@ def bgnbd_source(events: pd.DataFrame, horizon_days: int):
 
 
 def calibration_rows(name: str, events: pd.DataFrame, cutoffs: list[datetime], oracle=None,
-                     reviews=None) -> tuple[list[dict], list]:
-    """(rows of table 1, the pooled (label, P) pairs per source for the pooled ECE)."""
+                     reviews=None, candidates_only: bool = False) -> tuple[list[dict], list]:
+    """(rows of table 1, the pooled (label, P) pairs per source for the pooled ECE).
+    `candidates_only`: the shipped map and `CANDIDATE_MAPS` (with the plain P and the oracle), not
+    Round 5's map nor Platt / isotonic."""
     rows, pooled = [], []
     for c in cutoffs:
         for h in (7, 30):
@@ -140,12 +154,13 @@ def calibration_rows(name: str, events: pd.DataFrame, cutoffs: list[datetime], o
             sources = {"BG/NBD": p_lapse(stages, p_no)}
             if oracle is not None:
                 sources["generator oracle"] = p_lapse(stages, oracle(c, h))
-            sources["BG/NBD, Round 5 map (c-H only)"] = round5_p_lapse(events, c, h, source, stages, reviews)
             windows = {}  # source -> the windows its map was fitted on
-            for method in ("platt", "isotonic"):
+            for method in () if candidates_only else ("platt", "isotonic"):
                 key = f"BG/NBD, {method}, the shipped windows and weights"
                 sources[key], notes = calibrated_p_lapse(events, c, h, source, stages, method=method, reviews=reviews)
                 windows[key] = len(notes.get("windows", []))
+            if not candidates_only:
+                sources["BG/NBD, Round 5 map (c-H only)"] = round5_p_lapse(events, c, h, source, stages, reviews)
             for key, options in CANDIDATE_MAPS.items():
                 sources[key], notes = calibrated_p_lapse(events, c, h, source, stages, reviews=reviews, **options)
                 windows[key] = len(notes.get("windows", []))
@@ -314,14 +329,14 @@ def transformer_rows(shop, events: pd.DataFrame, folder: Path,
         oracle = shop.true_churn_probability(cutoff, h).set_index("user_id")["p_churn"]
         given = p_lapse(stages, source(cutoff)).reindex(labels.index)
         mapped = calibrated_p_lapse(events, cutoff, h, source, stages, reviews=shop.reviews)[0].reindex(labels.index)
-        alike = calibrated_p_lapse(events, cutoff, h, source, stages, reviews=shop.reviews,
-                                   half_life_days=None)[0].reindex(labels.index)
+        weighted = calibrated_p_lapse(events, cutoff, h, source, stages, reviews=shop.reviews,
+                                      half_life_days=14.0)[0].reindex(labels.index)
         rows.append({"model": predictor.version, "cutoff": f"{cutoff:%Y-%m-%d}", "H": h, "non-lost n": len(labels),
                      "lapse rate": labels.mean(), "ECE as given": expected_calibration_error(labels, given),
                      "ECE recalibrated (shipped)": expected_calibration_error(labels, mapped),
                      "mean P (shipped)": float(mapped.mean()),
-                     "ECE Round 6 map (windows alike)": expected_calibration_error(labels, alike),
-                     "mean P (Round 6)": float(alike.mean()),
+                     "ECE Round 7 map (half-life 14 d)": expected_calibration_error(labels, weighted),
+                     "mean P (Round 7)": float(weighted.mean()),
                      "ECE generator oracle": expected_calibration_error(
                          labels, p_lapse(stages, oracle).reindex(labels.index))})
     if not lists:  # the calibration rows only (--calibration-only)
@@ -373,17 +388,18 @@ def p_alive_rows(events: pd.DataFrame, folder: Path) -> list[dict]:
 
 
 def validation_choice(validation: pd.DataFrame) -> pd.DataFrame:
-    """Per map at the validation cutoff: ECE at 7 and 30 days and their mean (`CANDIDATE_RULE`)."""
-    wide = validation.pivot_table(index="P(no order) from", columns="H", values="ECE P(lapse)")
+    """Per map over the validation cutoffs: the mean ECE at 7 and 30 days and their mean (`CANDIDATE_RULE`),
+    the means of the floor too; the rule reads "mean"."""
+    wide = validation.pivot_table(index="P(no order) from", columns="H", values="ECE P(lapse)", aggfunc="mean")
     wide.columns = [f"ECE {h} d" for h in wide.columns]
-    floor = validation.pivot_table(index="P(no order) from", columns="H", values="noise floor")
+    floor = validation.pivot_table(index="P(no order) from", columns="H", values="noise floor", aggfunc="mean")
     wide["mean"] = wide.mean(axis=1)
     wide["noise floor 7 / 30 d"] = [f"{floor.loc[i, 7]:.4f} / {floor.loc[i, 30]:.4f}" for i in wide.index]
     return wide.reset_index()
 
 
-def print_validation(n_users: int) -> None:
-    """Only the demo's validation cutoff: the tables the map choice reads, nothing scored."""
+def print_validation(n_users: int, cutoffs: list[datetime]) -> None:
+    """Only the demo's validation cutoffs: the tables the map choice reads, nothing scored."""
     from tools.data.synth import generate_shop
 
     shop = generate_shop(n_users=n_users, seed=0, progress=False)
@@ -393,10 +409,10 @@ def print_validation(n_users: int) -> None:
     def oracle(c, h):
         return shop.true_churn_probability(c, h).set_index("user_id")["p_churn"]
 
-    validation = pd.DataFrame(calibration_rows("demo, validation", events, [DEMO_VALIDATION_CUTOFF], oracle,
-                                               shop.reviews)[0])
-    print(f"Demo shop ({n_users} users) at the validation cutoff {DEMO_VALIDATION_CUTOFF:%Y-%m-%d}; rule: "
-          f"{CANDIDATE_RULE}.")
+    validation = pd.DataFrame(calibration_rows("demo, validation", events, cutoffs, oracle, shop.reviews,
+                                               candidates_only=True)[0])
+    print(f"Demo shop ({n_users} users) at the validation cutoffs {', '.join(f'{c:%Y-%m-%d}' for c in cutoffs)}; "
+          f"rule: {CANDIDATE_RULE}.")
     print(markdown(validation.drop(columns=["ECE plain P(no order) as P(lapse)"]), 4))
     print()
     print(markdown(validation_choice(validation), 4))
@@ -415,16 +431,21 @@ def main() -> None:
     parser.add_argument("--p-alive-cdnow", type=Path, default=None, dest="p_alive_cdnow",
                         help="the same on CDNOW: a checkpoint of finetune/configs/predictor_cdnow.yaml at 1997-09-30")
     parser.add_argument("--validation-only", action="store_true", dest="validation_only",
-                        help="the demo's validation cutoff only (where a map is chosen): no scored cutoff is computed")
+                        help="the demo's validation cutoffs only (where a map is chosen): no scored cutoff is computed")
+    parser.add_argument("--validation-cutoffs", nargs="+", default=[f"{c:%Y-%m-%d}" for c in DEMO_VALIDATION_CUTOFFS],
+                        dest="validation_cutoffs", help="with --validation-only: the cutoffs (YYYY-MM-DD, none scored)")
+    parser.add_argument("--candidates-only", action="store_true", dest="candidates_only",
+                        help="table 1 with the shipped map and CANDIDATE_MAPS only (no Round 5 map, Platt, isotonic)")
     parser.add_argument("--calibration-only", action="store_true", dest="calibration_only",
                         help="the ECE tables only (no lists, rule tables or checkpoints): for a large --n-users")
     args = parser.parse_args()
     if args.validation_only:
-        print_validation(args.n_users)
+        print_validation(args.n_users, [datetime.fromisoformat(c) for c in args.validation_cutoffs])
         return
     rows, pooled = [], []
     if "cdnow" in args.datasets:
-        r, p = calibration_rows("cdnow", read_cdnow(ROOT / ".cache/datasets/CDNOW_master.txt"), CDNOW_CUTOFFS)
+        r, p = calibration_rows("cdnow", read_cdnow(ROOT / ".cache/datasets/CDNOW_master.txt"), CDNOW_CUTOFFS,
+                                candidates_only=args.candidates_only)
         rows, pooled = rows + r, pooled + p
     if "demo" in args.datasets:
         from tools.data.synth import DEMO_CUTOFFS, generate_shop
@@ -436,9 +457,11 @@ def main() -> None:
         def oracle(c, h):
             return shop.true_churn_probability(c, h).set_index("user_id")["p_churn"]
 
-        r, p = calibration_rows("demo", events, list(DEMO_CUTOFFS), oracle, shop.reviews)
+        r, p = calibration_rows("demo", events, list(DEMO_CUTOFFS), oracle, shop.reviews, args.candidates_only)
         rows, pooled = rows + r, pooled + p
-        validation, _ = calibration_rows("demo, validation", events, [DEMO_VALIDATION_CUTOFF], oracle, shop.reviews)
+        validation = ([] if args.candidates_only else  # printed apart by --validation-only
+                      calibration_rows("demo, validation", events, DEMO_VALIDATION_CUTOFFS, oracle, shop.reviews,
+                                       candidates_only=True)[0])
     if args.p_alive_cdnow is not None:
         print("P(alive) on CDNOW: BG/NBD's closed form against the Transformer's own (ranks 'orders again'):")
         print(markdown(pd.DataFrame(p_alive_rows(read_cdnow(ROOT / ".cache/datasets/CDNOW_master.txt"),
@@ -452,11 +475,11 @@ def main() -> None:
               .mean().reset_index(), 4))
         print("\nECE of P(lapse) with the cutoffs pooled:")
         print(markdown(pooled_ece(pooled), 4))
-    if "demo" in args.datasets:
-        print(f"\nDemo shop at the validation cutoff {DEMO_VALIDATION_CUTOFF:%Y-%m-%d} ; the shipped map was chosen "
-              f"here: {CANDIDATE_RULE}; its window count and spacing came from a Round 6 sweep that also read "
-              "the scored cutoffs):")
+    if "demo" in args.datasets and validation:
+        print(f"\nDemo shop at the validation cutoffs (the map is chosen here: {CANDIDATE_RULE}; the window count "
+              "and spacing came from a Round 6 sweep that also read the scored cutoffs):")
         print(markdown(pd.DataFrame(validation).drop(columns=["ECE plain P(no order) as P(lapse)"]), 4))
+        print(markdown(validation_choice(pd.DataFrame(validation)), 4))
     if "demo" in args.datasets and args.calibration_only and args.predictor is not None:
         print("\nThe Transformer's P(no order) (the app's source), at its training cutoff:")
         print(markdown(pd.DataFrame(transformer_rows(shop, events, args.predictor, lists=False)[0]), 4))

@@ -197,7 +197,7 @@ def test_recency_weights_pull_the_map_to_the_newest_window_when_the_lapse_rate_d
 
     days = [datetime(2024, 6, 23), datetime(2024, 6, 9), datetime(2024, 5, 26), datetime(2024, 5, 12)]
     assert window_weights(days, 14.0) == [1.0, 0.5, 0.25, 0.125]  # latest first; one step = one half-life
-    assert window_weights(days, None) == [1.0] * 4 and CALIBRATION_HALF_LIFE_DAYS == 14.0  # the shipped map
+    assert window_weights(days, None) == [1.0] * 4 and CALIBRATION_HALF_LIFE_DAYS is None  # shipped since Round 8
     rng = np.random.default_rng(2)
     # The same P(no order) = 0.5 in every window, but the newest window lapsed at 0.8, the older ones at 0.2.
     parts = []
@@ -258,3 +258,32 @@ def test_lapse_population_is_the_customers_a_calibration_window_reads(events):
     # the newbie (3 days after a first order), gone and oneoff (lost), the browser (no order).
     assert sorted(lapse_population(events, CUTOFF, 7)) == ["overdue", "slipping"]
     assert sorted(lapse_population(events, CUTOFF, 30)) == ["newbie", "overdue", "slipping", "steady"]
+
+
+def test_the_nowcast_moves_the_30_day_level_with_the_lapses_of_the_last_week():
+    from tools.predictor.lapse_signals import SIGNAL_COLUMNS
+    from tools.predictor.lifecycle import LAPSE_FEATURES, calibrated_p_lapse, nowcast_shift
+
+    shop = _rhythmic_shop(n=400, seed=3)
+    # A bad last week: half the customers place no order in the 7 days before the cutoff.
+    quiet = shop["user_id"].isin([f"u{u}" for u in range(0, 400, 2)])
+    last_week = (shop["ts"] > END - pd.Timedelta(days=6)) & (shop["ts"] <= pd.Timestamp(CUTOFF))
+    shop = shop[~(quiet & last_week) & (shop["ts"] <= pd.Timestamp(CUTOFF))]
+
+    def p_no_order_at(day):
+        return pd.Series(0.5, index=shop["user_id"].unique())
+
+    plain, notes = calibrated_p_lapse(shop, CUTOFF, 30, p_no_order_at)
+    moved, moved_notes = calibrated_p_lapse(shop, CUTOFF, 30, p_no_order_at, nowcast_days=7)
+    shift = moved_notes["nowcast_logit_shift"]
+    assert shift > 0.5 and "nowcast_logit_shift" not in notes  # the week's lapse rate rose: the level follows
+    windows = [pd.Timestamp(d).to_pydatetime() for d in notes["windows"]]
+    assert nowcast_shift(shop, CUTOFF, windows, [1.0] * len(windows), 7) == pytest.approx(shift, abs=1e-3)
+    assert moved.dropna().mean() > plain.dropna().mean()
+    assert (moved[plain == 0] == 0).all()  # a customer who cannot lapse stays at 0
+    seven, seven_notes = calibrated_p_lapse(shop, CUTOFF, 7, p_no_order_at, nowcast_days=7)
+    assert "nowcast_logit_shift" not in seven_notes  # its newest window already is c - 7 d
+    # The review signals as features: no reviews, so they read 0 and the map still fits.
+    with_signals, signal_notes = calibrated_p_lapse(shop, CUTOFF, 30, p_no_order_at,
+                                                    features=LAPSE_FEATURES + SIGNAL_COLUMNS)
+    assert signal_notes["fitted"] and with_signals.dropna().between(0, 1).all()

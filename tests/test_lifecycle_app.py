@@ -60,7 +60,7 @@ def test_scores_a_week_before_recalibrate_p_lapse_and_every_listed_user_has_mone
     store.replace_scores(_scores(events[events["ts"] <= WEEK_BEFORE], WEEK_BEFORE))
     res = _at_risk(store, tmp_path, horizon_days=7, top_k=20)
     assert res["p_lapse_calibration"].startswith("recalibrated on the lapses seen from 2026-05-25 to 2026-06-01")
-    assert "lowest mean ECE at 7 and 30 days at a validation cutoff" in res["p_lapse_calibration"]  # how it was chosen
+    assert "lowest mean ECE at 7 and 30 days over three validation cutoffs" in res["p_lapse_calibration"]  # how it was chosen
     users = res["users"]
     assert len(users) == 20 and all(0 < u["p_lapse"] < 1 for u in users)
     assert any(abs(u["p_lapse"] - u["p_churn"]) > 0.01 for u in users)  # the map moved them

@@ -31,24 +31,24 @@ are reported separately, never at the top of a churn list.
 
 **Calibration.** P(no order) from a churn model, gated this way, is not the lapse rate: it is
 recalibrated (`calibrated_p_lapse`) on past windows whose lapses are known at c: the cutoffs
-c - H, c - H - 14 d, ... (`CALIBRATION_WINDOWS` of them, pooled: one window is one month of the
-calendar, and the lapse rate moves with it), never on the cutoff being scored. The windows are
-weighted by recency (`CALIBRATION_HALF_LIFE_DAYS` = 14: c - H counts 1, the window before it 1/2,
-then 1/4, 1/8), because the lapse rate drifts (a carrier disruption, a promotion) and the newest
-window is the nearest to the one scored. The map is a logistic regression over logit P(lapse),
-the rhythm, the stage and the recent visits (`lapse_features`). **How it was chosen**
-(`CALIBRATION_CHOICE`, quoted in every answer's p_lapse_calibration). Round 6: the lowest mean
+c - H, c - H - 14 d, ... (`CALIBRATION_WINDOWS` of them, pooled alike: one window is one month of
+the calendar, and the lapse rate moves with it), never on the cutoff being scored. The map is a
+logistic regression over logit P(lapse), the rhythm, the stage and the recent visits
+(`lapse_features`). **How it was chosen** (`CALIBRATION_CHOICE`, quoted in every answer's
+p_lapse_calibration). Round 6: the lowest mean
 of the 7- and 30-day ECE at the demo's validation cutoff 2026-05-15 (not a scored cutoff) picked
 this regression on 4 windows alike over Round 5's (the one window c - H, 7 features) and over
 Platt scaling / isotonic regression on P alone; the pooled design (4 windows, 14 days) came from
 a sweep that also read the scored cutoffs. Round 7: the recency weights (half-life fixed before
 any run at one window step) against equal weights and against the newest 2 windows only, by a
 rule written before the run: at 2026-05-15 only, the lowest mean of the 7- and 30-day ECE, and
-lower than the shipped map's on both a 5,000- and a 20,000-user demo shop. Equal weights 0.023
-/ 0.021, newest 2 windows 0.023 / 0.019, the weights 0.020 / 0.015. On the scored cutoffs the
-weights are better at 7 days and worse at 30 (0.055 against 0.045 per cutoff at 20,000 users):
-the 30-day lapse rate moves with the month in either direction and no past window follows it
-(bench/results/clv.md, Round 7).
+lower than the shipped map's on both a 5,000- and a 20,000-user demo shop, shipped recency
+weights (half-life 14 d). Round 8: the same rule read at three validation cutoffs (2026-03-15,
+04-15, 05-15, none scored), written before its candidates ran, picked the windows alike again
+over the recency weights, over review signals as features (lapse_signals.py: a bad experience
+lately, the exposure to a spell of late deliveries) and over a 7-day nowcast of the level; by a
+margin inside the noise (0.0401 against 0.0410 at 5,000 users, 0.0354 against 0.0356 at 20,000),
+but the rule said so (bench/results/clv.md, Round 8).
 
 Usage:
     stages = lifecycle_frame(events, cutoff, horizon_days=7)   # indexed by user_id
@@ -65,7 +65,8 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-from tools.predictor.calibration import logit
+from tools.predictor.calibration import logit, sigmoid
+from tools.predictor.lapse_signals import SIGNAL_COLUMNS, lapse_signals
 
 BAD_RATING = 2  # a review of this many stars or fewer of the last order, and not seen since: lost (see above)
 STAGES = ("new", "active", "lapsing", "at_risk", "lost")  # customers; "visitor" = no order yet
@@ -210,13 +211,13 @@ LAPSE_FEATURES = ("logit_p", "log_overdue_ratio", "log_events_14d", "log_events_
 MIN_CALIBRATION_OUTCOMES = 50  # fewer customers who could lapse: leave the probabilities as they are
 CALIBRATION_WINDOWS = 4  # past cutoffs pooled for the map: c - H, then every CALIBRATION_STEP_DAYS before it
 CALIBRATION_STEP_DAYS = 14
-CALIBRATION_HALF_LIFE_DAYS: float | None = 14.0  # window k counts 0.5 ** k: the lapse rate drifts (CALIBRATION_CHOICE)
+CALIBRATION_HALF_LIFE_DAYS: float | None = None  # all windows alike (CALIBRATION_CHOICE); 14.0 was Round 7's
 MIN_WINDOW_HISTORY_DAYS = 28  # a window cutoff with less history before it has no rhythm to read: skipped
 CALIBRATION_METHODS = ("logistic", "platt", "isotonic")
-CALIBRATION_CHOICE = ("the newer windows weigh more (half-life 14 days), chosen over equal weights and over the "
-                      "newest 2 windows only by a rule fixed before the run: the lowest mean ECE at 7 and 30 days "
-                      "at a validation cutoff of the demo shop, on 5,000 and on 20,000 users "
-                      "(bench/results/clv.md, Round 7)")
+CALIBRATION_CHOICE = ("the 4 windows count alike, chosen over recency weights, over review signals as features and "
+                      "over a 7-day nowcast of the level by a rule fixed before the run: the lowest mean ECE at 7 "
+                      "and 30 days over three validation cutoffs of the demo shop, on 5,000 and on 20,000 users "
+                      "(bench/results/clv.md, Round 8)")
 
 
 # The lapse map reads the churn probability as a feature: clipped at 1e-4 (logit +-9.2), so the few
@@ -229,8 +230,11 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return logit(p, clip=FEATURE_LOGIT_CLIP)
 
 
-def lapse_features(stages: pd.DataFrame, events: pd.DataFrame, cutoff: datetime, p: pd.Series) -> pd.DataFrame:
-    """What the calibration reads beside P(lapse), per user of `p`: rhythm, recent visits, silence.
+def lapse_features(stages: pd.DataFrame, events: pd.DataFrame, cutoff: datetime, p: pd.Series,
+                   reviews: pd.DataFrame | None = None,
+                   columns: tuple[str, ...] = LAPSE_FEATURES) -> pd.DataFrame:
+    """What the calibration reads beside P(lapse), per user of `p`: rhythm, recent visits, silence
+    (`columns`, of `LAPSE_FEATURES` and lapse_signals.SIGNAL_COLUMNS; the latter read `reviews`).
 
     Visits matter because a customer whose engagement collapsed (a late or poor order) stops
     browsing before the order rhythm shows it; the rhythm alone cannot tell them from one on time.
@@ -252,7 +256,9 @@ def lapse_features(stages: pd.DataFrame, events: pd.DataFrame, cutoff: datetime,
     for days in (14, 30):
         recent = past[past["ts"] > c - pd.Timedelta(days=days)]
         out[f"log_events_{days}d"] = np.log1p(recent.groupby("user_id").size().reindex(users).fillna(0).to_numpy())
-    return out[list(LAPSE_FEATURES)].fillna(0.0)  # a gap the data cannot give reads as "no signal", not a crash
+    if set(columns) & set(SIGNAL_COLUMNS):
+        out = out.join(lapse_signals(past, reviews, c, users))
+    return out[list(columns)].fillna(0.0)  # a gap the data cannot give reads as "no signal", not a crash
 
 
 class LapseCalibration:
@@ -348,12 +354,34 @@ def lapse_population(events: pd.DataFrame, cutoff: datetime, horizon_days: int) 
 
 
 def _window(events: pd.DataFrame, then: datetime, horizon_days: int, p_no: pd.Series,
-            reviews: pd.DataFrame | None = None) -> tuple:
+            reviews: pd.DataFrame | None = None, columns: tuple[str, ...] = LAPSE_FEATURES) -> tuple:
     """(P(lapse), realized lapses, features) of the customers who could lapse at `then`."""
     stages = lifecycle_frame(events, then, horizon_days, reviews)
     labels = lapse_labels(stages, events, then, horizon_days)
     p = p_lapse(stages, p_no).reindex(labels.index).fillna(0.0)
-    return p, labels, lapse_features(stages, events, then, p)
+    return p, labels, lapse_features(stages, events, then, p, reviews, columns)
+
+
+def lapse_rate(events: pd.DataFrame, then: datetime, horizon_days: int, reviews: pd.DataFrame | None = None) -> float:
+    """The realized lapse rate within H among the customers not lost at `then` (NaN without any)."""
+    labels = lapse_labels(lifecycle_frame(events, then, horizon_days, reviews), events, then, horizon_days)
+    return float(labels.mean()) if len(labels) else float("nan")
+
+
+def nowcast_shift(events: pd.DataFrame, cutoff: datetime, window_days: list[datetime], weights: list[float],
+                  nowcast_days: int, reviews: pd.DataFrame | None = None) -> float | None:
+    """The logit shift of the level: the `nowcast_days` lapse rate realized at c - nowcast_days
+    against the same short rate at the map's windows (their weighted mean); None where the fresh
+    window has too little history or a rate is 0 or 1."""
+    c = pd.Timestamp(cutoff)
+    fresh = c - pd.Timedelta(days=nowcast_days)
+    if (fresh - events["ts"].min().normalize()).days < MIN_WINDOW_HISTORY_DAYS:
+        return None
+    now = lapse_rate(events, fresh.to_pydatetime(), nowcast_days, reviews)
+    then = np.average([lapse_rate(events, d, nowcast_days, reviews) for d in window_days], weights=weights)
+    if not (0 < now < 1 and 0 < then < 1):
+        return None
+    return float(logit(np.array([now]))[0] - logit(np.array([then]))[0])
 
 
 def _pooled(parts: list[tuple], weights: list[float]) -> tuple:
@@ -368,13 +396,18 @@ def calibrated_p_lapse(events: pd.DataFrame, cutoff: datetime, horizon_days: int
                        p_no_order_at: Callable[[datetime], pd.Series | str],
                        stages: pd.DataFrame | None = None, method: str = "logistic",
                        reviews: pd.DataFrame | None = None, n_windows: int = CALIBRATION_WINDOWS,
-                       half_life_days: float | None = CALIBRATION_HALF_LIFE_DAYS) -> tuple[pd.Series, dict]:
+                       half_life_days: float | None = CALIBRATION_HALF_LIFE_DAYS,
+                       features: tuple[str, ...] = LAPSE_FEATURES,
+                       nowcast_days: int | None = None) -> tuple[pd.Series, dict]:
     """(P(lapse within H) at the cutoff, recalibrated on the past windows pooled; what was fitted).
 
     `method`: see `LapseCalibration` (the app uses "logistic"; bench/lifecycle_eval.py compares).
     `reviews`: as for `lifecycle_frame`, so that the windows' stages follow the same rules.
     `n_windows`, `half_life_days`: how many past windows, and how fast an older one counts less
     (`window_weights`; None: all alike); the defaults are the shipped map (`CALIBRATION_CHOICE`).
+    `features`: what the logistic map reads (`lapse_features`' columns). `nowcast_days`: where
+    shorter than H, the map's logit is shifted by `nowcast_shift` (the level the freshest short
+    window shows); None: not shifted.
 
     `p_no_order_at(day)` gives the churn model's P(no order in H) by user_id as of `day` (the same
     model at every cutoff), or a sentence saying why it has none for that day (e.g. no scores
@@ -398,12 +431,12 @@ def calibrated_p_lapse(events: pd.DataFrame, cutoff: datetime, horizon_days: int
         if isinstance(p_no, str):
             skipped.append(p_no)
         else:
-            windows.append(_window(known, then, horizon_days, p_no, reviews))
+            windows.append(_window(known, then, horizon_days, p_no, reviews, features))
             used.append(then.date().isoformat())
     if not windows:
         return p_now, {**notes, "fitted": False, "why": skipped[0]}
-    calib = LapseCalibration(method).fit(*_pooled(windows, window_weights([pd.Timestamp(d) for d in used],
-                                                                          half_life_days)))
+    weights = window_weights([pd.Timestamp(d) for d in used], half_life_days)
+    calib = LapseCalibration(method, features).fit(*_pooled(windows, weights))
     if not calib.fitted:
         return p_now, {**notes, "fitted": False,
                        "why": f"{calib.outcomes} customers could lapse in the windows, fewer than "
@@ -412,8 +445,15 @@ def calibrated_p_lapse(events: pd.DataFrame, cutoff: datetime, horizon_days: int
                "isotonic": "isotonic regression on P(lapse)"}
     live = p_now.dropna()
     out = p_now.copy()
-    out[live.index] = calib.apply(live, lapse_features(stages, known, cutoff, live))
+    out[live.index] = calib.apply(live, lapse_features(stages, known, cutoff, live, reviews, features))
+    shift = (nowcast_shift(known, cutoff, [pd.Timestamp(d).to_pydatetime() for d in used], weights, nowcast_days,
+                           reviews) if nowcast_days and nowcast_days < horizon_days else None)
+    if shift is not None:
+        moved = out[live.index]
+        moved = moved.where(moved <= 0, sigmoid(logit(moved.to_numpy()) + shift))
+        out[live.index] = moved
     return out, {**notes, "fitted": True, "outcomes": calib.outcomes,
                  "method": methods[method] + (f", {CALIBRATION_CHOICE}" if method == "logistic" else ""),
                  "windows": used, **({"half_life_days": half_life_days} if half_life_days else {}),
-                 **({"skipped": skipped} if skipped else {})}
+                 **({"skipped": skipped} if skipped else {}),
+                 **({"nowcast_logit_shift": round(shift, 4)} if shift is not None else {})}

@@ -1,0 +1,64 @@
+"""The review signals of tools/predictor/lapse_signals.py on hand-made reviews and orders."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pandas as pd
+import pytest
+
+from tools.predictor.lapse_signals import delivery_complaints, lapse_signals
+
+CUTOFF = datetime(2024, 6, 30, 23, 59, 59)
+END = pd.Timestamp("2024-06-30")
+
+
+def _reviews(rows: list[tuple[str, int, int, str]]) -> pd.DataFrame:
+    """rows: (user_id, days before the cutoff, rating, text)."""
+    return pd.DataFrame([{"review_id": f"R{i}", "user_id": u, "item_id": "i1", "ts": END - pd.Timedelta(days=d)
+                          + pd.Timedelta(hours=12), "rating": r, "title": "", "text": t}
+                         for i, (u, d, r, t) in enumerate(rows)])
+
+
+def _orders(**days_ago: list[int]) -> pd.DataFrame:
+    rows = [(user, END - pd.Timedelta(days=d) + pd.Timedelta(hours=10), "buy", "i1", "c1", 1, 10.0)
+            for user, ago in days_ago.items() for d in ago]
+    return pd.DataFrame(rows, columns=["user_id", "ts", "behavior", "item_id", "category_id", "quantity", "amount"])
+
+
+def test_a_delivery_complaint_names_delivery_at_three_stars_or_fewer():
+    reviews = _reviews([("a", 1, 1, "Arrived two weeks late and melted."), ("b", 1, 2, "It took 12 days to come"),
+                        ("c", 1, 5, "Arrived quickly, great shipping"), ("d", 1, 1, "Stale and rancid"),
+                        ("e", 1, 2, "Too much chocolate"), ("f", 1, 3, "The box was damaged")])
+    assert delivery_complaints(reviews).tolist() == [True, True, False, False, False, True]
+
+
+def test_bad_experience_lately_reads_the_last_30_days_only():
+    reviews = _reviews([("recent_low", 5, 2, "Not good"), ("old_low", 40, 1, "Not good"),
+                        ("recent_late", 3, 3, "Delivery was delayed"), ("happy", 2, 5, "Lovely"),
+                        ("future", -2, 1, "Awful")])  # after the cutoff: not known yet
+    users = pd.Index(["recent_low", "old_low", "recent_late", "happy", "future", "silent"])
+    signals = lapse_signals(_orders(happy=[2]), reviews, CUTOFF, users)
+    assert signals["bad_lately"].to_dict() == {"recent_low": 1.0, "old_low": 0.0, "recent_late": 1.0, "happy": 0.0,
+                                               "future": 0.0, "silent": 0.0}
+
+
+def test_a_customer_who_ordered_during_a_spell_of_late_deliveries_carries_it():
+    # The shop's reviews: one a day for 90 days, a delivery complaint on every fourth day (25 %), except
+    # 10-20 days before the cutoff, when every one complains. "spell" ordered 15 days ago (in it), twice;
+    # "calm" ordered 50 days ago and 3 days ago (outside it); "none" ordered nothing in 30 days.
+    rows = [("shop", d, 1 if (10 <= d <= 20 or d % 4 == 0) else 5,
+             "Arrived late" if (10 <= d <= 20 or d % 4 == 0) else "Tasty") for d in range(0, 90)]
+    reviews = _reviews(rows)
+    events = _orders(spell=[15, 14], calm=[50, 1], none=[45])
+    signals = lapse_signals(events, reviews, CUTOFF, pd.Index(["spell", "calm", "none"]))
+    base = delivery_complaints(reviews).mean()
+    # 15 days ago: the reviews of days 8..22 back, 11 complaints of 15 plus one of the other 4 (day 8)
+    assert signals.loc["spell", "delivery_exposure"] == pytest.approx((12 / 15 - base) + (12 / 15 - base), abs=0.07)
+    assert signals.loc["spell", "delivery_exposure"] > 0.9
+    assert signals.loc["calm", "delivery_exposure"] < 0.1 and signals.loc["none", "delivery_exposure"] == 0.0
+
+
+def test_no_reviews_no_signal():
+    signals = lapse_signals(_orders(a=[3]), None, CUTOFF, pd.Index(["a"]))
+    assert signals.to_dict("records") == [{"bad_lately": 0.0, "delivery_exposure": 0.0}]
