@@ -23,7 +23,11 @@ def _env_value(name: str, default, kind):
     if kind is int:
         return int(raw)
     if kind is tuple:
-        return tuple(int(part) for part in raw.split(",") if part.strip())
+        parts = [part.strip() for part in raw.split(",") if part.strip()]
+        if not all(part.isdigit() and int(part) > 0 for part in parts):
+            raise SystemExit(f"SHOPSIGHT_{name.upper()}={raw!r}: give whole days separated by commas, e.g. 7,30 "
+                             "(the assistant's horizons are days; minutes and hours are for `shopsight bench run`)")
+        return tuple(int(part) for part in parts)
     if kind is Path:
         return Path(raw).expanduser()
     return raw

@@ -60,14 +60,33 @@ def check_cutoffs(events: pd.DataFrame, cutoffs: list[datetime], horizons_days: 
     """Every cutoff needs its longest outcome window inside the data; `error` says which cutoffs fit."""
     if events is None or not len(events):
         raise error("no events to build cases from: import data first (shopsight data import / demo)")
-    last = pd.Timestamp(events["ts"].max())
+    first, last = pd.Timestamp(events["ts"].min()), pd.Timestamp(events["ts"].max())
     longest = max(horizons_days)
+    if not cutoffs or last - first <= pd.Timedelta(days=longest):
+        raise error(
+            f"the events span {_span_words(last - first)} ({first} .. {last}): a case needs history before its "
+            f"cutoff and its {longest}-day outcome window after it, so there is no cutoff to build cases at; "
+            + ("choose shorter horizons that fit (--horizons, or SHOPSIGHT_HORIZONS_DAYS, in whole days) or import "
+               "a longer history" if last - first > pd.Timedelta(days=1) else
+               "outcome windows are whole days, so cases need more than a day of events: import a longer history"))
     for c in cutoffs:
+        if pd.Timestamp(c) <= first:
+            raise error(f"cutoff {pd.Timestamp(c):%Y-%m-%d %H:%M:%S} is not after the first event ({first}): no "
+                        f"customer has a history there; pick cutoffs from {first:%Y-%m-%d} to "
+                        f"{last - pd.Timedelta(days=longest):%Y-%m-%d} (--cutoffs YYYY-MM-DD ...)")
         if pd.Timestamp(c) + pd.Timedelta(days=longest) > last:
             raise error(
                 f"cutoff {pd.Timestamp(c):%Y-%m-%d %H:%M:%S}: its {longest}-day outcome window ends after the "
                 f"last event ({last:%Y-%m-%d}); pick cutoffs on or before "
                 f"{last - pd.Timedelta(days=longest):%Y-%m-%d} (--cutoffs YYYY-MM-DD ...)")
+
+
+def _span_words(span: pd.Timedelta) -> str:
+    seconds = span.total_seconds()
+    if seconds >= 2 * 86_400:
+        return f"{seconds / 86_400:.1f} days"
+    hours, minutes = divmod(int(round(seconds / 60)), 60)
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min"
 
 
 def build_cases(memory: Any, events: pd.DataFrame, cutoffs: list[datetime], horizons_days: tuple[int, ...],

@@ -102,8 +102,10 @@ def build_case_memory(settings: Settings, cutoffs: list[datetime] | None = None,
         reviews = store.reviews_frame()
         if not len(events) and not len(reviews):
             raise SystemExit(f"{settings.db_path}: the event store has no events and no reviews; import data first")
-        if len(events):
-            cutoffs = cutoffs or default_cutoffs(pd.Timestamp(events["ts"].max()).to_pydatetime(), horizons)
+        if len(events) and not cutoffs:  # the defaults step back from the end: keep those with a history
+            first = pd.Timestamp(events["ts"].min())
+            cutoffs = [c for c in default_cutoffs(pd.Timestamp(events["ts"].max()).to_pydatetime(), horizons)
+                       if pd.Timestamp(c) > first]
     finally:
         store.close()
     if not len(events):  # a review-only shop: no customer cases, but the review desk still needs its analysis

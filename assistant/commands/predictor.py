@@ -89,6 +89,8 @@ def run_train(args: argparse.Namespace) -> int:
             raise SystemExit(f"{args.config or 'defaults'}: {exc}") from exc
         config.name = settings.predictor
         events = store.events_frame(until=cutoff)
+        if len(events):
+            check_horizons_fit(events["ts"].min(), cutoff, events["ts"].max(), config, args.config)
         predictor = train_predictor(events, cutoff, config, settings.predictor_dir, progress=not args.quiet,
                                     resume=not args.no_resume)
     except PredictorError as exc:
@@ -104,6 +106,64 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def span_words(seconds: float) -> str:
+    """A duration as people say it: '2 h 10 min', '9.0 days'."""
+    if seconds >= 2 * 86_400:
+        return f"{seconds / 86_400:.1f} days"
+    hours, minutes = divmod(int(round(seconds / 60)), 60)
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min"
+
+
+def _days_words(horizons) -> str:
+    return " and ".join(f"{h:g}" for h in horizons) + " days"
+
+
+def check_horizons_fit(first, cutoff, label_end, config, config_path=None) -> None:
+    """Refuse horizons that the store's span cannot label, naming the span and settings that fit.
+
+    A 7-day horizon on 2 hours of clicks would train (the next-item heads need no window) and score
+    every user near 0.5: numbers that look like predictions and are not.
+
+    Raises:
+        SystemExit: some horizon has no labelled window before `label_end`.
+    """
+    import pandas as pd
+
+    from tools.predictor.train import TrainConfig, unlabelled_horizons
+
+    if config.horizons_days != tuple(int(h) for h in config.horizons_days):
+        raise SystemExit(
+            f"{config_path or 'SHOPSIGHT_HORIZONS_DAYS'}: horizons {list(config.horizons_days)} days: the assistant's "
+            "horizons (its scores, at-risk lists and answers) are whole days; measure minute or hour horizons with "
+            "`shopsight bench run --format store --horizon 15m 30m ...` (docs/benchmark.md)")
+    missing = unlabelled_horizons(first, cutoff, label_end, config)
+    if not missing:
+        return
+    span = (pd.Timestamp(label_end) - pd.Timestamp(first)).total_seconds()
+    source = f"horizons_days in {config_path}" if config_path else "SHOPSIGHT_HORIZONS_DAYS"
+    head = (f"the events span {span_words(span)} ({pd.Timestamp(first)} .. {pd.Timestamp(label_end)}), and the "
+            f"predictor's horizons are {_days_words(config.horizons_days)} ({source}): no training cutoff has a full "
+            f"{' or '.join(f'{h:g}-day' for h in missing)} window after it, so who churns or buys within "
+            f"{'it' if len(missing) == 1 else 'them'} cannot be learned and every such score would be a made-up "
+            "prior (about 50 %), not a prediction. ")
+    fits = [h for h in range(1, int(span // 86_400) + 1)
+            if not unlabelled_horizons(first, cutoff, label_end, TrainConfig.from_dict({**config.to_dict(),
+                                                                                    "horizons_days": [h]}))]
+    if fits:
+        pick = sorted({fits[0], fits[-1]})
+        fix = (f"Use horizons that fit, e.g. SHOPSIGHT_HORIZONS_DAYS={','.join(map(str, pick))} (set it for every "
+               "`shopsight` command of this home), or import a longer history.")
+    elif span >= 2 * 86_400:
+        fix = ("The rolling training cutoffs are every "
+               f"{config.cutoff_stride_days:g} days: write a --config YAML with `cutoff_stride_days: 1` and "
+               "`horizons_days: [1]`, or import a longer history.")
+    else:
+        fix = ("The assistant's horizons are whole days, so churn and purchase predictions need at least 2 days "
+               "of events: import a longer history. On this span, measure minute horizons with `shopsight bench "
+               "run --format store --data SHOP.duckdb --cutoff ISO --horizon 15m 30m --out DIR` (docs/benchmark.md).")
+    raise SystemExit(head + fix)
+
+
 def run_score(args: argparse.Namespace) -> int:
     from tools.predictor.data import PredictorError
     from tools.predictor.score import score_store
@@ -111,6 +171,7 @@ def run_score(args: argparse.Namespace) -> int:
     settings, store, cutoff = _open(args, read_only=False)
     try:
         predictor = _load(settings)
+        _check_trained_horizons(store, predictor, settings)
         start = time.perf_counter()
         scores = score_store(store, predictor, cutoff, progress=not args.quiet)
     except PredictorError as exc:
@@ -125,6 +186,19 @@ def run_score(args: argparse.Namespace) -> int:
         print(f"  note: {predictor.last_info['truncated_users']} users have more than {predictor.max_len} events; "
               "the model read their most recent ones")
     return 0
+
+
+def _check_trained_horizons(store, predictor, settings) -> None:
+    """A checkpoint trained before `check_horizons_fit` existed may hold horizons it never saw labelled."""
+    from tools.predictor.train import TrainConfig
+
+    config = predictor.config
+    first = store.time_span()[0]
+    try:
+        check_horizons_fit(first, config["cutoff"], config["label_end"], TrainConfig.from_dict(config["train"]))
+    except SystemExit as exc:
+        raise SystemExit(f"{settings.predictor_dir} ({predictor.version}) was trained where {exc} Then run "
+                         "`shopsight predictor train --no-resume` before scoring.") from None
 
 
 def run_explain(args: argparse.Namespace) -> int:

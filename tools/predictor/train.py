@@ -163,15 +163,32 @@ def _label_end(events: pd.DataFrame, cutoff: datetime) -> tuple[pd.DataFrame, in
     return past, cutoff_s, label_end
 
 
+def rolling_cutoffs(first_s: int, cutoff_s: int, label_end_s: int, cfg: TrainConfig) -> list[int]:
+    """The training cutoffs c_k (unix seconds), newest first, none before the first event."""
+    stride = int(cfg.cutoff_stride_days * DAY)
+    newest = cutoff_s if cfg.rolling_start_days_before_end <= 0 else \
+        label_end_s - int(cfg.rolling_start_days_before_end * DAY)
+    return [newest - k * stride for k in range(cfg.n_cutoffs) if newest - k * stride >= first_s]
+
+
+def unlabelled_horizons(first, cutoff, label_end, cfg: TrainConfig) -> list:
+    """The horizons of `cfg` that no training cutoff can label (`c_k + H <= label_end`).
+
+    Training would still run (next-event targets need no window), but the churn / buy / cart heads
+    of such a horizon never see a label: their probabilities are the untrained prior (about 0.5),
+    not a prediction. A 7-day horizon on 2 hours of events is the case this guards.
+    """
+    first_s, cutoff_s, label_end_s = (cutoff_seconds(t) for t in (first, cutoff, label_end))
+    cutoffs = rolling_cutoffs(first_s, cutoff_s, label_end_s, cfg)
+    return [h for h in cfg.horizons_days if not any(c + round(float(h) * DAY) <= label_end_s for c in cutoffs)]
+
+
 def build_datasets(events: pd.DataFrame, cutoff: datetime, cfg: TrainConfig):
     """Vocab, arrays, train/validation examples, all from events at or before `cutoff`."""
     past, cutoff_s, label_end = _label_end(validate_events(events), cutoff)
     vocab = build_vocab(past, cfg.max_items, cfg.max_categories, cfg.item_hash_buckets, cfg.category_hash_buckets)
     arrays = prepare_events(past, vocab)
-    stride = int(cfg.cutoff_stride_days * DAY)
-    newest = cutoff_s if cfg.rolling_start_days_before_end <= 0 else \
-        label_end - int(cfg.rolling_start_days_before_end * DAY)
-    cutoffs = [newest - k * stride for k in range(cfg.n_cutoffs) if newest - k * stride >= arrays.ts.min()]
+    cutoffs = rolling_cutoffs(int(arrays.ts.min()), cutoff_s, label_end, cfg)
     ex = training_examples(arrays, label_end, cutoffs, cfg.horizons_days)
     if len(vocab.items) < 2:  # one item (CDNOW): examples without horizon labels teach nothing
         ex = ex.subset(np.flatnonzero(ex.mask.sum(1) > 0))

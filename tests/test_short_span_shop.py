@@ -1,0 +1,94 @@
+"""A clickstream shop of a few hours (the real Taobao 2-hour slice) through the product's commands.
+
+The assistant's horizons are whole days (7 and 30 by default). On two hours of events no training
+cutoff has a 7-day window after it: training used to run anyway and score every user ~0.5 / ~0.25,
+and `cases build` picked cutoffs months before the data and stored 0 cases without a word. Each
+command now refuses, naming the span and what to set. Real DuckDB, the real CLI, a real tiny model.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from assistant.cli import main
+from assistant.commands.predictor import check_horizons_fit
+from tools.case_build import check_cutoffs
+from tools.cases import CaseMemoryError
+from tools.data.store import EventStore
+from tools.predictor.train import TrainConfig, train_predictor
+
+SLICE = Path(__file__).resolve().parents[1] / "data" / "taobao_userbehavior_2h_users_sample.csv"
+
+
+@pytest.fixture
+def two_hour_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("SHOPSIGHT_HOME", str(tmp_path))
+    monkeypatch.delenv("SHOPSIGHT_DB", raising=False)
+    monkeypatch.delenv("SHOPSIGHT_HORIZONS_DAYS", raising=False)
+    head = SLICE.read_text().splitlines()[::6]  # every 6th line: the whole two hours, 2,806 events
+    (tmp_path / "slice.csv").write_text("\n".join(head) + "\n")
+    assert main(["data", "import", str(tmp_path / "slice.csv"), "--format", "taobao", "--no-progress"]) == 0
+    return tmp_path
+
+
+def test_train_refuses_day_horizons_on_two_hours_before_training(two_hour_home):
+    with pytest.raises(SystemExit) as exc:
+        main(["predictor", "train", "--quiet"])
+    message = str(exc.value)
+    assert "the events span 2 h" in message and "7 and 30 days (SHOPSIGHT_HORIZONS_DAYS)" in message
+    assert "at least 2 days of events" in message and "--horizon 15m 30m" in message
+    assert not (two_hour_home / "models" / "predictor").exists()  # refused before any training
+
+
+def test_score_refuses_a_checkpoint_whose_horizons_never_saw_a_label(two_hour_home):
+    # A checkpoint trained before the check (straight through train_predictor) on the same two hours.
+    with EventStore(two_hour_home / "shop.duckdb", read_only=True) as store:
+        events = store.events_frame()
+    config = TrainConfig(name="demo", horizons_days=(7, 30), d_model=8, n_heads=1, n_layers=1, epochs=1,
+                         max_items=200, max_categories=50)
+    train_predictor(events, events["ts"].max(), config, two_hour_home / "models" / "predictor" / "demo",
+                    progress=False)
+    with pytest.raises(SystemExit, match=r"was trained where the events span 2 h .* predictor train --no-resume"):
+        main(["predictor", "score", "--quiet"])
+    with EventStore(two_hour_home / "shop.duckdb", read_only=True) as store:
+        assert store.summary()["tables"]["scores"] == 0  # no made-up probabilities were written
+
+
+def test_cases_build_refuses_a_span_shorter_than_the_outcome_window(two_hour_home):
+    with pytest.raises(SystemExit, match=r"the events span 2 h .*30-day outcome window after it"):
+        main(["cases", "build", "--text-only", "--skip-reviews", "--no-progress"])
+    with pytest.raises(SystemExit, match="cases need more than a day of events"):
+        main(["cases", "build", "--horizons", "1", "--text-only", "--skip-reviews", "--no-progress"])
+
+
+def test_case_cutoffs_before_the_first_event_are_refused_not_built_empty():
+    events = pd.DataFrame({"user_id": ["u1", "u2"], "item_id": ["i1", "i2"], "behavior": ["buy", "view"],
+                           "ts": pd.to_datetime(["2017-11-25 00:00:00", "2017-12-03 23:59:59"])})
+    with pytest.raises(CaseMemoryError, match=r"cutoff 2017-10-01 23:59:59 is not after the first event"):
+        check_cutoffs(events, [datetime(2017, 10, 1, 23, 59, 59)], (1,), CaseMemoryError)
+    check_cutoffs(events, [datetime(2017, 11, 28)], (1, 3), CaseMemoryError)  # inside the span: fine
+
+
+def test_fractional_or_malformed_horizon_settings_are_refused(two_hour_home, monkeypatch):
+    monkeypatch.setenv("SHOPSIGHT_HORIZONS_DAYS", "0.5")
+    with pytest.raises(SystemExit, match=r"SHOPSIGHT_HORIZONS_DAYS='0.5': give whole days .* e.g. 7,30"):
+        main(["predictor", "train", "--quiet"])
+    recipe = two_hour_home / "minutes.yaml"
+    recipe.write_text("horizons_days: [0.0104166666666666, 0.0208333333333333]\n")
+    monkeypatch.delenv("SHOPSIGHT_HORIZONS_DAYS")
+    with pytest.raises(SystemExit, match=r"minutes.yaml: horizons .* are whole days; measure minute"):
+        main(["predictor", "train", "--quiet", "--config", str(recipe)])
+
+
+def test_a_nine_day_shop_is_told_which_whole_day_horizons_fit():
+    first, end = pd.Timestamp("2017-11-25"), pd.Timestamp("2017-12-03 23:59:59")  # the real release's span
+    with pytest.raises(SystemExit, match=r"span 9.0 days .* full 30-day window .* SHOPSIGHT_HORIZONS_DAYS=1,7"):
+        check_horizons_fit(first, end, end, TrainConfig(horizons_days=(7, 30)))
+    check_horizons_fit(first, end, end, TrainConfig(horizons_days=(1, 7)))  # what it suggests fits
+    with pytest.raises(SystemExit, match="`cutoff_stride_days: 1`"):  # 5 days: the weekly stride is the problem
+        check_horizons_fit(first, first + pd.Timedelta(days=5), first + pd.Timedelta(days=5),
+                           TrainConfig(horizons_days=(7,)))
