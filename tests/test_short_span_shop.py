@@ -92,3 +92,24 @@ def test_a_nine_day_shop_is_told_which_whole_day_horizons_fit():
     with pytest.raises(SystemExit, match="`cutoff_stride_days: 1`"):  # 5 days: the weekly stride is the problem
         check_horizons_fit(first, first + pd.Timedelta(days=5), first + pd.Timedelta(days=5),
                            TrainConfig(horizons_days=(7,)))
+
+
+def test_bench_on_thirty_users_says_why_churn_cannot_be_learned_in_minutes(tmp_path, monkeypatch):
+    monkeypatch.setenv("SHOPSIGHT_HOME", str(tmp_path))
+    events = pd.read_csv(SLICE, header=None, names=["user", "item", "category", "behavior", "ts"])
+    busiest = events["user"].value_counts().index[:30]
+    events[events["user"].isin(busiest)].to_csv(tmp_path / "thirty.csv", header=False, index=False)
+    assert main(["data", "import", str(tmp_path / "thirty.csv"), "--format", "taobao", "--no-progress"]) == 0
+    with pytest.raises((SystemExit, ValueError)) as exc:
+        main(["bench", "run", "--format", "store", "--data", str(tmp_path / "shop.duckdb"), "--cutoff",
+              "2017-11-26T02:30:00", "--horizon", "15m", "30m", "--out", str(tmp_path / "bench")])
+    message = str(exc.value)
+    assert "users active by then" in message and "15m window before the cutoff" in message, message
+    assert "0.0104" not in message
+
+
+def test_data_info_says_behaviors_no_prices_and_that_the_span_is_short(two_hour_home, capsys):
+    assert main(["data", "info"]) == 0
+    out = capsys.readouterr().out
+    assert "events by behavior: view " in out and "prices: none (no amount column)" in out
+    assert "the events span 2 h 10 min, less than the predictor's 30-day horizon" in out

@@ -120,11 +120,35 @@ def cmd_import(args) -> int:
 def cmd_info(args) -> int:
     with _store(args.db, read_only=True) as store:
         summary = store.summary()
+        kinds = store.query("SELECT behavior, count(*) AS n, count(amount) AS priced FROM events GROUP BY 1 "
+                            "ORDER BY n DESC")
     if args.json:
         print(json.dumps(summary, default=str, indent=2))
     else:
         _print_info(summary)
+        _print_what_it_supports(summary, kinds)
     return 0
+
+
+def _print_what_it_supports(summary: dict, kinds) -> None:
+    """What a new user needs before training: which behaviors, whether there are prices, and whether
+    the span holds the predictor's horizons (2 hours of clicks cannot hold a 7-day window)."""
+    import pandas as pd
+
+    from assistant.commands.predictor import span_words
+    from assistant.config import Settings
+
+    if not len(kinds):
+        return
+    print("events by behavior: " + ", ".join(f"{row.behavior} {row.n:,}" for row in kinds.itertuples()))
+    if not kinds["priced"].sum():
+        print("prices: none (no amount column): answers count value in orders, not money")
+    lo, hi = (pd.Timestamp(t) for t in summary["span"])
+    horizons = Settings.from_env().horizons_days
+    if (hi - lo) < pd.Timedelta(days=max(horizons)):
+        print(f"note: the events span {span_words((hi - lo).total_seconds())}, less than the predictor's "
+              f"{max(horizons)}-day horizon (SHOPSIGHT_HORIZONS_DAYS={','.join(map(str, horizons))}); "
+              "`shopsight predictor train` says which horizons fit")
 
 
 def _print_info(summary: dict) -> None:

@@ -90,7 +90,8 @@ def run_train(args: argparse.Namespace) -> int:
         config.name = settings.predictor
         events = store.events_frame(until=cutoff)
         if len(events):
-            check_horizons_fit(events["ts"].min(), cutoff, events["ts"].max(), config, args.config)
+            check_horizons_fit(events["ts"].min(), cutoff, events["ts"].max(), config, args.config,
+                               settings.db_path)
         predictor = train_predictor(events, cutoff, config, settings.predictor_dir, progress=not args.quiet,
                                     resume=not args.no_resume)
     except PredictorError as exc:
@@ -118,15 +119,18 @@ def _days_words(horizons) -> str:
     return " and ".join(f"{h:g}" for h in horizons) + " days"
 
 
-def check_horizons_fit(first, cutoff, label_end, config, config_path=None) -> None:
-    """Refuse horizons that the store's span cannot label, naming the span and settings that fit.
+def check_horizons_fit(first, cutoff, label_end, config, config_path=None, db_path=None, warn=True) -> None:
+    """Refuse horizons longer than the store's span, naming the span and settings that fit.
 
     A 7-day horizon on 2 hours of clicks would train (the next-item heads need no window) and score
-    every user near 0.5: numbers that look like predictions and are not.
+    every user near 0.5: numbers that look like predictions and are not. A horizon the data could
+    label but the rolling cutoffs do not reach (a recipe's few `n_cutoffs`) gets a warning.
 
     Raises:
-        SystemExit: some horizon has no labelled window before `label_end`.
+        SystemExit: a horizon is longer than the events' span, or is not whole days.
     """
+    import sys
+
     import pandas as pd
 
     from tools.predictor.train import TrainConfig, unlabelled_horizons
@@ -137,14 +141,19 @@ def check_horizons_fit(first, cutoff, label_end, config, config_path=None) -> No
             "horizons (its scores, at-risk lists and answers) are whole days; measure minute or hour horizons with "
             "`shopsight bench run --format store --horizon 15m 30m ...` (docs/benchmark.md)")
     missing = unlabelled_horizons(first, cutoff, label_end, config)
-    if not missing:
-        return
     span = (pd.Timestamp(label_end) - pd.Timestamp(first)).total_seconds()
+    too_long = [h for h in missing if h * 86_400 > span]
+    if missing and not too_long and warn:
+        print(f"warning: with {config.n_cutoffs} training cutoffs {config.cutoff_stride_days:g} days apart, none has a "
+              f"full {' or '.join(f'{h:g}-day' for h in missing)} window after it: that horizon's churn is not "
+              f"learned; raise n_cutoffs or cutoff_stride_days in {config_path or 'a --config YAML'}", file=sys.stderr)
+    if not too_long:
+        return
     source = f"horizons_days in {config_path}" if config_path else "SHOPSIGHT_HORIZONS_DAYS"
     head = (f"the events span {span_words(span)} ({pd.Timestamp(first)} .. {pd.Timestamp(label_end)}), and the "
             f"predictor's horizons are {_days_words(config.horizons_days)} ({source}): no training cutoff has a full "
-            f"{' or '.join(f'{h:g}-day' for h in missing)} window after it, so who churns or buys within "
-            f"{'it' if len(missing) == 1 else 'them'} cannot be learned and every such score would be a made-up "
+            f"{' or '.join(f'{h:g}-day' for h in too_long)} window after it, so who churns or buys within "
+            f"{'it' if len(too_long) == 1 else 'them'} cannot be learned and every such score would be a made-up "
             "prior (about 50 %), not a prediction. ")
     fits = [h for h in range(1, int(span // 86_400) + 1)
             if not unlabelled_horizons(first, cutoff, label_end, TrainConfig.from_dict({**config.to_dict(),
@@ -160,7 +169,8 @@ def check_horizons_fit(first, cutoff, label_end, config, config_path=None) -> No
     else:
         fix = ("The assistant's horizons are whole days, so churn and purchase predictions need at least 2 days "
                "of events: import a longer history. On this span, measure minute horizons with `shopsight bench "
-               "run --format store --data SHOP.duckdb --cutoff ISO --horizon 15m 30m --out DIR` (docs/benchmark.md).")
+               f"run --format store --data {db_path or 'SHOP.duckdb'} --cutoff ISO --horizon 15m 30m --out DIR` "
+               "(docs/benchmark.md).")
     raise SystemExit(head + fix)
 
 
@@ -195,7 +205,8 @@ def _check_trained_horizons(store, predictor, settings) -> None:
     config = predictor.config
     first = store.time_span()[0]
     try:
-        check_horizons_fit(first, config["cutoff"], config["label_end"], TrainConfig.from_dict(config["train"]))
+        check_horizons_fit(first, config["cutoff"], config["label_end"], TrainConfig.from_dict(config["train"]),
+                           warn=False)
     except SystemExit as exc:
         raise SystemExit(f"{settings.predictor_dir} ({predictor.version}) was trained where {exc} Then run "
                          "`shopsight predictor train --no-resume` before scoring.") from None

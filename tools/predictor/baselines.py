@@ -84,14 +84,25 @@ def _labels(events: pd.DataFrame, start: datetime, end: datetime, users: pd.Inde
 def _training_set(past: pd.DataFrame, cutoff: datetime, horizon_days: float) -> tuple[pd.DataFrame, np.ndarray]:
     """(features at cutoff - H, churn labels from (cutoff - H, cutoff]); a clear error where it cannot be built."""
     train_cut = cutoff - timedelta(days=horizon_days)
-    too_short = f"the data before the cutoff {cutoff} is too short for a {horizon_days}-day horizon " \
-        f"(labels come from ({train_cut}, {cutoff}]); pick a later cutoff or a shorter horizon"
+    from tools.predictor.bench_files import horizon_tag
+
+    def horizon_tag_or_days(days: float) -> str:  # 15m, not 0.010416666666666666 days
+        try:
+            return horizon_tag(days)
+        except ValueError:
+            return f"{days:g}-day"
+
     if not (past["ts"] <= train_cut).any():
-        raise ValueError(f"cannot train at {train_cut}: no events before it; {too_short}")
+        raise ValueError(f"cannot train at {train_cut}: no events before it; the data before the cutoff {cutoff} is "
+                         f"too short for a {horizon_tag_or_days(horizon_days)} horizon (labels come from ({train_cut}, "
+                         f"{cutoff}]); pick a later cutoff or a shorter horizon")
     train = features(past, train_cut)
     y = _labels(past, train_cut, cutoff, train.index)
-    if len(np.unique(y)) < 2:
-        raise ValueError(f"cannot train at {train_cut}: every user has the same label; {too_short}")
+    if len(np.unique(y)) < 2:  # a tiny shop: a handful of users who all bought, or none did
+        did = "made no purchase" if y[0] == 1 else "bought"
+        raise ValueError(f"cannot train at {train_cut}: all {len(y)} users active by then {did} in ({train_cut}, "
+                         f"{cutoff}] (the {horizon_tag_or_days(horizon_days)} window before the cutoff), so churn has "
+                         "nothing to learn from; use a shop with more users, a longer horizon or a later cutoff")
     return train, y
 
 
