@@ -266,7 +266,9 @@ def build_app(ws: Workspace) -> gr.Blocks:
                             [chatbot, conversation, answer_table], cancels=[ev1, ev2])
             with gr.Tab("Operations", id="operations"):
                 with gr.Row():
-                    horizon = gr.Radio(["7", "30"], value="7", label="Horizon (days)", elem_id="horizon")
+                    # The horizons the predictor is trained for (SHOPSIGHT_HORIZONS_DAYS), not always 7 and 30.
+                    days = [str(h) for h in ws.settings.horizons_days]
+                    horizon = gr.Radio(days, value=days[0], label="Horizon (days)", elem_id="horizon")
                     rank_by = gr.Radio([("Value at risk", "value_at_risk"), ("Lapse probability", "p_lapse"),
                                         ("No-order probability", "p_churn")], value="value_at_risk", label="Rank by")
                     segment = gr.Dropdown([("all segments", "")] + [(s, s) for s in ws.segments()], value="",

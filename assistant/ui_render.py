@@ -245,6 +245,12 @@ def at_risk_table(result: dict) -> pd.DataFrame:
     return table[[c for c in AT_RISK_COLUMNS if c in table] + [c for c in table if c not in AT_RISK_COLUMNS]]
 
 
+def as_of_words(as_of) -> str:
+    """The day, and the time of day unless it is midnight: a clickstream of two hours is all one day."""
+    ts = pd.Timestamp(as_of)
+    return f"{ts:%Y-%m-%d}" if ts == ts.normalize() else f"{ts:%Y-%m-%d %H:%M} UTC"
+
+
 def operations_summary(result: dict) -> str:
     """Stage counts, money at risk with its currency, and how many customers were already lost."""
     unit = result.get("currency") or result.get("value_unit") or ""
@@ -253,14 +259,16 @@ def operations_summary(result: dict) -> str:
     if counts:
         parts.append("**Stages:** " + ", ".join(f"{STAGE_LABELS.get(s, s)} {n:,}" for s, n in counts.items()))
     if result.get("money_at_risk") is not None:
-        parts.append(f"**Money at risk** (lapse within {result.get('horizon_days')} days): "
+        # Without prices the figure is expected orders: "Money at risk: 0.00 orders" read as money.
+        label = "Money at risk" if result.get("currency") else "Expected orders at risk"
+        parts.append(f"**{label}** (lapse within {result.get('horizon_days')} days): "
                      f"{result['money_at_risk']:,.2f} {unit}".rstrip())
     for key in ("population", "lost_note", "value_note"):
         if result.get(key):
             parts.append(str(result[key]))
     if result.get("as_of"):
         model = f"; value: {result['value_model']}" if result.get("value_model") else ""
-        parts.append(f"as of {str(result['as_of'])[:10]}{model}")
+        parts.append(f"as of {as_of_words(result['as_of'])}{model}")
     return "  \n".join(parts)
 
 

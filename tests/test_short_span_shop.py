@@ -113,3 +113,26 @@ def test_data_info_says_behaviors_no_prices_and_that_the_span_is_short(two_hour_
     out = capsys.readouterr().out
     assert "events by behavior: view " in out and "prices: none (no amount column)" in out
     assert "the events span 2 h 10 min, less than the predictor's 30-day horizon" in out
+
+
+def test_operations_tab_offers_the_configured_horizons_and_says_orders_and_the_time(two_hour_home, monkeypatch):
+    import gradio as gr
+
+    from app import build_app
+    from assistant.config import Settings
+    from assistant.ui_render import operations_summary
+    from assistant.workspace import Workspace
+
+    monkeypatch.setenv("SHOPSIGHT_HORIZONS_DAYS", "1,3")  # what `predictor train` suggests for a 9-day shop
+    ws = Workspace.open(Settings.from_env(), lazy=True)
+    try:
+        radio = next(b for b in build_app(ws).blocks.values()
+                     if isinstance(b, gr.Radio) and b.elem_id == "horizon")
+        assert [value for _, value in radio.choices] == ["1", "3"] and radio.value == "1"
+    finally:
+        ws.store.close()
+    text = operations_summary({"horizon_days": 1, "as_of": "2017-11-26T03:10:11", "currency": None,
+                               "value_unit": "orders", "money_at_risk": 0.0})
+    assert "**Expected orders at risk** (lapse within 1 days): 0.00 orders" in text and "Money" not in text
+    assert "as of 2017-11-26 03:10 UTC" in text  # two hours of clicks are all one day: the time says when
+    assert "as of 2026-06-30\n" in operations_summary({"as_of": "2026-06-30T00:00:00"}) + "\n"
