@@ -58,6 +58,36 @@ SHOW_CITED_JS = """() => {
 }"""
 
 # ---------------------------------------------------------------------- the app
+def drill_down_view(ws: Workspace, user_id: str, horizon: str) -> tuple:
+    """The drill-down of one user: heading, drivers, churn trend, timeline, similar cases (gr.Error if unknown)."""
+    user_id = (user_id or "").strip()
+    if not user_id:
+        raise gr.Error("Pick a user in the table or type a user id.")
+    explanation = ws.call_tool("explain_user", user_id=user_id, horizon_days=int(horizon))
+    timeline_result = ws.call_tool("user_history", user_id=user_id, last_n=50)
+    if error_text(explanation) and error_text(timeline_result):  # an unknown user id
+        raise gr.Error(f"User {user_id!r}: {error_text(explanation)}")
+    history = rows_frame(timeline_result, ("events",))
+    cases = ws.call_tool("similar_cases", user_id=user_id, k=5)
+    case_table = rows_frame(cases, ("cases",))
+    if error_text(cases):
+        case_table = pd.DataFrame([{"note": error_text(cases)}])
+    if error_text(explanation):  # no churn model (a shop too short to learn one): the timeline still shows
+        return (f"### User {user_id}\n⚠ No churn prediction: {error_text(explanation)}",
+                pd.DataFrame(columns=["driver", "kind", "effect", "direction"]),
+                pd.DataFrame(columns=["cutoff", "p_churn"]), history, case_table)
+    try:
+        trend = ws.churn_over_cutoffs(user_id, int(horizon))
+    except PartUnavailable as exc:
+        raise gr.Error(str(exc)) from exc
+    rows = [driver_row(d) for d in explanation.get("drivers") or []]
+    # No driver is shown without saying why: too little history, or no effect of a point or more.
+    why = (explanation.get("history") or {}).get("too_little") or explanation.get("drivers_left_out")
+    drivers = pd.DataFrame(rows or ([{"driver": why, "kind": "note", "effect": None, "direction": ""}]
+                                    if why else []))
+    return user_head_markdown(user_id, explanation, horizon), drivers, trend, history, case_table
+
+
 def build_app(ws: Workspace) -> gr.Blocks:
     """The whole workspace UI over one Workspace (the tests pass one with a scripted chat model)."""
     line = AnswerLine()  # one model answers one question at a time: tell waiting users their place
@@ -138,27 +168,7 @@ def build_app(ws: Workspace) -> gr.Blocks:
         return str(row[1] if len(row) > 1 else row[0])  # columns: rank, user_id, ...
 
     def drill_down(user_id: str, horizon: str):
-        user_id = (user_id or "").strip()
-        if not user_id:
-            raise gr.Error("Pick a user in the table or type a user id.")
-        explanation = ws.call_tool("explain_user", user_id=user_id, horizon_days=int(horizon))
-        if error_text(explanation):
-            raise gr.Error(f"User {user_id!r}: {error_text(explanation)}")
-        history = rows_frame(ws.call_tool("user_history", user_id=user_id, last_n=50), ("events",))
-        cases = ws.call_tool("similar_cases", user_id=user_id, k=5)
-        try:
-            trend = ws.churn_over_cutoffs(user_id, int(horizon))
-        except PartUnavailable as exc:
-            raise gr.Error(str(exc)) from exc
-        rows = [driver_row(d) for d in explanation.get("drivers") or []]
-        # No driver is shown without saying why: too little history, or no effect of a point or more.
-        why = (explanation.get("history") or {}).get("too_little") or explanation.get("drivers_left_out")
-        drivers = pd.DataFrame(rows or ([{"driver": why, "kind": "note", "effect": None, "direction": ""}]
-                                        if why else []))
-        case_table = rows_frame(cases, ("cases",))
-        if error_text(cases):
-            case_table = pd.DataFrame([{"note": error_text(cases)}])
-        return user_head_markdown(user_id, explanation, horizon), drivers, trend, history, case_table
+        return drill_down_view(ws, user_id, horizon)
 
     def save_case(user_id: str, horizon: str, conclusion: str, outcome: str):
         try:

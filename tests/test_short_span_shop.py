@@ -136,3 +136,22 @@ def test_operations_tab_offers_the_configured_horizons_and_says_orders_and_the_t
     assert "**Expected orders at risk** (lapse within 1 days): 0.00 orders" in text and "Money" not in text
     assert "as of 2017-11-26 03:10 UTC" in text  # two hours of clicks are all one day: the time says when
     assert "as of 2026-06-30\n" in operations_summary({"as_of": "2026-06-30T00:00:00"}) + "\n"
+
+
+def test_drill_down_shows_the_timeline_when_no_churn_model_can_exist(two_hour_home):
+    import gradio as gr
+
+    from app import drill_down_view
+    from assistant.config import Settings
+    from assistant.workspace import Workspace
+
+    user = pd.read_csv(two_hour_home / "slice.csv", header=None)[0].value_counts().index[0]
+    ws = Workspace.open(Settings.from_env(), lazy=True)  # no predictor: `predictor train` refuses 2 hours
+    try:
+        head, drivers, trend, timeline, _ = drill_down_view(ws, str(user), "7")
+        assert head.startswith(f"### User {user}\n⚠ No churn prediction: ") and drivers.empty and trend.empty
+        assert len(timeline) >= 2 and set(timeline["behavior"]) <= {"view", "cart", "fav", "buy"}
+        with pytest.raises(gr.Error, match="nosuchuser"):  # an unknown id is still an error
+            drill_down_view(ws, "nosuchuser", "7")
+    finally:
+        ws.store.close()
