@@ -94,7 +94,7 @@ def test_a_nine_day_shop_is_told_which_whole_day_horizons_fit():
                            TrainConfig(horizons_days=(7,)))
 
 
-def test_bench_on_thirty_users_says_why_churn_cannot_be_learned_in_minutes(tmp_path, monkeypatch):
+def test_bench_on_thirty_users_says_why_churn_cannot_be_learned_in_minutes(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SHOPSIGHT_HOME", str(tmp_path))
     events = pd.read_csv(SLICE, header=None, names=["user", "item", "category", "behavior", "ts"])
     busiest = events["user"].value_counts().index[:30]
@@ -106,6 +106,8 @@ def test_bench_on_thirty_users_says_why_churn_cannot_be_learned_in_minutes(tmp_p
     message = str(exc.value)
     assert "users active by then" in message and "15m window before the cutoff" in message, message
     assert "0.0104" not in message
+    out = capsys.readouterr()
+    assert "30 users, 2 cutoffs (1 test), horizons 15m, 30m" in out.out + out.err
 
 
 def test_data_info_says_behaviors_no_prices_and_that_the_span_is_short(two_hour_home, capsys):

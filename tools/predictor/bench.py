@@ -27,8 +27,8 @@ from tqdm.auto import tqdm
 from tools.predictor.baselines import CHURN_BASELINES
 from tools.predictor.baselines_rank import RANKING_BASELINES
 from tools.predictor.bench_datasets import BenchData, load_bench_data, load_custom_data
-from tools.predictor.bench_files import (TASK_COLUMN, TASK_FIELD, cutoff_tag, file_name, write_churn, write_ranking,
-                                         write_truth)
+from tools.predictor.bench_files import (TASK_COLUMN, TASK_FIELD, cutoff_tag, file_name, horizon_tag, write_churn,
+                                         write_ranking, write_truth)
 from tools.predictor.bench_score import score_directory  # noqa: F401  (the contract's entry point)
 
 MANIFEST = "benchmark.yaml"
@@ -166,8 +166,6 @@ class _Runner:
 
 
 def _tag(days: float) -> str:
-    from tools.predictor.bench_files import horizon_tag
-
     return horizon_tag(days)
 
 
@@ -262,7 +260,8 @@ def run_benchmark(dataset: str | None, data_path: str | Path | None, out_dir: st
     })
     runner = _Runner(data, out_dir, resume, progress, say)
     say(f"{data.name}: {data.info['events']:,} events, {data.info['users']:,} users, "
-        f"{len(runner.cutoffs)} cutoffs ({len(data.cutoffs)} test), horizons {list(data.horizons_days)} days")
+        f"{len(runner.cutoffs)} cutoffs ({len(data.cutoffs)} test), horizons "
+        f"{', '.join(horizon_tag(h) for h in data.horizons_days)}")  # 15m, not 0.010416666666666666 days
     warnings = data.info.get("warnings", [])
     manifest["notes"] = [n for n in manifest["notes"] if not n.startswith("data ends")] + warnings
     for warning in warnings:
