@@ -54,6 +54,9 @@ def test_score_refuses_a_checkpoint_whose_horizons_never_saw_a_label(two_hour_ho
                     progress=False)
     with pytest.raises(SystemExit, match=r"was trained where the events span 2 h .* predictor train --no-resume"):
         main(["predictor", "score", "--quiet"])
+    user = str(events["user_id"].iloc[0])
+    with pytest.raises(SystemExit, match=r"was trained where the events span 2 h .* scoring or explaining"):
+        main(["predictor", "explain", "--user", user])
     with EventStore(two_hour_home / "shop.duckdb", read_only=True) as store:
         assert store.summary()["tables"]["scores"] == 0  # no made-up probabilities were written
 

@@ -209,7 +209,7 @@ def _check_trained_horizons(store, predictor, settings) -> None:
                            warn=False)
     except SystemExit as exc:
         raise SystemExit(f"{settings.predictor_dir} ({predictor.version}) was trained where {exc} Then run "
-                         "`shopsight predictor train --no-resume` before scoring.") from None
+                         "`shopsight predictor train --no-resume` before scoring or explaining.") from None
 
 
 def run_explain(args: argparse.Namespace) -> int:
@@ -219,6 +219,7 @@ def run_explain(args: argparse.Namespace) -> int:
     settings, store, cutoff = _open(args)
     try:
         predictor = _load(settings)
+        _check_trained_horizons(store, predictor, settings)
         horizon = args.horizon or predictor.horizons_days[0]
         events = store.events_frame(until=cutoff, users=[args.user])
         if events.empty:
