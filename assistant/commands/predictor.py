@@ -206,7 +206,7 @@ def _check_trained_horizons(store, predictor, settings) -> None:
     first = store.time_span()[0]
     try:
         check_horizons_fit(first, config["cutoff"], config["label_end"], TrainConfig.from_dict(config["train"]),
-                           warn=False)
+                           db_path=settings.db_path, warn=False)
     except SystemExit as exc:
         raise SystemExit(f"{settings.predictor_dir} ({predictor.version}) was trained where {exc} Then run "
                          "`shopsight predictor train --no-resume` before scoring or explaining.") from None
