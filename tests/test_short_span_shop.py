@@ -160,3 +160,23 @@ def test_drill_down_shows_the_timeline_when_no_churn_model_can_exist(two_hour_ho
             drill_down_view(ws, "nosuchuser", "7")
     finally:
         ws.store.close()
+
+
+def test_a_thirty_customer_shop_trains_scores_and_says_why_there_is_no_auc(tmp_path, monkeypatch, capsys):
+    """The other tiny shop: 30 CDNOW customers over 18 months (long enough, but 4 held-out users)."""
+    cdnow = Path(__file__).resolve().parents[1] / ".cache/datasets/CDNOW_master.txt"
+    if not cdnow.is_file():
+        pytest.skip(f"{cdnow} missing: run `make data`")
+    monkeypatch.setenv("SHOPSIGHT_HOME", str(tmp_path))
+    monkeypatch.delenv("SHOPSIGHT_HORIZONS_DAYS", raising=False)
+    lines = [line for line in cdnow.read_text().splitlines() if line.split() and line.split()[0].isdigit() and int(line.split()[0]) <= 30]
+    (tmp_path / "cdnow_30.txt").write_text("\n".join(lines) + "\n")
+    assert main(["data", "import", str(tmp_path / "cdnow_30.txt"), "--no-progress"]) == 0
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text("d_model: 8\nn_heads: 1\nn_layers: 1\nepochs: 1\nhorizons_days: [7, 30]\n")
+    assert main(["predictor", "train", "--quiet", "--config", str(recipe)]) == 0
+    out = capsys.readouterr().out
+    assert "churn AUC not measurable on 4 held-out users" in out and "churn AUC None" not in out
+    assert main(["predictor", "score", "--quiet"]) == 0
+    with EventStore(tmp_path / "shop.duckdb", read_only=True) as store:
+        assert store.scores_frame(horizon_days=7)["user_id"].nunique() == 30

@@ -102,7 +102,10 @@ def run_train(args: argparse.Namespace) -> int:
     print(f"trained {predictor.version} in {info['seconds']} s ({info['examples_per_s']} sequences/s), "
           f"saved to {settings.predictor_dir}")
     for row in predictor.calibration["validation"]:
-        if row:
+        if row and row.get("churn_auc") is None:  # a tiny shop: "churn AUC None" read like a failure
+            print(f"  validation at {row['cutoff']}: churn AUC not measurable on {row['n']} held-out users (it needs "
+                  "both users who bought and users who did not)")
+        elif row:
             print(f"  validation at {row['cutoff']}: churn AUC {row.get('churn_auc')}, n={row['n']}")
     return 0
 
