@@ -180,3 +180,10 @@ def test_a_thirty_customer_shop_trains_scores_and_says_why_there_is_no_auc(tmp_p
     assert main(["predictor", "score", "--quiet"]) == 0
     with EventStore(tmp_path / "shop.duckdb", read_only=True) as store:
         assert store.scores_frame(horizon_days=7)["user_id"].nunique() == 30
+
+
+def test_a_recipe_without_horizons_takes_the_homes_setting(two_hour_home, monkeypatch):
+    recipe = Path(__file__).resolve().parents[1] / "finetune" / "configs" / "predictor_taobao_2h.yaml"
+    monkeypatch.setenv("SHOPSIGHT_HORIZONS_DAYS", "1,3")  # before: the recipe trained 7 and 30 regardless
+    with pytest.raises(SystemExit, match=r"horizons are 1 and 3 days \(SHOPSIGHT_HORIZONS_DAYS\)"):
+        main(["predictor", "train", "--quiet", "--config", str(recipe)])

@@ -82,7 +82,9 @@ def run_train(args: argparse.Namespace) -> int:
 
     settings, store, cutoff = _open(args)
     try:
-        raw = load_config_yaml(args.config) if args.config else {"horizons_days": list(settings.horizons_days)}
+        # A recipe without horizons_days takes SHOPSIGHT_HORIZONS_DAYS, as every other command of the home does.
+        recipe = load_config_yaml(args.config) if args.config else {}
+        raw = {"horizons_days": list(settings.horizons_days), **recipe}
         try:
             config = TrainConfig.from_dict(raw)
         except ValueError as exc:
@@ -91,7 +93,7 @@ def run_train(args: argparse.Namespace) -> int:
         events = store.events_frame(until=cutoff)
         if len(events):
             check_horizons_fit(events["ts"].min(), cutoff, events["ts"].max(), config, args.config,
-                               settings.db_path)
+                               settings.db_path, from_settings="horizons_days" not in recipe)
         predictor = train_predictor(events, cutoff, config, settings.predictor_dir, progress=not args.quiet,
                                     resume=not args.no_resume)
     except PredictorError as exc:
@@ -122,7 +124,8 @@ def _days_words(horizons) -> str:
     return " and ".join(f"{h:g}" for h in horizons) + " days"
 
 
-def check_horizons_fit(first, cutoff, label_end, config, config_path=None, db_path=None, warn=True) -> None:
+def check_horizons_fit(first, cutoff, label_end, config, config_path=None, db_path=None, warn=True,
+                       from_settings: bool = False) -> None:
     """Refuse horizons longer than the store's span, naming the span and settings that fit.
 
     A 7-day horizon on 2 hours of clicks would train (the next-item heads need no window) and score
@@ -152,7 +155,7 @@ def check_horizons_fit(first, cutoff, label_end, config, config_path=None, db_pa
               f"learned; raise n_cutoffs or cutoff_stride_days in {config_path or 'a --config YAML'}", file=sys.stderr)
     if not too_long:
         return
-    source = f"horizons_days in {config_path}" if config_path else "SHOPSIGHT_HORIZONS_DAYS"
+    source = "SHOPSIGHT_HORIZONS_DAYS" if from_settings or not config_path else f"horizons_days in {config_path}"
     head = (f"the events span {span_words(span)} ({pd.Timestamp(first)} .. {pd.Timestamp(label_end)}), and the "
             f"predictor's horizons are {_days_words(config.horizons_days)} ({source}): no training cutoff has a full "
             f"{' or '.join(f'{h:g}-day' for h in too_long)} window after it, so who churns or buys within "
