@@ -187,3 +187,26 @@ def test_a_recipe_without_horizons_takes_the_homes_setting(two_hour_home, monkey
     monkeypatch.setenv("SHOPSIGHT_HORIZONS_DAYS", "1,3")  # before: the recipe trained 7 and 30 regardless
     with pytest.raises(SystemExit, match=r"horizons are 1 and 3 days \(SHOPSIGHT_HORIZONS_DAYS\)"):
         main(["predictor", "train", "--quiet", "--config", str(recipe)])
+
+
+def test_writing_while_an_ask_only_reads_the_store_does_not_blame_a_writer(two_hour_home):
+    import subprocess
+    import sys
+
+    from tools.data.store_holder import StoreHeldError
+
+    reader = ("import sys; from tools.data.store import EventStore; s = EventStore(sys.argv[1], read_only=True); "
+              "print('ready', flush=True); sys.stdin.read()")
+    root = Path(__file__).resolve().parents[1]
+    holder = subprocess.Popen([sys.executable, "-c", reader, str(two_hour_home / "shop.duckdb")], cwd=root,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        with pytest.raises(StoreHeldError) as exc:  # what `predictor score` met while a `shopsight ask` ran
+            EventStore(two_hour_home / "shop.duckdb")
+        message = str(exc.value)
+        assert f"is open in process {holder.pid}" in message and "held for writing" not in message
+        assert "even read-only" in message
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)

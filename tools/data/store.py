@@ -59,7 +59,7 @@ class EventStore:
                 raise StoreError(f"cannot open {self.path}: {exc}") from None
             from tools.data.store_holder import held_store_error  # who holds it, and what to do
 
-            raise held_store_error(self.path, str(exc)) from None
+            raise held_store_error(self.path, str(exc), writing=not read_only) from None
         # A setting, not a connect() config: a config would clash with other connections to the file.
         self._con.execute(f"SET memory_limit = '{memory}'")
         if not read_only:

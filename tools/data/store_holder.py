@@ -67,7 +67,8 @@ class StoreHeldError(StoreError):
         self.workspace_url = workspace_url
 
 
-def held_store_error(path: str, duckdb_message: str, home: Path | None = None) -> StoreHeldError:
+def held_store_error(path: str, duckdb_message: str, home: Path | None = None, writing: bool = False
+                     ) -> StoreHeldError:
     """The error for a store another process holds: who holds it, where its workspace is, what to do."""
     pid = holder_pid(duckdb_message)
     if pid is None:
@@ -83,6 +84,10 @@ def held_store_error(path: str, duckdb_message: str, home: Path | None = None) -
             f"the event store {path} is held by the running ShopSight workspace at {url} ({who}); "
             f"DuckDB lets no other process read it meanwhile. Ask your question in the workspace at {url}, "
             "or stop it (Ctrl+C in its terminal) and re-run this command.", workspace_url=url)
+    if writing:  # the holder may only be reading (a `shopsight ask`): "held for writing" would be wrong
+        return StoreHeldError(
+            f"the event store {path} is open in {who}; DuckDB lets no process write to a file another "
+            "process has open, even read-only. Wait for that process to finish, or stop it, then re-run this command.")
     return StoreHeldError(
         f"the event store {path} is held for writing by {who}; DuckDB lets no other process read it "
         "meanwhile. Wait for that process to finish, or stop it, then re-run this command.")
