@@ -211,8 +211,12 @@ def _check_trained_horizons(store, predictor, settings) -> None:
     config = predictor.config
     first = store.time_span()[0]
     try:
-        check_horizons_fit(first, config["cutoff"], config["label_end"], TrainConfig.from_dict(config["train"]),
-                           db_path=settings.db_path, warn=False)
+        train = TrainConfig.from_dict(config["train"])
+        cutoff, label_end = config["cutoff"], config["label_end"]
+    except (KeyError, TypeError, ValueError):  # a checkpoint older than these fields: nothing to check against
+        return
+    try:
+        check_horizons_fit(first, cutoff, label_end, train, db_path=settings.db_path, warn=False)
     except SystemExit as exc:
         raise SystemExit(f"{settings.predictor_dir} ({predictor.version}) was trained where {exc} Then run "
                          "`shopsight predictor train --no-resume` before scoring or explaining.") from None
