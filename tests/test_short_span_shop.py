@@ -169,7 +169,8 @@ def test_a_thirty_customer_shop_trains_scores_and_says_why_there_is_no_auc(tmp_p
         pytest.skip(f"{cdnow} missing: run `make data`")
     monkeypatch.setenv("SHOPSIGHT_HOME", str(tmp_path))
     monkeypatch.delenv("SHOPSIGHT_HORIZONS_DAYS", raising=False)
-    lines = [line for line in cdnow.read_text().splitlines() if line.split() and line.split()[0].isdigit() and int(line.split()[0]) <= 30]
+    ids = [line.split()[0] if line.split() else "" for line in cdnow.read_text().splitlines()]
+    lines = [line for line, uid in zip(cdnow.read_text().splitlines(), ids) if uid.isdigit() and int(uid) <= 30]
     (tmp_path / "cdnow_30.txt").write_text("\n".join(lines) + "\n")
     assert main(["data", "import", str(tmp_path / "cdnow_30.txt"), "--no-progress"]) == 0
     recipe = tmp_path / "tiny.yaml"
