@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from assistant.cli import main
 from assistant.commands.predictor import check_horizons_fit
@@ -97,20 +98,25 @@ def test_a_nine_day_shop_is_told_which_whole_day_horizons_fit():
                            TrainConfig(horizons_days=(7,)))
 
 
-def test_bench_on_thirty_users_says_why_churn_cannot_be_learned_in_minutes(tmp_path, monkeypatch, capsys):
+def test_bench_on_thirty_users_skips_the_churn_baselines_it_cannot_train_and_runs_the_rest(tmp_path, monkeypatch,
+                                                                                        capsys):
     monkeypatch.setenv("SHOPSIGHT_HOME", str(tmp_path))
     events = pd.read_csv(SLICE, header=None, names=["user", "item", "category", "behavior", "ts"])
     busiest = events["user"].value_counts().index[:30]
     events[events["user"].isin(busiest)].to_csv(tmp_path / "thirty.csv", header=False, index=False)
     assert main(["data", "import", str(tmp_path / "thirty.csv"), "--format", "taobao", "--no-progress"]) == 0
-    with pytest.raises((SystemExit, ValueError)) as exc:
-        main(["bench", "run", "--format", "store", "--data", str(tmp_path / "shop.duckdb"), "--cutoff",
-              "2017-11-26T02:30:00", "--horizon", "15m", "30m", "--out", str(tmp_path / "bench")])
-    message = str(exc.value)
-    assert "users active by then" in message and "15m window before the cutoff" in message, message
-    assert "0.0104" not in message
+    out_dir = tmp_path / "bench"
+    assert main(["bench", "run", "--format", "store", "--data", str(tmp_path / "shop.duckdb"), "--cutoff",
+                 "2017-11-26T02:30:00", "--horizon", "15m", "30m", "--out", str(out_dir),
+                 "--models", "logreg_rfm", "repeat_recency"]) == 0
     out = capsys.readouterr()
-    assert "30 users, 2 cutoffs (1 test), horizons 15m, 30m" in out.out + out.err
+    said = out.out + out.err
+    assert "30 users, 2 cutoffs (1 test), horizons 15m, 30m" in said
+    assert "logreg_rfm SKIPPED: cannot train at" in said and "users active by then made no purchase" in said
+    assert "(the 15m window before the cutoff)" in said and "0.0104" not in said
+    manifest = yaml.safe_load((out_dir / "benchmark.yaml").read_text())
+    assert manifest["skipped"] == ["logreg_rfm"] and manifest["failed"] == []
+    assert list(out_dir.glob("repeat_recency/next_item__15m__*.csv"))  # the rest still ran
 
 
 def test_data_info_says_behaviors_no_prices_and_that_the_span_is_short(two_hour_home, capsys):

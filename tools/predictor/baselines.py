@@ -81,6 +81,11 @@ def _labels(events: pd.DataFrame, start: datetime, end: datetime, users: pd.Inde
     return (~users.isin(window["user_id"].unique())).astype(np.int64)
 
 
+class TooLittleData(ValueError):
+    """The data cannot train this model at this cutoff (no events before it, or one label for all):
+    a limit of the shop, not a bug, so the benchmark skips the model with the reason."""
+
+
 def _training_set(past: pd.DataFrame, cutoff: datetime, horizon_days: float) -> tuple[pd.DataFrame, np.ndarray]:
     """(features at cutoff - H, churn labels from (cutoff - H, cutoff]); a clear error where it cannot be built."""
     train_cut = cutoff - timedelta(days=horizon_days)
@@ -93,14 +98,14 @@ def _training_set(past: pd.DataFrame, cutoff: datetime, horizon_days: float) -> 
             return f"{days:g}-day"
 
     if not (past["ts"] <= train_cut).any():
-        raise ValueError(f"cannot train at {train_cut}: no events before it; the data before the cutoff {cutoff} is "
+        raise TooLittleData(f"cannot train at {train_cut}: no events before it; the data before the cutoff {cutoff} is "
                          f"too short for a {horizon_tag_or_days(horizon_days)} horizon (labels come from ({train_cut}, "
                          f"{cutoff}]); pick a later cutoff or a shorter horizon")
     train = features(past, train_cut)
     y = _labels(past, train_cut, cutoff, train.index)
     if len(np.unique(y)) < 2:  # a tiny shop: a handful of users who all bought, or none did
         did = "made no purchase" if y[0] == 1 else "bought"
-        raise ValueError(f"cannot train at {train_cut}: all {len(y)} users active by then {did} in ({train_cut}, "
+        raise TooLittleData(f"cannot train at {train_cut}: all {len(y)} users active by then {did} in ({train_cut}, "
                          f"{cutoff}] (the {horizon_tag_or_days(horizon_days)} window before the cutoff), so churn has "
                          "nothing to learn from; use a shop with more users, a longer horizon or a later cutoff")
     return train, y

@@ -24,7 +24,7 @@ import yaml
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from tools.predictor.baselines import CHURN_BASELINES
+from tools.predictor.baselines import CHURN_BASELINES, TooLittleData
 from tools.predictor.baselines_rank import RANKING_BASELINES
 from tools.predictor.bench_datasets import BenchData, load_bench_data, load_custom_data
 from tools.predictor.bench_files import (TASK_COLUMN, TASK_FIELD, cutoff_tag, file_name, horizon_tag, write_churn,
@@ -268,7 +268,7 @@ def run_benchmark(dataset: str | None, data_path: str | Path | None, out_dir: st
         say(f"warning: {warning}")
     runner.write_truths()
     _save_manifest(out_dir, manifest)
-    failed = []
+    failed, skipped = [], []
     for model in wanted:
         t0 = time.perf_counter()
         note = None
@@ -283,6 +283,9 @@ def run_benchmark(dataset: str | None, data_path: str | Path | None, out_dir: st
                 runner.run_oracle()
             else:
                 note = runner.run_transformer(transformer_config)
+        except TooLittleData as exc:  # a shop of 30 users: one model cannot train, the others still can
+            note = f"{model} SKIPPED: {exc}"
+            skipped.append(model)
         except Exception as exc:
             if model != TRANSFORMER:
                 raise  # our own baselines failing is a bug to see, not to hide
@@ -304,5 +307,6 @@ def run_benchmark(dataset: str | None, data_path: str | Path | None, out_dir: st
             manifest["notes"] += runner.info_notes
             runner.info_notes = []
         _save_manifest(out_dir, manifest)
-    manifest["failed"] = failed
+    manifest["failed"], manifest["skipped"] = failed, skipped
+    _save_manifest(out_dir, manifest)
     return manifest
