@@ -95,3 +95,19 @@ def test_the_tools_value_falls_back_to_bgnbd_gamma_gamma_on_a_short_history():
     assert notes["model"] == "BG/NBD + Gamma-Gamma" and "needs 60 days of history" in notes["model_note"]
     baseline, _ = expected_value(events, datetime(2024, 3, 1), 30)
     assert frame["expected_value"].tolist() == baseline["expected_value"].tolist()
+
+
+def test_a_fit_that_never_left_its_start_gives_no_expected_orders_and_no_warning():
+    """Two hours of clicks: BG/NBD's fit stays at a = 1, where eq. 10 is 0 / 0; NaN with a note, never a warning."""
+    import warnings
+
+    start = pd.Timestamp("2017-11-26 01:00")
+    events = pd.DataFrame({"user_id": ["u1", "u1", "u2", "u3"], "behavior": ["buy", "buy", "buy", "pv"],
+                           "ts": [start, start + pd.Timedelta(minutes=40), start + pd.Timedelta(minutes=5),
+                                  start + pd.Timedelta(minutes=9)], "item_id": ["i1", "i2", "i1", "i3"],
+                           "amount": [np.nan] * 4})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        frame, notes = expected_value(events, start + pd.Timedelta(hours=2), horizon_days=7)
+    assert notes["bgnbd"]["a"] == 1.0 and frame["expected_orders"].isna().all()
+    assert "did not leave its start" in notes["bgnbd_note"] and notes["unit"] == "orders"

@@ -34,8 +34,14 @@ SHORT_VALUE_HORIZONS_DAYS = (60, 30)  # a shop too young for ours at H tries the
 
 
 def bgnbd_expected_orders(params: dict[str, float], summary: pd.DataFrame, horizon_days: float) -> np.ndarray:
-    """E[repeat order days in the next H days | x, t_x, T] (Fader, Hardie & Lee 2005, eq. 10)."""
+    """E[repeat order days in the next H days | x, t_x, T] (Fader, Hardie & Lee 2005, eq. 10).
+
+    NaN for every customer when the fit left a at 1, where the closed form divides 0 by 0 (its factor
+    1 / (a - 1)): a fit on a history of hours stays at the optimizer's start, log a = 0.
+    """
     r, alpha, a, b = (params[k] for k in ("r", "alpha", "a", "b"))
+    if abs(a - 1.0) < 1e-9:
+        return np.full(len(summary), np.nan)
     x, T = (summary[c].to_numpy(dtype=float) for c in ("x", "T"))
     t = horizon_days / 7.0
     z = t / (alpha + T + t)
@@ -119,6 +125,9 @@ def expected_value(events: pd.DataFrame, cutoff: datetime, horizon_days: int) ->
     frame = pd.DataFrame({"user_id": summary.index.to_numpy(), "p_alive": bgnbd_p_alive(params, summary),
                           "expected_orders": bgnbd_expected_orders(params, summary, horizon_days)})
     notes: dict = {"bgnbd": {k: round(v, 4) for k, v in params.items()}}
+    if frame["expected_orders"].isna().all():
+        notes["bgnbd_note"] = ("BG/NBD has no expected orders here: its fit did not leave its start (a history too "
+                               "short to show repeat buying), so value comes from the other models only")
     if not has_prices(events[events["ts"] <= cutoff]):
         frame["spend_per_order"] = np.nan
         frame["expected_value"] = frame["expected_orders"]
