@@ -197,6 +197,11 @@ class Workspace:
         folder = self.settings.predictor_dir
         if not (folder / "config.yaml").exists():
             self._raise_if_building("predictor")
+            from tools.spans import too_short_for_churn
+
+            short = too_short_for_churn(*self.store.time_span())
+            if short:  # training would refuse: "run predictor train" would send the user in a circle
+                raise PartUnavailable(f"no trained predictor at {folder}: {short}")
             raise PartUnavailable(f"no trained predictor at {folder}; run `shopsight predictor train` "
                                   "then `shopsight predictor score` (or `make run`)")
         config = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))

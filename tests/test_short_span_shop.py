@@ -217,3 +217,21 @@ def test_writing_while_an_ask_only_reads_the_store_does_not_blame_a_writer(two_h
     finally:
         holder.stdin.close()
         holder.wait(timeout=30)
+
+
+def test_without_a_churn_model_a_short_shop_is_not_told_to_train_one(two_hour_home):
+    """The tools' error and the workspace's note name the span instead of `predictor train` (which refuses here)."""
+    from assistant.config import Settings
+    from assistant.workspace import PartUnavailable, Workspace
+    from tools.catalog import build_tools
+    from tools.catalog.context import ToolContext
+
+    with EventStore(two_hour_home / "shop.duckdb", read_only=True) as store:
+        tools = {f.__name__: f for f in build_tools(ToolContext(store=store))}
+        result = tools["at_risk_users"](horizon_days=7)
+        hint = str(result.get("hint") or result)
+        assert "this shop's events span 2 h" in hint and "at least 2 days of events" in hint
+        assert "predictor train" not in hint
+        ws = Workspace.open(Settings.from_env(), store=store)
+        with pytest.raises(PartUnavailable, match=r"events span 2 h .* no churn model to train here"):
+            ws._load_predictor()

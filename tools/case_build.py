@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 
 from tools.case_snapshots import case_id, snapshot_batch
 from tools.cases import pack_snapshot
+from tools.spans import span_words
 
 MAX_WRITE = 5000  # rows per Chroma call (Chroma's own limit is larger; bounded memory per call)
 # Room a write needs: measured 5.6 KB per case over both collections (the demo shop's 12,117 cases
@@ -64,7 +65,8 @@ def check_cutoffs(events: pd.DataFrame, cutoffs: list[datetime], horizons_days: 
     longest = max(horizons_days)
     if not cutoffs or last - first <= pd.Timedelta(days=longest):
         raise error(
-            f"the events span {_span_words(last - first)} ({first} .. {last}): a case needs history before its "
+            f"the events span {span_words((last - first).total_seconds())} ({first} .. {last}): a case needs "
+            "history before its "
             f"cutoff and its {longest}-day outcome window after it, so there is no cutoff to build cases at; "
             + ("choose shorter horizons that fit (--horizons, or SHOPSIGHT_HORIZONS_DAYS, in whole days) or import "
                "a longer history" if last - first > pd.Timedelta(days=1) else
@@ -79,14 +81,6 @@ def check_cutoffs(events: pd.DataFrame, cutoffs: list[datetime], horizons_days: 
                 f"cutoff {pd.Timestamp(c):%Y-%m-%d %H:%M:%S}: its {longest}-day outcome window ends after the "
                 f"last event ({last:%Y-%m-%d}); pick cutoffs on or before "
                 f"{last - pd.Timedelta(days=longest):%Y-%m-%d} (--cutoffs YYYY-MM-DD ...)")
-
-
-def _span_words(span: pd.Timedelta) -> str:
-    seconds = span.total_seconds()
-    if seconds >= 2 * 86_400:
-        return f"{seconds / 86_400:.1f} days"
-    hours, minutes = divmod(int(round(seconds / 60)), 60)
-    return f"{hours} h {minutes} min" if hours else f"{minutes} min"
 
 
 def build_cases(memory: Any, events: pd.DataFrame, cutoffs: list[datetime], horizons_days: tuple[int, ...],

@@ -135,7 +135,7 @@ def _print_what_it_supports(summary: dict, kinds) -> None:
     the span holds the predictor's horizons (2 hours of clicks cannot hold a 7-day window)."""
     import pandas as pd
 
-    from assistant.commands.predictor import span_words
+    from tools.spans import span_words
     from assistant.config import Settings
 
     if not len(kinds):

@@ -112,14 +112,6 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def span_words(seconds: float) -> str:
-    """A duration as people say it: '2 h 10 min', '9.0 days'."""
-    if seconds >= 2 * 86_400:
-        return f"{seconds / 86_400:.1f} days"
-    hours, minutes = divmod(int(round(seconds / 60)), 60)
-    return f"{hours} h {minutes} min" if hours else f"{minutes} min"
-
-
 def _days_words(horizons) -> str:
     return " and ".join(f"{h:g}" for h in horizons) + " days"
 
@@ -140,6 +132,7 @@ def check_horizons_fit(first, cutoff, label_end, config, config_path=None, db_pa
     import pandas as pd
 
     from tools.predictor.train import TrainConfig, unlabelled_horizons
+    from tools.spans import span_words
 
     if config.horizons_days != tuple(int(h) for h in config.horizons_days):
         raise SystemExit(

@@ -11,12 +11,20 @@ import pandas as pd
 
 from tools.case_snapshots import snapshot_features
 from tools.catalog.context import ToolContext, ToolError
+from tools.spans import too_short_for_churn
 
 ACTIVE_DAYS = 90  # the population the tools rank: users with a purchase in these days before the cutoff
 SPEND_WINDOW_DAYS = 180  # expected spend = run rate over this window (or the tenure, if shorter)
 MIN_RUN_RATE_DAYS = 30  # a 3-day-old customer's spend is not extrapolated from 3 days
 TRAIN_HINT = ("train the predictor with `shopsight predictor train`, then write scores with "
               "`shopsight predictor score` (or run `shopsight demo`)")
+
+
+def train_hint(ctx: ToolContext) -> str:
+    """What to do without a churn model: train one, unless the shop's history is too short to learn one."""
+    if "span_note" not in ctx.cache:
+        ctx.cache["span_note"] = too_short_for_churn(*ctx.store.time_span())
+    return ctx.cache["span_note"] or TRAIN_HINT
 
 
 def events_until_cutoff(ctx: ToolContext) -> pd.DataFrame:
@@ -59,7 +67,7 @@ def check_horizon(ctx: ToolContext, horizon_days: int) -> int:
     horizons = known_horizons(ctx)
     if not horizons:
         raise ToolError("no churn model is available: the predictor is not trained and no scores are stored",
-                        TRAIN_HINT)
+                        train_hint(ctx))
     if horizon_days not in horizons:
         raise ToolError(f"horizon_days={horizon_days} is out of range: the predictor answers for {horizons} days",
                         f"use horizon_days={min(horizons, key=lambda h: abs(h - horizon_days))} "
@@ -87,7 +95,8 @@ def scores(ctx: ToolContext, horizon_days: int) -> tuple[pd.DataFrame, dict]:
         source = {"source": "predictor", "scored_as_of": pd.Timestamp(ctx.cutoff).isoformat(),
                   "model_version": str(ctx.predictor.version)}
     else:
-        raise ToolError(f"no scores for horizon {horizon_days} days at or before {ctx.cutoff:%Y-%m-%d}", TRAIN_HINT)
+        raise ToolError(f"no scores for horizon {horizon_days} days at or before {ctx.cutoff:%Y-%m-%d}",
+                        train_hint(ctx))
     frame = frame.drop_duplicates("user_id", keep="last").set_index("user_id")
     ctx.cache[key] = (frame, source)
     return frame, source
