@@ -123,3 +123,33 @@ def test_two_segments_named_are_no_sign_that_the_one_segment_filter_was_meant() 
     assert _meant_elsewhere(specs, "segment_report", stray, {}, ranked, [question], mentions(question)) is None
     single = "which cat_household customers churn?"
     assert _meant_elsewhere(specs, "segment_report", stray, {}, ranked, [single], mentions(single)) == "at_risk_users"
+
+
+def test_a_look_alike_question_keeps_the_customer_and_drops_its_restated_words() -> None:
+    from assistant.agent.router import _without_restated_question
+
+    def similar_cases(user_id: Optional[str] = None, text: Optional[str] = None, k: int = 5) -> dict:
+        """Past customers like this one, or like a described situation.
+
+        Args:
+            user_id: a user.
+            text: a description, used when no user_id is given.
+            k: how many cases.
+        """
+        return {}
+
+    spec = build_specs([known_values(similar_cases, user_id=lambda v: v in USERS)])["similar_cases"]
+    question = "find lookalikes of customer 4955 from the past, how did they end up"
+    trace = RouteTrace()
+    assert _without_restated_question(spec, {"user_id": "4955", "text": "lookalikes of customer 4955 from the past, "
+                                                                        "howdid", "k": 5}, question, trace) == {
+        "user_id": "4955", "k": 5} and trace.dropped == ["text"]
+    # a described situation with no customer named is the search itself
+    described = "customers who churned after their order arrived damaged"
+    assert _without_restated_question(spec, {"text": described}, f"past cases: {described}", RouteTrace()) == {
+        "text": described}
+
+
+def test_a_plus_after_a_span_in_words_is_no_band() -> None:
+    assert spans("usr 2827 churn prob this month + drivers") == [("this month", 30)]
+    assert spans("30d+ customers") == []

@@ -134,6 +134,7 @@ class LikelihoodRouter:
         args, ungrounded = ground_arguments(specs[best], args, texts, user_texts=asked)
         trace.dropped += ungrounded
         args = _without_reference_phrases(specs[best], args, [phrase for phrase, _, _ in notes], trace)
+        args = _without_restated_question(specs[best], args, question, trace)
         args, filled = fill_time_span(specs[best], args, question)
         trace.filled += filled
         args = _choices_named(specs[best], args, question, trace, named)
@@ -268,6 +269,30 @@ def _without_reference_phrases(spec: ToolSpec, args: dict, phrases: list[str], t
             continue
         out[key] = value
     return out
+
+
+def _without_restated_question(spec: ToolSpec, args: dict, question: str, trace: RouteTrace) -> dict:
+    """An optional free-text argument that only restates the question is dropped beside an id the question names.
+
+    "lookalikes of customer 554, how did they end up" as similar_cases' `text` beside "user_id": "554":
+    the customer is what the question asks about; the words around the id describe no other situation.
+    """
+    asked = question.lower()
+    if not any(str(args.get(key) or "").strip().lower() in _words(asked) for key in spec.known if args.get(key)):
+        return args
+    out = {}
+    for key, value in args.items():
+        words = _words(value.lower()) if isinstance(value, str) else []
+        if key not in spec.required and key not in spec.known and "enum" not in spec.parameters.get(key, {}) \
+                and len(words) >= 3 and sum(w in asked for w in words) >= 0.5 * len(words):
+            trace.dropped.append(key)
+            continue
+        out[key] = value
+    return out
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[\w-]+", text)
 
 
 _PROBABILITY = r"(?:probability|probabilities|prob|chance|likelihood|odds)"

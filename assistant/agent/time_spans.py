@@ -26,7 +26,7 @@ _ADVERBS = {"daily": 1, "weekly": 7, "monthly": 30, "quarterly": 90, "yearly": 3
 # A band's label is no span: "0-30d", "30-90 days", "365d+" name groups of customers by tenure
 # (segment_report's groups), so a count after "<digits>-" or before "+" is not read.
 _NOT_A_RANGE_END = r"(?<!\d-)(?<!\d\s-\s)"
-_NOT_OPEN_ENDED = r"(?!\s?\+)"
+_NOT_OPEN_ENDED = r"(?!\+)"
 _SPAN_RE = re.compile(_NOT_A_RANGE_END + r"\b(?:(\d+|" + "|".join(_COUNT_WORDS) + r")[\s-]+(" + "|".join(UNIT_DAYS)
                       + r")s?|(" + "|".join(_ADVERBS) + r"))\b" + _NOT_OPEN_ENDED, re.I)
 _SHORT_RE = re.compile(_NOT_A_RANGE_END + r"(?<![\w.])(?:(\d+)\s?|(this|next|past|last|coming)\s+)("
