@@ -153,3 +153,27 @@ def test_a_look_alike_question_keeps_the_customer_and_drops_its_restated_words()
 def test_a_plus_after_a_span_in_words_is_no_band() -> None:
     assert spans("usr 2827 churn prob this month + drivers") == [("this month", 30)]
     assert spans("30d+ customers") == []
+
+
+def test_a_description_copied_from_the_docstring_becomes_the_users_own_words() -> None:
+    from assistant.agent.router import _described_in_the_question
+
+    def similar_cases(user_id: Optional[str] = None, text: Optional[str] = None, since: Optional[str] = None) -> dict:
+        """Past customers like this one, or like a described situation.
+
+        Args:
+            user_id: a user.
+            text: The situation as the user described it, used if no user_id is given.
+            since: a window.
+        """
+        return {}
+
+    spec = build_specs([known_values(similar_cases, user_id=lambda v: v in USERS)])["similar_cases"]
+    question = "Find past cases of loyal buyers who stopped after a late delivery."
+    written = {"user_id": "user_id", "text": "The situation as the user described it, used if", "since": "2026-01-01"}
+    trace = RouteTrace()
+    assert _described_in_the_question(spec, {}, written, ["text", "since"], question, trace) == {"text": question}
+    assert trace.filled == ["text"]  # the short window stays dropped
+    # with a customer named, the id is what the call goes on
+    assert _described_in_the_question(spec, {"user_id": "4955"}, written, ["text"], question, RouteTrace()) == {
+        "user_id": "4955"}

@@ -133,6 +133,8 @@ class LikelihoodRouter:
         trace.args_s = time.perf_counter() - started - trace.score_s
         args, ungrounded = ground_arguments(specs[best], args, texts, user_texts=asked)
         trace.dropped += ungrounded
+        args = _described_in_the_question(specs[best], args, _read_object(trace.raw_arguments), ungrounded,
+                                          question, trace)
         args = _without_reference_phrases(specs[best], args, [phrase for phrase, _, _ in notes], trace)
         args = _without_restated_question(specs[best], args, question, trace)
         args, filled = fill_time_span(specs[best], args, question)
@@ -269,6 +271,27 @@ def _without_reference_phrases(spec: ToolSpec, args: dict, phrases: list[str], t
             continue
         out[key] = value
     return out
+
+
+def _described_in_the_question(spec: ToolSpec, args: dict, written: dict, dropped: list[str], question: str,
+                               trace: RouteTrace) -> dict:
+    """A description the model wrote from elsewhere (the docstring's "The situation as the user described
+    it") is replaced by the user's own words when the call has no id to go on: the question is the situation.
+
+    Only a free-text argument (a string of three words or more, no closed choice, no id) that grounding
+    dropped; a short value (a window "2026-05-01") is no description.
+    """
+    if any(args.get(key) for key in spec.known):
+        return args
+    args = dict(args)
+    for key in dropped:
+        value, prop = written.get(key), spec.parameters.get(key, {})
+        if key in spec.known or "enum" in prop or prop.get("type") != "string" or not isinstance(value, str) \
+                or len(_words(value)) < 3:
+            continue
+        args[key] = question.strip()
+        trace.filled.append(key)
+    return args
 
 
 def _without_restated_question(spec: ToolSpec, args: dict, question: str, trace: RouteTrace) -> dict:
