@@ -177,3 +177,23 @@ def test_a_description_copied_from_the_docstring_becomes_the_users_own_words() -
     # with a customer named, the id is what the call goes on
     assert _described_in_the_question(spec, {"user_id": "4955"}, written, ["text"], question, RouteTrace()) == {
         "user_id": "4955"}
+
+
+def test_a_description_counts_as_the_users_only_by_whole_words() -> None:
+    from assistant.agent.tool_specs import ground_arguments
+
+    def similar_cases(user_id: Optional[str] = None, text: Optional[str] = None) -> dict:
+        """Past customers like this one.
+
+        Args:
+            user_id: a user.
+            text: The situation as the user described it, used if no user_id is given.
+        """
+        return {}
+
+    spec = build_specs([known_values(similar_cases, user_id=lambda v: v in USERS)])["similar_cases"]
+    question = "people similar to user 4955, did they stay?"
+    copied = {"user_id": "4955", "text": "The situation as the user described it, used if"}
+    assert ground_arguments(spec, copied, [question]) == ({"user_id": "4955"}, ["text"])
+    own = {"text": "loyal buyer who stopped after a late delivery"}
+    assert ground_arguments(spec, own, ["past cases of loyal buyers who stopped after a late delivery"])[1] == []

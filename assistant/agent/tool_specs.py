@@ -273,8 +273,9 @@ def _grounded_value(value: Any, haystack: str, numbers: set[float]) -> bool:
         days = int(unit.group(1)) * {"d": 1, "w": 7, "m": 30}[unit.group(2)]
         return float(unit.group(1)) in numbers or float(days) in numbers
     words = _WORD_RE.findall(text)
-    if len(words) >= 3:  # a free-text description: most of its words must be the user's
-        return sum(w in haystack for w in words) >= 0.5 * len(words)
+    if len(words) >= 3:  # a free-text description: most of its words must be the user's, as whole words
+        said = set(_WORD_RE.findall(haystack))  # "the" is no word of "they"
+        return sum(w in said for w in words) >= 0.5 * len(words)
     return False
 
 
