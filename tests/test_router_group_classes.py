@@ -197,3 +197,15 @@ def test_a_description_counts_as_the_users_only_by_whole_words() -> None:
     assert ground_arguments(spec, copied, [question]) == ({"user_id": "4955"}, ["text"])
     own = {"text": "loyal buyer who stopped after a late delivery"}
     assert ground_arguments(spec, own, ["past cases of loyal buyers who stopped after a late delivery"])[1] == []
+
+
+def test_an_argument_object_cut_off_by_the_token_limit_keeps_its_whole_pairs() -> None:
+    from assistant.agent.router import _read_object
+
+    cut = ('{"horizon_days": 30, "top_k": 3, "rank_by": "value_at_risk", "stage": "active", '
+           '"user_id": "user_id1", "category_id": "categ')
+    assert _read_object(cut) == {"horizon_days": 30, "top_k": 3, "rank_by": "value_at_risk", "stage": "active",
+                                 "user_id": "user_id1"}
+    assert _read_object('{"text": "a, \\"b\\" c", "k": 5') == {"text": 'a, "b" c'}
+    assert _read_object('{"horizon_days": 3') == {} and _read_object("") == {} and _read_object("[1]") == {}
+    assert _read_object('{"k": 5}') == {"k": 5}

@@ -206,12 +206,24 @@ def decoding_schema(specs: dict[str, ToolSpec], name: str) -> dict:
 
 
 def _read_object(raw: str) -> dict:
-    """The decoded argument object ({} when the decoding ran out before it closed)."""
-    try:
-        value = json.loads(raw)
-    except (TypeError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
+    """The decoded argument object; when the decoding ran out before it closed, its complete pairs.
+
+    The grammar lets the model write every optional key, the other tools' id keys too, so a long
+    object can meet the token limit mid-value ('..., "top_k": 3, ..., "category_id": "categ'): the
+    pairs written whole before the cut are still what the model chose ({} when none is whole).
+    """
+    text = str(raw or "")
+    while text:
+        try:
+            value = json.loads(text)
+            return value if isinstance(value, dict) else {}
+        except ValueError:
+            pass
+        cut = text.rfind(', "')
+        if cut <= 0 or not text.lstrip().startswith("{"):
+            return {}
+        text = text[:cut] + "}"
+    return {}
 
 
 def _meant_elsewhere(specs: dict[str, ToolSpec], name: str, parsed: dict, kept: dict,
