@@ -204,3 +204,39 @@ def test_next_items_without_categories_are_the_prediction() -> None:
     assert "whenever they next act, it is most likely to be a purchase" in text
     nothing = compose_answer("What will user 1 buy next?", [("predict_next", {**result, "next_items": []})])
     assert "There is no next-purchase prediction for user 1." in nothing
+
+
+def test_a_group_label_read_as_a_rank_is_dropped_and_the_facts_say_what_the_label_counts() -> None:
+    result = {"segment_by": "tenure", "horizon_days": 30, "segments": [
+        {"segment": "365d+", "users": 120, "predicted_churn_rate": 0.41, "mean_spend": 80.0},
+        {"segment": "0-30d", "users": 40, "predicted_churn_rate": 0.12, "mean_spend": 15.0}]}
+
+    def segment_report(segment_by: str = "value_band", horizon_days: int = 30) -> dict:
+        """Churn compared across groups of customers.
+
+        Args:
+            segment_by: how to group customers.
+            horizon_days: days ahead (7 or 30).
+        """
+        return result
+
+    model = ScriptedChatModel(script=["The 365th group churns the most. Tenure sets these groups apart."])
+    router = FixedRouter("segment_report", {"segment_by": "tenure", "horizon_days": 30})
+    _, answer = run(Agent(model, [segment_report], router=router, answer_mode="brief"),
+                    "How does churn differ by tenure this month?")
+    assert "365th" not in answer["text"] and answer["text"].endswith("Tenure sets these groups apart.")
+    assert answer["takeaway"]["dropped"] == ["365th: a label or id read as a rank"]
+    prompt = model.seen[-1][-1].content
+    assert 'Highest predicted churn: the "365d+" group (customers for 365 days or more) at 41%' in prompt
+    assert 'the "0-30d" group (customers for 0 to 30 days)' in prompt
+
+
+def test_ordinals_the_facts_state_are_kept() -> None:
+    from assistant.agent.takeaway import without_invented_ordinals
+
+    facts = ["Highest predicted churn: the \"365d+\" group at 41%."]
+    assert without_invented_ordinals("The 365th group churns most. Old customers churn more.", facts) == (
+        "Old customers churn more.", ["365th"])
+    assert without_invented_ordinals("第365组流失最高。", facts) == ("", ["第365"])
+    assert without_invented_ordinals("The 2nd of 5 is overdue.", ["The 2nd of 5 is overdue."]) == (
+        "The 2nd of 5 is overdue.", [])

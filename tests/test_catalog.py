@@ -244,6 +244,23 @@ def test_segment_report(tools):
     assert "allowed values" in fns["segment_report"](segment_by="colour", horizon_days=7)["error"]
 
 
+def test_segment_report_says_how_the_members_of_each_grouping_are_named(tools):
+    """The agent reads "gold vs basic" or "the 365d+ group" as groups of segment_report (read-only checks)."""
+    from assistant.agent.tool_specs import build_specs, named_members
+
+    _, fns = tools
+    report = build_specs(list(fns.values()))["segment_report"]
+    members = report.groups["segment_by"]
+    assert set(members) == {"segment", "first_category", "tenure", "value_band"}
+    assert members["segment"]("gold") and not members["segment"]("c1")
+    assert members["first_category"]("c1") and not members["first_category"]("gold")
+    assert members["tenure"]("365d+") and members["tenure"]("0-30D") and not members["tenure"]("365d")
+    assert members["value_band"]("high") and not members["value_band"]("highest")
+    assert named_members(report, "segment_by", ["gold", "basic", "vs"]) == {"segment": {"gold", "basic"}}
+    labels = {r["segment"] for r in fns["segment_report"](segment_by="tenure", horizon_days=7)["segments"]}
+    assert labels and all(members["tenure"](label) for label in labels)
+
+
 @pytest.mark.skipif(importlib.util.find_spec("tools.predictor.explain") is None,
                     reason="tools.predictor.explain (predictor room) not written yet")
 def test_with_a_tiny_real_predictor(store, analyzer, tmp_path):

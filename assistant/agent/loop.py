@@ -36,7 +36,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from assistant.agent import grounding, intent, planner
 from assistant.agent.text import FEEDBACK_KEY, drop_feedback, is_call_payload, strip_untrusted, text_of
 from assistant.agent.composer import compose_answer
-from assistant.agent.takeaway import echoes, focus_of, takeaway_facts, whole_sentences
+from assistant.agent.takeaway import echoes, focus_of, takeaway_facts, whole_sentences, without_invented_ordinals
 from assistant.prompts import render
 from assistant.llm.decoding import decodes_locally
 from assistant.agent.router import make_router
@@ -389,7 +389,7 @@ class Agent:
                 yield AgentEvent("error", {"message": f"takeaway sentences dropped, ungrounded claims: "
                                                       f"{', '.join(report.ungrounded)}",
                                            "hint": "the answer keeps the figures copied from the tool results"})
-            turn.takeaway.update(kept=kept.strip(), dropped=[c for c in report.ungrounded])
+            turn.takeaway.update(kept=kept.strip(), dropped=turn.takeaway.get("dropped", []) + list(report.ungrounded))
             if kept.strip():
                 yield from _stream("\n\n" + kept)
                 composed, repair = composed.rstrip() + "\n\n" + kept, "composed+takeaway"
@@ -429,6 +429,9 @@ class Agent:
         if not kept or echoes(kept, turn.question):
             turn.takeaway["dropped"] = ["cut off, repeating itself or echoing the prompt"]
             return ""
+        kept, ranks = without_invented_ordinals(kept, lines)
+        if ranks:
+            turn.takeaway["dropped"] = [f"{rank}: a label or id read as a rank" for rank in ranks]
         return kept
 
     def _finish(self, turn: _Turn, text: str | None, started: float, steps: int, streamed: bool = False,

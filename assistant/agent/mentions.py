@@ -40,6 +40,8 @@ _COUNT_AFTER_RE = re.compile(rf"^\s*-?\s*(?:{_COUNTED})\b", re.I)
 _YEAR_RE = re.compile(r"\b(?:in|since|during|year|of|from|until|till|before|after|by)\s+$", re.I)  # "in 2026"
 _TOKEN_RE = re.compile(r"[^\W\d_][\w-]*|\w*\d\w*", re.UNICODE)
 _WORD_RE = re.compile(r"[^\W\d_]+", re.UNICODE)
+# A band's label as the shop writes it: a range "0-30d", "30-90d" or an open end "365d+".
+_BAND_RE = re.compile(r"(?<![\w-])\d+(?:-\d+[a-z]*|[a-z]*\+)(?![\w-])", re.I)
 
 
 def referenced_ids(text: str) -> list[tuple[str, str]]:
@@ -64,10 +66,10 @@ def bare_numbers(text: str) -> list[str]:
 
 def mentions(text: str) -> list[str]:
     """Every string of `text` that may be an id, in order, each once: ids named with their noun,
-    bare numbers that are no count, word tokens ("P00458", "cat_treats", "snacker"), and runs of
+    bare numbers that are no count, band labels ("0-30d", "365d+"), word tokens ("P00458", "cat_treats", "snacker"), and runs of
     two or three words joined as the shop spells them ("home cook" -> "home_cook"), with a plural
     "s" dropped as well ("snackers" -> "snacker")."""
-    out: list[str] = [value for _, value in referenced_ids(text)] + bare_numbers(text)
+    out: list[str] = [value for _, value in referenced_ids(text)] + bare_numbers(text) + _BAND_RE.findall(text)
     words = _WORD_RE.findall(text.lower())
     for token in _TOKEN_RE.findall(text):
         if not token.isdigit():

@@ -48,8 +48,9 @@ from langchain_core.messages import BaseMessage, HumanMessage, ToolMessage
 from assistant.llm.decoding import decodes_locally
 from assistant.agent.mentions import mentions
 from assistant.agent.session import reference_notes
-from assistant.agent.tool_specs import (ToolSpec, check_known, fill_named_ids, fill_time_span, ground_arguments,
-                                        prefer_named_entities, required_grounded, worth_decoding)
+from assistant.agent.tool_specs import (ToolSpec, check_known, fill_grouping, fill_named_ids, fill_time_span,
+                                        ground_arguments, prefer_compared_groups, prefer_named_entities,
+                                        required_grounded, worth_decoding)
 
 
 @dataclass
@@ -63,6 +64,7 @@ class RouteTrace:
     passed_over: list[str] = field(default_factory=list)  # better-scored tools whose required args were not given
     rerouted: list[str] = field(default_factory=list)  # "a->b": a's arguments named an id only b takes
     filled: list[str] = field(default_factory=list)  # arguments taken from what the question names
+    settled: list[str] = field(default_factory=list)  # closed choices the question settles (no prior vote)
     prior_weight: float = 0.0  # the exemplar prior's weight for this question (its confidence applied)
     reused_tokens: int = 0
     score_s: float = 0.0
@@ -123,17 +125,21 @@ class LikelihoodRouter:
         trace.reused_tokens = getattr(self.chat, "last_reused", 0)
         notes = reference_notes(asked[-1] if asked else "")  # (phrase, kind, id) of each reference
         named = mentions(" ".join([question, *(f"{kind} {value}" for _, kind, value in notes)]))
-        ranked = prefer_named_entities(specs, sorted(trace.scores, key=trace.scores.get, reverse=True), named)
+        ranked = sorted(trace.scores, key=trace.scores.get, reverse=True)
+        ranked = prefer_named_entities(specs, prefer_compared_groups(specs, ranked, named), named)
         trace.score_s = time.perf_counter() - started
         texts = [m.content for m in messages if isinstance(m, (HumanMessage, ToolMessage)) and isinstance(m.content, str)]
         best, trace.raw_arguments, args, trace.dropped = self._choose(prompt, specs, ranked, texts, trace, named)
         trace.args_s = time.perf_counter() - started - trace.score_s
         args, ungrounded = ground_arguments(specs[best], args, texts, user_texts=asked)
         trace.dropped += ungrounded
+        args = _described_in_the_question(specs[best], args, _read_object(trace.raw_arguments), ungrounded,
+                                          question, trace)
         args = _without_reference_phrases(specs[best], args, [phrase for phrase, _, _ in notes], trace)
+        args = _without_restated_question(specs[best], args, question, trace)
         args, filled = fill_time_span(specs[best], args, question)
         trace.filled += filled
-        args = _choices_named(specs[best], args, question, trace)
+        args = _choices_named(specs[best], args, question, trace, named)
         if self.tool_prior is not None:
             args = _settle_choices(specs[best], args, texts, question, self.tool_prior, trace)
         trace.seconds = time.perf_counter() - started
@@ -162,7 +168,7 @@ class LikelihoodRouter:
             args, filled = fill_named_ids(specs[name], args, list(named))
             trace.filled += [f"{name}.{key}" for key in filled]
             tried.append((name, raw, args, dropped + unknown))
-            meant = _meant_elsewhere(specs, name, parsed, args, ranked, texts)
+            meant = _meant_elsewhere(specs, name, parsed, args, ranked, texts, named)
             if meant is not None and not any(t[0] == meant for t in tried):
                 trace.rerouted.append(f"{name}->{meant}")
                 queue.insert(0, meant)
@@ -200,22 +206,35 @@ def decoding_schema(specs: dict[str, ToolSpec], name: str) -> dict:
 
 
 def _read_object(raw: str) -> dict:
-    """The decoded argument object ({} when the decoding ran out before it closed)."""
-    try:
-        value = json.loads(raw)
-    except (TypeError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
+    """The decoded argument object; when the decoding ran out before it closed, its complete pairs.
+
+    The grammar lets the model write every optional key, the other tools' id keys too, so a long
+    object can meet the token limit mid-value ('..., "top_k": 3, ..., "category_id": "categ'): the
+    pairs written whole before the cut are still what the model chose ({} when none is whole).
+    """
+    text = str(raw or "")
+    while text:
+        try:
+            value = json.loads(text)
+            return value if isinstance(value, dict) else {}
+        except ValueError:
+            pass
+        cut = text.rfind(', "')
+        if cut <= 0 or not text.lstrip().startswith("{"):
+            return {}
+        text = text[:cut] + "}"
+    return {}
 
 
 def _meant_elsewhere(specs: dict[str, ToolSpec], name: str, parsed: dict, kept: dict,
-                     ranked: list[str], texts: list[str]) -> str | None:
+                     ranked: list[str], texts: list[str], named: list[str] = ()) -> str | None:
     """The best-ranked other tool that takes an id the model wrote but `name` could not keep.
 
     Only ids from the conversation that name something in the shop count (a tool's read-only
     `known_values` checks): a stray "user_id": "1334" for at_risk_users points to a tool taking
     that user, a "segment_by": "dog_household" to the tool whose `segment` accepts that segment.
-    Counts and free text are no evidence.
+    Counts and free text are no evidence, nor is a slot for one value when the question names
+    two of its kind ("dog_household vs cat_household": a `segment` filter holds only one).
     """
     id_keys = {key for spec in specs.values() for key in spec.known}
     conversation = "\n".join(texts).lower()
@@ -223,8 +242,13 @@ def _meant_elsewhere(specs: dict[str, ToolSpec], name: str, parsed: dict, kept: 
              if key not in kept and (isinstance(value, str) or (key in id_keys and isinstance(value, int)
                                                                  and not isinstance(value, bool)))]
     stray = [value for value in stray if value and value.lower() in conversation]
+    names = set(named)
     for other in ranked:
-        if other != name and any(is_known(value) for value in stray for is_known in specs[other].known.values()):
+        if other == name:
+            continue
+        checks = [is_known for is_known in specs[other].known.values()
+                  if len({v.lower() for v in names if is_known(v)}) < 2]
+        if any(is_known(value) for value in stray for is_known in checks):
             return other
     return None
 
@@ -261,6 +285,51 @@ def _without_reference_phrases(spec: ToolSpec, args: dict, phrases: list[str], t
     return out
 
 
+def _described_in_the_question(spec: ToolSpec, args: dict, written: dict, dropped: list[str], question: str,
+                               trace: RouteTrace) -> dict:
+    """A description the model wrote from elsewhere (the docstring's "The situation as the user described
+    it") is replaced by the user's own words when the call has no id to go on: the question is the situation.
+
+    Only a free-text argument (a string of three words or more, no closed choice, no id) that grounding
+    dropped; a short value (a window "2026-05-01") is no description.
+    """
+    if any(args.get(key) for key in spec.known):
+        return args
+    args = dict(args)
+    for key in dropped:
+        value, prop = written.get(key), spec.parameters.get(key, {})
+        if key in spec.known or "enum" in prop or prop.get("type") != "string" or not isinstance(value, str) \
+                or len(_words(value)) < 3:
+            continue
+        args[key] = question.strip()
+        trace.filled.append(key)
+    return args
+
+
+def _without_restated_question(spec: ToolSpec, args: dict, question: str, trace: RouteTrace) -> dict:
+    """An optional free-text argument that only restates the question is dropped beside an id the question names.
+
+    "lookalikes of customer 554, how did they end up" as similar_cases' `text` beside "user_id": "554":
+    the customer is what the question asks about; the words around the id describe no other situation.
+    """
+    asked = question.lower()
+    if not any(str(args.get(key) or "").strip().lower() in _words(asked) for key in spec.known if args.get(key)):
+        return args
+    out = {}
+    for key, value in args.items():
+        words = _words(value.lower()) if isinstance(value, str) else []
+        if key not in spec.required and key not in spec.known and "enum" not in spec.parameters.get(key, {}) \
+                and len(words) >= 3 and sum(w in asked for w in words) >= 0.5 * len(words):
+            trace.dropped.append(key)
+            continue
+        out[key] = value
+    return out
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[\w-]+", text)
+
+
 _PROBABILITY = r"(?:probability|probabilities|prob|chance|likelihood|odds)"
 
 
@@ -283,16 +352,30 @@ def names_choice(value: str, question: str) -> bool:
                           rf"{_PROBABILITY}\s+(?:of\s+|to\s+)?{stem}\w*)", text))
 
 
-def _choices_named(spec: ToolSpec, args: dict, question: str, trace: RouteTrace) -> dict:
+def _choices_named(spec: ToolSpec, args: dict, question: str, trace: RouteTrace, mentioned: list[str] = ()) -> dict:
     """Closed-choice (enum) arguments set to the one value the question names outright
-    ("rank by lapse probability" -> rank_by="p_lapse", "per customer segment" -> segment_by="segment");
-    with none or several named, the model's value stands (and `_settle_choices` reads it)."""
-    args = dict(args)
+    ("rank by lapse probability" -> rank_by="p_lapse", "per customer segment" -> segment_by="segment"),
+    else, for a grouping, to the one grouping whose members it names ("snacker vs home_cook" ->
+    segment_by="segment", `fill_grouping`); with none or several named, the model's value stands
+    (and `_settle_choices` reads it). The keys the question settled are added to `trace.settled`.
+    """
+    args, settled = dict(args), set()
     for key, prop in spec.parameters.items():
         named = [value for value in prop.get("enum", []) if names_choice(value, question)]
-        if len(named) == 1 and args.get(key) != named[0]:
-            args[key] = named[0]
+        if len(named) == 1:
+            settled.add(key)
+            if args.get(key) != named[0]:
+                args[key] = named[0]
+                trace.filled.append(key)
+    by_members, _ = fill_grouping(spec, {}, mentioned)  # {grouping argument: the grouping its members name}
+    for key, choice in by_members.items():
+        if key in settled:
+            continue  # named outright ("by tenure") wins over members ("snacker")
+        settled.add(key)
+        if args.get(key) != choice:
+            args[key] = choice
             trace.filled.append(key)
+    trace.settled += sorted(settled)
     return args
 
 
@@ -308,7 +391,7 @@ def _settle_choices(spec: ToolSpec, args: dict, texts: list[str], question: str,
     haystack = "\n".join(texts).lower()
     args = dict(args)
     for key, prop in spec.parameters.items():
-        if "enum" not in prop:
+        if "enum" not in prop or key in trace.settled:
             continue
         value = args.get(key)
         if value is not None and names_choice(value, question):

@@ -166,18 +166,63 @@ def _segments(r: dict, counts: dict, cur: str) -> list[str]:
             and isinstance(s.get("predicted_churn_rate"), (int, float))]
     if not rows:
         return []
-    by = str(r.get("segment_by", "segment")).replace("_", " ")
+    grouping = str(r.get("segment_by", "segment"))
+    by = grouping.replace("_", " ")
     high, low = max(rows, key=lambda s: s["predicted_churn_rate"]), min(rows, key=lambda s: s["predicted_churn_rate"])
     lines = [f"Customers grouped by {by}, {len(rows)} groups, next {number(r.get('horizon_days', ''))} days."]
-    lines.append(f"Highest predicted churn: {high.get('segment')} at {percent(high['predicted_churn_rate'])} "
-                 f"({number(high.get('users', ''))} customers).")
-    lines.append(f"Lowest predicted churn: {low.get('segment')} at {percent(low['predicted_churn_rate'])} "
-                 f"({number(low.get('users', ''))} customers).")
+    lines.append(f"Highest predicted churn: {group_words(grouping, high.get('segment'))} at "
+                 f"{percent(high['predicted_churn_rate'])} ({number(high.get('users', ''))} customers).")
+    lines.append(f"Lowest predicted churn: {group_words(grouping, low.get('segment'))} at "
+                 f"{percent(low['predicted_churn_rate'])} ({number(low.get('users', ''))} customers).")
     spend = [s for s in rows if isinstance(s.get("mean_spend"), (int, float))]
     if spend:
         top = max(spend, key=lambda s: s["mean_spend"])
-        lines.append(f"Highest mean spend: {top.get('segment')}, {money(top['mean_spend'], cur)}.")
+        lines.append(f"Highest mean spend: {group_words(grouping, top.get('segment'))}, {money(top['mean_spend'], cur)}.")
     return lines
+
+
+def group_words(grouping: str, label: Any) -> str:
+    """A group of segment_report as words, its label quoted: a bare "365d+" was read as "the 365th group".
+
+    Tenure bands say what their numbers count ("0-30d": customers for 0 to 30 days), a spend band or
+    a shop segment says which kind of group it is, a first-purchase category what was bought.
+    """
+    label = str(label)
+    span = re.fullmatch(r"(\d+)-(\d+)d", label)
+    if grouping == "tenure" and span:
+        return f'the "{label}" group (customers for {span.group(1)} to {span.group(2)} days)'
+    open_end = re.fullmatch(r"(\d+)d\+", label)
+    if grouping == "tenure" and open_end:
+        return f'the "{label}" group (customers for {open_end.group(1)} days or more)'
+    if grouping == "value_band":
+        return f'the "{label}" spend band'
+    if grouping == "first_category":
+        return f'customers whose first purchase was in "{label}"'
+    return f'the "{label}" {grouping.replace("_", " ")}'
+
+
+_ORDINAL_RE = re.compile(r"\b\d+(?:st|nd|rd|th)\b|第\s*\d+", re.I)
+
+
+def without_invented_ordinals(text: str, facts: list[str]) -> tuple[str, list[str]]:
+    """The takeaway without its sentences that rank by a number no fact line ranks by.
+
+    A label or id read as a position ("365d+" as "the 365th group", "segment 3" as "the 3rd") is
+    no claim the number check sees: the number itself is in the results. The fact lines never
+    give a numeric ordinal, so one in the takeaway was made up.
+
+    Returns:
+        (the kept sentences, the ordinals dropped).
+    """
+    stated = " ".join(facts).lower()
+    kept, dropped = [], []
+    for sentence in re.split(r"(?<=[.!?。！？])\s+", text.strip()):
+        made_up = [m.group(0) for m in _ORDINAL_RE.finditer(sentence) if m.group(0).lower() not in stated]
+        if made_up:
+            dropped += made_up
+        elif sentence:
+            kept.append(sentence)
+    return " ".join(kept), dropped
 
 
 def _next(r: dict, counts: dict, cur: str) -> list[str]:

@@ -23,10 +23,14 @@ _SHORT_UNITS = {"d": "day", "wk": "week", "wks": "week", "w": "week", "mo": "mon
 _COUNT_WORDS = {"a": 1, "an": 1, "one": 1, "this": 1, "next": 1, "coming": 1, "past": 1, "last": 1,
                 "two": 2, "three": 3, "four": 4, "six": 6, "twelve": 12}
 _ADVERBS = {"daily": 1, "weekly": 7, "monthly": 30, "quarterly": 90, "yearly": 365}
-_SPAN_RE = re.compile(r"\b(?:(\d+|" + "|".join(_COUNT_WORDS) + r")[\s-]+(" + "|".join(UNIT_DAYS) + r")s?|("
-                      + "|".join(_ADVERBS) + r"))\b", re.I)
-_SHORT_RE = re.compile(r"(?<![\w.])(?:(\d+)\s?|(this|next|past|last|coming)\s+)("
-                       + "|".join(sorted(_SHORT_UNITS, key=len, reverse=True)) + r")\b", re.I)
+# A band's label is no span: "0-30d", "30-90 days", "365d+" name groups of customers by tenure
+# (segment_report's groups), so a count after "<digits>-" or before "+" is not read.
+_NOT_A_RANGE_END = r"(?<!\d-)(?<!\d\s-\s)"
+_NOT_OPEN_ENDED = r"(?!\+)"
+_SPAN_RE = re.compile(_NOT_A_RANGE_END + r"\b(?:(\d+|" + "|".join(_COUNT_WORDS) + r")[\s-]+(" + "|".join(UNIT_DAYS)
+                      + r")s?|(" + "|".join(_ADVERBS) + r"))\b" + _NOT_OPEN_ENDED, re.I)
+_SHORT_RE = re.compile(_NOT_A_RANGE_END + r"(?<![\w.])(?:(\d+)\s?|(this|next|past|last|coming)\s+)("
+                       + "|".join(sorted(_SHORT_UNITS, key=len, reverse=True)) + r")\b" + _NOT_OPEN_ENDED, re.I)
 # Other languages: (pattern, unit). A leading number counts the units; none means one.
 _FOREIGN_SPANS = [
     # French: cette semaine, la semaine prochaine, ce mois(-ci), le mois prochain, 30 jours, 2 semaines

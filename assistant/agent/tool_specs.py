@@ -26,16 +26,21 @@ class ToolSpec:
 
     `known` maps an id argument to a read-only check "does this value name a real id of this
     kind?" (the tool's `known_values`, see tools.catalog.known_values); empty for other tools.
+    `groups` maps a closed-choice argument that picks a grouping (segment_report's segment_by) to
+    a check per choice: "does this value name a member of that grouping?" ("home_cook" is one of
+    the grouping "segment"; tools.catalog.context.groups_named_by).
     """
 
     fn: Callable
     schema: dict
     known: dict[str, Callable[[str], bool]] = field(default_factory=dict)
+    groups: dict[str, dict[str, Callable[[str], bool]]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, fn: Callable, schema: dict) -> "ToolSpec":
-        """The spec of a tool function shown with `schema`, carrying the function's id checks."""
-        return cls(fn, schema, dict(getattr(fn, "known_values", None) or {}))
+        """The spec of a tool function shown with `schema`, carrying the function's id and group checks."""
+        return cls(fn, schema, dict(getattr(fn, "known_values", None) or {}),
+                   dict(getattr(fn, "group_members", None) or {}))
 
     @property
     def name(self) -> str:
@@ -268,8 +273,9 @@ def _grounded_value(value: Any, haystack: str, numbers: set[float]) -> bool:
         days = int(unit.group(1)) * {"d": 1, "w": 7, "m": 30}[unit.group(2)]
         return float(unit.group(1)) in numbers or float(days) in numbers
     words = _WORD_RE.findall(text)
-    if len(words) >= 3:  # a free-text description: most of its words must be the user's
-        return sum(w in haystack for w in words) >= 0.5 * len(words)
+    if len(words) >= 3:  # a free-text description: most of its words must be the user's, as whole words
+        said = set(_WORD_RE.findall(haystack))  # "the" is no word of "they"
+        return sum(w in said for w in words) >= 0.5 * len(words)
     return False
 
 
@@ -294,6 +300,57 @@ def prefer_named_entities(specs: dict[str, ToolSpec], ranked: list[str], named: 
     if not takers or takers[0] == ranked[0]:
         return ranked
     return takers + [name for name in ranked if name not in takers]
+
+
+def named_members(spec: ToolSpec, key: str, named: list[str]) -> dict[str, set[str]]:
+    """{grouping: the members of it the question names} for the grouping argument `key`.
+
+    "home_cook vs snacker" names two members of the grouping "segment"; "the 365d+ group" one of
+    "tenure". Only values the tool's own read-only checks accept count.
+    """
+    found: dict[str, set[str]] = {}
+    for choice, is_member in (spec.groups.get(key) or {}).items():
+        members = {value.lower() for value in named if is_member(value)}
+        if members:
+            found[choice] = members
+    return found
+
+
+def prefer_compared_groups(specs: dict[str, ToolSpec], ranked: list[str], named: list[str]) -> list[str]:
+    """`ranked` with a tool that compares groups moved first when the question names two members of one grouping.
+
+    "home_cook vs snacker", "high and low spenders", "0-30d against 365d+": two groups of one kind set
+    side by side. A tool that takes one of them (at_risk_users' `segment`) cannot hold both; the tool
+    that reports per group can. Otherwise the order stays the model's.
+    """
+    comparers = [name for name in ranked
+                 if any(len(members) >= 2 for key in specs[name].groups
+                        for members in named_members(specs[name], key, named).values())]
+    if not comparers or comparers[0] == ranked[0]:
+        return ranked
+    return comparers + [name for name in ranked if name not in comparers]
+
+
+def fill_grouping(spec: ToolSpec, args: dict, named: list[str]) -> tuple[dict, list[str]]:
+    """A grouping argument set to the one grouping whose members the question names.
+
+    "is snacker churning more than health_focused?" is a comparison of shop segments
+    (segment_by="segment") whatever grouping the model wrote; with members of two groupings named,
+    or none, the model's value stands. The caller leaves alone a grouping the question names
+    outright ("by tenure").
+
+    Returns:
+        (arguments, names of the filled ones).
+    """
+    args, filled = dict(args), []
+    for key in spec.groups:
+        found = named_members(spec, key, named)
+        if len(found) == 1:
+            (choice,) = found
+            if args.get(key) != choice:
+                args[key] = choice
+                filled.append(key)
+    return args, filled
 
 
 def fill_named_ids(spec: ToolSpec, args: dict, named: list[str]) -> tuple[dict, list[str]]:

@@ -208,6 +208,10 @@ def bind_tool(ctx: ToolContext, func: Callable) -> Callable:
     checks = getattr(func, "id_checks", None) or {}
     if checks:
         known_values(call, **{arg: functools.partial(_check_in_store, check, ctx) for arg, check in checks.items()})
+    groups = getattr(func, "group_checks", None) or {}
+    if groups:
+        call.group_members = {arg: {choice: functools.partial(_check_in_store, check, ctx)
+                                    for choice, check in by_choice.items()} for arg, by_choice in groups.items()}
     return call
 
 
@@ -221,6 +225,22 @@ def checks_ids(**checks: Callable[[ToolContext, str], bool]) -> Callable[[Callab
 
     def mark(func: Callable) -> Callable:
         func.id_checks = checks
+        return func
+
+    return mark
+
+
+def groups_named_by(**choices: dict[str, Callable[[ToolContext, str], bool]]) -> Callable[[Callable], Callable]:
+    """Register, for a closed-choice argument that picks a grouping, how each grouping's members are named.
+
+    `@groups_named_by(segment_by={"segment": is_known_segment, ...})`: a question naming "home_cook"
+    names a member of the grouping "segment". `bind_tool` binds the read-only checks to the context as
+    the callable's `group_members` ({argument: {choice: check(value) -> bool}}); the agent reads them
+    (assistant/agent/tool_specs.py `fill_grouping`).
+    """
+
+    def mark(func: Callable) -> Callable:
+        func.group_checks = choices
         return func
 
     return mark

@@ -9,10 +9,11 @@ from typing import Literal, Optional
 import numpy as np
 import pandas as pd
 
-from tools.catalog.context import ToolContext, ToolError, checks_ids, tool
+from tools.catalog.context import ToolContext, ToolError, checks_ids, groups_named_by, tool
 from tools.catalog.reads import (ACTIVE_DAYS, TRAIN_HINT, check_horizon, check_user, customer_value,
-                                 events_until_cutoff, is_known_segment, is_known_user, known_horizons, lifecycle,
-                                 records_browsing, records_prices, scores, segment_names, user_facts, user_segments, value_terms)
+                                 events_until_cutoff, is_known_category, is_known_segment, is_known_user,
+                                 known_horizons, lifecycle, records_browsing, records_prices, scores, segment_names,
+                                 user_facts, user_segments, value_terms)
 from tools.predictor.lifecycle import LIVE_STAGES, LOST_RATIO  # LIVE_STAGES: the stages a customer can lapse from
 
 MAX_TOP_K = 100
@@ -348,6 +349,18 @@ def predict_next(ctx: ToolContext, user_id: str, k: int = 5) -> dict:
             "model_version": str(ctx.predictor.version)}
 
 
+def is_tenure_band(ctx: ToolContext, label: str) -> bool:
+    """Whether the label names one of segment_report's tenure groups ("0-30d", "365d+")."""
+    return label.strip().lower() in {name for _, _, name in TENURE_BANDS}
+
+
+def is_value_band(ctx: ToolContext, label: str) -> bool:
+    """Whether the label names one of segment_report's spend groups ("low", "mid", "high")."""
+    return label.strip().lower() in VALUE_BANDS
+
+
+@groups_named_by(segment_by={"segment": is_known_segment, "first_category": is_known_category,
+                             "tenure": is_tenure_band, "value_band": is_value_band})
 @tool
 def segment_report(ctx: ToolContext,
                    segment_by: Literal["first_category", "tenure", "value_band", "segment"] = "value_band",
@@ -414,6 +427,7 @@ def _next_from_scores(ctx: ToolContext, user_id: str, k: int) -> dict:
             **source}
 
 
+VALUE_BANDS = ("low", "mid", "high")  # terciles of recent daily spend, lowest first
 TENURE_BANDS = [(0, 30, "0-30d"), (30, 90, "30-90d"), (90, 180, "90-180d"), (180, 365, "180-365d"),
                 (365, 10**6, "365d+")]
 
@@ -430,7 +444,7 @@ def _segment_labels(ctx: ToolContext, segment_by: str, users: pd.Index) -> pd.Se
         # Terciles of recent daily spend among active customers: low / mid / high.
         spend = facts.loc[users, "daily_spend"]
         ranks = spend.rank(method="first", pct=True)
-        return pd.cut(ranks, [0, 1 / 3, 2 / 3, 1.0], labels=["low", "mid", "high"]).astype(str)
+        return pd.cut(ranks, [0, 1 / 3, 2 / 3, 1.0], labels=list(VALUE_BANDS)).astype(str)
     if segment_by == "first_category":
         events = events_until_cutoff(ctx)
         buys = events[(events["behavior"] == "buy") & events["user_id"].isin(users)].sort_values("ts", kind="stable")
