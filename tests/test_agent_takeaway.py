@@ -190,6 +190,14 @@ def test_no_reviews_means_no_takeaway_to_ask_for() -> None:
     assert takeaway_facts([("review_summary", one)])[0] == ["1 reviews, mean rating 5 stars: 1 positive, 0 negative."]
 
 
+def test_an_empty_at_risk_list_means_no_takeaway_to_ask_for() -> None:
+    """Over an empty list the model invented a level ("The churn rate is high", "The total value at risk is $0"
+    on a shop without prices: bench/results/new_user_trial.md Round 8); the composer's sentence says it all."""
+    assert takeaway_facts([("at_risk_users", {"users": [], "horizon_days": 7})])[0] == []
+    one = {"users": [{"user_id": "u1", "stage": "at_risk", "reasons": []}], "horizon_days": 7}
+    assert takeaway_facts([("at_risk_users", one)])[0][0] == "1 customers are listed, for the next 7 days."
+
+
 def test_next_items_without_categories_are_the_prediction() -> None:
     """An orders-only shop without categories still predicts items: the answer must not open with
     'There is no next-purchase prediction' and then list them."""

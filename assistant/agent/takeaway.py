@@ -70,7 +70,9 @@ def _share(count: int, total: int) -> str:
 def _at_risk(r: dict, counts: dict, cur: str) -> list[str]:
     users = [u for u in r.get("users") or [] if isinstance(u, dict)]
     if not users:
-        return ["No customer is on the list."]
+        # Nothing to read between the lines: the composer already says the list is empty, and a model
+        # asked anyway invented a level ("The churn rate is high", "$0 at risk": new_user_trial.md Round 8).
+        return []
     n = len(users)
     lines = [f"{n} customers are listed, for the next {number(r.get('horizon_days', ''))} days."]
     kinds = Counter(kind for u in users for kind in {k for x in u.get("reasons") or []

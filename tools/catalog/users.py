@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 
 from tools.catalog.context import ToolContext, ToolError, checks_ids, groups_named_by, tool
-from tools.catalog.reads import (ACTIVE_DAYS, TRAIN_HINT, check_horizon, check_user, customer_value,
+from tools.catalog.reads import (ACTIVE_DAYS, check_horizon, check_user, customer_value,
                                  events_until_cutoff, is_known_category, is_known_segment, is_known_user,
                                  known_horizons, lifecycle, records_browsing, records_prices, scores, segment_names,
-                                 user_facts, user_segments, value_terms)
+                                 train_hint, user_facts, user_segments, value_terms)
 from tools.predictor.lifecycle import LIVE_STAGES, LOST_RATIO  # LIVE_STAGES: the stages a customer can lapse from
 
 MAX_TOP_K = 100
@@ -230,7 +230,7 @@ def explain_user(ctx: ToolContext, user_id: str, horizon_days: int = 7) -> dict:
     check_user(ctx, user_id)
     check_horizon(ctx, horizon_days)
     if ctx.predictor is None:
-        raise ToolError("the predictor is not trained, so there is no explanation", TRAIN_HINT)
+        raise ToolError("the predictor is not trained, so there is no explanation", train_hint(ctx))
     from tools.predictor.explain import explain_user as predictor_explain
 
     events = events_until_cutoff(ctx)
@@ -410,10 +410,10 @@ def _next_from_scores(ctx: ToolContext, user_id: str, k: int) -> dict:
     """Rankings from the scores table (ids only, no probabilities) when no predictor is loaded."""
     horizons = known_horizons(ctx)
     if not horizons:
-        raise ToolError("the predictor is not trained, so there are no next-item predictions", TRAIN_HINT)
+        raise ToolError("the predictor is not trained, so there are no next-item predictions", train_hint(ctx))
     frame, source = scores(ctx, horizons[0])
     if user_id not in frame.index:
-        raise ToolError(f"no stored prediction for user {user_id!r}", TRAIN_HINT)
+        raise ToolError(f"no stored prediction for user {user_id!r}", train_hint(ctx))
     row = frame.loc[user_id]
     p_buy = {}
     for h in horizons:
