@@ -248,3 +248,20 @@ def test_ordinals_the_facts_state_are_kept() -> None:
     assert without_invented_ordinals("第365组流失最高。", facts) == ("", ["第365"])
     assert without_invented_ordinals("The 2nd of 5 is overdue.", ["The 2nd of 5 is overdue."]) == (
         "The 2nd of 5 is overdue.", [])
+
+
+def test_a_history_of_hours_is_not_told_in_zero_days() -> None:
+    """A clickstream of two hours: 'over 0 days; the last purchase was 0 days ago' read as nonsense (new_user_trial.md
+    Round 8); within the first day and today are what the numbers say."""
+    from assistant.agent.composer import compose_answer
+    from assistant.agent.grounding import Evidence, check
+
+    result = {"user_id": "965764", "events": [], "totals": {"events": 10, "orders": 1, "tenure_days": 0.04,
+                                                            "days_since_last_buy": 0.02, "top_category": "411153"}}
+    text = compose_answer("Show the purchase history of user 965764", [("user_history", result)])
+    assert "within their first day; the last purchase was today" in text and "0 days" not in text
+    assert check(text, Evidence.from_results([result])).ok
+    older = {**result, "totals": {**result["totals"], "tenure_days": 40, "days_since_last_buy": 3}}
+    assert "over 40 days; the last purchase was 3 days ago" in compose_answer("q", [("user_history", older)])
+    zh = compose_answer("q", [("user_history", result)], language="zh")
+    assert "上次购买在今天" in zh

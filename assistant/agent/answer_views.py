@@ -191,7 +191,7 @@ def _history(r: dict, lang: str, cur: str) -> dict:
                "amount": money(e.get("amount"), cur)} for e in r.get("events") or [] if isinstance(e, dict)]
     return {"user": str(r.get("user_id")), "events": events[:MAX_LISTED], "n": len(events),
             "total_events": number(t.get("events", "")), "orders": number(t.get("orders", "")),
-            "spend": money(t.get("spend"), cur), "tenure": number(t.get("tenure_days", "")),
+            "spend": money(t.get("spend"), cur), "tenure": days(t.get("tenure_days")),
             "days_since_buy": days(t.get("days_since_last_buy")) if (t.get("orders") or 0) > 0 else "",
             "top_category": str(t.get("top_category") or "")}
 
