@@ -244,6 +244,20 @@ def test_segment_report(tools):
     assert "allowed values" in fns["segment_report"](segment_by="colour", horizon_days=7)["error"]
 
 
+def test_segment_report_by_segment_on_a_shop_without_labels_groups_by_spend_and_says_so(tmp_path):
+    frames = _frames()
+    frames["users"] = frames["users"].drop(columns="segment")
+    store = EventStore(tmp_path / "plain.duckdb")
+    store.import_frames("test", **frames)
+    store.replace_scores(_scores())
+    ctx = ToolContext(store=store, predictor=None, cutoff=CUTOFF, audit_path=tmp_path / "audit.jsonl")
+    res = {f.__name__: f for f in build_tools(ctx)}["segment_report"](segment_by="segment", horizon_days=7)
+    store.close()
+    assert "error" not in res and res["segment_by"] == "value_band"
+    assert {r["segment"] for r in res["segments"]} == {"low", "mid", "high"}
+    assert "no segment labels of its own" in res["note"]
+
+
 def test_segment_report_says_how_the_members_of_each_grouping_are_named(tools):
     """The agent reads "gold vs basic" or "the 365d+ group" as groups of segment_report (read-only checks)."""
     from assistant.agent.tool_specs import build_specs, named_members

@@ -379,6 +379,13 @@ def segment_report(ctx: ToolContext,
     frame, source = scores(ctx, horizon_days)
     facts = user_facts(ctx)
     users = facts.index[facts["active"] & facts.index.isin(frame.index)]
+    grouped_instead = {}
+    if segment_by == "segment" and not len(user_segments(ctx)):
+        # "Show me the customer segments" on a shop without labels of its own (Taobao, CDNOW): a breakdown
+        # the user can read beats an error the model has to recover from (new_user_trial.md, Round 8).
+        segment_by = "value_band"
+        grouped_instead = {"note": "this shop has no segment labels of its own, so the customers are grouped by "
+                                   "their recent spend (low, mid, high) instead"}
     groups = _segment_labels(ctx, segment_by, users)
     events = events_until_cutoff(ctx)
     c = pd.Timestamp(ctx.cutoff)
@@ -402,7 +409,7 @@ def segment_report(ctx: ToolContext,
     rows.sort(key=lambda r: -(r["predicted_churn_rate"] or 0))
     return {"segment_by": segment_by, "horizon_days": horizon_days, "as_of": ctx.cutoff,
             "population": f"{len(users)} active customers (a purchase in the last {ACTIVE_DAYS} days)",
-            "segments": rows[:20], **value_terms(ctx), **source}
+            "segments": rows[:20], **grouped_instead, **value_terms(ctx), **source}
 
 
 
