@@ -12,8 +12,7 @@ or the blend ranks below `repeat_recency`, which reads raw ids (issue 14, the 2-
   events ago (`own_half_life` events; 0 = the newest touch only: exactly `repeat_recency`'s order);
 - `cooc`: item-to-item co-occurrence over every user's sequence as of the cutoff: ids that
   followed (weight 1/d) or preceded (0.5/d) an id within 3 events, row-normalized, summed over
-  the user's last 3 ids;
-  (known ids only, as `pop` and `softmax`);
+  the user's last 3 ids (known ids only, as `pop` and `softmax`);
 - `pop`: how often each id was touched in the last `pop_window_s` seconds before the cutoff;
 - `softmax`: the Transformer's probabilities (its top `N_SOFTMAX` ids).
 
@@ -27,7 +26,7 @@ never read.
 
     stats = RankStats.build(arrays, cutoff_s, "item", vocab.n_items, len(vocab.items), pop_window_s=86_400)
     table = CandidateTable.build(generator_scores(stats, arrays, ex, soft_ids, soft_probs, own_half_life=1.0), stats)
-    table.rank(weights, k=10)                               # (n, 10) vocab ids, best first
+    table.rank(weights, k=10)                               # (n, 10) ranking ids (`ranking_ids`), best first
     fit_blend([(tables_by_half_life, targets)], has_softmax=True)   # the weights, on validation
 """
 
