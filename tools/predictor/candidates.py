@@ -3,13 +3,16 @@
 Real catalogs are huge and sparse: most items are seen once and users revisit their own items,
 so a full-catalog softmax trained on a few thousand sequences ranks popular items for everyone.
 Sequential recommenders that hold up on real traffic rank a small candidate set drawn from
-cheap generators and re-rank it. Four generators score ids (vocabulary ids, known ids only):
+cheap generators and re-rank it. Four generators score ids: vocabulary ids, and for `own` also
+the raw ids outside the vocabulary (ranking id `n_ids + code`, `ranking_ids`): a capped vocabulary
+(max_items 20000 on a shop of 85k items, most seen once) must not drop the items a user revisits,
+or the blend ranks below `repeat_recency`, which reads raw ids (issue 14, the 2-hour slice, round 8b):
 
 - `own`: the user's own recent ids, weighted by behavior (cart/fav > view) and decayed by
-  events ago (`own_half_life` events; 0 = the newest touch only, as `repeat_recency`);
+  events ago (`own_half_life` events; 0 = the newest touch only: exactly `repeat_recency`'s order);
 - `cooc`: item-to-item co-occurrence over every user's sequence as of the cutoff: ids that
   followed (weight 1/d) or preceded (0.5/d) an id within 3 events, row-normalized, summed over
-  the user's last 3 ids;
+  the user's last 3 ids (known ids only, as `pop` and `softmax`);
 - `pop`: how often each id was touched in the last `pop_window_s` seconds before the cutoff;
 - `softmax`: the Transformer's probabilities (its top `N_SOFTMAX` ids).
 
@@ -23,7 +26,7 @@ never read.
 
     stats = RankStats.build(arrays, cutoff_s, "item", vocab.n_items, len(vocab.items), pop_window_s=86_400)
     table = CandidateTable.build(generator_scores(stats, arrays, ex, soft_ids, soft_probs, own_half_life=1.0), stats)
-    table.rank(weights, k=10)                               # (n, 10) vocab ids, best first
+    table.rank(weights, k=10)                               # (n, 10) ranking ids (`ranking_ids`), best first
     fit_blend([(tables_by_half_life, targets)], has_softmax=True)   # the weights, on validation
 """
 
@@ -58,7 +61,7 @@ class RankStats:
 
     field: str  # "item" | "category"
     cutoff_s: int
-    n_ids: int  # size of the id space (vocab ids; only known ids are ranked)
+    n_ids: int  # size of the vocab id space (known ids and hashed buckets); raw ids follow it (`ranking_ids`)
     lo: int  # first known id
     hi: int  # one past the last known id
     cooc: sp.csr_matrix  # (n_ids, n_ids), row-normalized
@@ -102,10 +105,39 @@ def _field_ids(arrays: EventArrays, field: str, lo: int, hi: int) -> tuple[np.nd
     return ids, (ids >= lo) & (ids < hi)
 
 
+def ranking_ids(arrays: EventArrays, field: str, n_ids: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Per event the id the rankings use, whether it is usable, and the width of that id space.
+
+    Known vocabulary ids stay as they are; an id outside the vocabulary (a hashed bucket for the
+    network) becomes `n_ids + its raw code` (`EventArrays.item_raw`), so two such items never share
+    a slot. Arrays without raw codes keep known ids only.
+    """
+    ids, known = _field_ids(arrays, field, lo, hi)
+    raw = arrays.item_raw if field == "item" else arrays.category_raw
+    names = arrays.item_names if field == "item" else arrays.category_names
+    if raw is None or names is None:
+        return ids, known, n_ids
+    return np.where(known, ids, n_ids + raw), known | (raw >= 0), n_ids + len(names)
+
+
+def ranking_names(arrays: EventArrays, field: str, known_names: np.ndarray, n_ids: int, ids: np.ndarray) -> list[str]:
+    """Space-separated names of ranked ids (`ranking_ids`), best first; -1, reserved ids and hashed buckets skipped."""
+    raw_names = arrays.item_names if field == "item" else arrays.category_names
+    hi = N_RESERVED + len(known_names)
+
+    def name(i: int) -> str | None:
+        if i >= n_ids:
+            return str(raw_names[i - n_ids])
+        return str(known_names[i - N_RESERVED]) if N_RESERVED <= i < hi else None
+
+    return [" ".join(x for x in map(name, row.tolist()) if x is not None) for row in ids]
+
+
 def generator_scores(stats: RankStats, arrays: EventArrays, ex: Examples, softmax_ids: np.ndarray | None,
                      softmax_probs: np.ndarray | None, own_half_life: float) -> dict[str, sp.csr_matrix]:
-    """Per example, each generator's scores as a sparse (n, n_ids) matrix, each row max-normalized to 1."""
-    ids, ok = _field_ids(arrays, stats.field, stats.lo, stats.hi)
+    """Per example, each generator's scores as a sparse (n, width) matrix (`ranking_ids`), rows max-normalized to 1."""
+    ids, ok, width = ranking_ids(arrays, stats.field, stats.n_ids, stats.lo, stats.hi)
+    _, known = _field_ids(arrays, stats.field, stats.lo, stats.hi)
     n = len(ex)
     starts = np.maximum(arrays.offsets[ex.user_rows], ex.ends - N_OWN)
     lens = ex.ends - starts
@@ -117,24 +149,25 @@ def generator_scores(stats: RankStats, arrays: EventArrays, ex: Examples, softma
         w = BEHAVIOR_WEIGHTS[arrays.behavior[g]] * 0.5 ** (ago / own_half_life)
     else:  # newest touch only: drop every older touch of the same id
         w = 1.0 / (1.0 + ago)
-        key = row.astype(np.int64) * stats.n_ids + ids[g]
+        key = row.astype(np.int64) * width + ids[g]
         newest = np.zeros(len(g), dtype=bool)
         order = np.lexsort((ago, key))
         newest[order[np.r_[True, key[order][1:] != key[order][:-1]]]] = True
         keep = keep & newest
-    own = sp.csr_matrix((w[keep], (row[keep], ids[g][keep])), shape=(n, stats.n_ids))
-    seed_keep = keep & (ago < N_LAST)
+    own = sp.csr_matrix((w[keep], (row[keep], ids[g][keep])), shape=(n, width))
+    seed_keep = keep & known[g] & (ago < N_LAST)  # co-occurrence is counted between known ids only
     seeds = sp.csr_matrix((1.0 / (1 + ago[seed_keep]), (row[seed_keep], ids[g][seed_keep])), shape=(n, stats.n_ids))
-    cooc = seeds @ stats.cooc
+    cooc = (seeds @ stats.cooc).tocsr()
+    cooc.resize((n, width))
     top_pop = np.argsort(-stats.pop[stats.lo:stats.hi], kind="stable")[:N_POP] + stats.lo
     pop_vals = stats.pop[top_pop] / max(stats.pop[top_pop].max(), 1e-12) if len(top_pop) else top_pop
     pop = sp.csr_matrix((np.tile(pop_vals, n), (np.repeat(np.arange(n), len(top_pop)), np.tile(top_pop, n))),
-                        shape=(n, stats.n_ids))
+                        shape=(n, width))
     out = {"own": own, "cooc": cooc, "pop": pop}
     if softmax_ids is not None and softmax_ids.size:
         k = softmax_ids.shape[1]
         out["softmax"] = sp.csr_matrix((softmax_probs.ravel().astype(float), (np.repeat(np.arange(n), k),
-                                        softmax_ids.ravel())), shape=(n, stats.n_ids))
+                                        softmax_ids.ravel())), shape=(n, width))
     return {name: _row_max_normalize(m) for name, m in out.items()}
 
 
@@ -152,7 +185,7 @@ def _row_max_normalize(m: sp.csr_matrix) -> sp.csr_matrix:
 class CandidateTable:
     """Dense (n, C) view of the union of candidates: each generator's score per candidate."""
 
-    ids: np.ndarray  # (n, C) vocab ids, -1 = empty slot
+    ids: np.ndarray  # (n, C) ranking ids (`ranking_ids`), -1 = empty slot
     scores: np.ndarray  # (n, C, G) in GENERATORS order (0 where a generator did not propose the id)
     tie: np.ndarray  # (n, C) popularity tie-break, < 1e-6
 
@@ -178,8 +211,8 @@ class CandidateTable:
                 pos = np.minimum(np.searchsorted(union_keys, keys), max(len(union_keys) - 1, 0))
                 ok = union_keys[pos] == keys if len(union_keys) else np.zeros(len(keys), bool)
                 scores[m.row[ok], (pos - union.indptr[:-1][m.row])[ok], j] = m.data[ok]
-        safe = np.maximum(ids, 0)
-        pop = stats.pop[safe] * (ids >= 0)
+        inside = (ids >= 0) & (ids < len(stats.pop))  # ids beyond the vocabulary have no popularity
+        pop = stats.pop[np.where(inside, ids, 0)] * inside
         tie = 1e-7 * pop / max(stats.pop.max(), 1e-12)
         return cls(ids, scores, tie)
 
@@ -192,7 +225,7 @@ class CandidateTable:
         return np.take_along_axis(self.ids, order, axis=1)
 
     def gains(self, weights: np.ndarray, targets: np.ndarray, k: int = 10) -> np.ndarray:
-        """Per example NDCG@k of `targets` (vocab ids; -1 = unknown target, a miss)."""
+        """Per example NDCG@k of `targets` (ranking ids; -1 = no target id, a miss)."""
         s = self.scores @ weights + self.tie
         s = np.where(self.ids >= 0, s, -np.inf)
         hit = self.ids == targets[:, None]

@@ -133,6 +133,12 @@ class EventArrays:
     cum_buy_days: np.ndarray  # distinct buy days so far
     last_buy_ts: np.ndarray  # ts of the latest buy at or before this event (-1 if none)
     first_buy_ts: np.ndarray
+    # Raw ids, for the rankings only (the network sees vocab ids): per event an index into the names
+    # (-1 = missing), so a user's own items outside the vocabulary keep their place (candidates.py).
+    item_raw: np.ndarray | None = None
+    item_names: np.ndarray | None = None
+    category_raw: np.ndarray | None = None
+    category_names: np.ndarray | None = None
 
     @property
     def n_users(self) -> int:
@@ -185,6 +191,9 @@ def prepare_events(events: pd.DataFrame, vocab: Vocab) -> EventArrays:
     prev_buy_day = _ffill_by_user(np.where(is_buy == 1, buy_day, -1), first, shift=True)
     new_buy_day = ((is_buy == 1) & (buy_day != prev_buy_day)).astype(np.int64)
     buy_amount = np.where((is_buy == 1) & known, amount, 0.0)
+    item_raw, item_names = pd.factorize(events["item_id"].astype("string"))
+    cat_raw, cat_names = (pd.factorize(events["category_id"].astype("string")) if "category_id" in events
+                          else (np.full(len(ts), -1), np.array([], dtype=object)))
     return EventArrays(
         user_ids=np.asarray(uniq, dtype=object), offsets=offsets, ts=ts, behavior=beh, item=item,
         category=np.asarray(cat, dtype=np.int64), gap=gap, hour=hour, dow=dow, amount_bucket=amount_bucket,
@@ -193,6 +202,8 @@ def prepare_events(events: pd.DataFrame, vocab: Vocab) -> EventArrays:
         cum_buy_days=_group_cumsum(new_buy_day, starts, counts),
         last_buy_ts=_ffill_by_user(np.where(is_buy == 1, ts, -1), first, shift=False),
         first_buy_ts=_first_by_user(np.where(is_buy == 1, ts, -1), starts, counts),
+        item_raw=np.asarray(item_raw, dtype=np.int64)[order], item_names=np.asarray(item_names, dtype=object),
+        category_raw=np.asarray(cat_raw, dtype=np.int64)[order], category_names=np.asarray(cat_names, dtype=object),
     )
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from tools.predictor.candidates import (GENERATORS, HALF_LIVES, MIN_TARGETS, N_SOFTMAX, CandidateTable, RankStats,
-                                        fit_blend, generator_scores)
+                                        fit_blend, generator_scores, ranking_ids)
 from tools.predictor.data import DAY, N_RESERVED, EventArrays, Examples, examples_at, horizon_seconds
 
 FIELDS = (("items", "item"), ("categories", "category"))
@@ -28,15 +28,16 @@ def _sizes(vocab, kind: str) -> tuple[int, int]:
     return (vocab.n_items, len(vocab.items)) if kind == "item" else (vocab.n_categories, len(vocab.categories))
 
 
-def _targets(arrays: EventArrays, ex: Examples, until_s: int, kind: str, n_known: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per example: target id of the first event after its cutoff and at or before `until_s` (-1 = unknown id)."""
+def _targets(arrays: EventArrays, ex: Examples, until_s: int, kind: str, n_ids: int,
+             n_known: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per example: ranking id (`ranking_ids`: raw ids outside the vocabulary too) of the first event after
+    its cutoff and at or before `until_s` (-1 = none)."""
     user_end = arrays.offsets[ex.user_rows + 1]
     has = (ex.ends < user_end)
     nxt = np.where(has, ex.ends, 0)
     has &= arrays.ts[nxt] <= until_s
-    ids = (arrays.item if kind == "item" else arrays.category)[nxt]
-    known = (ids >= N_RESERVED) & (ids < N_RESERVED + n_known)
-    return has, np.where(known, ids, -1)
+    ids, ok, _ = ranking_ids(arrays, kind, n_ids, N_RESERVED, N_RESERVED + n_known)
+    return has, np.where(ok[nxt], ids[nxt], -1)
 
 
 def fit_ranking(predict, arrays: EventArrays, vocab, horizons_days, label_end: int, is_val_user: np.ndarray) -> dict:
@@ -69,7 +70,7 @@ def fit_ranking(predict, arrays: EventArrays, vocab, horizons_days, label_end: i
         for v, ex, raw in zip(cutoffs, examples, raws):
             if raw is None:
                 continue
-            has, targets = _targets(arrays, ex, min(v + h, label_end), kind, n_known)
+            has, targets = _targets(arrays, ex, min(v + h, label_end), kind, n_ids, n_known)
             if not has.any():
                 continue
             sub = ex.subset(np.flatnonzero(has))
@@ -107,7 +108,8 @@ def _reason(best: dict) -> str:
 
 def rank_with_blend(blend: dict, stats: RankStats, arrays: EventArrays, ex: Examples, soft_ids: np.ndarray | None,
                     soft_probs: np.ndarray | None, k: int, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-    """(n, k) ranked vocab ids (-1 pads) and their share of the blended score, in chunks of users."""
+    """(n, k) ranked ids (`ranking_ids`: vocab ids, or raw ids past the vocabulary; -1 pads) and their share
+    of the blended score, in chunks of users."""
     weights = np.asarray(blend["weights"], dtype=float)
     ids_out = np.full((len(ex), k), -1, dtype=np.int64)
     share = np.zeros((len(ex), k))

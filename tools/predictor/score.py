@@ -22,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from tools.predictor.calibration import apply_calibration, choose_pooled_map, fit_platt
-from tools.predictor.candidates import N_SOFTMAX, RankStats
+from tools.predictor.candidates import N_SOFTMAX, RankStats, ranking_names
 from tools.predictor.checkpoint import load_checkpoint
 from tools.predictor.churn_select import TRANSFORMER, apply_churn_choice
 from tools.predictor.data import (N_RESERVED, EventArrays, Examples, PredictorError, collate, cutoff_seconds,
@@ -237,8 +237,9 @@ class Predictor:
         if blend:
             self._rerank(raw, events, cutoff, arrays, ex, users, top_k)
         user_ids = arrays.user_ids[ex.user_rows]
-        items = _join(self._item_ids, raw.get("items"), N_RESERVED)
-        cats = _join(self._cat_ids, raw.get("categories"), N_RESERVED)
+        # After the blend, names come with the ids (raw ids past the vocabulary have no vocab name).
+        items = raw.get("items_names") or _join(self._item_ids, raw.get("items"), N_RESERVED)
+        cats = raw.get("categories_names") or _join(self._cat_ids, raw.get("categories"), N_RESERVED)
         item_p = _join_probs(raw.get("items_probs"))
         cat_p = _join_probs(raw.get("categories_probs"))
         behaviors = np.array(["view", "cart", "fav", "buy"], dtype=object)[raw["behavior_probs"].argmax(1)]
@@ -291,6 +292,8 @@ class Predictor:
             fallback = raw[name][:, :top_k] if name in raw else np.zeros((len(ex), 0), dtype=np.int64)
             raw[name] = _fill_ids(ids, fallback, top_k)
             raw[name + "_probs"] = np.where(raw[name] == ids[:, :raw[name].shape[1]], share[:, :raw[name].shape[1]], 0.0)
+            known = self._item_ids if kind == "item" else self._cat_ids
+            raw[name + "_names"] = ranking_names(arrays, kind, known, n_ids, raw[name])
 
     def user_vectors(self, events: pd.DataFrame, cutoff: datetime, users=None) -> tuple[list[str], np.ndarray]:
         """One L2-normalized behavior vector per user (the last position's state), for the case memory."""
