@@ -80,3 +80,18 @@ def test_the_shipped_item_list_is_not_below_the_users_own_recent_items_on_a_past
     user = truth.index[0]
     one = predictor.score_users(past, VALIDATION.to_pydatetime(), users=[user])
     assert one["top_items"].iloc[0] == shipped.set_index("user_id").loc[user, "top_items"]
+
+
+def test_the_next_behavior_is_one_the_shop_records(tmp_path):
+    """An orders-only shop (CDNOW): the behavior head's view / cart / fav outputs never saw a label, and the
+    untrained argmax read as "most likely adding to cart" (new_user_trial.md, Round 8)."""
+    rng = np.random.default_rng(0)
+    events = pd.DataFrame([(f"u{u}", pd.Timestamp("2024-01-01") + pd.Timedelta(days=int(rng.integers(0, 120))),
+                            "buy", f"i{rng.integers(0, 30)}", f"c{rng.integers(0, 5)}", 1, 10.0)
+                           for u in range(60) for _ in range(8)],
+                          columns=["user_id", "ts", "behavior", "item_id", "category_id", "quantity", "amount"])
+    config = TrainConfig(name="buys", horizons_days=(7, 30), max_len=16, d_model=16, n_layers=1, n_heads=2,
+                         n_cutoffs=4, cutoff_stride_days=7, batch_size=128, epochs=1, warmup_steps=5,
+                         val_fraction=0.25, max_items=100, max_categories=40, device="cpu")
+    predictor = train_predictor(events, events["ts"].max(), config, tmp_path / "buys", progress=False)
+    assert set(predictor.score_users(events, events["ts"].max())["next_behavior"]) == {"buy"}

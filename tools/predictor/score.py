@@ -25,8 +25,9 @@ from tools.predictor.calibration import apply_calibration, choose_pooled_map, fi
 from tools.predictor.candidates import N_SOFTMAX, RankStats, ranking_names
 from tools.predictor.checkpoint import load_checkpoint
 from tools.predictor.churn_select import TRANSFORMER, apply_churn_choice
-from tools.predictor.data import (N_RESERVED, EventArrays, Examples, PredictorError, collate, cutoff_seconds,
-                                  examples_at, length_batches, prepare_events, to_seconds, validate_events)
+from tools.predictor.data import (BEHAVIORS, N_RESERVED, EventArrays, Examples, PredictorError, collate,
+                                  cutoff_seconds, examples_at, length_batches, prepare_events, to_seconds,
+                                  validate_events)
 from tools.predictor.rerank import FIELDS, rank_with_blend
 
 log = logging.getLogger(__name__)
@@ -242,7 +243,11 @@ class Predictor:
         cats = raw.get("categories_names") or _join(self._cat_ids, raw.get("categories"), N_RESERVED)
         item_p = _join_probs(raw.get("items_probs"))
         cat_p = _join_probs(raw.get("categories_probs"))
-        behaviors = np.array(["view", "cart", "fav", "buy"], dtype=object)[raw["behavior_probs"].argmax(1)]
+        # Only behaviors the shop records: on an orders-only shop (CDNOW) the untrained view / cart outputs
+        # would otherwise read as "most likely adding to cart" (new_user_trial.md, Round 8).
+        recorded = np.isin(np.array(BEHAVIORS), events["behavior"].unique())
+        behavior_probs = np.where(recorded, raw["behavior_probs"], -np.inf) if recorded.any() else raw["behavior_probs"]
+        behaviors = np.array(BEHAVIORS, dtype=object)[behavior_probs.argmax(1)]
         frames = []
         for j, h in enumerate(self.horizons_days):
             frames.append(pd.DataFrame({
