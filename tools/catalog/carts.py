@@ -69,30 +69,31 @@ def _buy_chances(ctx: ToolContext) -> tuple[pd.DataFrame | None, dict]:
 
 @checks_ids(user_id=is_known_user)
 @tool
-def open_carts(ctx: ToolContext, days: int = 7, top_k: int = 10, user_id: Optional[str] = None) -> dict:
+def open_carts(ctx: ToolContext, window_days: int = 7, top_k: int = 10, user_id: Optional[str] = None) -> dict:
     """List what is sitting in carts: items added to cart recently and not bought since (abandoned carts).
 
-    An item is in an open cart when a customer added it to cart within the last `days` and has not
+    An item is in an open cart when a customer added it to cart within the last `window_days` and has not
     bought it since. Lists the customers with the most open cart value (or the most open items where
     the shop has no prices), each with their predicted chance to buy, and the items most often left in
     carts, plus totals. On a shop whose data records no carts (orders only) it says so.
 
     Args:
-        days: How many days back to look at add-to-cart events; 7 means "this week", 30 "this month".
+        window_days: How many days back to look at add-to-cart events; 7 means "this week", 30 "this month".
         top_k: How many customers and items to list, at most 100.
         user_id: Only this customer's open cart (a string id); omit for all customers.
     """
-    if not 1 <= days <= MAX_DAYS:
-        raise ToolError(f"days={days} is out of range", f"use days between 1 and {MAX_DAYS}; 7 means this week")
+    if not 1 <= window_days <= MAX_DAYS:
+        raise ToolError(f"window_days={window_days} is out of range",
+                        f"use window_days between 1 and {MAX_DAYS}; 7 means this week")
     if not 1 <= top_k <= MAX_TOP_K:
         raise ToolError(f"top_k={top_k} is out of range", f"use top_k between 1 and {MAX_TOP_K}")
     if user_id is not None:
         check_user(ctx, user_id)
-    head = {"days": days, "as_of": ctx.cutoff, "user_id": user_id}
+    head = {"window_days": window_days, "as_of": ctx.cutoff, "user_id": user_id}
     if not (events_until_cutoff(ctx)["behavior"] == "cart").any():
         return {**head, "carts_recorded": False, "note": NO_CARTS_NOTE, "users": [], "items": [],
                 "totals": {"customers_with_open_carts": 0, "open_items": 0}}
-    lines, carted = open_cart_lines(ctx, days)
+    lines, carted = open_cart_lines(ctx, window_days)
     if user_id is not None:
         lines = lines[lines["user_id"] == user_id]
     priced = bool(lines["value"].notna().any())
@@ -122,7 +123,7 @@ def open_carts(ctx: ToolContext, days: int = 7, top_k: int = 10, user_id: Option
               "customers": int(r.customers), "units": int(r.units),
               "open_value": _r(r.open_value, 2) if priced else None}
              for i, (iid, r) in enumerate(per_item.head(top_k).iterrows())]
-    window = f"the last {days} days"
+    window = f"the last {window_days} days"
     totals = {"customers_with_open_carts": int(per_user.shape[0]), "open_items": int(len(lines)),
               "units": int(lines["quantity"].sum()), "open_value": _r(lines["value"].sum(), 2) if priced else None}
     if user_id is None:
