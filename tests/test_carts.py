@@ -147,3 +147,9 @@ def test_a_span_shorter_than_the_shortest_horizon_gets_a_note():
     assert "next 7 days" in verdict.note and '"in the next hour"' in verdict.note
     assert gate("Which customers will churn this week?", {}, horizons=(7, 30)) is None
     assert gate("Which carts were abandoned in the last 3 days?", {}, horizons=(7, 30)) is None  # a look-back
+
+
+def test_no_short_span_note_where_the_horizons_are_shorter_than_a_day():
+    # A model trained at 15- and 30-minute horizons (finetune/configs/predictor_taobao_2h.yaml) can answer "the next hour".
+    assert gate("Who will stop buying in the next hour?", {}, horizons=(0.0104, 0.0208)) is None
+    assert gate("Who will stop buying in the next hour?", {}, horizons=None) is None

@@ -150,7 +150,9 @@ def gate(question: str, specs: dict, horizons: Iterable[int] | None = None) -> V
     if foreign:
         return Verdict("language", None, render("agent_refusal", kind="language", language="en", tools=tools,
                                                 foreign=foreign), language="en")
-    too_short = _shorter_than(question, valid[0]) if valid else None
+    shortest = min((float(h) for h in horizons or ()), default=0.0)
+    # Only where the horizons are whole days: a model scored at minutes-long horizons can answer "the next hour".
+    too_short = _shorter_than(question, shortest) if shortest >= 1 else None
     if too_short:  # "in the next hour": answered for the shortest horizon, and the answer says so
         return Verdict("short_horizon", None, render("agent_refusal", kind="short_horizon", language=lang,
                                                      tools=tools, phrase=too_short, horizons=valid), language=lang)
@@ -163,7 +165,7 @@ _SUB_DAY_RE = re.compile(r"\b(?:(?:next|coming|within|in)\s+(?:the\s+)?(?:next\s
                          r"(?:by|until)?\s*tomorrow|tonight)\b|下(?:一)?个?小时|几分钟内|明天", re.I)
 
 
-def _shorter_than(question: str, shortest: int) -> str | None:
+def _shorter_than(question: str, shortest: float) -> str | None:
     """The first forward-looking span the question names that is shorter than the shortest horizon, or None.
 
     "Who will stop buying in the next hour?" was answered with the 7-day list and no word that the
