@@ -135,7 +135,7 @@ def test_composed_answer_and_takeaway_are_grounded(open_carts):
         assert report.ok, (text, report.ungrounded)
         assert "u1" in text and "24" in text
     lines, counts = takeaway_facts([("open_carts", result)])
-    assert lines[0].startswith("4 items left in carts by 3 customers in the last 7 days")
+    assert lines[0].startswith("Open carts: 4 items by 3 customers in the last 7 days")
     assert counts["takeaway_counts"]["carts_likely_buyers"] == 2  # u1 (0.8) and u3 (0.6) of the 3 scored
     report = grounding.check(" ".join(lines), grounding.Evidence.from_results([result, counts]))
     assert report.ok, report.ungrounded
@@ -153,3 +153,9 @@ def test_no_short_span_note_where_the_horizons_are_shorter_than_a_day():
     # A model trained at 15- and 30-minute horizons (finetune/configs/predictor_taobao_2h.yaml) can answer "the next hour".
     assert gate("Who will stop buying in the next hour?", {}, horizons=(0.0104, 0.0208)) is None
     assert gate("Who will stop buying in the next hour?", {}, horizons=None) is None
+
+
+def test_one_customers_cart_gets_no_share_of_likely_buyers(open_carts):
+    lines, counts = takeaway_facts([("open_carts", open_carts(user_id="u1"))])
+    assert lines and "likely" not in " ".join(lines)
+    assert "carts_likely_buyers" not in counts["takeaway_counts"]
