@@ -159,3 +159,9 @@ def test_one_customers_cart_gets_no_share_of_likely_buyers(open_carts):
     lines, counts = takeaway_facts([("open_carts", open_carts(user_id="u1"))])
     assert lines and "likely" not in " ".join(lines)
     assert "carts_likely_buyers" not in counts["takeaway_counts"]
+
+
+def test_a_window_with_no_cart_says_nothing_was_added(open_carts):
+    r = open_carts(window_days=1)  # the latest add is exactly a day before the cutoff
+    assert r["totals"]["carted_items"] == 0 and "value_note" not in r
+    assert compose_answer("Carts today?", [("open_carts", r)]) == "No item was added to cart in the last day."

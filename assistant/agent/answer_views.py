@@ -278,6 +278,7 @@ def _carts(r: dict, lang: str, cur: str) -> dict:
               "customers": number(i.get("customers", ""))} for i in r.get("items") or [] if isinstance(i, dict)]
     return {"recorded": r.get("carts_recorded") is not False, "note": str(r.get("note") or ""),
             "window": number(r.get("window_days", "")), "user": str(r.get("user_id") or ""),
+            "span": "day" if r.get("window_days") == 1 else f"{number(r.get('window_days', ''))} days",
             "as_of": day(r.get("as_of"), lang), "customers": number(t.get("customers_with_open_carts", 0)),
             "open_items": number(t.get("open_items", 0)),
             "value": money(t.get("open_value"), cur) if isinstance(t.get("open_value"), (int, float)) else "",

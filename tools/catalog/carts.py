@@ -134,7 +134,7 @@ def open_carts(ctx: ToolContext, window_days: int = 7, top_k: int = 10, user_id:
               **source}
     if priced:
         result["currency"] = ctx.currency
-    else:
+    elif len(lines):
         result["value_note"] = "no prices in the data: customers are ranked by open items, not money"
     if user_id is not None and not len(lines):
         result["note"] = f"user {user_id} has nothing left in the cart from {window}"
