@@ -265,6 +265,29 @@ def _reviews(r: dict, lang: str, cur: str) -> dict:
             "aspects": aspects[:4]}
 
 
+def _carts(r: dict, lang: str, cur: str) -> dict:
+    """open_carts (tools/catalog/carts.py): who left what in carts, and which items are left most."""
+    t = r.get("totals") if isinstance(r.get("totals"), dict) else {}
+    cur = str(r.get("currency") or cur)
+    users = [{"id": str(u.get("user_id")), "n_items": number(u.get("open_items", "")),
+              "value": money(u.get("open_value"), cur) if isinstance(u.get("open_value"), (int, float)) else "",
+              "buy": percent(u["p_buy"]) if isinstance(u.get("p_buy"), (int, float)) else "",
+              "added": days(u.get("last_added_days_ago"))}
+             for u in r.get("users") or [] if isinstance(u, dict)]
+    items = [{"id": str(i.get("item_id")), "category": str(i.get("category_id") or ""),
+              "customers": number(i.get("customers", ""))} for i in r.get("items") or [] if isinstance(i, dict)]
+    return {"recorded": r.get("carts_recorded") is not False, "note": str(r.get("note") or ""),
+            "window": number(r.get("window_days", "")), "user": str(r.get("user_id") or ""),
+            "span": "day" if r.get("window_days") == 1 else f"{number(r.get('window_days', ''))} days",
+            "as_of": day(r.get("as_of"), lang), "customers": number(t.get("customers_with_open_carts", 0)),
+            "open_items": number(t.get("open_items", 0)),
+            "value": money(t.get("open_value"), cur) if isinstance(t.get("open_value"), (int, float)) else "",
+            "carted": number(t["carted_items"]) if isinstance(t.get("carted_items"), int) else "",
+            "left_share": percent(t["share_left_open"]) if isinstance(t.get("share_left_open"), (int, float)) else "",
+            "buy_days": number(r["scores_horizon_days"]) if isinstance(r.get("scores_horizon_days"), int) else "",
+            "users": users[:MAX_LISTED], "more": max(0, len(users) - MAX_LISTED), "left_items": items[:MAX_LISTED]}
+
+
 def _plain_fields(result: dict) -> list[dict]:
     """An unknown tool's scalar fields as (label, value) strings, internal names spelled out."""
     out = []
@@ -278,5 +301,5 @@ def _plain_fields(result: dict) -> list[dict]:
 
 _VIEWS: dict[str, Callable[[dict, str, str], dict]] = {
     "at_risk_users": _at_risk, "explain_user": _explain, "user_history": _history, "predict_next": _next,
-    "segment_report": _segments, "similar_cases": _cases, "review_summary": _reviews,
+    "segment_report": _segments, "similar_cases": _cases, "review_summary": _reviews, "open_carts": _carts,
 }

@@ -58,8 +58,9 @@ _OUT_OF_SCOPE_ZH_RE = re.compile(r"(利润|毛利|成本|库存|供应商|广告
 _IN_SCOPE_RE = re.compile(
     r"\b(?:churn\w*|at risk|risk|leav\w+|stop\w* buying|lapse\w*|buy\w*|bought|purchas\w+|orders?|next|"
     r"reviews?|complain\w*|sentiment|aspects?|segments?|bands?|tenure|similar|cases?|history|histories|"
-    r"did|recent|predict\w*|explain\w*|why|drivers?|value at risk|retain\w*|loyal)\b", re.I)
-_IN_SCOPE_ZH_RE = re.compile(r"(流失|风险|购买|下单|评论|评价|分群|相似|历史|预测|为什么|原因)")
+    r"did|recent|predict\w*|explain\w*|why|drivers?|value at risk|retain\w*|loyal|cart\w*|abandon\w*|check ?out)\b",
+    re.I)
+_IN_SCOPE_ZH_RE = re.compile(r"(流失|风险|购买|下单|评论|评价|分群|相似|历史|预测|为什么|原因|购物车|加购)")
 
 _CJK_RE = re.compile(r"[\u4e00-\u9fff]")
 # Scripts that are neither Latin nor Chinese, by name.
@@ -149,7 +150,32 @@ def gate(question: str, specs: dict, horizons: Iterable[int] | None = None) -> V
     if foreign:
         return Verdict("language", None, render("agent_refusal", kind="language", language="en", tools=tools,
                                                 foreign=foreign), language="en")
+    shortest = min((float(h) for h in horizons or ()), default=0.0)
+    # Only where the horizons are whole days: a model scored at minutes-long horizons can answer "the next hour".
+    too_short = _shorter_than(question, shortest) if shortest >= 1 else None
+    if too_short:  # "in the next hour": answered for the shortest horizon, and the answer says so
+        return Verdict("short_horizon", None, render("agent_refusal", kind="short_horizon", language=lang,
+                                                     tools=tools, phrase=too_short, horizons=valid), language=lang)
     return None
+
+
+# A forward span under a day: "in the next hour", "within 30 minutes", "by tomorrow".
+_SUB_DAY_RE = re.compile(r"\b(?:(?:next|coming|within|in)\s+(?:the\s+)?(?:next\s+|coming\s+)?"
+                         r"(?:(?:\d+|an?|one|two|three|few|couple of)\s+)?(?:hours?|hrs?|minutes?|mins?)|"
+                         r"(?:by|until)?\s*tomorrow|tonight)\b|下(?:一)?个?小时|几分钟内|明天", re.I)
+
+
+def _shorter_than(question: str, shortest: float) -> str | None:
+    """The first forward-looking span the question names that is shorter than the shortest horizon, or None.
+
+    "Who will stop buying in the next hour?" was answered with the 7-day list and no word that the
+    horizons are whole days (new_user_trial.md Round 8); a look-back window ("carts of the last 3 days")
+    is no horizon and is not read.
+    """
+    match = _SUB_DAY_RE.search(question)
+    if match:
+        return match.group(0).strip()
+    return next((phrase for phrase, days in _ahead(question) if days < shortest), None)
 
 
 _AHEAD_RE = re.compile(r"(?:next|coming|within|ahead|upcoming|over|in)\s+(?:the\s+)?(?:next\s+|coming\s+)?$", re.I)

@@ -34,6 +34,7 @@ FOCUS = {
     "predict_next": "what this customer is likely to do next",
     "user_history": "what this customer's recent activity shows",
     "review_summary": "what the reviewers praise and what they complain about",
+    "open_carts": "what the open carts show",
 }
 # How a reason kind of claims.REASON_KINDS reads in a fact line.
 REASON_PHRASES = {"overdue": "overdue (past their usual gap between orders)",
@@ -283,8 +284,32 @@ def _reviews(r: dict, counts: dict, cur: str) -> list[str]:
     return lines
 
 
+def _carts(r: dict, counts: dict, cur: str) -> list[str]:
+    """open_carts: the open carts' size, how many of the listed customers are likely to buy anyway, the top item."""
+    t = r.get("totals") if isinstance(r.get("totals"), dict) else {}
+    if r.get("carts_recorded") is False or not t.get("open_items"):
+        return []  # nothing in carts: the composer says so, and a model asked anyway invents a cart
+    value = f", worth {money(t['open_value'], str(r.get('currency') or cur))}" \
+        if isinstance(t.get("open_value"), (int, float)) else ""
+    lines = [f"Open carts: {number(t['open_items'])} items by {number(t.get('customers_with_open_carts', 0))} "
+             f"customers in the last {number(r.get('window_days', ''))} days{value}."]
+    scored = [u for u in r.get("users") or [] if isinstance(u, dict) and isinstance(u.get("p_buy"), (int, float))]
+    if len(scored) > 1 and not r.get("user_id"):  # one customer's own cart: the answer already gives their chance
+        likely = sum(1 for u in scored if u["p_buy"] >= 0.5)  # better than even: likely to check out unprompted
+        counts.update(carts_likely_buyers=likely, carts_unlikely_buyers=len(scored) - likely, carts_listed=len(scored))
+        lines.append(f"Of the {len(scored)} customers with the most left in their carts, {likely} are likely to buy "
+                     f"within {number(r.get('scores_horizon_days', ''))} days anyway and {len(scored) - likely} are "
+                     f"unlikely to.")
+    items = [i for i in r.get("items") or [] if isinstance(i, dict)]
+    if items and (items[0].get("customers") or 0) > 1:
+        lines.append(f"The item most often left in carts is {items[0].get('item_id')} "
+                     f"({number(items[0]['customers'])} customers).")
+    return lines
+
+
 _FACTS = {"at_risk_users": _at_risk, "explain_user": _explain, "similar_cases": _cases, "segment_report": _segments,
-          "predict_next": _next, "user_history": _history, "review_summary": _reviews}
+          "predict_next": _next, "user_history": _history, "review_summary": _reviews,
+          "open_carts": _carts}
 
 
 _END = re.compile(r"[.!?。！？](?=\s|$)")

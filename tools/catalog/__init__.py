@@ -5,8 +5,9 @@ The package, by job:
   checks, structured errors, JSON results, audit log) and the id checks (`checks_ids`, `known_values`);
 - `reads.py`: reads the tools share (events as of the cutoff, scores, the active population, spend);
 - `users.py`: at-risk users, explanations, histories, next actions, segments;
-- `memory.py`: similar past cases (Chroma) and review summaries.
-Imports run one way: context <- reads <- users, memory <- this file.
+- `memory.py`: similar past cases (Chroma) and review summaries;
+- `carts.py`: open carts (added to cart, not bought since), by customer and by item.
+Imports run one way: context <- reads <- users, memory, carts <- this file.
 
 Usage:
     from tools.catalog import ToolContext, build_tools
@@ -19,12 +20,13 @@ from __future__ import annotations
 
 from typing import Callable
 
-from tools.catalog import memory, users
+from tools.catalog import carts, memory, users
 from tools.catalog.context import ToolContext, ToolError, bind_tool, checks_ids, jsonable, known_values, tool
 
 # The order the model sees them in.
 TOOLS: tuple[Callable, ...] = (users.at_risk_users, users.explain_user, users.user_history, users.predict_next,
-                               users.segment_report, memory.similar_cases, memory.review_summary)
+                               users.segment_report, memory.similar_cases, memory.review_summary,
+                               carts.open_carts)
 
 __all__ = ["TOOLS", "ToolContext", "ToolError", "bind_tool", "build_tools", "checks_ids", "jsonable",
            "known_values", "tool"]
