@@ -256,6 +256,10 @@ def test_segment_report_by_segment_on_a_shop_without_labels_groups_by_spend_and_
     assert "error" not in res and res["segment_by"] == "value_band"
     assert {r["segment"] for r in res["segments"]} == {"low", "mid", "high"}
     assert "no segment labels of its own" in res["note"]
+    from assistant.agent.composer import compose_answer
+
+    text = compose_answer("Show me the customer segments", [("segment_report", res)])
+    assert text.startswith("This shop has no segment labels of its own, so the customers are grouped by recent spend")
 
 
 def test_segment_report_says_how_the_members_of_each_grouping_are_named(tools):

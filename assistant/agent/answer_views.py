@@ -221,7 +221,8 @@ def _segments(r: dict, lang: str, cur: str) -> dict:
     by = str(r.get("segment_by", "segment"))
     return {"by": _SEGMENT_BY[lang].get(by, by.replace("_", " ")), "horizon": number(r.get("horizon_days", "")),
             "segments": rows[:8], "top": rows[0] if rows else None, "bottom": rows[-1] if len(rows) > 1 else None,
-            "population": str(r.get("population") or "")}
+            "population": str(r.get("population") or ""),
+            "no_labels": "no segment labels" in str(r.get("note") or "")}  # segment_report grouped by spend instead
 
 
 def _cases(r: dict, lang: str, cur: str) -> dict:
