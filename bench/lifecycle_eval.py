@@ -61,7 +61,7 @@ from tools.predictor.clv import customer_value
 from tools.predictor.lapse_signals import SIGNAL_COLUMNS
 from tools.predictor.lifecycle import (AT_RISK_RATIO, LAPSE_FEATURES, MIN_GAP_DAYS, LapseCalibration, _window,
                                        calibrated_p_lapse, lapse_features, lapse_labels, lifecycle_frame, p_lapse)
-from tools.predictor.metrics import expected_calibration_error
+from tools.predictor.metrics import ece_noise_floor, expected_calibration_error
 
 CDNOW_CUTOFFS = [datetime(1997, 9, 30, 23, 59, 59), datetime(1997, 12, 31, 23, 59, 59),
                  datetime(1998, 3, 31, 23, 59, 59)]
@@ -94,10 +94,7 @@ CANDIDATE_RULE = ("at the validation cutoffs 2026-03-15, 04-15 and 05-15 (BG/NBD
 
 def noise_floor(p: np.ndarray, seed: int = 0) -> float:
     """Mean ECE of labels drawn from P itself (perfectly calibrated) at the same n and bins."""
-    rng = np.random.default_rng(seed)
-    p = np.nan_to_num(np.asarray(p, dtype=float))
-    return float(np.mean([expected_calibration_error((rng.random(len(p)) < p).astype(int), p)
-                          for _ in range(FLOOR_DRAWS)]))
+    return ece_noise_floor(np.nan_to_num(np.asarray(p, dtype=float)), n_draws=FLOOR_DRAWS, seed=seed)["mean"]
 
 
 def round5_p_lapse(events: pd.DataFrame, cutoff: datetime, horizon_days: int, source, stages,
