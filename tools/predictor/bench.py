@@ -132,8 +132,8 @@ class _Runner:
         if float(raw.get("cutoff_stride_days", TrainConfig.cutoff_stride_days)) > shortest:
             # A recipe made for days (stride 1 d) on data of hours would leave one rolling cutoff.
             raw["cutoff_stride_days"] = shortest
-            notes.append(f"transformer: rolling cutoffs every {_tag(shortest)} (the recipe's stride is longer than "
-                         "the shortest horizon)")
+            notes.append(f"transformer: rolling cutoffs every {horizon_tag(shortest)} (the recipe's stride is longer "
+                         "than the shortest horizon)")
         cfg = TrainConfig.from_dict(raw)
         for c in tqdm(self.cutoffs, desc=TRANSFORMER, disable=not self.progress, leave=False):
             names = [file_name("churn", h, c) for h in self.data.horizons_days]
@@ -165,10 +165,6 @@ class _Runner:
         return None
 
 
-def _tag(days: float) -> str:
-    return horizon_tag(days)
-
-
 def _ranking_notes(ranking: dict, cutoff: datetime, tasks: list[str]) -> list[str]:
     """One line per ranking task: how the transformer's list was chosen on its validation cutoff."""
     out = []
@@ -181,13 +177,13 @@ def _ranking_notes(ranking: dict, cutoff: datetime, tasks: list[str]) -> list[st
 
 def _calibration_notes(calibration: dict, cutoff: datetime, horizons_days) -> list[str]:
     """One line per horizon: the pooled or a drift-aware churn map, chosen out of time inside the past."""
-    return [f"transformer calibration {_tag(h)} at {cutoff_tag(cutoff)}: {record['why']}"
+    return [f"transformer calibration {horizon_tag(h)} at {cutoff_tag(cutoff)}: {record['why']}"
             for h, record in zip(horizons_days, calibration.get("horizons", [])) if record]
 
 
 def _churn_notes(churn: dict, cutoff: datetime) -> list[str]:
     """One line per horizon: which churn model the transformer column ships, chosen on its validation cutoff."""
-    return [f"transformer churn {_tag(c['horizon_days'])} at {cutoff_tag(cutoff)}: {c['reason']}"
+    return [f"transformer churn {horizon_tag(c['horizon_days'])} at {cutoff_tag(cutoff)}: {c['reason']}"
             for c in churn.get("horizons", [])]
 
 
