@@ -48,8 +48,8 @@ from langchain_core.messages import BaseMessage, HumanMessage, ToolMessage
 from assistant.llm.decoding import decodes_locally
 from assistant.agent.mentions import mentions
 from assistant.agent.session import reference_notes
-from assistant.agent.tool_specs import (ToolSpec, check_known, fill_grouping, fill_named_ids, fill_time_span,
-                                        ground_arguments, prefer_compared_groups, prefer_named_entities,
+from assistant.agent.tool_specs import (ToolSpec, check_known, fill_named_ids, fill_time_span, ground_arguments,
+                                        named_grouping, prefer_compared_groups, prefer_named_entities,
                                         required_grounded, worth_decoding)
 
 
@@ -356,7 +356,7 @@ def _choices_named(spec: ToolSpec, args: dict, question: str, trace: RouteTrace,
     """Closed-choice (enum) arguments set to the one value the question names outright
     ("rank by lapse probability" -> rank_by="p_lapse", "per customer segment" -> segment_by="segment"),
     else, for a grouping, to the one grouping whose members it names ("snacker vs home_cook" ->
-    segment_by="segment", `fill_grouping`); with none or several named, the model's value stands
+    segment_by="segment", `named_grouping`); with none or several named, the model's value stands
     (and `_settle_choices` reads it). The keys the question settled are added to `trace.settled`.
     """
     args, settled = dict(args), set()
@@ -367,8 +367,7 @@ def _choices_named(spec: ToolSpec, args: dict, question: str, trace: RouteTrace,
             if args.get(key) != named[0]:
                 args[key] = named[0]
                 trace.filled.append(key)
-    by_members, _ = fill_grouping(spec, {}, mentioned)  # {grouping argument: the grouping its members name}
-    for key, choice in by_members.items():
+    for key, choice in named_grouping(spec, mentioned).items():
         if key in settled:
             continue  # named outright ("by tenure") wins over members ("snacker")
         settled.add(key)

@@ -296,10 +296,14 @@ def prefer_named_entities(specs: dict[str, ToolSpec], ranked: list[str], named: 
     inside each group stays the model's. Segments and categories do not count: several tools report
     on a group (a list of its at-risk customers, a comparison of groups, its reviews).
     """
-    takers = [name for name in ranked if _takes(specs[name], ENTITY_ARGUMENTS, named)]
-    if not takers or takers[0] == ranked[0]:
+    return _moved_first(ranked, [name for name in ranked if _takes(specs[name], ENTITY_ARGUMENTS, named)])
+
+
+def _moved_first(ranked: list[str], picked: list[str]) -> list[str]:
+    """`ranked` with `picked` (a sub-list, in ranked order) first; unchanged when none or the best is picked."""
+    if not picked or picked[0] == ranked[0]:
         return ranked
-    return takers + [name for name in ranked if name not in takers]
+    return picked + [name for name in ranked if name not in picked]
 
 
 def named_members(spec: ToolSpec, key: str, named: list[str]) -> dict[str, set[str]]:
@@ -323,34 +327,25 @@ def prefer_compared_groups(specs: dict[str, ToolSpec], ranked: list[str], named:
     side by side. A tool that takes one of them (at_risk_users' `segment`) cannot hold both; the tool
     that reports per group can. Otherwise the order stays the model's.
     """
-    comparers = [name for name in ranked
-                 if any(len(members) >= 2 for key in specs[name].groups
-                        for members in named_members(specs[name], key, named).values())]
-    if not comparers or comparers[0] == ranked[0]:
-        return ranked
-    return comparers + [name for name in ranked if name not in comparers]
+    return _moved_first(ranked, [name for name in ranked
+                                 if any(len(members) >= 2 for key in specs[name].groups
+                                        for members in named_members(specs[name], key, named).values())])
 
 
-def fill_grouping(spec: ToolSpec, args: dict, named: list[str]) -> tuple[dict, list[str]]:
-    """A grouping argument set to the one grouping whose members the question names.
+def named_grouping(spec: ToolSpec, named: list[str]) -> dict[str, str]:
+    """{grouping argument: the one grouping whose members the question names}.
 
     "is snacker churning more than health_focused?" is a comparison of shop segments
     (segment_by="segment") whatever grouping the model wrote; with members of two groupings named,
-    or none, the model's value stands. The caller leaves alone a grouping the question names
-    outright ("by tenure").
-
-    Returns:
-        (arguments, names of the filled ones).
+    or none, the argument is left out (the model's value stands). The caller leaves alone a
+    grouping the question names outright ("by tenure").
     """
-    args, filled = dict(args), []
+    out = {}
     for key in spec.groups:
         found = named_members(spec, key, named)
         if len(found) == 1:
-            (choice,) = found
-            if args.get(key) != choice:
-                args[key] = choice
-                filled.append(key)
-    return args, filled
+            (out[key],) = found
+    return out
 
 
 def fill_named_ids(spec: ToolSpec, args: dict, named: list[str]) -> tuple[dict, list[str]]:

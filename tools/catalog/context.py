@@ -236,7 +236,7 @@ def groups_named_by(**choices: dict[str, Callable[[ToolContext, str], bool]]) ->
     `@groups_named_by(segment_by={"segment": is_known_segment, ...})`: a question naming "home_cook"
     names a member of the grouping "segment". `bind_tool` binds the read-only checks to the context as
     the callable's `group_members` ({argument: {choice: check(value) -> bool}}); the agent reads them
-    (assistant/agent/tool_specs.py `fill_grouping`).
+    (assistant/agent/tool_specs.py `named_grouping`).
     """
 
     def mark(func: Callable) -> Callable:
