@@ -9,16 +9,12 @@ from typing import Optional
 import pandas as pd
 
 from tools.catalog.context import ToolContext, ToolError, checks_ids, tool
-from tools.catalog.reads import check_user, events_until_cutoff, is_known_user, known_horizons, scores
+from tools.catalog.reads import check_user, events_until_cutoff, is_known_user, known_horizons, rounded, scores
 
 MAX_TOP_K = 100
 MAX_DAYS = 365
 NO_CARTS_NOTE = ("no carts in the data: this shop's events record no add-to-cart (an orders-only export such as "
                  "CDNOW or Instacart), so there are no open carts to list")
-
-
-def _r(x, nd: int = 3):
-    return None if x is None or pd.isna(x) else round(float(x), nd)
 
 
 def _unit_prices(ctx: ToolContext, events: pd.DataFrame) -> pd.Series:
@@ -108,12 +104,12 @@ def open_carts(ctx: ToolContext, window_days: int = 7, top_k: int = 10, user_id:
     for uid, row in per_user.head(top_k).iterrows():
         mine = lines[lines["user_id"] == uid].sort_values("carted_at", ascending=False)
         entry = {"rank": len(users) + 1, "user_id": str(uid), "open_items": int(row.open_items),
-                 "units": int(row.units), "open_value": _r(row.open_value, 2) if priced else None,
+                 "units": int(row.units), "open_value": rounded(row.open_value, 2) if priced else None,
                  "last_added_days_ago": int((cutoff - row.last_added) / pd.Timedelta(days=1)),
                  "items": [str(i) for i in mine["item_id"].head(5)]}
         if chances is not None:
-            entry["p_buy"] = _r(chances["p_buy"].get(uid)) if "p_buy" in chances else None
-            entry["p_cart"] = _r(chances["p_cart"].get(uid)) if "p_cart" in chances else None
+            entry["p_buy"] = rounded(chances["p_buy"].get(uid)) if "p_buy" in chances else None
+            entry["p_cart"] = rounded(chances["p_cart"].get(uid)) if "p_cart" in chances else None
         users.append(entry)
     per_item = lines.groupby("item_id").agg(customers=("user_id", "nunique"), units=("quantity", "sum"),
                                             open_value=("value", lambda v: v.sum(min_count=1)),
@@ -121,14 +117,14 @@ def open_carts(ctx: ToolContext, window_days: int = 7, top_k: int = 10, user_id:
     per_item = per_item.sort_values(["customers", "units"], ascending=False, kind="stable")
     items = [{"rank": i + 1, "item_id": str(iid), "category_id": None if pd.isna(r.category_id) else str(r.category_id),
               "customers": int(r.customers), "units": int(r.units),
-              "open_value": _r(r.open_value, 2) if priced else None}
+              "open_value": rounded(r.open_value, 2) if priced else None}
              for i, (iid, r) in enumerate(per_item.head(top_k).iterrows())]
     window = f"the last {window_days} days"
     totals = {"customers_with_open_carts": int(per_user.shape[0]), "open_items": int(len(lines)),
-              "units": int(lines["quantity"].sum()), "open_value": _r(lines["value"].sum(), 2) if priced else None}
+              "units": int(lines["quantity"].sum()), "open_value": rounded(lines["value"].sum(), 2) if priced else None}
     if user_id is None:
         totals.update(carted_items=int(carted), bought_since=int(carted - len(lines)),
-                      share_left_open=_r(len(lines) / carted) if carted else None)
+                      share_left_open=rounded(len(lines) / carted) if carted else None)
     result = {**head, "carts_recorded": True, "totals": totals, "users": users, "items": items,
               "definition": f"items added to cart in {window} and not bought by that customer since",
               **source}

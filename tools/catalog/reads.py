@@ -20,6 +20,11 @@ TRAIN_HINT = ("train the predictor with `shopsight predictor train`, then write 
               "`shopsight predictor score` (or run `shopsight demo`)")
 
 
+def rounded(x, nd: int = 3) -> float | None:
+    """A number as the tools report it: rounded, or None where it is missing (JSON has no NaN)."""
+    return None if x is None or pd.isna(x) else round(float(x), nd)
+
+
 def train_hint(ctx: ToolContext) -> str:
     """What to do without a churn model: train one, unless the shop's history is too short to learn one."""
     if "span_note" not in ctx.cache:

@@ -12,20 +12,16 @@ import pandas as pd
 from tools.catalog.context import ToolContext, ToolError, checks_ids, groups_named_by, tool
 from tools.catalog.reads import (ACTIVE_DAYS, check_horizon, check_user, customer_value,
                                  events_until_cutoff, is_known_category, is_known_segment, is_known_user,
-                                 known_horizons, lifecycle, records_browsing, records_prices, scores, segment_names,
-                                 train_hint, user_facts, user_segments, value_terms)
+                                 known_horizons, lifecycle, records_browsing, records_prices, rounded, scores,
+                                 segment_names, train_hint, user_facts, user_segments, value_terms)
 from tools.predictor.lifecycle import LIVE_STAGES, LOST_RATIO  # LIVE_STAGES: the stages a customer can lapse from
 
 MAX_TOP_K = 100
 
 
-def _r(x, nd: int = 3):
-    return None if x is None or pd.isna(x) else round(float(x), nd)
-
-
 def _spend(ctx: ToolContext, amount) -> float | None:
     """Money spent, or None where the shop records no prices (unknown, not $0.00)."""
-    return _r(amount, 2) if records_prices(ctx) else None
+    return rounded(amount, 2) if records_prices(ctx) else None
 
 
 def _split_ids(value) -> list[str]:
@@ -86,8 +82,8 @@ def at_risk_users(ctx: ToolContext, horizon_days: int = 7, top_k: int = 10, segm
             "stage_counts": {s: int((table["stage"] == s).sum()) for s in LIVE_STAGES} | {"lost": lost},
             "already_lost": lost,
             "lost_note": _lost_note(stages.loc[customers], window),
-            "money_at_risk": _r(slipping["value_at_risk"].sum(), 2),
-            "mean_p_lapse": _r(table["p_lapse"].mean()) if len(table) else None,
+            "money_at_risk": rounded(slipping["value_at_risk"].sum(), 2),
+            "mean_p_lapse": rounded(table["p_lapse"].mean()) if len(table) else None,
             "p_lapse_calibration": _calibration_note(lapse_probabilities(ctx, horizon_days)[1]),
             "p_alive_source": alive_probabilities(ctx)[1],
             **value_terms(ctx), "users": rows, **source}
@@ -210,9 +206,10 @@ def _risk_row(r: pd.Series, records_browsing: bool) -> dict:
     reasons = stage_reasons(r)
     if records_browsing and int(r.events_30d) == 0:  # an orders-only shop never records a visit
         reasons.append("no visits or carts in the last 30 days")
-    return {"stage": r.stage, "p_lapse": _r(r.p_lapse), "p_alive": _r(r.p_alive), "p_churn": _r(r.p_churn),
-            "expected_value": _r(r.expected_value, 2), "value_at_risk": _r(r.value_at_risk, 2),
-            "usual_gap_days": _r(r.usual_gap_days, 1), "days_since_last_order": int(r.days_since_last_order),
+    return {"stage": r.stage, "p_lapse": rounded(r.p_lapse), "p_alive": rounded(r.p_alive),
+            "p_churn": rounded(r.p_churn),
+            "expected_value": rounded(r.expected_value, 2), "value_at_risk": rounded(r.value_at_risk, 2),
+            "usual_gap_days": rounded(r.usual_gap_days, 1), "days_since_last_order": int(r.days_since_last_order),
             "days_overdue": int(r.days_overdue),
             "next_order_expected": pd.Timestamp(r.next_order_expected).date().isoformat(),
             "orders": int(r.n_orders), "reasons": reasons}
@@ -242,7 +239,7 @@ def explain_user(ctx: ToolContext, user_id: str, horizon_days: int = 7) -> dict:
              "events_30d": int(f.events_30d), "top_category": f.top_category}
     facts.update({k: v for k, v in (exp.get("facts") or {}).items() if k not in facts})
     return {"user_id": user_id, "horizon_days": horizon_days, "as_of": ctx.cutoff,
-            "p_churn": _r(exp.get("p_churn")), "drivers": list(exp.get("drivers") or [])[:6], "facts": facts,
+            "p_churn": rounded(exp.get("p_churn")), "drivers": list(exp.get("drivers") or [])[:6], "facts": facts,
             "lifecycle": _lifecycle_of(ctx, user_id, horizon_days), "model_version": str(ctx.predictor.version),
             **_explanation_notes(exp), **_shipped_churn(ctx, events[events["user_id"] == user_id], user_id,
                                                         horizon_days, exp.get("p_churn"))}
@@ -264,7 +261,7 @@ def _shipped_churn(ctx: ToolContext, user_events: pd.DataFrame, user_id: str, ho
     row = scored[(scored["user_id"].astype(str) == user_id) & (scored["horizon_days"] == horizon_days)]
     if row.empty:
         return {}
-    return {"p_churn": _r(row["p_churn"].iloc[0]), "p_churn_network": _r(p_network), "churn_model": chosen,
+    return {"p_churn": rounded(row["p_churn"].iloc[0]), "p_churn_network": rounded(p_network), "churn_model": chosen,
             "drivers_note": f"the churn probability comes from {chosen}, which predicted churn better than the "
                             f"network on validation; the drivers show what moves the network's own estimate"}
 
@@ -285,16 +282,16 @@ def _lifecycle_of(ctx: ToolContext, user_id: str, horizon_days: int) -> dict:
     if row["stage"] == "visitor":
         return {"stage": "visitor", "reasons": stage_reasons(row)}
     value, _ = customer_value(ctx)
-    out = {"stage": row["stage"], "usual_gap_days": _r(row["usual_gap_days"], 1),
+    out = {"stage": row["stage"], "usual_gap_days": rounded(row["usual_gap_days"], 1),
            "days_since_last_order": int(row["days_since_last_order"]), "days_overdue": int(row["days_overdue"]),
            "next_order_expected": pd.Timestamp(row["next_order_expected"]).date().isoformat(),
-           "p_alive": _r(alive_probabilities(ctx)[0].get(user_id)), "p_alive_source": alive_probabilities(ctx)[1],
-           "expected_value": _r(value.loc[user_id, "expected_value"], 2),
+           "p_alive": rounded(alive_probabilities(ctx)[0].get(user_id)), "p_alive_source": alive_probabilities(ctx)[1],
+           "expected_value": rounded(value.loc[user_id, "expected_value"], 2),
            "reasons": stage_reasons(row), **value_terms(ctx)}
     frame, _ = scores(ctx, horizon_days)
     if row["stage"] != "lost" and user_id in frame.index:
         lapse = float(lapse_probabilities(ctx, horizon_days)[0][user_id])
-        out.update(p_lapse=_r(lapse), value_at_risk=_r(lapse * value.loc[user_id, "expected_value"], 2))
+        out.update(p_lapse=rounded(lapse), value_at_risk=rounded(lapse * value.loc[user_id, "expected_value"], 2))
     return out
 
 @checks_ids(user_id=is_known_user)
@@ -313,7 +310,7 @@ def user_history(ctx: ToolContext, user_id: str, last_n: int = 10) -> dict:
     hist = hist.sort_values("ts", ascending=False)
     events = [{"ts": pd.Timestamp(r.ts).isoformat(), "behavior": r.behavior, "item_id": str(r.item_id),
                "category_id": None if pd.isna(r.category_id) else str(r.category_id),
-               **({"amount": _r(r.amount, 2)} if "amount" in hist and not pd.isna(r.amount) else {})}
+               **({"amount": rounded(r.amount, 2)} if "amount" in hist and not pd.isna(r.amount) else {})}
               for r in hist.itertuples()]
     f = user_facts(ctx).loc[user_id]
     return {"user_id": user_id, "as_of": ctx.cutoff, "events": events,
@@ -340,9 +337,9 @@ def predict_next(ctx: ToolContext, user_id: str, k: int = 5) -> dict:
 
     def pairs(ids_col: str, probs_col: str, key: str) -> list[dict]:
         ids, probs = _split_ids(row.get(ids_col)), _split_ids(row.get(probs_col))
-        return [{key: i, "p": _r(float(p)) if p else None} for i, p in zip(ids[:k], probs[:k] + [""] * k)]
+        return [{key: i, "p": rounded(float(p)) if p else None} for i, p in zip(ids[:k], probs[:k] + [""] * k)]
 
-    p_buy = {f"{int(r.horizon_days)}d": _r(r.p_buy) for r in frame.itertuples()}
+    p_buy = {f"{int(r.horizon_days)}d": rounded(r.p_buy) for r in frame.itertuples()}
     return {"user_id": user_id, "as_of": ctx.cutoff, "next_categories": pairs("top_categories",
             "top_category_probs", "category_id"), "next_items": pairs("top_items", "top_item_probs", "item_id"),
             "next_behavior": row.get("next_behavior"), "p_buy": p_buy,
@@ -400,12 +397,12 @@ def segment_report(ctx: ToolContext,
     table["value_at_risk"] = risk_table(ctx, horizon_days, live)["value_at_risk"].reindex(users).fillna(0.0)
     rows = []
     for name, g in table.groupby("segment", sort=True):
-        rows.append({"segment": str(name), "users": int(len(g)), "predicted_churn_rate": _r(g.p_churn.mean()),
-                     "predicted_buy_rate": _r(g.p_buy.mean()),
-                     f"bought_in_last_{horizon_days}d": _r(g.bought_last_h.mean()),
+        rows.append({"segment": str(name), "users": int(len(g)), "predicted_churn_rate": rounded(g.p_churn.mean()),
+                     "predicted_buy_rate": rounded(g.p_buy.mean()),
+                     f"bought_in_last_{horizon_days}d": rounded(g.bought_last_h.mean()),
                      "mean_spend": _spend(ctx, g.spend.mean()),
                      "stages": {k: int(v) for k, v in g["stage"].value_counts().items()},
-                     "money_at_risk": _r(g.value_at_risk.sum(), 2)})
+                     "money_at_risk": rounded(g.value_at_risk.sum(), 2)})
     rows.sort(key=lambda r: -(r["predicted_churn_rate"] or 0))
     return {"segment_by": segment_by, "horizon_days": horizon_days, "as_of": ctx.cutoff,
             "population": f"{len(users)} active customers (a purchase in the last {ACTIVE_DAYS} days)",
@@ -426,7 +423,7 @@ def _next_from_scores(ctx: ToolContext, user_id: str, k: int) -> dict:
     for h in horizons:
         fr, _ = scores(ctx, h)
         if user_id in fr.index and "p_buy" in fr and not pd.isna(fr.loc[user_id, "p_buy"]):
-            p_buy[f"{h}d"] = _r(fr.loc[user_id, "p_buy"])
+            p_buy[f"{h}d"] = rounded(fr.loc[user_id, "p_buy"])
     return {"user_id": user_id, "as_of": ctx.cutoff,
             "next_categories": [{"category_id": c} for c in _split_ids(row.get("top_categories"))[:k]],
             "next_items": [{"item_id": i} for i in _split_ids(row.get("top_items"))[:k]],
@@ -457,10 +454,7 @@ def _segment_labels(ctx: ToolContext, segment_by: str, users: pd.Index) -> pd.Se
         buys = events[(events["behavior"] == "buy") & events["user_id"].isin(users)].sort_values("ts", kind="stable")
         first = buys.drop_duplicates("user_id").set_index("user_id")["category_id"].astype(str)
         return first.reindex(users).fillna("unknown")
-    segs = user_segments(ctx)
-    if not len(segs):
-        raise ToolError("this shop has no segment labels", "use segment_by='value_band', 'tenure' or 'first_category'")
-    return segs.reindex(users).fillna("unknown")
+    return user_segments(ctx).reindex(users).fillna("unknown")  # a shop without labels: segment_report groups by spend
 
 
 def lapse_distribution(ctx: ToolContext, horizon_days: int) -> pd.Series:
