@@ -66,8 +66,8 @@ def check_cutoffs(events: pd.DataFrame, cutoffs: list[datetime], horizons_days: 
     if not cutoffs or last - first <= pd.Timedelta(days=longest):
         raise error(
             f"the events span {span_words((last - first).total_seconds())} ({first} .. {last}): a case needs "
-            "history before its "
-            f"cutoff and its {longest}-day outcome window after it, so there is no cutoff to build cases at; "
+            f"history before its cutoff and its {longest}-day outcome window after it, so there is no cutoff to "
+            "build cases at; "
             + ("choose shorter horizons that fit (--horizons, or SHOPSIGHT_HORIZONS_DAYS, in whole days) or import "
                "a longer history" if last - first > pd.Timedelta(days=1) else
                "outcome windows are whole days, so cases need more than a day of events: import a longer history"))

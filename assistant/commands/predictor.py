@@ -132,7 +132,7 @@ def check_horizons_fit(first, cutoff, label_end, config, config_path=None, db_pa
     import pandas as pd
 
     from tools.predictor.train import TrainConfig, unlabelled_horizons
-    from tools.spans import span_words
+    from tools.spans import MIN_SPAN_DAYS_FOR_HORIZONS, span_words
 
     if config.horizons_days != tuple(int(h) for h in config.horizons_days):
         raise SystemExit(
@@ -161,14 +161,14 @@ def check_horizons_fit(first, cutoff, label_end, config, config_path=None, db_pa
         pick = sorted({fits[0], fits[-1]})
         fix = (f"Use horizons that fit, e.g. SHOPSIGHT_HORIZONS_DAYS={','.join(map(str, pick))} (set it for every "
                "`shopsight` command of this home), or import a longer history.")
-    elif span >= 2 * 86_400:
+    elif span >= MIN_SPAN_DAYS_FOR_HORIZONS * 86_400:
         fix = ("The rolling training cutoffs are every "
                f"{config.cutoff_stride_days:g} days: write a --config YAML with `cutoff_stride_days: 1` and "
                "`horizons_days: [1]`, or import a longer history.")
     else:
-        fix = ("The assistant's horizons are whole days, so churn and purchase predictions need at least 2 days "
-               "of events: import a longer history. On this span, measure minute horizons with `shopsight bench "
-               f"run --format store --data {db_path or 'SHOP.duckdb'} --cutoff ISO --horizon 15m 30m --out DIR` "
+        fix = ("The assistant's horizons are whole days, so churn and purchase predictions need at least "
+               f"{MIN_SPAN_DAYS_FOR_HORIZONS} days of events: import a longer history. On this span, measure minute "
+               f"horizons with `shopsight bench run --format store --data {db_path or 'SHOP.duckdb'} --cutoff ISO --horizon 15m 30m --out DIR` "
                "(docs/benchmark.md).")
     raise SystemExit(head + fix)
 
