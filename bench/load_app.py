@@ -58,6 +58,8 @@ def run_session(url: str, index: int, deadline: float, questions: list[str], res
     from gradio_client import Client
     from gradio_client.utils import Status
 
+    from assistant.commands.ask_workspace import last_chat
+
     client = Client(url, verbose=False)
     n = 0
     while time.monotonic() < deadline:
@@ -78,8 +80,7 @@ def run_session(url: str, index: int, deadline: float, questions: list[str], res
             outputs = job.outputs()
             job.result()  # raises when the server reported an error
             finished = time.monotonic()
-            # The last output only marks the end ("Answered in ..."); the chat is in the last one that holds it.
-            chat = next((out[0] for out in reversed(outputs) if isinstance(out[0], list) and out[0]), [])
+            chat = last_chat(outputs)
             last = chat[-1] if chat else {}
             content = last.get("content") if isinstance(last, dict) else None
             if not content or (isinstance(last, dict) and last.get("role") != "assistant"):

@@ -22,8 +22,9 @@ class WorkspaceUnreachable(Exception):
     """The running workspace could not be asked (not answering, a login it refused, or an error)."""
 
 
-def _last_chat(outputs: list) -> list:
-    # The last output only marks the end ("Answered in ..."); the chat is in the last one that holds it.
+def last_chat(outputs: list) -> list:
+    """The chat of an `/ask` job's outputs: the last output only marks the end ("Answered in ..."), so the
+    chat is in the last one that holds it (bench/load_app.py reads it the same way)."""
     return next((out[0] for out in reversed(outputs) if isinstance(out, (list, tuple)) and out
                  and isinstance(out[0], list) and out[0]), [])
 
@@ -80,7 +81,7 @@ def ask_workspace(url: str, question: str, auth: tuple[str, str] | None = None,
     except Exception as exc:  # noqa: BLE001
         raise WorkspaceUnreachable(f"the workspace at {url} failed on the question: "
                                    f"{type(exc).__name__}: {str(exc)[:200]}") from None
-    answer, steps = split_chat(_last_chat(job.outputs()))
+    answer, steps = split_chat(last_chat(job.outputs()))
     if not answer:
         raise WorkspaceUnreachable(f"the workspace at {url} returned no answer; ask in the browser at {url}")
     return answer, steps
