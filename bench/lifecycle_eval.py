@@ -21,7 +21,9 @@ Tables (markdown on stdout):
    of the noise); --validation-only prints the validation cutoffs alone (--validation-cutoffs to
    name others), the tables a map is chosen on (`CANDIDATE_RULE`), without computing any scored
    cutoff; --calibration-only stops after table 1 (with --predictor, table 4's ECE rows too);
-   --candidates-only leaves the Round 5, Platt and isotonic rows out.
+   --candidates-only leaves the Round 5, Platt and isotonic rows out (--round9-only: Round 9's
+   variants are the only candidates). --floor-sizes prints only the noise floor of the ECE by the
+   number of non-lost customers a cutoff has (`floor_by_size`): where a target of 0.02 is reachable.
 2. Demo shop, each cutoff and the app's (the last event's day): the 7-day headline list (value at
    risk among non-lost customers, top 10: recalibrated P(lapse) x `clv.customer_value`) beside
    the old list (p_churn among customers with a purchase in 90 days): how many listed users the
@@ -391,6 +393,54 @@ def p_alive_rows(events: pd.DataFrame, folder: Path) -> list[dict]:
     return rows
 
 
+FLOOR_SIZES = (500, 1000, 1500, 2000, 2500, 3000, 3500, 4000, 5000, 6000, 8000)
+ECE_TARGET = 0.02  # issue 15's target for P(lapse) among non-lost customers
+
+
+def floor_by_size(p: np.ndarray, sizes: tuple[int, ...] = FLOOR_SIZES, seed: int = 0) -> list[dict]:
+    """The noise floor (mean and 90th percentile of `ece_noise_floor`) of a perfectly calibrated P
+    whose values are drawn from `p` (with replacement) at each size: the ECE no map can beat there."""
+    rng = np.random.default_rng(seed)
+    p = np.asarray(p, dtype=float)
+    p = p[~np.isnan(p)]
+    out = []
+    for n in sizes:
+        floor = ece_noise_floor(rng.choice(p, size=n, replace=True), n_draws=FLOOR_DRAWS, seed=seed)
+        out.append({"customers": n, "floor (mean)": floor["mean"], "floor (p90)": floor["p90"]})
+    return out
+
+
+def print_floor_sizes(n_users: int) -> None:
+    """Per H, at the scored cutoffs of the demo shop: the shipped map's and the oracle's P pooled, and
+    the noise floor of the ECE a perfectly calibrated P of that spread shows per cutoff of n customers."""
+    from tools.data.synth import DEMO_CUTOFFS, generate_shop
+
+    shop = generate_shop(n_users=n_users, seed=0, progress=False)
+    events = shop.events.copy()
+    events["ts"] = pd.to_datetime(events["ts"])
+    rows, reach = [], []
+    for h in (7, 30):
+        ps = {"shipped map": [], "generator oracle": []}
+        for c in DEMO_CUTOFFS:
+            stages = lifecycle_frame(events, c, h, shop.reviews)
+            labels = lapse_labels(stages, events, c, h)
+            ps["shipped map"].append(calibrated_p_lapse(events, c, h, bgnbd_source(events, h), stages,
+                                                        reviews=shop.reviews)[0].reindex(labels.index))
+            oracle = shop.true_churn_probability(c, h).set_index("user_id")["p_churn"]
+            ps["generator oracle"].append(p_lapse(stages, oracle).reindex(labels.index))
+        for name, parts in ps.items():
+            by_size = floor_by_size(pd.concat(parts).to_numpy())
+            rows += [{"H": h, "P of": name, **r} for r in by_size]
+            met = [r["customers"] for r in by_size if r["floor (mean)"] <= ECE_TARGET]
+            reach.append({"H": h, "P of": name, "customers per cutoff, 3 cutoffs pooled":
+                          ", ".join(str(len(part)) for part in parts),
+                          f"smallest n with a floor <= {ECE_TARGET}": min(met) if met else f"> {max(FLOOR_SIZES)}"})
+    print(f"Noise floor of the ECE by size (P drawn from the demo shop's {n_users}-user scored cutoffs, 10 bins, "
+          f"{FLOOR_DRAWS} draws):")
+    print(markdown(pd.DataFrame(rows), 4))
+    print(markdown(pd.DataFrame(reach)))
+
+
 def validation_choice(validation: pd.DataFrame) -> pd.DataFrame:
     """Per map over the validation cutoffs: the mean ECE at 7 and 30 days and their mean (`CANDIDATE_RULE`),
     the means of the floor too; the rule reads "mean"."""
@@ -445,8 +495,14 @@ def main() -> None:
     parser.add_argument("--round9-only", action="store_true", dest="round9_only",
                         help="with --candidates-only / --validation-only: Round 9's variants (ROUND9_MAPS) as the "
                              "only candidates beside the shipped map")
+    parser.add_argument("--floor-sizes", action="store_true", dest="floor_sizes",
+                        help="only the table of the ECE's noise floor by the number of non-lost customers a cutoff "
+                             "has (`floor_by_size`), for the shipped map's and the oracle's P at the scored cutoffs")
     args = parser.parse_args()
     maps = ROUND9_MAPS if args.round9_only else None
+    if args.floor_sizes:
+        print_floor_sizes(args.n_users)
+        return
     if args.validation_only:
         print_validation(args.n_users, [datetime.fromisoformat(c) for c in args.validation_cutoffs], maps)
         return
