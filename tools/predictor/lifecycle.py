@@ -48,7 +48,10 @@ weights (half-life 14 d). Round 8: the same rule read at three validation cutoff
 over the recency weights, over review signals as features (lapse_signals.py: a bad experience
 lately, the exposure to a spell of late deliveries) and over a 7-day nowcast of the level; by a
 margin inside the noise (0.0401 against 0.0410 at 5,000 users, 0.0354 against 0.0356 at 20,000),
-but the rule said so (bench/results/clv.md, Round 8).
+but the rule said so (bench/results/clv.md, Round 8). Round 9: the same rule, unchanged, kept it
+over two guarded forms of the delivery-trouble exposure (a 0/1 "ordered during a delivery spell",
+and the exposure clipped to the range its windows held with a prior N(0, 0.5^2) on its
+coefficient): each was lower on one shop size only (bench/results/clv.md, Round 9).
 
 Usage:
     stages = lifecycle_frame(events, cutoff, horizon_days=7)   # indexed by user_id
@@ -218,7 +221,7 @@ LOGISTIC_C = 1.0  # the logistic map's L2 strength on standardized features (a p
 CALIBRATION_CHOICE = ("the 4 windows count alike, chosen over recency weights, over review signals as features and "
                       "over a 7-day nowcast of the level by a rule fixed before the run: the lowest mean ECE at 7 "
                       "and 30 days over three validation cutoffs of the demo shop, on 5,000 and on 20,000 users "
-                      "(bench/results/clv.md, Round 8)")
+                      "(bench/results/clv.md, Rounds 8 and 9)")
 
 
 # The lapse map reads the churn probability as a feature: clipped at 1e-4 (logit +-9.2), so the few
