@@ -21,7 +21,9 @@ Tables (markdown on stdout):
    of the noise); --validation-only prints the validation cutoffs alone (--validation-cutoffs to
    name others), the tables a map is chosen on (`CANDIDATE_RULE`), without computing any scored
    cutoff; --calibration-only stops after table 1 (with --predictor, table 4's ECE rows too);
-   --candidates-only leaves the Round 5, Platt and isotonic rows out.
+   --candidates-only leaves the Round 5, Platt and isotonic rows out (--round9-only: Round 9's
+   variants are the only candidates). --floor-sizes prints only the noise floor of the ECE by the
+   number of non-lost customers a cutoff has (`floor_by_size`): where a target of 0.02 is reachable.
 2. Demo shop, each cutoff and the app's (the last event's day): the 7-day headline list (value at
    risk among non-lost customers, top 10: recalibrated P(lapse) x `clv.customer_value`) beside
    the old list (p_churn among customers with a purchase in 90 days): how many listed users the
@@ -58,7 +60,6 @@ sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 from tools.predictor.baselines import bgnbd_p_no_purchase, bgnbd_summary, fit_bgnbd
 from tools.predictor.bench_datasets import read_cdnow
 from tools.predictor.clv import customer_value
-from tools.predictor.lapse_signals import SIGNAL_COLUMNS
 from tools.predictor.lifecycle import (AT_RISK_RATIO, LAPSE_FEATURES, MIN_GAP_DAYS, LapseCalibration, _window,
                                        calibrated_p_lapse, lapse_features, lapse_labels, lifecycle_frame, p_lapse)
 from tools.predictor.metrics import ece_noise_floor, expected_calibration_error
@@ -77,12 +78,20 @@ FLOOR_DRAWS = 200
 # Round 6's windows alike won the rule and are the defaults of `calibrated_p_lapse` since.
 ROUND7 = {"half_life_days": 14.0}  # the weights the Round 8 candidates were defined on
 SHIPPED_MAP = "BG/NBD, shipped map (Round 8 = Round 6's: logistic, 4 windows alike)"
+# Round 9's variants of B, fixed and committed before any ran (bench/results/clv.md, Round 9), each on
+# the shipped windows and weights: a bounded 0/1 spell flag, and B clipped to its fitted range with a
+# prior N(0, 0.5^2) on its coefficient. --round9-only runs them beside the shipped map alone.
+ROUND9_MAPS = {"BG/NBD, B1: ordered during a delivery spell (0/1)": {"features": LAPSE_FEATURES + ("delivery_spell",)},
+               "BG/NBD, B2: B clipped to its fitted range, prior sd 0.5": {
+                   "features": LAPSE_FEATURES + ("delivery_exposure",), "clip_to_fit": ("delivery_exposure",),
+                   "prior_sd": {"delivery_exposure": 0.5}}}
 CANDIDATE_MAPS = {"BG/NBD, Round 7 map (half-life 14 d)": {"half_life_days": 14.0},
                   "BG/NBD, A: + bad experience lately": {"features": LAPSE_FEATURES + ("bad_lately",), **ROUND7},
                   "BG/NBD, B: + delivery-trouble exposure": {"features": LAPSE_FEATURES + ("delivery_exposure",),
                                                              **ROUND7},
-                  "BG/NBD, A + B": {"features": LAPSE_FEATURES + SIGNAL_COLUMNS, **ROUND7},
-                  "BG/NBD, C: 7-day nowcast of the level": {"nowcast_days": 7, **ROUND7}}
+                  "BG/NBD, A + B": {"features": LAPSE_FEATURES + ("bad_lately", "delivery_exposure"), **ROUND7},
+                  "BG/NBD, C: 7-day nowcast of the level": {"nowcast_days": 7, **ROUND7},
+                  **ROUND9_MAPS}
 # Round 8's rule (bench/results/clv.md, Round 8), fixed before any of its candidates ran: several
 # validation cutoffs, because one (Round 7's 05-15) preferred a map the scored cutoffs did not.
 DEMO_VALIDATION_CUTOFFS = [datetime(2026, 3, 15), datetime(2026, 4, 15), datetime(2026, 5, 15)]  # none is scored
@@ -137,10 +146,10 @@ def bgnbd_source(events: pd.DataFrame, horizon_days: int):
 
 
 def calibration_rows(name: str, events: pd.DataFrame, cutoffs: list[datetime], oracle=None,
-                     reviews=None, candidates_only: bool = False) -> tuple[list[dict], list]:
+                     reviews=None, candidates_only: bool = False, maps: dict | None = None) -> tuple[list[dict], list]:
     """(rows of table 1, the pooled (label, P) pairs per source for the pooled ECE).
     `candidates_only`: the shipped map and `CANDIDATE_MAPS` (with the plain P and the oracle), not
-    Round 5's map nor Platt / isotonic."""
+    Round 5's map nor Platt / isotonic. `maps`: the candidates (default `CANDIDATE_MAPS`)."""
     rows, pooled = [], []
     for c in cutoffs:
         for h in (7, 30):
@@ -158,7 +167,7 @@ def calibration_rows(name: str, events: pd.DataFrame, cutoffs: list[datetime], o
                 windows[key] = len(notes.get("windows", []))
             if not candidates_only:
                 sources["BG/NBD, Round 5 map (c-H only)"] = round5_p_lapse(events, c, h, source, stages, reviews)
-            for key, options in CANDIDATE_MAPS.items():
+            for key, options in (CANDIDATE_MAPS if maps is None else maps).items():
                 sources[key], notes = calibrated_p_lapse(events, c, h, source, stages, reviews=reviews, **options)
                 windows[key] = len(notes.get("windows", []))
             sources[SHIPPED_MAP], notes = calibrated_p_lapse(events, c, h, source, stages, reviews=reviews)
@@ -384,6 +393,54 @@ def p_alive_rows(events: pd.DataFrame, folder: Path) -> list[dict]:
     return rows
 
 
+FLOOR_SIZES = (500, 1000, 1500, 2000, 2500, 3000, 3500, 4000, 5000, 6000, 8000)
+ECE_TARGET = 0.02  # issue 15's target for P(lapse) among non-lost customers
+
+
+def floor_by_size(p: np.ndarray, sizes: tuple[int, ...] = FLOOR_SIZES, seed: int = 0) -> list[dict]:
+    """The noise floor (mean and 90th percentile of `ece_noise_floor`) of a perfectly calibrated P
+    whose values are drawn from `p` (with replacement) at each size: the ECE no map can beat there."""
+    rng = np.random.default_rng(seed)
+    p = np.asarray(p, dtype=float)
+    p = p[~np.isnan(p)]
+    out = []
+    for n in sizes:
+        floor = ece_noise_floor(rng.choice(p, size=n, replace=True), n_draws=FLOOR_DRAWS, seed=seed)
+        out.append({"customers": n, "floor (mean)": floor["mean"], "floor (p90)": floor["p90"]})
+    return out
+
+
+def print_floor_sizes(n_users: int) -> None:
+    """Per H, at the scored cutoffs of the demo shop: the shipped map's and the oracle's P pooled, and
+    the noise floor of the ECE a perfectly calibrated P of that spread shows per cutoff of n customers."""
+    from tools.data.synth import DEMO_CUTOFFS, generate_shop
+
+    shop = generate_shop(n_users=n_users, seed=0, progress=False)
+    events = shop.events.copy()
+    events["ts"] = pd.to_datetime(events["ts"])
+    rows, reach = [], []
+    for h in (7, 30):
+        ps = {"shipped map": [], "generator oracle": []}
+        for c in DEMO_CUTOFFS:
+            stages = lifecycle_frame(events, c, h, shop.reviews)
+            labels = lapse_labels(stages, events, c, h)
+            ps["shipped map"].append(calibrated_p_lapse(events, c, h, bgnbd_source(events, h), stages,
+                                                        reviews=shop.reviews)[0].reindex(labels.index))
+            oracle = shop.true_churn_probability(c, h).set_index("user_id")["p_churn"]
+            ps["generator oracle"].append(p_lapse(stages, oracle).reindex(labels.index))
+        for name, parts in ps.items():
+            by_size = floor_by_size(pd.concat(parts).to_numpy())
+            rows += [{"H": h, "P of": name, **r} for r in by_size]
+            met = [r["customers"] for r in by_size if r["floor (mean)"] <= ECE_TARGET]
+            reach.append({"H": h, "P of": name, "customers per cutoff, 3 cutoffs pooled":
+                          ", ".join(str(len(part)) for part in parts),
+                          f"smallest n with a floor <= {ECE_TARGET}": min(met) if met else f"> {max(FLOOR_SIZES)}"})
+    print(f"Noise floor of the ECE by size (P drawn from the demo shop's {n_users}-user scored cutoffs, 10 bins, "
+          f"{FLOOR_DRAWS} draws):")
+    print(markdown(pd.DataFrame(rows), 4))
+    print(markdown(pd.DataFrame(reach)))
+
+
 def validation_choice(validation: pd.DataFrame) -> pd.DataFrame:
     """Per map over the validation cutoffs: the mean ECE at 7 and 30 days and their mean (`CANDIDATE_RULE`),
     the means of the floor too; the rule reads "mean"."""
@@ -395,7 +452,7 @@ def validation_choice(validation: pd.DataFrame) -> pd.DataFrame:
     return wide.reset_index()
 
 
-def print_validation(n_users: int, cutoffs: list[datetime]) -> None:
+def print_validation(n_users: int, cutoffs: list[datetime], maps: dict | None = None) -> None:
     """Only the demo's validation cutoffs: the tables the map choice reads, nothing scored."""
     from tools.data.synth import generate_shop
 
@@ -407,7 +464,7 @@ def print_validation(n_users: int, cutoffs: list[datetime]) -> None:
         return shop.true_churn_probability(c, h).set_index("user_id")["p_churn"]
 
     validation = pd.DataFrame(calibration_rows("demo, validation", events, cutoffs, oracle, shop.reviews,
-                                               candidates_only=True)[0])
+                                               candidates_only=True, maps=maps)[0])
     print(f"Demo shop ({n_users} users) at the validation cutoffs {', '.join(f'{c:%Y-%m-%d}' for c in cutoffs)}; "
           f"rule: {CANDIDATE_RULE}.")
     print(markdown(validation.drop(columns=["ECE plain P(no order) as P(lapse)"]), 4))
@@ -435,14 +492,24 @@ def main() -> None:
                         help="table 1 with the shipped map and CANDIDATE_MAPS only (no Round 5 map, Platt, isotonic)")
     parser.add_argument("--calibration-only", action="store_true", dest="calibration_only",
                         help="the ECE tables only (no lists, rule tables or checkpoints): for a large --n-users")
+    parser.add_argument("--round9-only", action="store_true", dest="round9_only",
+                        help="with --candidates-only / --validation-only: Round 9's variants (ROUND9_MAPS) as the "
+                             "only candidates beside the shipped map")
+    parser.add_argument("--floor-sizes", action="store_true", dest="floor_sizes",
+                        help="only the table of the ECE's noise floor by the number of non-lost customers a cutoff "
+                             "has (`floor_by_size`), for the shipped map's and the oracle's P at the scored cutoffs")
     args = parser.parse_args()
+    maps = ROUND9_MAPS if args.round9_only else None
+    if args.floor_sizes:
+        print_floor_sizes(args.n_users)
+        return
     if args.validation_only:
-        print_validation(args.n_users, [datetime.fromisoformat(c) for c in args.validation_cutoffs])
+        print_validation(args.n_users, [datetime.fromisoformat(c) for c in args.validation_cutoffs], maps)
         return
     rows, pooled = [], []
     if "cdnow" in args.datasets:
         r, p = calibration_rows("cdnow", read_cdnow(ROOT / ".cache/datasets/CDNOW_master.txt"), CDNOW_CUTOFFS,
-                                candidates_only=args.candidates_only)
+                                candidates_only=args.candidates_only, maps=maps)
         rows, pooled = rows + r, pooled + p
     if "demo" in args.datasets:
         from tools.data.synth import DEMO_CUTOFFS, generate_shop
@@ -454,7 +521,7 @@ def main() -> None:
         def oracle(c, h):
             return shop.true_churn_probability(c, h).set_index("user_id")["p_churn"]
 
-        r, p = calibration_rows("demo", events, list(DEMO_CUTOFFS), oracle, shop.reviews, args.candidates_only)
+        r, p = calibration_rows("demo", events, list(DEMO_CUTOFFS), oracle, shop.reviews, args.candidates_only, maps)
         rows, pooled = rows + r, pooled + p
         validation = ([] if args.candidates_only else  # printed apart by --validation-only
                       calibration_rows("demo, validation", events, DEMO_VALIDATION_CUTOFFS, oracle, shop.reviews,

@@ -57,8 +57,26 @@ def test_a_customer_who_ordered_during_a_spell_of_late_deliveries_carries_it():
     assert signals.loc["spell", "delivery_exposure"] == pytest.approx((12 / 15 - base) + (12 / 15 - base), abs=0.07)
     assert signals.loc["spell", "delivery_exposure"] > 0.9
     assert signals.loc["calm", "delivery_exposure"] < 0.1 and signals.loc["none", "delivery_exposure"] == 0.0
+    # the bounded flag: 12 complaints of 15 at a shop share near 0.35 is far past the 1 % level
+    assert signals["delivery_spell"].to_dict() == {"spell": 1.0, "calm": 0.0, "none": 0.0}
+
+
+def test_a_spell_is_flagged_only_when_chance_cannot_explain_it():
+    # 25 % of the reviews complain, one a day; near "mild" (ordered 15 days ago) 5 of 15 complain
+    # (P(X >= 5 | 15, ~0.25) is about 0.3: chance); near "strong" (ordered 45 days ago, now outside
+    # the 30 days) all complain, so "strong" is not flagged either; "both" ordered on both days.
+    def complains(d: int) -> bool:
+        return 40 <= d <= 50 or (not 40 <= d <= 50 and d % 4 == 0) or d in (13, 17)
+    reviews = _reviews([("shop", d, 1 if complains(d) else 5, "Arrived late" if complains(d) else "Tasty")
+                        for d in range(0, 90)])
+    signals = lapse_signals(_orders(mild=[15], strong=[45], both=[45, 15]), reviews, CUTOFF,
+                            pd.Index(["mild", "strong", "both"]))
+    assert signals.loc["mild", "delivery_exposure"] > 0  # a little above the share: the exposure counts it
+    assert signals["delivery_spell"].to_dict() == {"mild": 0.0, "strong": 0.0, "both": 0.0}
+    late = lapse_signals(_orders(strong=[45, 44]), reviews, CUTOFF + pd.Timedelta(days=-20), pd.Index(["strong"]))
+    assert late.loc["strong", "delivery_spell"] == 1.0  # 20 days earlier, the spell is within the 30 days
 
 
 def test_no_reviews_no_signal():
     signals = lapse_signals(_orders(a=[3]), None, CUTOFF, pd.Index(["a"]))
-    assert signals.to_dict("records") == [{"bad_lately": 0.0, "delivery_exposure": 0.0}]
+    assert signals.to_dict("records") == [{"bad_lately": 0.0, "delivery_exposure": 0.0, "delivery_spell": 0.0}]

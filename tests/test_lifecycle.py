@@ -287,3 +287,29 @@ def test_the_nowcast_moves_the_30_day_level_with_the_lapses_of_the_last_week():
     with_signals, signal_notes = calibrated_p_lapse(shop, CUTOFF, 30, p_no_order_at,
                                                     features=LAPSE_FEATURES + SIGNAL_COLUMNS)
     assert signal_notes["fitted"] and with_signals.dropna().between(0, 1).all()
+
+
+def test_a_clipped_feature_with_a_tight_prior_cannot_carry_a_new_larger_value_far():
+    # Fitted where the exposure runs 0..1 and lapses rise with it; scored at 5 (never seen): the clip
+    # reads 5 as 1, and a tight prior on its coefficient keeps the map near the exposure-blind one.
+    from tools.predictor.lifecycle import LapseCalibration
+    rng = np.random.default_rng(0)
+    ids = pd.Index([f"u{i}" for i in range(3000)])
+    p = pd.Series(rng.uniform(0.2, 0.8, len(ids)), index=ids)
+    exposure = pd.Series(np.where(rng.random(len(ids)) < 0.1, rng.uniform(0, 1, len(ids)), 0.0), index=ids)
+    lapsed = pd.Series((rng.random(len(ids)) < np.clip(p + 0.4 * exposure, 0, 1)).astype(int), index=ids)
+    feats = pd.DataFrame({"logit_p": np.log(p / (1 - p)), "delivery_exposure": exposure})
+    cols = ("logit_p", "delivery_exposure")
+    now = pd.Series([0.5, 0.5], index=["x", "y"])
+    now_feats = pd.DataFrame({"logit_p": [0.0, 0.0], "delivery_exposure": [1.0, 5.0]}, index=now.index)
+    free = LapseCalibration("logistic", cols).fit(p, lapsed, feats).apply(now, now_feats)
+    clipped = LapseCalibration("logistic", cols, clip_to_fit=("delivery_exposure",)).fit(p, lapsed, feats)
+    assert clipped.upper["delivery_exposure"] == pytest.approx(exposure.max())
+    capped = clipped.apply(now, now_feats)
+    assert free["y"] > capped["y"] + 0.05 and capped["y"] == pytest.approx(capped["x"], abs=1e-3)
+    blind = LapseCalibration("logistic", ("logit_p",)).fit(p, lapsed, feats).apply(now, now_feats)
+    tight = LapseCalibration("logistic", cols, ("delivery_exposure",), {"delivery_exposure": 0.01}).fit(
+        p, lapsed, feats).apply(now, now_feats)
+    assert abs(tight["y"] - blind["y"]) < 0.01 < capped["y"] - blind["y"]
+    with pytest.raises(ValueError, match="does not read"):
+        LapseCalibration("logistic", ("logit_p",), prior_sd={"delivery_exposure": 0.5})

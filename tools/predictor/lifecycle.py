@@ -48,7 +48,10 @@ weights (half-life 14 d). Round 8: the same rule read at three validation cutoff
 over the recency weights, over review signals as features (lapse_signals.py: a bad experience
 lately, the exposure to a spell of late deliveries) and over a 7-day nowcast of the level; by a
 margin inside the noise (0.0401 against 0.0410 at 5,000 users, 0.0354 against 0.0356 at 20,000),
-but the rule said so (bench/results/clv.md, Round 8).
+but the rule said so (bench/results/clv.md, Round 8). Round 9: the same rule, unchanged, kept it
+over two guarded forms of the delivery-trouble exposure (a 0/1 "ordered during a delivery spell",
+and the exposure clipped to the range its windows held with a prior N(0, 0.5^2) on its
+coefficient): each was lower on one shop size only (bench/results/clv.md, Round 9).
 
 Usage:
     stages = lifecycle_frame(events, cutoff, horizon_days=7)   # indexed by user_id
@@ -214,10 +217,11 @@ CALIBRATION_STEP_DAYS = 14
 CALIBRATION_HALF_LIFE_DAYS: float | None = None  # all windows alike (CALIBRATION_CHOICE); 14.0 was Round 7's
 MIN_WINDOW_HISTORY_DAYS = 28  # a window cutoff with less history before it has no rhythm to read: skipped
 CALIBRATION_METHODS = ("logistic", "platt", "isotonic")
+LOGISTIC_C = 1.0  # the logistic map's L2 strength on standardized features (a prior N(0, C) per coefficient)
 CALIBRATION_CHOICE = ("the 4 windows count alike, chosen over recency weights, over review signals as features and "
                       "over a 7-day nowcast of the level by a rule fixed before the run: the lowest mean ECE at 7 "
                       "and 30 days over three validation cutoffs of the demo shop, on 5,000 and on 20,000 users "
-                      "(bench/results/clv.md, Round 8)")
+                      "(bench/results/clv.md, Rounds 8 and 9)")
 
 
 # The lapse map reads the churn probability as a feature: clipped at 1e-4 (logit +-9.2), so the few
@@ -228,6 +232,11 @@ FEATURE_LOGIT_CLIP = 1e-4
 
 def _logit(p: np.ndarray) -> np.ndarray:
     return logit(p, clip=FEATURE_LOGIT_CLIP)
+
+
+def _scaled(x: np.ndarray, factor: np.ndarray) -> np.ndarray:
+    """Each standardized column times its prior factor (`LapseCalibration._prior_scale`)."""
+    return x * factor
 
 
 def lapse_features(stages: pd.DataFrame, events: pd.DataFrame, cutoff: datetime, p: pd.Series,
@@ -276,17 +285,27 @@ class LapseCalibration:
         calibrated = calib.apply(p_now, lapse_features(stages_now, events, c_now, p_now))
     """
 
-    def __init__(self, method: str = "logistic", columns: tuple[str, ...] = LAPSE_FEATURES) -> None:
+    def __init__(self, method: str = "logistic", columns: tuple[str, ...] = LAPSE_FEATURES,
+                 clip_to_fit: tuple[str, ...] = (), prior_sd: dict[str, float] | None = None) -> None:
         if method not in CALIBRATION_METHODS:
             raise ValueError(f"calibration method {method!r}: choose one of {', '.join(CALIBRATION_METHODS)}")
         self.method, self.columns = method, list(columns)  # columns: the logistic map's share of the features
+        unknown = sorted((set(clip_to_fit) | set(prior_sd or {})) - set(self.columns))
+        if unknown:
+            raise ValueError(f"clip_to_fit / prior_sd name {', '.join(unknown)}, which the map does not read: "
+                             f"add them to its columns ({', '.join(self.columns)})")
+        self.clip_to_fit, self.prior_sd = tuple(clip_to_fit), dict(prior_sd or {})
+        self.upper: dict[str, float] = {}  # the largest value each clip_to_fit column held in the fit
         self.model = None
         self.fitted = False
         self.outcomes = 0
 
     def _design(self, p: pd.Series, features: pd.DataFrame) -> np.ndarray:
         if self.method == "logistic":
-            return features.loc[p.index, self.columns].to_numpy()
+            design = features.loc[p.index, self.columns]
+            if self.upper:  # a value larger than any the map was fitted on reads as the largest seen
+                design = design.clip(upper=pd.Series(self.upper).reindex(design.columns), axis=1)
+            return design.to_numpy()
         if self.method == "platt":
             return _logit(p.to_numpy())[:, None]
         return p.to_numpy(dtype=float)
@@ -297,7 +316,7 @@ class LapseCalibration:
         from sklearn.isotonic import IsotonicRegression
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
+        from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
         joined = pd.concat([p.rename("p"), labels.rename("y")], axis=1, join="inner").dropna()
         joined = joined[joined["p"] > 0]
@@ -305,15 +324,27 @@ class LapseCalibration:
         if self.outcomes >= MIN_CALIBRATION_OUTCOMES and 0 < joined["y"].sum() < len(joined):
             w = None if weights is None else weights.reindex(joined.index).fillna(0.0).to_numpy(dtype=float)
             w = None if w is None else w / w.mean()  # mean 1: the regularization means what it meant unweighted
+            self.upper = {col: float(features.loc[joined.index, col].max()) for col in self.clip_to_fit}
             design, y = self._design(joined["p"], features), joined["y"].to_numpy()
             if self.method == "isotonic":
                 self.model = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
                 self.model.fit(design, y, sample_weight=w)
             else:
-                self.model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
+                scaler = StandardScaler().fit(design)
+                self.model = make_pipeline(scaler, FunctionTransformer(_scaled, kw_args={
+                    "factor": self._prior_scale(scaler.scale_)}), LogisticRegression(C=LOGISTIC_C, max_iter=2000))
                 self.model.fit(design, y, logisticregression__sample_weight=w)
             self.fitted = True
         return self
+
+    def _prior_scale(self, scale: np.ndarray) -> np.ndarray:
+        """Per standardized column, the factor that turns the L2 penalty (prior N(0, C) on each
+        coefficient) into N(0, sd^2) on the raw column's coefficient where `prior_sd` names it:
+        the raw coefficient is b / scale, so the column is multiplied by sd x scale / sqrt(C)."""
+        factor = np.ones(len(self.columns))
+        for col, sd in self.prior_sd.items():
+            factor[self.columns.index(col)] = sd * scale[self.columns.index(col)] / np.sqrt(LOGISTIC_C)
+        return factor
 
     def apply(self, p: pd.Series, features: pd.DataFrame) -> pd.Series:
         if not self.fitted:
@@ -398,7 +429,8 @@ def calibrated_p_lapse(events: pd.DataFrame, cutoff: datetime, horizon_days: int
                        reviews: pd.DataFrame | None = None, n_windows: int = CALIBRATION_WINDOWS,
                        half_life_days: float | None = CALIBRATION_HALF_LIFE_DAYS,
                        features: tuple[str, ...] = LAPSE_FEATURES,
-                       nowcast_days: int | None = None) -> tuple[pd.Series, dict]:
+                       nowcast_days: int | None = None, clip_to_fit: tuple[str, ...] = (),
+                       prior_sd: dict[str, float] | None = None) -> tuple[pd.Series, dict]:
     """(P(lapse within H) at the cutoff, recalibrated on the past windows pooled; what was fitted).
 
     `method`: see `LapseCalibration` (the app uses "logistic"; bench/lifecycle_eval.py compares).
@@ -407,7 +439,7 @@ def calibrated_p_lapse(events: pd.DataFrame, cutoff: datetime, horizon_days: int
     (`window_weights`; None: all alike); the defaults are the shipped map (`CALIBRATION_CHOICE`).
     `features`: what the logistic map reads (`lapse_features`' columns). `nowcast_days`: where
     shorter than H, the map's logit is shifted by `nowcast_shift` (the level the freshest short
-    window shows); None: not shifted.
+    window shows); None: not shifted. `clip_to_fit`, `prior_sd`: see `LapseCalibration`.
 
     `p_no_order_at(day)` gives the churn model's P(no order in H) by user_id as of `day` (the same
     model at every cutoff), or a sentence saying why it has none for that day (e.g. no scores
@@ -436,7 +468,7 @@ def calibrated_p_lapse(events: pd.DataFrame, cutoff: datetime, horizon_days: int
     if not windows:
         return p_now, {**notes, "fitted": False, "why": skipped[0]}
     weights = window_weights([pd.Timestamp(d) for d in used], half_life_days)
-    calib = LapseCalibration(method, features).fit(*_pooled(windows, weights))
+    calib = LapseCalibration(method, features, clip_to_fit, prior_sd).fit(*_pooled(windows, weights))
     if not calib.fitted:
         return p_now, {**notes, "fitted": False,
                        "why": f"{calib.outcomes} customers could lapse in the windows, fewer than "
