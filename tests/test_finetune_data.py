@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime
 from typing import Optional
 
@@ -214,3 +215,32 @@ def test_tool_questions_name_only_users_the_shop_has_seen_by_the_cutoff(tmp_path
     assert len(asked) >= 10
     for cutoff, user in asked:
         assert (events.loc[events["user_id"] == user, "ts"] <= pd.Timestamp(cutoff)).any(), (user, cutoff)
+
+
+def test_cutoffs_come_from_the_store_span_and_windows_past_the_data_are_refused(tmp_path):
+    # A store of another era (CDNOW is 1997-1998) asked at the demo's 2026 cutoffs labelled every user "churned".
+    events = _events()
+    events["ts"] = events["ts"] - pd.Timedelta(days=365 * 29)  # the same shop in 1997
+    store_args = sft_data.SFTArgs(out_dir=str(tmp_path), db="shop.duckdb", n_churn_train=20, n_churn_eval=12,
+                                  n_tool_train=0, n_tool_eval=0, serializer="local")
+    resolved = sft_data.resolve_cutoffs(store_args, events)
+    last_day = events["ts"].max().normalize()
+    assert pd.Timestamp(resolved.eval_cutoff) == last_day + pd.Timedelta(days=1 - 30)
+    assert [pd.Timestamp(c) for c in resolved.train_cutoffs] == \
+        [pd.Timestamp(resolved.eval_cutoff) - pd.Timedelta(days=d) for d in (60, 30)]
+    sets = sft_data.build(store_args, events, None, {"items": [], "categories": [], "segments": []}, TOOLS)
+    labels = [e["meta"]["label"] for e in sets["eval_churn"]]
+    assert 0 < sum(labels) < len(labels)  # both outcomes: the labels come from inside the data
+    with pytest.raises(ValueError, match=r"cutoff 2026-06-01: its 30-day label window ends 2026-07-01, after the data"):
+        sft_data.resolve_cutoffs(replace(store_args, eval_cutoff="2026-06-01", train_cutoffs=["1997-03-01"]), events)
+    with pytest.raises(ValueError, match="not after the first event"):
+        sft_data.resolve_cutoffs(replace(store_args, eval_cutoff="1997-03-01", train_cutoffs=["1990-01-01"]), events)
+    half_year = events.iloc[:2].assign(ts=[datetime(2026, 1, 1), datetime(2026, 6, 30, 18)])  # the demo's span
+    demo = sft_data.resolve_cutoffs(_args(tmp_path, train_cutoffs=None, eval_cutoff=None), half_year)
+    assert (demo.train_cutoffs, demo.eval_cutoff) == (["2026-04-01", "2026-05-01"], "2026-06-01")
+
+
+def test_local_history_of_a_shop_without_categories_has_no_placeholder():
+    events = _events().query("user_id == 'u2'").assign(category_id=None)
+    assert sft_data.local_serialize(events) == "01-04 buy\n01-03 view"
+    assert sft_data.local_serialize(_events().query("user_id == 'u2'")) == "01-04 buy tea\n01-03 view tea"

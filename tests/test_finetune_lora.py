@@ -228,3 +228,27 @@ def test_every_config_parses_and_documents_its_launch(config):
     header = config.read_text().split("\n\n")[0]
     assert f"--config finetune/configs/{config.name}" in header  # the launch command names this file
     assert args.quantize == ("nf4" if config.name.startswith("qlora") else None)
+
+
+def test_examples_dropped_as_too_long_are_named_by_kind_with_the_length_that_keeps_them(workdir, tmp_path):
+    # A recipe sized for the demo (768 tokens) dropped every tool example of a CDNOW shop, saying only "dropped 8".
+    from transformers import AutoTokenizer
+
+    from finetune.sft_tokens import tokenize_file
+
+    tokenizer = AutoTokenizer.from_pretrained(workdir / "model")
+    short = [dict(e, meta={"kind": "churn"}) for e in _examples(3, seed=4)]
+    long_tool = {"messages": [{"role": "user", "content": "Top 3 churn risks?"},
+                              {"role": "tool", "content": json.dumps({"users": list(range(200))})},
+                              {"role": "assistant", "content": "u1, u2, u3"}], "meta": {"kind": "tool"}}
+    path = tmp_path / "mixed.jsonl"
+    _write(path, short + [long_tool, long_tool])
+    kept, too_long = tokenize_file(tokenizer, path, max_seq_len=128)
+    longest = max(length for _, length in too_long)
+    assert len(kept) == 3 and [kind for kind, _ in too_long] == ["tool", "tool"] and longest > 128
+    message = lora.describe_too_long(too_long, 128, read=5)
+    assert message == (f"dropped 2 of 5 examples longer than max_seq_len=128 tokens (2 tool: longest {longest:,}); "
+                       f"--max_seq_len {longest} keeps them (more memory and time per step), or build shorter examples")
+    _write(path, [long_tool])
+    with pytest.raises(SFTFormatError, match=r"mixed.jsonl: dropped 1 of 1 examples .* \(1 tool: longest"):
+        tokenize_file(tokenizer, path, max_seq_len=128)
