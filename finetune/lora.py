@@ -25,7 +25,8 @@ import yaml
 
 from finetune import adapter as adapters
 from finetune import export_gguf
-from finetune.lora_state import last_checkpoint, log_metrics, resume_from, save_checkpoint, truncate_metrics
+from finetune.lora_state import (finished_run, last_checkpoint, log_metrics, resume_from, save_checkpoint,
+                                  truncate_metrics)
 from finetune.memory import check_fits
 from finetune.sft_tokens import IGNORE_INDEX, TokenizedExample, describe_too_long, tokenize_file
 from tools import paths  # noqa: F401  (sets the offline environment variables)
@@ -270,6 +271,12 @@ def setup(args: LoRAArgs) -> dict:
     from accelerate.utils import set_seed
     from transformers import AutoTokenizer
 
+    done = finished_run(Path(args.out_dir), asdict(args)) if args.resume else None
+    if done is not None:
+        print(f"{Path(args.out_dir) / 'final'} already holds this run ({done.get('steps')} steps, the same settings, "
+              f"trained after {args.train_file} was written): nothing to do. --resume false trains it again; "
+              "another --out_dir keeps both.")
+        return done
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     cpu = args.device == "cpu" or (args.device == "auto" and not torch.cuda.is_available())

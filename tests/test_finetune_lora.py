@@ -16,6 +16,7 @@ import yaml
 
 from finetune import lora
 from finetune.adapter import check_base, load_adapter
+from finetune.lora_state import finished_run
 from finetune.memory import lora_params
 from finetune.sft_tokens import SFTFormatError, read_sft_file, tokenize_example
 from finetune.tiny import build_tiny_qwen2
@@ -115,6 +116,19 @@ def test_reload_adapter_and_generate(trained, workdir):
     with torch.no_grad(), model.disable_adapter():
         plain = model(**prompt).logits[0, -1]
     assert not torch.allclose(model(**prompt).logits[0, -1], plain)
+
+
+def test_rerunning_a_finished_run_trains_nothing_unless_its_settings_or_data_changed(trained, workdir, capsys):
+    out, summary = trained
+    metrics, adapter = (out / "metrics.jsonl").read_text(), (out / "final" / "adapter_model.safetensors").stat()
+    assert lora.cli(_argv(workdir, out)) == summary  # before: resumed from step 3 and trained steps 4-6 again
+    assert "already holds this run (6 steps" in capsys.readouterr().out
+    assert (out / "metrics.jsonl").read_text() == metrics
+    assert (out / "final" / "adapter_model.safetensors").stat().st_mtime_ns == adapter.st_mtime_ns
+    settings = yaml.safe_load((out / "final" / "config.yaml").read_text())
+    assert finished_run(out, {**settings, "num_threads": 1, "max_steps": None}) == summary
+    assert finished_run(out, {**settings, "lr": 5e-3}) is None
+    assert finished_run(out, {**settings, "train_file": str(workdir / "eval.jsonl")}) is None
 
 
 def test_resume_continues_with_same_losses(trained, workdir):
