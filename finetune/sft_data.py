@@ -43,7 +43,9 @@ def rfm_facts(history: pd.DataFrame, cutoff: datetime) -> dict:
     c = pd.Timestamp(cutoff)
     buys = history[history["behavior"] == "buy"]
     recent = history[history["ts"] > c - pd.Timedelta(days=30)]
-    facts = {"orders": int(len(buys)), "spend": round(float(buys["amount"].fillna(0).sum()), 2),
+    priced = buys.empty or buys["amount"].notna().any()  # a shop without prices: no spend, not "0.0"
+    facts = {"orders": int(len(buys)),
+             "spend": round(float(buys["amount"].fillna(0).sum()), 2) if priced else "not recorded",
              "days_since_last_buy": int((c - buys["ts"].max()).days) if len(buys) else "never bought",
              "days_since_last_event": int((c - history["ts"].max()).days) if len(history) else "no events",
              "events_last_30d": int(len(recent)),

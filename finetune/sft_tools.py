@@ -68,7 +68,14 @@ def load_bank(path: str | Path = QUESTIONS_FILE) -> dict:
 
 
 def _fill(entry: dict, phrasing: str, bank: dict, values: ShopValues, rng: random.Random) -> dict | None:
-    """One question with its expected call, or None when the shop lacks a needed value."""
+    """One question with its expected call, or None when the shop lacks a needed value.
+
+    A shop without categories (CDNOW, the Instacart sample) gets no question that asks about
+    categories, and one without segment labels no grouping by them: their right answer is a
+    tool saying the data has none, so such a call would teach the model to ask for what is not there.
+    """
+    if not values.categories and "categor" in phrasing.lower():
+        return None
     needed = set(_SLOT.findall(phrasing)) | {s for v in entry["args"].values() if isinstance(v, str)
                                               for s in _SLOT.findall(v)}
     slot_text, slot_value = {}, {}
@@ -80,7 +87,11 @@ def _fill(entry: dict, phrasing: str, bank: dict, values: ShopValues, rng: rando
             key = rng.choice(sorted(bank["since"]))
             slot_text[slot], slot_value[slot] = rng.choice(bank["since"][key]), key
         elif slot == "segby":
-            key = rng.choice(sorted(bank["segment_by"]))
+            keys = [k for k in sorted(bank["segment_by"]) if not (k == "segment" and not values.segments)
+                    and not ("category" in k and not values.categories)]
+            if not keys:
+                return None
+            key = rng.choice(keys)
             slot_text[slot], slot_value[slot] = rng.choice(bank["segment_by"][key]), key
         elif slot == "k":
             count = rng.choice(values.counts)

@@ -244,3 +244,26 @@ def test_local_history_of_a_shop_without_categories_has_no_placeholder():
     events = _events().query("user_id == 'u2'").assign(category_id=None)
     assert sft_data.local_serialize(events) == "01-04 buy\n01-03 view"
     assert sft_data.local_serialize(_events().query("user_id == 'u2'")) == "01-04 buy tea\n01-03 view tea"
+
+
+def test_a_shop_without_categories_or_segments_gets_no_questions_about_them():
+    from finetune.sft_tools import ShopValues, load_bank, sample_questions
+
+    bank = load_bank()
+    bare = ShopValues(users=["00001", "00002"], items=["cd"])  # CDNOW: no categories, no segment labels
+    asked = sample_questions(bank, "train", bare, 200, seed=0) + sample_questions(bank, "heldout", bare, 100, seed=1)
+    assert len(asked) >= 100
+    assert not [q["question"] for q in asked if "categor" in q["question"].lower()]
+    groupings = {c["arguments"].get("segment_by") for q in asked for c in q["calls"]} - {None}
+    assert groupings and groupings <= {"value_band", "tenure"}
+    full = ShopValues(users=["u1"], items=["i1"], categories=["tea"], segments=["loyal"])
+    asked = sample_questions(bank, "train", full, 300, seed=0)
+    assert any("categor" in q["question"].lower() for q in asked)
+    assert {"segment", "first_category"} <= {c["arguments"].get("segment_by") for q in asked for c in q["calls"]}
+
+
+def test_spend_of_a_shop_without_prices_is_not_recorded_rather_than_zero():
+    events = _events().query("user_id == 'u1'")
+    assert sft_data.rfm_facts(events, datetime(2026, 6, 1))["spend"] == 300.0  # 30 purchases of 10.0
+    unpriced = sft_data.rfm_facts(events.assign(amount=None), datetime(2026, 6, 1))
+    assert unpriced["spend"] == "not recorded" and unpriced["orders"] == 30
