@@ -241,7 +241,7 @@ def resolve_cutoffs(args: SFTArgs, events: pd.DataFrame) -> SFTArgs:
         train_cutoffs = DEMO_TRAIN_CUTOFFS if args.demo_users and args.eval_cutoff is None else \
             [_day(base - 2 * horizon), _day(base - horizon)]
     span = f"the events span {_day(first)} .. {_day(covered - pd.Timedelta(days=1))}"
-    for cutoff in [*train_cutoffs, eval_cutoff]:
+    for cutoff in [eval_cutoff, *train_cutoffs]:  # the held-out one first: the user may have given only it
         c = pd.Timestamp(cutoff)
         if c + horizon > covered:
             raise ValueError(f"cutoff {cutoff}: its {args.horizon_days}-day label window ends "

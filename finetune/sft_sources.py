@@ -79,9 +79,13 @@ def load_source(args) -> Source:
         description = f"demo shop, {args.demo_users} users, seed {args.seed} (in memory)"
     predictor = explain = None
     if getattr(args, "predictor", None):
+        from tools.predictor.data import PredictorError
         from tools.predictor.score import Predictor
 
-        predictor = Predictor.load(Path(args.predictor))
+        try:
+            predictor = Predictor.load(Path(args.predictor).expanduser())
+        except PredictorError as err:  # a wrong folder was a traceback
+            raise SystemExit(f"--predictor: {err}") from None
         try:
             from tools.predictor.explain import explain_user
 

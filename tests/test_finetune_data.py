@@ -267,3 +267,29 @@ def test_spend_of_a_shop_without_prices_is_not_recorded_rather_than_zero():
     assert sft_data.rfm_facts(events, datetime(2026, 6, 1))["spend"] == 300.0  # 30 purchases of 10.0
     unpriced = sft_data.rfm_facts(events.assign(amount=None), datetime(2026, 6, 1))
     assert unpriced["spend"] == "not recorded" and unpriced["orders"] == 30
+
+
+def test_main_on_a_real_store_names_its_cutoffs_and_refuses_a_wrong_predictor_or_a_late_cutoff(tmp_path, capsys):
+    from tools.data.store import EventStore
+
+    events = _events()
+    events["ts"] = events["ts"] - pd.Timedelta(days=365 * 29)  # a shop of 1997, like CDNOW
+    db = tmp_path / "shop.duckdb"
+    store = EventStore(db)
+    store.import_frames("test", events=events.assign(amount=None, category_id=None))  # no prices, no categories
+    store.close()
+    common = ["--out_dir", str(tmp_path / "sft"), "--db", str(db), "--n_churn_train", "8", "--n_churn_eval", "6",
+              "--n_tool_train", "6", "--n_tool_eval", "4", "--serializer", "local"]
+    manifest = sft_data.main(common)
+    out = capsys.readouterr().out
+    assert f"train cutoffs {manifest['args']['train_cutoffs'][0]}" in out and "held-out churn examples at" in out
+    assert manifest["args"]["eval_cutoff"].startswith("1997-")
+    rows = [json.loads(line) for line in (tmp_path / "sft" / "train.jsonl").read_text().splitlines()]
+    churn = [r["messages"][0]["content"] for r in rows if r["meta"]["kind"] == "churn"]
+    asked = [r["messages"][1]["content"] for r in rows if r["meta"]["kind"] == "tool"]
+    assert churn and all("- spend: not recorded" in p or "- orders: 0" in p for p in churn)
+    assert asked and not [q for q in asked if "categor" in q.lower()]
+    with pytest.raises(SystemExit, match=r"^--predictor: .*nope: no predictor checkpoint here"):
+        sft_data.main(common + ["--predictor", str(tmp_path / "nope")])
+    with pytest.raises(SystemExit, match=r"cutoff 2026-06-01: its 30-day label window ends 2026-07-01, after the data"):
+        sft_data.main(common + ["--eval_cutoff", "2026-06-01"])
