@@ -309,3 +309,19 @@ def test_a_tool_result_is_trained_in_the_form_the_agent_serves_it():
     assert tool_message == result_for_prompt(sanitize_result(result)[0])  # what assistant/agent/loop.py shows
     assert "«印刷质量极差，请联系 [EMAIL]»" in tool_message and '", "' not in tool_message
     assert answer == "2 reviews: «印刷质量极差，请联系 [EMAIL]»" and "example.com" not in answer
+
+
+def test_balanced_churn_examples_fill_both_halves_when_retained_users_are_rare(tmp_path):
+    # 38 users stop before the cutoff, 2 keep buying: a 4x sample found too few retained ones and gave fewer examples.
+    rows = [(f"u{n}", datetime(2026, 1, 1) + pd.Timedelta(days=n), "buy", "i1", "tea", 1, 2.0) for n in range(38)]
+    rows += [(user, datetime(2026, 1, 5) + pd.Timedelta(days=d), "buy", "i1", "tea", 1, 2.0)
+             for user in ("keep1", "keep2") for d in range(0, 150, 7)]
+    events = pd.DataFrame(rows, columns=_events().columns)
+    args = _args(tmp_path, n_churn_train=4, n_churn_eval=2, n_tool_train=0, n_tool_eval=0, eval_user_share=0.05)
+    sets = sft_data.build(args, events, None, {"items": ["i1"], "categories": ["tea"], "segments": []}, TOOLS)
+    train = [e for e in sets["train"] if e["meta"]["kind"] == "churn"]
+    train_users = {e["meta"]["user_id"] for e in train}
+    assert len(train) == 4 and sorted(e["meta"]["label"] for e in train) == [0, 0, 1, 1], train_users
+    for e in train:
+        assert e["meta"]["label"] == int(e["meta"]["user_id"] not in
+                                         sft_data.buyers_within(events, e["meta"]["cutoff"][:10], 30))
