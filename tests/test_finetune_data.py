@@ -179,6 +179,18 @@ def test_evaluate_writes_benchmark_files_and_table(built, tmp_path):
     for routed in ("tool-call accuracy (router)", "tool-call accuracy (router + prior)"):
         assert routed in table and 0 <= summary[routed]["llm_base"] <= 1 and 0 <= summary[routed]["llm_lora"] <= 1
 
+    def records_by_model() -> dict[str, int]:
+        lines = (tmp_path / "bench" / "llm_eval_records.jsonl").read_text().splitlines()
+        return pd.Series([json.loads(line)["model"] for line in lines]).value_counts().to_dict()
+
+    first = records_by_model()
+    assert first["llm_base"] > 0 and first["llm_lora"] > 0
+    again = evaluate.main(["--data_dir", str(data), "--base_model", str(model), "--adapter",
+                           str(tmp_path / "run" / "final"), "--out_dir", str(tmp_path / "bench"), "--variants", "lora",
+                           "--max_tools", "1", "--max_grounding", "1", "--dtype", "fp32", "--num_threads", "2"])
+    assert records_by_model() == first  # the LoRA's records replaced, not appended again; the base's kept
+    assert again["tool-call accuracy"]["llm_base"] == summary["tool-call accuracy"]["llm_base"]
+
     other = build_tiny_qwen2(tmp_path / "other", ["something else"] * 30, seed=3, vocab_size=500)
     with pytest.raises(SystemExit, match="was trained on base model"):
         evaluate.main(["--data_dir", str(data), "--base_model", str(other), "--adapter",
