@@ -40,12 +40,16 @@ def _values(events: pd.DataFrame, users: pd.DataFrame | None) -> dict[str, list[
 
 def _open_store(path: str):
     try:
+        from tools.data.schema import StoreError
         from tools.data.store import EventStore
     except ImportError as err:
         raise SystemExit(f"--db {path}: the event store module is unavailable ({err}).") from None
     if not Path(path).expanduser().is_file():
         raise SystemExit(f"--db {path}: no such store; create one with `shopsight demo` or `shopsight data import`.")
-    return EventStore(Path(path).expanduser(), read_only=True)
+    try:
+        return EventStore(Path(path).expanduser(), read_only=True)
+    except StoreError as err:  # e.g. a running `shopsight app` holds it: the message says what to do
+        raise SystemExit(f"--db {path}: {err}") from None
 
 
 def _runner_factory(store, predictor) -> Callable[[datetime], Callable]:

@@ -337,3 +337,27 @@ def test_balanced_churn_examples_fill_both_halves_when_retained_users_are_rare(t
     for e in train:
         assert e["meta"]["label"] == int(e["meta"]["user_id"] not in
                                          sft_data.buyers_within(events, e["meta"]["cutoff"][:10], 30))
+
+
+def test_a_store_held_by_another_process_is_a_one_line_refusal(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tools.data.store import EventStore
+
+    db = tmp_path / "shop.duckdb"
+    with EventStore(db) as store:
+        store.import_frames("test", events=_events())
+    holder_code = ("import sys; from tools.data.store import EventStore; store = EventStore(sys.argv[1]); "
+                   "print('ready', flush=True); sys.stdin.read()")  # a running `shopsight app` keeps it so
+    root = Path(__file__).resolve().parents[1]
+    holder = subprocess.Popen([sys.executable, "-c", holder_code, str(db)], cwd=root, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        with pytest.raises(SystemExit, match=rf"^--db {db}: the event store .* is held .* by process {holder.pid}"):
+            sft_data.main(["--out_dir", str(tmp_path / "sft"), "--db", str(db)])
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
