@@ -2,7 +2,8 @@
 
     python -m finetune.sft_data --out_dir out/sft_demo --demo_users 1500
     python -m finetune.sft_data --out_dir out/sft_shop --db ~/.shopsight/shop.duckdb \
-        --train_cutoffs 2026-04-01 2026-05-01 --eval_cutoff 2026-06-01
+        --predictor ~/.shopsight/models/predictor/demo      # cutoffs chosen from the store's span
+    python -m finetune.sft_data ... --train_cutoffs 1998-04-01 1998-05-01 --eval_cutoff 1998-06-01
 
 Two kinds of examples:
 (a) churn: a user's history serialized as of a cutoff -> "yes"/"no" (no purchase in the next H
