@@ -361,3 +361,13 @@ def test_a_store_held_by_another_process_is_a_one_line_refusal(tmp_path):
     finally:
         holder.stdin.close()
         holder.wait(timeout=30)
+
+
+def test_review_questions_ask_about_reviewed_items():
+    from finetune.sft_sources import slot_values
+
+    events = _events()  # bought items i0..i8
+    reviews = pd.DataFrame({"user_id": ["u1", "u2"], "item_id": ["book3", "i1"], "ts": [datetime(2026, 2, 1)] * 2,
+                            "rating": [5, 1], "text": ["好", "差"]})
+    assert slot_values(events, None, reviews)["items"] == ["book3", "i1"]
+    assert slot_values(events, None, None)["items"] == sorted(events.loc[events["behavior"] == "buy", "item_id"].unique())
