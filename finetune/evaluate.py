@@ -112,6 +112,21 @@ def markdown(churn: dict[str, dict], rows: dict[str, dict[str, float | None]], c
     return "\n".join(lines)
 
 
+def write_records(path: Path, records: list[dict], rerun: set[str]) -> None:
+    """Per-question records: those of the variants run now replace their earlier ones, the others stay.
+
+    The file was appended to, so every re-run of a variant added its records again.
+    """
+    kept = []
+    if path.is_file():
+        kept = [line for line in path.read_text(encoding="utf-8").splitlines()
+                if line.strip() and json.loads(line).get("model") not in rerun]
+    lines = kept + [json.dumps(record, ensure_ascii=False, default=str) for record in records]
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    tmp.replace(path)
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Score base and LoRA; write prediction files, the table, the numbers and the records."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -123,18 +138,20 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--variants", default="base,lora",
                         help="which to run now: base and/or lora; results of the other one already in "
                              "--out_dir (an earlier run) are kept and shown")
-    parser.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"])
-    parser.add_argument("--max_churn", type=int, default=None)
+    parser.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"], help="weights of the base model")
+    parser.add_argument("--max_churn", type=int, default=None, help="at most N held-out churn users")
     parser.add_argument("--churn_per_class", type=int, default=None,
                         help="take the first N churned and N retained users (a stratified sample: AUC is "
                              "unchanged in expectation, its variance lower for a small budget)")
-    parser.add_argument("--max_tools", type=int, default=None)
-    parser.add_argument("--max_grounding", type=int, default=10)
+    parser.add_argument("--max_tools", type=int, default=None,
+                        help="at most N held-out tool questions (0: churn only; each takes ~1 min on 2 CPU cores)")
+    parser.add_argument("--max_grounding", type=int, default=10,
+                        help="tool questions whose answer is written and checked against the tool result")
     parser.add_argument("--routed", default="router,prior",
                         help="also score the agent's likelihood router on the tool questions: router (model "
                              "likelihoods), prior (plus the exemplar prior); empty to skip")
-    parser.add_argument("--batch_size", type=int, default=8)
-    parser.add_argument("--num_threads", type=int, default=None)
+    parser.add_argument("--batch_size", type=int, default=8, help="churn prompts scored together")
+    parser.add_argument("--num_threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = parser.parse_args(argv)
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
@@ -196,9 +213,7 @@ def main(argv: list[str] | None = None) -> dict:
                "n_churn": len(churn_ex), "n_tool_questions": len(tool_ex)}
     (out / "llm_eval.yaml").write_text(yaml.safe_dump(json.loads(json.dumps(summary)), sort_keys=False),
                                        encoding="utf-8")
-    with (out / "llm_eval_records.jsonl").open("a", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+    write_records(out / "llm_eval_records.jsonl", records, rerun={n for n, _ in variants})
     print(table)
     return summary
 

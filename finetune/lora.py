@@ -25,9 +25,10 @@ import yaml
 
 from finetune import adapter as adapters
 from finetune import export_gguf
-from finetune.lora_state import last_checkpoint, log_metrics, resume_from, save_checkpoint, truncate_metrics
+from finetune.lora_state import (finished_run, last_checkpoint, log_metrics, resume_from, save_checkpoint,
+                                  truncate_metrics)
 from finetune.memory import check_fits
-from finetune.sft_tokens import IGNORE_INDEX, TokenizedExample, tokenize_file
+from finetune.sft_tokens import IGNORE_INDEX, TokenizedExample, describe_too_long, tokenize_file
 from tools import paths  # noqa: F401  (sets the offline environment variables)
 
 ALL_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -270,6 +271,12 @@ def setup(args: LoRAArgs) -> dict:
     from accelerate.utils import set_seed
     from transformers import AutoTokenizer
 
+    done = finished_run(Path(args.out_dir), asdict(args)) if args.resume else None
+    if done is not None:
+        print(f"{Path(args.out_dir) / 'final'} already holds this run ({done.get('steps')} steps, the same settings, "
+              f"trained after {args.train_file} was written): nothing to do. --resume false trains it again; "
+              "another --out_dir keeps both.")
+        return done
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     cpu = args.device == "cpu" or (args.device == "auto" and not torch.cuda.is_available())
@@ -280,10 +287,11 @@ def setup(args: LoRAArgs) -> dict:
     model_dir = resolve_base(args.base_model)
     estimate = check_fits(model_dir, args, accelerator.device.type)  # before any weight is loaded
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    train, dropped = tokenize_file(tokenizer, args.train_file, args.max_seq_len)
+    train, too_long = tokenize_file(tokenizer, args.train_file, args.max_seq_len)
     evals = tokenize_file(tokenizer, args.eval_file, args.max_seq_len)[0] if args.eval_file else []
     evals = evals[: args.eval_max_examples] if args.eval_max_examples else evals
-    accelerator.print(f"train examples {len(train)} (dropped {dropped} longer than {args.max_seq_len} tokens), "
+    dropped = describe_too_long(too_long, args.max_seq_len, read=len(train) + len(too_long))
+    accelerator.print(f"train examples {len(train)} ({dropped}), "
                       f"eval examples {len(evals)}; memory estimate {estimate['total'] / 2**30:.2f} GiB")
     model, identity = load_model(args, model_dir, accelerator.device)
     return main(args, accelerator, model, tokenizer, identity, train, evals)

@@ -70,3 +70,31 @@ def truncate_metrics(path: Path, step: int) -> None:
     keep = [line for line in path.read_text(encoding="utf-8").splitlines()
             if line.strip() and json.loads(line).get("step", 0) <= step and "final_eval_loss" not in line]
     path.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
+
+
+# Settings that do not change the adapter a run produces.
+_NOT_THE_RESULT = ("resume", "num_threads", "max_memory_gb")
+
+
+def finished_run(out_dir: Path, settings: dict) -> dict | None:
+    """The summary of a finished run in `out_dir` made with these settings from these files, else None.
+
+    Re-running a finished recipe used to resume from its last checkpoint and train the steps
+    after it again (90 CPU s for a 4-step smoke run of the 0.5B), rewriting final/. A run counts as
+    the same when final/config.yaml equals `settings` (max_steps too when given) apart from
+    `_NOT_THE_RESULT`, and its train and eval files are older than final/summary.yaml.
+    """
+    final = out_dir / "final"
+    summary_path, config_path = final / "summary.yaml", final / "config.yaml"
+    if not (summary_path.is_file() and config_path.is_file()):
+        return None
+    saved = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+    keys = [k for k in settings if k not in _NOT_THE_RESULT and not (k == "max_steps" and settings[k] is None)]
+    if any(saved.get(k) != settings[k] for k in keys):
+        return None
+    written = summary_path.stat().st_mtime
+    for name in ("train_file", "eval_file"):
+        data = settings.get(name)
+        if data and (not Path(data).is_file() or Path(data).stat().st_mtime > written):
+            return None
+    return yaml.safe_load(summary_path.read_text(encoding="utf-8")) or {}

@@ -2,7 +2,8 @@
 
     python -m finetune.sft_data --out_dir out/sft_demo --demo_users 1500
     python -m finetune.sft_data --out_dir out/sft_shop --db ~/.shopsight/shop.duckdb \
-        --train_cutoffs 2026-04-01 2026-05-01 --eval_cutoff 2026-06-01
+        --predictor ~/.shopsight/models/predictor/demo      # cutoffs chosen from the store's span
+    python -m finetune.sft_data ... --train_cutoffs 1998-04-01 1998-05-01 --eval_cutoff 1998-06-01
 
 Two kinds of examples:
 (a) churn: a user's history serialized as of a cutoff -> "yes"/"no" (no purchase in the next H
@@ -22,7 +23,7 @@ import argparse
 import hashlib
 import json
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Callable
@@ -43,7 +44,9 @@ def rfm_facts(history: pd.DataFrame, cutoff: datetime) -> dict:
     c = pd.Timestamp(cutoff)
     buys = history[history["behavior"] == "buy"]
     recent = history[history["ts"] > c - pd.Timedelta(days=30)]
-    facts = {"orders": int(len(buys)), "spend": round(float(buys["amount"].fillna(0).sum()), 2),
+    priced = buys.empty or buys["amount"].notna().any()  # a shop without prices: no spend, not "0.0"
+    facts = {"orders": int(len(buys)),
+             "spend": round(float(buys["amount"].fillna(0).sum()), 2) if priced else "not recorded",
              "days_since_last_buy": int((c - buys["ts"].max()).days) if len(buys) else "never bought",
              "days_since_last_event": int((c - history["ts"].max()).days) if len(history) else "no events",
              "events_last_30d": int(len(recent)),
@@ -73,9 +76,10 @@ def local_serialize(history: pd.DataFrame, last_n: int = 8) -> str:
     rows = history.sort_values("ts", kind="stable")
     days = rows["ts"].dt.strftime("%m-%d")
     lines: list[str] = []
-    for (day, category), group in rows.groupby([days, rows["category_id"].fillna("?")], sort=False):
+    # A shop without categories (CDNOW) gets "03-29 buy", not "03-29 buy ?" on every line.
+    for (day, category), group in rows.groupby([days, rows["category_id"].fillna("")], sort=False):
         behaviors = list(dict.fromkeys(group["behavior"]))
-        lines.append(f"{day} {','.join(behaviors)} {category}")
+        lines.append(f"{day} {','.join(behaviors)} {category}".rstrip())
     return "\n".join(lines[::-1][:last_n]) or "(no events)"
 
 
@@ -162,6 +166,13 @@ def churn_examples(events: pd.DataFrame, reviews: pd.DataFrame | None, users: li
     return out
 
 
+def buyers_within(events: pd.DataFrame, cutoff: str, horizon_days: int) -> set[str]:
+    """Users who buy in (cutoff, cutoff + H]: the retained ones (churn_outcome's rule, for all users at once)."""
+    c = pd.Timestamp(cutoff)
+    window = (events["ts"] > c) & (events["ts"] <= c + pd.Timedelta(days=horizon_days)) & (events["behavior"] == "buy")
+    return set(events.loc[window, "user_id"].astype(str))
+
+
 def split_users(users: list[str], eval_share: float, salt: str = "shopsight") -> tuple[list[str], list[str]]:
     """Stable train / held-out split by a hash of the id (the same user always lands on the same side)."""
     def bucket(u: str) -> float:
@@ -179,8 +190,8 @@ class SFTArgs:
     db: str | None = None
     demo_users: int | None = None
     predictor: str | None = None
-    train_cutoffs: list[str] = field(default_factory=lambda: ["2026-04-01", "2026-05-01"])
-    eval_cutoff: str = "2026-06-01"
+    train_cutoffs: list[str] | None = None
+    eval_cutoff: str | None = None
     horizon_days: int = 30
     n_churn_train: int = 80
     n_churn_eval: int = 160
@@ -199,6 +210,8 @@ class SFTArgs:
             raise ValueError("Give exactly one data source: --db PATH (an event store) or --demo_users N.")
         if not 0 < self.eval_user_share < 1:
             raise ValueError(f"--eval_user_share must be in (0, 1), got {self.eval_user_share}.")
+        if self.eval_cutoff is None or self.train_cutoffs is None:
+            return  # chosen from the data's span by resolve_cutoffs, then checked again
         if self.eval_cutoff in self.train_cutoffs:
             raise ValueError(f"--eval_cutoff {self.eval_cutoff} is also a train cutoff; held-out examples "
                              "must come from another cutoff.")
@@ -207,6 +220,46 @@ class SFTArgs:
         if late:
             raise ValueError(f"train cutoffs {late} + {self.horizon_days} days reach past --eval_cutoff: their labels "
                              "would use the held-out period. Choose earlier train cutoffs.")
+
+
+DEMO_TRAIN_CUTOFFS = ["2026-04-01", "2026-05-01"]  # the demo shop's (tools/data/synth.py DEMO_CUTOFFS)
+DEMO_EVAL_CUTOFF = "2026-06-01"
+
+
+def resolve_cutoffs(args: SFTArgs, events: pd.DataFrame) -> SFTArgs:
+    """`args` with cutoffs chosen from the events' span where not given, each checked against it.
+
+    A churn label is "no purchase in (c, c+H]", so it is only true where the events reach c+H:
+    past the data every user looks churned (a store of 1997-1998 asked at the demo's 2026
+    cutoffs gave 100 % "yes"). The events count as covering whole days through the last event's
+    date. Without cutoffs: the demo shop keeps its documented ones; a store gets the last
+    cutoff whose window fits (held out) and the two before it, one horizon apart.
+    """
+    if events.empty:
+        raise ValueError("the store has no events: churn and tool examples are built from events; "
+                         "import an events or orders file first (docs/importing.md).")
+    first = pd.Timestamp(events["ts"].min())
+    covered = pd.Timestamp(events["ts"].max()).normalize() + pd.Timedelta(days=1)
+    horizon = pd.Timedelta(days=args.horizon_days)
+    eval_cutoff, train_cutoffs = args.eval_cutoff, args.train_cutoffs
+    if eval_cutoff is None:
+        eval_cutoff = DEMO_EVAL_CUTOFF if args.demo_users else _day(covered - horizon)
+    if train_cutoffs is None:
+        base = pd.Timestamp(eval_cutoff)
+        train_cutoffs = DEMO_TRAIN_CUTOFFS if args.demo_users and args.eval_cutoff is None else \
+            [_day(base - 2 * horizon), _day(base - horizon)]
+    span = f"the events span {_day(first)} .. {_day(covered - pd.Timedelta(days=1))}"
+    for cutoff in [eval_cutoff, *train_cutoffs]:  # the held-out one first: the user may have given only it
+        c = pd.Timestamp(cutoff)
+        if c + horizon > covered:
+            raise ValueError(f"cutoff {cutoff}: its {args.horizon_days}-day label window ends "
+                             f"{_day(c + horizon)}, after the data ({span}), so every user there would look "
+                             f"churned. Choose cutoffs on or before {_day(covered - horizon)} (--eval_cutoff, "
+                             "--train_cutoffs), or a shorter --horizon_days.")
+        if c <= first:
+            raise ValueError(f"cutoff {cutoff} is not after the first event ({span}): nobody has a history "
+                             "there. Choose later cutoffs.")
+    return replace(args, train_cutoffs=list(train_cutoffs), eval_cutoff=str(eval_cutoff))
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:
@@ -220,7 +273,8 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
 
 def build(args: SFTArgs, events: pd.DataFrame, reviews: pd.DataFrame | None, values: dict[str, list[str]],
           tools: list[Callable], run_tool_at: Callable[[datetime], Callable] | None = None,
-          explain: Callable | None = None, tokenizer=None) -> dict[str, list[dict]]:
+          explain: Callable | None = None, tokenizer=None,
+          log: Callable[[str], None] = lambda line: None) -> dict[str, list[dict]]:
     """All example sets from frames and tool functions (the testable core of `main`).
 
     Args:
@@ -232,12 +286,15 @@ def build(args: SFTArgs, events: pd.DataFrame, reviews: pd.DataFrame | None, val
             grounded answers; None writes call-only tool examples.
         explain: optional predictor explanation for churn reasons.
         tokenizer: for the serializer's token budget.
+        log: called with one line per finished stage (main prints them: a store of 20,000 users
+            with a predictor takes minutes).
 
     Returns:
         {"train", "eval", "eval_churn", "eval_tools"} lists of examples.
     """
     from assistant.prompts import render
 
+    args = resolve_cutoffs(args, events)
     rng = random.Random(args.seed)
     serialize = make_serializer(args.token_budget, tokenizer, args.serializer)
     all_users = sorted(events["user_id"].astype(str).unique())
@@ -255,20 +312,26 @@ def build(args: SFTArgs, events: pd.DataFrame, reviews: pd.DataFrame | None, val
     for i, cutoff in enumerate(args.train_cutoffs):
         pool = [u for u in train_users if u in seen_by(cutoff)]
         if args.balance_churn:  # equal yes / no: the model must learn the boundary, not the base rate
-            picked = random.Random(args.seed + i).sample(pool, min(4 * per_cutoff, len(pool)))
-            found = churn_examples(events, reviews, picked, datetime.fromisoformat(cutoff), args.horizon_days,
-                                   serialize, explain)
+            # Label the whole pool first (cheap), then build examples for the picked users only: a sample
+            # of 4x the need held 2 retained users per cutoff on CDNOW (94 % churn), so 16 asked gave 12.
+            shuffled = random.Random(args.seed + i).sample(pool, len(pool))
+            retained = buyers_within(events, cutoff, args.horizon_days)
             half = per_cutoff // 2
-            churn_train += [e for e in found if e["meta"]["label"] == 1][:half] + \
-                [e for e in found if e["meta"]["label"] == 0][: per_cutoff - half]
+            picked = [u for u in shuffled if u not in retained][:half] + \
+                [u for u in shuffled if u in retained][: per_cutoff - half]
+            churn_train += churn_examples(events, reviews, picked, datetime.fromisoformat(cutoff), args.horizon_days,
+                                          serialize, explain)
             continue
         picked = random.Random(args.seed + i).sample(pool, min(per_cutoff, len(pool)))
         churn_train += churn_examples(events, reviews, picked, datetime.fromisoformat(cutoff), args.horizon_days,
                                       serialize, explain)
+    log(f"churn examples for training: {len(churn_train)} ({sum(e['meta']['label'] for e in churn_train)} churned)")
     pool = [u for u in eval_users if u in seen_by(args.eval_cutoff)]
     picked = random.Random(args.seed + 99).sample(pool, min(args.n_churn_eval, len(pool)))
     churn_eval = churn_examples(events, reviews, picked, datetime.fromisoformat(args.eval_cutoff), args.horizon_days,
                                 serialize, explain)
+    log(f"held-out churn examples at {args.eval_cutoff}: {len(churn_eval)} "
+        f"({sum(e['meta']['label'] for e in churn_eval)} churned)")
 
     schemas = [tool_schema(fn, args.schema_style) for fn in tools]
     params = {s["function"]["name"]: set(s["function"]["parameters"].get("properties", {})) for s in schemas}
@@ -295,10 +358,33 @@ def build(args: SFTArgs, events: pd.DataFrame, reviews: pd.DataFrame | None, val
         tool_train += tool_set("train", train_users, cutoff, -(-args.n_tool_train // len(args.train_cutoffs)),
                                args.seed + 10 + i, all_tools=False)
     tool_eval = tool_set("heldout", eval_users, args.eval_cutoff, args.n_tool_eval, args.seed + 77, all_tools=True)
+    log(f"tool-use examples: {len(tool_train)} for training, {len(tool_eval)} held out"
+        f"{'' if run_tool_at else ' (calls only: no store to run the tools on)'}")
     train = churn_train + tool_train
     rng.shuffle(train)
     eval_mix = churn_eval[: max(1, len(churn_eval) // 4)] + tool_eval[: max(1, len(tool_eval) // 2)]
     return {"train": train, "eval": eval_mix, "eval_churn": churn_eval, "eval_tools": tool_eval}
+
+
+ARG_HELP = {
+    "out_dir": "folder for train.jsonl, eval.jsonl, eval_churn.jsonl, eval_tools.jsonl, manifest.yaml",
+    "db": "an event store (e.g. $SHOPSIGHT_HOME/shop.duckdb): build the examples from this shop",
+    "demo_users": "or: build them from the demo shop generated in memory with N users",
+    "predictor": "a predictor checkpoint folder ($SHOPSIGHT_HOME/models/predictor/demo after "
+                 "`shopsight predictor train`): its explanations become the churn reasons, and tool answers use it",
+    "train_cutoffs": "as-of dates of the training examples (ISO); default: the two horizons before --eval_cutoff",
+    "eval_cutoff": "as-of date of the held-out examples; default: the last date whose label window fits the data",
+    "horizon_days": "churn = no purchase in the next N days (default 30)",
+    "n_churn_train": "churn examples for training", "n_churn_eval": "held-out churn examples",
+    "n_tool_train": "tool-use examples for training", "n_tool_eval": "held-out tool-use examples",
+    "eval_user_share": "share of users held out (a stable hash of the id)",
+    "distractors": "other tools shown beside the right one in training examples",
+    "schema_style": "compact (default) or full tool schemas; train, evaluate and serve with the same",
+    "token_budget": "token budget of a serialized history",
+    "serializer": "auto, assistant (what the agent shows the model) or local (shorter, for CPU fine-tuning)",
+    "balance_churn": "1: as many churned as retained training examples; 0: the shop's rate",
+    "seed": "seeds the samples (and the demo shop)",
+}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -307,10 +393,10 @@ def main(argv: list[str] | None = None) -> dict:
     for f in SFTArgs.__dataclass_fields__.values():
         kind = f.type if isinstance(f.type, str) else f.type.__name__
         if "list" in kind:
-            parser.add_argument(f"--{f.name}", nargs="+")
+            parser.add_argument(f"--{f.name}", nargs="+", help=ARG_HELP.get(f.name))
         else:
             caster = int if kind.startswith("int") else float if kind.startswith("float") else str
-            parser.add_argument(f"--{f.name}", type=caster)
+            parser.add_argument(f"--{f.name}", type=caster, help=ARG_HELP.get(f.name))
     raw = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
     try:
         args = SFTArgs(**raw)
@@ -319,8 +405,14 @@ def main(argv: list[str] | None = None) -> dict:
     from finetune.sft_sources import load_source
 
     source = load_source(args)
+    try:
+        args = resolve_cutoffs(args, source.events)
+    except ValueError as err:
+        raise SystemExit(f"{source.description}: {err}") from None
+    print(f"{source.description}: {len(source.events):,} events, train cutoffs {', '.join(args.train_cutoffs)}, "
+          f"held-out cutoff {args.eval_cutoff}, churn horizon {args.horizon_days} days", flush=True)
     sets = build(args, source.events, source.reviews, source.values, source.tools, source.run_tool_at,
-                 source.explain)
+                 source.explain, log=lambda line: print(line, flush=True))
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for name, rows in sets.items():

@@ -29,23 +29,35 @@ class Source:
     description: str
 
 
-def _values(events: pd.DataFrame, users: pd.DataFrame | None) -> dict[str, list[str]]:
+def slot_values(events: pd.DataFrame, users: pd.DataFrame | None,
+                reviews: pd.DataFrame | None = None) -> dict[str, list[str]]:
+    """Ids the question slots are filled with: segments, categories, and items for the review questions.
+
+    The items ({item} is only asked about in review questions) are the reviewed ones when the shop
+    has reviews. The first 300 bought items were taken: on the 2,000-user demo shop 181 of them have
+    no review, so most review questions had nothing to summarize, and a review-only shop got none.
+    """
     segments = sorted(users["segment"].dropna().astype(str).unique()) \
         if users is not None and "segment" in users else []
-    reviewed = events[events["behavior"] == "buy"]
-    return {"items": sorted(reviewed["item_id"].astype(str).unique())[:300],
+    has_reviews = reviews is not None and not reviews.empty
+    items = reviews["item_id"] if has_reviews else events.loc[events["behavior"] == "buy", "item_id"]
+    return {"items": sorted(items.astype(str).unique())[:300],
             "categories": sorted(events["category_id"].dropna().astype(str).unique()),
             "segments": segments}
 
 
 def _open_store(path: str):
     try:
+        from tools.data.schema import StoreError
         from tools.data.store import EventStore
     except ImportError as err:
         raise SystemExit(f"--db {path}: the event store module is unavailable ({err}).") from None
     if not Path(path).expanduser().is_file():
         raise SystemExit(f"--db {path}: no such store; create one with `shopsight demo` or `shopsight data import`.")
-    return EventStore(Path(path).expanduser(), read_only=True)
+    try:
+        return EventStore(Path(path).expanduser(), read_only=True)
+    except StoreError as err:  # e.g. a running `shopsight app` holds it: the message says what to do
+        raise SystemExit(f"--db {path}: {err}") from None
 
 
 def _runner_factory(store, predictor) -> Callable[[datetime], Callable]:
@@ -79,9 +91,13 @@ def load_source(args) -> Source:
         description = f"demo shop, {args.demo_users} users, seed {args.seed} (in memory)"
     predictor = explain = None
     if getattr(args, "predictor", None):
+        from tools.predictor.data import PredictorError
         from tools.predictor.score import Predictor
 
-        predictor = Predictor.load(Path(args.predictor))
+        try:
+            predictor = Predictor.load(Path(args.predictor).expanduser())
+        except PredictorError as err:  # a wrong folder was a traceback
+            raise SystemExit(f"--predictor: {err}") from None
         try:
             from tools.predictor.explain import explain_user
 
@@ -91,7 +107,7 @@ def load_source(args) -> Source:
         except ImportError:
             explain = None
     runner = _runner_factory(store, predictor) if store is not None else None
-    return Source(events=events, reviews=reviews, values=_values(events, users), tools=_schema_tools(),
+    return Source(events=events, reviews=reviews, values=slot_values(events, users, reviews), tools=_schema_tools(),
                   run_tool_at=runner, explain=explain, description=description)
 
 

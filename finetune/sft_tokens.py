@@ -144,30 +144,48 @@ def tokenize_example(tokenizer, example: dict) -> TokenizedExample:
     return TokenizedExample(list(enc["input_ids"]), labels)
 
 
-def tokenize_file(tokenizer, path: str | Path, max_seq_len: int) -> tuple[list[TokenizedExample], int]:
+def tokenize_file(tokenizer, path: str | Path,
+                  max_seq_len: int) -> tuple[list[TokenizedExample], list[tuple[str, int]]]:
     """Read, validate and tokenize an SFT file.
 
     Examples longer than `max_seq_len` are dropped, not cut: cutting the end would drop the
     answer, cutting the start would drop the instructions.
 
     Returns:
-        (examples that fit, number dropped as too long).
+        (examples that fit, (kind, tokens) of each example dropped as too long; kind is
+        meta.kind, e.g. "churn" or "tool").
     """
     if not getattr(tokenizer, "is_fast", False):
         raise SFTFormatError("masking needs a fast tokenizer (offset mapping); load it with use_fast=True")
-    kept, dropped = [], 0
+    kept, too_long = [], []
     for number, example in enumerate(read_sft_file(path), start=1):
         try:
             item = tokenize_example(tokenizer, example)
         except SFTFormatError as err:
             raise SFTFormatError(f"{path}: example {number}: {err}") from None
         if len(item.input_ids) > max_seq_len:
-            dropped += 1
+            too_long.append((str((example.get("meta") or {}).get("kind", "example")), len(item.input_ids)))
             continue
         if not any(label != IGNORE_INDEX for label in item.labels):
             raise SFTFormatError(f"{path}: example {number}: no assistant token survived masking")
         kept.append(item)
     if not kept:
-        raise SFTFormatError(f"{path}: all {dropped} examples are longer than max_seq_len={max_seq_len}; "
-                             "raise --max_seq_len or build shorter examples")
-    return kept, dropped
+        raise SFTFormatError(f"{path}: {describe_too_long(too_long, max_seq_len, read=len(too_long))}")
+    return kept, too_long
+
+
+def describe_too_long(too_long: list[tuple[str, int]], max_seq_len: int, read: int) -> str:
+    """"dropped 8 of 20 examples longer than 768 tokens (8 tool: longest 1,093); ..." and the fix.
+
+    A recipe sized for one shop can drop a whole kind of example on another (long tool results),
+    which the total alone hides.
+    """
+    if not too_long:
+        return f"dropped 0 of {read} examples longer than {max_seq_len} tokens"
+    kinds: dict[str, list[int]] = {}
+    for kind, length in too_long:
+        kinds.setdefault(kind, []).append(length)
+    parts = ", ".join(f"{len(lengths)} {kind}: longest {max(lengths):,}" for kind, lengths in sorted(kinds.items()))
+    return (f"dropped {len(too_long)} of {read} examples longer than max_seq_len={max_seq_len} tokens ({parts}); "
+            f"--max_seq_len {max(length for _, length in too_long)} keeps them (more memory and time per step), "
+            "or build shorter examples")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime
 from typing import Optional
 
@@ -178,6 +179,18 @@ def test_evaluate_writes_benchmark_files_and_table(built, tmp_path):
     for routed in ("tool-call accuracy (router)", "tool-call accuracy (router + prior)"):
         assert routed in table and 0 <= summary[routed]["llm_base"] <= 1 and 0 <= summary[routed]["llm_lora"] <= 1
 
+    def records_by_model() -> dict[str, int]:
+        lines = (tmp_path / "bench" / "llm_eval_records.jsonl").read_text().splitlines()
+        return pd.Series([json.loads(line)["model"] for line in lines]).value_counts().to_dict()
+
+    first = records_by_model()
+    assert first["llm_base"] > 0 and first["llm_lora"] > 0
+    again = evaluate.main(["--data_dir", str(data), "--base_model", str(model), "--adapter",
+                           str(tmp_path / "run" / "final"), "--out_dir", str(tmp_path / "bench"), "--variants", "lora",
+                           "--max_tools", "1", "--max_grounding", "1", "--dtype", "fp32", "--num_threads", "2"])
+    assert records_by_model() == first  # the LoRA's records replaced, not appended again; the base's kept
+    assert again["tool-call accuracy"]["llm_base"] == summary["tool-call accuracy"]["llm_base"]
+
     other = build_tiny_qwen2(tmp_path / "other", ["something else"] * 30, seed=3, vocab_size=500)
     with pytest.raises(SystemExit, match="was trained on base model"):
         evaluate.main(["--data_dir", str(data), "--base_model", str(other), "--adapter",
@@ -214,3 +227,147 @@ def test_tool_questions_name_only_users_the_shop_has_seen_by_the_cutoff(tmp_path
     assert len(asked) >= 10
     for cutoff, user in asked:
         assert (events.loc[events["user_id"] == user, "ts"] <= pd.Timestamp(cutoff)).any(), (user, cutoff)
+
+
+def test_cutoffs_come_from_the_store_span_and_windows_past_the_data_are_refused(tmp_path):
+    # A store of another era (CDNOW is 1997-1998) asked at the demo's 2026 cutoffs labelled every user "churned".
+    events = _events()
+    events["ts"] = events["ts"] - pd.Timedelta(days=365 * 29)  # the same shop in 1997
+    store_args = sft_data.SFTArgs(out_dir=str(tmp_path), db="shop.duckdb", n_churn_train=20, n_churn_eval=12,
+                                  n_tool_train=0, n_tool_eval=0, serializer="local")
+    resolved = sft_data.resolve_cutoffs(store_args, events)
+    last_day = events["ts"].max().normalize()
+    assert pd.Timestamp(resolved.eval_cutoff) == last_day + pd.Timedelta(days=1 - 30)
+    assert [pd.Timestamp(c) for c in resolved.train_cutoffs] == \
+        [pd.Timestamp(resolved.eval_cutoff) - pd.Timedelta(days=d) for d in (60, 30)]
+    sets = sft_data.build(store_args, events, None, {"items": [], "categories": [], "segments": []}, TOOLS)
+    labels = [e["meta"]["label"] for e in sets["eval_churn"]]
+    assert 0 < sum(labels) < len(labels)  # both outcomes: the labels come from inside the data
+    with pytest.raises(ValueError, match=r"cutoff 2026-06-01: its 30-day label window ends 2026-07-01, after the data"):
+        sft_data.resolve_cutoffs(replace(store_args, eval_cutoff="2026-06-01", train_cutoffs=["1997-03-01"]), events)
+    with pytest.raises(ValueError, match="not after the first event"):
+        sft_data.resolve_cutoffs(replace(store_args, eval_cutoff="1997-03-01", train_cutoffs=["1990-01-01"]), events)
+    half_year = events.iloc[:2].assign(ts=[datetime(2026, 1, 1), datetime(2026, 6, 30, 18)])  # the demo's span
+    demo = sft_data.resolve_cutoffs(_args(tmp_path, train_cutoffs=None, eval_cutoff=None), half_year)
+    assert (demo.train_cutoffs, demo.eval_cutoff) == (["2026-04-01", "2026-05-01"], "2026-06-01")
+
+
+def test_local_history_of_a_shop_without_categories_has_no_placeholder():
+    events = _events().query("user_id == 'u2'").assign(category_id=None)
+    assert sft_data.local_serialize(events) == "01-04 buy\n01-03 view"
+    assert sft_data.local_serialize(_events().query("user_id == 'u2'")) == "01-04 buy tea\n01-03 view tea"
+
+
+def test_a_shop_without_categories_or_segments_gets_no_questions_about_them():
+    from finetune.sft_tools import ShopValues, load_bank, sample_questions
+
+    bank = load_bank()
+    bare = ShopValues(users=["00001", "00002"], items=["cd"])  # CDNOW: no categories, no segment labels
+    asked = sample_questions(bank, "train", bare, 200, seed=0) + sample_questions(bank, "heldout", bare, 100, seed=1)
+    assert len(asked) >= 100
+    assert not [q["question"] for q in asked if "categor" in q["question"].lower()]
+    groupings = {c["arguments"].get("segment_by") for q in asked for c in q["calls"]} - {None}
+    assert groupings and groupings <= {"value_band", "tenure"}
+    full = ShopValues(users=["u1"], items=["i1"], categories=["tea"], segments=["loyal"])
+    asked = sample_questions(bank, "train", full, 300, seed=0)
+    assert any("categor" in q["question"].lower() for q in asked)
+    assert {"segment", "first_category"} <= {c["arguments"].get("segment_by") for q in asked for c in q["calls"]}
+
+
+def test_spend_of_a_shop_without_prices_is_not_recorded_rather_than_zero():
+    events = _events().query("user_id == 'u1'")
+    assert sft_data.rfm_facts(events, datetime(2026, 6, 1))["spend"] == 300.0  # 30 purchases of 10.0
+    unpriced = sft_data.rfm_facts(events.assign(amount=None), datetime(2026, 6, 1))
+    assert unpriced["spend"] == "not recorded" and unpriced["orders"] == 30
+
+
+def test_main_on_a_real_store_names_its_cutoffs_and_refuses_a_wrong_predictor_or_a_late_cutoff(tmp_path, capsys):
+    from tools.data.store import EventStore
+
+    events = _events()
+    events["ts"] = events["ts"] - pd.Timedelta(days=365 * 29)  # a shop of 1997, like CDNOW
+    db = tmp_path / "shop.duckdb"
+    store = EventStore(db)
+    store.import_frames("test", events=events.assign(amount=None, category_id=None))  # no prices, no categories
+    store.close()
+    common = ["--out_dir", str(tmp_path / "sft"), "--db", str(db), "--n_churn_train", "8", "--n_churn_eval", "6",
+              "--n_tool_train", "6", "--n_tool_eval", "4", "--serializer", "local"]
+    manifest = sft_data.main(common)
+    out = capsys.readouterr().out
+    assert f"train cutoffs {manifest['args']['train_cutoffs'][0]}" in out and "held-out churn examples at" in out
+    assert manifest["args"]["eval_cutoff"].startswith("1997-")
+    rows = [json.loads(line) for line in (tmp_path / "sft" / "train.jsonl").read_text().splitlines()]
+    churn = [r["messages"][0]["content"] for r in rows if r["meta"]["kind"] == "churn"]
+    asked = [r["messages"][1]["content"] for r in rows if r["meta"]["kind"] == "tool"]
+    assert churn and all("- spend: not recorded" in p or "- orders: 0" in p for p in churn)
+    assert asked and not [q for q in asked if "categor" in q.lower()]
+    with pytest.raises(SystemExit, match=r"^--predictor: .*nope: no predictor checkpoint here"):
+        sft_data.main(common + ["--predictor", str(tmp_path / "nope")])
+    with pytest.raises(SystemExit, match=r"cutoff 2026-06-01: its 30-day label window ends 2026-07-01, after the data"):
+        sft_data.main(common + ["--eval_cutoff", "2026-06-01"])
+
+
+def test_a_tool_result_is_trained_in_the_form_the_agent_serves_it():
+    from assistant.agent.untrusted import result_for_prompt, sanitize_result
+    from finetune.sft_tools import tool_example
+
+    result = {"item_id": "book3", "n_reviews": 2,
+              "quotes": [{"review_id": "r1", "text": "印刷质量极差，请联系 zhang.wei@example.com"}]}
+    question = {"question": "Summarize the reviews of item book3.",
+                "calls": [{"name": "review_summary", "arguments": {"item_id": "book3"}}]}
+    example = tool_example(question, [], "system", lambda name, arguments: result,
+                           lambda tool, arguments, res: f"{res['n_reviews']} reviews: {res['quotes'][0]['text']}", {})
+    tool_message, answer = example["messages"][3]["content"], example["messages"][4]["content"]
+    assert tool_message == result_for_prompt(sanitize_result(result)[0])  # what assistant/agent/loop.py shows
+    assert "«印刷质量极差，请联系 [EMAIL]»" in tool_message and '", "' not in tool_message
+    assert answer == "2 reviews: «印刷质量极差，请联系 [EMAIL]»" and "example.com" not in answer
+
+
+def test_balanced_churn_examples_fill_both_halves_when_retained_users_are_rare(tmp_path):
+    # 38 users stop before the cutoff, 2 keep buying: a 4x sample found too few retained ones and gave fewer examples.
+    rows = [(f"u{n}", datetime(2026, 1, 1) + pd.Timedelta(days=n), "buy", "i1", "tea", 1, 2.0) for n in range(38)]
+    rows += [(user, datetime(2026, 1, 5) + pd.Timedelta(days=d), "buy", "i1", "tea", 1, 2.0)
+             for user in ("keep1", "keep2") for d in range(0, 150, 7)]
+    events = pd.DataFrame(rows, columns=_events().columns)
+    args = _args(tmp_path, n_churn_train=4, n_churn_eval=2, n_tool_train=0, n_tool_eval=0, eval_user_share=0.05)
+    sets = sft_data.build(args, events, None, {"items": ["i1"], "categories": ["tea"], "segments": []}, TOOLS)
+    train = [e for e in sets["train"] if e["meta"]["kind"] == "churn"]
+    train_users = {e["meta"]["user_id"] for e in train}
+    assert len(train) == 4 and sorted(e["meta"]["label"] for e in train) == [0, 0, 1, 1], train_users
+    for e in train:
+        assert e["meta"]["label"] == int(e["meta"]["user_id"] not in
+                                         sft_data.buyers_within(events, e["meta"]["cutoff"][:10], 30))
+
+
+def test_a_store_held_by_another_process_is_a_one_line_refusal(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tools.data.store import EventStore
+
+    db = tmp_path / "shop.duckdb"
+    with EventStore(db) as store:
+        store.import_frames("test", events=_events())
+    holder_code = ("import sys; from tools.data.store import EventStore; store = EventStore(sys.argv[1]); "
+                   "print('ready', flush=True); sys.stdin.read()")  # a running `shopsight app` keeps it so
+    root = Path(__file__).resolve().parents[1]
+    holder = subprocess.Popen([sys.executable, "-c", holder_code, str(db)], cwd=root, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        with pytest.raises(SystemExit, match=rf"^--db {db}: the event store .* is held .* by process {holder.pid}"):
+            sft_data.main(["--out_dir", str(tmp_path / "sft"), "--db", str(db)])
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+
+
+def test_review_questions_ask_about_reviewed_items():
+    from finetune.sft_sources import slot_values
+
+    events = _events()  # bought items i0..i8
+    reviews = pd.DataFrame({"user_id": ["u1", "u2"], "item_id": ["book3", "i1"], "ts": [datetime(2026, 2, 1)] * 2,
+                            "rating": [5, 1], "text": ["好", "差"]})
+    assert slot_values(events, None, reviews)["items"] == ["book3", "i1"]
+    assert slot_values(events, None, None)["items"] == sorted(events.loc[events["behavior"] == "buy", "item_id"].unique())

@@ -16,6 +16,7 @@ import yaml
 
 from finetune import lora
 from finetune.adapter import check_base, load_adapter
+from finetune.lora_state import finished_run
 from finetune.memory import lora_params
 from finetune.sft_tokens import SFTFormatError, read_sft_file, tokenize_example
 from finetune.tiny import build_tiny_qwen2
@@ -115,6 +116,19 @@ def test_reload_adapter_and_generate(trained, workdir):
     with torch.no_grad(), model.disable_adapter():
         plain = model(**prompt).logits[0, -1]
     assert not torch.allclose(model(**prompt).logits[0, -1], plain)
+
+
+def test_rerunning_a_finished_run_trains_nothing_unless_its_settings_or_data_changed(trained, workdir, capsys):
+    out, summary = trained
+    metrics, adapter = (out / "metrics.jsonl").read_text(), (out / "final" / "adapter_model.safetensors").stat()
+    assert lora.cli(_argv(workdir, out)) == summary  # before: resumed from step 3 and trained steps 4-6 again
+    assert "already holds this run (6 steps" in capsys.readouterr().out
+    assert (out / "metrics.jsonl").read_text() == metrics
+    assert (out / "final" / "adapter_model.safetensors").stat().st_mtime_ns == adapter.st_mtime_ns
+    settings = yaml.safe_load((out / "final" / "config.yaml").read_text())
+    assert finished_run(out, {**settings, "num_threads": 1, "max_steps": None}) == summary
+    assert finished_run(out, {**settings, "lr": 5e-3}) is None
+    assert finished_run(out, {**settings, "train_file": str(workdir / "eval.jsonl")}) is None
 
 
 def test_resume_continues_with_same_losses(trained, workdir):
@@ -228,3 +242,27 @@ def test_every_config_parses_and_documents_its_launch(config):
     header = config.read_text().split("\n\n")[0]
     assert f"--config finetune/configs/{config.name}" in header  # the launch command names this file
     assert args.quantize == ("nf4" if config.name.startswith("qlora") else None)
+
+
+def test_examples_dropped_as_too_long_are_named_by_kind_with_the_length_that_keeps_them(workdir, tmp_path):
+    # A recipe sized for the demo (768 tokens) dropped every tool example of a CDNOW shop, saying only "dropped 8".
+    from transformers import AutoTokenizer
+
+    from finetune.sft_tokens import tokenize_file
+
+    tokenizer = AutoTokenizer.from_pretrained(workdir / "model")
+    short = [dict(e, meta={"kind": "churn"}) for e in _examples(3, seed=4)]
+    long_tool = {"messages": [{"role": "user", "content": "Top 3 churn risks?"},
+                              {"role": "tool", "content": json.dumps({"users": list(range(200))})},
+                              {"role": "assistant", "content": "u1, u2, u3"}], "meta": {"kind": "tool"}}
+    path = tmp_path / "mixed.jsonl"
+    _write(path, short + [long_tool, long_tool])
+    kept, too_long = tokenize_file(tokenizer, path, max_seq_len=128)
+    longest = max(length for _, length in too_long)
+    assert len(kept) == 3 and [kind for kind, _ in too_long] == ["tool", "tool"] and longest > 128
+    message = lora.describe_too_long(too_long, 128, read=5)
+    assert message == (f"dropped 2 of 5 examples longer than max_seq_len=128 tokens (2 tool: longest {longest:,}); "
+                       f"--max_seq_len {longest} keeps them (more memory and time per step), or build shorter examples")
+    _write(path, [long_tool])
+    with pytest.raises(SFTFormatError, match=r"mixed.jsonl: dropped 1 of 1 examples .* \(1 tool: longest"):
+        tokenize_file(tokenizer, path, max_seq_len=128)

@@ -56,6 +56,7 @@ def main(args: argparse.Namespace) -> int:
         store = EventStore(settings.db_path, read_only=True)
     except StoreHeldError as exc:
         if exc.workspace_url and not (args.json or args.session):
+            print(forwarded_note(exc.workspace_url, settings.adapter), file=sys.stderr)
             return _ask_running_workspace(exc.workspace_url, args.question, settings.auth, str(exc))
         raise SystemExit(f"shopsight ask: {exc}") from None
     except StoreError as exc:
@@ -80,13 +81,26 @@ def main(args: argparse.Namespace) -> int:
     return 0 if answer is not None else 1
 
 
+def forwarded_note(url: str, adapter: str) -> str:
+    """Why the question goes to the running workspace, and which weights answer it.
+
+    The workspace answers with the model and adapter it was started with: an engineer who sets
+    SHOPSIGHT_ADAPTER for this command only would otherwise read the old weights' answer as the new one's.
+    """
+    note = (f"note: the running workspace at {url} holds the event store; asking it there (it answers with the "
+            "model and adapter it was started with)")
+    if adapter:
+        note += (f"; SHOPSIGHT_ADAPTER={adapter} set here does not reach it: stop it and start `shopsight app` "
+                 "with that setting to ask the new weights")
+    return note
+
+
 def _ask_running_workspace(url: str, question: str, auth_spec: str, held: str) -> int:
     """Print the running workspace's answer to `question` (its steps on stderr, as a local ask prints them)."""
     from assistant.commands.ask_workspace import WorkspaceUnreachable, ask_workspace
     from assistant.config import read_auth
 
     logins = read_auth(auth_spec)
-    print(f"note: the running workspace at {url} holds the event store; asking it there", file=sys.stderr)
     try:
         text, steps = ask_workspace(url, question, auth=logins[0] if logins else None)
     except WorkspaceUnreachable as exc:

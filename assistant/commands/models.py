@@ -66,7 +66,10 @@ def _list(args: argparse.Namespace) -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
-    print(f"\nin use: {settings.model} on the {settings.engine} engine (SHOPSIGHT_MODEL, SHOPSIGHT_ENGINE); also "
+    adapter = (f" with the LoRA adapter {settings.adapter} (SHOPSIGHT_ADAPTER; unset it to go back to the packaged "
+               "weights)") if settings.adapter else ""
+    print(f"\nin use: {settings.model}{adapter} on the {settings.engine} engine (SHOPSIGHT_MODEL, "
+          "SHOPSIGHT_ENGINE); also "
           "accepted: a .gguf file, a local HF folder, a hub id in the local cache, or an http(s):// "
           "OpenAI-compatible server URL. The bf16 cache is made only for the transformers engine "
           f"({cache_dir('NAME', settings.models_dir)}).")
