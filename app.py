@@ -67,7 +67,8 @@ def drill_down_view(ws: Workspace, user_id: str, horizon: str) -> tuple:
     timeline_result = ws.call_tool("user_history", user_id=user_id, last_n=50)
     if error_text(explanation) and error_text(timeline_result):  # an unknown user id
         raise gr.Error(f"User {user_id!r}: {error_text(explanation)}")
-    history = rows_frame(timeline_result, ("events",))
+    # Columns the shop never records (no categories on CDNOW, no amounts on Instacart) are left out, not blank.
+    history = rows_frame(timeline_result, ("events",)).dropna(axis=1, how="all")
     cases = ws.call_tool("similar_cases", user_id=user_id, k=5)
     case_table = rows_frame(cases, ("cases",))
     if error_text(cases):
@@ -85,7 +86,57 @@ def drill_down_view(ws: Workspace, user_id: str, horizon: str) -> tuple:
     why = (explanation.get("history") or {}).get("too_little") or explanation.get("drivers_left_out")
     drivers = pd.DataFrame(rows or ([{"driver": why, "kind": "note", "effect": None, "direction": ""}]
                                     if why else []))
-    return user_head_markdown(user_id, explanation, horizon), drivers, trend, history, case_table
+    return user_head_markdown(user_id, explanation, horizon, ws.settings.currency), drivers, trend, history, case_table
+
+
+def at_risk_view(ws: Workspace, horizon: str, rank_by: str, segment: str | None, stage: str | None,
+                 top_k: float) -> tuple:
+    """The Operations view: at-risk table, its CSV, the lapse histogram and the summary (the reason if none)."""
+    result = ws.call_tool("at_risk_users", horizon_days=int(horizon), top_k=min(int(top_k), MAX_AT_RISK),
+                          segment=segment or None, rank_by=rank_by, stage=stage or None)
+    if error_text(result):
+        # Said in the view itself: an error badge on the table and the histogram told no one why. Where
+        # the workspace knows why there is no model (a reviews-only or too-short shop), its reason wins
+        # over the tool's generic "train the predictor", which `predictor train` would refuse there.
+        reason = error_text(result)
+        if ws.predictor is None and "predictor" in ws.problems and "predictor" in reason:
+            reason = ws.problems["predictor"]
+        return (pd.DataFrame(), gr.DownloadButton(visible=False), pd.DataFrame(columns=["p_lapse", "customers"]),
+                f"⚠ No at-risk list: {reason}")
+    from tools.catalog.users import lapse_distribution
+
+    table = at_risk_table(result)
+    csv_path = Path(tempfile.mkdtemp(prefix="shopsight-")) / f"at_risk_{horizon}d_{rank_by}.csv"
+    table.to_csv(csv_path, index=False)
+    histogram = lapse_histogram(lapse_distribution(ws.context, int(horizon)))
+    return table, gr.DownloadButton(value=str(csv_path), visible=True), histogram, operations_summary(result)
+
+
+def review_desk_view(ws: Workspace, target: str | None) -> tuple:
+    """The review desk for "item:ID" or "category:ID": sentiment by month, aspects, summary (or why none)."""
+    if not target:
+        raise gr.Error("Search for an item or a category and pick one first.")
+    kind, _, key = target.partition(":")
+    args = {"item_id": key} if kind == "item" else {"category_id": key}
+    empty = (pd.DataFrame(columns=["month", "sentiment", "share"]),
+             pd.DataFrame(columns=["aspect", "sentiment", "mentions"]))
+    in_shop = ws.review_count()
+    if not in_shop:  # blank charts and "n_reviews 0" told a support agent nothing
+        return (*empty, f"### Reviews of {kind} {key}\n\nThis shop has no reviews at all: the review desk "
+                        "reads reviews imported from a reviews file (for example Amazon reviews: "
+                        "`shopsight data import FILE`, see docs/importing.md). Customers and orders are on the "
+                        "Operations tab.")
+    summary = ws.call_tool("review_summary", **args)
+    if error_text(summary):
+        raise gr.Error(error_text(summary))
+    aspects = pd.DataFrame([{"aspect": a["aspect"], "sentiment": side, "mentions": int(a.get(side, 0))}
+                            for a in summary.get("aspects") or [] for side in ("negative", "positive")],
+                           columns=["aspect", "sentiment", "mentions"])
+    if not summary.get("n_reviews"):
+        return (*empty, f"### Reviews of {kind} {key}\n\nNo reviews of this {kind} up to "
+                        f"{ws.cutoff:%Y-%m-%d} (the shop has {in_shop:,} reviews in all): search another item, "
+                        "or its category.")
+    return ws.review_timeline(**args), aspects, summary_markdown(summary, target)
 
 
 def build_app(ws: Workspace) -> gr.Blocks:
@@ -140,26 +191,7 @@ def build_app(ws: Workspace) -> gr.Blocks:
 
     # ---- operations
     def at_risk(horizon: str, rank_by: str, segment: str | None, stage: str | None, top_k: float):
-        result = ws.call_tool("at_risk_users", horizon_days=int(horizon), top_k=min(int(top_k), MAX_AT_RISK),
-                              segment=segment or None, rank_by=rank_by, stage=stage or None)
-        if error_text(result):
-            raise gr.Error(error_text(result))
-        table = at_risk_table(result)
-        csv_path = Path(tempfile.mkdtemp(prefix="shopsight-")) / f"at_risk_{horizon}d_{rank_by}.csv"
-        table.to_csv(csv_path, index=False)
-        return (table, gr.DownloadButton(value=str(csv_path), visible=True), ws_histogram(int(horizon)),
-                operations_summary(result))
-
-    def at_risk_quiet(*args):
-        try:
-            return at_risk(*args)
-        except gr.Error:  # no scores yet: the banner and the Data tab say what to run
-            return pd.DataFrame(), gr.skip(), gr.skip(), gr.skip()
-
-    def ws_histogram(horizon: int) -> pd.DataFrame:
-        from tools.catalog.users import lapse_distribution
-
-        return lapse_histogram(lapse_distribution(ws.ensure_loaded()["context"], horizon))
+        return at_risk_view(ws, horizon, rank_by, segment, stage, top_k)
 
     def pick_user(evt: gr.SelectData):
         row = getattr(evt, "row_value", None)
@@ -183,17 +215,7 @@ def build_app(ws: Workspace) -> gr.Blocks:
         return gr.Dropdown(choices=choices, value=choices[0][1] if choices else None)
 
     def review_desk(target: str | None):
-        if not target:
-            raise gr.Error("Search for an item or a category and pick one first.")
-        kind, _, key = target.partition(":")
-        args = {"item_id": key} if kind == "item" else {"category_id": key}
-        summary = ws.call_tool("review_summary", **args)
-        if error_text(summary):
-            raise gr.Error(error_text(summary))
-        aspects = pd.DataFrame([{"aspect": a["aspect"], "sentiment": side, "mentions": int(a.get(side, 0))}
-                                for a in summary.get("aspects") or [] for side in ("negative", "positive")],
-                               columns=["aspect", "sentiment", "mentions"])
-        return ws.review_timeline(**args), aspects, summary_markdown(summary, target)
+        return review_desk_view(ws, target)
 
     # ---- citations: a click on an id under "Evidence" opens the view that shows it
     def open_citation(horizon: str, evt: gr.EventData):
@@ -328,7 +350,7 @@ def build_app(ws: Workspace) -> gr.Blocks:
                 risk_outputs = [risk_table, download, histogram, population]
                 refresh.click(at_risk, [horizon, rank_by, segment, stage, top_k], risk_outputs)
                 # The view opens filled.
-                demo.load(at_risk_quiet, [horizon, rank_by, segment, stage, top_k], risk_outputs)
+                demo.load(at_risk, [horizon, rank_by, segment, stage, top_k], risk_outputs)
                 # Opening a user by hand clears the case a citation showed above the drill-down.
                 drill_args = dict(fn=lambda user, days: (*drill_down(user, days), ""), inputs=[user_box, horizon],
                                   outputs=drill_outputs + [cited_case])

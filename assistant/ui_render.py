@@ -44,7 +44,9 @@ def driver_row(driver: dict) -> dict:
     """One driver as a flat row: a feature, or one past event of the user (what, when)."""
     event = driver.get("event")
     if isinstance(event, dict):
-        what = f"{event.get('behavior')} {event.get('item_id')} ({event.get('category_id')}) at {event.get('ts')}"
+        category = event.get("category_id")  # a shop without categories (CDNOW, Instacart): no "(None)"
+        what = f"{event.get('behavior')} {event.get('item_id')}" + (f" ({category})" if _given(category) else "") \
+            + f" at {event.get('ts')}"
     else:
         what = driver.get("feature") or driver.get("name") or ""
     return {"driver": what, "kind": driver.get("type", ""), "effect": driver.get("effect"),
@@ -162,9 +164,22 @@ DRILL_FACTS = ("orders", "spend", "days_since_last_buy", "days_since_last_event"
                "top_category", "usual_days_between_buys", "trend", "last_review")
 
 
-def user_head_markdown(user_id: str, explanation: dict, horizon: str | int) -> str:
-    """The drill-down's heading: the user's churn probability and the facts an analyst reads first."""
-    facts = {k: v for k, v in (explanation.get("facts") or {}).items() if k in DRILL_FACTS}
+def _given(value: Any) -> bool:
+    """A fact the shop recorded: not None, NaN or blank (no prices, categories or reviews in its data)."""
+    if value is None or (isinstance(value, float) and value != value):
+        return False
+    return str(value).strip().lower() not in ("", "none", "nan")
+
+
+def user_head_markdown(user_id: str, explanation: dict, horizon: str | int, currency: str = "") -> str:
+    """The drill-down's heading: the user's churn probability and the facts an analyst reads first.
+
+    A fact the shop does not record is left out ("spend None", "last review None" on a shop without
+    prices or reviews); spend carries the shop's currency.
+    """
+    facts = {k: v for k, v in (explanation.get("facts") or {}).items() if k in DRILL_FACTS and _given(v)}
+    if "spend" in facts and currency:
+        facts["spend"] = f"{float(facts['spend']):,.2f} {currency}"
     return (f"### User {user_id}: p_churn {explanation.get('p_churn')} within {horizon} days\n"
             + " · ".join(f"**{k.replace('_', ' ')}** {v}" for k, v in facts.items()))
 

@@ -1,0 +1,122 @@
+"""The workspace's views on shops that are not the demo: reviews only, or orders without prices, categories or reviews.
+
+Found by clicking through the app on the Amazon Fine Food file, CDNOW and the Instacart sample
+(bench/results/new_user_trial.md, Round 9b): error badges with the reason only in a passing toast, advice
+to run `shopsight predictor train` where training refuses the shop, "spend None", "item 12196 nan",
+"buy cd (None)" and a review desk of blank charts with "n_reviews 0". Real DuckDB stores, the real
+Workspace and the app's view functions (no server); the browser check is in test_app_browser_other_shops.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import app
+from assistant import ui_render
+from assistant.config import Settings
+from assistant.workspace import Workspace
+from tools.data.store import EventStore
+
+FINEFOOD = Path(__file__).resolve().parents[1] / "data" / "amazon_finefood_reviews_7567.csv"
+
+
+@pytest.fixture()
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("SHOPSIGHT_HOME", str(tmp_path))  # the audit log lands here, not in ~/.shopsight
+    return tmp_path
+
+
+def _settings(home: Path) -> Settings:
+    return Settings(home=home, db_path=home / "shop.duckdb", chroma_path=home / "chroma",
+                    models_dir=home / "models", predictor="demo", currency="EUR")
+
+
+def reviews_only_store(home: Path) -> EventStore:
+    """The first 40 reviews of the bundled Amazon Fine Food file: a store with reviews and no events."""
+    lines = FINEFOOD.read_text(encoding="utf-8").splitlines(keepends=True)
+    sample = home / "finefood_40.csv"
+    sample.write_text("".join(lines[:41]), encoding="utf-8")
+    store = EventStore(home / "shop.duckdb")
+    store.import_file(sample, progress=False)
+    return store
+
+
+def orders_only_store(home: Path) -> EventStore:
+    """Purchases with no amount, no category and no reviews (what the Instacart sample imports as)."""
+    start = pd.Timestamp("2017-01-01")
+    rows = [{"user_id": f"u{u}", "ts": start + pd.Timedelta(days=7 * k + u), "behavior": "buy",
+             "item_id": f"p{(u + k) % 5}"} for u in range(6) for k in range(8)]
+    store = EventStore(home / "shop.duckdb")
+    store.import_frames("orders-only", events=pd.DataFrame(rows))
+    return store
+
+
+def test_reviews_only_shop_says_why_there_is_no_at_risk_list_instead_of_a_circular_fix(home):
+    store = reviews_only_store(home)
+    try:
+        ws = Workspace.open(_settings(home), store=store, chat_model_factory=lambda: None)
+        for part in ("predictor", "cases"):  # `predictor train` and `cases build` refuse this store
+            assert "40 reviews and no orders or events" in ws.problems[part], ws.problems[part]
+            assert "predictor train" not in ws.problems[part] and "cases build" not in ws.problems[part]
+        table, download, histogram, population = app.at_risk_view(ws, "7", "value_at_risk", "", "", 25)
+        assert table.empty and histogram.empty
+        assert population.startswith("⚠ No at-risk list: ") and "no orders or events" in population
+        assert "predictor train" not in population
+        panel = ui_render.summary_panel(ws.summary())
+        assert "no events (the Operations tab needs orders or events)" in panel and "40 reviews" in panel
+        labels = [label for label, _ in ws.search_items("B00")]
+        assert labels and not any("nan" in label.split() for label in labels), labels
+    finally:
+        store.close()
+
+
+def test_orders_without_prices_categories_or_reviews_show_what_is_recorded_and_no_blank_columns(home):
+    store = orders_only_store(home)
+    try:
+        ws = Workspace.open(_settings(home), store=store, chat_model_factory=lambda: None)
+        panel = ui_render.summary_panel(ws.summary())
+        assert "events buy 48" in panel
+        assert "no prices (value is counted in orders, not money) · no categories · no reviews" in panel
+        # No churn model here: the drill-down still shows the timeline, without the columns the shop lacks.
+        head, _, _, timeline, _ = app.drill_down_view(ws, "u1", "7")
+        assert head.startswith("### User u1\n⚠ No churn prediction")
+        assert list(timeline.columns) == ["ts", "behavior", "item_id"], list(timeline.columns)
+        sentiment, aspects, text = app.review_desk_view(ws, "item:p1")
+        assert sentiment.empty and aspects.empty
+        assert "This shop has no reviews at all" in text and "docs/importing.md" in text
+        assert [label for label, _ in ws.search_items("p1")] == ["item p1"]  # was "item p1 nan"
+    finally:
+        store.close()
+
+
+def test_an_item_without_reviews_in_a_shop_with_reviews_says_so(home):
+    store = reviews_only_store(home)
+    try:
+        ws = Workspace.open(_settings(home), store=store, chat_model_factory=lambda: None)
+        reviewed = set(store.query("SELECT DISTINCT item_id FROM reviews")["item_id"])
+        # An item known to the shop (its items table) but never reviewed: a made-up one is refused as unknown.
+        store.import_frames("one-more-item", items=pd.DataFrame([{"item_id": "NEVER-REVIEWED"}]))
+        assert "NEVER-REVIEWED" not in reviewed
+        sentiment, aspects, text = app.review_desk_view(ws, "item:NEVER-REVIEWED")
+        assert sentiment.empty and aspects.empty
+        assert "No reviews of this item up to 2012-" in text and "the shop has 40 reviews in all" in text
+    finally:
+        store.close()
+
+
+def test_drill_down_head_leaves_out_what_the_shop_does_not_record_and_says_the_currency():
+    explanation = {"p_churn": 0.9, "facts": {"orders": 37, "spend": None, "days_since_last_buy": 10,
+                                             "top_category": None, "trend": "rising", "last_review": None}}
+    head = ui_render.user_head_markdown("847", explanation, 7, "EUR")
+    assert "spend" not in head and "top category" not in head and "last review" not in head
+    assert "**orders** 37" in head and "**trend** rising" in head
+    priced = {"p_churn": 0.5, "facts": {"orders": 3, "spend": 6973.07}}
+    assert "**spend** 6,973.07 EUR" in ui_render.user_head_markdown("07983", priced, 7, "EUR")
+    row = ui_render.driver_row({"type": "event", "effect": -0.04, "direction": "lowers churn risk",
+                                "event": {"behavior": "buy", "item_id": "cd", "category_id": None,
+                                          "ts": "1998-06-25T00:00:00"}})
+    assert row["driver"] == "buy cd at 1998-06-25T00:00:00"
+
