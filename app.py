@@ -24,7 +24,7 @@ import gradio as gr  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from assistant.ui_render import (  # noqa: E402
-    CITATION_JS, at_risk_table, case_markdown, driver_row, error_text, import_report_markdown, lapse_histogram,
+    AT_RISK_COLUMNS, CITATION_JS, at_risk_table, case_markdown, driver_row, error_text, import_report_markdown, lapse_histogram,
     operations_summary, render_events, review_markdown, rows_frame, summary_markdown, summary_panel, user_head_markdown,
 )
 from assistant.config import read_auth  # noqa: E402,F401 - app.read_auth stays importable
@@ -65,8 +65,20 @@ def drill_down_view(ws: Workspace, user_id: str, horizon: str) -> tuple:
         raise gr.Error("Pick a user in the table or type a user id.")
     explanation = ws.call_tool("explain_user", user_id=user_id, horizon_days=int(horizon))
     timeline_result = ws.call_tool("user_history", user_id=user_id, last_n=50)
-    if error_text(explanation) and error_text(timeline_result):  # an unknown user id
-        raise gr.Error(f"User {user_id!r}: {error_text(explanation)}")
+    if error_text(explanation) and error_text(timeline_result):
+        reviews = ws.store.reviews_frame(user_id=user_id, until=ws.cutoff) if ws.store.has_user(user_id) else None
+        if reviews is None or reviews.empty:  # an unknown user id
+            raise gr.Error(f"User {user_id!r}: {error_text(explanation)}")
+        # A reviewer with no orders (a reviews-only shop such as Amazon Fine Food): their reviews are the
+        # timeline, instead of "unknown user ... use an id returned by at_risk_users" where there is none.
+        timeline = pd.DataFrame({"ts": reviews["ts"], "behavior": "review " + reviews["rating"].astype(str) + "★",
+                                 "item_id": reviews["item_id"], "title": reviews.get("title")})
+        return (f"### User {user_id}\n⚠ No churn prediction: this customer has {len(reviews):,} reviews and no "
+                "orders or events in the store. Their reviews are below; the review desk shows each item's.",
+                pd.DataFrame(columns=["driver", "kind", "effect", "direction"]),
+                pd.DataFrame(columns=["cutoff", "p_churn"]),
+                timeline.sort_values("ts", ascending=False, ignore_index=True),
+                pd.DataFrame(columns=["case_id", "similarity", "user_id", "churned", "summary"]))
     # Columns the shop never records (no categories on CDNOW, no amounts on Instacart) are left out, not blank.
     history = rows_frame(timeline_result, ("events",)).dropna(axis=1, how="all")
     cases = ws.call_tool("similar_cases", user_id=user_id, k=5)
@@ -101,7 +113,9 @@ def at_risk_view(ws: Workspace, horizon: str, rank_by: str, segment: str | None,
         reason = error_text(result)
         if ws.predictor is None and "predictor" in ws.problems and "predictor" in reason:
             reason = ws.problems["predictor"]
-        return (pd.DataFrame(), gr.DownloadButton(visible=False), pd.DataFrame(columns=["p_lapse", "customers"]),
+        # Empty with its header: a frame without columns rendered as the headers "1 2 3".
+        return (pd.DataFrame(columns=list(AT_RISK_COLUMNS)), gr.DownloadButton(visible=False),
+                pd.DataFrame(columns=["p_lapse", "customers"]),
                 f"⚠ No at-risk list: {reason}")
     from tools.catalog.users import lapse_distribution
 

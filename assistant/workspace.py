@@ -228,9 +228,10 @@ class Workspace:
         memory = CaseMemory(path=self.settings.chroma_path, url=self.settings.chroma_url or None)
         if memory.by_text.count() == 0:
             building = readiness("cases", self.settings.home)
+            # A reviews-only store: the predictor's problem says why and what to import; not said twice.
             self.problems["cases"] = building["error"] if building else (
-                f"the case memory is empty: {self.reviews_only()}" if self.reviews_only() else
-                "the case memory is empty; run `shopsight cases build` (or `make run`)")
+                "the case memory is empty: cases are built from orders or events, and this store has none"
+                if self.reviews_only() else "the case memory is empty; run `shopsight cases build` (or `make run`)")
         return memory
 
     def reviews_only(self) -> str | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import gradio as gr
 import pandas as pd
 import pytest
 
@@ -58,15 +59,23 @@ def test_reviews_only_shop_says_why_there_is_no_at_risk_list_instead_of_a_circul
     store = reviews_only_store(home)
     try:
         ws = Workspace.open(_settings(home), store=store, chat_model_factory=lambda: None)
-        for part in ("predictor", "cases"):  # `predictor train` and `cases build` refuse this store
-            assert "40 reviews and no orders or events" in ws.problems[part], ws.problems[part]
-            assert "predictor train" not in ws.problems[part] and "cases build" not in ws.problems[part]
+        # `predictor train` and `cases build` refuse this store: neither is the advice.
+        assert "40 reviews and no orders or events" in ws.problems["predictor"], ws.problems["predictor"]
+        assert "cases are built from orders or events, and this store has none" in ws.problems["cases"]
+        assert not any("predictor train" in p or "cases build" in p for p in ws.problems.values()), ws.problems
         table, download, histogram, population = app.at_risk_view(ws, "7", "value_at_risk", "", "", 25)
-        assert table.empty and histogram.empty
+        assert table.empty and "user_id" in table.columns and histogram.empty
         assert population.startswith("⚠ No at-risk list: ") and "no orders or events" in population
         assert "predictor train" not in population
         panel = ui_render.summary_panel(ws.summary())
         assert "no events (the Operations tab needs orders or events)" in panel and "40 reviews" in panel
+        # A reviewer opened in the drill-down: their reviews, not "unknown user ... use an id from at_risk_users".
+        reviewer = str(store.query("SELECT user_id FROM reviews LIMIT 1")["user_id"].iloc[0])
+        head, _, _, timeline, _ = app.drill_down_view(ws, reviewer, "7")
+        assert "reviews and no orders or events" in head
+        assert len(timeline) >= 1 and timeline["behavior"].str.match(r"review \d★").all(), timeline
+        with pytest.raises(gr.Error, match="unknown user_id"):
+            app.drill_down_view(ws, "no-such-user", "7")
         labels = [label for label, _ in ws.search_items("B00")]
         assert labels and not any("nan" in label.split() for label in labels), labels
     finally:
