@@ -34,6 +34,13 @@ def rows_frame(result: Any, keys: tuple[str, ...] = TABLE_KEYS) -> pd.DataFrame:
     return pd.DataFrame()
 
 
+def answer_table(tool: str, result: Any) -> pd.DataFrame:
+    """The numbers behind an answer: the at-risk list as the Operations tab shows it (stage words, units in
+    the column names), and no column the shop never records (a blank category_id on CDNOW or Instacart)."""
+    table = at_risk_table(result) if tool == "at_risk_users" else rows_frame(result)
+    return table.dropna(axis=1, how="all") if len(table) else table
+
+
 def error_text(result: Any) -> str | None:
     if isinstance(result, dict) and result.get("error"):
         return f"{result['error']}" + (f" — {result['hint']}" if result.get("hint") else "")
@@ -138,7 +145,7 @@ def render_events(events: Iterator[Any], chat: list) -> Iterator[tuple[list, Any
             if error_text(result):
                 msg.metadata["title"] += " — error"
             else:
-                table = rows_frame(result)
+                table = answer_table(str(event.get("name")), result)
         elif kind == "token":
             if answer_msg is None:
                 answer_msg = gr.ChatMessage(role="assistant", content="")
@@ -245,6 +252,7 @@ def summary_panel(info: dict) -> str:
 AT_RISK_COLUMNS = ("rank", "user_id", "stage", "p_lapse", "value_at_risk", "expected_value", "p_alive",
                    "days_overdue", "usual_gap_days", "days_since_last_order", "next_order_expected", "orders",
                    "segment", "reasons")
+NO_PRICE_COLUMNS = {"value_at_risk": "orders_at_risk", "expected_value": "expected_orders"}
 STAGE_LABELS = {"new": "new", "active": "active", "lapsing": "lapsing", "at_risk": "at risk", "lost": "lost"}
 
 
@@ -257,7 +265,10 @@ def at_risk_table(result: dict) -> pd.DataFrame:
         table["reasons"] = table["reasons"].map(lambda r: "; ".join(r) if isinstance(r, list) else r)
     if "stage" in table:
         table["stage"] = table["stage"].map(lambda s: STAGE_LABELS.get(s, s))
-    return table[[c for c in AT_RISK_COLUMNS if c in table] + [c for c in table if c not in AT_RISK_COLUMNS]]
+    table = table[[c for c in AT_RISK_COLUMNS if c in table] + [c for c in table if c not in AT_RISK_COLUMNS]]
+    if result.get("value_unit") == "orders":  # no prices: these columns count expected orders; their names say so
+        table = table.rename(columns={k: v for k, v in NO_PRICE_COLUMNS.items() if v not in table})
+    return table
 
 
 def as_of_words(as_of) -> str:

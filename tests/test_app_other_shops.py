@@ -129,3 +129,17 @@ def test_drill_down_head_leaves_out_what_the_shop_does_not_record_and_says_the_c
                                           "ts": "1998-06-25T00:00:00"}})
     assert row["driver"] == "buy cd at 1998-06-25T00:00:00"
 
+
+
+def test_without_prices_the_at_risk_columns_say_orders_and_the_answer_table_matches_the_tab():
+    no_prices = {"horizon_days": 7, "value_unit": "orders", "users": [
+        {"rank": 1, "user_id": "847", "stage": "lapsing", "p_lapse": 0.74, "value_at_risk": 68.45,
+         "expected_value": 92.55, "category_id": None, "reasons": ["11 days since the last order", "an order"]}]}
+    table = ui_render.at_risk_table(no_prices)
+    assert list(table.columns[:6]) == ["rank", "user_id", "stage", "p_lapse", "orders_at_risk", "expected_orders"]
+    # The chat's "numbers behind the answer" showed stage "lapsing"/"at_risk" raw and reasons joined by ",".
+    shown = ui_render.answer_table("at_risk_users", no_prices)
+    assert shown.loc[0, "reasons"] == "11 days since the last order; an order" and "category_id" not in shown
+    history = ui_render.answer_table("user_history", {"events": [{"ts": "2017-12-19", "behavior": "buy",
+                                                                  "item_id": "8277", "category_id": None}]})
+    assert list(history.columns) == ["ts", "behavior", "item_id"]
