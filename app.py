@@ -24,8 +24,9 @@ import gradio as gr  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from assistant.ui_render import (  # noqa: E402
-    AT_RISK_COLUMNS, CITATION_JS, at_risk_table, case_markdown, driver_row, error_text, import_report_markdown, lapse_histogram,
-    operations_summary, render_events, review_markdown, rows_frame, summary_markdown, summary_panel, user_head_markdown,
+    AT_RISK_COLUMNS, CITATION_JS, STAGE_LABELS, at_risk_table, case_markdown, driver_row, error_text,
+    import_report_markdown, lapse_histogram, operations_summary, render_events, review_markdown, rows_frame,
+    summary_markdown, summary_panel, user_head_markdown,
 )
 from assistant.config import read_auth  # noqa: E402,F401 - app.read_auth stays importable
 from assistant.ui_queue import AnswerLine  # noqa: E402
@@ -120,10 +121,16 @@ def at_risk_view(ws: Workspace, horizon: str, rank_by: str, segment: str | None,
     from tools.catalog.users import lapse_distribution
 
     table = at_risk_table(result)
+    summary = operations_summary(result)
+    if table.empty:  # a filter nobody matches: say so (the table showed the placeholder headers "1 2 3")
+        table = pd.DataFrame(columns=list(AT_RISK_COLUMNS))
+        chosen = [f"stage {STAGE_LABELS.get(stage, stage)}" if stage else "", f"segment {segment}" if segment else ""]
+        summary = (f"**No customer to list** ({', '.join(c for c in chosen if c) or 'no filter'}, "
+                   f"{horizon}-day horizon): pick another lifecycle stage or segment.  \n" + summary)
     csv_path = Path(tempfile.mkdtemp(prefix="shopsight-")) / f"at_risk_{horizon}d_{rank_by}.csv"
     table.to_csv(csv_path, index=False)
     histogram = lapse_histogram(lapse_distribution(ws.context, int(horizon)))
-    return table, gr.DownloadButton(value=str(csv_path), visible=True), histogram, operations_summary(result)
+    return table, gr.DownloadButton(value=str(csv_path), visible=True), histogram, summary
 
 
 def review_desk_view(ws: Workspace, target: str | None) -> tuple:

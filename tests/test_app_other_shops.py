@@ -143,3 +143,21 @@ def test_without_prices_the_at_risk_columns_say_orders_and_the_answer_table_matc
     history = ui_render.answer_table("user_history", {"events": [{"ts": "2017-12-19", "behavior": "buy",
                                                                   "item_id": "8277", "category_id": None}]})
     assert list(history.columns) == ["ts", "behavior", "item_id"]
+
+
+def test_a_lifecycle_filter_nobody_matches_says_so(home):
+    """Orders only, 6 customers who all bought in the last weeks: no one is "new" at the end of the data."""
+    store = orders_only_store(home)
+    try:
+        from tools.predictor.baselines import bgnbd_baseline
+
+        ws = Workspace.open(_settings(home), store=store, chat_model_factory=lambda: None)
+        events = store.events_frame()
+        scores = pd.concat([bgnbd_baseline(events, ws.cutoff, h).assign(
+            cutoff=pd.Timestamp(ws.cutoff), horizon_days=h, model_version="bgnbd-as-scores") for h in (7, 30)])
+        store.replace_scores(scores.assign(p_buy=1 - scores["p_churn"]))
+        table, _, _, summary = app.at_risk_view(ws, "7", "p_lapse", "", "new", 25)
+        assert table.empty and "user_id" in table.columns
+        assert summary.startswith("**No customer to list** (stage new, 7-day horizon): pick another lifecycle stage")
+    finally:
+        store.close()
