@@ -40,12 +40,27 @@ EXAMPLES = {
         "Who are the 20 highest-value customers at risk in the next 30 days?",
         "Show churn rates by tenure segment for 30 days.",
     ],
-    "Support": [
-        "What do customers complain about most in their reviews?",
-        "Summarize the reviews of category dog_food_dry.",
-    ],
+    "Support": ["What do customers complain about most in their reviews?"],
     "Follow-ups": ["And why is the second one at risk?", "What happened to customers like them?"],
 }
+
+
+def examples_for(ws: Workspace) -> dict[str, list[str]]:
+    """The example questions this shop can answer: churn ones need events, review ones need reviews, and
+    the review example names this shop's most reviewed category or item (a fixed demo category such as
+    dog_food_dry was an "unknown category" on every other shop)."""
+    has_events = bool(ws.store.query("SELECT EXISTS (SELECT 1 FROM events) AS e").iloc[0]["e"])
+    examples = {group: questions for group, questions in EXAMPLES.items() if has_events or group == "Support"}
+    if not ws.review_count():
+        examples.pop("Support", None)
+        return examples
+    top = ws.store.query("""SELECT 'category' AS kind, i.category_id AS id, count(*) AS n FROM reviews r
+        JOIN items i USING (item_id) WHERE i.category_id IS NOT NULL GROUP BY 2 ORDER BY 3 DESC, 2 LIMIT 1""")
+    if top.empty:
+        top = ws.store.query("SELECT 'item' AS kind, item_id AS id, count(*) AS n FROM reviews "
+                             "GROUP BY 2 ORDER BY 3 DESC, 2 LIMIT 1")
+    examples["Support"] = [*EXAMPLES["Support"], f"Summarize the reviews of {top.iloc[0]['kind']} {top.iloc[0]['id']}."]
+    return examples
 # After a citation opened its view: bring the drill-down or the cited review into sight. Hidden tabs have
 # no offsetParent, so the first visible one is the view just opened; the tab switch renders a moment
 # after the event's outputs arrive, hence the short retries.
@@ -303,7 +318,7 @@ def build_app(ws: Workspace) -> gr.Blocks:
                                       js_on_load=CITATION_JS, elem_id="cite-bridge")
                 answer_table = gr.Dataframe(label="Numbers behind the answer (last tool result)", interactive=False,
                                             elem_id="answer-table", max_height=260, visible=False)
-                for group, questions in EXAMPLES.items():
+                for group, questions in examples_for(ws).items():
                     gr.Examples(questions, inputs=question, label=group)
                 queue_note = gr.Markdown("", elem_id="queue-note")
                 submit_args = dict(fn=ask, inputs=[question, chatbot, conversation],

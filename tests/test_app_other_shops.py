@@ -161,3 +161,24 @@ def test_a_lifecycle_filter_nobody_matches_says_so(home):
         assert summary.startswith("**No customer to list** (stage new, 7-day horizon): pick another lifecycle stage")
     finally:
         store.close()
+
+
+def test_example_questions_fit_the_shop(home):
+    store = orders_only_store(home)
+    try:  # no reviews: no review examples (the demo's "category dog_food_dry" was unknown here)
+        examples = app.examples_for(Workspace.open(_settings(home), store=store, chat_model_factory=lambda: None))
+        assert "Support" not in examples and examples["Operations"] == app.EXAMPLES["Operations"]
+    finally:
+        store.close()
+
+
+def test_example_questions_of_a_reviews_only_shop_name_its_own_item(tmp_path, monkeypatch):
+    monkeypatch.setenv("SHOPSIGHT_HOME", str(tmp_path))
+    store = reviews_only_store(tmp_path)
+    try:
+        examples = app.examples_for(Workspace.open(_settings(tmp_path), store=store, chat_model_factory=lambda: None))
+        assert list(examples) == ["Support"]  # churn questions need events
+        top = store.query("SELECT item_id FROM reviews GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1")["item_id"][0]
+        assert examples["Support"][-1] == f"Summarize the reviews of item {top}."
+    finally:
+        store.close()
