@@ -510,6 +510,14 @@ class Workspace:
                 f"({', '.join(UPLOAD_SUFFIXES)}); export a spreadsheet as CSV first")
         report = self.store.import_file(path, progress=False)
         self.context.cache.clear()  # new events: cached frames and facts are stale
+        if report.rows_imported:
+            # What the parts' problems said may no longer hold (orders imported into a reviews-only store):
+            # they are found again on next use, as after a background job (ensure_loaded).
+            with self._load_lock:
+                self._parts = None
+                self._agent = None  # it holds the old tools
+                for part in ("predictor", "cases"):
+                    self.problems.pop(part, None)
         rejected = [{"line": p.line_no, "field": p.field, "reason": p.reason, "raw_line": p.raw_line[:200]}
                     for p in report.problems]
         return {"file": Path(report.source_file).name, "format": report.format, "table": report.target_table,

@@ -182,3 +182,21 @@ def test_example_questions_of_a_reviews_only_shop_name_its_own_item(tmp_path, mo
         assert examples["Support"][-1] == f"Summarize the reviews of item {top}."
     finally:
         store.close()
+
+
+def test_orders_uploaded_into_a_reviews_only_store_update_what_the_workspace_says(home):
+    store = reviews_only_store(home)
+    try:
+        ws = Workspace.open(_settings(home), store=store, chat_model_factory=lambda: None)
+        assert "no orders or events" in ws.problems["predictor"]
+        orders = home / "orders.csv"
+        orders.write_text("user_id,timestamp,behavior,item_id,amount\n"
+                          "A3SGXH7AUHU8GW,2012-01-05 10:00:00,buy,B001E4KFG0,12.50\n"
+                          "A3SGXH7AUHU8GW,2012-03-05 10:00:00,buy,B001E4KFG0,12.50\n", encoding="utf-8")
+        assert ws.import_upload(str(orders))["rows_imported"] == 2
+        info = ws.summary()
+        # Now training is the right advice (it was "import an orders or events file" for good).
+        assert "shopsight predictor train" in info["problems"]["predictor"], info["problems"]
+        assert info["the data records"] == "events buy 2 · prices in EUR · no categories · 40 reviews"
+    finally:
+        store.close()
