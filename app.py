@@ -422,7 +422,9 @@ def build_app(ws: Workspace) -> gr.Blocks:
                 rejected_table = gr.Dataframe(pd.DataFrame(columns=["line", "field", "reason", "raw_line"]),
                                               label="Rejected rows (line, field, reason)", interactive=False,
                                               elem_id="rejected")
-                import_btn.click(upload, [upload_file], [import_report, rejected_table]).then(data_panel, None, [panel])
+                # An import can clear or change a part's problem: the panel and the banner are read again.
+                import_btn.click(upload, [upload_file], [import_report, rejected_table]) \
+                    .then(data_panel, None, [panel]).then(lambda: _banner(ws), None, [banner])
         cited_views = [tabs, user_box, cited_case, *drill_outputs, target, cited_review, sentiment_plot, aspect_plot,
                        review_md]
         cite_bridge.click(open_citation, [horizon], cited_views).then(None, js=SHOW_CITED_JS)

@@ -3,7 +3,7 @@
 What a new user of the Amazon Fine Food file met (bench/results/new_user_trial.md, Round 9b): "Error"
 badges on the at-risk table and the histogram with the reason only in a toast that faded, a banner
 saying to run `shopsight predictor train` (which refuses a store without events), "item ... nan" in the
-review desk and "unknown user" for a reviewer. A real DuckDB store, the real Workspace and app; no chat
+review desk, "unknown user" for a reviewer, and the same banner after orders were uploaded. A real DuckDB store, the real Workspace and app; no chat
 model is asked (the page never loads one unless a question is sent).
 """
 
@@ -67,6 +67,18 @@ def test_reviews_only_shop_explains_its_empty_operations_tab_and_opens_a_reviewe
             expect(pg.locator("#review-target input")).to_have_value("item B001E4KFG0")  # was "... nan"
             pg.get_by_role("tab", name="Data & models").click()
             expect(pg.locator("#data-panel")).to_contain_text("no events (the Operations tab needs orders or events)")
+            # Orders uploaded here: the banner and the panel now give the next step, training.
+            orders = tmp_path / "orders.csv"
+            orders.write_text("user_id,timestamp,behavior,item_id,amount\n"
+                              f"{reviewer},2012-01-05 10:00:00,buy,B001E4KFG0,12.50\n"
+                              f"{reviewer},2012-03-05 10:00:00,buy,B001E4KFG0,12.50\n", encoding="utf-8")
+            pg.locator("#upload input[type=file]").set_input_files(str(orders))
+            expect(pg.locator("#upload")).to_contain_text("orders")
+            pg.locator("#import").click()
+            expect(pg.locator("#import-report")).to_contain_text("imported 2")
+            expect(pg.locator("#data-panel")).to_contain_text("events buy 2")
+            expect(pg.locator("#banner")).to_contain_text("shopsight predictor train")
+            assert "no orders or events" not in pg.locator("#banner").inner_text()
             browser.close()
     finally:
         demo.close()
