@@ -337,7 +337,9 @@ def build_app(ws: Workspace) -> gr.Blocks:
                     # The horizons the predictor is trained for (SHOPSIGHT_HORIZONS_DAYS), not always 7 and 30.
                     days = [str(h) for h in ws.settings.horizons_days]
                     horizon = gr.Radio(days, value=days[0], label="Horizon (days)", elem_id="horizon")
-                    rank_by = gr.Radio([("Value at risk", "value_at_risk"), ("Lapse probability", "p_lapse"),
+                    # Without prices the value is expected orders (the table's orders_at_risk column).
+                    value_label = "Value at risk" if ws.records_prices() else "Expected orders at risk"
+                    rank_by = gr.Radio([(value_label, "value_at_risk"), ("Lapse probability", "p_lapse"),
                                         ("No-order probability", "p_churn")], value="value_at_risk", label="Rank by")
                     segment = gr.Dropdown([("all segments", "")] + [(s, s) for s in ws.segments()], value="",
                                           label="Segment")

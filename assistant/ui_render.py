@@ -187,8 +187,13 @@ def user_head_markdown(user_id: str, explanation: dict, horizon: str | int, curr
     facts = {k: v for k, v in (explanation.get("facts") or {}).items() if k in DRILL_FACTS and _given(v)}
     if "spend" in facts and currency:
         facts["spend"] = f"{float(facts['spend']):,.2f} {currency}"
+    # The table ranks by P(lapse) and says the stage; the head said only p_churn, another number for the user.
+    life = explanation.get("lifecycle") or {}
+    stage = [f"**stage** {STAGE_LABELS.get(life['stage'], life['stage'])}"] if life.get("stage") else []
+    if life.get("p_lapse") is not None:
+        stage.append(f"**p_lapse** {life['p_lapse']} (the at-risk table's)")
     return (f"### User {user_id}: p_churn {explanation.get('p_churn')} within {horizon} days\n"
-            + " · ".join(f"**{k.replace('_', ' ')}** {v}" for k, v in facts.items()))
+            + " · ".join([*stage, *(f"**{k.replace('_', ' ')}** {v}" for k, v in facts.items())]))
 
 
 def import_report_markdown(report: dict) -> str:

@@ -380,6 +380,11 @@ class Workspace:
                                     f"(base rate {entry.get('churn_base_rate', '?')}, cutoff {entry.get('cutoff', '?')})")
         return out
 
+    def records_prices(self) -> bool:
+        """Whether any purchase has an amount (else value is counted in expected orders, not money)."""
+        return bool(self.store.query("SELECT EXISTS (SELECT 1 FROM events WHERE behavior = 'buy' AND amount > 0) "
+                                     "AS priced").iloc[0]["priced"])
+
     def records(self) -> str:
         """What the shop's data records and lacks, in words: a view that comes up empty is explained here."""
         row = self.store.query("""SELECT (SELECT count(*) FROM events) AS events,

@@ -89,6 +89,7 @@ def test_orders_without_prices_categories_or_reviews_show_what_is_recorded_and_n
         panel = ui_render.summary_panel(ws.summary())
         assert "events buy 48" in panel
         assert "no prices (value is counted in orders, not money) · no categories · no reviews" in panel
+        assert not ws.records_prices()  # the Rank-by choice then reads "Expected orders at risk"
         # No churn model here: the drill-down still shows the timeline, without the columns the shop lacks.
         head, _, _, timeline, _ = app.drill_down_view(ws, "u1", "7")
         assert head.startswith("### User u1\n⚠ No churn prediction")
@@ -122,6 +123,9 @@ def test_drill_down_head_leaves_out_what_the_shop_does_not_record_and_says_the_c
     head = ui_render.user_head_markdown("847", explanation, 7, "EUR")
     assert "spend" not in head and "top category" not in head and "last review" not in head
     assert "**orders** 37" in head and "**trend** rising" in head
+    lapsing = {**explanation, "lifecycle": {"stage": "lapsing", "p_lapse": 0.74}}
+    with_stage = ui_render.user_head_markdown("847", lapsing, 7)
+    assert "**stage** lapsing · **p_lapse** 0.74 (the at-risk table's) · **orders** 37" in with_stage
     priced = {"p_churn": 0.5, "facts": {"orders": 3, "spend": 6973.07}}
     assert "**spend** 6,973.07 EUR" in ui_render.user_head_markdown("07983", priced, 7, "EUR")
     row = ui_render.driver_row({"type": "event", "effect": -0.04, "direction": "lowers churn risk",
