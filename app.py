@@ -24,7 +24,7 @@ import gradio as gr  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from assistant.ui_render import (  # noqa: E402
-    AT_RISK_COLUMNS, CITATION_JS, STAGE_LABELS, at_risk_table, case_markdown, driver_row, error_text,
+    AT_RISK_COLUMNS, CITATION_JS, STAGE_LABELS, at_risk_table, case_markdown, drivers_frame, error_text,
     import_report_markdown, lapse_histogram, operations_summary, render_events, review_markdown, rows_frame,
     summary_markdown, summary_panel, user_head_markdown,
 )
@@ -109,11 +109,7 @@ def drill_down_view(ws: Workspace, user_id: str, horizon: str) -> tuple:
         trend = ws.churn_over_cutoffs(user_id, int(horizon))
     except PartUnavailable as exc:
         raise gr.Error(str(exc)) from exc
-    rows = [driver_row(d) for d in explanation.get("drivers") or []]
-    # No driver is shown without saying why: too little history, or no effect of a point or more.
-    why = (explanation.get("history") or {}).get("too_little") or explanation.get("drivers_left_out")
-    drivers = pd.DataFrame(rows or ([{"driver": why, "kind": "note", "effect": None, "direction": ""}]
-                                    if why else []))
+    drivers = drivers_frame(explanation)
     return user_head_markdown(user_id, explanation, horizon, ws.settings.currency), drivers, trend, history, case_table
 
 
@@ -248,6 +244,8 @@ def build_app(ws: Workspace) -> gr.Blocks:
     # ---- review desk
     def find_targets(text: str):
         choices = ws.search_items(text)
+        if not choices:  # an empty list gave no sign, and "Show reviews" then asked to search first
+            gr.Warning(f"No item or category id or name contains {text.strip()!r}; try part of an id.")
         return gr.Dropdown(choices=choices, value=choices[0][1] if choices else None)
 
     def review_desk(target: str | None):

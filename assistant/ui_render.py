@@ -60,6 +60,21 @@ def driver_row(driver: dict) -> dict:
             "direction": driver.get("direction", "")}
 
 
+DRIVER_COLUMNS = ["driver", "kind", "effect", "direction"]
+
+
+def drivers_frame(explanation: dict) -> pd.DataFrame:
+    """explain_user's drivers as the drill-down's table; with none, the reason (too little history, or no
+    effect of a point or more) as its one row. explain_user names it `too_little_history`: the app read
+    `history.too_little`, so a 4-order CDNOW customer showed an empty table headed "1 2 3"."""
+    rows = [driver_row(d) for d in explanation.get("drivers") or []]
+    why = (explanation.get("too_little_history") or (explanation.get("history") or {}).get("too_little")
+           or explanation.get("drivers_left_out"))
+    if not rows and why:
+        rows = [{"driver": why, "kind": "note", "effect": None, "direction": ""}]
+    return pd.DataFrame(rows, columns=DRIVER_COLUMNS)
+
+
 # A citation in the chat is a link "#cite/<kind>/<id>"; this script (js_on_load of the app's citation
 # bridge, a gr.HTML) catches clicks on such links anywhere on the page, so the browser never navigates,
 # and fires the bridge's click event with {kind, id}. The listener is installed on the document once

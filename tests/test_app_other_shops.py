@@ -204,3 +204,13 @@ def test_orders_uploaded_into_a_reviews_only_store_update_what_the_workspace_say
         assert info["the data records"] == "events buy 2 · prices in EUR · no categories · 40 reviews"
     finally:
         store.close()
+
+
+def test_drivers_table_says_why_it_is_empty_with_the_key_explain_user_returns():
+    from tools.catalog.users import _explanation_notes
+
+    notes = _explanation_notes({"history": {"too_little": "only 4 events: too little history"}, "drivers": []})
+    table = ui_render.drivers_frame({"p_churn": 0.94, "drivers": [], **notes})
+    assert table.to_dict("records") == [{"driver": "only 4 events: too little history", "kind": "note",
+                                         "effect": None, "direction": ""}]
+    assert list(ui_render.drivers_frame({"drivers": []}).columns) == ["driver", "kind", "effect", "direction"]
