@@ -24,7 +24,7 @@ import gradio as gr  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from assistant.ui_render import (  # noqa: E402
-    AT_RISK_COLUMNS, CITATION_JS, STAGE_LABELS, at_risk_table, case_markdown, drivers_frame, error_text,
+    AT_RISK_COLUMNS, CITATION_JS, DRIVER_COLUMNS, STAGE_LABELS, at_risk_table, case_markdown, drivers_frame, error_text,
     import_report_markdown, lapse_histogram, operations_summary, render_events, review_markdown, rows_frame,
     summary_markdown, summary_panel, user_head_markdown,
 )
@@ -61,6 +61,8 @@ def examples_for(ws: Workspace) -> dict[str, list[str]]:
                              "GROUP BY 2 ORDER BY 3 DESC, 2 LIMIT 1")
     examples["Support"] = [*EXAMPLES["Support"], f"Summarize the reviews of {top.iloc[0]['kind']} {top.iloc[0]['id']}."]
     return examples
+
+
 # After a citation opened its view: bring the drill-down or the cited review into sight. Hidden tabs have
 # no offsetParent, so the first visible one is the view just opened; the tab switch renders a moment
 # after the event's outputs arrive, hence the short retries.
@@ -91,8 +93,7 @@ def drill_down_view(ws: Workspace, user_id: str, horizon: str) -> tuple:
                                  "item_id": reviews["item_id"], "title": reviews.get("title")})
         return (f"### User {user_id}\n⚠ No churn prediction: this customer has {len(reviews):,} reviews and no "
                 "orders or events in the store. Their reviews are below; the review desk shows each item's.",
-                pd.DataFrame(columns=["driver", "kind", "effect", "direction"]),
-                pd.DataFrame(columns=["cutoff", "p_churn"]),
+                pd.DataFrame(columns=DRIVER_COLUMNS), pd.DataFrame(columns=["cutoff", "p_churn"]),
                 timeline.sort_values("ts", ascending=False, ignore_index=True),
                 pd.DataFrame(columns=["case_id", "similarity", "user_id", "churned", "summary"]))
     # Columns the shop never records (no categories on CDNOW, no amounts on Instacart) are left out, not blank.

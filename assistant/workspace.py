@@ -377,7 +377,8 @@ class Workspace:
         for h, entry in zip(data.get("horizons_days", []), data.get("validation", [])):
             if entry and entry.get("churn_auc") is not None:  # in words: the panel showed raw JSON
                 out[f"{h} days"] = (f"churn AUC {entry['churn_auc']:.3f} on {entry.get('n', '?')} held-out users "
-                                    f"(base rate {entry.get('churn_base_rate', '?')}, cutoff {entry.get('cutoff', '?')})")
+                                    f"(base rate {entry.get('churn_base_rate', '?')}, "
+                                    f"cutoff {entry.get('cutoff', '?')})")
         return out
 
     def records_prices(self) -> bool:

@@ -3,8 +3,8 @@
 What a new user of the Amazon Fine Food file met (bench/results/new_user_trial.md, Round 9b): "Error"
 badges on the at-risk table and the histogram with the reason only in a toast that faded, a banner
 saying to run `shopsight predictor train` (which refuses a store without events), "item ... nan" in the
-review desk, "unknown user" for a reviewer, and the same banner after orders were uploaded. A real DuckDB store, the real Workspace and app; no chat
-model is asked (the page never loads one unless a question is sent).
+review desk, "unknown user" for a reviewer, and the same banner after orders were uploaded. A real
+DuckDB store, the real Workspace and app; no chat model is asked (none loads unless a question is sent).
 """
 
 from __future__ import annotations
