@@ -24,8 +24,9 @@ import gradio as gr  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from assistant.ui_render import (  # noqa: E402
-    CITATION_JS, at_risk_table, case_markdown, driver_row, error_text, import_report_markdown, lapse_histogram,
-    operations_summary, render_events, review_markdown, rows_frame, summary_markdown, summary_panel, user_head_markdown,
+    AT_RISK_COLUMNS, CITATION_JS, DRIVER_COLUMNS, STAGE_LABELS, at_risk_table, case_markdown, drivers_frame, error_text,
+    import_report_markdown, lapse_histogram, operations_summary, render_events, review_markdown, rows_frame,
+    summary_markdown, summary_panel, user_head_markdown,
 )
 from assistant.config import read_auth  # noqa: E402,F401 - app.read_auth stays importable
 from assistant.ui_queue import AnswerLine  # noqa: E402
@@ -39,12 +40,29 @@ EXAMPLES = {
         "Who are the 20 highest-value customers at risk in the next 30 days?",
         "Show churn rates by tenure segment for 30 days.",
     ],
-    "Support": [
-        "What do customers complain about most in their reviews?",
-        "Summarize the reviews of category dog_food_dry.",
-    ],
+    "Support": ["What do customers complain about most in their reviews?"],
     "Follow-ups": ["And why is the second one at risk?", "What happened to customers like them?"],
 }
+
+
+def examples_for(ws: Workspace) -> dict[str, list[str]]:
+    """The example questions this shop can answer: churn ones need events, review ones need reviews, and
+    the review example names this shop's most reviewed category or item (a fixed demo category such as
+    dog_food_dry was an "unknown category" on every other shop)."""
+    has_events = bool(ws.store.query("SELECT EXISTS (SELECT 1 FROM events) AS e").iloc[0]["e"])
+    examples = {group: questions for group, questions in EXAMPLES.items() if has_events or group == "Support"}
+    if not ws.review_count():
+        examples.pop("Support", None)
+        return examples
+    top = ws.store.query("""SELECT 'category' AS kind, i.category_id AS id, count(*) AS n FROM reviews r
+        JOIN items i USING (item_id) WHERE i.category_id IS NOT NULL GROUP BY 2 ORDER BY 3 DESC, 2 LIMIT 1""")
+    if top.empty:
+        top = ws.store.query("SELECT 'item' AS kind, item_id AS id, count(*) AS n FROM reviews "
+                             "GROUP BY 2 ORDER BY 3 DESC, 2 LIMIT 1")
+    examples["Support"] = [*EXAMPLES["Support"], f"Summarize the reviews of {top.iloc[0]['kind']} {top.iloc[0]['id']}."]
+    return examples
+
+
 # After a citation opened its view: bring the drill-down or the cited review into sight. Hidden tabs have
 # no offsetParent, so the first visible one is the view just opened; the tab switch renders a moment
 # after the event's outputs arrive, hence the short retries.
@@ -65,9 +83,21 @@ def drill_down_view(ws: Workspace, user_id: str, horizon: str) -> tuple:
         raise gr.Error("Pick a user in the table or type a user id.")
     explanation = ws.call_tool("explain_user", user_id=user_id, horizon_days=int(horizon))
     timeline_result = ws.call_tool("user_history", user_id=user_id, last_n=50)
-    if error_text(explanation) and error_text(timeline_result):  # an unknown user id
-        raise gr.Error(f"User {user_id!r}: {error_text(explanation)}")
-    history = rows_frame(timeline_result, ("events",))
+    if error_text(explanation) and error_text(timeline_result):
+        reviews = ws.store.reviews_frame(user_id=user_id, until=ws.cutoff) if ws.store.has_user(user_id) else None
+        if reviews is None or reviews.empty:  # an unknown user id
+            raise gr.Error(f"User {user_id!r}: {error_text(explanation)}")
+        # A reviewer with no orders (a reviews-only shop such as Amazon Fine Food): their reviews are the
+        # timeline, instead of "unknown user ... use an id returned by at_risk_users" where there is none.
+        timeline = pd.DataFrame({"ts": reviews["ts"], "behavior": "review " + reviews["rating"].astype(str) + "★",
+                                 "item_id": reviews["item_id"], "title": reviews.get("title")})
+        return (f"### User {user_id}\n⚠ No churn prediction: this customer has {len(reviews):,} reviews and no "
+                "orders or events in the store. Their reviews are below; the review desk shows each item's.",
+                pd.DataFrame(columns=DRIVER_COLUMNS), pd.DataFrame(columns=["cutoff", "p_churn"]),
+                timeline.sort_values("ts", ascending=False, ignore_index=True),
+                pd.DataFrame(columns=["case_id", "similarity", "user_id", "churned", "summary"]))
+    # Columns the shop never records (no categories on CDNOW, no amounts on Instacart) are left out, not blank.
+    history = rows_frame(timeline_result, ("events",)).dropna(axis=1, how="all")
     cases = ws.call_tool("similar_cases", user_id=user_id, k=5)
     case_table = rows_frame(cases, ("cases",))
     if error_text(cases):
@@ -80,12 +110,66 @@ def drill_down_view(ws: Workspace, user_id: str, horizon: str) -> tuple:
         trend = ws.churn_over_cutoffs(user_id, int(horizon))
     except PartUnavailable as exc:
         raise gr.Error(str(exc)) from exc
-    rows = [driver_row(d) for d in explanation.get("drivers") or []]
-    # No driver is shown without saying why: too little history, or no effect of a point or more.
-    why = (explanation.get("history") or {}).get("too_little") or explanation.get("drivers_left_out")
-    drivers = pd.DataFrame(rows or ([{"driver": why, "kind": "note", "effect": None, "direction": ""}]
-                                    if why else []))
-    return user_head_markdown(user_id, explanation, horizon), drivers, trend, history, case_table
+    drivers = drivers_frame(explanation)
+    return user_head_markdown(user_id, explanation, horizon, ws.settings.currency), drivers, trend, history, case_table
+
+
+def at_risk_view(ws: Workspace, horizon: str, rank_by: str, segment: str | None, stage: str | None,
+                 top_k: float) -> tuple:
+    """The Operations view: at-risk table, its CSV, the lapse histogram and the summary (the reason if none)."""
+    result = ws.call_tool("at_risk_users", horizon_days=int(horizon), top_k=min(int(top_k), MAX_AT_RISK),
+                          segment=segment or None, rank_by=rank_by, stage=stage or None)
+    if error_text(result):
+        # Said in the view itself: an error badge on the table and the histogram told no one why. Where
+        # the workspace knows why there is no model (a reviews-only or too-short shop), its reason wins
+        # over the tool's generic "train the predictor", which `predictor train` would refuse there.
+        reason = error_text(result)
+        if ws.predictor is None and "predictor" in ws.problems and "predictor" in reason:
+            reason = ws.problems["predictor"]
+        # Empty with its header: a frame without columns rendered as the headers "1 2 3".
+        return (pd.DataFrame(columns=list(AT_RISK_COLUMNS)), gr.DownloadButton(visible=False),
+                pd.DataFrame(columns=["p_lapse", "customers"]),
+                f"⚠ No at-risk list: {reason}")
+    from tools.catalog.users import lapse_distribution
+
+    table = at_risk_table(result)
+    summary = operations_summary(result)
+    if table.empty:  # a filter nobody matches: say so (the table showed the placeholder headers "1 2 3")
+        table = pd.DataFrame(columns=list(AT_RISK_COLUMNS))
+        chosen = [f"stage {STAGE_LABELS.get(stage, stage)}" if stage else "", f"segment {segment}" if segment else ""]
+        summary = (f"**No customer to list** ({', '.join(c for c in chosen if c) or 'no filter'}, "
+                   f"{horizon}-day horizon): pick another lifecycle stage or segment.  \n" + summary)
+    csv_path = Path(tempfile.mkdtemp(prefix="shopsight-")) / f"at_risk_{horizon}d_{rank_by}.csv"
+    table.to_csv(csv_path, index=False)
+    histogram = lapse_histogram(lapse_distribution(ws.context, int(horizon)))
+    return table, gr.DownloadButton(value=str(csv_path), visible=True), histogram, summary
+
+
+def review_desk_view(ws: Workspace, target: str | None) -> tuple:
+    """The review desk for "item:ID" or "category:ID": sentiment by month, aspects, summary (or why none)."""
+    if not target:
+        raise gr.Error("Search for an item or a category and pick one first.")
+    kind, _, key = target.partition(":")
+    args = {"item_id": key} if kind == "item" else {"category_id": key}
+    empty = (pd.DataFrame(columns=["month", "sentiment", "share"]),
+             pd.DataFrame(columns=["aspect", "sentiment", "mentions"]))
+    in_shop = ws.review_count()
+    if not in_shop:  # blank charts and "n_reviews 0" told a support agent nothing
+        return (*empty, f"### Reviews of {kind} {key}\n\nThis shop has no reviews at all: the review desk "
+                        "reads reviews imported from a reviews file (for example Amazon reviews: "
+                        "`shopsight data import FILE`, see docs/importing.md). Customers and orders are on the "
+                        "Operations tab.")
+    summary = ws.call_tool("review_summary", **args)
+    if error_text(summary):
+        raise gr.Error(error_text(summary))
+    aspects = pd.DataFrame([{"aspect": a["aspect"], "sentiment": side, "mentions": int(a.get(side, 0))}
+                            for a in summary.get("aspects") or [] for side in ("negative", "positive")],
+                           columns=["aspect", "sentiment", "mentions"])
+    if not summary.get("n_reviews"):
+        return (*empty, f"### Reviews of {kind} {key}\n\nNo reviews of this {kind} up to "
+                        f"{ws.cutoff:%Y-%m-%d} (the shop has {in_shop:,} reviews in all): search another item, "
+                        "or its category.")
+    return ws.review_timeline(**args), aspects, summary_markdown(summary, target)
 
 
 def build_app(ws: Workspace) -> gr.Blocks:
@@ -140,26 +224,7 @@ def build_app(ws: Workspace) -> gr.Blocks:
 
     # ---- operations
     def at_risk(horizon: str, rank_by: str, segment: str | None, stage: str | None, top_k: float):
-        result = ws.call_tool("at_risk_users", horizon_days=int(horizon), top_k=min(int(top_k), MAX_AT_RISK),
-                              segment=segment or None, rank_by=rank_by, stage=stage or None)
-        if error_text(result):
-            raise gr.Error(error_text(result))
-        table = at_risk_table(result)
-        csv_path = Path(tempfile.mkdtemp(prefix="shopsight-")) / f"at_risk_{horizon}d_{rank_by}.csv"
-        table.to_csv(csv_path, index=False)
-        return (table, gr.DownloadButton(value=str(csv_path), visible=True), ws_histogram(int(horizon)),
-                operations_summary(result))
-
-    def at_risk_quiet(*args):
-        try:
-            return at_risk(*args)
-        except gr.Error:  # no scores yet: the banner and the Data tab say what to run
-            return pd.DataFrame(), gr.skip(), gr.skip(), gr.skip()
-
-    def ws_histogram(horizon: int) -> pd.DataFrame:
-        from tools.catalog.users import lapse_distribution
-
-        return lapse_histogram(lapse_distribution(ws.ensure_loaded()["context"], horizon))
+        return at_risk_view(ws, horizon, rank_by, segment, stage, top_k)
 
     def pick_user(evt: gr.SelectData):
         row = getattr(evt, "row_value", None)
@@ -180,20 +245,12 @@ def build_app(ws: Workspace) -> gr.Blocks:
     # ---- review desk
     def find_targets(text: str):
         choices = ws.search_items(text)
+        if not choices:  # an empty list gave no sign, and "Show reviews" then asked to search first
+            gr.Warning(f"No item or category id or name contains {text.strip()!r}; try part of an id.")
         return gr.Dropdown(choices=choices, value=choices[0][1] if choices else None)
 
     def review_desk(target: str | None):
-        if not target:
-            raise gr.Error("Search for an item or a category and pick one first.")
-        kind, _, key = target.partition(":")
-        args = {"item_id": key} if kind == "item" else {"category_id": key}
-        summary = ws.call_tool("review_summary", **args)
-        if error_text(summary):
-            raise gr.Error(error_text(summary))
-        aspects = pd.DataFrame([{"aspect": a["aspect"], "sentiment": side, "mentions": int(a.get(side, 0))}
-                                for a in summary.get("aspects") or [] for side in ("negative", "positive")],
-                               columns=["aspect", "sentiment", "mentions"])
-        return ws.review_timeline(**args), aspects, summary_markdown(summary, target)
+        return review_desk_view(ws, target)
 
     # ---- citations: a click on an id under "Evidence" opens the view that shows it
     def open_citation(horizon: str, evt: gr.EventData):
@@ -260,7 +317,7 @@ def build_app(ws: Workspace) -> gr.Blocks:
                                       js_on_load=CITATION_JS, elem_id="cite-bridge")
                 answer_table = gr.Dataframe(label="Numbers behind the answer (last tool result)", interactive=False,
                                             elem_id="answer-table", max_height=260, visible=False)
-                for group, questions in EXAMPLES.items():
+                for group, questions in examples_for(ws).items():
                     gr.Examples(questions, inputs=question, label=group)
                 queue_note = gr.Markdown("", elem_id="queue-note")
                 submit_args = dict(fn=ask, inputs=[question, chatbot, conversation],
@@ -279,7 +336,9 @@ def build_app(ws: Workspace) -> gr.Blocks:
                     # The horizons the predictor is trained for (SHOPSIGHT_HORIZONS_DAYS), not always 7 and 30.
                     days = [str(h) for h in ws.settings.horizons_days]
                     horizon = gr.Radio(days, value=days[0], label="Horizon (days)", elem_id="horizon")
-                    rank_by = gr.Radio([("Value at risk", "value_at_risk"), ("Lapse probability", "p_lapse"),
+                    # Without prices the value is expected orders (the table's orders_at_risk column).
+                    value_label = "Value at risk" if ws.records_prices() else "Expected orders at risk"
+                    rank_by = gr.Radio([(value_label, "value_at_risk"), ("Lapse probability", "p_lapse"),
                                         ("No-order probability", "p_churn")], value="value_at_risk", label="Rank by")
                     segment = gr.Dropdown([("all segments", "")] + [(s, s) for s in ws.segments()], value="",
                                           label="Segment")
@@ -328,7 +387,7 @@ def build_app(ws: Workspace) -> gr.Blocks:
                 risk_outputs = [risk_table, download, histogram, population]
                 refresh.click(at_risk, [horizon, rank_by, segment, stage, top_k], risk_outputs)
                 # The view opens filled.
-                demo.load(at_risk_quiet, [horizon, rank_by, segment, stage, top_k], risk_outputs)
+                demo.load(at_risk, [horizon, rank_by, segment, stage, top_k], risk_outputs)
                 # Opening a user by hand clears the case a citation showed above the drill-down.
                 drill_args = dict(fn=lambda user, days: (*drill_down(user, days), ""), inputs=[user_box, horizon],
                                   outputs=drill_outputs + [cited_case])
@@ -364,7 +423,9 @@ def build_app(ws: Workspace) -> gr.Blocks:
                 rejected_table = gr.Dataframe(pd.DataFrame(columns=["line", "field", "reason", "raw_line"]),
                                               label="Rejected rows (line, field, reason)", interactive=False,
                                               elem_id="rejected")
-                import_btn.click(upload, [upload_file], [import_report, rejected_table]).then(data_panel, None, [panel])
+                # An import can clear or change a part's problem: the panel and the banner are read again.
+                import_btn.click(upload, [upload_file], [import_report, rejected_table]) \
+                    .then(data_panel, None, [panel]).then(lambda: _banner(ws), None, [banner])
         cited_views = [tabs, user_box, cited_case, *drill_outputs, target, cited_review, sentiment_plot, aspect_plot,
                        review_md]
         cite_bridge.click(open_citation, [horizon], cited_views).then(None, js=SHOW_CITED_JS)

@@ -34,6 +34,13 @@ def rows_frame(result: Any, keys: tuple[str, ...] = TABLE_KEYS) -> pd.DataFrame:
     return pd.DataFrame()
 
 
+def answer_table(tool: str, result: Any) -> pd.DataFrame:
+    """The numbers behind an answer: the at-risk list as the Operations tab shows it (stage words, units in
+    the column names), and no column the shop never records (a blank category_id on CDNOW or Instacart)."""
+    table = at_risk_table(result) if tool == "at_risk_users" else rows_frame(result)
+    return table.dropna(axis=1, how="all") if len(table) else table
+
+
 def error_text(result: Any) -> str | None:
     if isinstance(result, dict) and result.get("error"):
         return f"{result['error']}" + (f" — {result['hint']}" if result.get("hint") else "")
@@ -44,11 +51,28 @@ def driver_row(driver: dict) -> dict:
     """One driver as a flat row: a feature, or one past event of the user (what, when)."""
     event = driver.get("event")
     if isinstance(event, dict):
-        what = f"{event.get('behavior')} {event.get('item_id')} ({event.get('category_id')}) at {event.get('ts')}"
+        category = event.get("category_id")  # a shop without categories (CDNOW, Instacart): no "(None)"
+        what = f"{event.get('behavior')} {event.get('item_id')}" + (f" ({category})" if _given(category) else "") \
+            + f" at {event.get('ts')}"
     else:
         what = driver.get("feature") or driver.get("name") or ""
     return {"driver": what, "kind": driver.get("type", ""), "effect": driver.get("effect"),
             "direction": driver.get("direction", "")}
+
+
+DRIVER_COLUMNS = ["driver", "kind", "effect", "direction"]
+
+
+def drivers_frame(explanation: dict) -> pd.DataFrame:
+    """explain_user's drivers as the drill-down's table; with none, the reason (too little history, or no
+    effect of a point or more) as its one row. explain_user names it `too_little_history`: the app read
+    `history.too_little`, so a 4-order CDNOW customer showed an empty table headed "1 2 3"."""
+    rows = [driver_row(d) for d in explanation.get("drivers") or []]
+    why = (explanation.get("too_little_history") or (explanation.get("history") or {}).get("too_little")
+           or explanation.get("drivers_left_out"))
+    if not rows and why:
+        rows = [{"driver": why, "kind": "note", "effect": None, "direction": ""}]
+    return pd.DataFrame(rows, columns=DRIVER_COLUMNS)
 
 
 # A citation in the chat is a link "#cite/<kind>/<id>"; this script (js_on_load of the app's citation
@@ -136,7 +160,7 @@ def render_events(events: Iterator[Any], chat: list) -> Iterator[tuple[list, Any
             if error_text(result):
                 msg.metadata["title"] += " — error"
             else:
-                table = rows_frame(result)
+                table = answer_table(str(event.get("name")), result)
         elif kind == "token":
             if answer_msg is None:
                 answer_msg = gr.ChatMessage(role="assistant", content="")
@@ -162,11 +186,29 @@ DRILL_FACTS = ("orders", "spend", "days_since_last_buy", "days_since_last_event"
                "top_category", "usual_days_between_buys", "trend", "last_review")
 
 
-def user_head_markdown(user_id: str, explanation: dict, horizon: str | int) -> str:
-    """The drill-down's heading: the user's churn probability and the facts an analyst reads first."""
-    facts = {k: v for k, v in (explanation.get("facts") or {}).items() if k in DRILL_FACTS}
+def _given(value: Any) -> bool:
+    """A fact the shop recorded: not None, NaN or blank (no prices, categories or reviews in its data)."""
+    if value is None or (isinstance(value, float) and value != value):
+        return False
+    return str(value).strip().lower() not in ("", "none", "nan")
+
+
+def user_head_markdown(user_id: str, explanation: dict, horizon: str | int, currency: str = "") -> str:
+    """The drill-down's heading: the user's churn probability and the facts an analyst reads first.
+
+    A fact the shop does not record is left out ("spend None", "last review None" on a shop without
+    prices or reviews); spend carries the shop's currency.
+    """
+    facts = {k: v for k, v in (explanation.get("facts") or {}).items() if k in DRILL_FACTS and _given(v)}
+    if "spend" in facts and currency:
+        facts["spend"] = f"{float(facts['spend']):,.2f} {currency}"
+    # The table ranks by P(lapse) and says the stage; the head said only p_churn, another number for the user.
+    life = explanation.get("lifecycle") or {}
+    stage = [f"**stage** {STAGE_LABELS.get(life['stage'], life['stage'])}"] if life.get("stage") else []
+    if life.get("p_lapse") is not None:
+        stage.append(f"**p_lapse** {life['p_lapse']} (the at-risk table's)")
     return (f"### User {user_id}: p_churn {explanation.get('p_churn')} within {horizon} days\n"
-            + " · ".join(f"**{k.replace('_', ' ')}** {v}" for k, v in facts.items()))
+            + " · ".join([*stage, *(f"**{k.replace('_', ' ')}** {v}" for k, v in facts.items())]))
 
 
 def import_report_markdown(report: dict) -> str:
@@ -230,6 +272,7 @@ def summary_panel(info: dict) -> str:
 AT_RISK_COLUMNS = ("rank", "user_id", "stage", "p_lapse", "value_at_risk", "expected_value", "p_alive",
                    "days_overdue", "usual_gap_days", "days_since_last_order", "next_order_expected", "orders",
                    "segment", "reasons")
+NO_PRICE_COLUMNS = {"value_at_risk": "orders_at_risk", "expected_value": "expected_orders"}
 STAGE_LABELS = {"new": "new", "active": "active", "lapsing": "lapsing", "at_risk": "at risk", "lost": "lost"}
 
 
@@ -242,7 +285,10 @@ def at_risk_table(result: dict) -> pd.DataFrame:
         table["reasons"] = table["reasons"].map(lambda r: "; ".join(r) if isinstance(r, list) else r)
     if "stage" in table:
         table["stage"] = table["stage"].map(lambda s: STAGE_LABELS.get(s, s))
-    return table[[c for c in AT_RISK_COLUMNS if c in table] + [c for c in table if c not in AT_RISK_COLUMNS]]
+    table = table[[c for c in AT_RISK_COLUMNS if c in table] + [c for c in table if c not in AT_RISK_COLUMNS]]
+    if result.get("value_unit") == "orders":  # no prices: these columns count expected orders; their names say so
+        table = table.rename(columns={k: v for k, v in NO_PRICE_COLUMNS.items() if v not in table})
+    return table
 
 
 def as_of_words(as_of) -> str:

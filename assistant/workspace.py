@@ -199,7 +199,7 @@ class Workspace:
             self._raise_if_building("predictor")
             from tools.spans import too_short_for_churn
 
-            short = too_short_for_churn(*self.store.time_span())
+            short = self.reviews_only() or too_short_for_churn(*self.store.time_span())
             if short:  # training would refuse: "run predictor train" would send the user in a circle
                 raise PartUnavailable(f"no trained predictor at {folder}: {short}")
             raise PartUnavailable(f"no trained predictor at {folder}; run `shopsight predictor train` "
@@ -228,9 +228,24 @@ class Workspace:
         memory = CaseMemory(path=self.settings.chroma_path, url=self.settings.chroma_url or None)
         if memory.by_text.count() == 0:
             building = readiness("cases", self.settings.home)
-            self.problems["cases"] = building["error"] if building else \
-                "the case memory is empty; run `shopsight cases build` (or `make run`)"
+            # A reviews-only store: the predictor's problem says why and what to import; not said twice.
+            self.problems["cases"] = building["error"] if building else (
+                "the case memory is empty: cases are built from orders or events, and this store has none"
+                if self.reviews_only() else "the case memory is empty; run `shopsight cases build` (or `make run`)")
         return memory
+
+    def reviews_only(self) -> str | None:
+        """Why a store of reviews without events (the Amazon Fine Food file) has no predictor or cases, else None.
+
+        `predictor train` and `cases build` refuse such a store, so "run them" would send the user in a circle.
+        """
+        events, reviews = self.store.query(
+            "SELECT (SELECT count(*) FROM events) AS events, (SELECT count(*) FROM reviews) AS reviews").iloc[0]
+        if events or not reviews:
+            return None
+        return (f"this store holds {int(reviews):,} reviews and no orders or events; churn predictions, the at-risk "
+                "list and the case memory learn from orders or events, so import an orders or events file for "
+                "them (docs/importing.md). The review desk and review questions work without them")
 
     def _check_llm_installed(self) -> None:
         """A cheap look (no weights read) so the UI can say what to run before anyone asks."""
@@ -330,6 +345,7 @@ class Workspace:
         info = dict(self.store.summary())
         info.pop("imports", None)
         info["as_of"] = self.cutoff.isoformat(sep=" ")
+        info["the data records"] = self.records()
         if self.predictor is not None:
             info["predictor"] = f"{self.predictor.version} ({self.settings.predictor_dir})"
             metrics = self._predictor_metrics()
@@ -359,9 +375,33 @@ class Workspace:
         data = json.loads(path.read_text())
         out = {}
         for h, entry in zip(data.get("horizons_days", []), data.get("validation", [])):
-            if entry and "churn_auc" in entry:
-                out[f"{h}d"] = {k: entry[k] for k in ("churn_auc", "churn_base_rate", "n", "cutoff") if k in entry}
+            if entry and entry.get("churn_auc") is not None:  # in words: the panel showed raw JSON
+                out[f"{h} days"] = (f"churn AUC {entry['churn_auc']:.3f} on {entry.get('n', '?')} held-out users "
+                                    f"(base rate {entry.get('churn_base_rate', '?')}, "
+                                    f"cutoff {entry.get('cutoff', '?')})")
         return out
+
+    def records_prices(self) -> bool:
+        """Whether any purchase has an amount (else value is counted in expected orders, not money)."""
+        return bool(self.store.query("SELECT EXISTS (SELECT 1 FROM events WHERE behavior = 'buy' AND amount > 0) "
+                                     "AS priced").iloc[0]["priced"])
+
+    def records(self) -> str:
+        """What the shop's data records and lacks, in words: a view that comes up empty is explained here."""
+        row = self.store.query("""SELECT (SELECT count(*) FROM events) AS events,
+            (SELECT count(*) FROM events WHERE behavior = 'buy' AND amount > 0) AS priced,
+            (SELECT count(*) FROM events WHERE category_id IS NOT NULL) AS categorized,
+            (SELECT count(*) FROM reviews) AS reviews""").iloc[0]
+        kinds = self.store.query("SELECT behavior, count(*) AS n FROM events GROUP BY 1 ORDER BY n DESC")
+        parts = [("events " + ", ".join(f"{r.behavior} {r.n:,}" for r in kinds.itertuples())) if len(kinds)
+                 else "no events (the Operations tab needs orders or events)"]
+        if row.events:
+            parts.append(f"prices in {self.settings.currency}" if row.priced
+                         else "no prices (value is counted in orders, not money)")
+            parts.append("categories" if row.categorized else "no categories")
+        parts.append(f"{int(row.reviews):,} reviews" if row.reviews
+                     else "no reviews (the review desk has nothing to show)")
+        return " · ".join(parts)
 
     def segments(self) -> list[str]:
         """The shop's own segment labels (for the at-risk filter)."""
@@ -406,6 +446,10 @@ class Workspace:
         totals = counts.sum(axis=1).rename("reviews")
         return shares.merge(totals, left_on="month", right_index=True)
 
+    def review_count(self) -> int:
+        """How many reviews the store holds (0: a shop of orders or clicks only)."""
+        return int(self.store.query("SELECT count(*) AS n FROM reviews").iloc[0]["n"])
+
     def search_items(self, text: str, limit: int = 20) -> list[tuple[str, str]]:
         """(label, value) pairs of items and categories whose id or name contains the text."""
         items = self.store.items_frame()
@@ -420,7 +464,8 @@ class Workspace:
         categories = sorted({str(c) for c in items["category_id"].dropna().unique()})[:limit]
         choices = [(f"category {c}", f"category:{c}") for c in categories]
         for row in items.head(limit).itertuples():
-            name = getattr(row, "name", None) or ""
+            name = getattr(row, "name", None)
+            name = "" if pd.isna(name) else name  # an item without a name read "item 12196 nan"
             choices.append((f"item {row.item_id} {name}".strip(), f"item:{row.item_id}"))
         return choices
 
@@ -471,6 +516,14 @@ class Workspace:
                 f"({', '.join(UPLOAD_SUFFIXES)}); export a spreadsheet as CSV first")
         report = self.store.import_file(path, progress=False)
         self.context.cache.clear()  # new events: cached frames and facts are stale
+        if report.rows_imported:
+            # What the parts' problems said may no longer hold (orders imported into a reviews-only store):
+            # they are found again on next use, as after a background job (ensure_loaded).
+            with self._load_lock:
+                self._parts = None
+                self._agent = None  # it holds the old tools
+                for part in ("predictor", "cases"):
+                    self.problems.pop(part, None)
         rejected = [{"line": p.line_no, "field": p.field, "reason": p.reason, "raw_line": p.raw_line[:200]}
                     for p in report.problems]
         return {"file": Path(report.source_file).name, "format": report.format, "table": report.target_table,
