@@ -164,7 +164,7 @@ def demo_jobs(settings, args: argparse.Namespace) -> list:
             lambda report: _call([*_train_argv(settings, recipe), "--quiet"]), expected_s=120,
             probe=lambda: _training_progress(settings, recipe)),
         Job("scores", "scoring every user", lambda: _scored(settings),
-            lambda report: _call(["predictor", "score", "--quiet"]), expected_s=10),
+            lambda report: _call(["predictor", "score", "--quiet"]), expected_s=15),
     ]
     if not args.skip_model:
         jobs.append(Job("llm", "preparing the chat model", lambda: _model_ready(settings),

@@ -183,11 +183,12 @@ def run_score(args: argparse.Namespace) -> int:
         _check_trained_horizons(store, predictor, settings)
         start = time.perf_counter()
         scores = score_store(store, predictor, cutoff, progress=not args.quiet)
+        seconds = time.perf_counter() - start
+        _save_customer_values(store, cutoff, quiet=args.quiet)
     except PredictorError as exc:
         raise SystemExit(str(exc)) from exc
     finally:
         store.close()
-    seconds = time.perf_counter() - start
     users = scores["user_id"].nunique()
     print(f"scored {users} users x {len(predictor.horizons_days)} horizons as of {cutoff} with {predictor.version} "
           f"in {seconds:.1f} s ({users / max(seconds, 1e-9):.0f} users/s)")
@@ -195,6 +196,28 @@ def run_score(args: argparse.Namespace) -> int:
         print(f"  note: {predictor.last_info['truncated_users']} users have more than {predictor.max_len} events; "
               "the model read their most recent ones")
     return 0
+
+
+def _save_customer_values(store, cutoff, quiet: bool) -> None:
+    """Fit the customer values the tools read (money at risk) once here, not in every process that asks.
+
+    A shop the value model cannot fit (too short, no purchases) is left to the tools, which say why.
+    """
+    from tools.catalog.reads import VALUE_HORIZON_DAYS
+    from tools.predictor.clv import customer_value
+    from tools.predictor.value_cache import save_values
+
+    start = time.perf_counter()
+    try:
+        frame, notes = customer_value(store.events_frame(until=cutoff), cutoff, VALUE_HORIZON_DAYS)
+    except ValueError as exc:
+        if not quiet:
+            print(f"  customer values not saved ({exc}); the tools will say why when asked")
+        return
+    path = save_values(store, cutoff, VALUE_HORIZON_DAYS, frame, notes)
+    if path is not None and not quiet:
+        print(f"  customer values over {VALUE_HORIZON_DAYS} days saved for the tools ({notes['model']}) "
+              f"in {time.perf_counter() - start:.1f} s")
 
 
 def _check_trained_horizons(store, predictor, settings) -> None:

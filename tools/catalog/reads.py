@@ -213,8 +213,11 @@ def customer_value(ctx: ToolContext) -> tuple[pd.DataFrame, dict]:
     """
     if "value" not in ctx.cache:
         from tools.predictor.clv import customer_value as value_model
+        from tools.predictor.value_cache import load_values
 
-        frame, notes = value_model(events_until_cutoff(ctx), ctx.cutoff, VALUE_HORIZON_DAYS)
+        # `predictor score` saves the fit for exactly these events and this code; else fit it here
+        saved = load_values(ctx.store, ctx.cutoff, VALUE_HORIZON_DAYS)
+        frame, notes = saved or value_model(events_until_cutoff(ctx), ctx.cutoff, VALUE_HORIZON_DAYS)
         ctx.cache["value"] = (frame.set_index("user_id"), notes)
     return ctx.cache["value"]
 
