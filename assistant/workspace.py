@@ -524,6 +524,11 @@ class Workspace:
                 self._agent = None  # it holds the old tools
                 for part in ("predictor", "cases"):
                     self.problems.pop(part, None)
+                # "Now" is the newest event, as at open: newer uploaded rows were ignored until a restart.
+                # An upload of older history never moves it back.
+                _, last_ts = self.store.time_span()
+                if last_ts is not None and pd.Timestamp(last_ts).to_pydatetime() > self.cutoff:
+                    self.cutoff = pd.Timestamp(last_ts).to_pydatetime()
         rejected = [{"line": p.line_no, "field": p.field, "reason": p.reason, "raw_line": p.raw_line[:200]}
                     for p in report.problems]
         return {"file": Path(report.source_file).name, "format": report.format, "table": report.target_table,

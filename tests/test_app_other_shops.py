@@ -206,6 +206,25 @@ def test_orders_uploaded_into_a_reviews_only_store_update_what_the_workspace_say
         store.close()
 
 
+def test_an_upload_of_newer_orders_moves_the_workspace_now_and_older_history_does_not(home):
+    store = orders_only_store(home)
+    try:
+        ws = Workspace.open(_settings(home), store=store, chat_model_factory=lambda: None)
+        opened = ws.cutoff
+        assert opened == pd.Timestamp("2017-02-24").to_pydatetime()  # the last order of orders_only_store
+        newer, older = home / "newer.csv", home / "older.csv"
+        newer.write_text("user_id,timestamp,behavior,item_id\nu1,2017-03-10 09:00:00,buy,p1\n", encoding="utf-8")
+        older.write_text("user_id,timestamp,behavior,item_id\nu2,2016-12-01 09:00:00,buy,p2\n", encoding="utf-8")
+        assert ws.import_upload(str(newer))["rows_imported"] == 1
+        assert ws.cutoff == pd.Timestamp("2017-03-10 09:00:00").to_pydatetime()
+        assert ws.summary()["as_of"] == "2017-03-10 09:00:00"
+        assert ws.context.cutoff == ws.cutoff  # the tools are rebuilt at the new "now"
+        assert ws.import_upload(str(older))["rows_imported"] == 1
+        assert ws.cutoff == pd.Timestamp("2017-03-10 09:00:00").to_pydatetime()
+    finally:
+        store.close()
+
+
 def test_drivers_table_says_why_it_is_empty_with_the_key_explain_user_returns():
     from tools.catalog.users import _explanation_notes
 
