@@ -204,3 +204,21 @@ def test_a_small_chinese_shop_reads_short_clauses(tmp_path):
         aspects = {a["aspect"]: a for a in analyzer.summarize(frame)["aspects"]}
         assert aspects["price"]["positive"] == 1 and aspects["price"]["negative"] == 0, aspects["price"]
         assert aspects["quality"]["positive"] == 1 and aspects["quality"]["negative"] == 0, aspects["quality"]
+
+
+def test_a_review_leans_with_its_stars_and_the_model_reads_unrated_ones(model):
+    rows = [("s5", 5, "Terrible, stale and arrived broken. Never again."),  # the stars say otherwise: stars win
+            ("s3", 3, "Delicious, my favorite snack, great value!"),
+            ("s1", 1, "质量很好，物流很快"),
+            ("u1", None, "Delicious, my favorite snack, great value!"),
+            ("u2", None, "Terrible, stale and arrived broken. Never again.")]
+    frame = pd.DataFrame([{"review_id": r, "user_id": "u", "item_id": "i1", "ts": datetime(2024, 1, 1), "rating": s,
+                           "title": None, "text": t, "helpful_votes": 0, "total_votes": 0} for r, s, t in rows])
+    per_review, per_mention = ReviewAnalyzer(model).analyze(frame)
+    assert dict(zip(per_review["review_id"], per_review["sentiment"])) == {
+        "s5": "positive", "s3": "mixed", "s1": "negative", "u1": "positive", "u2": "negative"}
+    summary = ReviewAnalyzer(model).summarize(frame)
+    assert summary["sentiment"] == {"positive": 2, "mixed": 1, "negative": 2}
+    # Clauses keep the model's reading when it places them: the 1-star review still praises delivery.
+    s1 = per_mention[per_mention["review_id"] == "s1"].set_index("aspect")
+    assert s1.loc["delivery", "sentiment"] == "positive", s1
