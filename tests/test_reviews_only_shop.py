@@ -42,3 +42,10 @@ def test_a_reviewer_is_a_user_and_the_tool_says_which_reviews(fns):
     assert "only their 1 review" in res["error"] and "review_summary(item_id='book1')" in res["hint"]
     assert "unknown user_id 'c9999'" in tools["user_history"](user_id="c9999")["error"]
 
+
+def test_no_events_means_no_predictor_to_train(fns):
+    _, tools = fns
+    res = tools["at_risk_users"](horizon_days=7)
+    assert "no churn model" in res["error"]
+    assert "no events" in res["hint"] and "review_summary" in res["hint"], res["hint"]
+    assert "shopsight predictor train" not in res["hint"]

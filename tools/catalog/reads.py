@@ -25,10 +25,18 @@ def rounded(x, nd: int = 3) -> float | None:
     return None if x is None or pd.isna(x) else round(float(x), nd)
 
 
+NO_EVENTS_HINT = ("this shop has no events (orders, visits) on or before {cutoff:%Y-%m-%d}, only reviews: churn and "
+                  "purchase predictions learn from events, so there is no predictor to train; import an order or event "
+                  "file for them (docs/importing.md). Reviews answer without it (review_summary)")
+
+
 def train_hint(ctx: ToolContext) -> str:
-    """What to do without a churn model: train one, unless the shop's history is too short to learn one."""
+    """What to do without a churn model: train one, unless the shop has no events or too short a history."""
     if "span_note" not in ctx.cache:
-        ctx.cache["span_note"] = too_short_for_churn(*ctx.store.time_span())
+        # A reviews-only shop: its time span is the reviews' (store.time_span), long enough, and training
+        # would still have nothing to learn from (Round 9: "train the predictor" on a reviews-only home).
+        ctx.cache["span_note"] = NO_EVENTS_HINT.format(cutoff=ctx.cutoff) if events_until_cutoff(ctx).empty \
+            else too_short_for_churn(*ctx.store.time_span())
     return ctx.cache["span_note"] or TRAIN_HINT
 
 
