@@ -40,6 +40,7 @@ def test_a_reviewer_is_a_user_and_the_tool_says_which_reviews(fns):
     res = tools["user_history"](user_id="c0326")
     assert "book1-c0326 of item book1, 2017-03-13, 5 stars" in res["error"], res
     assert "only their 1 review" in res["error"] and "review_summary(item_id='book1')" in res["hint"]
+    assert "book1-c0001 of item book1, 2017-03-14, 1 star)" in tools["explain_user"](user_id="c0001")["error"]
     assert "unknown user_id 'c9999'" in tools["user_history"](user_id="c9999")["error"]
 
 

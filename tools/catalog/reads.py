@@ -157,7 +157,7 @@ def check_user(ctx: ToolContext, user_id: str) -> str:
     written = written[written["user_id"].astype(str) == user_id]
     if len(written):
         listed = "; ".join(f"{r.review_id} of item {r.item_id}, {r.ts:%Y-%m-%d}"
-                           + ("" if pd.isna(r.rating) else f", {int(r.rating)} stars")
+                           + ("" if pd.isna(r.rating) else f", {int(r.rating)} star{'' if int(r.rating) == 1 else 's'}")
                            for r in written.tail(10).itertuples())
         raise ToolError(f"user {user_id!r} has no events on or before {ctx.cutoff:%Y-%m-%d}: the shop records only "
                         f"their {len(written)} review{'s' if len(written) > 1 else ''} ({listed})",
