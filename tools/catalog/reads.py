@@ -25,10 +25,18 @@ def rounded(x, nd: int = 3) -> float | None:
     return None if x is None or pd.isna(x) else round(float(x), nd)
 
 
+NO_EVENTS_HINT = ("this shop has no events (orders, visits) on or before {cutoff:%Y-%m-%d}, only reviews: churn and "
+                  "purchase predictions learn from events, so there is no predictor to train; import an order or event "
+                  "file for them (docs/importing.md). Reviews answer without it (review_summary)")
+
+
 def train_hint(ctx: ToolContext) -> str:
-    """What to do without a churn model: train one, unless the shop's history is too short to learn one."""
+    """What to do without a churn model: train one, unless the shop has no events or too short a history."""
     if "span_note" not in ctx.cache:
-        ctx.cache["span_note"] = too_short_for_churn(*ctx.store.time_span())
+        # A reviews-only shop: its time span is the reviews' (store.time_span), long enough, and training
+        # would still have nothing to learn from (Round 9: "train the predictor" on a reviews-only home).
+        ctx.cache["span_note"] = NO_EVENTS_HINT.format(cutoff=ctx.cutoff) if events_until_cutoff(ctx).empty \
+            else too_short_for_churn(*ctx.store.time_span())
     return ctx.cache["span_note"] or TRAIN_HINT
 
 
@@ -124,17 +132,38 @@ def user_facts(ctx: ToolContext) -> pd.DataFrame:
     return ctx.cache["facts"]
 
 
+def reviews_by_cutoff(ctx: ToolContext) -> pd.DataFrame:
+    """All reviews with ts <= cutoff (cached)."""
+    if "reviews" not in ctx.cache:
+        ctx.cache["reviews"] = ctx.store.reviews_frame(until=ctx.cutoff)
+    return ctx.cache["reviews"]
+
+
 def is_known_user(ctx: ToolContext, user_id: str) -> bool:
-    """Whether the user has events by the cutoff (a read-only lookup; no error raised)."""
-    return user_id in user_facts(ctx).index
+    """Whether the user has events or wrote a review by the cutoff (a read-only lookup; no error raised).
+
+    A reviewer is a user: a reviews-only shop has no events, and its reviewers were answered "no user".
+    """
+    return user_id in user_facts(ctx).index or bool((reviews_by_cutoff(ctx)["user_id"].astype(str) == user_id).any())
 
 
 def check_user(ctx: ToolContext, user_id: str) -> str:
-    """The id if the user has events by the cutoff, else a ToolError the model can act on."""
-    if not is_known_user(ctx, user_id):
-        raise ToolError(f"unknown user_id {user_id!r}: no events on or before {ctx.cutoff:%Y-%m-%d}",
-                        "use an id returned by at_risk_users or similar_cases (ids are strings, e.g. '00042')")
-    return user_id
+    """The id if the user has events by the cutoff, else a ToolError the model can act on: for a user
+    who only wrote reviews, which reviews (ids, items, stars; their text goes through review_summary,
+    which quotes it as untrusted) and how to read them."""
+    if user_id in user_facts(ctx).index:
+        return user_id
+    written = reviews_by_cutoff(ctx)
+    written = written[written["user_id"].astype(str) == user_id]
+    if len(written):
+        listed = "; ".join(f"{r.review_id} of item {r.item_id}, {r.ts:%Y-%m-%d}"
+                           + ("" if pd.isna(r.rating) else f", {int(r.rating)} star{'' if int(r.rating) == 1 else 's'}")
+                           for r in written.tail(10).itertuples())
+        raise ToolError(f"user {user_id!r} has no events on or before {ctx.cutoff:%Y-%m-%d}: the shop records only "
+                        f"their {len(written)} review{'s' if len(written) > 1 else ''} ({listed})",
+                        f"read the reviews of that item with review_summary(item_id={str(written['item_id'].iloc[-1])!r})")
+    raise ToolError(f"unknown user_id {user_id!r}: no events or reviews on or before {ctx.cutoff:%Y-%m-%d}",
+                    "use an id returned by at_risk_users or similar_cases (ids are strings, e.g. '00042')")
 
 
 def user_segments(ctx: ToolContext) -> pd.Series:
