@@ -178,3 +178,17 @@ def test_the_planner_adds_the_cart_call_a_two_part_question_asks_for() -> None:
     question = "Who is at risk this week, and what did they leave in their carts?"
     listed = [("at_risk_users", {"horizon_days": 7, "users": [{"user_id": "1334"}]})]
     assert follow_up(question, listed, specs) == {"name": "open_carts", "args": {"window_days": 7}}
+
+
+def test_an_id_written_with_its_noun_is_the_id() -> None:
+    from assistant.agent.tool_specs import check_known, required_grounded
+
+    spec = build_specs(shop_tools())["explain_user"]
+    question = ["usr 4955 churn prob this month + drivers"]
+    args, dropped = check_known(spec, {"user_id": "usr 4955", "horizon_days": 30})
+    assert args == {"user_id": "4955", "horizon_days": 30} and dropped == []
+    assert required_grounded(spec, args, question)
+    # a description is no id, even when a word of it is one; an unknown id stays for the router to pass over
+    assert check_known(spec, {"user_id": "churned after 4955 days of silence"})[0] == {
+        "user_id": "churned after 4955 days of silence"}
+    assert check_known(spec, {"user_id": "usr 9999"})[0] == {"user_id": "usr 9999"}
