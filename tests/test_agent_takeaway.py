@@ -265,3 +265,23 @@ def test_a_history_of_hours_is_not_told_in_zero_days() -> None:
     assert "over 40 days; the last purchase was 3 days ago" in compose_answer("q", [("user_history", older)])
     zh = compose_answer("q", [("user_history", result)], language="zh")
     assert "上次购买在今天" in zh
+
+
+def test_all_or_none_where_the_facts_give_partial_shares_is_dropped() -> None:
+    from assistant.agent.takeaway import takeaway_facts, without_overstated_shares
+
+    users = [{"user_id": str(i), "p_buy": 0.8 if i < 8 else 0.2} for i in range(10)]
+    facts, _ = takeaway_facts([("open_carts", {"window_days": 7, "scores_horizon_days": 7, "users": users, "items": [],
+                                               "totals": {"open_items": 12, "customers_with_open_carts": 10}})])
+    assert any("8 are likely to buy" in line for line in facts)
+    # 8 of 10 likely to buy: "all" and "none" overstate; a count of its own is the grounding check's to test
+    assert without_overstated_shares("All of these customers will check out anyway. Remind the rest.", facts) == (
+        "Remind the rest.", ["All"])
+    assert without_overstated_shares("None of them needs a reminder.", facts) == ("", ["None"])
+    assert without_overstated_shares("All 8 likely buyers need no reminder.", facts) == (
+        "All 8 likely buyers need no reminder.", [])
+    # a whole share (10 of 10) makes "all" a fair reading; facts without shares leave the text alone
+    whole = ["10 of 10 listed customers: a single order so far."]
+    assert without_overstated_shares("All of them ordered once.", whole) == ("All of them ordered once.", [])
+    assert without_overstated_shares("All groups churn alike.", ["Customers grouped by tenure, 4 groups."]) == (
+        "All groups churn alike.", [])

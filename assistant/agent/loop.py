@@ -36,7 +36,8 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from assistant.agent import grounding, intent, planner
 from assistant.agent.text import FEEDBACK_KEY, drop_feedback, is_call_payload, strip_untrusted, text_of
 from assistant.agent.composer import compose_answer
-from assistant.agent.takeaway import echoes, focus_of, takeaway_facts, whole_sentences, without_invented_ordinals
+from assistant.agent.takeaway import (echoes, focus_of, takeaway_facts, whole_sentences, without_invented_ordinals,
+                                     without_overstated_shares)
 from assistant.prompts import render
 from assistant.llm.decoding import decodes_locally
 from assistant.agent.router import make_router
@@ -430,8 +431,10 @@ class Agent:
             turn.takeaway["dropped"] = ["cut off, repeating itself or echoing the prompt"]
             return ""
         kept, ranks = without_invented_ordinals(kept, lines)
-        if ranks:
-            turn.takeaway["dropped"] = [f"{rank}: a label or id read as a rank" for rank in ranks]
+        kept, overstated = without_overstated_shares(kept, lines)
+        if ranks or overstated:
+            turn.takeaway["dropped"] = [f"{rank}: a label or id read as a rank" for rank in ranks] + \
+                [f"{word!r}: the facts give only partial shares" for word in overstated]
         return kept
 
     def _finish(self, turn: _Turn, text: str | None, started: float, steps: int, streamed: bool = False,

@@ -16,6 +16,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from assistant.agent.cues import CART_WORDS
+from assistant.agent.time_spans import spans
+
 MAX_CALLS = 2
 # What each tool answers, in the words of a question part.
 _ASKS = {
@@ -33,6 +36,8 @@ _ASKS = {
                                r"\bwhat will (?:they|he|she|.{0,20}) buy\b|下一次|接下来.{0,4}买", re.I),
     "segment_report": re.compile(r"\bsegments?\b|\bby (?:tenure|value band|first category|spend)\b|分群", re.I),
     "review_summary": re.compile(r"\breviews?\b|\bcomplain\w*|评论|评价", re.I),
+    # Carts and baskets in the languages of assistant/agent/cues.py ("what did they leave in their carts").
+    "open_carts": CART_WORDS,
 }
 # A part of the question that points at a user of an earlier result rather than naming one.
 _FIRST_USER = re.compile(r"\b(?:the )?(?:first|top|riskiest|#1|number one|first one|top one|top user|"
@@ -97,6 +102,10 @@ def _arguments(name: str, question: str, results: list[tuple[str, Any]], specs: 
             if isinstance(result, dict) and isinstance(result.get("horizon_days"), int):
                 args["horizon_days"] = result["horizon_days"]
                 break
+    named_days = {days for _, days in spans(question)}
+    for key in params:  # a window the question names ("carts of the last 2 weeks"), when it names one span
+        if key.endswith("_days") and key not in args and len(named_days) == 1:
+            args[key] = next(iter(named_days))
     return args
 
 

@@ -27,11 +27,14 @@ sentence embeddings of example questions to the name scores, a second opinion th
 the small model's standing preferences. It counts less for a question near no example ("why #2?",
 a question in French): `ExemplarPrior.confidence`.
 
-Only the user's question and the conversation decide the call; nothing is matched by keywords.
-What the question itself names settles what the model is unsure of: a customer or product it
-names puts the tools that take one first, an id slot left empty takes the one id of its kind the
-question names, a span of time ("este mes", "30d") the horizon or window left out, and a choice
-named outright ("by lapse probability") the closed choice (`tool_specs.fill_named_ids`,
+Only the user's question and the conversation decide the call. Where the English-only prior is blind
+(a question in Spanish, Chinese, German ...), multilingual cue lists (assistant/agent/cues.py) say what
+kind of answer is wanted: groups set side by side or against the rest, a grouping's words ("Neukunden",
+"新老客户"), a rate rather than a list, carts; they reorder the model's ranking and settle a grouping,
+nothing more (`prefer_cued_tools`). What the question itself names settles what the model is unsure
+of: a customer or product it names puts the tools that take one first, an id slot left empty takes the
+one id of its kind the question names, a span of time ("este mes", "30d") the horizon or window left
+out, and a choice named outright ("by lapse probability") the closed choice (`tool_specs.fill_named_ids`,
 `fill_time_span`, `prefer_named_entities`; the ids are the shop's, checked read-only).
 """
 
@@ -46,11 +49,12 @@ from typing import Any
 from langchain_core.messages import BaseMessage, HumanMessage, ToolMessage
 
 from assistant.llm.decoding import decodes_locally
+from assistant.agent.cues import compares_groups, grouping_cued, prefer_cued_tools
 from assistant.agent.mentions import mentions
 from assistant.agent.session import reference_notes
-from assistant.agent.tool_specs import (ToolSpec, check_known, fill_named_ids, fill_time_span, ground_arguments,
-                                        named_grouping, prefer_compared_groups, prefer_named_entities,
-                                        required_grounded, worth_decoding)
+from assistant.agent.tool_specs import (ENTITY_ARGUMENTS, ToolSpec, check_known, fill_named_ids, fill_time_span,
+                                        ground_arguments, named_grouping, prefer_compared_groups,
+                                        prefer_named_entities, required_grounded, worth_decoding)
 
 
 @dataclass
@@ -127,9 +131,11 @@ class LikelihoodRouter:
         named = mentions(" ".join([question, *(f"{kind} {value}" for _, kind, value in notes)]))
         ranked = sorted(trace.scores, key=trace.scores.get, reverse=True)
         ranked = prefer_named_entities(specs, prefer_compared_groups(specs, ranked, named), named)
+        ranked = prefer_cued_tools(specs, ranked, question, named)
         trace.score_s = time.perf_counter() - started
         texts = [m.content for m in messages if isinstance(m, (HumanMessage, ToolMessage)) and isinstance(m.content, str)]
-        best, trace.raw_arguments, args, trace.dropped = self._choose(prompt, specs, ranked, texts, trace, named)
+        best, trace.raw_arguments, args, trace.dropped = self._choose(prompt, specs, ranked, texts, trace,
+                                                                      named, question)
         trace.args_s = time.perf_counter() - started - trace.score_s
         args, ungrounded = ground_arguments(specs[best], args, texts, user_texts=asked)
         trace.dropped += ungrounded
@@ -147,7 +153,7 @@ class LikelihoodRouter:
         return {"name": best, "args": args}
 
     def _choose(self, prompt: str, specs: dict[str, ToolSpec], ranked: list[str], texts: list[str],
-                trace: RouteTrace, named: list[str] = ()) -> tuple[str, str, dict, list[str]]:
+                trace: RouteTrace, named: list[str] = (), question: str = "") -> tuple[str, str, dict, list[str]]:
         """(tool, raw argument text, checked arguments, dropped names) of the call to make.
 
         The best-scored tool whose required arguments come from the conversation: a call needing
@@ -168,7 +174,8 @@ class LikelihoodRouter:
             args, filled = fill_named_ids(specs[name], args, list(named))
             trace.filled += [f"{name}.{key}" for key in filled]
             tried.append((name, raw, args, dropped + unknown))
-            meant = _meant_elsewhere(specs, name, parsed, args, ranked, texts, named)
+            meant = _meant_elsewhere(specs, name, parsed, args, ranked, texts, named,
+                                     compared=compares_groups(specs, question, list(named)))
             if meant is not None and not any(t[0] == meant for t in tried):
                 trace.rerouted.append(f"{name}->{meant}")
                 queue.insert(0, meant)
@@ -227,14 +234,16 @@ def _read_object(raw: str) -> dict:
 
 
 def _meant_elsewhere(specs: dict[str, ToolSpec], name: str, parsed: dict, kept: dict,
-                     ranked: list[str], texts: list[str], named: list[str] = ()) -> str | None:
+                     ranked: list[str], texts: list[str], named: list[str] = (), compared: bool = False) -> str | None:
     """The best-ranked other tool that takes an id the model wrote but `name` could not keep.
 
     Only ids from the conversation that name something in the shop count (a tool's read-only
     `known_values` checks): a stray "user_id": "1334" for at_risk_users points to a tool taking
     that user, a "segment_by": "dog_household" to the tool whose `segment` accepts that segment.
     Counts and free text are no evidence, nor is a slot for one value when the question names
-    two of its kind ("dog_household vs cat_household": a `segment` filter holds only one).
+    two of its kind ("dog_household vs cat_household": a `segment` filter holds only one), nor a group the
+    question sets beside the rest ("multi_pet ... than the others", `compared`, assistant/agent/cues.py):
+    only an id of one entity (a customer, a product) then points elsewhere.
     """
     id_keys = {key for spec in specs.values() for key in spec.known}
     conversation = "\n".join(texts).lower()
@@ -246,8 +255,8 @@ def _meant_elsewhere(specs: dict[str, ToolSpec], name: str, parsed: dict, kept: 
     for other in ranked:
         if other == name:
             continue
-        checks = [is_known for is_known in specs[other].known.values()
-                  if len({v.lower() for v in names if is_known(v)}) < 2]
+        checks = [is_known for key, is_known in specs[other].known.items()
+                  if len({v.lower() for v in names if is_known(v)}) < 2 and (not compared or key in ENTITY_ARGUMENTS)]
         if any(is_known(value) for value in stray for is_known in checks):
             return other
     return None
@@ -367,15 +376,44 @@ def _choices_named(spec: ToolSpec, args: dict, question: str, trace: RouteTrace,
             if args.get(key) != named[0]:
                 args[key] = named[0]
                 trace.filled.append(key)
-    for key, choice in named_grouping(spec, mentioned).items():
-        if key in settled:
-            continue  # named outright ("by tenure") wins over members ("snacker")
+    by_members = named_grouping(spec, mentioned)
+    for key in spec.groups:
+        # named outright ("by tenure") wins over members ("snacker"), members over cue words ("Neukunden")
+        choice = by_members.get(key) or grouping_cued(spec, key, question)
+        if key in settled or choice is None:
+            continue
         settled.add(key)
         if args.get(key) != choice:
             args[key] = choice
             trace.filled.append(key)
+    for key, value in _values_named_with_their_argument(spec, question).items():
+        if key not in settled and key not in args:
+            settled.add(key)
+            args[key] = value
+            trace.filled.append(key)
     trace.settled += sorted(settled)
     return args
+
+
+def _values_named_with_their_argument(spec: ToolSpec, question: str) -> dict[str, str]:
+    """{argument: value} for an optional argument whose documented values ("new", "lapsing", "at_risk")
+    the question names beside the argument's own name: "customers in the at_risk stage", "stage: lapsing".
+
+    Such a value (a lifecycle stage) is no closed choice in the schema, so `names_choice` does not read it,
+    and "at risk" alone is no stage: nearly every churn question says it.
+    """
+    out = {}
+    for key, prop in spec.parameters.items():
+        if key in spec.required or "enum" in prop or prop.get("type") != "string":
+            continue
+        values = re.findall(r'"([a-z][a-z_]*)"', prop.get("description", ""))
+        word = re.escape(key.replace("_", " "))
+        hits = [v for v in values if re.search(rf"(?<![\w-])(?:{re.escape(v)}|{re.escape(v.replace('_', ' '))})"
+                                               rf"[\s-]+{word}\b|\b{word}\s*[:=]?\s*{re.escape(v)}(?!\w)",
+                                               question, re.I)]
+        if len(set(hits)) == 1:
+            out[key] = hits[0]
+    return out
 
 
 def _settle_choices(spec: ToolSpec, args: dict, texts: list[str], question: str, prior: Any,

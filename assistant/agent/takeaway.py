@@ -228,6 +228,46 @@ def without_invented_ordinals(text: str, facts: list[str]) -> tuple[str, list[st
     return " ".join(kept), dropped
 
 
+_SHARE_RE = re.compile(r"\b(\d+) of (?:the )?(\d+)\b")
+_OF_THE_RE = re.compile(r"\s*of the (\d+)\b[^,.]*,", re.I)
+_PART_RE = re.compile(r"\b(\d+) (?:are|is|were|have|has|will)\b")
+_ALL_RE = re.compile(r"\b(?:all|every|everyone|everybody|each of)\b|所有|全部", re.I)
+_NONE_RE = re.compile(r"\b(?:none|no one|nobody|not one|not a single)\b|没有一个", re.I)
+
+
+def without_overstated_shares(text: str, facts: list[str]) -> tuple[str, list[str]]:
+    """The takeaway without its sentences that say "all" or "none" where every share the facts give is partial.
+
+    The fact lines count ("7 of 10 listed customers: overdue", "8 of 10 ... likely to buy"); a sentence
+    turning them into "all the customers are overdue" or "none will buy" is no number the grounding check
+    can test, and it overstates. Only when the facts give shares and none of them is whole (n of n) or
+    empty (0 of n) is the quantifier made up; a sentence with a count of its own is left to that check.
+
+    Returns:
+        (the kept sentences, the quantifiers dropped).
+    """
+    shares = [(int(k), int(n)) for k, n in _SHARE_RE.findall(" ".join(facts)) if int(n) > 0]
+    for line in facts:  # "Of the 10 customers with the most left in their carts, 8 are likely ... and 2 are unlikely"
+        whole_group = _OF_THE_RE.match(line)
+        if whole_group and int(whole_group.group(1)) > 0:
+            shares += [(int(k), int(whole_group.group(1))) for k in _PART_RE.findall(line[whole_group.end():])]
+    if not shares:
+        return text, []
+    whole = any(k == n for k, n in shares)
+    empty = any(k == 0 for k, n in shares)
+    kept, dropped = [], []
+    for sentence in re.split(r"(?<=[.!?。！？])\s*", text.strip()):
+        if not sentence:
+            continue
+        counted = re.search(r"\d", sentence)
+        word = None if counted else ((not whole and _ALL_RE.search(sentence)) or (not empty and _NONE_RE.search(sentence)))
+        if word:
+            dropped.append(word.group(0))
+        else:
+            kept.append(sentence)
+    return " ".join(kept), dropped
+
+
 def _next(r: dict, counts: dict, cur: str) -> list[str]:
     lines = []
     cats = [c for c in r.get("next_categories") or [] if isinstance(c, dict)]

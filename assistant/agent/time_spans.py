@@ -10,6 +10,10 @@ Besides English words it reads the shorthand ops staff type ("7d", "30d", "this 
 "ce mois-ci", "30 jours"), Spanish ("esta semana", "este mes", "30 días") and Chinese ("本周",
 "本月", "30天"). A question in those languages is answered in English (assistant/agent/intent.py),
 but its horizon is still the one it asked for.
+
+How long someone has been a customer ("with us over a year", "customers for more than 6 months",
+"accounts older than 90 days") is no span here: it is neither a horizon nor a window, but a group of
+customers by tenure (`tenure_spans`; assistant/agent/cues.py reads it as the tenure grouping).
 """
 
 from __future__ import annotations
@@ -47,8 +51,26 @@ _FOREIGN_RE = [(re.compile(p, re.I), unit) for p, unit in _FOREIGN_SPANS]
 _EXPLICIT_DAYS_RE = re.compile(r"\b\d+\s*(?:-\s*)?days?\b", re.I)
 
 
-def spans(text: str) -> list[tuple[str, int]]:
-    """(phrase, days) for every span of time the text names, in order."""
+# A span that says how long someone has been a customer is no window and no horizon: "with us over a year",
+# "customers for more than 6 months", "accounts older than 90 days", "signed up 2 years ago". A bare "since"
+# is left alone: "reviews since last month" is a look-back window.
+# It groups customers by tenure (segment_report's "tenure"); read as a horizon it asked for 365 days ahead
+# and the gate refused the question (bench/results/agent_eval.md, Round 8, hc01).
+_HOW_LONG = r"(?:over|more\s+than|at\s+least|longer\s+than|less\s+than|under|about|almost|nearly|roughly|around)"
+_WHO = r"(?:customers?|members?|clients?|accounts?|shoppers?|buyers?|users?|people|ones)"
+_TENURE_BEFORE_RE = re.compile(
+    r"(?:\bwith\s+us(?:\s+for)?|"  # "with us over a year", "with us for 2 years"
+    r"\bbeen\s+(?:a\s+|our\s+)?(?:" + _WHO[3:-1] + r"|around|here|shopping|buying|ordering)"
+    r"(?:\s+(?:with\s+us|here|from\s+us))?(?:\s+for)?|"  # "has been a customer for 3 years"
+    r"\b" + _WHO + r"\s+(?:(?:with\s+us|here)\s+)?for(?=\s+" + _HOW_LONG + r")|"  # "customers for more than 6 months"
+    r"\b(?:older|longer)\s+than|\btenure\s+(?:of|over|above|under|below)|\bmember\s+since)"
+    r"\s+(?:" + _HOW_LONG + r"\s+)?(?:the\s+(?:past|last)\s+)?$", re.I)
+_TENURE_AFTER_RE = re.compile(r"^\s*(?:ago|old|of\s+(?:tenure|membership)|as\s+(?:a\s+)?(?:customers?|members?)|"
+                              r"(?:or\s+)?(?:more|longer)\s+(?:with\s+us|as\s+(?:a\s+)?customers?))\b", re.I)
+
+
+def _found_spans(text: str) -> list[tuple[int, str, int]]:
+    """(start, phrase, days) of every span, one reading per stretch of text, in order."""
     found = []  # (start, phrase, days)
     for match in _SPAN_RE.finditer(text):
         count, unit, adverb = match.groups()
@@ -65,13 +87,30 @@ def spans(text: str) -> list[tuple[str, int]]:
             number = match.group(1) if match.groups() else None
             found.append((match.start(), match.group(0), int(number or 1) * UNIT_DAYS[unit]))
     found.sort()
-    out: list[tuple[str, int]] = []
+    out: list[tuple[int, str, int]] = []
     end = -1
     for start, phrase, days in found:  # one reading per stretch of text ("30 días" is not also "30 d")
         if start >= end:
-            out.append((phrase, days))
+            out.append((start, phrase, days))
             end = start + len(phrase)
     return out
+
+
+def _is_tenure(text: str, start: int, phrase: str) -> bool:
+    before, after = text[max(0, start - 48):start], text[start + len(phrase):]
+    return bool(_TENURE_BEFORE_RE.search(before) or _TENURE_AFTER_RE.match(after))
+
+
+def spans(text: str) -> list[tuple[str, int]]:
+    """(phrase, days) for every span of time the text names, in order; how long someone has been a
+    customer ("with us over a year") is left out (`tenure_spans`)."""
+    return [(phrase, days) for start, phrase, days in _found_spans(text) if not _is_tenure(text, start, phrase)]
+
+
+def tenure_spans(text: str) -> list[tuple[str, int]]:
+    """(phrase, days) for the spans that say how long someone has been a customer ("customers for more
+    than 6 months", "with us over a year", "accounts older than 90 days")."""
+    return [(phrase, days) for start, phrase, days in _found_spans(text) if _is_tenure(text, start, phrase)]
 
 
 def gives_days(text: str) -> bool:

@@ -11,8 +11,8 @@ so a confident model still wins over a vague prior and the other way round.
 
 Only `train` phrasings are read; the held-out phrasings and the evaluation question files
 (data/questions/demo_questions.jsonl, data/questions/heldout_a.jsonl, data/questions/heldout_b.jsonl,
-data/questions/heldout_c.jsonl) stay unseen. Nothing is matched by keywords: similarity
-is between sentence embeddings, and a tool without examples gets a neutral (uniform) prior.
+data/questions/heldout_c.jsonl, data/questions/heldout_d.jsonl) stay unseen. Nothing is matched by keywords
+here: similarity is between sentence embeddings, and a tool without examples gets a neutral (uniform) prior.
 
 Embedding the ~1,000 example questions costs seconds on 2 cores; their vectors are kept in
 `cache_dir` (keyed by the encoder and the texts), so a cold process embeds only the question.

@@ -186,6 +186,8 @@ def check_known(spec: ToolSpec, args: dict) -> tuple[dict, list[str]]:
     is one of a sibling argument's kind moves there when that slot is empty or wrong; an optional
     argument left unknown is dropped (the tool's default applies). A required one stays, so the
     router passes the tool over (`required_grounded`) or the tool's error reaches the model.
+    A short value holding one id of its kind with the noun the question wrote it with ("usr 2827")
+    is that id: passed over, "usr 2827 churn prob this month + drivers" went to the segment report.
 
     Returns:
         (arguments, names of the dropped ones).
@@ -194,6 +196,11 @@ def check_known(spec: ToolSpec, args: dict) -> tuple[dict, list[str]]:
     for key, is_known in spec.known.items():
         value = args.get(key)
         if value in (None, "") or is_known(str(value)):
+            continue
+        words = _ID_WORD_RE.findall(str(value))
+        inside = {word for word in words if is_known(word)} if len(words) <= 3 else set()
+        if len(inside) == 1:  # the id copied with its noun ("usr 2827", "customer #1814"), no description: the id
+            args[key] = inside.pop()
             continue
         for other, other_known in spec.known.items():
             if other != key and other_known(str(value)) and \

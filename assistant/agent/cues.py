@@ -1,0 +1,172 @@
+"""Words that say what kind of answer a question wants, in the languages staff ask in.
+
+The exemplar prior (assistant/agent/tool_prior.py) embeds questions with an English-only MiniLM: for
+"¿Compran menos los clientes home_cook que los demás?" or "新老客户的购买率对比" it has no opinion, and
+the 0.5B model alone prefers the at-risk list for any question about customers. These cue lists are
+what the router reads where the prior is blind (assistant/agent/router.py `prefer_cued_tools`):
+
+- `compares(q)`: the question sets groups side by side ("vs", "than", "compared with", "más que",
+  "par rapport à", "im Vergleich", "do que", "比较", "区别");
+- `against_the_rest(q)`: one group against an unnamed rest ("than the others", "everyone else",
+  "los demás", "les autres", "die übrigen", "os outros", "其他");
+- `groupings_cued(q)`: which way of grouping customers the question's words point to, as
+  segment_report's `segment_by` choices: how long they have been customers ("new vs old customers",
+  "Neukunden", "老客户", a tenure phrase like "with us over a year"), what they spend ("big spenders",
+  "gros acheteurs"), their first purchase ("primera compra", "首次购买"), the shop's segments;
+- `asks_rate(q)`: a rate or an overall figure, not a list of people ("churn rate", "tasa", "taux", "率");
+- `about_carts(q)`: carts and baskets ("carrito", "panier", "Warenkorb", "carrinho", "购物车").
+
+Each list is a vocabulary, not a question: no rule names a phrasing of an evaluation set. A cue
+only reorders the model's ranking or settles a closed choice; the model and the tools' own checks
+still decide everything else.
+"""
+
+from __future__ import annotations
+
+import re
+
+from assistant.agent.time_spans import tenure_spans
+from assistant.agent.tool_specs import ENTITY_ARGUMENTS, ToolSpec, _moved_first, named_members
+
+
+def _any(*words: str) -> re.Pattern:
+    """One pattern for the words: whole words for Latin script, substrings for Chinese."""
+    latin = [w for w in words if not re.search(r"[\u4e00-\u9fff]", w)]
+    cjk = [w for w in words if re.search(r"[\u4e00-\u9fff]", w)]
+    parts = [rf"(?<![\w])(?:{'|'.join(latin)})(?![\w])"] if latin else []
+    parts += [f"(?:{'|'.join(cjk)})"] if cjk else []
+    return re.compile("|".join(parts), re.I)
+
+
+_COMPARE = _any(
+    # English
+    r"vs\.?", "versus", "than", r"compar\w*", "against", "side by side", r"differ\w*", "gap", "relative to",
+    # Spanish / Portuguese
+    r"más\s+que", r"menos\s+que", r"mais\s+(?:do\s+)?que", r"menos\s+(?:do\s+)?que", r"do\s+que", r"compar\w*",
+    r"frente\s+a", r"diferen\w*", "entre",
+    # French / Italian
+    r"plus\s+que", r"moins\s+que", r"par\s+rapport", r"rispetto", r"più\s+(?:di|che)", r"meno\s+(?:di|che)",
+    r"confront\w*",
+    # German
+    "als", r"vergleich\w*", r"unterschied\w*", "zwischen", "gegenüber",
+    # Chinese
+    "比较", "对比", "相比", "比起", "区别", "差异", "差别", "不同",
+)
+_REST = _any(
+    "the rest", r"(?:the\s+)?others", "everyone else", "everybody else", r"all\s+other\s+\w+", r"other\s+customers",
+    r"the\s+remaining", r"los\s+demás", r"el\s+resto", r"los\s+otros", r"las\s+otras", r"les\s+autres",
+    r"le\s+reste", r"die\s+übrigen", r"den\s+anderen", r"dem\s+rest", r"os\s+outros", r"o\s+resto",
+    r"os\s+demais", r"gli\s+altri", "其他", "其余", "别的",
+)
+# segment_report's groupings (`segment_by` choices), by the words that point to each.
+_GROUPINGS = {
+    "tenure": _any(
+        r"new(?:er)?\s+(?:customers|clients|buyers|shoppers|users)", r"long[- ]?(?:time|standing)", "veterans?",
+        "newcomers", r"old(?:er)?\s+(?:customers|clients|accounts)", "tenure", r"recent\s+sign[- ]?ups",
+        r"(?:clientes|usuarios)\s+(?:nuevos|antiguos|novos|antigos)", "nuevos", "antiguos", "novos", "antigos",
+        "nouveaux", "anciens", r"ancienneté", "neukunden", "stammkunden", "bestandskunden", r"langjährige\w*",
+        "nuovi", "vecchi", "新客户", "老客户", "新用户", "老用户", "新老", "新客", "老客"),
+    "value_band": _any(
+        r"(?:big|small|high|low|heavy|light)\s+(?:spenders|buyers)", "spenders?", r"spend(?:ing)?", "value bands?",
+        r"high[- ]value", r"low[- ]value", r"gastan?", "gasto", r"gros\s+acheteurs", r"petits\s+acheteurs",
+        r"dépens\w*", r"vielkäufer", r"umsatz\w*", r"ausgaben", r"gastam", r"spesa", "高消费", "低消费", "消费",
+        "高价值", "低价值"),
+    "first_category": _any(
+        r"first\s+(?:purchase|order|buy)", r"started\s+with", r"primera\s+compra", r"empezaron\s+con",
+        r"premier\s+achat", r"première\s+commande", r"erste[rn]?\s+(?:kauf|bestellung)", "erstkauf",
+        r"primeira\s+compra", r"primo\s+acquisto", "首次购买", "首单", "第一次购买", "第一单"),
+    "segment": _any("segments?", "segmentos?", "segmenté?s?", "segmenti", "分群", "细分", "客群"),
+}
+_RATE = _any(
+    "rates?", "average", "overall", "share", "percentage", r"per\s+cent", "doing", "how many", "proportion",
+    "tasa", "promedio", "taux", "moyenne", "quote", "durchschnitt", "taxa", "média", "tasso", "率", "平均", "比例",
+)
+CART_WORDS = _any(
+    r"carts?", "baskets?", r"carrito\w*", r"cesta\w*", "panier", "paniers",
+    r"warenk[öo]rb\w*", r"einkaufswagen", r"carrinhos?", r"carrello", r"carrelli", "购物车", "加购",
+)
+
+
+# "more than 6 months", "less than 20%": a quantity, not a comparison of groups.
+_QUANTITY_RE = re.compile(r"\b(?:more|less|fewer|longer|shorter|older|younger|greater|higher|lower|above|below|over|"
+                          r"under)\s+than\s+(?:a|an|one|two|three|\d[\d.,]*\s*%?)", re.I)
+
+
+def compares(question: str) -> bool:
+    """Whether the question sets things side by side ("vs", "than", "más que", "相比", ...).
+
+    A tenure phrase ("with us for more than two years") and a quantity ("more than 20%") are no comparison.
+    """
+    text = _QUANTITY_RE.sub(" ", question)
+    for phrase, _ in tenure_spans(question):
+        text = text.replace(phrase, " ")
+    return bool(_COMPARE.search(text))
+
+
+def against_the_rest(question: str) -> bool:
+    """Whether the question compares with an unnamed rest ("than the others", "los demás", "其他")."""
+    return bool(_REST.search(question))
+
+
+def groupings_cued(question: str) -> list[str]:
+    """segment_report's `segment_by` choices the question's words point to, in a fixed order.
+
+    A tenure phrase ("with us over a year", "customers for more than 6 months") points to tenure:
+    it is a group of customers by how long they have been with the shop (time_spans.tenure_spans).
+    """
+    found = [name for name, pattern in _GROUPINGS.items() if pattern.search(question)]
+    if tenure_spans(question) and "tenure" not in found:
+        found.insert(0, "tenure")
+    return found
+
+
+def asks_rate(question: str) -> bool:
+    """Whether the question asks for a rate or an overall figure rather than a list of people."""
+    return bool(_RATE.search(question))
+
+
+def about_carts(question: str) -> bool:
+    """Whether the question is about carts or baskets, in any of the languages above."""
+    return bool(CART_WORDS.search(question))
+
+
+def prefer_cued_tools(specs: dict[str, ToolSpec], ranked: list[str], question: str, named: list[str]) -> list[str]:
+    """`ranked` reordered by what the cues say the question wants; otherwise the model's order stands.
+
+    - about carts: the tool named for carts first (the at-risk list and a customer's explanation also
+      take a customer, so "Was liegt im Warenkorb von Kunde 1814?" went to explain_user);
+    - a comparison that names a group or a grouping ("más que los demás", "新老客户 ... 对比", "high
+      spenders vs everyone else"): the tool that reports per group (`ToolSpec.groups`) first; a filter
+      holds one group and cannot set it beside the rest;
+    - one group named that a filter takes ("cat_household churners next month"), no comparison and no
+      rate asked: the tools that list that group's customers first, ahead of the per-group report.
+    """
+    if about_carts(question):
+        return _moved_first(ranked, [name for name in ranked if "cart" in name])
+    members = _members_named(specs, named)
+    if compares_groups(specs, question, named):
+        return _moved_first(ranked, [name for name in ranked if specs[name].groups])
+    if len(members) == 1 and not asks_rate(question):
+        (member,) = members
+        filters = [name for name in ranked if any(key not in ENTITY_ARGUMENTS and is_known(member)
+                                                  for key, is_known in specs[name].known.items())]
+        return _moved_first(ranked, filters)
+    return ranked
+
+
+def compares_groups(specs: dict[str, ToolSpec], question: str, named: list[str]) -> bool:
+    """Whether the question sets a group it names (a member, or a grouping's words) beside others or the rest."""
+    return (compares(question) or against_the_rest(question)) and \
+        bool(_members_named(specs, named) or groupings_cued(question))
+
+
+def _members_named(specs: dict[str, ToolSpec], named: list[str]) -> set[str]:
+    """The group members the question names ("snacker", "365d+", "high"), by the tools' own checks."""
+    return {member for spec in specs.values() for key in spec.groups
+            for members in named_members(spec, key, named).values() for member in members}
+
+
+def grouping_cued(spec: ToolSpec, key: str, question: str) -> str | None:
+    """The one choice of grouping argument `key` the question's words point to, or None (none or several)."""
+    choices = [c for c in groupings_cued(question) if c in (spec.groups.get(key) or {})]
+    return choices[0] if len(choices) == 1 else None
