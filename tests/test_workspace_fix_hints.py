@@ -34,6 +34,17 @@ def reviews_only(tmp_path_factory):
     store.close()
 
 
+def test_a_reviews_only_store_is_told_it_lacks_events_not_sent_to_build_commands(reviews_only):
+    settings, store = reviews_only
+    ws = Workspace.open(settings, store=store, chat_model_factory=lambda: None)
+    assert ws.cases is not None  # opened (empty): the problem is recorded as it opens
+    for part in ("cases", "predictor"):
+        problem = ws.problems[part]
+        assert "orders or events" in problem, problem  # what the shop lacks
+        assert "cases build" not in problem and "predictor train" not in problem, problem
+    assert "import an orders or events file" in ws.problems["predictor"]  # said once, with the fix
+
+
 @pytest.fixture(scope="module")
 def tiny_gguf(tmp_path_factory):
     pytest.importorskip("llama_cpp")
