@@ -371,3 +371,23 @@ def test_review_questions_ask_about_reviewed_items():
                             "rating": [5, 1], "text": ["好", "差"]})
     assert slot_values(events, None, reviews)["items"] == ["book3", "i1"]
     assert slot_values(events, None, None)["items"] == sorted(events.loc[events["behavior"] == "buy", "item_id"].unique())
+
+
+def test_a_shop_without_categories_is_not_asked_or_told_a_next_category(tmp_path):
+    """CDNOW records no categories: every answer said "Next category: none expected" (new-user trial, Round 9)."""
+    events = _events()
+    args = _args(tmp_path, n_churn_train=6, n_churn_eval=4, n_tool_train=0, n_tool_eval=0)
+    plain = sft_data.build(args, events.assign(category_id=None), None,
+                           {"items": ["i1"], "categories": [], "segments": []}, TOOLS)
+    churn = [e for e in plain["train"] + plain["eval_churn"] if e["meta"]["kind"] == "churn"]
+    assert churn
+    for example in churn:
+        question, answer = (m["content"] for m in example["messages"])
+        assert "category" not in question and "category" not in answer.lower(), (question, answer)
+        assert question.endswith("Answer yes or no, then why.") and answer.split("\n")[1].startswith("Why: ")
+    with_categories = sft_data.build(args, events, None, {"items": ["i1"], "categories": ["coffee", "tea", "snacks"],
+                                                          "segments": []}, TOOLS)
+    example = next(e for e in with_categories["train"] if e["meta"]["kind"] == "churn")
+    question, answer = (m["content"] for m in example["messages"])
+    assert "then the next category and why" in question and "- top_category: " in question
+    assert answer.split("\n")[1].startswith("Next category: ")
