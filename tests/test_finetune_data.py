@@ -391,3 +391,24 @@ def test_a_shop_without_categories_is_not_asked_or_told_a_next_category(tmp_path
     question, answer = (m["content"] for m in example["messages"])
     assert "then the next category and why" in question and "- top_category: " in question
     assert answer.split("\n")[1].startswith("Next category: ")
+
+
+def test_a_tool_answer_on_a_shop_without_prices_says_spend_not_recorded(tmp_path):
+    """The Instacart sample has no prices: the trained answers said "spend None" (new-user trial, Round 9)."""
+    from assistant.prompts import render
+    from finetune.sft_sources import load_source
+    from tools.data.store import EventStore
+
+    db = tmp_path / "shop.duckdb"
+    with EventStore(db) as store:
+        store.import_frames("test", events=_events().assign(amount=None))
+    source = load_source(_args(tmp_path, db=str(db), demo_users=None))
+    run = source.run_tool_at(datetime(2026, 5, 1))
+    for tool in ("user_history", "explain_user"):
+        result = run(tool, {"user_id": "u1"})
+        answer = render("finetune_tool_answer", tool=tool, args={"user_id": "u1"}, result=result)
+        assert "None" not in answer, answer
+    history = run("user_history", {"user_id": "u1"})
+    assert history["totals"]["spend"] is None  # what the tool says without prices
+    assert "orders, spend not recorded, last purchase" in render("finetune_tool_answer", tool="user_history",
+                                                                 args={"user_id": "u1"}, result=history)
