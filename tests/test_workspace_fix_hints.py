@@ -71,7 +71,7 @@ def test_a_bad_adapter_is_named_with_its_fault_and_the_way_back(reviews_only, ti
         ws.chat_model()
     message = str(err.value)
     assert f"SHOPSIGHT_ADAPTER={adapter}" in message
-    assert ("no such file or folder" if case == "missing" else "trained on base model 'tiny-llama'") in message
+    assert ("no such file or folder. Unset" if case == "missing" else "trained on base model 'tiny-llama'") in message
     assert "Unset SHOPSIGHT_ADAPTER to go back to the packaged weights" in message
     assert "finetune.lora run's final/ folder" in message and "finetune.export_gguf" in message
     assert "shopsight models install" not in message  # the model is fine
