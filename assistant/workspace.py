@@ -301,9 +301,9 @@ class Workspace:
                     if isinstance(exc, AdapterLoadError):  # the model is fine: installing it again cannot help
                         message = (
                             f"the LoRA adapter SHOPSIGHT_ADAPTER={self.settings.adapter} cannot be used with the chat "
-                            f"model '{self.settings.model}': {str(exc).rstrip('. ')}. Unset SHOPSIGHT_ADAPTER to go back to the packaged "
-                            "weights, or point it at a finetune.lora run's final/ folder or a GGUF LoRA written by "
-                            "`python -m finetune.export_gguf`"
+                            f"model '{self.settings.model}': {str(exc).rstrip('. ')}. Unset SHOPSIGHT_ADAPTER to go "
+                            "back to the packaged weights, or point it at a finetune.lora run's final/ folder or a "
+                            "GGUF LoRA written by `python -m finetune.export_gguf`"
                         )
                     else:
                         message = (

@@ -7,8 +7,9 @@
 
 Two kinds of examples:
 (a) churn: a user's history serialized as of a cutoff -> "yes"/"no" (no purchase in the next H
-    days, the true outcome) + the next category (where the shop records categories) + reasons built only from facts known at the
-    cutoff (the predictor's `explain_user` when a predictor is given, else RFM facts);
+    days, the true outcome) + the next category (where the shop records categories) + reasons
+    built only from facts known at the cutoff (the predictor's `explain_user` when a predictor is
+    given, else RFM facts);
 (b) tool use: a question -> the right tool call -> (with a store) the tool's result -> an
     answer that only repeats numbers of that result (finetune/sft_tools.py).
 Train and held-out examples come from different cutoffs AND different users (a stable hash

@@ -41,7 +41,7 @@ def test_a_run_folder_stands_for_its_final_adapter(run):
 def test_an_unfinished_run_and_a_folder_that_is_no_adapter_say_what_they_are(run):
     unfinished = run["tmp"] / "unfinished"
     shutil.copytree(run["folder"] / "checkpoints", unfinished / "checkpoints")
-    with pytest.raises(AdapterError, match=r"finetune.lora run with no final/ adapter yet .*run the same command again"):
+    with pytest.raises(AdapterError, match=r"run with no final/ adapter yet .*run the same command again"):
         adapter_for_engine(unfinished, "llamacpp", base_gguf=run["base"])
     other = run["tmp"] / "notes"
     other.mkdir()

@@ -60,5 +60,5 @@ def test_a_lora_file_llama_cpp_cannot_read_is_refused_with_its_reason(quantized)
     base weights; the engine refuses and names llama.cpp's reason."""
     junk = quantized["tmp"] / "junk.gguf"
     junk.write_bytes(b"GGUF" + bytes(64))
-    with pytest.raises(RuntimeError, match=r"could not load the LoRA adapter .*junk.gguf: .*failed to apply lora adapter"):
+    with pytest.raises(RuntimeError, match=r"could not load the LoRA adapter .*junk.gguf: .*failed to apply lora"):
         LlamaEngine.open(quantized["base"], n_threads=1, n_ctx=256, lora_path=junk)

@@ -286,8 +286,9 @@ def load_llama_chat(spec: Any, **chat_options: Any) -> "LlamaToolChat":
     except (ValueError, RuntimeError) as exc:
         if lora is not None:
             raise AdapterLoadError(f"llama.cpp could not apply the LoRA adapter {lora} to the model '{spec.model}' "
-                                   f"({exc}). Use the adapter with the base model it was trained on, or export it "
-                                   f"again from its finetune.lora folder (`python -m finetune.export_gguf FOLDER`).") from None
+                                   f"({exc}). Use the adapter with the base model it was trained on, or export "
+                                   "it again from its finetune.lora folder (`python -m finetune.export_gguf FOLDER`).") \
+                from None
         raise ModelLoadError(f"llama.cpp could not load {gguf} ({exc})") from None
     label = name or gguf.stem
     return LlamaToolChat.from_engine(engine, model_name=label, **chat_options)
