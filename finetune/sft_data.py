@@ -7,8 +7,9 @@
 
 Two kinds of examples:
 (a) churn: a user's history serialized as of a cutoff -> "yes"/"no" (no purchase in the next H
-    days, the true outcome) + the next category + reasons built only from facts known at the
-    cutoff (the predictor's `explain_user` when a predictor is given, else RFM facts);
+    days, the true outcome) + the next category (where the shop records categories) + reasons
+    built only from facts known at the cutoff (the predictor's `explain_user` when a predictor is
+    given, else RFM facts);
 (b) tool use: a question -> the right tool call -> (with a store) the tool's result -> an
     answer that only repeats numbers of that result (finetune/sft_tools.py).
 Train and held-out examples come from different cutoffs AND different users (a stable hash
@@ -128,7 +129,8 @@ def reasons(facts: dict, explanation: dict | None = None) -> list[str]:
 
 
 def churn_examples(events: pd.DataFrame, reviews: pd.DataFrame | None, users: list[str], cutoff: datetime,
-                   horizon_days: int, serialize: Callable, explain: Callable | None = None) -> list[dict]:
+                   horizon_days: int, serialize: Callable, explain: Callable | None = None,
+                   has_categories: bool = True) -> list[dict]:
     """One churn chat example per user of `users` (users without events before the cutoff are skipped).
 
     Args:
@@ -139,6 +141,8 @@ def churn_examples(events: pd.DataFrame, reviews: pd.DataFrame | None, users: li
         horizon_days: churn horizon H.
         serialize: `serialize(history, reviews, cutoff) -> str`.
         explain: optional `explain(user_id, cutoff, horizon_days) -> dict` (the predictor's explain_user).
+        has_categories: False for a shop that records no categories (slot_values' "categories" is
+            empty): no next category is asked for or answered (it was "none expected" every time).
     """
     from assistant.prompts import render
 
@@ -153,12 +157,14 @@ def churn_examples(events: pd.DataFrame, reviews: pd.DataFrame | None, users: li
             continue
         mine = reviews[(reviews["user_id"] == user) & (reviews["ts"] <= c)] if reviews is not None else None
         facts = rfm_facts(history, cutoff)
+        if not has_categories:
+            facts.pop("top_category")  # "none" for every user of such a shop
         churned, nxt = churn_outcome(future_groups.get(user, future.iloc[:0]), cutoff, horizon_days)
         explanation = explain(user, cutoff, horizon_days) if explain else None
         question = render("finetune_churn_question", cutoff=_day(c), horizon_days=horizon_days, facts=facts,
-                          history=serialize(history, mine, cutoff))
+                          history=serialize(history, mine, cutoff), has_categories=has_categories)
         answer = render("finetune_churn_answer", label="yes" if churned else "no", next_category=nxt,
-                        reasons=reasons(facts, explanation))
+                        reasons=reasons(facts, explanation), has_categories=has_categories)
         out.append({"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}],
                     "meta": {"kind": "churn", "user_id": str(user), "cutoff": c.isoformat(),
                              "horizon_days": horizon_days, "label": int(churned), "next_category": nxt,
@@ -300,6 +306,7 @@ def build(args: SFTArgs, events: pd.DataFrame, reviews: pd.DataFrame | None, val
     all_users = sorted(events["user_id"].astype(str).unique())
     train_users, eval_users = split_users(all_users, args.eval_user_share)
     seen: dict[str, set[str]] = {}
+    has_categories = bool(values.get("categories"))  # slot_values: the shop's categories, empty without any
 
     def seen_by(cutoff: str) -> set[str]:
         """Users with events by the cutoff (churn examples and tool questions ask only about them)."""
@@ -320,16 +327,16 @@ def build(args: SFTArgs, events: pd.DataFrame, reviews: pd.DataFrame | None, val
             picked = [u for u in shuffled if u not in retained][:half] + \
                 [u for u in shuffled if u in retained][: per_cutoff - half]
             churn_train += churn_examples(events, reviews, picked, datetime.fromisoformat(cutoff), args.horizon_days,
-                                          serialize, explain)
+                                          serialize, explain, has_categories)
             continue
         picked = random.Random(args.seed + i).sample(pool, min(per_cutoff, len(pool)))
         churn_train += churn_examples(events, reviews, picked, datetime.fromisoformat(cutoff), args.horizon_days,
-                                      serialize, explain)
+                                      serialize, explain, has_categories)
     log(f"churn examples for training: {len(churn_train)} ({sum(e['meta']['label'] for e in churn_train)} churned)")
     pool = [u for u in eval_users if u in seen_by(args.eval_cutoff)]
     picked = random.Random(args.seed + 99).sample(pool, min(args.n_churn_eval, len(pool)))
     churn_eval = churn_examples(events, reviews, picked, datetime.fromisoformat(args.eval_cutoff), args.horizon_days,
-                                serialize, explain)
+                                serialize, explain, has_categories)
     log(f"held-out churn examples at {args.eval_cutoff}: {len(churn_eval)} "
         f"({sum(e['meta']['label'] for e in churn_eval)} churned)")
 

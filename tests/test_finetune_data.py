@@ -371,3 +371,44 @@ def test_review_questions_ask_about_reviewed_items():
                             "rating": [5, 1], "text": ["好", "差"]})
     assert slot_values(events, None, reviews)["items"] == ["book3", "i1"]
     assert slot_values(events, None, None)["items"] == sorted(events.loc[events["behavior"] == "buy", "item_id"].unique())
+
+
+def test_a_shop_without_categories_is_not_asked_or_told_a_next_category(tmp_path):
+    """CDNOW records no categories: every answer said "Next category: none expected" (new-user trial, Round 9)."""
+    events = _events()
+    args = _args(tmp_path, n_churn_train=6, n_churn_eval=4, n_tool_train=0, n_tool_eval=0)
+    plain = sft_data.build(args, events.assign(category_id=None), None,
+                           {"items": ["i1"], "categories": [], "segments": []}, TOOLS)
+    churn = [e for e in plain["train"] + plain["eval_churn"] if e["meta"]["kind"] == "churn"]
+    assert churn
+    for example in churn:
+        question, answer = (m["content"] for m in example["messages"])
+        assert "category" not in question and "category" not in answer.lower(), (question, answer)
+        assert question.endswith("Answer yes or no, then why.") and answer.split("\n")[1].startswith("Why: ")
+    with_categories = sft_data.build(args, events, None, {"items": ["i1"], "categories": ["coffee", "tea", "snacks"],
+                                                          "segments": []}, TOOLS)
+    example = next(e for e in with_categories["train"] if e["meta"]["kind"] == "churn")
+    question, answer = (m["content"] for m in example["messages"])
+    assert "then the next category and why" in question and "- top_category: " in question
+    assert answer.split("\n")[1].startswith("Next category: ")
+
+
+def test_a_tool_answer_on_a_shop_without_prices_says_spend_not_recorded(tmp_path):
+    """The Instacart sample has no prices: the trained answers said "spend None" (new-user trial, Round 9)."""
+    from assistant.prompts import render
+    from finetune.sft_sources import load_source
+    from tools.data.store import EventStore
+
+    db = tmp_path / "shop.duckdb"
+    with EventStore(db) as store:
+        store.import_frames("test", events=_events().assign(amount=None))
+    source = load_source(_args(tmp_path, db=str(db), demo_users=None))
+    run = source.run_tool_at(datetime(2026, 5, 1))
+    for tool in ("user_history", "explain_user"):
+        result = run(tool, {"user_id": "u1"})
+        answer = render("finetune_tool_answer", tool=tool, args={"user_id": "u1"}, result=result)
+        assert "None" not in answer, answer
+    history = run("user_history", {"user_id": "u1"})
+    assert history["totals"]["spend"] is None  # what the tool says without prices
+    assert "orders, spend not recorded, last purchase" in render("finetune_tool_answer", tool="user_history",
+                                                                 args={"user_id": "u1"}, result=history)

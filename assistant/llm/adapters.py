@@ -6,7 +6,8 @@
 
 `SHOPSIGHT_ADAPTER` may name either form of one adapter: the peft folder `finetune.lora` writes
 (`final/`, for transformers) or the GGUF LoRA file exported beside it (`final/adapter.gguf`, for
-llama.cpp; `python -m finetune.export_gguf FOLDER` writes it). An adapter records the base model
+llama.cpp; `python -m finetune.export_gguf FOLDER` writes it); a run folder stands for its
+`final/`. An adapter records the base model
 it was trained on (base_model.yaml; copied into the GGUF's metadata), so one made for another
 base is refused with both names. Nothing here imports finetune: the keys below are the contract.
 """
@@ -95,12 +96,26 @@ def check_base(adapter: Path, base: dict, base_label: str) -> None:
             f"or train an adapter on '{base_label}'.")
 
 
+def run_final(path: Path) -> Path:
+    """A finetune.lora run folder (checkpoints/, final/, metrics.jsonl) stands for its final/ adapter;
+    any other path is returned as given. A run that has no final/ yet is refused: it has not finished."""
+    if not path.is_dir() or (path / "adapter_config.json").is_file() or (path / GGUF_FILE).is_file():
+        return path
+    if (path / "final").is_dir():
+        return path / "final"
+    if (path / "checkpoints").is_dir():
+        raise AdapterError(f"SHOPSIGHT_ADAPTER {path}: a finetune.lora run with no final/ adapter yet (it has not "
+                           "finished); finish it (run the same command again: it resumes) or name a finished run")
+    return path
+
+
 def adapter_for_engine(path: str | Path, engine: str, base_gguf: str | Path | None = None,
                        base_name: str | None = None, base: dict | None = None) -> Path:
     """The adapter file (llama.cpp) or folder (transformers) for `engine`, checked against the base.
 
     Args:
-        path: What SHOPSIGHT_ADAPTER names: a peft adapter folder or a GGUF LoRA file.
+        path: What SHOPSIGHT_ADAPTER names: a peft adapter folder, a GGUF LoRA file, or a
+            finetune.lora run folder (its final/ is used).
         engine: "llamacpp" or "transformers".
         base_gguf: The GGUF model file llama.cpp loads (its architecture is read for the check).
         base_name: The packaged model's registry name, if it is one.
@@ -116,14 +131,19 @@ def adapter_for_engine(path: str | Path, engine: str, base_gguf: str | Path | No
     path = Path(path).expanduser()
     if not path.exists():
         raise AdapterError(f"SHOPSIGHT_ADAPTER {path}: no such file or folder")
+    path = run_final(path)
     folder = path.parent if path.is_file() else path
     is_peft = (folder / "adapter_config.json").is_file()
     if engine == "llamacpp":
         chosen = path if path.suffix == ".gguf" else folder / GGUF_FILE
         if not chosen.is_file():
-            hint = f"`python -m finetune.export_gguf {folder}`" if is_peft else "a GGUF LoRA file or a finetune.lora folder"
+            if not is_peft:
+                raise AdapterError(f"SHOPSIGHT_ADAPTER {path}: not a LoRA adapter (no {GGUF_FILE} and no "
+                                   "adapter_config.json); name a GGUF LoRA file, or a finetune.lora run's final/ "
+                                   "folder (its run folder also works)")
             raise AdapterError(f"SHOPSIGHT_ADAPTER {path}: llama.cpp needs a GGUF LoRA file and {chosen} is missing; "
-                               f"write it with {hint} (or use SHOPSIGHT_ENGINE=transformers with the peft folder)")
+                               f"write it with `python -m finetune.export_gguf {folder}` (or use "
+                               "SHOPSIGHT_ENGINE=transformers with the peft folder)")
         peft_file = folder / "adapter_model.safetensors"
         recorded = gguf_strings(chosen, (PEFT_SHA_KEY,)).get(PEFT_SHA_KEY)
         if is_peft and peft_file.is_file() and recorded and recorded != file_sha256(peft_file):

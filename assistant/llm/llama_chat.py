@@ -33,7 +33,7 @@ from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
 from assistant.llm.adapters import AdapterError, adapter_for_engine
-from assistant.llm.loader import ModelLoadError, check_adapter
+from assistant.llm.loader import AdapterLoadError, ModelLoadError, check_adapter
 from assistant.llm.local_chat import LocalToolChat, closing_chunk, cut_at_stop, final_chunk, stream_visible
 from assistant.llm.registry import MODEL_REGISTRY, ModelInstallError, ensure_gguf, gguf_path
 from assistant.llm.tool_calls import tool_names
@@ -274,7 +274,7 @@ def load_llama_chat(spec: Any, **chat_options: Any) -> "LlamaToolChat":
         try:
             lora = adapter_for_engine(spec.adapter, "llamacpp", base_gguf=gguf, base_name=name)
         except AdapterError as exc:
-            raise ModelLoadError(str(exc)) from None
+            raise AdapterLoadError(str(exc)) from None
         if (lora.parent / "adapter_config.json").is_file():  # a peft folder beside it: its base's name too
             check_adapter(lora.parent, ident, None, spec.model)
     # Everything that changes a prompt prefix's KV state is in its key (the prompt tokens are added per prefix).
@@ -285,9 +285,10 @@ def load_llama_chat(spec: Any, **chat_options: Any) -> "LlamaToolChat":
                                   state_dir=gguf.with_suffix(".kv"), state_key=key)
     except (ValueError, RuntimeError) as exc:
         if lora is not None:
-            raise ModelLoadError(f"llama.cpp could not apply the LoRA adapter {lora} to the model '{spec.model}' "
-                                 f"({exc}): it was made for another base model. Use the adapter with its base "
-                                 f"model, or train one on '{spec.model}'.") from None
+            raise AdapterLoadError(f"llama.cpp could not apply the LoRA adapter {lora} to the model '{spec.model}' "
+                                   f"({exc}). Use the adapter with the base model it was trained on, or export "
+                                   "it again from its finetune.lora folder (`python -m finetune.export_gguf FOLDER`).") \
+                from None
         raise ModelLoadError(f"llama.cpp could not load {gguf} ({exc})") from None
     label = name or gguf.stem
     return LlamaToolChat.from_engine(engine, model_name=label, **chat_options)

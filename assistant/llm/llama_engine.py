@@ -26,6 +26,7 @@ import logging
 import os
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -63,6 +64,42 @@ def default_threads() -> int:
             print(f"note: llama.cpp uses {threads} of {cores} cores (the others are busy: load {os.getloadavg()[0]:.1f}); "
                   "set SHOPSIGHT_THREADS to choose", file=sys.stderr, flush=True)
     return threads
+
+
+# ggml's log levels (ggml.h): llama-cpp-python 0.3.x maps them one step off, so with verbose=False
+# it prints WARN lines and hides ERROR ones. While a LoRA loads that means: llama.cpp's placement
+# note "lora for 'blk.N.ffn_down.weight' cannot use buft 'CPU_REPACK', fallback to CPU" (a WARN
+# per layer whose weights it repacked; the adapter is applied) is printed on every ask, and
+# "failed to apply lora adapter" (an ERROR; the model then runs without it) is not.
+_WARN, _ERROR, _CONT = 3, 4, 5
+_PLACEMENT_NOTE = "cannot use buft"
+
+
+@contextmanager
+def _lora_log_filter() -> Iterator[list[str]]:
+    """While a LoRA adapter loads: llama.cpp's ERROR lines are kept (yielded), its placement notes
+    dropped, and every other line goes where llama-cpp-python sends it."""
+    import llama_cpp
+    from llama_cpp import _logger
+
+    errors: list[str] = []
+    last = [0]  # a continuation line belongs to the level of the line it continues
+
+    @llama_cpp.llama_log_callback
+    def on_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        line = text.decode("utf-8", "replace")
+        if level != _CONT:
+            last[0] = -1 if level == _WARN and _PLACEMENT_NOTE in line else level
+        if last[0] == _ERROR:
+            errors.append(line.strip())
+        elif last[0] != -1:
+            _logger.llama_log_callback(level, text, user_data)
+
+    llama_cpp.llama_log_set(on_log, ctypes.c_void_p(0))
+    try:
+        yield errors
+    finally:
+        llama_cpp.llama_log_set(_logger.llama_log_callback, ctypes.c_void_p(0))
 
 
 class LlamaEngine:
@@ -104,8 +141,23 @@ class LlamaEngine:
         from llama_cpp import Llama
 
         threads = n_threads or default_threads()
-        llm = Llama(model_path=str(gguf), n_ctx=n_ctx, n_batch=n_batch, n_ubatch=n_batch, n_threads=threads,
-                    n_threads_batch=threads, lora_path=str(lora_path) if lora_path else None, verbose=False)
+        options = dict(model_path=str(gguf), n_ctx=n_ctx, n_batch=n_batch, n_ubatch=n_batch, n_threads=threads,
+                       n_threads_batch=threads, verbose=False)
+        if lora_path is None:
+            return cls(Llama(**options), state_dir=state_dir, state_key=state_key)
+        with _lora_log_filter() as errors:
+            try:
+                llm = Llama(**options, lora_path=str(lora_path))
+            except (ValueError, RuntimeError) as exc:
+                raise type(exc)("; ".join([str(exc), *errors[-3:]])) from None
+        failed = [line for line in errors if "lora" in line.lower()]
+        if failed:  # llama-cpp-python goes on without the adapter: refuse instead of answering with the base weights
+            llm.close()
+            raise RuntimeError(f"llama.cpp could not load the LoRA adapter {lora_path}: {'; '.join(failed[-3:])}")
+        if errors:
+            import sys
+
+            print("\n".join(errors), file=sys.stderr, flush=True)
         return cls(llm, state_dir=state_dir, state_key=state_key)
 
     # ------------------------------------------------------------------ tokens

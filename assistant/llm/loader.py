@@ -84,6 +84,10 @@ class ModelLoadError(RuntimeError):
     """A model or adapter cannot be loaded; the message says why and what to run."""
 
 
+class AdapterLoadError(ModelLoadError):
+    """The model loads but SHOPSIGHT_ADAPTER's LoRA adapter cannot be used with it (the message says why)."""
+
+
 @dataclass
 class LLMSpec:
     """Which model to load and how.
@@ -250,7 +254,7 @@ def load_chat_model(spec: LLMSpec | str | None = None) -> tuple[Any, Any]:
         try:  # SHOPSIGHT_ADAPTER may name the exported GGUF LoRA: its peft folder is what transformers loads
             folder = adapter_for_engine(spec.adapter, "transformers")
         except AdapterError as exc:
-            raise ModelLoadError(str(exc)) from None
+            raise AdapterLoadError(str(exc)) from None
         check_adapter(folder, ident, model, spec.model)
         from peft import PeftModel
 
@@ -277,7 +281,7 @@ def _adapter_shapes(adapter: Path) -> dict[str, tuple[int, ...]]:
         import torch
 
         return {k: tuple(v.shape) for k, v in torch.load(binary, map_location="meta", weights_only=True).items()}
-    raise ModelLoadError(f"{adapter}: no adapter_model.safetensors (is this a peft adapter folder?)")
+    raise AdapterLoadError(f"{adapter}: no adapter_model.safetensors (is this a peft adapter folder?)")
 
 
 def check_adapter(adapter: Path, ident: dict, model: Any, model_label: str) -> None:  # model None: names only
@@ -291,13 +295,13 @@ def check_adapter(adapter: Path, ident: dict, model: Any, model_label: str) -> N
     """
     cfg_path = adapter / "adapter_config.json"
     if not cfg_path.is_file():
-        raise ModelLoadError(f"{adapter} is not a LoRA adapter folder (no adapter_config.json)")
+        raise AdapterLoadError(f"{adapter} is not a LoRA adapter folder (no adapter_config.json)")
     cfg = json.loads(cfg_path.read_text())
     base = str(cfg.get("base_model_name_or_path") or "")
     ours = ident.get("name") or ident.get("path") or model_label
 
     def refuse(why: str) -> None:
-        raise ModelLoadError(
+        raise AdapterLoadError(
             f"LoRA adapter {adapter} was trained on base model '{base or 'unknown'}', not on the loaded "
             f"model '{ours}' ({why}). Load it with its base model (--model {base or '<its base>'}) or "
             f"train an adapter on '{ours}'.")
