@@ -285,3 +285,19 @@ def test_all_or_none_where_the_facts_give_partial_shares_is_dropped() -> None:
     assert without_overstated_shares("All of them ordered once.", whole) == ("All of them ordered once.", [])
     assert without_overstated_shares("All groups churn alike.", ["Customers grouped by tenure, 4 groups."]) == (
         "All groups churn alike.", [])
+
+
+def test_an_even_split_of_reviews_is_divided_not_mostly_mixed():
+    """300 positive, 0 mixed and 300 negative read "mostly mixed ... 0 mixed" (new_user_trial.md, Round 9d)."""
+    from assistant.agent.composer import compose_answer
+
+    def summary(pos, mixed, neg):
+        return {"n_reviews": pos + mixed + neg, "scope": {"item_id": "book3"},
+                "sentiment": {"positive": pos, "mixed": mixed, "negative": neg}, "aspects": []}
+
+    split = compose_answer("What do customers complain about?", [("review_summary", summary(300, 0, 300))])
+    assert "are divided: of 600 reviews" in split and "mostly mixed" not in split, split
+    zh = compose_answer("顾客都在抱怨什么？", [("review_summary", summary(300, 0, 300))], language="zh")
+    assert "褒贬参半" in zh and "为主" not in zh.split("：")[0], zh
+    assert "are mostly mixed" in compose_answer("Reviews?", [("review_summary", summary(10, 50, 10))])
+    assert "are mostly positive" in compose_answer("Reviews?", [("review_summary", summary(90, 0, 10))])

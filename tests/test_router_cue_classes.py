@@ -192,3 +192,27 @@ def test_an_id_written_with_its_noun_is_the_id() -> None:
     assert check_known(spec, {"user_id": "churned after 4955 days of silence"})[0] == {
         "user_id": "churned after 4955 days of silence"}
     assert check_known(spec, {"user_id": "usr 9999"})[0] == {"user_id": "usr 9999"}
+
+
+def test_what_customers_say_in_other_languages_puts_the_review_tool_first() -> None:
+    """"顾客都在抱怨什么？" went to the at-risk list (new_user_trial.md, Round 9d)."""
+    from assistant.agent.cues import about_reviews
+
+    def review_summary(item_id: Optional[str] = None, category_id: Optional[str] = None) -> dict:
+        """What reviews say: sentiment, aspects, quotes.
+
+        Args:
+            item_id: only this item's reviews.
+            category_id: only this category's reviews.
+        """
+        return {}
+
+    specs = build_specs([*shop_tools(), review_summary])
+    ranked = [*RANKED, "review_summary"]
+    for question in ("顾客都在抱怨什么？", "¿De qué se quejan los clientes?", "Worüber beschweren sich die Kunden?",
+                     "Quels sont les avis sur le café ?", "What do customers complain about most?"):
+        assert about_reviews(question), question
+        assert prefer_cued_tools(specs, ranked, question, mentions(question))[0] == "review_summary", question
+    # Who will leave, or one named customer: the reviews only describe them, the model's order stands.
+    for question in ("Which customers who left bad reviews will churn this month?", "用户 4955 写了什么评论？"):
+        assert prefer_cued_tools(specs, ranked, question, mentions(question))[0] == "at_risk_users", question

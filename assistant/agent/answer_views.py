@@ -252,8 +252,10 @@ def _cases(r: dict, lang: str, cur: str) -> dict:
 def _reviews(r: dict, lang: str, cur: str) -> dict:
     s = r.get("sentiment") if isinstance(r.get("sentiment"), dict) else {}
     scope = r.get("scope") if isinstance(r.get("scope"), dict) else {}
-    pos, neg = s.get("positive") or 0, s.get("negative") or 0
-    lean = "positive" if pos > 2 * neg else "negative" if neg > pos else "mixed"
+    pos, neg, mixed = s.get("positive") or 0, s.get("negative") or 0, s.get("mixed") or 0
+    # "mostly mixed" is said only where mixed reviews outnumber the rest: 300 positive, 0 mixed and 300
+    # negative read "mostly mixed ... 0 mixed" (new_user_trial.md, Round 9d); such a split is "divided".
+    lean = "mixed" if mixed > pos + neg else "positive" if pos > 2 * neg else "negative" if neg > pos else "divided"
     aspects = [{"name": str(a.get("aspect")), "n": number(a.get("reviews", "")), "pos": number(a.get("positive", 0)),
                 "neg": number(a.get("negative", 0)),
                 "quote": {"id": str(a["quote"].get("review_id")), "text": str(a["quote"].get("text", ""))}
@@ -262,7 +264,7 @@ def _reviews(r: dict, lang: str, cur: str) -> dict:
     return {"n": number(r.get("n_reviews", 0)), "item": str(scope.get("item_id") or ""),
             "category": str(scope.get("category_id") or ""), "since": day(scope.get("since"), lang),
             "rating": number(r["mean_rating"], 1) if isinstance(r.get("mean_rating"), (int, float)) else "",
-            "positive": number(pos), "mixed": number(s.get("mixed") or 0), "negative": number(neg), "lean": lean,
+            "positive": number(pos), "mixed": number(mixed), "negative": number(neg), "lean": lean,
             "aspects": aspects[:4]}
 
 

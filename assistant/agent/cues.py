@@ -14,7 +14,9 @@ what the router reads where the prior is blind (assistant/agent/router.py `prefe
   "Neukunden", "老客户", a tenure phrase like "with us over a year"), what they spend ("big spenders",
   "gros acheteurs"), their first purchase ("primera compra", "首次购买"), the shop's segments;
 - `asks_rate(q)`: a rate or an overall figure, not a list of people ("churn rate", "tasa", "taux", "率");
-- `about_carts(q)`: carts and baskets ("carrito", "panier", "Warenkorb", "carrinho", "购物车").
+- `about_carts(q)`: carts and baskets ("carrito", "panier", "Warenkorb", "carrinho", "购物车");
+- `about_reviews(q)`: what customers say ("complain", "quejas", "avis", "Bewertungen", "抱怨", "差评"), unless
+  the question is about who will leave.
 
 Each list is a vocabulary, not a question: no rule names a phrasing of an evaluation set. A cue
 only reorders the model's ranking or settles a closed choice; the model and the tools' own checks
@@ -86,6 +88,21 @@ CART_WORDS = _any(
     r"warenk[öo]rb\w*", r"einkaufswagen", r"carrinhos?", r"carrello", r"carrelli", "购物车", "加购",
 )
 
+# What customers say: reviews, ratings, complaints, praise ("What do customers complain about?", "顾客都在抱怨什么？").
+REVIEW_WORDS = _any(
+    r"reviews?", r"review(?:ed|ers?)", r"complain\w*", r"complaints?", r"ratings?", r"feedback", r"praise\w*",
+    r"reseñas?", r"opiniones", r"quejas?", r"quejan", r"avis", r"plaintes?", r"plaignent", r"bewertung\w*",
+    r"beschwerde\w*", r"beschweren", r"rezension\w*", r"avaliaç\w+", r"reclamaç\w+", r"reclamam", r"recension\w*",
+    r"lamentel\w*", "评论", "评价", "抱怨", "差评", "好评", "吐槽", "投诉", "口碑",
+)
+# A customer named by id ("user 42", "cliente 1814", "用户 c0326"): what that one customer wrote or did.
+_USER_ID = re.compile(r"\b(?:user|customer|usuario|cliente|client|kunde|utente|usuário)\s*(?:id\s*)?[#:]?\s*\w*\d|"
+                      r"(?:用户|客户)\s*\w*\d", re.I)
+# A question about who will leave, in these languages: reviews then only describe those customers.
+_LEAVING = _any(
+    r"churn\w*", r"at[- ]risk", r"laps\w*", r"stop\w*\s+buying", r"leav\w+", r"abandon\w*", "riesgo", "risque",
+    r"risiko\w*", r"abwander\w*", "risco", "rischio", "流失", "风险",
+)
 
 # "more than 6 months", "less than 20%": a quantity, not a comparison of groups.
 _QUANTITY_RE = re.compile(r"\b(?:more|less|fewer|longer|shorter|older|younger|greater|higher|lower|above|below|over|"
@@ -125,6 +142,11 @@ def asks_rate(question: str) -> bool:
     return bool(_RATE.search(question))
 
 
+def about_reviews(question: str) -> bool:
+    """Whether the question asks what customers say (reviews, complaints, ratings) and not who will leave."""
+    return bool(REVIEW_WORDS.search(question)) and not _LEAVING.search(question)
+
+
 def about_carts(question: str) -> bool:
     """Whether the question is about carts or baskets, in any of the languages above."""
     return bool(CART_WORDS.search(question))
@@ -143,6 +165,9 @@ def prefer_cued_tools(specs: dict[str, ToolSpec], ranked: list[str], question: s
     """
     if about_carts(question):
         return _moved_first(ranked, [name for name in ranked if "cart" in name])
+    if about_reviews(question) and not _USER_ID.search(question):
+        # "顾客都在抱怨什么？" went to the at-risk list: the prior is blind to Chinese, the 0.5B likes the list.
+        return _moved_first(ranked, [name for name in ranked if "review" in name])
     members = _members_named(specs, named)
     if compares_groups(specs, question, named):
         return _moved_first(ranked, [name for name in ranked if specs[name].groups])
