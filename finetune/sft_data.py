@@ -436,6 +436,22 @@ ARG_HELP = {
 }
 
 
+def tokenizer_folder(name: str) -> Path:
+    """`--tokenizer`: a folder, or a packaged model already converted for transformers.
+
+    Not converted here: that writes a 1.3 GB bf16 folder (minutes), a side effect a data step should not have.
+    """
+    if Path(name).expanduser().is_dir():
+        return Path(name).expanduser()
+    from assistant.llm.registry import MODEL_REGISTRY, cache_dir, is_cached
+
+    if name in MODEL_REGISTRY and is_cached(name):
+        return cache_dir(name)
+    raise SystemExit(f"--tokenizer {name}: neither a folder nor an installed model (it counts the tokens for "
+                     f"--max_seq_len); run `shopsight models install --transformers {name}` (finetune.lora needs "
+                     "it too), give a tokenizer folder, or --max_seq_len 0 to keep tool examples whole")
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Build the data from a store or the demo shop and write the files + manifest."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -464,9 +480,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.max_seq_len > 0 and source.run_tool_at is not None:  # without a store the examples stop at the call
         from transformers import AutoTokenizer
 
-        from finetune.lora import resolve_base
-
-        fit_tokenizer = AutoTokenizer.from_pretrained(resolve_base(args.tokenizer))
+        fit_tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder(args.tokenizer))
     sets = build(args, source.events, source.reviews, source.values, source.tools, source.run_tool_at,
                  source.explain, fit_tokenizer=fit_tokenizer, log=lambda line: print(line, flush=True))
     fit_rows = sets.pop("tool_fit")

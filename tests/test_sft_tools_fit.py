@@ -115,7 +115,17 @@ def test_main_on_a_real_store_fits_tool_examples_with_the_named_tokenizer(tmp_pa
     assert manifest["tool_fit"]["max_seq_len"] == longest - 1
     rows = [json.loads(line) for line in (tmp_path / "sft" / "train.jsonl").read_text().splitlines()]
     # the longest one shows fewer other tools, or trains its call only
-    assert manifest["tool_fit"]["call_only"] >= 1 or any(len(r["tools"]) < 3 for r in rows
-                                                         if r["meta"]["kind"] == "tool" and r["meta"]["fit"] == "result")
+    fitted = [r for r in rows if r["meta"]["kind"] == "tool" and r["meta"]["fit"] == "result"]
+    assert manifest["tool_fit"]["call_only"] >= 1 or any(len(r["tools"]) < 3 for r in fitted)
     kept, too_long = tokenize_file(tokenizer, tmp_path / "sft" / "train.jsonl", longest - 1)
     assert [kind for kind, _ in too_long if kind == "tool"] == []
+
+
+def test_a_tokenizer_that_is_not_there_is_a_one_line_refusal_with_the_fix(tmp_path, monkeypatch):
+    with pytest.raises(SystemExit, match=r"^--tokenizer nope: neither a folder nor an installed model .*"
+                                         r"--max_seq_len 0 to keep tool examples whole"):
+        sft_data.tokenizer_folder("nope")
+    monkeypatch.setenv("SHOPSIGHT_HOME", str(tmp_path))  # an empty home: the packaged model is not converted there
+    with pytest.raises(SystemExit, match=r"shopsight models install --transformers qwen2.5-coder-0.5b"):
+        sft_data.tokenizer_folder("qwen2.5-coder-0.5b")
+    assert not (tmp_path / "models" / "qwen2.5-coder-0.5b").exists()  # and not converted as a side effect
