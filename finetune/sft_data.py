@@ -11,7 +11,9 @@ Two kinds of examples:
     built only from facts known at the cutoff (the predictor's `explain_user` when a predictor is
     given, else RFM facts);
 (b) tool use: a question -> the right tool call -> (with a store) the tool's result -> an
-    answer that only repeats numbers of that result (finetune/sft_tools.py).
+    answer that only repeats numbers of that result (finetune/sft_tools.py). With a store, each
+    training example is built to fit --max_seq_len (the LoRA recipe's): whole, or the call alone
+    when its result is too long (a recipe would drop it; on CDNOW it dropped every one).
 Train and held-out examples come from different cutoffs AND different users (a stable hash
 split), so neither the time nor the person of a held-out example was seen in training.
 Files: train.jsonl, eval.jsonl (eval loss), eval_churn.jsonl and eval_tools.jsonl (evaluate.py),
@@ -359,7 +361,7 @@ def build(args: SFTArgs, events: pd.DataFrame, reviews: pd.DataFrame | None, val
     count_tokens = (lambda example: len(tokenize_example(fit_tokenizer, example).input_ids)) if fitting else None
 
     def tool_set(split: str, users: list[str], cutoff: str, n: int, seed: int) -> tuple[list[dict], list[dict]]:
-        """(examples with every tool shown, whole; the same questions fitted for training), and fit rows."""
+        """(examples with every tool shown, whole; the same questions fitted to --max_seq_len, or "too long")."""
         # Only users with events by the cutoff: a question about a user the shop has not seen yet
         # has no answer there (the tool says "unknown user"), so its call cannot be the right one.
         users = [u for u in users if u in seen_by(cutoff)]
