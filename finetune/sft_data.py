@@ -11,7 +11,9 @@ Two kinds of examples:
     built only from facts known at the cutoff (the predictor's `explain_user` when a predictor is
     given, else RFM facts);
 (b) tool use: a question -> the right tool call -> (with a store) the tool's result -> an
-    answer that only repeats numbers of that result (finetune/sft_tools.py).
+    answer that only repeats numbers of that result (finetune/sft_tools.py). With a store, each
+    training example is built to fit --max_seq_len (the LoRA recipe's): whole, or the call alone
+    when its result is too long (a recipe would drop it; on CDNOW it dropped every one).
 Train and held-out examples come from different cutoffs AND different users (a stable hash
 split), so neither the time nor the person of a held-out example was seen in training.
 Files: train.jsonl, eval.jsonl (eval loss), eval_churn.jsonl and eval_tools.jsonl (evaluate.py),
@@ -32,7 +34,9 @@ from typing import Callable
 import pandas as pd
 import yaml
 
-from finetune.sft_tools import ShopValues, load_bank, pick_tools, sample_questions, tool_example, tool_schema
+from finetune.sft_tools import (ShopValues, assemble, fit_tool_example, load_bank, result_turns, sample_questions,
+                                 tool_schema)
+from finetune.sft_tokens import tokenize_example
 from tools import paths  # noqa: F401  (offline environment)
 
 
@@ -209,6 +213,8 @@ class SFTArgs:
     token_budget: int = 160
     serializer: str = "auto"
     balance_churn: int = 1
+    max_seq_len: int = 768
+    tokenizer: str = "qwen2.5-coder-0.5b"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -279,7 +285,7 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
 
 def build(args: SFTArgs, events: pd.DataFrame, reviews: pd.DataFrame | None, values: dict[str, list[str]],
           tools: list[Callable], run_tool_at: Callable[[datetime], Callable] | None = None,
-          explain: Callable | None = None, tokenizer=None,
+          explain: Callable | None = None, tokenizer=None, fit_tokenizer=None,
           log: Callable[[str], None] = lambda line: None) -> dict[str, list[dict]]:
     """All example sets from frames and tool functions (the testable core of `main`).
 
@@ -292,11 +298,15 @@ def build(args: SFTArgs, events: pd.DataFrame, reviews: pd.DataFrame | None, val
             grounded answers; None writes call-only tool examples.
         explain: optional predictor explanation for churn reasons.
         tokenizer: for the serializer's token budget.
+        fit_tokenizer: the LoRA recipe's tokenizer: with it (and args.max_seq_len > 0) each tool example of
+            train.jsonl and eval.jsonl is built to fit args.max_seq_len tokens (sft_tools.fit_tool_example);
+            without it they are kept whole. eval_tools.jsonl (generation, all tools shown) stays whole.
         log: called with one line per finished stage (main prints them: a store of 20,000 users
             with a predictor takes minutes).
 
     Returns:
-        {"train", "eval", "eval_churn", "eval_tools"} lists of examples.
+        {"train", "eval", "eval_churn", "eval_tools"} lists of examples, and "tool_fit": one row per
+        training tool example {"tool", "fit": "result" | "call only" | "no result" | "too long"} (describe_fit).
     """
     from assistant.prompts import render
 
@@ -347,30 +357,61 @@ def build(args: SFTArgs, events: pd.DataFrame, reviews: pd.DataFrame | None, val
                                                      result=result)) if run_tool_at else None
     bank = load_bank()
 
-    def tool_set(split: str, users: list[str], cutoff: str, n: int, seed: int, all_tools: bool) -> list[dict]:
+    fitting = fit_tokenizer is not None and args.max_seq_len > 0
+    count_tokens = (lambda example: len(tokenize_example(fit_tokenizer, example).input_ids)) if fitting else None
+
+    def tool_set(split: str, users: list[str], cutoff: str, n: int, seed: int) -> tuple[list[dict], list[dict]]:
+        """(examples with every tool shown, whole; the same questions fitted to --max_seq_len, or "too long")."""
         # Only users with events by the cutoff: a question about a user the shop has not seen yet
         # has no answer there (the tool says "unknown user"), so its call cannot be the right one.
         users = [u for u in users if u in seen_by(cutoff)]
         shop = ShopValues(users=users, items=values.get("items", []), categories=values.get("categories", []),
                           segments=values.get("segments", []))
         runner = run_tool_at(datetime.fromisoformat(cutoff)) if run_tool_at else None
-        out = []
+        whole, fitted = [], []
         for q in sample_questions(bank, split, shop, n, seed, tool_params=params):
-            shown = schemas if all_tools else pick_tools(schemas, q["calls"][0]["name"], args.distractors, rng)
-            out.append(tool_example(q, shown, system, runner, answer, {"cutoff": cutoff, "split": split}))
-        return out
+            meta = {"cutoff": cutoff, "split": split}
+            turns = result_turns(q, runner, answer) if runner else None
+            whole.append(assemble(q, schemas, system, turns, meta))
+            example = fit_tool_example(q, schemas, system, turns, meta, args.distractors, rng, count_tokens,
+                                       args.max_seq_len)
+            fitted.append(example or {"meta": {"kind": "tool", "fit": "too long", "expected_calls": q["calls"]}})
+        return whole, fitted
 
-    tool_train = []
+    tool_train, fit_rows = [], []
     for i, cutoff in enumerate(args.train_cutoffs):
-        tool_train += tool_set("train", train_users, cutoff, -(-args.n_tool_train // len(args.train_cutoffs)),
-                               args.seed + 10 + i, all_tools=False)
-    tool_eval = tool_set("heldout", eval_users, args.eval_cutoff, args.n_tool_eval, args.seed + 77, all_tools=True)
+        fitted = tool_set("train", train_users, cutoff, -(-args.n_tool_train // len(args.train_cutoffs)),
+                          args.seed + 10 + i)[1]
+        fit_rows += [{"tool": e["meta"]["expected_calls"][0]["name"], "fit": e["meta"]["fit"]} for e in fitted]
+        tool_train += [e for e in fitted if e["meta"]["fit"] != "too long"]
+    tool_eval, eval_fitted = tool_set("heldout", eval_users, args.eval_cutoff, args.n_tool_eval, args.seed + 77)
     log(f"tool-use examples: {len(tool_train)} for training, {len(tool_eval)} held out"
         f"{'' if run_tool_at else ' (calls only: no store to run the tools on)'}")
+    if fitting:
+        log(describe_fit(fit_rows, args.max_seq_len))
+    eval_tools_mix = [e for e in eval_fitted if e["meta"]["fit"] != "too long"] if fitting else tool_eval
     train = churn_train + tool_train
     rng.shuffle(train)
-    eval_mix = churn_eval[: max(1, len(churn_eval) // 4)] + tool_eval[: max(1, len(tool_eval) // 2)]
-    return {"train": train, "eval": eval_mix, "eval_churn": churn_eval, "eval_tools": tool_eval}
+    eval_mix = churn_eval[: max(1, len(churn_eval) // 4)] + eval_tools_mix[: max(1, len(eval_tools_mix) // 2)]
+    return {"train": train, "eval": eval_mix, "eval_churn": churn_eval, "eval_tools": tool_eval, "tool_fit": fit_rows}
+
+
+def describe_fit(rows: list[dict], max_seq_len: int) -> str:
+    """"tool-use examples for training within 768 tokens: at_risk_users 0 with result, 9 call only; ..."
+
+    A real shop's results can be longer than a CPU recipe's max_seq_len: the count says how many
+    examples still train the reading of a result, and what to raise when too few do.
+    """
+    tools: dict[str, dict[str, int]] = {}
+    for row in rows:
+        tools.setdefault(row["tool"], {"result": 0, "call only": 0, "no result": 0, "too long": 0})[row["fit"]] += 1
+    parts = "; ".join(f"{tool} {c['result']} with result, {c['call only']} call only"
+                      + (f", {c['no result']} without result (the tool cannot answer here)" if c["no result"] else "")
+                      + (f", {c['too long']} left out" if c["too long"] else "") for tool, c in sorted(tools.items()))
+    short = sum(r["fit"] in ("call only", "too long") for r in rows)
+    hint = (" (a result that does not fit is left out, never cut; a larger --max_seq_len here and in the "
+            "LoRA recipe keeps more results)") if short else ""
+    return f"tool-use examples for training within {max_seq_len} tokens: {parts}{hint}"
 
 
 ARG_HELP = {
@@ -390,8 +431,27 @@ ARG_HELP = {
     "token_budget": "token budget of a serialized history",
     "serializer": "auto, assistant (what the agent shows the model) or local (shorter, for CPU fine-tuning)",
     "balance_churn": "1: as many churned as retained training examples; 0: the shop's rate",
+    "max_seq_len": "the LoRA recipe's max_seq_len (the CPU recipes: 768): a tool example longer than this trains "
+                   "without its result (the call only), a recipe would drop it whole; 0 keeps every example whole",
+    "tokenizer": "counts the tokens for --max_seq_len: the recipe's base_model (a folder or a packaged model)",
     "seed": "seeds the samples (and the demo shop)",
 }
+
+
+def tokenizer_folder(name: str) -> Path:
+    """`--tokenizer`: a folder, or a packaged model already converted for transformers.
+
+    Not converted here: that writes a 1.3 GB bf16 folder (minutes), a side effect a data step should not have.
+    """
+    if Path(name).expanduser().is_dir():
+        return Path(name).expanduser()
+    from assistant.llm.registry import MODEL_REGISTRY, cache_dir, is_cached
+
+    if name in MODEL_REGISTRY and is_cached(name):
+        return cache_dir(name)
+    raise SystemExit(f"--tokenizer {name}: neither a folder nor an installed model (it counts the tokens for "
+                     f"--max_seq_len); run `shopsight models install --transformers {name}` (finetune.lora needs "
+                     "it too), give a tokenizer folder, or --max_seq_len 0 to keep tool examples whole")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -418,8 +478,14 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(f"{source.description}: {err}") from None
     print(f"{source.description}: {len(source.events):,} events, train cutoffs {', '.join(args.train_cutoffs)}, "
           f"held-out cutoff {args.eval_cutoff}, churn horizon {args.horizon_days} days", flush=True)
+    fit_tokenizer = None
+    if args.max_seq_len > 0 and source.run_tool_at is not None:  # without a store the examples stop at the call
+        from transformers import AutoTokenizer
+
+        fit_tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder(args.tokenizer))
     sets = build(args, source.events, source.reviews, source.values, source.tools, source.run_tool_at,
-                 source.explain, log=lambda line: print(line, flush=True))
+                 source.explain, fit_tokenizer=fit_tokenizer, log=lambda line: print(line, flush=True))
+    fit_rows = sets.pop("tool_fit")
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for name, rows in sets.items():
@@ -428,7 +494,13 @@ def main(argv: list[str] | None = None) -> dict:
     manifest = {"args": asdict(args), "source": source.description,
                 "counts": {k: len(v) for k, v in sets.items()},
                 "eval_churn_rate": round(sum(churn) / max(len(churn), 1), 3),
-                "tool_results": bool(source.run_tool_at), "created": datetime.now().isoformat(timespec="seconds")}
+                "tool_results": bool(source.run_tool_at),
+                "tool_fit": {"max_seq_len": args.max_seq_len if fit_tokenizer is not None else None,
+                             "with_result": sum(r["fit"] == "result" for r in fit_rows),
+                             "call_only": sum(r["fit"] == "call only" for r in fit_rows),
+                             "no_result": sum(r["fit"] == "no result" for r in fit_rows),
+                             "left_out": sum(r["fit"] == "too long" for r in fit_rows)},
+                "created": datetime.now().isoformat(timespec="seconds")}
     (out / "manifest.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False), encoding="utf-8")
     print(yaml.safe_dump(manifest["counts"]), f"written to {out}")
     return manifest

@@ -29,7 +29,9 @@ class ShopValues:
     items: list[str] = field(default_factory=list)
     categories: list[str] = field(default_factory=list)
     segments: list[str] = field(default_factory=list)
-    counts: tuple[int, ...] = (3, 5)  # small k keeps tool results, hence examples, short
+    # The {k} a question states (top_k, last_n, k): a small one keeps the result, hence the example, short.
+    # An at-risk row of a real shop is ~110 tokens (stage, reasons, dates), so k=5 alone was 550.
+    counts: tuple[int, ...] = (2, 3)
 
 
 def _first_sentence(text: str) -> str:
@@ -143,27 +145,70 @@ def _call_message(calls: list[dict]) -> dict:
     return {"role": "assistant", "tool_calls": [{"type": "function", "function": dict(c)} for c in calls]}
 
 
+def result_turns(question: dict, run_tool: Callable[[str, dict], dict],
+                 render_answer: Callable[[str, dict, dict], str]) -> list[dict] | None:
+    """The tool message and the grounded answer of a question's call, or None when the tool cannot answer here."""
+    from assistant.agent.untrusted import result_for_prompt, sanitize_result
+
+    call = question["calls"][0]
+    result = run_tool(call["name"], dict(call["arguments"]))
+    if isinstance(result, dict) and "error" in result:  # a tool that cannot answer here: train the call only
+        return None
+    # The result as the agent shows it to the model (assistant/agent/loop.py): review text masked and
+    # quoted in « », compact separators. Plain json.dumps trained on another form than the one served,
+    # and spent 13 % more tokens on a result (1,504 -> 1,314 for a CDNOW at-risk list).
+    clean = sanitize_result(result)[0]
+    return [{"role": "tool", "content": result_for_prompt(clean)},
+            {"role": "assistant", "content": render_answer(call["name"], call["arguments"], clean)}]
+
+
+def assemble(question: dict, schemas: list[dict], system: str, turns: list[dict] | None, meta: dict) -> dict:
+    """System, question, the call, then the result and answer `turns` when given (else it stops at the call)."""
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": question["question"]},
+                _call_message(question["calls"]), *(turns or [])]
+    return {"messages": messages, "tools": schemas,
+            "meta": {"kind": "tool", "expected_calls": question["calls"], **meta}}
+
+
 def tool_example(question: dict, schemas: list[dict], system: str, run_tool: Callable[[str, dict], dict] | None,
                  render_answer: Callable[[str, dict, dict], str] | None, meta: dict) -> dict:
     """A chat example: system, question, the call, and (when `run_tool` is given) result and answer."""
-    messages = [{"role": "system", "content": system}, {"role": "user", "content": question["question"]},
-                _call_message(question["calls"])]
-    if run_tool is not None and render_answer is not None:
-        from assistant.agent.untrusted import result_for_prompt, sanitize_result
+    turns = result_turns(question, run_tool, render_answer) if run_tool and render_answer else None
+    return assemble(question, schemas, system, turns, meta)
 
-        call = question["calls"][0]
-        result = run_tool(call["name"], dict(call["arguments"]))
-        if isinstance(result, dict) and "error" in result:  # a tool that cannot answer here: train the call only
-            return {"messages": messages, "tools": schemas,
-                    "meta": {"kind": "tool", "expected_calls": question["calls"], **meta}}
-        # The result as the agent shows it to the model (assistant/agent/loop.py): review text masked and
-        # quoted in « », compact separators. Plain json.dumps trained on another form than the one served,
-        # and spent 13 % more tokens on a result (1,504 -> 1,314 for a CDNOW at-risk list).
-        clean = sanitize_result(result)[0]
-        messages.append({"role": "tool", "content": result_for_prompt(clean)})
-        messages.append({"role": "assistant", "content": render_answer(call["name"], call["arguments"], clean)})
-    return {"messages": messages, "tools": schemas,
-            "meta": {"kind": "tool", "expected_calls": question["calls"], **meta}}
+
+def fit_tool_example(question: dict, schemas: list[dict], system: str, turns: list[dict] | None, meta: dict,
+                     distractors: int, rng: random.Random, count_tokens: Callable[[dict], int] | None,
+                     max_tokens: int) -> dict | None:
+    """The tool example that fits `max_tokens`: whole when it can, else without its result; None when nothing fits.
+
+    A LoRA recipe drops an example longer than its max_seq_len (finetune/sft_tokens.py), and on a real
+    shop every tool example was longer than the CPU recipes' 768 (system prompt and three schemas take
+    ~700 tokens, a CDNOW at-risk result ~1,100-1,600), so they trained on no tool at all. Tried in order:
+    the result with `distractors` other tools shown, then with fewer (at least one, so the example still
+    teaches which tool to pick); then the call alone (the question -> the right call, what tool-call
+    accuracy measures) with `distractors`, then fewer. The result is never cut (a half JSON result is a
+    form the agent never serves) and the answer stays the one rendered from the whole result.
+    `meta["fit"]` says which: "result", "call only" (its result did not fit) or "no result" (the tool cannot
+    answer here, e.g. no predictor: the call is all there is); `meta["tokens"]` the length.
+    """
+    needed = question["calls"][0]["name"]
+    others = [s["function"]["name"] for s in schemas if s["function"]["name"] != needed]
+    drawn = rng.sample(others, min(distractors, len(others)))  # as pick_tools draws: the same tools when it fits
+    shrink = list(range(len(drawn), -1, -1))
+    tries = ([(n, True) for n in shrink[:-1] or shrink] if turns else []) + [(n, False) for n in shrink]
+    for n_others, with_result in tries:
+        keep = {needed, *drawn[:n_others]}
+        example = assemble(question, [s for s in schemas if s["function"]["name"] in keep], system,
+                           turns if with_result else None,
+                           {**meta, "fit": "result" if with_result else "call only" if turns else "no result"})
+        if count_tokens is None:
+            return example
+        tokens = count_tokens(example)
+        if tokens <= max_tokens:
+            example["meta"]["tokens"] = tokens
+            return example
+    return None
 
 
 def pick_tools(schemas: list[dict], needed: str, distractors: int, rng: random.Random) -> list[dict]:

@@ -291,7 +291,8 @@ def test_main_on_a_real_store_names_its_cutoffs_and_refuses_a_wrong_predictor_or
     store.import_frames("test", events=events.assign(amount=None, category_id=None))  # no prices, no categories
     store.close()
     common = ["--out_dir", str(tmp_path / "sft"), "--db", str(db), "--n_churn_train", "8", "--n_churn_eval", "6",
-              "--n_tool_train", "6", "--n_tool_eval", "4", "--serializer", "local"]
+              "--n_tool_train", "6", "--n_tool_eval", "4", "--serializer", "local",
+              "--max_seq_len", "0"]  # tool examples whole: no packaged tokenizer needed (tests/test_sft_tools_fit.py)
     manifest = sft_data.main(common)
     out = capsys.readouterr().out
     assert f"train cutoffs {manifest['args']['train_cutoffs'][0]}" in out and "held-out churn examples at" in out
