@@ -161,7 +161,9 @@ def test_a_review_only_shop_gets_the_right_fix_from_predictor_and_cases(tmp_path
 
     with EventStore(str(tmp_path / "shop.duckdb"), read_only=True) as store:
         ctx = ToolContext(store=store, cutoff=datetime(2013, 1, 1), audit_path=tmp_path / "audit.jsonl")
-        assert not is_known_user(ctx, "A3SGXH7AUHU8GW") and len(user_facts(ctx)) == 0
+        # A reviewer is a user of a reviews-only shop (new_user_trial.md, Round 9d: "no user c0326" for a reviewer).
+        assert is_known_user(ctx, "A3SGXH7AUHU8GW") and not is_known_user(ctx, "no-such-reviewer")
+        assert len(user_facts(ctx)) == 0
 
 
 def test_spreadsheet_headers_and_behavior_words_map_without_a_mapping(tmp_path, capsys):
