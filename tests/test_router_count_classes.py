@@ -157,3 +157,10 @@ def test_the_server_router_reads_the_cues_and_fills_what_the_question_names() ->
         "name": "similar_cases", "args": {"user_id": "4955", "k": 3}}
     assert router.route([HumanMessage("列出本周最有可能流失的前5位客户")], specs) == {
         "name": "at_risk_users", "args": {"horizon_days": 7, "top_k": 5}}
+
+
+def test_an_id_inside_chinese_text_is_named() -> None:
+    """"和客户161类似的客户后来流失了吗？" named no id: the id pattern ran on into the Chinese characters (E he10)."""
+    assert mentions("和客户161类似的客户后来流失了吗？")[0] == "161"
+    assert mentions("用户3710为什么会流失")[0] == "3710"
+    assert "2026" not in mentions("2026年5月的评论")  # a year, a unit after it: no id
