@@ -164,3 +164,15 @@ def test_an_id_inside_chinese_text_is_named() -> None:
     assert mentions("和客户161类似的客户后来流失了吗？")[0] == "161"
     assert mentions("用户3710为什么会流失")[0] == "3710"
     assert "2026" not in mentions("2026年5月的评论")  # a year, a unit after it: no id
+
+
+def test_a_quantity_in_other_languages_is_no_comparison() -> None:
+    """"Kunden, die schon länger als 90 Tage dabei sind: wer springt diese Woche ab?" went to the per-group
+    report: "als" read as a comparison (E he14)."""
+    specs = build_specs(shop_tools())
+    for question in ("Kunden, die schon länger als 90 Tage dabei sind: wer springt diese Woche ab?",
+                     "clientes con más de 2 años con nosotros en riesgo este mes",
+                     "clients avec plus de 20% de risque cette semaine"):
+        assert not compares(question), question
+        assert prefer_cued_tools(specs, RANKED, question, mentions(question))[0] == "at_risk_users", question
+    assert compares("Kaufen Neukunden mehr als Stammkunden?")  # no quantity after it: a comparison

@@ -117,8 +117,14 @@ _LEAVING = _any(
 )
 
 # "more than 6 months", "less than 20%": a quantity, not a comparison of groups.
-_QUANTITY_RE = re.compile(r"\b(?:more|less|fewer|longer|shorter|older|younger|greater|higher|lower|above|below|over|"
-                          r"under)\s+than\s+(?:a|an|one|two|three|\d[\d.,]*\s*%?)", re.I)
+# In the other languages too: "länger als 90 Tage", "más de 2 años", "plus d'un an", "mais de 6 meses", "più di
+# 20%" (E he14: "Kunden, die schon länger als 90 Tage dabei sind: wer springt diese Woche ab?" read "als" as a
+# comparison and went to the per-group report).
+_QUANTITY_RE = re.compile(r"\b(?:(?:more|less|fewer|longer|shorter|older|younger|greater|higher|lower|above|below|over|"
+                          r"under)\s+than\s+(?:a|an|one|two|three|\d[\d.,]*\s*%?)|"
+                          r"(?:mehr|weniger|länger|kürzer|älter|jünger)\s+als\s+(?:ein\w*|zwei|drei|\d[\d.,]*\s*%?)|"
+                          r"(?:más|menos|mais|plus|moins|più|meno)\s+(?:de|d['’]|di)\s*(?:un\w*|dos|deux|dois|"
+                          r"tres|trois|três|due|tre|\d[\d.,]*\s*%?))", re.I)
 
 
 def compares(question: str) -> bool:
