@@ -15,6 +15,7 @@ what the router reads where the prior is blind (assistant/agent/router.py `prefe
   "gros acheteurs"), their first purchase ("primera compra", "首次购买"), the shop's segments;
 - `asks_rate(q)`: a rate or an overall figure, not a list of people ("churn rate", "tasa", "taux", "率");
 - `about_carts(q)`: carts and baskets ("carrito", "panier", "Warenkorb", "carrinho", "购物车");
+- `about_lookalikes(q)`: customers like a given one ("parecidos com", "ähnlich wie", "semblables à", "类似");
 - `about_reviews(q)`: what customers say ("complain", "quejas", "avis", "Bewertungen", "抱怨", "差评"), unless
   the question is about who will leave.
 
@@ -46,6 +47,11 @@ _COMPARE = _any(
     # Spanish / Portuguese
     r"más\s+que", r"menos\s+que", r"mais\s+(?:do\s+)?que", r"menos\s+(?:do\s+)?que", r"do\s+que", r"compar\w*",
     r"frente\s+a", r"diferen\w*", "entre",
+    # comparatives split by an adjective: "más alto que", "plus faible ... que", "mais baixa do que", "più alto di",
+    # "meno degli altri" (Round 9, hd09: "un risque de churn plus faible ce mois-ci que les nouveaux")
+    r"(?:más|menos|mais|plus|moins)\s+\w+(?:\s+\S+){0,4}?\s+(?:do\s+|de\s+)?que",
+    r"(?:più|meno)\s+(?:\w+\s+)?(?:di|che|del|dello|della|dei|degli|delle)",
+    r"(?:mayor|menor|maior|menor|supérieure?|inférieure?|superiore|inferiore)\w*\s+(?:que|a|à|do\s+que|di)",
     # French / Italian
     r"plus\s+que", r"moins\s+que", r"par\s+rapport", r"rispetto", r"più\s+(?:di|che)", r"meno\s+(?:di|che)",
     r"confront\w*",
@@ -88,6 +94,12 @@ CART_WORDS = _any(
     r"warenk[öo]rb\w*", r"einkaufswagen", r"carrinhos?", r"carrello", r"carrelli", "购物车", "加购",
 )
 
+# Look-alikes: customers like a given one ("parecidos com o 1088", "ähnlich wie", "semblables à", "类似", "似た").
+LOOKALIKE_WORDS = _any(
+    r"similar\w*", r"look[- ]?alikes?", r"like\s+(?:user|customer|client)", r"parecid[oa]s?", r"semejantes?",
+    r"semelhantes?", r"ähnlich\w*", r"semblables?", r"similaires?", r"simili", r"comme\s+(?:le\s+)?client",
+    r"wie\s+(?:kunde|der\s+kunde)", "类似", "相似", "相近", "似た", "類似",
+)
 # What customers say: reviews, ratings, complaints, praise ("What do customers complain about?", "顾客都在抱怨什么？").
 REVIEW_WORDS = _any(
     r"reviews?", r"review(?:ed|ers?)", r"complain\w*", r"complaints?", r"ratings?", r"feedback", r"praise\w*",
@@ -105,8 +117,14 @@ _LEAVING = _any(
 )
 
 # "more than 6 months", "less than 20%": a quantity, not a comparison of groups.
-_QUANTITY_RE = re.compile(r"\b(?:more|less|fewer|longer|shorter|older|younger|greater|higher|lower|above|below|over|"
-                          r"under)\s+than\s+(?:a|an|one|two|three|\d[\d.,]*\s*%?)", re.I)
+# In the other languages too: "länger als 90 Tage", "más de 2 años", "plus d'un an", "mais de 6 meses", "più di
+# 20%" (E he14: "Kunden, die schon länger als 90 Tage dabei sind: wer springt diese Woche ab?" read "als" as a
+# comparison and went to the per-group report).
+_QUANTITY_RE = re.compile(r"\b(?:(?:more|less|fewer|longer|shorter|older|younger|greater|higher|lower|above|below|over|"
+                          r"under)\s+than\s+(?:a|an|one|two|three|\d[\d.,]*\s*%?)|"
+                          r"(?:mehr|weniger|länger|kürzer|älter|jünger)\s+als\s+(?:ein\w*|zwei|drei|\d[\d.,]*\s*%?)|"
+                          r"(?:más|menos|mais|plus|moins|più|meno)\s+(?:de|d['’]|di)\s*(?:un\w*|dos|deux|dois|"
+                          r"tres|trois|três|due|tre|\d[\d.,]*\s*%?))", re.I)
 
 
 def compares(question: str) -> bool:
@@ -147,6 +165,11 @@ def about_reviews(question: str) -> bool:
     return bool(REVIEW_WORDS.search(question)) and not _LEAVING.search(question)
 
 
+def about_lookalikes(question: str) -> bool:
+    """Whether the question asks for customers like a given one, in any of the languages above."""
+    return bool(LOOKALIKE_WORDS.search(question))
+
+
 def about_carts(question: str) -> bool:
     """Whether the question is about carts or baskets, in any of the languages above."""
     return bool(CART_WORDS.search(question))
@@ -165,6 +188,11 @@ def prefer_cued_tools(specs: dict[str, ToolSpec], ranked: list[str], question: s
     """
     if about_carts(question):
         return _moved_first(ranked, [name for name in ranked if "cart" in name])
+    if about_lookalikes(question):
+        # "Clientes parecidos com o 1088" went to explain_user: the prior is blind to Portuguese, and the id
+        # alone points to every tool taking a customer. The tools that find look-alikes say "similar".
+        return _moved_first(ranked, [name for name in ranked if "similar" in name or
+                                     "similar" in specs[name].description.split(".")[0].lower()])
     if about_reviews(question) and not _USER_ID.search(question):
         # "顾客都在抱怨什么？" went to the at-risk list: the prior is blind to Chinese, the 0.5B likes the list.
         return _moved_first(ranked, [name for name in ranked if "review" in name])

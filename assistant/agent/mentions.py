@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import re
 
-ID_PATTERN = r"([A-Za-z0-9][\w-]*\d[\w-]*|\d+)"
+# Ids are ASCII: in Chinese, written without spaces, "和客户161类似的客户" names user 161 (E he10 found no id there).
+ID_PATTERN = r"([A-Za-z0-9][A-Za-z0-9_-]*\d[A-Za-z0-9_-]*|\d+)"
 USER_NOUNS = (r"user|customer|cust|usr|client|buyer|shopper|member|account|cliente|usuario|utilisateur|"
               r"utilisatrice|kunde|nutzer")
 USER_REF_RE = re.compile(rf"\b(?:{USER_NOUNS})(?:'s)?(?:\s+(?:id|no\.?|number))?\s*[#:=]?\s*{ID_PATTERN}\b", re.I)
@@ -34,7 +35,10 @@ _COUNTED = (r"customers|users|clients|people|persons|shoppers|buyers|custs|usrs|
 _COUNT_WORDS_BEFORE = (r"top|last|first|next|bottom|best|worst|latest|newest|recent|highest|lowest|biggest|"
                        r"largest|k|n|limit|show|list|give|get|return|which|name|only|about|around|over|under|"
                        r"within|past|than|least|most|every|per")
-_NUMBER_RE = re.compile(r"(?<![\w.,:/$€£#-])(\d{3,})(?![\w.,:/%-]*\d)(?![\w%])")
+# A number touching Chinese characters is still a number ("客户161类似"), unless a unit or counter follows
+# ("2026年", "300元", "30天").
+_NUMBER_RE = re.compile(r"(?<![A-Za-z0-9_.,:/$€£#-])(\d{3,})(?![A-Za-z0-9_.,:/%-]*\d)(?![A-Za-z0-9_%])"
+                        r"(?!\s*(?:年|月|日|天|周|週|个|個|位|名|元|块|次|件|笔))")
 _COUNT_BEFORE_RE = re.compile(rf"\b(?:{_COUNT_WORDS_BEFORE})\s*[=:]?\s*$", re.I)
 _COUNT_AFTER_RE = re.compile(rf"^\s*-?\s*(?:{_COUNTED})\b", re.I)
 _YEAR_RE = re.compile(r"\b(?:in|since|during|year|of|from|until|till|before|after|by)\s+$", re.I)  # "in 2026"

@@ -49,6 +49,7 @@ from typing import Any
 from langchain_core.messages import BaseMessage, HumanMessage, ToolMessage
 
 from assistant.llm.decoding import decodes_locally
+from assistant.agent.counts import fill_stated_count
 from assistant.agent.cues import compares_groups, grouping_cued, prefer_cued_tools
 from assistant.agent.mentions import mentions
 from assistant.agent.session import reference_notes
@@ -144,6 +145,8 @@ class LikelihoodRouter:
         args = _without_reference_phrases(specs[best], args, [phrase for phrase, _, _ in notes], trace)
         args = _without_restated_question(specs[best], args, question, trace)
         args, filled = fill_time_span(specs[best], args, question)
+        trace.filled += filled
+        args, filled = fill_stated_count(specs[best], args, question)
         trace.filled += filled
         args = _choices_named(specs[best], args, question, trace, named)
         if self.tool_prior is not None:

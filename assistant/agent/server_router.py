@@ -17,6 +17,10 @@ on the server:
    (`ground_arguments`). A tool whose required arguments the conversation does not supply (an
    explain_user with no user named) is passed over for the next best, up to `max_candidates`.
 
+What the question names reorders the ranking and fills what the model left out exactly as in the local
+router: the multilingual cues (assistant/agent/cues.py), the ids, spans of time and counts it names
+(`fill_named_ids`, `fill_time_span`, assistant/agent/counts.py), the closed choices it names outright.
+
 When the server gives no call (it ignores response_format) the router returns None, says why in
 its trace (`last.error`), and the agent lets the model write its call as text.
 """
@@ -30,8 +34,14 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage, HumanMessage, ToolMessage
 
-from assistant.agent.router import RouteTrace
-from assistant.agent.tool_specs import ToolSpec, check_known, ground_arguments, required_grounded, worth_decoding
+from assistant.agent.counts import fill_stated_count
+from assistant.agent.cues import prefer_cued_tools
+from assistant.agent.mentions import mentions
+from assistant.agent.router import RouteTrace, _choices_named
+from assistant.agent.session import reference_notes
+from assistant.agent.tool_specs import (ToolSpec, check_known, fill_named_ids, fill_time_span, ground_arguments,
+                                        prefer_compared_groups, prefer_named_entities, required_grounded,
+                                        worth_decoding)
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +90,11 @@ class ServerRouter:
             prior = self.tool_prior.log_prior(question, list(specs)) if self.tool_prior is not None else {}
             trace.scores = {n: s + self.prior_weight * prior.get(n, 0.0) for n, s in trace.model_scores.items()}
             ranked = sorted(trace.scores, key=trace.scores.get, reverse=True)
-            name, args = self._choose(messages, schemas, specs, ranked, texts, trace)
+            named = mentions(" ".join([question, *(f"{kind} {value}" for _, kind, value in
+                                                   reference_notes(asked[-1] if asked else ""))]))
+            ranked = prefer_named_entities(specs, prefer_compared_groups(specs, ranked, named), named)
+            ranked = prefer_cued_tools(specs, ranked, question, named)
+            name, args = self._choose(messages, schemas, specs, ranked, texts, trace, named)
         except NoToolCall as exc:
             trace.error = str(exc)
             log.warning("the server router gives the call back to the model: %s", exc)
@@ -88,11 +102,18 @@ class ServerRouter:
         trace.args_s = time.perf_counter() - started - trace.score_s
         args, ungrounded = ground_arguments(specs[name], args, texts, user_texts=asked)
         trace.dropped += ungrounded
+        # what the question itself names settles what the model left out, as in the local router
+        args, filled = fill_time_span(specs[name], args, question)
+        trace.filled += filled
+        args, filled = fill_stated_count(specs[name], args, question)
+        trace.filled += filled
+        args = _choices_named(specs[name], args, question, trace, named)
         trace.seconds = time.perf_counter() - started
         return {"name": name, "args": args}
 
     def _choose(self, messages: list[BaseMessage], schemas: list[dict], specs: dict[str, ToolSpec],
-                ranked: list[str], texts: list[str], trace: ServerRouteTrace) -> tuple[str, dict]:
+                ranked: list[str], texts: list[str], trace: ServerRouteTrace,
+                named: list[str] = ()) -> tuple[str, dict]:
         """The best-ranked tool whose required arguments come from the conversation, with its arguments."""
         tried: list[tuple[str, dict]] = []
         for name in worth_decoding(specs, ranked, texts, self.max_candidates):
@@ -104,6 +125,8 @@ class ServerRouter:
                 trace.dropped += [k for k in raw if k not in args]
             args, unknown = check_known(specs[name], args)
             trace.dropped += unknown
+            args, filled = fill_named_ids(specs[name], args, list(named))
+            trace.filled += [f"{name}.{key}" for key in filled]
             tried.append((name, args))
             if required_grounded(specs[name], args, texts):
                 return name, args

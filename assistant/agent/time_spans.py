@@ -46,8 +46,27 @@ _FOREIGN_SPANS = [
     # Chinese: 本周 / 这周 / 下周 / 一周, 本月 / 这个月 / 下个月 / 一个月, 30天 / 7日
     (r"(?:本|这|這|下|一)(?:个|個)?(?:周|週|星期|礼拜)", "week"), (r"(?:本|这|這|下|一)(?:个|個)?月", "month"),
     (r"(\d+)\s*(?:天|日)", "day"), (r"(\d+)\s*(?:个|個)?(?:周|星期)", "week"), (r"(\d+)\s*(?:个|個)月", "month"),
+    # German: diese Woche, nächste Woche, diesen Monat, nächsten Monat, 14 Tage, 2 Wochen, 3 Monate
+    (r"\b(?:diese|nächste|naechste|eine)\s+woche\b", "week"), (r"\b(?:diesen|nächsten|naechsten|einen)\s+monat\b", "month"),
+    (r"\b(\d+)\s+tag(?:e|en)?\b", "day"), (r"\b(\d+)\s+wochen\b", "week"), (r"\b(\d+)\s+monat(?:e|en)?\b", "month"),
+    (r"\b(\d+)\s+jahr(?:e|en)?\b", "year"),
+    # Portuguese: esta / nesta semana, este / neste mês, 30 dias (as Spanish), 6 meses, 2 anos
+    (r"\b(?:nesta|próxima|proxima)\s+semana\b", "week"), (r"\b(?:este|neste|próximo|proximo)\s+mês\b", "month"),
+    (r"\b(\d+)\s+meses\b", "month"), (r"\b(\d+)\s+(?:anos|años|año)\b", "year"),
+    # Italian: questa settimana, questo mese, 30 giorni, 6 mesi, 2 anni
+    (r"\b(?:questa|prossima)\s+settimana\b", "week"), (r"\b(?:questo|prossimo)\s+mese\b", "month"),
+    (r"\b(\d+)\s+giorni\b", "day"), (r"\b(\d+)\s+mesi\b", "month"), (r"\b(\d+)\s+anni\b", "year"),
+    # French years: 2 ans; Chinese years: 2年
+    (r"\b(\d+)\s+ans\b", "year"), (r"\b(\d+)\s+mois\b", "month"), (r"(?<!\d)(\d{1,2})\s*年", "year"),
 ]
 _FOREIGN_RE = [(re.compile(p, re.I), unit) for p, unit in _FOREIGN_SPANS]
+# A unit of time right after a number, in these languages: "6 months", "90 Tage", "2 años", "30天". Such a
+# number is a span or a tenure: no count (assistant/agent/counts.py), and as a bare number no horizon
+# (assistant/agent/tool_specs.py `_conversation`): "older than 6 months" is no `horizon_days` of 6.
+UNIT_AFTER_RE = re.compile(
+    r"^\s*-?\s*(?:(?:days?|d|weeks?|wks?|w|months?|mos?|mths?|years?|yrs?|y|quarters?|hours?|h)\b|"
+    r"(?:d[ií]as?|semanas?|mes(?:es)?|mês|años?|anos?|jours?|semaines?|mois|ans?|années?|giorni|settiman[ae]|"
+    r"mes[ei]|ann[io]|tag(?:e|en)?|wochen?|monat(?:e|en)?|jahr(?:e|en)?)\b|(?:个|個)?(?:天|日|周|週|星期|月|年))", re.I)
 _EXPLICIT_DAYS_RE = re.compile(r"\b\d+\s*(?:-\s*)?days?\b", re.I)
 
 
@@ -63,10 +82,15 @@ _TENURE_BEFORE_RE = re.compile(
     r"\bbeen\s+(?:a\s+|our\s+)?(?:" + _WHO[3:-1] + r"|around|here|shopping|buying|ordering)"
     r"(?:\s+(?:with\s+us|here|from\s+us))?(?:\s+for)?|"  # "has been a customer for 3 years"
     r"\b" + _WHO + r"\s+(?:(?:with\s+us|here)\s+)?for(?=\s+" + _HOW_LONG + r")|"  # "customers for more than 6 months"
-    r"\b(?:older|longer)\s+than|\btenure\s+(?:of|over|above|under|below)|\bmember\s+since)"
-    r"\s+(?:" + _HOW_LONG + r"\s+)?(?:the\s+(?:past|last)\s+)?$", re.I)
-_TENURE_AFTER_RE = re.compile(r"^\s*(?:ago|old|of\s+(?:tenure|membership)|as\s+(?:a\s+)?(?:customers?|members?)|"
-                              r"(?:or\s+)?(?:more|longer)\s+(?:with\s+us|as\s+(?:a\s+)?customers?))\b", re.I)
+    r"\b(?:older|longer)\s+than|\btenure\s+(?:of|over|above|under|below)|\bmember\s+since|"
+    # other languages: "länger als 90 Tage dabei", "seit über 2 Jahren", "depuis plus d'un an", "hace 2 años",
+    # "há mais de 6 meses", "da più di 2 anni", "注册超过"
+    r"\b(?:länger|älter)\s+als|\bseit\s+(?:über|mehr\s+als)|\bdepuis\s+plus\s+d['e’]\s*|"
+    r"\bdesde\s+hace|\bhace\s+más\s+de|\bhá\s+mais\s+de|\bda\s+più\s+di|注册(?:了)?(?:超过)?)"
+    r"\s*(?:" + _HOW_LONG + r"\s+)?(?:the\s+(?:past|last)\s+)?$", re.I)
+_TENURE_AFTER_RE = re.compile(r"^\s*(?:(?:ago|old|of\s+(?:tenure|membership)|as\s+(?:a\s+)?(?:customers?|members?)|"
+                              r"(?:or\s+)?(?:more|longer)\s+(?:with\s+us|as\s+(?:a\s+)?customers?)|"
+                              r"con\s+nosotros|dabei|bei\s+uns|chez\s+nous|com\s+a\s+gente|conosco|con\s+noi)\b|(?:以)?前注册)", re.I)
 
 
 def _found_spans(text: str) -> list[tuple[int, str, int]]:

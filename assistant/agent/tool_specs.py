@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from assistant.agent.time_spans import spans
+from assistant.agent.time_spans import UNIT_AFTER_RE, spans
 
 _TYPE_NAMES = {"integer": "an integer", "number": "a number", "string": "a string",
                "boolean": "true or false", "array": "a list", "object": "an object"}
@@ -186,8 +186,8 @@ def check_known(spec: ToolSpec, args: dict) -> tuple[dict, list[str]]:
     is one of a sibling argument's kind moves there when that slot is empty or wrong; an optional
     argument left unknown is dropped (the tool's default applies). A required one stays, so the
     router passes the tool over (`required_grounded`) or the tool's error reaches the model.
-    A short value holding one id of its kind with the noun the question wrote it with ("usr 2827")
-    is that id: passed over, "usr 2827 churn prob this month + drivers" went to the segment report.
+    A short value holding one id of its kind with the noun the question wrote it with ("usr 2827",
+    "usr_1341" joined by an underscore) is that id: passed over, "usr 2827 churn prob this month + drivers" went to the segment report.
 
     Returns:
         (arguments, names of the dropped ones).
@@ -199,6 +199,8 @@ def check_known(spec: ToolSpec, args: dict) -> tuple[dict, list[str]]:
             continue
         words = _ID_WORD_RE.findall(str(value))
         inside = {word for word in words if is_known(word)} if len(words) <= 3 else set()
+        if not inside and len(words) <= 3:  # the noun joined by an underscore ("usr_1341", "cust_3515"): C hc23
+            inside = {part for word in words for part in word.split("_") if part and is_known(part)}
         if len(inside) == 1:  # the id copied with its noun ("usr 2827", "customer #1814"), no description: the id
             args[key] = inside.pop()
             continue
@@ -261,7 +263,10 @@ def _conversation(texts: list[str]) -> tuple[str, set[float], set[float]]:
     too), and those spans alone."""
     haystack = "\n".join(texts).lower()
     spans_in_days = _spans_in_days([haystack])
-    numbers = {float(n) for n in re.findall(r"(?<![\w.])\d+(?:\.\d+)?", haystack)}
+    # A number before a unit of time counts as its span in days only: "older than 6 months" (a tenure, no span)
+    # grounds no `horizon_days` of 6 (Round 9, hd08), "2 weeks" grounds 14, not 2.
+    numbers = {float(m.group(0)) for m in re.finditer(r"(?<![\w.])\d+(?:\.\d+)?", haystack)
+               if not UNIT_AFTER_RE.match(haystack[m.end():])}
     return haystack, numbers | spans_in_days, spans_in_days
 
 
