@@ -129,10 +129,8 @@ class LikelihoodRouter:
             trace.scores[name] = trace.model_scores[name] + trace.prior_weight * prior.get(name, 0.0)
         trace.reused_tokens = getattr(self.chat, "last_reused", 0)
         notes = reference_notes(asked[-1] if asked else "")  # (phrase, kind, id) of each reference
-        named = mentions(" ".join([question, *(f"{kind} {value}" for _, kind, value in notes)]))
-        ranked = sorted(trace.scores, key=trace.scores.get, reverse=True)
-        ranked = prefer_named_entities(specs, prefer_compared_groups(specs, ranked, named), named)
-        ranked = prefer_cued_tools(specs, ranked, question, named)
+        named = named_in(question, notes)
+        ranked = ranked_by_question(specs, sorted(trace.scores, key=trace.scores.get, reverse=True), question, named)
         trace.score_s = time.perf_counter() - started
         texts = [m.content for m in messages if isinstance(m, (HumanMessage, ToolMessage)) and isinstance(m.content, str)]
         best, trace.raw_arguments, args, trace.dropped = self._choose(prompt, specs, ranked, texts, trace,
@@ -144,11 +142,7 @@ class LikelihoodRouter:
                                           question, trace)
         args = _without_reference_phrases(specs[best], args, [phrase for phrase, _, _ in notes], trace)
         args = _without_restated_question(specs[best], args, question, trace)
-        args, filled = fill_time_span(specs[best], args, question)
-        trace.filled += filled
-        args, filled = fill_stated_count(specs[best], args, question)
-        trace.filled += filled
-        args = _choices_named(specs[best], args, question, trace, named)
+        args = filled_from_question(specs[best], args, question, trace, named)
         if self.tool_prior is not None:
             args = _settle_choices(specs[best], args, texts, question, self.tool_prior, trace)
         trace.seconds = time.perf_counter() - started
@@ -198,6 +192,28 @@ class LikelihoodRouter:
         prompt, _, _ = self.chat.render_prompt(messages, [s.schema for s in specs.values()], "any")
         self.prior = self.chat.score_names(prompt, list(specs))
         return self.prior
+
+
+def named_in(question: str, notes: list[tuple[str, str, str]]) -> list[str]:
+    """What the question names (`mentions`), with the ids its references resolve to ("the first one" -> user 3810)."""
+    return mentions(" ".join([question, *(f"{kind} {value}" for _, kind, value in notes)]))
+
+
+def ranked_by_question(specs: dict[str, ToolSpec], ranked: list[str], question: str, named: list[str]) -> list[str]:
+    """The model's ranking reordered by what the question names: two groups compared, a customer or product,
+    and the multilingual cues (assistant/agent/cues.py). Shared by the local and the server router."""
+    ranked = prefer_named_entities(specs, prefer_compared_groups(specs, ranked, named), named)
+    return prefer_cued_tools(specs, ranked, question, named)
+
+
+def filled_from_question(spec: ToolSpec, args: dict, question: str, trace: RouteTrace, named: list[str]) -> dict:
+    """The call's arguments with what the question itself names and the model left out: a span of time,
+    a count, a closed choice named outright. Shared by the local and the server router."""
+    args, filled = fill_time_span(spec, args, question)
+    trace.filled += filled
+    args, filled = fill_stated_count(spec, args, question)
+    trace.filled += filled
+    return _choices_named(spec, args, question, trace, named)
 
 
 def decoding_schema(specs: dict[str, ToolSpec], name: str) -> dict:

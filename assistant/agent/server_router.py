@@ -18,8 +18,8 @@ on the server:
    explain_user with no user named) is passed over for the next best, up to `max_candidates`.
 
 What the question names reorders the ranking and fills what the model left out exactly as in the local
-router: the multilingual cues (assistant/agent/cues.py), the ids, spans of time and counts it names
-(`fill_named_ids`, `fill_time_span`, assistant/agent/counts.py), the closed choices it names outright.
+router (`router.ranked_by_question`, `router.filled_from_question`): the multilingual cues
+(assistant/agent/cues.py), the ids, spans of time and counts it names, the closed choices it names outright.
 
 When the server gives no call (it ignores response_format) the router returns None, says why in
 its trace (`last.error`), and the agent lets the model write its call as text.
@@ -34,13 +34,9 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage, HumanMessage, ToolMessage
 
-from assistant.agent.counts import fill_stated_count
-from assistant.agent.cues import prefer_cued_tools
-from assistant.agent.mentions import mentions
-from assistant.agent.router import RouteTrace, _choices_named
+from assistant.agent.router import RouteTrace, filled_from_question, named_in, ranked_by_question
 from assistant.agent.session import reference_notes
-from assistant.agent.tool_specs import (ToolSpec, check_known, fill_named_ids, fill_time_span, ground_arguments,
-                                        prefer_compared_groups, prefer_named_entities, required_grounded,
+from assistant.agent.tool_specs import (ToolSpec, check_known, fill_named_ids, ground_arguments, required_grounded,
                                         worth_decoding)
 
 log = logging.getLogger(__name__)
@@ -89,11 +85,9 @@ class ServerRouter:
             trace.score_s = time.perf_counter() - started
             prior = self.tool_prior.log_prior(question, list(specs)) if self.tool_prior is not None else {}
             trace.scores = {n: s + self.prior_weight * prior.get(n, 0.0) for n, s in trace.model_scores.items()}
-            ranked = sorted(trace.scores, key=trace.scores.get, reverse=True)
-            named = mentions(" ".join([question, *(f"{kind} {value}" for _, kind, value in
-                                                   reference_notes(asked[-1] if asked else ""))]))
-            ranked = prefer_named_entities(specs, prefer_compared_groups(specs, ranked, named), named)
-            ranked = prefer_cued_tools(specs, ranked, question, named)
+            named = named_in(question, reference_notes(asked[-1] if asked else ""))
+            ranked = ranked_by_question(specs, sorted(trace.scores, key=trace.scores.get, reverse=True), question,
+                                        named)
             name, args = self._choose(messages, schemas, specs, ranked, texts, trace, named)
         except NoToolCall as exc:
             trace.error = str(exc)
@@ -102,12 +96,7 @@ class ServerRouter:
         trace.args_s = time.perf_counter() - started - trace.score_s
         args, ungrounded = ground_arguments(specs[name], args, texts, user_texts=asked)
         trace.dropped += ungrounded
-        # what the question itself names settles what the model left out, as in the local router
-        args, filled = fill_time_span(specs[name], args, question)
-        trace.filled += filled
-        args, filled = fill_stated_count(specs[name], args, question)
-        trace.filled += filled
-        args = _choices_named(specs[name], args, question, trace, named)
+        args = filled_from_question(specs[name], args, question, trace, named)
         trace.seconds = time.perf_counter() - started
         return {"name": name, "args": args}
 
