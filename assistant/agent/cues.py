@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import re
 
+from assistant.agent.mentions import referenced_ids
 from assistant.agent.time_spans import tenure_spans
 from assistant.agent.tool_specs import ENTITY_ARGUMENTS, ToolSpec, _moved_first, named_members
 
@@ -107,9 +108,6 @@ REVIEW_WORDS = _any(
     r"beschwerde\w*", r"beschweren", r"rezension\w*", r"avaliaç\w+", r"reclamaç\w+", r"reclamam", r"recension\w*",
     r"lamentel\w*", "评论", "评价", "抱怨", "差评", "好评", "吐槽", "投诉", "口碑",
 )
-# A customer named by id ("user 42", "cliente 1814", "用户 c0326"): what that one customer wrote or did.
-_USER_ID = re.compile(r"\b(?:user|customer|usuario|cliente|client|kunde|utente|usuário)\s*(?:id\s*)?[#:]?\s*\w*\d|"
-                      r"(?:用户|客户)\s*\w*\d", re.I)
 # A question about who will leave, in these languages: reviews then only describe those customers.
 _LEAVING = _any(
     r"churn\w*", r"at[- ]risk", r"laps\w*", r"stop\w*\s+buying", r"leav\w+", r"abandon\w*", "riesgo", "risque",
@@ -193,7 +191,7 @@ def prefer_cued_tools(specs: dict[str, ToolSpec], ranked: list[str], question: s
         # alone points to every tool taking a customer. The tools that find look-alikes say "similar".
         return _moved_first(ranked, [name for name in ranked if "similar" in name or
                                      "similar" in specs[name].description.split(".")[0].lower()])
-    if about_reviews(question) and not _USER_ID.search(question):
+    if about_reviews(question) and not any(kind == "user" for kind, _ in referenced_ids(question)):
         # "顾客都在抱怨什么？" went to the at-risk list: the prior is blind to Chinese, the 0.5B likes the list.
         return _moved_first(ranked, [name for name in ranked if "review" in name])
     members = _members_named(specs, named)

@@ -18,8 +18,8 @@ import re
 
 # Ids are ASCII: in Chinese, written without spaces, "和客户161类似的客户" names user 161 (E he10 found no id there).
 ID_PATTERN = r"([A-Za-z0-9][A-Za-z0-9_-]*\d[A-Za-z0-9_-]*|\d+)"
-USER_NOUNS = (r"user|customer|cust|usr|client|buyer|shopper|member|account|cliente|usuario|utilisateur|"
-              r"utilisatrice|kunde|nutzer")
+USER_NOUNS = (r"user|customer|cust|usr|client|buyer|shopper|member|account|cliente|usuario|usuário|utente|"
+              r"utilisateur|utilisatrice|kunde|nutzer")
 USER_REF_RE = re.compile(rf"\b(?:{USER_NOUNS})(?:'s)?(?:\s+(?:id|no\.?|number))?\s*[#:=]?\s*{ID_PATTERN}\b", re.I)
 ITEM_REF_RE = re.compile(rf"\b(?:item|product|sku|article|producto|produit)(?:'s)?(?:\s+id)?\s*[#:=]?\s*{ID_PATTERN}\b",
                          re.I)
