@@ -170,13 +170,6 @@ def assemble(question: dict, schemas: list[dict], system: str, turns: list[dict]
             "meta": {"kind": "tool", "expected_calls": question["calls"], **meta}}
 
 
-def tool_example(question: dict, schemas: list[dict], system: str, run_tool: Callable[[str, dict], dict] | None,
-                 render_answer: Callable[[str, dict, dict], str] | None, meta: dict) -> dict:
-    """A chat example: system, question, the call, and (when `run_tool` is given) result and answer."""
-    turns = result_turns(question, run_tool, render_answer) if run_tool and render_answer else None
-    return assemble(question, schemas, system, turns, meta)
-
-
 def fit_tool_example(question: dict, schemas: list[dict], system: str, turns: list[dict] | None, meta: dict,
                      distractors: int, rng: random.Random, count_tokens: Callable[[dict], int] | None,
                      max_tokens: int) -> dict | None:
@@ -194,7 +187,7 @@ def fit_tool_example(question: dict, schemas: list[dict], system: str, turns: li
     """
     needed = question["calls"][0]["name"]
     others = [s["function"]["name"] for s in schemas if s["function"]["name"] != needed]
-    drawn = rng.sample(others, min(distractors, len(others)))  # as pick_tools draws: the same tools when it fits
+    drawn = rng.sample(others, min(distractors, len(others)))
     shrink = list(range(len(drawn), -1, -1))
     tries = ([(n, True) for n in shrink[:-1] or shrink] if turns else []) + [(n, False) for n in shrink]
     for n_others, with_result in tries:
@@ -209,11 +202,3 @@ def fit_tool_example(question: dict, schemas: list[dict], system: str, turns: li
             example["meta"]["tokens"] = tokens
             return example
     return None
-
-
-def pick_tools(schemas: list[dict], needed: str, distractors: int, rng: random.Random) -> list[dict]:
-    """The needed tool plus `distractors` others, in catalog order (the model must choose)."""
-    names = [s["function"]["name"] for s in schemas]
-    others = [n for n in names if n != needed]
-    keep = {needed, *rng.sample(others, min(distractors, len(others)))}
-    return [s for s in schemas if s["function"]["name"] in keep]

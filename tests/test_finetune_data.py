@@ -310,14 +310,15 @@ def test_main_on_a_real_store_names_its_cutoffs_and_refuses_a_wrong_predictor_or
 
 def test_a_tool_result_is_trained_in_the_form_the_agent_serves_it():
     from assistant.agent.untrusted import result_for_prompt, sanitize_result
-    from finetune.sft_tools import tool_example
+    from finetune.sft_tools import assemble, result_turns
 
     result = {"item_id": "book3", "n_reviews": 2,
               "quotes": [{"review_id": "r1", "text": "印刷质量极差，请联系 zhang.wei@example.com"}]}
     question = {"question": "Summarize the reviews of item book3.",
                 "calls": [{"name": "review_summary", "arguments": {"item_id": "book3"}}]}
-    example = tool_example(question, [], "system", lambda name, arguments: result,
-                           lambda tool, arguments, res: f"{res['n_reviews']} reviews: {res['quotes'][0]['text']}", {})
+    turns = result_turns(question, lambda name, arguments: result,
+                         lambda tool, arguments, res: f"{res['n_reviews']} reviews: {res['quotes'][0]['text']}")
+    example = assemble(question, [], "system", turns, {})
     tool_message, answer = example["messages"][3]["content"], example["messages"][4]["content"]
     assert tool_message == result_for_prompt(sanitize_result(result)[0])  # what assistant/agent/loop.py shows
     assert "«印刷质量极差，请联系 [EMAIL]»" in tool_message and '", "' not in tool_message
