@@ -399,14 +399,13 @@ class Workspace:
     def records(self) -> str:
         """What the shop's data records and lacks, in words: a view that comes up empty is explained here."""
         row = self.store.query("""SELECT (SELECT count(*) FROM events) AS events,
-            (SELECT count(*) FROM events WHERE behavior = 'buy' AND amount > 0) AS priced,
             (SELECT count(*) FROM events WHERE category_id IS NOT NULL) AS categorized,
             (SELECT count(*) FROM reviews) AS reviews""").iloc[0]
         kinds = self.store.query("SELECT behavior, count(*) AS n FROM events GROUP BY 1 ORDER BY n DESC")
         parts = [("events " + ", ".join(f"{r.behavior} {r.n:,}" for r in kinds.itertuples())) if len(kinds)
                  else "no events (the Operations tab needs orders or events)"]
         if row.events:
-            parts.append(f"prices in {self.settings.currency}" if row.priced
+            parts.append(f"prices in {self.settings.currency}" if self.records_prices()
                          else "no prices (value is counted in orders, not money)")
             parts.append("categories" if row.categorized else "no categories")
         parts.append(f"{int(row.reviews):,} reviews" if row.reviews
