@@ -21,7 +21,7 @@ import pandas as pd
 from tools import paths
 from tools.data.pii import mask_pii
 from tools.aspects import ASPECTS, aspect_mentions, is_chinese, keyword_position
-from tools.sentiment import SentimentModel, fingerprint_reviews, rating_labels
+from tools.sentiment import NEGATIVE_RATINGS, POSITIVE_RATINGS, SentimentModel, fingerprint_reviews, rating_labels
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FINEFOOD_CSV = REPO_ROOT / "data" / "amazon_finefood_reviews_7567.csv"
@@ -80,7 +80,7 @@ def rated_sentiment(rating) -> str | None:
         return None
     if np.isnan(stars):
         return None
-    return "positive" if stars >= 4 else "negative" if stars <= 2 else "mixed"
+    return "positive" if stars >= min(POSITIVE_RATINGS) else "negative" if stars <= max(NEGATIVE_RATINGS) else "mixed"
 
 
 def review_text(frame: pd.DataFrame) -> list[str]:
