@@ -22,7 +22,7 @@ Tables (markdown on stdout):
    name others), the tables a map is chosen on (`CANDIDATE_RULE`), without computing any scored
    cutoff; --calibration-only stops after table 1 (with --predictor, table 4's ECE rows too);
    --candidates-only leaves the Round 5, Platt and isotonic rows out (--round9-only: Round 9's
-   variants are the only candidates). --floor-sizes prints only the noise floor of the ECE by the
+   variants are the only candidates; --round10-only: Round 10's activity-change maps). --floor-sizes prints only the noise floor of the ECE by the
    number of non-lost customers a cutoff has (`floor_by_size`): where a target of 0.02 is reachable.
 2. Demo shop, each cutoff and the app's (the last event's day): the 7-day headline list (value at
    risk among non-lost customers, top 10: recalibrated P(lapse) x `clv.customer_value`) beside
@@ -85,13 +85,20 @@ ROUND9_MAPS = {"BG/NBD, B1: ordered during a delivery spell (0/1)": {"features":
                "BG/NBD, B2: B clipped to its fitted range, prior sd 0.5": {
                    "features": LAPSE_FEATURES + ("delivery_exposure",), "clip_to_fit": ("delivery_exposure",),
                    "prior_sd": {"delivery_exposure": 0.5}}}
+# Round 10's, fixed and committed before any ran (bench/results/clv.md, Round 10), each on the shipped
+# windows and weights: the change of the customer's own activity (lapse_signals.activity_change), D1 against
+# their own rate, D2 since the last order against before it, and both. --round10-only runs them alone.
+ROUND10_MAPS = {"BG/NBD, D1: activity against the own rate": {"features": LAPSE_FEATURES + ("activity_vs_own_rate",)},
+                "BG/NBD, D2: activity since the last order against before it": {
+                    "features": LAPSE_FEATURES + ("activity_since_order",)},
+                "BG/NBD, D1 + D2": {"features": LAPSE_FEATURES + ("activity_vs_own_rate", "activity_since_order")}}
 CANDIDATE_MAPS = {"BG/NBD, Round 7 map (half-life 14 d)": {"half_life_days": 14.0},
                   "BG/NBD, A: + bad experience lately": {"features": LAPSE_FEATURES + ("bad_lately",), **ROUND7},
                   "BG/NBD, B: + delivery-trouble exposure": {"features": LAPSE_FEATURES + ("delivery_exposure",),
                                                              **ROUND7},
                   "BG/NBD, A + B": {"features": LAPSE_FEATURES + ("bad_lately", "delivery_exposure"), **ROUND7},
                   "BG/NBD, C: 7-day nowcast of the level": {"nowcast_days": 7, **ROUND7},
-                  **ROUND9_MAPS}
+                  **ROUND9_MAPS, **ROUND10_MAPS}
 # Round 8's rule (bench/results/clv.md, Round 8), fixed before any of its candidates ran: several
 # validation cutoffs, because one (Round 7's 05-15) preferred a map the scored cutoffs did not.
 DEMO_VALIDATION_CUTOFFS = [datetime(2026, 3, 15), datetime(2026, 4, 15), datetime(2026, 5, 15)]  # none is scored
@@ -495,11 +502,16 @@ def main() -> None:
     parser.add_argument("--round9-only", action="store_true", dest="round9_only",
                         help="with --candidates-only / --validation-only: Round 9's variants (ROUND9_MAPS) as the "
                              "only candidates beside the shipped map")
+    parser.add_argument("--round10-only", action="store_true", dest="round10_only",
+                        help="with --candidates-only / --validation-only: Round 10's activity-change maps "
+                             "(ROUND10_MAPS) as the only candidates beside the shipped map")
     parser.add_argument("--floor-sizes", action="store_true", dest="floor_sizes",
                         help="only the table of the ECE's noise floor by the number of non-lost customers a cutoff "
                              "has (`floor_by_size`), for the shipped map's and the oracle's P at the scored cutoffs")
     args = parser.parse_args()
-    maps = ROUND9_MAPS if args.round9_only else None
+    if args.round9_only and args.round10_only:
+        parser.error("--round9-only and --round10-only name different candidates: choose one")
+    maps = ROUND9_MAPS if args.round9_only else ROUND10_MAPS if args.round10_only else None
     if args.floor_sizes:
         print_floor_sizes(args.n_users)
         return

@@ -69,7 +69,7 @@ import numpy as np
 import pandas as pd
 
 from tools.predictor.calibration import logit, sigmoid
-from tools.predictor.lapse_signals import SIGNAL_COLUMNS, lapse_signals
+from tools.predictor.lapse_signals import ACTIVITY_COLUMNS, SIGNAL_COLUMNS, activity_change, lapse_signals
 
 BAD_RATING = 2  # a review of this many stars or fewer of the last order, and not seen since: lost (see above)
 STAGES = ("new", "active", "lapsing", "at_risk", "lost")  # customers; "visitor" = no order yet
@@ -243,7 +243,8 @@ def lapse_features(stages: pd.DataFrame, events: pd.DataFrame, cutoff: datetime,
                    reviews: pd.DataFrame | None = None,
                    columns: tuple[str, ...] = LAPSE_FEATURES) -> pd.DataFrame:
     """What the calibration reads beside P(lapse), per user of `p`: rhythm, recent visits, silence
-    (`columns`, of `LAPSE_FEATURES` and lapse_signals.SIGNAL_COLUMNS; the latter read `reviews`).
+    (`columns`, of `LAPSE_FEATURES`, lapse_signals.SIGNAL_COLUMNS, which read `reviews`, and
+    lapse_signals.ACTIVITY_COLUMNS, the change of the customer's own activity).
 
     Visits matter because a customer whose engagement collapsed (a late or poor order) stops
     browsing before the order rhythm shows it; the rhythm alone cannot tell them from one on time.
@@ -267,6 +268,8 @@ def lapse_features(stages: pd.DataFrame, events: pd.DataFrame, cutoff: datetime,
         out[f"log_events_{days}d"] = np.log1p(recent.groupby("user_id").size().reindex(users).fillna(0).to_numpy())
     if set(columns) & set(SIGNAL_COLUMNS):
         out = out.join(lapse_signals(past, reviews, c, users))
+    if set(columns) & set(ACTIVITY_COLUMNS):
+        out = out.join(activity_change(past, c, users))
     return out[list(columns)].fillna(0.0)  # a gap the data cannot give reads as "no signal", not a crash
 
 
