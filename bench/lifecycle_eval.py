@@ -76,27 +76,31 @@ FLOOR_DRAWS = 200
 # (bench/results/clv.md, Round 8): the review signals of tools/predictor/lapse_signals.py as
 # features, and a 7-day nowcast of the level, each on Round 7's recency weights (then shipped);
 # Round 6's windows alike won the rule and are the defaults of `calibrated_p_lapse` since.
-ROUND7 = {"half_life_days": 14.0}  # the weights the Round 8 candidates were defined on
-SHIPPED_MAP = "BG/NBD, shipped map (Round 8 = Round 6's: logistic, 4 windows alike)"
+# The map's features through Round 9 (Round 10's D1 joined them since): every earlier candidate is
+# defined on them, so its rows stay what they measured then.
+ROUND9_FEATURES = tuple(f for f in LAPSE_FEATURES if f != "activity_vs_own_rate")
+ROUND7 = {"half_life_days": 14.0, "features": ROUND9_FEATURES}  # the map the Round 8 candidates were defined on
+SHIPPED_MAP = "BG/NBD, shipped map (Round 10: Round 6's windows alike + D1 own-rate activity)"
 # Round 9's variants of B, fixed and committed before any ran (bench/results/clv.md, Round 9), each on
 # the shipped windows and weights: a bounded 0/1 spell flag, and B clipped to its fitted range with a
 # prior N(0, 0.5^2) on its coefficient. --round9-only runs them beside the shipped map alone.
-ROUND9_MAPS = {"BG/NBD, B1: ordered during a delivery spell (0/1)": {"features": LAPSE_FEATURES + ("delivery_spell",)},
+ROUND9_MAPS = {"BG/NBD, B1: ordered during a delivery spell (0/1)": {"features": ROUND9_FEATURES + ("delivery_spell",)},
                "BG/NBD, B2: B clipped to its fitted range, prior sd 0.5": {
-                   "features": LAPSE_FEATURES + ("delivery_exposure",), "clip_to_fit": ("delivery_exposure",),
+                   "features": ROUND9_FEATURES + ("delivery_exposure",), "clip_to_fit": ("delivery_exposure",),
                    "prior_sd": {"delivery_exposure": 0.5}}}
 # Round 10's, fixed and committed before any ran (bench/results/clv.md, Round 10), each on the shipped
 # windows and weights: the change of the customer's own activity (lapse_signals.activity_change), D1 against
 # their own rate, D2 since the last order against before it, and both. --round10-only runs them alone.
-ROUND10_MAPS = {"BG/NBD, D1: activity against the own rate": {"features": LAPSE_FEATURES + ("activity_vs_own_rate",)},
+# The rule shipped D1, so the shipped map's row is D1's, and the map shipped before (Round 9's) is a row here.
+ROUND10_MAPS = {"BG/NBD, Round 9's shipped map (Round 6's, no activity change)": {"features": ROUND9_FEATURES},
                 "BG/NBD, D2: activity since the last order against before it": {
-                    "features": LAPSE_FEATURES + ("activity_since_order",)},
-                "BG/NBD, D1 + D2": {"features": LAPSE_FEATURES + ("activity_vs_own_rate", "activity_since_order")}}
-CANDIDATE_MAPS = {"BG/NBD, Round 7 map (half-life 14 d)": {"half_life_days": 14.0},
-                  "BG/NBD, A: + bad experience lately": {"features": LAPSE_FEATURES + ("bad_lately",), **ROUND7},
-                  "BG/NBD, B: + delivery-trouble exposure": {"features": LAPSE_FEATURES + ("delivery_exposure",),
-                                                             **ROUND7},
-                  "BG/NBD, A + B": {"features": LAPSE_FEATURES + ("bad_lately", "delivery_exposure"), **ROUND7},
+                    "features": ROUND9_FEATURES + ("activity_since_order",)},
+                "BG/NBD, D1 + D2": {"features": ROUND9_FEATURES + ("activity_vs_own_rate", "activity_since_order")}}
+CANDIDATE_MAPS = {"BG/NBD, Round 7 map (half-life 14 d)": ROUND7,
+                  "BG/NBD, A: + bad experience lately": {**ROUND7, "features": ROUND9_FEATURES + ("bad_lately",)},
+                  "BG/NBD, B: + delivery-trouble exposure": {**ROUND7,
+                                                             "features": ROUND9_FEATURES + ("delivery_exposure",)},
+                  "BG/NBD, A + B": {**ROUND7, "features": ROUND9_FEATURES + ("bad_lately", "delivery_exposure")},
                   "BG/NBD, C: 7-day nowcast of the level": {"nowcast_days": 7, **ROUND7},
                   **ROUND9_MAPS, **ROUND10_MAPS}
 # Round 8's rule (bench/results/clv.md, Round 8), fixed before any of its candidates ran: several

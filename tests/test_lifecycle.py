@@ -297,7 +297,7 @@ def test_the_activity_change_joins_the_map_and_stays_finite_on_orders_only_data(
 
     shop = _rhythmic_shop(n=400, seed=3)
     shop = shop[shop["ts"] <= pd.Timestamp(CUTOFF)]
-    columns = LAPSE_FEATURES + ACTIVITY_COLUMNS
+    columns = tuple(dict.fromkeys(LAPSE_FEATURES + ACTIVITY_COLUMNS))  # D1 is one of the shipped features
     p, notes = calibrated_p_lapse(shop, CUTOFF, 30, lambda day: pd.Series(0.5, index=shop["user_id"].unique()),
                                   features=columns)
     assert notes["fitted"] and p.dropna().between(0, 1).all()
