@@ -224,7 +224,7 @@ CALIBRATION_HALF_LIFE_DAYS: float | None = None  # all windows alike (CALIBRATIO
 MIN_WINDOW_HISTORY_DAYS = 28  # a window cutoff with less history before it has no rhythm to read: skipped
 CALIBRATION_METHODS = ("logistic", "platt", "isotonic")
 LOGISTIC_C = 1.0  # the logistic map's L2 strength on standardized features (a prior N(0, C) per coefficient)
-CALIBRATION_CHOICE = ("the 4 windows count alike and the map reads each customer's recent activity against their own "
+CALIBRATION_CHOICE = ("the 4 windows count alike and the recent activity is also read against the customer's own "
                       "rate (D1), chosen over recency weights, review signals, a 7-day nowcast of the level and the "
                       "activity since the last order by a rule fixed before the run: the lowest mean ECE at 7 and "
                       "30 days over three validation cutoffs of the demo shop, on 5,000 and on 20,000 users "
@@ -461,8 +461,7 @@ def calibrated_p_lapse(events: pd.DataFrame, cutoff: datetime, horizon_days: int
     p_now = p_lapse(stages, p_no_order_at(cutoff))
     known = events[events["ts"] <= c]
     latest = (c - pd.Timedelta(days=horizon_days)).date().isoformat()
-    notes = {"method": "logistic regression on P(lapse), rhythm, stage, recent visits and their change against "
-                       "the customer's own rate",
+    notes = {"method": "logistic regression on P(lapse), rhythm, stage and recent visits",
              "fitted_at": latest, "outcomes_until": c.date().isoformat()}
     days = calibration_windows(known, cutoff, horizon_days, n_windows)
     if not days:
