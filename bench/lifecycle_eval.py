@@ -11,8 +11,8 @@ Tables (markdown on stdout):
    comes from BG/NBD (fitted at the cutoff), gated by the lifecycle rule, as it is, with the
    Round 5 map (a logistic regression on the one window (c - H, c], 7 features), the shipped one
    (`calibrated_p_lapse`: a logistic regression on 4 past windows pooled alike, Round 6's, again
-   since Round 8), `CANDIDATE_MAPS` (Round 7's recency weights, Round 8's review signals and
-   nowcast) and Platt scaling / isotonic regression on the shipped map's windows;
+   since Round 8, reading Round 10's D1 too), `CANDIDATE_MAPS` (Round 7's recency weights, Round
+   8's review signals and nowcast, Round 9's guarded exposure, Round 10's activity change) and Platt scaling / isotonic regression on the shipped map's windows;
    the plain P(no order) read as P(lapse) beside it; on the demo shop also from the generator's
    exact oracle; the same at the demo's validation cutoffs (`DEMO_VALIDATION_CUTOFFS`), kept out
    of the means. "noise floor" = the mean ECE of labels drawn as Bernoulli(P) from the row's own
@@ -22,8 +22,9 @@ Tables (markdown on stdout):
    name others), the tables a map is chosen on (`CANDIDATE_RULE`), without computing any scored
    cutoff; --calibration-only stops after table 1 (with --predictor, table 4's ECE rows too);
    --candidates-only leaves the Round 5, Platt and isotonic rows out (--round9-only: Round 9's
-   variants are the only candidates; --round10-only: Round 10's activity-change maps). --floor-sizes prints only the noise floor of the ECE by the
-   number of non-lost customers a cutoff has (`floor_by_size`): where a target of 0.02 is reachable.
+   variants are the only candidates; --round10-only: Round 10's activity-change maps).
+   --floor-sizes prints only the noise floor of the ECE by the number of non-lost customers a
+   cutoff has (`floor_by_size`): where a target of 0.02 is reachable.
 2. Demo shop, each cutoff and the app's (the last event's day): the 7-day headline list (value at
    risk among non-lost customers, top 10: recalibrated P(lapse) x `clv.customer_value`) beside
    the old list (p_churn among customers with a purchase in 90 days): how many listed users the
