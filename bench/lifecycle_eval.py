@@ -11,8 +11,8 @@ Tables (markdown on stdout):
    comes from BG/NBD (fitted at the cutoff), gated by the lifecycle rule, as it is, with the
    Round 5 map (a logistic regression on the one window (c - H, c], 7 features), the shipped one
    (`calibrated_p_lapse`: a logistic regression on 4 past windows pooled alike, Round 6's, again
-   since Round 8), `CANDIDATE_MAPS` (Round 7's recency weights, Round 8's review signals and
-   nowcast) and Platt scaling / isotonic regression on the shipped map's windows;
+   since Round 8, reading Round 10's D1 too), `CANDIDATE_MAPS` (Round 7's recency weights, Round
+   8's review signals and nowcast, Round 9's guarded exposure, Round 10's activity change) and Platt scaling / isotonic regression on the shipped map's windows;
    the plain P(no order) read as P(lapse) beside it; on the demo shop also from the generator's
    exact oracle; the same at the demo's validation cutoffs (`DEMO_VALIDATION_CUTOFFS`), kept out
    of the means. "noise floor" = the mean ECE of labels drawn as Bernoulli(P) from the row's own
@@ -22,8 +22,9 @@ Tables (markdown on stdout):
    name others), the tables a map is chosen on (`CANDIDATE_RULE`), without computing any scored
    cutoff; --calibration-only stops after table 1 (with --predictor, table 4's ECE rows too);
    --candidates-only leaves the Round 5, Platt and isotonic rows out (--round9-only: Round 9's
-   variants are the only candidates). --floor-sizes prints only the noise floor of the ECE by the
-   number of non-lost customers a cutoff has (`floor_by_size`): where a target of 0.02 is reachable.
+   variants are the only candidates; --round10-only: Round 10's activity-change maps).
+   --floor-sizes prints only the noise floor of the ECE by the number of non-lost customers a
+   cutoff has (`floor_by_size`): where a target of 0.02 is reachable.
 2. Demo shop, each cutoff and the app's (the last event's day): the 7-day headline list (value at
    risk among non-lost customers, top 10: recalibrated P(lapse) x `clv.customer_value`) beside
    the old list (p_churn among customers with a purchase in 90 days): how many listed users the
@@ -76,22 +77,33 @@ FLOOR_DRAWS = 200
 # (bench/results/clv.md, Round 8): the review signals of tools/predictor/lapse_signals.py as
 # features, and a 7-day nowcast of the level, each on Round 7's recency weights (then shipped);
 # Round 6's windows alike won the rule and are the defaults of `calibrated_p_lapse` since.
-ROUND7 = {"half_life_days": 14.0}  # the weights the Round 8 candidates were defined on
-SHIPPED_MAP = "BG/NBD, shipped map (Round 8 = Round 6's: logistic, 4 windows alike)"
+# The map's features through Round 9 (Round 10's D1 joined them since): every earlier candidate is
+# defined on them, so its rows stay what they measured then.
+ROUND9_FEATURES = tuple(f for f in LAPSE_FEATURES if f != "activity_vs_own_rate")
+ROUND7 = {"half_life_days": 14.0, "features": ROUND9_FEATURES}  # the map the Round 8 candidates were defined on
+SHIPPED_MAP = "BG/NBD, shipped map (Round 10: Round 6's windows alike + D1 own-rate activity)"
 # Round 9's variants of B, fixed and committed before any ran (bench/results/clv.md, Round 9), each on
 # the shipped windows and weights: a bounded 0/1 spell flag, and B clipped to its fitted range with a
 # prior N(0, 0.5^2) on its coefficient. --round9-only runs them beside the shipped map alone.
-ROUND9_MAPS = {"BG/NBD, B1: ordered during a delivery spell (0/1)": {"features": LAPSE_FEATURES + ("delivery_spell",)},
+ROUND9_MAPS = {"BG/NBD, B1: ordered during a delivery spell (0/1)": {"features": ROUND9_FEATURES + ("delivery_spell",)},
                "BG/NBD, B2: B clipped to its fitted range, prior sd 0.5": {
-                   "features": LAPSE_FEATURES + ("delivery_exposure",), "clip_to_fit": ("delivery_exposure",),
+                   "features": ROUND9_FEATURES + ("delivery_exposure",), "clip_to_fit": ("delivery_exposure",),
                    "prior_sd": {"delivery_exposure": 0.5}}}
-CANDIDATE_MAPS = {"BG/NBD, Round 7 map (half-life 14 d)": {"half_life_days": 14.0},
-                  "BG/NBD, A: + bad experience lately": {"features": LAPSE_FEATURES + ("bad_lately",), **ROUND7},
-                  "BG/NBD, B: + delivery-trouble exposure": {"features": LAPSE_FEATURES + ("delivery_exposure",),
-                                                             **ROUND7},
-                  "BG/NBD, A + B": {"features": LAPSE_FEATURES + ("bad_lately", "delivery_exposure"), **ROUND7},
+# Round 10's, fixed and committed before any ran (bench/results/clv.md, Round 10), each on the shipped
+# windows and weights: the change of the customer's own activity (lapse_signals.activity_change), D1 against
+# their own rate, D2 since the last order against before it, and both. --round10-only runs them alone.
+# The rule shipped D1, so the shipped map's row is D1's, and the map shipped before (Round 9's) is a row here.
+ROUND10_MAPS = {"BG/NBD, Round 9's shipped map (Round 6's, no activity change)": {"features": ROUND9_FEATURES},
+                "BG/NBD, D2: activity since the last order against before it": {
+                    "features": ROUND9_FEATURES + ("activity_since_order",)},
+                "BG/NBD, D1 + D2": {"features": ROUND9_FEATURES + ("activity_vs_own_rate", "activity_since_order")}}
+CANDIDATE_MAPS = {"BG/NBD, Round 7 map (half-life 14 d)": ROUND7,
+                  "BG/NBD, A: + bad experience lately": {**ROUND7, "features": ROUND9_FEATURES + ("bad_lately",)},
+                  "BG/NBD, B: + delivery-trouble exposure": {**ROUND7,
+                                                             "features": ROUND9_FEATURES + ("delivery_exposure",)},
+                  "BG/NBD, A + B": {**ROUND7, "features": ROUND9_FEATURES + ("bad_lately", "delivery_exposure")},
                   "BG/NBD, C: 7-day nowcast of the level": {"nowcast_days": 7, **ROUND7},
-                  **ROUND9_MAPS}
+                  **ROUND9_MAPS, **ROUND10_MAPS}
 # Round 8's rule (bench/results/clv.md, Round 8), fixed before any of its candidates ran: several
 # validation cutoffs, because one (Round 7's 05-15) preferred a map the scored cutoffs did not.
 DEMO_VALIDATION_CUTOFFS = [datetime(2026, 3, 15), datetime(2026, 4, 15), datetime(2026, 5, 15)]  # none is scored
@@ -495,11 +507,16 @@ def main() -> None:
     parser.add_argument("--round9-only", action="store_true", dest="round9_only",
                         help="with --candidates-only / --validation-only: Round 9's variants (ROUND9_MAPS) as the "
                              "only candidates beside the shipped map")
+    parser.add_argument("--round10-only", action="store_true", dest="round10_only",
+                        help="with --candidates-only / --validation-only: Round 10's activity-change maps "
+                             "(ROUND10_MAPS) as the only candidates beside the shipped map")
     parser.add_argument("--floor-sizes", action="store_true", dest="floor_sizes",
                         help="only the table of the ECE's noise floor by the number of non-lost customers a cutoff "
                              "has (`floor_by_size`), for the shipped map's and the oracle's P at the scored cutoffs")
     args = parser.parse_args()
-    maps = ROUND9_MAPS if args.round9_only else None
+    if args.round9_only and args.round10_only:
+        parser.error("--round9-only and --round10-only name different candidates: choose one")
+    maps = ROUND9_MAPS if args.round9_only else ROUND10_MAPS if args.round10_only else None
     if args.floor_sizes:
         print_floor_sizes(args.n_users)
         return

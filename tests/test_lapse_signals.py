@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from tools.predictor.lapse_signals import delivery_complaints, lapse_signals
+from tools.predictor.lapse_signals import (ACTIVITY_EPS_PER_DAY, activity_change, delivery_complaints,
+                                           lapse_signals)
 
 CUTOFF = datetime(2024, 6, 30, 23, 59, 59)
 END = pd.Timestamp("2024-06-30")
@@ -80,3 +82,60 @@ def test_a_spell_is_flagged_only_when_chance_cannot_explain_it():
 def test_no_reviews_no_signal():
     signals = lapse_signals(_orders(a=[3]), None, CUTOFF, pd.Index(["a"]))
     assert signals.to_dict("records") == [{"bad_lately": 0.0, "delivery_exposure": 0.0, "delivery_spell": 0.0}]
+
+
+def _views(**days_ago: list[int]) -> pd.DataFrame:
+    rows = [(user, END - pd.Timedelta(days=d) + pd.Timedelta(hours=15), "view", "i1", "c1", 1, np.nan)
+            for user, ago in days_ago.items() for d in ago]
+    return pd.DataFrame(rows, columns=["user_id", "ts", "behavior", "item_id", "category_id", "quantity", "amount"])
+
+
+def test_activity_that_fell_after_the_last_order_reads_lower_than_activity_that_rose():
+    # Both ordered 10 days before the cutoff and browsed every other day in the 30 days before it.
+    # "cooled" browsed once since (a late order's effect), "warmed" every day since; "silent" not at all.
+    before = list(range(12, 41, 2))  # 15 views in the 30 days before the order's day (days 11..40 back)
+    events = pd.concat([_orders(cooled=[10], warmed=[10], silent=[10]),
+                        _views(cooled=[*before, 4], warmed=[*before, *range(0, 10)], silent=before)], ignore_index=True)
+    change = activity_change(events, CUTOFF, pd.Index(["cooled", "warmed", "silent"]))
+    since = change["activity_since_order"]
+    assert since["warmed"] > 0 > since["cooled"] > since["silent"]
+    # silent: no event in the 10 days since; before: 15 events over 30 days (the order's day counts in neither)
+    assert since["silent"] == pytest.approx(np.log(ACTIVITY_EPS_PER_DAY / (15 / 30 + ACTIVITY_EPS_PER_DAY)))
+    assert since["warmed"] == pytest.approx(np.log((10 / 10 + ACTIVITY_EPS_PER_DAY) / (15 / 30 + ACTIVITY_EPS_PER_DAY)),
+                                            rel=1e-4)  # the cutoff is 23:59:59: 10 days less a second
+    own = change["activity_vs_own_rate"]
+    assert own["warmed"] > 0 > own["cooled"] > own["silent"]
+    # silent: 2 events in the last 14 days (the view 12 days back, the order); before them 14 views since
+    # the first, 40 days back at 15:00, that is 26 days and 9 hours before the last 14 days began
+    assert own["silent"] == pytest.approx(np.log(3 / (14 / (26 + 9 / 24) * 14 + 1)), rel=1e-4)
+
+
+def test_activity_change_reads_nothing_after_the_cutoff_and_0_where_undefined():
+    before = list(range(12, 41, 2))
+    events = pd.concat([_orders(a=[10], fresh=[1], newbie=[5]), _views(a=before, fresh=before, visitor=[3, 20]),
+                        _views(a=[-1, -2, -3])], ignore_index=True)  # a's views after the cutoff: not known yet
+    users = pd.Index(["a", "fresh", "newbie", "visitor", "unseen"])
+    change = activity_change(events, CUTOFF, users)
+    assert change.loc["a"].tolist() == activity_change(events[events["ts"] <= CUTOFF], CUTOFF, users).loc["a"].tolist()
+    assert change.loc["a", "activity_since_order"] < 0  # no event since its order, up to the cutoff
+    assert change.loc["fresh", "activity_since_order"] == 0.0  # ordered yesterday: under 3 days since, no rate
+    assert change.loc["newbie", "activity_since_order"] == 0.0  # first seen on the order's day: no "before"
+    assert change.loc["newbie", "activity_vs_own_rate"] == 0.0  # first seen in the last 14 days: no own rate
+    assert change.loc["visitor", "activity_since_order"] == 0.0  # no order
+    assert change.loc["unseen"].tolist() == [0.0, 0.0]
+
+
+def test_orders_only_data_gives_finite_activity_change():
+    # CDNOW-like: only orders, no visit. D2 reads eps against the order rate before the last order.
+    events = _orders(steady=[70, 60, 50, 40, 30, 20, 10], slowing=[100, 95, 90, 85, 40], once=[50],
+                     recent=[80, 12, 6, 2])
+    change = activity_change(events, CUTOFF, pd.Index(["steady", "slowing", "once", "recent"]))
+    assert np.isfinite(change.to_numpy()).all()
+    assert (change["activity_since_order"] <= 0).all()  # nothing follows the last order
+    assert change.loc["once", "activity_since_order"] == 0.0  # first seen on its only order's day
+    assert change.loc["steady", "activity_since_order"] == pytest.approx(
+        np.log(ACTIVITY_EPS_PER_DAY / (3 / 30 + ACTIVITY_EPS_PER_DAY)))  # 40, 30, 20 days back: 30 days before day 10
+    # recent: 3 orders in the last 14 days against 1 in the 66 days and 14 hours of history before them
+    assert change.loc["recent", "activity_vs_own_rate"] == pytest.approx(np.log(4 / (1 / (66 + 14 / 24) * 14 + 1)),
+                                                                         rel=1e-4)
+    assert change.loc["recent", "activity_vs_own_rate"] > change.loc["slowing", "activity_vs_own_rate"]

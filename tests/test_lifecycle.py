@@ -289,6 +289,24 @@ def test_the_nowcast_moves_the_30_day_level_with_the_lapses_of_the_last_week():
     assert signal_notes["fitted"] and with_signals.dropna().between(0, 1).all()
 
 
+def test_the_activity_change_joins_the_map_and_stays_finite_on_orders_only_data():
+    # CDNOW-like: orders only. The activity change then reads orders (lapse_signals.activity_change): the
+    # map still fits, and every feature is a number (D2 <= 0: no order follows the last one).
+    from tools.predictor.lapse_signals import ACTIVITY_COLUMNS
+    from tools.predictor.lifecycle import LAPSE_FEATURES, calibrated_p_lapse, lapse_features
+
+    shop = _rhythmic_shop(n=400, seed=3)
+    shop = shop[shop["ts"] <= pd.Timestamp(CUTOFF)]
+    columns = tuple(dict.fromkeys(LAPSE_FEATURES + ACTIVITY_COLUMNS))  # D1 is one of the shipped features
+    p, notes = calibrated_p_lapse(shop, CUTOFF, 30, lambda day: pd.Series(0.5, index=shop["user_id"].unique()),
+                                  features=columns)
+    assert notes["fitted"] and p.dropna().between(0, 1).all()
+    live = p.dropna()
+    features = lapse_features(lifecycle_frame(shop, CUTOFF, 30), shop, CUTOFF, live, columns=columns)
+    assert list(features.columns) == list(columns) and np.isfinite(features.to_numpy()).all()
+    assert (features["activity_since_order"] <= 0).all() and features["activity_since_order"].lt(0).any()
+
+
 def test_a_clipped_feature_with_a_tight_prior_cannot_carry_a_new_larger_value_far():
     # Fitted where the exposure runs 0..1 and lapses rise with it; scored at 5 (never seen): the clip
     # reads 5 as 1, and a tight prior on its coefficient keeps the map near the exposure-blind one.

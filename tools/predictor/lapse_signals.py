@@ -1,4 +1,5 @@
-"""Signs of a bad experience that the lapse map can read beside the rhythm, from reviews only.
+"""Signs of a bad experience that the lapse map can read beside the rhythm: from reviews, and from
+the change of the customer's own activity.
 
 A late or poor order makes a customer less likely to come back before their order rhythm shows it,
 and the shop's lapse rate moves with spells of late deliveries (on the demo shop, its carrier
@@ -23,8 +24,33 @@ A **delivery complaint** is a review of `COMPLAINT_MAX_RATING` stars or fewer wh
 names delivery (`DELIVERY_WORDS`: English words only; a shop reviewed in another language gets no
 complaint, and both signals read 0 there, as they do without reviews).
 
+**The change of the customer's own activity** (`activity_change`; events of any kind: views, carts,
+orders). A late or poor order takes the customer's engagement down at once, and a customer whose
+engagement fell browses less before the order rhythm shows anything (on the demo shop a late order
+multiplies it by 0.3 and sessions follow it: tools/data/synth_process.py); a good order renews it. The
+absolute counts the map already reads (`log_events_14d`, `log_events_30d`) cannot tell a light browser
+on their usual pace from a heavy one who went quiet; these read each customer against themselves, and
+ordinary late orders and poor items happen in every window, so the map can learn them before any
+disruption. A real shop has the same sign (disengagement after an order). Two columns, fixed in Round
+10 before any run (bench/results/clv.md):
+
+- **D1, own-rate activity ratio** (`activity_vs_own_rate`): log((events in the `OWN_RATE_DAYS` up to
+  the cutoff + 1) / (the customer's mean events per `OWN_RATE_DAYS` over their history before those
+  days + 1)); that history's span is floored at `OWN_RATE_DAYS` (a few days of history cannot claim a
+  fortnight's rate); 0 without any event before those days (no own rate to compare with);
+- **D2, activity since the last order against before it** (`activity_since_order`):
+  log((events per day after the last order's day, up to the cutoff + `ACTIVITY_EPS_PER_DAY`) /
+  (events per day in the `BEFORE_ORDER_DAYS` before that day, within the customer's history, +
+  `ACTIVITY_EPS_PER_DAY`)); the order's own day counts in neither (its browsing led to the order);
+  0 without an order, or where either span is shorter than `MIN_ACTIVITY_SPAN_DAYS`.
+
+On orders-only data (CDNOW: no visits) both read orders: D1 compares the recent orders with the
+customer's own order rate, D2 is log(eps / (orders per day before the last order + eps)) <= 0, since
+no order follows the last one; both finite, never NaN.
+
 Usage:
     signals = lapse_signals(events, reviews, cutoff, users)   # columns bad_lately, delivery_exposure, delivery_spell
+    change = activity_change(events, cutoff, users)           # columns activity_vs_own_rate, activity_since_order
 """
 
 from __future__ import annotations
@@ -32,6 +58,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
+import numpy as np
 import pandas as pd
 from scipy.stats import binom
 
@@ -43,6 +70,12 @@ DELIVERY_WORDS = re.compile(r"\b(?:late|delay\w*|arriv\w*|ship\w*|deliver\w*|mel
                             r"|\btook\b[^.]{0,30}?\b(?:days|weeks)\b", re.IGNORECASE)
 SPELL_TEST_LEVEL = 0.01  # fixed before any run (bench/results/clv.md, Round 9)
 SIGNAL_COLUMNS = ("bad_lately", "delivery_exposure", "delivery_spell")
+# The activity change (Round 10), every constant fixed before any run (bench/results/clv.md, Round 10):
+OWN_RATE_DAYS = 14  # D1: the recent span, and the unit of the customer's own rate before it
+BEFORE_ORDER_DAYS = 30  # D2: how far before the last order its "before" rate reads
+ACTIVITY_EPS_PER_DAY = 1 / 30  # D2: one event a month, the before span's resolution; keeps log(0) out
+MIN_ACTIVITY_SPAN_DAYS = 3.0  # D2: a shorter span after or before the order is too few days to read a rate
+ACTIVITY_COLUMNS = ("activity_vs_own_rate", "activity_since_order")
 
 
 def delivery_complaints(reviews: pd.DataFrame) -> pd.Series:
@@ -91,3 +124,42 @@ def lapse_signals(events: pd.DataFrame, reviews: pd.DataFrame | None, cutoff: da
     out["delivery_spell"] = per_user["spell"].max().reindex(users).fillna(0.0).to_numpy(dtype=float)
     return out
 
+
+
+def activity_change(events: pd.DataFrame, cutoff: datetime, users: pd.Index) -> pd.DataFrame:
+    """D1 `activity_vs_own_rate` and D2 `activity_since_order` (see the module doc) per user of `users`,
+    from the events up to the cutoff only; 0 where a customer's history cannot define one."""
+    c = pd.Timestamp(cutoff)
+    out = pd.DataFrame(0.0, index=users, columns=list(ACTIVITY_COLUMNS))
+    past = events[events["ts"] <= c]
+    if not len(past):
+        return out
+    user = past["user_id"]
+    first = past.groupby("user_id")["ts"].min().reindex(users)
+    day = pd.Timedelta(days=1)
+
+    # D1: the last OWN_RATE_DAYS against the customer's own mean per OWN_RATE_DAYS before them.
+    start = c - pd.Timedelta(days=OWN_RATE_DAYS)
+    recent = past[past["ts"] > start].groupby("user_id").size().reindex(users).fillna(0.0)
+    earlier = past[past["ts"] <= start].groupby("user_id").size().reindex(users).fillna(0.0)
+    span = ((start - first) / day).clip(lower=OWN_RATE_DAYS)  # days of history before the recent span
+    own = earlier / span * OWN_RATE_DAYS
+    d1 = np.log((recent + 1.0) / (own + 1.0))
+    out["activity_vs_own_rate"] = d1.where(earlier > 0, 0.0).fillna(0.0).to_numpy(dtype=float)
+
+    # D2: events per day after the last order's day against the BEFORE_ORDER_DAYS before that day.
+    buys = past[past["behavior"] == "buy"]
+    last_day = buys["ts"].dt.normalize().groupby(buys["user_id"]).max().reindex(users)
+    after_from = last_day + day  # the order's own day counts in neither span
+    before_from = pd.concat([last_day - pd.Timedelta(days=BEFORE_ORDER_DAYS), first.dt.normalize()], axis=1).max(axis=1)
+    ts = past["ts"]
+    n_after = past[ts >= after_from.reindex(user).to_numpy()].groupby("user_id").size().reindex(users).fillna(0.0)
+    in_before = (ts >= before_from.reindex(user).to_numpy()) & (ts < last_day.reindex(user).to_numpy())
+    n_before = past[in_before].groupby("user_id").size().reindex(users).fillna(0.0)
+    span_after = (c - after_from) / day
+    span_before = (last_day - before_from) / day
+    readable = (span_after >= MIN_ACTIVITY_SPAN_DAYS) & (span_before >= MIN_ACTIVITY_SPAN_DAYS)
+    d2 = np.log((n_after / span_after.where(readable) + ACTIVITY_EPS_PER_DAY)
+                / (n_before / span_before.where(readable) + ACTIVITY_EPS_PER_DAY))
+    out["activity_since_order"] = d2.where(readable, 0.0).fillna(0.0).to_numpy(dtype=float)
+    return out
