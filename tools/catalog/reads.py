@@ -94,14 +94,15 @@ def scores(ctx: ToolContext, horizon_days: int) -> tuple[pd.DataFrame, dict]:
     key = ("scores", horizon_days)
     if key in ctx.cache:
         return ctx.cache[key]
-    frame = ctx.store.scores_frame(horizon_days=horizon_days)
+    current = str(ctx.predictor.version) if ctx.predictor is not None else None
+    frame = served_scores(ctx.store, ctx.cutoff, horizon_days, prefer_version=current)
     if len(frame):
-        frame = frame[pd.to_datetime(frame["cutoff"]) <= pd.Timestamp(ctx.cutoff)]
-    if len(frame):
-        latest = pd.to_datetime(frame["cutoff"]).max()
-        frame = frame[pd.to_datetime(frame["cutoff"]) == latest]
-        source = {"source": "scores table", "scored_as_of": latest.isoformat(),
-                  "model_version": str(frame["model_version"].iloc[0])}
+        version = str(frame["model_version"].iloc[0])
+        source = {"source": "scores table", "scored_as_of": pd.to_datetime(frame["cutoff"]).max().isoformat(),
+                  "model_version": version}
+        note = scores_version_note(version, current)
+        if note:
+            source["scores_checkpoint_note"] = note
     elif ctx.predictor is not None:
         all_scores = ctx.predictor.score_users(events_until_cutoff(ctx), ctx.cutoff)
         frame = all_scores[all_scores["horizon_days"] == horizon_days]
@@ -113,6 +114,40 @@ def scores(ctx: ToolContext, horizon_days: int) -> tuple[pd.DataFrame, dict]:
     frame = frame.drop_duplicates("user_id", keep="last").set_index("user_id")
     ctx.cache[key] = (frame, source)
     return frame, source
+
+
+def served_scores(store, cutoff, horizon_days: int | None = None, prefer_version: str | None = None) -> pd.DataFrame:
+    """The stored rows the tools serve: the latest cutoff at or before `cutoff`, written by one checkpoint.
+
+    Rows of several checkpoints at that cutoff (a store scored by a replaced checkpoint, before
+    `shopsight predictor score` deleted such rows) are never mixed: the current checkpoint's
+    (`prefer_version`) are served where it wrote any, else those of the checkpoint with the most rows.
+    """
+    frame = store.scores_frame(horizon_days=horizon_days)
+    if len(frame):
+        frame = frame[pd.to_datetime(frame["cutoff"]) <= pd.Timestamp(cutoff)]
+    if not len(frame):
+        return frame
+    frame = frame[pd.to_datetime(frame["cutoff"]) == pd.to_datetime(frame["cutoff"]).max()]
+    versions = frame["model_version"].astype(str)
+    if versions.nunique() > 1:
+        counts = versions.value_counts()
+        keep = prefer_version if prefer_version in counts.index else counts.index[0]
+        frame = frame[versions == keep]
+    return frame
+
+
+def scores_version_note(served_version: str, current_version: str | None) -> str | None:
+    """Why stored scores may not be the current model's: another checkpoint wrote them, or none is loaded."""
+    if current_version is not None and served_version == current_version:
+        return None
+    if current_version is None:
+        return (f"these stored scores were written by checkpoint {served_version}, and no predictor checkpoint is "
+                "loaded now (removed, or it cannot be loaded): `shopsight predictor scores --clear` stops serving "
+                "them; `shopsight predictor train` then `shopsight predictor score` replaces them")
+    return (f"these stored scores were written by checkpoint {served_version}, not the current one "
+            f"({current_version}): run `shopsight predictor score` to rewrite them with it, or `shopsight predictor "
+            "scores --clear` to stop serving them")
 
 
 def user_facts(ctx: ToolContext) -> pd.DataFrame:
