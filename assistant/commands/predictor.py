@@ -258,8 +258,7 @@ def run_scores(args: argparse.Namespace) -> int:
     if note:
         print(f"note: {note}")
     if refused and served_version == current:
-        print(f"note: the served scores come from a checkpoint `predictor score` now refuses: {refused} "
-              "Until then, `shopsight predictor scores --clear` stops serving its scores.")
+        print(f"note: the served scores come from a checkpoint `predictor score` now refuses: {refused}")
     return 0
 
 
@@ -311,7 +310,9 @@ def _check_trained_horizons(store, predictor, settings) -> None:
         check_horizons_fit(first, cutoff, label_end, train, db_path=settings.db_path, warn=False)
     except SystemExit as exc:
         raise SystemExit(f"{settings.predictor_dir} ({predictor.version}) was trained where {exc} Then run "
-                         "`shopsight predictor train --no-resume` before scoring or explaining.") from None
+                         "`shopsight predictor train --no-resume` before scoring or explaining. Scores it stored "
+                         "earlier are such priors too, and the tools serve them until `shopsight predictor scores "
+                         "--clear` deletes them.") from None
 
 
 def run_explain(args: argparse.Namespace) -> int:
