@@ -100,12 +100,12 @@ def test_an_older_home_keeps_using_its_demo_checkpoint_until_one_named_shop_is_t
 
 
 def test_score_replaces_a_replaced_checkpoints_scores_and_the_tools_say_whose_they_serve(home, capsys, monkeypatch):
-    monkeypatch.setenv("SHOPSIGHT_PREDICTOR", "shop")  # this test is about scores, not the default name
     from assistant.cli import main
     from assistant.config import Settings
     from assistant.workspace import Workspace
     from tools.data.store import EventStore
 
+    monkeypatch.setenv("SHOPSIGHT_PREDICTOR", "shop")  # this test is about scores, not the default name
     assert main(["predictor", "train", "--config", str(home.parent / "tiny.yaml"), "--quiet"]) == 0
     assert main(["predictor", "score", "--quiet"]) == 0
     first = _version(home / "models" / "predictor" / "shop")
@@ -135,12 +135,12 @@ def test_score_replaces_a_replaced_checkpoints_scores_and_the_tools_say_whose_th
 
 
 def test_scores_of_a_removed_checkpoint_are_named_and_cleared(home, capsys, monkeypatch):
-    monkeypatch.setenv("SHOPSIGHT_PREDICTOR", "shop")  # this test is about scores, not the default name
     from assistant.cli import main
     from assistant.config import Settings
     from assistant.workspace import Workspace
     from tools.data.store import EventStore
 
+    monkeypatch.setenv("SHOPSIGHT_PREDICTOR", "shop")  # this test is about scores, not the default name
     assert main(["predictor", "train", "--config", str(home.parent / "tiny.yaml"), "--quiet"]) == 0
     assert main(["predictor", "score", "--quiet"]) == 0
     version = _version(home / "models" / "predictor" / "shop")

@@ -105,8 +105,8 @@ def _list_predictors(settings: Settings) -> None:
     print(f"in use: {settings.predictor} ({source})", end="")
     if settings.predictor == LEGACY_PREDICTOR_NAME and source == "default":
         print(f": this home was set up before checkpoints were named {PREDICTOR_NAME!r}; it keeps using "
-              f"{LEGACY_PREDICTOR_NAME!r} until a checkpoint is trained into {root / PREDICTOR_NAME} (`shopsight predictor train --name "
-              f"{PREDICTOR_NAME}`, then `shopsight predictor score`); docs/models.md")
+              f"{LEGACY_PREDICTOR_NAME!r} until a checkpoint is trained into {root / PREDICTOR_NAME} "
+              f"(`shopsight predictor train --name {PREDICTOR_NAME}`, then `shopsight predictor score`); docs/models.md")
     else:
         print()
 

@@ -27,7 +27,8 @@ def register(subparsers) -> None:
     score.add_argument("--quiet", action="store_true")
     score.set_defaults(func=run_score)
 
-    stored = sub.add_parser("scores", help="which checkpoint wrote the stored scores the tools serve; --clear deletes them")
+    stored = sub.add_parser("scores", help="which checkpoint wrote the stored scores the tools serve; --clear "
+                                           "deletes them")
     stored.add_argument("--clear", action="store_true",
                         help="delete every stored score (one transaction); `shopsight predictor score` writes new ones")
     stored.add_argument("--name", default=None, help="checkpoint to compare with (default SHOPSIGHT_PREDICTOR)")
