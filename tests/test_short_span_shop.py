@@ -76,6 +76,16 @@ def test_made_up_scores_a_refused_checkpoint_stored_earlier_are_named_and_can_be
         score_store(store, Predictor.load(folder), events["ts"].max(), progress=False, earlier=False)
     with pytest.raises(SystemExit, match=r"the tools serve them until `shopsight predictor scores --clear`"):
         main(["predictor", "score", "--quiet"])
+    # The tools no longer serve them as predictions (the Operations tab listed "0.00 orders at risk" from them).
+    from assistant.config import Settings
+    from assistant.workspace import Workspace
+
+    with EventStore(two_hour_home / "shop.duckdb", read_only=True) as store:
+        workspace = Workspace.open(Settings.from_env(), store=store)
+        at_risk = workspace.call_tool("at_risk_users", horizon_days=7)
+        segments = workspace.call_tool("segment_report")
+    assert "trained on events spanning 2 h" in at_risk["error"] and "made-up prior" in at_risk["error"]
+    assert "shopsight predictor scores --clear" in at_risk["hint"] and "made-up prior" in segments["error"]
     capsys.readouterr()
     assert main(["predictor", "scores"]) == 0
     out = capsys.readouterr().out

@@ -7,11 +7,14 @@ per context). Without either, tools return an error saying which command trains 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
+import yaml
 
 from tools.case_snapshots import snapshot_features
 from tools.catalog.context import ToolContext, ToolError
-from tools.spans import too_short_for_churn
+from tools.spans import span_words, too_short_for_churn
 
 ACTIVE_DAYS = 90  # the population the tools rank: users with a purchase in these days before the cutoff
 SPEND_WINDOW_DAYS = 180  # expected spend = run rate over this window (or the tenure, if shorter)
@@ -85,7 +88,38 @@ def check_horizon(ctx: ToolContext, horizon_days: int) -> int:
         raise ToolError(f"horizon_days={horizon_days} is out of range: the predictor answers for {horizons} days",
                         f"use horizon_days={min(horizons, key=lambda h: abs(h - horizon_days))} "
                         f"(choices: {horizons}; 'this week' = 7)")
+    never_seen = never_labelled(ctx)
+    if horizon_days in never_seen:
+        raise ToolError(f"the predictor checkpoint {ctx.predictor.version} was trained on events spanning "
+                        f"{never_seen[horizon_days]}, shorter than {horizon_days} days: its {horizon_days}-day "
+                        "probabilities (stored or computed) are a made-up prior of about 50 %, not predictions",
+                        f"{train_hint(ctx)}; `shopsight predictor scores --clear` removes the stored ones")
     return horizon_days
+
+
+def never_labelled(ctx: ToolContext) -> dict[int, str]:
+    """{horizon: the span it was trained on} for the loaded checkpoint's horizons longer than its training span.
+
+    Such a checkpoint (trained before `predictor train` refused it; Round 8's 2-hour Taobao home) scores every
+    user near 0.5 and `predictor score` refuses it, but its stored scores were served as predictions. Read
+    from its config.yaml (no weights, no torch), once per context.
+    """
+    if "never_labelled" not in ctx.cache:
+        ctx.cache["never_labelled"] = {}
+        folder = getattr(ctx.predictor, "folder", None) if ctx.predictor is not None else None
+        config_path = Path(folder) / "config.yaml" if folder is not None else None
+        first = ctx.store.time_span()[0] if config_path is not None and config_path.is_file() else None
+        if first is not None:
+            try:
+                config = yaml.safe_load(config_path.read_text()) or {}
+                span = (pd.Timestamp(config["label_end"]) - pd.Timestamp(first)).total_seconds()
+                horizons = [int(h) for h in config["train"]["horizons_days"]]
+            except (yaml.YAMLError, OSError, KeyError, TypeError, ValueError):  # older checkpoints: nothing to check
+                horizons, span = [], 0.0
+            if span < 0:  # trained on data that ends before this store's starts: another shop, refused elsewhere
+                horizons = []
+            ctx.cache["never_labelled"] = {h: span_words(span) for h in horizons if h * 86_400 > span}
+    return ctx.cache["never_labelled"]
 
 
 def scores(ctx: ToolContext, horizon_days: int) -> tuple[pd.DataFrame, dict]:
