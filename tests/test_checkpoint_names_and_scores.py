@@ -86,6 +86,11 @@ def test_an_older_home_keeps_using_its_demo_checkpoint_until_one_named_shop_is_t
     out = capsys.readouterr().out
     assert f"demo: {_version(demo)}" in out and "<- in use" in out
     assert "in use: demo (default)" in out and "predictor train --name shop" in out
+    # Retraining without a name stays in demo (and says how to move); a finished demo is continued, not replaced.
+    assert main(["predictor", "train", "--config", str(home.parent / "tiny.yaml"), "--quiet"]) == 0
+    assert "this home's checkpoint is still named 'demo'" in capsys.readouterr().out
+    assert not (home / "models" / "predictor" / "shop").exists()
+    before = (demo / "model.safetensors").read_bytes()
 
     # The move is the user's: train one named shop, then every command uses it; demo stays on disk.
     assert main(["predictor", "train", "--config", str(home.parent / "tiny.yaml"), "--name", "shop", "--quiet"]) == 0

@@ -110,6 +110,7 @@ def run_train(args: argparse.Namespace) -> int:
     info = predictor.config["training"]
     print(f"trained {predictor.version} in {info['seconds']} s ({info['examples_per_s']} sequences/s), "
           f"saved to {settings.predictor_dir}")
+    _legacy_name_note(settings, args.name)
     for row in predictor.calibration["validation"]:
         if row and row.get("churn_auc") is None:  # a tiny shop: "churn AUC None" read like a failure
             print(f"  validation at {row['cutoff']}: churn AUC not measurable on {row['n']} held-out users (it needs "
@@ -117,6 +118,18 @@ def run_train(args: argparse.Namespace) -> int:
         elif row:
             print(f"  validation at {row['cutoff']}: churn AUC {row.get('churn_auc')}, n={row['n']}")
     return 0
+
+
+def _legacy_name_note(settings, name: str | None) -> None:
+    """A home set up before checkpoints were named `shop` keeps `demo` (assistant/config.py); say how to move."""
+    import os
+
+    from assistant.config import LEGACY_PREDICTOR_NAME, PREDICTOR_NAME
+
+    if settings.predictor == LEGACY_PREDICTOR_NAME and not name and not os.environ.get("SHOPSIGHT_PREDICTOR"):
+        print(f"  note: this home's checkpoint is still named {LEGACY_PREDICTOR_NAME!r} (every home's name before "
+              f"2026-12, whatever its shop); `shopsight predictor train --name {PREDICTOR_NAME}` then `shopsight "
+              f"predictor score` moves it to {PREDICTOR_NAME!r}, keeping this one (docs/models.md)")
 
 
 def _days_words(horizons) -> str:
