@@ -13,6 +13,9 @@ from pathlib import Path
 
 from tools import paths
 
+PREDICTOR_NAME = "shop"  # the predictor checkpoint of the home's shop, models/predictor/shop
+LEGACY_PREDICTOR_NAME = "demo"  # what every home's checkpoint was called before 2026-12
+
 
 def _env_value(name: str, default, kind):
     raw = os.environ.get(f"SHOPSIGHT_{name.upper()}")
@@ -52,7 +55,7 @@ class Settings:
     dtype: str = "auto"  # transformers only: auto = bf16 with native bf16 (AMX / AVX512_BF16) or CUDA, else fp32
     load_in_4bit: bool = False
     device: str = "cpu"
-    predictor: str = "demo"  # checkpoint name under models_dir/predictor/
+    predictor: str = ""  # checkpoint name under models_dir/predictor/; empty = default_predictor_name(models_dir)
     horizons_days: tuple = (7, 30)
     currency: str = "USD"  # the shop's ISO 4217 code; money in answers is in it (checked by tools.catalog.money)
     max_agent_steps: int = 6
@@ -75,11 +78,32 @@ class Settings:
         for name, value in overrides.items():
             if value is not None:
                 setattr(settings, name, value)
+        if not settings.predictor:  # after models_dir is final: the name depends on what the home holds
+            settings.predictor = default_predictor_name(settings.models_dir)
         return settings
+
+    def __post_init__(self) -> None:
+        if not self.predictor:
+            self.predictor = default_predictor_name(self.models_dir)
 
     @property
     def predictor_dir(self) -> Path:
         return self.models_dir / "predictor" / self.predictor
+
+
+def default_predictor_name(models_dir: Path) -> str:
+    """The checkpoint a home uses when SHOPSIGHT_PREDICTOR is unset: "shop", or "demo" in an older home.
+
+    Before 2026-12 every home's checkpoint was `models/predictor/demo` (versions `demo-...`) whatever
+    its shop; a user with a CDNOW shop read "demo" everywhere. New homes write `shop`. A home that
+    holds a `demo` folder and no finished `shop` checkpoint keeps using `demo`, retrains included:
+    nothing is moved, renamed or retrained behind the user's back; `predictor train --name shop`
+    moves it over once finished (docs/models.md, "Predictor checkpoints").
+    """
+    root = Path(models_dir) / "predictor"
+    if (root / LEGACY_PREDICTOR_NAME).is_dir() and not (root / PREDICTOR_NAME / "config.yaml").is_file():
+        return LEGACY_PREDICTOR_NAME
+    return PREDICTOR_NAME
 
 
 def read_auth(spec: str) -> list[tuple[str, str]] | None:

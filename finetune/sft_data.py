@@ -2,7 +2,7 @@
 
     python -m finetune.sft_data --out_dir out/sft_demo --demo_users 1500
     python -m finetune.sft_data --out_dir out/sft_shop --db ~/.shopsight/shop.duckdb \
-        --predictor ~/.shopsight/models/predictor/demo      # cutoffs chosen from the store's span
+        --predictor ~/.shopsight/models/predictor/shop      # cutoffs chosen from the store's span
     python -m finetune.sft_data ... --train_cutoffs 1998-04-01 1998-05-01 --eval_cutoff 1998-06-01
 
 Two kinds of examples:
@@ -418,7 +418,7 @@ ARG_HELP = {
     "out_dir": "folder for train.jsonl, eval.jsonl, eval_churn.jsonl, eval_tools.jsonl, manifest.yaml",
     "db": "an event store (e.g. $SHOPSIGHT_HOME/shop.duckdb): build the examples from this shop",
     "demo_users": "or: build them from the demo shop generated in memory with N users",
-    "predictor": "a predictor checkpoint folder ($SHOPSIGHT_HOME/models/predictor/demo after "
+    "predictor": "a predictor checkpoint folder ($SHOPSIGHT_HOME/models/predictor/shop, demo in older homes, after "
                  "`shopsight predictor train`): its explanations become the churn reasons, and tool answers use it",
     "train_cutoffs": "as-of dates of the training examples (ISO); default: the two horizons before --eval_cutoff",
     "eval_cutoff": "as-of date of the held-out examples; default: the last date whose label window fits the data",

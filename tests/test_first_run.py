@@ -64,7 +64,7 @@ def test_killed_in_each_phase_the_demo_resumes_and_builds_nothing_twice(tmp_path
     from tools.data.store import EventStore
 
     demo = Demo(tmp_path)
-    trainer_state = demo.home / "models" / "predictor" / "demo" / "last" / "trainer_state.json"
+    trainer_state = demo.home / "models" / "predictor" / "shop" / "last" / "trainer_state.json"
     # 1. training: after an epoch was saved for resuming
     demo.kill_when(lambda: _job(demo.home, "predictor").get("status") == "running" and trainer_state.is_file())
     # 2. scoring
@@ -79,7 +79,7 @@ def test_killed_in_each_phase_the_demo_resumes_and_builds_nothing_twice(tmp_path
     assert {n: _job(demo.home, n)["status"] for n in ("predictor", "scores", "cases")} == \
         {"predictor": "done", "scores": "done", "cases": "done"}
 
-    config = yaml.safe_load((demo.home / "models" / "predictor" / "demo" / "config.yaml").read_text())
+    config = yaml.safe_load((demo.home / "models" / "predictor" / "shop" / "config.yaml").read_text())
     assert [h["epoch"] for h in config["training"]["history"]] == [1, 2, 3]  # each epoch once
     with EventStore(demo.home / "shop.duckdb", read_only=True) as store:
         scores = store.query("SELECT user_id, horizon_days, cutoff, count(*) AS n FROM scores "

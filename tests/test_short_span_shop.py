@@ -62,6 +62,39 @@ def test_score_refuses_a_checkpoint_whose_horizons_never_saw_a_label(two_hour_ho
         assert store.summary()["tables"]["scores"] == 0  # no made-up probabilities were written
 
 
+def test_made_up_scores_a_refused_checkpoint_stored_earlier_are_named_and_can_be_cleared(two_hour_home, capsys):
+    """Round 8 report 7: a home scored before the check kept serving ~50 % priors, and no command removed them."""
+    from tools.predictor.score import Predictor, score_store
+
+    with EventStore(two_hour_home / "shop.duckdb", read_only=True) as store:
+        events = store.events_frame()
+    config = TrainConfig(name="demo", horizons_days=(7, 30), d_model=8, n_heads=1, n_layers=1, epochs=1,
+                         max_items=200, max_categories=50)
+    folder = two_hour_home / "models" / "predictor" / "demo"
+    train_predictor(events, events["ts"].max(), config, folder, progress=False)
+    with EventStore(two_hour_home / "shop.duckdb") as store:  # what `predictor score` did before the check
+        score_store(store, Predictor.load(folder), events["ts"].max(), progress=False, earlier=False)
+    with pytest.raises(SystemExit, match=r"the tools serve them until `shopsight predictor scores --clear`"):
+        main(["predictor", "score", "--quiet"])
+    # The tools no longer serve them as predictions (the Operations tab listed "0.00 orders at risk" from them).
+    from assistant.config import Settings
+    from assistant.workspace import Workspace
+
+    with EventStore(two_hour_home / "shop.duckdb", read_only=True) as store:
+        workspace = Workspace.open(Settings.from_env(), store=store)
+        at_risk = workspace.call_tool("at_risk_users", horizon_days=7)
+        segments = workspace.call_tool("segment_report")
+    assert "trained on events spanning 2 h" in at_risk["error"] and "made-up prior" in at_risk["error"]
+    assert "shopsight predictor scores --clear" in at_risk["hint"] and "made-up prior" in segments["error"]
+    capsys.readouterr()
+    assert main(["predictor", "scores"]) == 0
+    out = capsys.readouterr().out
+    assert "<- served" in out and "the served scores come from a checkpoint `predictor score` now refuses" in out
+    assert main(["predictor", "scores", "--clear"]) == 0
+    with EventStore(two_hour_home / "shop.duckdb", read_only=True) as store:
+        assert store.summary()["tables"]["scores"] == 0
+
+
 def test_cases_build_refuses_a_span_shorter_than_the_outcome_window(two_hour_home):
     with pytest.raises(SystemExit, match=r"the events span 2 h .*30-day outcome window after it"):
         main(["cases", "build", "--text-only", "--skip-reviews", "--no-progress"])

@@ -132,9 +132,17 @@ def ask(agent, question: str, session_path: Path | None = None, as_json: bool = 
     err = err or sys.stderr
     session = Session.load(session_path) if session_path else None
     answer = None
+    notes_said = set()
     for event in agent.run(question, history=session.messages if session else None):
         if as_json:
             print(event.to_json(), file=out, flush=True)
+        elif event.type == "tool_result":
+            # Scores served from another checkpoint than the current one (tools/catalog/reads.py): the
+            # answer may not repeat the tool's note, and its numbers are that checkpoint's.
+            note = event["result"].get("scores_checkpoint_note") if isinstance(event["result"], dict) else None
+            if note and note not in notes_said:
+                notes_said.add(note)
+                print(f"note: scores: {note}", file=err, flush=True)
         elif event.type == "tool_call":
             args = ", ".join(f"{k}={v!r}" for k, v in event["arguments"].items())
             print(f"-> {event['name']}({args})", file=err, flush=True)

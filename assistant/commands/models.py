@@ -73,7 +73,42 @@ def _list(args: argparse.Namespace) -> int:
           "accepted: a .gguf file, a local HF folder, a hub id in the local cache, or an http(s):// "
           "OpenAI-compatible server URL. The bf16 cache is made only for the transformers engine "
           f"({cache_dir('NAME', settings.models_dir)}).")
+    _list_predictors(settings)
     return 0
+
+
+def _list_predictors(settings: Settings) -> None:
+    """The predictor checkpoints under models/predictor/, which one is in use, and why (its name's origin)."""
+    import os
+
+    import yaml
+
+    from assistant.config import LEGACY_PREDICTOR_NAME, PREDICTOR_NAME
+    from tools.predictor.checkpoint import checkpoint_problem
+
+    root = settings.models_dir / "predictor"
+    folders = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    print(f"\npredictor checkpoints ({root}):")
+    if not folders:
+        print(f"  none; `shopsight predictor train` writes {root / settings.predictor}")
+    for folder in folders:
+        problem = checkpoint_problem(folder)
+        if problem:
+            state = "not usable: " + problem.removeprefix(f"{folder}: ")
+        else:
+            config = yaml.safe_load((folder / "config.yaml").read_text())
+            horizons = ", ".join(str(h) for h in (config.get("train") or {}).get("horizons_days", []))
+            state = f"{config.get('version')}, trained up to {config.get('cutoff')}, horizons {horizons} days"
+        used = "  <- in use" if folder.name == settings.predictor else ""
+        print(f"  {folder.name}: {state}{used}")
+    source = "SHOPSIGHT_PREDICTOR" if os.environ.get("SHOPSIGHT_PREDICTOR") else "default"
+    print(f"in use: {settings.predictor} ({source})", end="")
+    if settings.predictor == LEGACY_PREDICTOR_NAME and source == "default":
+        print(f": this home was set up before checkpoints were named {PREDICTOR_NAME!r}; it keeps using "
+              f"{LEGACY_PREDICTOR_NAME!r} until a checkpoint is trained into {root / PREDICTOR_NAME} "
+              f"(`shopsight predictor train --name {PREDICTOR_NAME}`, then `shopsight predictor score`); docs/models.md")
+    else:
+        print()
 
 
 def _install(args: argparse.Namespace) -> int:

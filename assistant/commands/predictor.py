@@ -27,6 +27,13 @@ def register(subparsers) -> None:
     score.add_argument("--quiet", action="store_true")
     score.set_defaults(func=run_score)
 
+    stored = sub.add_parser("scores", help="which checkpoint wrote the stored scores the tools serve; --clear "
+                                           "deletes them")
+    stored.add_argument("--clear", action="store_true",
+                        help="delete every stored score (one transaction); `shopsight predictor score` writes new ones")
+    stored.add_argument("--name", default=None, help="checkpoint to compare with (default SHOPSIGHT_PREDICTOR)")
+    stored.set_defaults(func=run_scores)
+
     explain = sub.add_parser("explain", help="which events and features drove one user's churn probability")
     explain.add_argument("--user", required=True, help="user id (list ids with `shopsight data info`)")
     explain.add_argument("--cutoff", default=None, help="UTC cutoff (default: the store's last event)")
@@ -103,6 +110,7 @@ def run_train(args: argparse.Namespace) -> int:
     info = predictor.config["training"]
     print(f"trained {predictor.version} in {info['seconds']} s ({info['examples_per_s']} sequences/s), "
           f"saved to {settings.predictor_dir}")
+    _legacy_name_note(settings, args.name)
     for row in predictor.calibration["validation"]:
         if row and row.get("churn_auc") is None:  # a tiny shop: "churn AUC None" read like a failure
             print(f"  validation at {row['cutoff']}: churn AUC not measurable on {row['n']} held-out users (it needs "
@@ -110,6 +118,18 @@ def run_train(args: argparse.Namespace) -> int:
         elif row:
             print(f"  validation at {row['cutoff']}: churn AUC {row.get('churn_auc')}, n={row['n']}")
     return 0
+
+
+def _legacy_name_note(settings, name: str | None) -> None:
+    """A home set up before checkpoints were named `shop` keeps `demo` (assistant/config.py); say how to move."""
+    import os
+
+    from assistant.config import LEGACY_PREDICTOR_NAME, PREDICTOR_NAME
+
+    if settings.predictor == LEGACY_PREDICTOR_NAME and not name and not os.environ.get("SHOPSIGHT_PREDICTOR"):
+        print(f"  note: this home's checkpoint is still named {LEGACY_PREDICTOR_NAME!r} (every home's name before "
+              f"2026-12, whatever its shop); `shopsight predictor train --name {PREDICTOR_NAME}` then `shopsight "
+              f"predictor score` moves it to {PREDICTOR_NAME!r}, keeping this one (docs/models.md)")
 
 
 def _days_words(horizons) -> str:
@@ -182,6 +202,7 @@ def run_score(args: argparse.Namespace) -> int:
         predictor = _load(settings)
         _check_trained_horizons(store, predictor, settings)
         start = time.perf_counter()
+        replaced = stored_versions(store)
         scores = score_store(store, predictor, cutoff, progress=not args.quiet)
         seconds = time.perf_counter() - start
         _save_customer_values(store, cutoff, quiet=args.quiet)
@@ -192,10 +213,78 @@ def run_score(args: argparse.Namespace) -> int:
     users = scores["user_id"].nunique()
     print(f"scored {users} users x {len(predictor.horizons_days)} horizons as of {cutoff} with {predictor.version} "
           f"in {seconds:.1f} s ({users / max(seconds, 1e-9):.0f} users/s)")
+    replaced = replaced[replaced["model_version"] != predictor.version]
+    if len(replaced):
+        print("  deleted the scores of earlier checkpoints, no longer served: " + ", ".join(
+            f"{r.model_version} ({r.rows:,} rows)" for r in replaced.itertuples()))
     if predictor.last_info.get("truncated_users"):
         print(f"  note: {predictor.last_info['truncated_users']} users have more than {predictor.max_len} events; "
               "the model read their most recent ones")
     return 0
+
+
+def stored_versions(store):
+    """One row per checkpoint with stored scores: model_version, rows, cutoffs, first/last cutoff, horizons."""
+    return store.query("""SELECT model_version, count(*) AS rows, count(DISTINCT cutoff) AS cutoffs,
+        min(cutoff) AS first_cutoff, max(cutoff) AS last_cutoff, list_sort(list(DISTINCT horizon_days)) AS horizons
+        FROM scores GROUP BY model_version ORDER BY last_cutoff DESC, model_version""")
+
+
+def run_scores(args: argparse.Namespace) -> int:
+    """List the stored scores by checkpoint, say which are served and whether the current checkpoint wrote them."""
+    import yaml
+
+    from assistant.config import Settings
+    from tools.catalog.reads import scores_version_note, served_scores
+    from tools.data.store import EventStore
+
+    settings = Settings.from_env(predictor=args.name)
+    if not settings.db_path.exists():
+        raise SystemExit(f"no event store at {settings.db_path}; import data with `shopsight data import` "
+                         "or create the demo shop with `shopsight demo`")
+    config_path = settings.predictor_dir / "config.yaml"
+    try:
+        config = (yaml.safe_load(config_path.read_text()) or {}) if config_path.is_file() else {}
+    except (yaml.YAMLError, OSError, UnicodeDecodeError):
+        config = {}
+    current = config.get("version")
+    with EventStore(settings.db_path, read_only=not args.clear) as store:
+        if args.clear:
+            print(f"deleted {store.clear_scores():,} stored scores from {settings.db_path}; the tools now score with "
+                  "the current checkpoint when asked, or say how to train one; `shopsight predictor score` "
+                  "stores new ones")
+            return 0
+        versions = stored_versions(store)
+        served = served_scores(store, store.time_span()[1], prefer_version=current) if len(versions) else versions
+        refused = _refusal(store, config, settings) if current else None
+    print(f"current checkpoint: {current or 'none'} ({settings.predictor_dir}"
+          f"{'' if current else ': no readable config.yaml'})")
+    if not len(versions):
+        print(f"no stored scores in {settings.db_path}; `shopsight predictor score` writes them")
+        return 0
+    served_version = str(served["model_version"].iloc[0]) if len(served) else None
+    print(f"stored scores in {settings.db_path}:")
+    for row in versions.itertuples():
+        tag = "  <- served" if row.model_version == served_version else ""
+        print(f"  {row.model_version}: {row.rows:,} rows, {row.cutoffs} cutoff(s) {row.first_cutoff} .. "
+              f"{row.last_cutoff}, horizons {', '.join(map(str, row.horizons))} days{tag}")
+    note = scores_version_note(served_version, current) if served_version else None
+    if note:
+        print(f"note: {note}")
+    if refused and served_version == current:
+        print(f"note: the served scores come from a checkpoint `predictor score` now refuses: {refused}")
+    return 0
+
+
+def _refusal(store, config: dict, settings) -> str | None:
+    """Why `predictor score` would refuse the checkpoint of this config.yaml (its horizons), else None."""
+    from types import SimpleNamespace
+
+    try:
+        _check_trained_horizons(store, SimpleNamespace(config=config, version=config.get("version")), settings)
+    except SystemExit as exc:
+        return str(exc)
+    return None
 
 
 def _save_customer_values(store, cutoff, quiet: bool) -> None:
@@ -235,7 +324,9 @@ def _check_trained_horizons(store, predictor, settings) -> None:
         check_horizons_fit(first, cutoff, label_end, train, db_path=settings.db_path, warn=False)
     except SystemExit as exc:
         raise SystemExit(f"{settings.predictor_dir} ({predictor.version}) was trained where {exc} Then run "
-                         "`shopsight predictor train --no-resume` before scoring or explaining.") from None
+                         "`shopsight predictor train --no-resume` before scoring or explaining. Scores it stored "
+                         "earlier are such priors too, and the tools serve them until `shopsight predictor scores "
+                         "--clear` deletes them.") from None
 
 
 def run_explain(args: argparse.Namespace) -> int:

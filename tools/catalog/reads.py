@@ -7,11 +7,14 @@ per context). Without either, tools return an error saying which command trains 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
+import yaml
 
 from tools.case_snapshots import snapshot_features
 from tools.catalog.context import ToolContext, ToolError
-from tools.spans import too_short_for_churn
+from tools.spans import span_words, too_short_for_churn
 
 ACTIVE_DAYS = 90  # the population the tools rank: users with a purchase in these days before the cutoff
 SPEND_WINDOW_DAYS = 180  # expected spend = run rate over this window (or the tenure, if shorter)
@@ -85,7 +88,38 @@ def check_horizon(ctx: ToolContext, horizon_days: int) -> int:
         raise ToolError(f"horizon_days={horizon_days} is out of range: the predictor answers for {horizons} days",
                         f"use horizon_days={min(horizons, key=lambda h: abs(h - horizon_days))} "
                         f"(choices: {horizons}; 'this week' = 7)")
+    never_seen = never_labelled(ctx)
+    if horizon_days in never_seen:
+        raise ToolError(f"the predictor checkpoint {ctx.predictor.version} was trained on events spanning "
+                        f"{never_seen[horizon_days]}, shorter than {horizon_days} days: its {horizon_days}-day "
+                        "probabilities (stored or computed) are a made-up prior of about 50 %, not predictions",
+                        f"{train_hint(ctx)}; `shopsight predictor scores --clear` removes the stored ones")
     return horizon_days
+
+
+def never_labelled(ctx: ToolContext) -> dict[int, str]:
+    """{horizon: the span it was trained on} for the loaded checkpoint's horizons longer than its training span.
+
+    Such a checkpoint (trained before `predictor train` refused it; Round 8's 2-hour Taobao home) scores every
+    user near 0.5 and `predictor score` refuses it, but its stored scores were served as predictions. Read
+    from its config.yaml (no weights, no torch), once per context.
+    """
+    if "never_labelled" not in ctx.cache:
+        ctx.cache["never_labelled"] = {}
+        folder = getattr(ctx.predictor, "folder", None) if ctx.predictor is not None else None
+        config_path = Path(folder) / "config.yaml" if folder is not None else None
+        first = ctx.store.time_span()[0] if config_path is not None and config_path.is_file() else None
+        if first is not None:
+            try:
+                config = yaml.safe_load(config_path.read_text()) or {}
+                span = (pd.Timestamp(config["label_end"]) - pd.Timestamp(first)).total_seconds()
+                horizons = [int(h) for h in config["train"]["horizons_days"]]
+            except (yaml.YAMLError, OSError, KeyError, TypeError, ValueError):  # older checkpoints: nothing to check
+                horizons, span = [], 0.0
+            if span < 0:  # trained on data that ends before this store's starts: another shop, refused elsewhere
+                horizons = []
+            ctx.cache["never_labelled"] = {h: span_words(span) for h in horizons if h * 86_400 > span}
+    return ctx.cache["never_labelled"]
 
 
 def scores(ctx: ToolContext, horizon_days: int) -> tuple[pd.DataFrame, dict]:
@@ -94,14 +128,15 @@ def scores(ctx: ToolContext, horizon_days: int) -> tuple[pd.DataFrame, dict]:
     key = ("scores", horizon_days)
     if key in ctx.cache:
         return ctx.cache[key]
-    frame = ctx.store.scores_frame(horizon_days=horizon_days)
+    current = str(ctx.predictor.version) if ctx.predictor is not None else None
+    frame = served_scores(ctx.store, ctx.cutoff, horizon_days, prefer_version=current)
     if len(frame):
-        frame = frame[pd.to_datetime(frame["cutoff"]) <= pd.Timestamp(ctx.cutoff)]
-    if len(frame):
-        latest = pd.to_datetime(frame["cutoff"]).max()
-        frame = frame[pd.to_datetime(frame["cutoff"]) == latest]
-        source = {"source": "scores table", "scored_as_of": latest.isoformat(),
-                  "model_version": str(frame["model_version"].iloc[0])}
+        version = str(frame["model_version"].iloc[0])
+        source = {"source": "scores table", "scored_as_of": pd.to_datetime(frame["cutoff"]).max().isoformat(),
+                  "model_version": version}
+        note = scores_version_note(version, current)
+        if note:
+            source["scores_checkpoint_note"] = note
     elif ctx.predictor is not None:
         all_scores = ctx.predictor.score_users(events_until_cutoff(ctx), ctx.cutoff)
         frame = all_scores[all_scores["horizon_days"] == horizon_days]
@@ -113,6 +148,40 @@ def scores(ctx: ToolContext, horizon_days: int) -> tuple[pd.DataFrame, dict]:
     frame = frame.drop_duplicates("user_id", keep="last").set_index("user_id")
     ctx.cache[key] = (frame, source)
     return frame, source
+
+
+def served_scores(store, cutoff, horizon_days: int | None = None, prefer_version: str | None = None) -> pd.DataFrame:
+    """The stored rows the tools serve: the latest cutoff at or before `cutoff`, written by one checkpoint.
+
+    Rows of several checkpoints at that cutoff (a store scored by a replaced checkpoint, before
+    `shopsight predictor score` deleted such rows) are never mixed: the current checkpoint's
+    (`prefer_version`) are served where it wrote any, else those of the checkpoint with the most rows.
+    """
+    frame = store.scores_frame(horizon_days=horizon_days)
+    if len(frame):
+        frame = frame[pd.to_datetime(frame["cutoff"]) <= pd.Timestamp(cutoff)]
+    if not len(frame):
+        return frame
+    frame = frame[pd.to_datetime(frame["cutoff"]) == pd.to_datetime(frame["cutoff"]).max()]
+    versions = frame["model_version"].astype(str)
+    if versions.nunique() > 1:
+        counts = versions.value_counts()
+        keep = prefer_version if prefer_version in counts.index else counts.index[0]
+        frame = frame[versions == keep]
+    return frame
+
+
+def scores_version_note(served_version: str, current_version: str | None) -> str | None:
+    """Why stored scores may not be the current model's: another checkpoint wrote them, or none is loaded."""
+    if current_version is not None and served_version == current_version:
+        return None
+    if current_version is None:
+        return (f"these stored scores were written by checkpoint {served_version}, and no predictor checkpoint is "
+                "loaded now (removed, or it cannot be loaded): `shopsight predictor scores --clear` stops serving "
+                "them; `shopsight predictor train` then `shopsight predictor score` replaces them")
+    return (f"these stored scores were written by checkpoint {served_version}, not the current one "
+            f"({current_version}): run `shopsight predictor score` to rewrite them with it, or `shopsight predictor "
+            "scores --clear` to stop serving them")
 
 
 def user_facts(ctx: ToolContext) -> pd.DataFrame:

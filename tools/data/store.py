@@ -123,8 +123,12 @@ class EventStore:
             return frame_import.import_frames(self._writer(), source_name, events=events, reviews=reviews,
                                               items=items, users=users, fmt=fmt)
 
-    def replace_scores(self, scores: pd.DataFrame) -> None:
-        """Write predictor scores, replacing earlier rows of the same cutoff, horizon and model version."""
+    def replace_scores(self, scores: pd.DataFrame, drop_other_versions: bool = False) -> None:
+        """Write predictor scores, replacing earlier rows of the same cutoff, horizon and model version.
+
+        `drop_other_versions`: also delete every row another checkpoint wrote, in the same transaction
+        (`shopsight predictor score`: scores of a replaced checkpoint are never served beside the new ones).
+        """
         missing = [c for c in SCORE_COLUMNS if c not in scores.columns and "NOT NULL" in SCORE_COLUMNS[c]]
         if missing:
             raise StoreError(f"scores lack columns {missing}; expected {list(SCORE_COLUMNS)}")
@@ -135,6 +139,8 @@ class EventStore:
             con.execute("BEGIN TRANSACTION")
             try:
                 con.register("_scores", frame)
+                if drop_other_versions:
+                    con.execute("DELETE FROM scores WHERE model_version NOT IN (SELECT model_version FROM _scores)")
                 con.execute("""DELETE FROM scores s WHERE EXISTS (SELECT 1 FROM _scores n
                     WHERE n.cutoff = s.cutoff AND n.horizon_days = s.horizon_days
                       AND n.model_version = s.model_version)""")
@@ -145,6 +151,11 @@ class EventStore:
                 raise
             finally:
                 con.unregister("_scores")
+
+    def clear_scores(self) -> int:
+        """Delete every stored score (one statement, so all or nothing); returns how many rows were deleted."""
+        with self._lock:
+            return int(self._writer().execute("DELETE FROM scores").fetchone()[0])
 
     # ------------------------------------------------------------------ reads
     def events_frame(self, until: datetime | None = None, since: datetime | None = None,

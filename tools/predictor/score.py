@@ -342,6 +342,9 @@ def score_store(store, predictor: Predictor, cutoff: datetime, progress: bool = 
     customers who could lapse then: `lifecycle.lapse_population`), the rows at_risk_users
     recalibrates P(lapse) on (tools/catalog/users.py::lapse_probabilities); stored here, a question
     reads them instead of loading the predictor (torch: ~5 s and ~350 MB of a cold ask).
+    Every row is computed first and written in one transaction that also deletes the rows of any
+    other checkpoint: an interrupted run leaves the old scores whole, and a finished one leaves no
+    earlier checkpoint's scores to be served beside (or instead of) this one's.
     Returns the rows as of `cutoff`.
     """
     from tools.data.schema import SCORE_COLUMNS
@@ -359,10 +362,11 @@ def score_store(store, predictor: Predictor, cutoff: datetime, progress: bool = 
         return frame[list(SCORE_COLUMNS)]
 
     scores = scored_at(cutoff)
-    store.replace_scores(scores)
     from tools.predictor.lifecycle import calibration_windows, lapse_population
 
+    frames = [scores]
     for h in predictor.horizons_days if earlier else ():
         for day in calibration_windows(events, cutoff, int(h)):  # c - H, c - H - 14 d, ...: the map's windows
-            store.replace_scores(scored_at(day, [h], lapse_population(events, day, int(h))))
+            frames.append(scored_at(day, [h], lapse_population(events, day, int(h))))
+    store.replace_scores(pd.concat(frames, ignore_index=True), drop_other_versions=True)
     return scores
