@@ -260,3 +260,34 @@ def test_big_and_small_buyers_in_other_languages_point_to_the_value_bands() -> N
                      "Kaufen große Kunden öfter als kleine Kunden?", "I grandi clienti comprano più dei piccoli clienti?"):
         assert groupings_cued(question) == ["value_band"], question
         assert compares_groups(build_specs(shop_tools()), question, mentions(question)), question
+
+
+def test_a_why_question_about_a_named_customer_puts_the_explanation_first_and_never_the_next_basket() -> None:
+    """Sealed F's misses (agent_eval.md Round 10): "O cliente 95 vai comprar de novo nos próximos 7 dias? Por quê?"
+    went to predict_next, "lifecycle stage of user 4400 and what would move it" to the history, and "Was wird
+    Kunde 2710 wohl als Nächstes bestellen?" to explain_user."""
+    from assistant.agent.cues import about_next_purchase, asks_why_of_a_customer
+
+    def predict_next(user_id: str, k: int = 5) -> dict:
+        """Predict a user's next categories and items.
+
+        Args:
+            user_id: the user's id.
+            k: how many.
+        """
+        return {}
+
+    specs = build_specs([*shop_tools(), known_values(predict_next, user_id=lambda v: v in USERS)])
+    ranked = ["predict_next", *RANKED]
+    for question in ("O cliente 4955 vai comprar de novo nos próximos 7 dias? Por quê?",
+                     "lifecycle stage of user 1334 and what would move it", "Pourquoi le client 1334 va-t-il partir ?",
+                     "用户4955为什么有流失风险？", "顧客1334はなぜ離脱しそうですか？"):
+        assert asks_why_of_a_customer(question) and not about_next_purchase(question), question
+        assert prefer_cued_tools(specs, ranked, question, mentions(question))[0] == "explain_user", question
+    question = "Was wird Kunde 2710 wohl als Nächstes bestellen?"
+    assert about_next_purchase(question) and not asks_why_of_a_customer(question)
+    # "will they buy" alone asks whether, not what: no next-basket cue
+    assert not about_next_purchase("O cliente 4955 vai comprar de novo esta semana?")
+    # Japanese and Dutch spans of time
+    assert spans("今月離脱しそうな顧客を上位5人教えて") == [("今月", 30)]
+    assert spans("Welke klanten haken deze week af?") == [("deze week", 7)]

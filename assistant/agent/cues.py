@@ -16,6 +16,7 @@ what the router reads where the prior is blind (assistant/agent/router.py `prefe
 - `asks_rate(q)`: a rate or an overall figure, not a list of people ("churn rate", "tasa", "taux", "率");
 - `about_carts(q)`: carts and baskets ("carrito", "panier", "Warenkorb", "carrinho", "购物车");
 - `about_next_purchase(q)`: what a named customer will buy next ("achètera ensuite", "próxima compra", "次に買");
+- `asks_why_of_a_customer(q)`: why a named customer is at risk, their stage ("pourquoi", "warum", "なぜ");
 - `about_lookalikes(q)`: customers like a given one ("parecidos com", "ähnlich wie", "semblables à", "类似");
 - `about_reviews(q)`: what customers say ("complain", "quejas", "avis", "Bewertungen", "抱怨", "差评"), unless
   the question is about who will leave.
@@ -117,12 +118,22 @@ LOOKALIKE_WORDS = _any(
 NEXT_PURCHASE_WORDS = _any(
     r"buy\s+next", r"purchase\s+next", r"order\s+next", r"next\s+(?:purchase|buy|basket)",
     r"next\s+(?:\w+\s+){0,2}(?:categor\w+|items?|products?)",
-    r"comprará\w*", r"próxima\s+compra", r"comprar\s+(?:después|a\s+continuación|em\s+seguida|depois)",
-    r"vai\s+comprar", r"achèter(?:a|ont|ait|aient)", r"prochain\s+achat", r"prochaine\s+commande",
-    r"acheter\s+ensuite", r"als\s+nächstes\s+kauf\w*", r"nächste[rn]?\s+(?:kauf|einkauf|bestellung)",
-    r"kaufen\s+wird", r"comprerà", r"prossimo\s+acquisto", r"prossimo\s+ordine", r"comprare\s+dopo",
-    "下次购买", "下次买", "接下来会买", "接下来买", "下一次买", "会买什么", "下一个品类", "下次会买",
-    "次に買", "次の購入", "次に購入", "次回購入",
+    r"próxima\s+compra", r"a\s+continuación", r"em\s+seguida", r"ensuite", r"prochain\s+achat", r"prochaine\s+commande",
+    r"als\s+nächstes", r"nächste[rn]?\s+(?:kauf|einkauf|bestellung)", r"prossim[oaei]\s+(?:acquist\w+|ordin\w+|categori\w+|"
+    r"prodott\w+|articol\w+)", r"próxim[oa]s?\s+(?:categor\w+|produtos?|productos?|artículos?|itens)",
+    "下次购买", "下次买", "接下来", "下一次买", "下一个品类", "下次会买", "次に", "次の購入", "次回",
+)
+# "What will they buy?" without a word for next: the future of "buy" after a word for "what" ("¿Qué comprará",
+# "o que vai comprar", "Was wird ... kaufen"). A bare "vai comprar" is no such question: "O cliente 95 vai
+# comprar de novo nos próximos 7 dias? Por quê?" asks whether, and why (sealed F hf15, after its run).
+_WHAT_WILL_BUY = re.compile(r"(?<!\w)(?:qué|que|quoi|was|cosa|o\s+que)\b[^?.!]{0,40}?(?:comprar[áa]n?|vai\s+comprar|"
+                            r"vão\s+comprar|achèter(?:a|ont)|kaufen\s+wird|kaufen\s+werden|wird\b[^?.!]{0,30}kaufen|"
+                            r"comprer(?:à|anno))|什么|何を", re.I)
+# Why a customer is at risk, their stage: the tool that explains one customer ("lifecycle stage of user 4400 and
+# what would move it" went to the history: sealed F hf16, after its run; "Por quê?" after a question about buying).
+WHY_WORDS = _any(
+    "why", r"what\s+would\s+move", r"(?:lifecycle\s+)?stage", r"por\s+qu[eéê]", "porquê", "pourquoi", "warum", "wieso",
+    r"perch[eé]", "为什么", "為什麼", "原因", "なぜ", "どうして",
 )
 # What customers say: reviews, ratings, complaints, praise ("What do customers complain about?", "顾客都在抱怨什么？").
 REVIEW_WORDS = _any(
@@ -187,8 +198,19 @@ def about_reviews(question: str) -> bool:
 
 
 def about_next_purchase(question: str) -> bool:
-    """Whether the question asks what a customer it names will buy next, in any of the languages above."""
-    return bool(NEXT_PURCHASE_WORDS.search(question)) and any(kind == "user" for kind, _ in referenced_ids(question))
+    """Whether the question asks what a customer it names will buy next, in any of the languages above; a
+    question that asks why is about the customer's risk, not their next basket."""
+    asks = NEXT_PURCHASE_WORDS.search(question) or _WHAT_WILL_BUY.search(question)
+    return bool(asks) and not WHY_WORDS.search(question) and _names_a_customer(question)
+
+
+def asks_why_of_a_customer(question: str) -> bool:
+    """Whether the question asks why a customer it names is at risk, or their lifecycle stage."""
+    return bool(WHY_WORDS.search(question)) and _names_a_customer(question)
+
+
+def _names_a_customer(question: str) -> bool:
+    return any(kind == "user" for kind, _ in referenced_ids(question))
 
 
 def about_lookalikes(question: str) -> bool:
@@ -223,7 +245,11 @@ def prefer_cued_tools(specs: dict[str, ToolSpec], ranked: list[str], question: s
         # alone points to every tool taking a customer. The tools that find look-alikes say "similar".
         return _moved_first(ranked, [name for name in ranked if "similar" in name or
                                      "similar" in specs[name].description.split(".")[0].lower()])
-    if about_reviews(question) and not any(kind == "user" for kind, _ in referenced_ids(question)):
+    if asks_why_of_a_customer(question) and not about_reviews(question):
+        # The tool that explains one customer says "why" in its first sentence.
+        return _moved_first(ranked, [name for name in ranked if "explain" in name or
+                                     "why" in specs[name].description.split(".")[0].lower()])
+    if about_reviews(question) and not _names_a_customer(question):
         # "顾客都在抱怨什么？" went to the at-risk list: the prior is blind to Chinese, the 0.5B likes the list.
         return _moved_first(ranked, [name for name in ranked if "review" in name])
     members = _members_named(specs, named)
