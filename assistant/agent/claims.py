@@ -12,7 +12,9 @@ such statements and checks each against the tool results:
 - internal names: a result's field name (`first_category`, `p_buy`) is not prose;
 - extremes: "the highest churn is 48%" needs 48% to be the highest segment rate (lowest alike);
 - aspects: "reviewers praise freshness" needs more positive than negative freshness reviews,
-  "complain about taste" needs negative taste reviews that are not outnumbered two to one.
+  "complain about taste" needs negative taste reviews that are not outnumbered two to one;
+- absence: "no orders", "no recent events", "no customers at all" need the results to count none;
+- likelihood: "likely to buy within 30 days" needs a chance of buying of at least 50% (and "unlikely" less).
 
     problems = statement_problems(split_sentences(text), results, tools=["predict_next"])
     # [(0, "off topic: churn is not what predict_next answered")]
@@ -37,6 +39,7 @@ _LOWERS = re.compile(r"\b(lowers?|lowering|reduces?|reducing|decreases?|decreasi
                      re.I)
 _MAIN = re.compile(r"\b(main|biggest|largest|strongest|top|most important|primary|key|chief)\s+"
                    r"(driver|reason|factor|cause)\b|mainly because of|主要原因", re.I)
+_CAUSE = re.compile(r"reason|cause|because|原因", re.I)
 _COMMON = re.compile(r"\bmost common (reason|driver|cause|pattern)\b|最常见", re.I)
 _MOST_AT_RISK = re.compile(r"\b(?:user|customer)\s+([\w-]+)\s+(?:is|has)\s+(?:the\s+)?"
                            r"(?:most at risk|most likely to churn|highest (?:churn )?risk|riskiest)", re.I)
@@ -99,7 +102,8 @@ def statement_problems(sentences: list[str], results: Iterable[Any], tools: Iter
                or _driver_problem(sentence, drivers) or _ranking_problem(sentence, ranked)
                or _common_reason_problem(sentence, reasons) or _extreme_problem(sentence, results)
                or _aspect_problem(sentence, results) or _visits_problem(sentence, reasons, len(ranked_all))
-               or _because_problem(sentence, drivers) or _user_problem(sentence, user_ids, question))
+               or _because_problem(sentence, drivers) or _user_problem(sentence, user_ids, question)
+               or _absence_problem(sentence, results) or _likely_problem(sentence, results))
         if why:
             problems.append((index, why))
     return problems
@@ -133,10 +137,19 @@ def _driver_problem(sentence: str, drivers: list[dict]) -> str:
         return ""
     named = _named_features(sentence)
     by_feature = {str(d.get("feature")): d for d in drivers if d.get("type") == "feature" or d.get("feature")}
-    if _MAIN.search(sentence):
-        top = max(drivers, key=lambda d: abs(d.get("effect") or 0))
+    main = _MAIN.search(sentence)
+    if main:
         items = [str((d.get("event") or {}).get("item_id")) for d in drivers if isinstance(d.get("event"), dict)]
         named_item = [i for i in items if i and re.search(rf"\b{re.escape(i)}\b", sentence)]
+        # The main reason or cause of a risk is what raises it most; a "main driver" or "factor" may go either
+        # way. "90%, mainly because of their activity in recent weeks, which lowers the risk" (Round 9b).
+        raising = [d for d in drivers if isinstance(d.get("effect"), (int, float)) and d["effect"] > 0]
+        if _CAUSE.search(main.group(0)) and not raising:
+            if named or named_item:
+                return "false: no driver raises the churn risk, so none is the main reason for it"
+            return "" if re.search(r"\d", sentence) else "unsupported: names a main reason and no driver raises the risk"
+        pool = raising if _CAUSE.search(main.group(0)) else drivers
+        top = max(pool, key=lambda d: abs(d.get("effect") or 0))
         if top.get("feature") and named and str(top["feature"]) not in named:
             return f"false: the top driver is {top['feature']}, not {named[0]}"
         if isinstance(top.get("event"), dict) and named_item and named_item[0] != str(top["event"].get("item_id")):
@@ -268,4 +281,133 @@ def _user_problem(sentence: str, user_ids: set[str], question: str) -> str:
         uid = match.group(1)
         if uid not in user_ids and not re.search(rf"\b{re.escape(uid)}\b", question):
             return f"unsupported: user {uid} is in no tool result"
+    return ""
+
+
+# "no orders", "zero recent purchases", "not a single event", "没有订单": an absence the results can count.
+_ABSENT = re.compile(r"\b(?:no|zero|not a single|not any|without any)\s+(?:recent\s+)?"
+                     r"(orders?|purchases?|buys?|events?|activity|activities|reviews?|customers?|users?)\b"
+                     r"|\bnever\s+(?:\w+\s+)?(bought|ordered|purchased)\b(?!\s+(?:again|since|after))"
+                     r"|没有(?:任何)?(?:最近的?)?(订单|购买|行为|活动|评论)", re.I)
+_ABSENT_KIND = {"order": "orders", "purchase": "orders", "buy": "orders", "bought": "orders", "ordered": "orders",
+                "purchased": "orders", "订单": "orders", "购买": "orders", "event": "events", "activity": "events",
+                "activities": "events", "行为": "events", "活动": "events", "review": "reviews", "评论": "reviews",
+                "customer": "customers", "user": "customers"}
+_CHANCE_OF = re.compile(r"(?:chance|probability|likelihood|risk|odds) of (?:making )?$", re.I)
+_SPAN = re.compile(r"\s*(?:in|over|during|within) the (?:last|past) (\d+) days?", re.I)
+_RECENTLY = re.compile(r"recent|lately|this (?:week|month)|最近|近期", re.I)
+RECENT_DAYS = 30  # what "recent" means in the facts the takeaway reads ("events in the last 30 days")
+
+
+def _counted(results: list[dict]) -> dict[str, dict[str, float]]:
+    """What one customer's results count (orders, events; with how many days ago the last was), and reviews.
+
+    Only one customer's own totals (user_history, explain_user) count orders and events: a list of
+    customers says nothing about "no orders" of one of them. Customers count in any listed `users`.
+    """
+    counted: dict[str, dict[str, float]] = {}
+
+    def most(kind: str, key: str, value: Any) -> None:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            counted.setdefault(kind, {})
+            counted[kind][key] = max(counted[kind].get(key, value), value)
+
+    def least(kind: str, key: str, value: Any) -> None:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            counted.setdefault(kind, {})
+            counted[kind][key] = min(counted[kind].get(key, value), value)
+
+    for r in results:
+        own = r.get("totals") if isinstance(r.get("totals"), dict) else r.get("facts") \
+            if isinstance(r.get("facts"), dict) else None
+        if r.get("user_id") and own is not None:
+            most("orders", "total", own.get("orders"))
+            if (own.get("orders") or 0) > 0:
+                least("orders", "days_ago", own.get("days_since_last_buy"))
+            most("events", "total", own.get("events"))
+            most("events", "last_30", own.get("events_30d"))
+            most("events", "total", own.get("events_30d"))  # a count of the last 30 days is a count too
+            least("events", "days_ago", own.get("days_since_last_event"))
+        if r.get("user_id") and isinstance(r.get("events"), list) and r["events"]:
+            most("events", "total", len(r["events"]))
+            ages = [_days_between(e.get("ts"), r.get("as_of")) for e in r["events"] if isinstance(e, dict)]
+            least("events", "days_ago", min((a for a in ages if a is not None), default=None))
+        most("reviews", "total", r.get("n_reviews"))
+        users = [u for u in r.get("users") or [] if isinstance(u, dict)]
+        if users:
+            most("customers", "total", len(users))
+    return counted
+
+
+def _days_between(earlier: Any, later: Any) -> float | None:
+    from datetime import datetime
+
+    try:
+        start, end = datetime.fromisoformat(str(earlier)[:19]), datetime.fromisoformat(str(later)[:19])
+    except ValueError:
+        return None
+    return (end - start).total_seconds() / 86400
+
+
+def _absence_problem(sentence: str, results: list[dict]) -> str:
+    """"No orders" of a customer with 37, "no recent events" beside events 10 days old, "no customers at all"
+    beside a list of two (new_user_trial.md Round 9b): an absence the results count as present.
+
+    A span after it ("no orders in the last 30 days") is checked against how long ago the last one was;
+    "recent" reads as the last 30 days. What the results do not count is left alone.
+    """
+    counted = _counted(results)
+    for match in _ABSENT.finditer(sentence):
+        if _CHANCE_OF.search(sentence[:match.start()]):
+            continue  # "73% chance of no purchase" is a prediction, not an absence
+        word = next(g for g in match.groups() if g).lower()
+        kind = _ABSENT_KIND.get(word.rstrip("s") if word not in _ABSENT_KIND else word)
+        seen = counted.get(kind or "")
+        if not seen or not seen.get("total"):
+            continue
+        span = _SPAN.match(sentence, match.end())
+        days = float(span.group(1)) if span else RECENT_DAYS if _RECENTLY.search(match.group(0)) else None
+        if kind == "customers":
+            rest = sentence[match.end():].strip().lower()
+            if rest and not rest.startswith(("at all", ".", ",", ";", "!")):
+                continue  # "no customers in stage new" narrows the claim to a group the list may not hold
+            return f"false: the results list {seen['total']:.0f} customers"
+        if days is None:
+            return f"false: the results count {seen['total']:.0f} {kind}"
+        ago = seen.get("days_ago")
+        if kind == "events" and days >= RECENT_DAYS and seen.get("last_30"):
+            return f"false: {seen['last_30']:.0f} events in the last 30 days"
+        if ago is not None and ago < days:
+            return f"false: the last of the {kind} was {ago:.0f} days ago"
+    return ""
+
+
+_LIKELY_BUY = re.compile(r"\b(un)?likely\s+to\s+(?:buy|purchase|order|shop|return|come back|make a purchase)\b"
+                         r"|\b(will)\s+(?:probably\s+)?(?:buy|purchase|order)\b", re.I)
+_NOT_BEFORE = re.compile(r"\b(?:not|less|n't|un)\s*(?:very\s+|so\s+)?$", re.I)
+_WITHIN = re.compile(r"\b(?:within|in|over)\s+(?:the\s+next\s+)?(\d+)\s*days?|\bthis (week|month)\b", re.I)
+
+
+def _likely_problem(sentence: str, results: list[dict]) -> str:
+    """"Likely to buy something within 30 days" beside a 7% chance (new_user_trial.md Round 9b), or
+    "unlikely to buy" beside 80%: the word must fall on the side of 50% the predicted chance of buying is on.
+
+    Reads predict_next's `p_buy` ({"7d": 0.07, "30d": 0.07}); a span in the sentence picks its horizon,
+    without one the word is false only where it fails for every horizon.
+    """
+    chances = {int(str(k).rstrip("d")): float(v) for r in results if isinstance(r.get("p_buy"), dict)
+               for k, v in r["p_buy"].items() if isinstance(v, (int, float)) and str(k).rstrip("d").isdigit()}
+    if not chances:
+        return ""
+    for match in _LIKELY_BUY.finditer(sentence):
+        if re.search(r"\b(?:most|more|less|least)\s+$", sentence[:match.start()], re.I):
+            continue  # "the item they are most likely to buy": which one, not whether they buy
+        unlikely = bool(match.group(1)) or bool(_NOT_BEFORE.search(sentence[:match.start()]))
+        span = _WITHIN.search(sentence, match.end())
+        days = None if not span else int(span.group(1)) if span.group(1) else 7 if span.group(2).lower() == "week" else 30
+        picked = [chances[days]] if days in chances else list(chances.values())
+        if unlikely and all(p >= 0.5 for p in picked):
+            return f"false: the chance of buying is {max(picked):.0%}, not unlikely"
+        if not unlikely and all(p < 0.5 for p in picked):
+            return f"false: the chance of buying is {min(picked):.0%}, not likely"
     return ""
