@@ -241,7 +241,9 @@ def _cases(r: dict, lang: str, cur: str) -> dict:
     for c in r.get("cases") or []:
         if not isinstance(c, dict):
             continue
-        cases.append({"user": str(c.get("user_id") or ""), "date": day(c.get("cutoff"), lang),
+        # The case id is what a reader opens and the answer cites (the bench's fact `cases[0].case_id`).
+        cases.append({"id": str(c.get("case_id") or ""), "user": str(c.get("user_id") or ""),
+                      "date": day(c.get("cutoff"), lang),
                       "title": str(c.get("title") or ""), "outcome": str(c.get("outcome") or ""),
                       "similarity": number(c["similarity"], 2) if isinstance(c.get("similarity"), (int, float)) else "",
                       "churned": c.get("churned"), "buys_after": number(c.get("buys_after", "")),

@@ -14,7 +14,8 @@ such statements and checks each against the tool results:
 - aspects: "reviewers praise freshness" needs more positive than negative freshness reviews,
   "complain about taste" needs negative taste reviews that are not outnumbered two to one;
 - absence: "no orders", "no recent events", "no customers at all" need the results to count none;
-- likelihood: "likely to buy within 30 days" needs a chance of buying of at least 50% (and "unlikely" less).
+- likelihood: "likely to buy within 30 days" needs a chance of buying of at least 50% (and "unlikely" less);
+- behaviour counts: "6 views" beside a customer's history needs 6 views among its listed events.
 
     problems = statement_problems(split_sentences(text), results, tools=["predict_next"])
     # [(0, "off topic: churn is not what predict_next answered")]
@@ -103,7 +104,8 @@ def statement_problems(sentences: list[str], results: Iterable[Any], tools: Iter
                or _common_reason_problem(sentence, reasons) or _extreme_problem(sentence, results)
                or _aspect_problem(sentence, results) or _visits_problem(sentence, reasons, len(ranked_all))
                or _because_problem(sentence, drivers) or _user_problem(sentence, user_ids, question)
-               or _absence_problem(sentence, results) or _likely_problem(sentence, results))
+               or _absence_problem(sentence, results) or _likely_problem(sentence, results)
+               or _behaviour_count_problem(sentence, results))
         if why:
             problems.append((index, why))
     return problems
@@ -410,4 +412,43 @@ def _likely_problem(sentence: str, results: list[dict]) -> str:
             return f"false: the chance of buying is {max(picked):.0%}, not unlikely"
         if not unlikely and all(p < 0.5 for p in picked):
             return f"false: the chance of buying is {min(picked):.0%}, not likely"
+    return ""
+
+
+# "6 views", "2 purchases", "1 added to cart": a count of one kind of event, as a customer's history lists them.
+_BEHAVIOUR_COUNT = re.compile(r"\b(\d+)\s+(?:recent\s+|more\s+)?(views?|viewed|page views|purchases?|buys?|bought|"
+                              r"orders?|carts?|cart adds|added to (?:the )?cart|favou?rites?|favs?|saves|saved)\b", re.I)
+_BEHAVIOUR_OF = {"view": "view", "viewed": "view", "page view": "view", "purchase": "buy", "buy": "buy",
+                 "bought": "buy", "order": "buy", "cart": "cart", "cart add": "cart", "added to cart": "cart",
+                 "added to the cart": "cart", "favourite": "fav", "favorite": "fav", "fav": "fav", "save": "fav",
+                 "saved": "fav"}
+
+
+def _behaviour_count_problem(sentence: str, results: list[dict]) -> str:
+    """"2 views" of a history whose recent events hold 6 views: a count bound to the wrong kind of event.
+
+    The takeaway's counts ("6 view, 2 buy") ground any equal number of the answer; this binds each to its
+    noun. Read only beside a customer's listed events (user_history): the recent events of each kind, and
+    for purchases also every order total the results give.
+    """
+    histories = [r for r in results if isinstance(r.get("events"), list) and r.get("user_id")]
+    if not histories:
+        return ""
+    allowed: dict[str, set[int]] = {}
+    for r in histories:
+        kinds = Counter(str(e.get("behavior")) for e in r["events"] if isinstance(e, dict))
+        for kind, count in kinds.items():
+            allowed.setdefault(kind, set()).add(count)
+    for r in results:
+        own = r.get("totals") if isinstance(r.get("totals"), dict) else r.get("facts") \
+            if isinstance(r.get("facts"), dict) else {}
+        if isinstance(own.get("orders"), int):
+            allowed.setdefault("buy", set()).add(own["orders"])
+    for match in _BEHAVIOUR_COUNT.finditer(sentence):
+        noun = match.group(2).lower()
+        kind = _BEHAVIOUR_OF.get(noun) or _BEHAVIOUR_OF.get(noun.rstrip("s"))
+        count = int(match.group(1))
+        if kind and count not in allowed.get(kind, set()):
+            said = sorted(allowed.get(kind, set()))
+            return f"false: {count} {noun}, where the history counts {said or 'none'}"
     return ""
