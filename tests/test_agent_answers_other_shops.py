@@ -227,3 +227,20 @@ def test_the_bench_recheck_derives_the_history_counts_from_the_results() -> None
     assert final_is_grounded(text, "Show user 847", [history], [("user_history", history)])
     assert not final_is_grounded("Of the 10 most recent events, 8 are views.", "Show user 847", [history],
                                  [("user_history", history)])
+
+
+def test_review_aspects_are_checked_in_the_review_analysis_words_in_chinese_too() -> None:
+    """zh book3 (Round 9): "质量和服务均处于良好状态" (quality and service are good) beside 4 of 7 negative quality and
+    3 of 3 negative service reviews passed: the check knew only the English aspect names and no Chinese praise."""
+    book3 = {"n_reviews": 12, "aspects": [{"aspect": "quality", "positive": 3, "negative": 4},
+                                          {"aspect": "service", "positive": 0, "negative": 3},
+                                          {"aspect": "price", "positive": 2, "negative": 0}]}
+    said = "质量和服务均处于良好状态，但有部分顾客抱怨商品的外观和价格。"
+    assert statement_problems([said], [book3], ["review_summary"]) == [
+        (0, "false: reviewers fault quality more than they praise it (4 negative, 3 positive)")]
+    assert statement_problems(["顾客主要抱怨价格。"], [book3], ["review_summary"]) == [
+        (0, "false: reviewers mostly praise price (2 positive, 0 negative)")]
+    assert statement_problems(["顾客对服务不满意。"], [book3], ["review_summary"]) == []
+    assert statement_problems(["Reviewers dislike the customer service."], [book3], ["review_summary"]) == []
+    assert statement_problems(["Reviewers love the customer service."], [book3], ["review_summary"]) == [
+        (0, "false: reviewers fault service more than they praise it (3 negative, 0 positive)")]

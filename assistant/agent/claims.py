@@ -31,6 +31,7 @@ from collections import Counter
 from typing import Any, Iterable
 
 from assistant.agent.session import ids_by_kind
+from tools.aspects import find_aspects
 
 CHURN_TOOLS = {"at_risk_users", "explain_user", "segment_report", "similar_cases"}
 _CHURN_WORDS = re.compile(r"\b(churn\w*|at[- ]risk|risk of leaving|stop(?:s|ped)? buying|lapse\w*)|流失", re.I)
@@ -49,8 +50,10 @@ INTERNAL_NAMES = {"first_category", "value_band", "segment_by", "rank_by", "hori
                   "p_buy", "p_cart", "value_at_risk", "model_version", "user_id", "item_id", "category_id",
                   "next_behavior", "as_of", "last_n", "expected_spend", "days_since_last_buy", "mean_p_churn"}
 _EXTREME = re.compile(r"\b(highest|lowest|most|least)\b[^%]*?(\d+(?:\.\d+)?)\s?%", re.I)
-_PRAISE = re.compile(r"\b(praise\w*|like[sd]?|love[sd]?|enjoy\w*|happy with|positive about)\b|称赞|喜欢", re.I)
-_COMPLAIN = re.compile(r"\b(complain\w*|dislike[sd]?|unhappy with|negative about|criticiz\w*)\b|抱怨|不满", re.I)
+_PRAISE = re.compile(r"\b(praise\w*|like[sd]?|love[sd]?|enjoy\w*|happy with|positive about)\b"
+                     r"|称赞|喜欢|好评|良好|不错|(?<!不)满意", re.I)
+_COMPLAIN = re.compile(r"\b(complain\w*|dislike[sd]?|unhappy with|negative about|criticiz\w*)\b|抱怨|不满|差评|吐槽|投诉",
+                       re.I)
 _SNAKE = re.compile(r"\b[a-z]+(?:_[a-z0-9]+)+\b")
 # Words a reader uses for each feature group of the predictor (tools/predictor/explain.py).
 FEATURE_SYNONYMS = {
@@ -232,10 +235,13 @@ def _aspect_problem(sentence: str, results: list[dict]) -> str:
     if not aspects:
         return ""
     low = re.sub(r"«[^»]*»?", "", sentence.lower())  # a quoted review is the customer's words, not a claim
-    for clause in re.split(r"\b(?:but|while|whereas|although)\b|;|，但", low):
+    for clause in re.split(r"\b(?:but|while|whereas|although)\b|;|，但|但是?|不过", low):
         praise, complain = _PRAISE.search(clause), _COMPLAIN.search(clause)
+        # Named as the results name it, or in the review analysis' own words in either language
+        # ("customer service", "价格"): "质量和服务均处于良好状态" beside 0 of 3 good service reviews.
+        found = set(find_aspects(clause))
         for name, a in aspects.items():
-            if not re.search(rf"\b{re.escape(name)}\b", clause):
+            if name not in found and not re.search(rf"\b{re.escape(name)}\b", clause):
                 continue
             pos, neg = a.get("positive") or 0, a.get("negative") or 0
             if praise and not complain and neg > pos:
