@@ -244,3 +244,21 @@ def test_review_aspects_are_checked_in_the_review_analysis_words_in_chinese_too(
     assert statement_problems(["Reviewers dislike the customer service."], [book3], ["review_summary"]) == []
     assert statement_problems(["Reviewers love the customer service."], [book3], ["review_summary"]) == [
         (0, "false: reviewers fault service more than they praise it (3 negative, 0 positive)")]
+
+
+def test_a_high_chance_of_no_purchase_on_a_long_rhythm_says_so() -> None:
+    """cd30 "Why is user 00007 at risk?" -> "93% chance of no purchase in the next 7 days" beside "Stage: active
+    (0% chance of lapsing)" (Round 8) with nothing to reconcile them: one who orders every 222 days."""
+    result = {"user_id": "00007", "horizon_days": 7, "p_churn": 0.93, "drivers": [],
+              "too_little_history": "only 3 events: too little history for the model to single out reasons",
+              "facts": {"orders": 3, "spend": 264.67, "days_since_last_buy": 78, "events_30d": 0},
+              "lifecycle": {"stage": "active", "usual_gap_days": 222.5, "p_lapse": 0.0, "value_at_risk": 0.0,
+                            "currency": "USD", "reasons": ["78 days since the last order, within the usual 222-day gap"]}}
+    text = compose_answer("Why is user 00007 at risk?", named(result, "explain_user"))
+    assert "They usually order every 222 days, so no purchase within 7 days is their usual rhythm." in text, text
+    assert check(text, Evidence.from_results([result], tools=["explain_user"])).ok
+    assert "该用户通常每 222 天下单一次，7 天内不购买是其正常节奏。" in compose_answer(
+        "q", named(result, "explain_user"), language="zh")
+    late = {**result, "lifecycle": {**result["lifecycle"], "stage": "at_risk"}}
+    assert "usual rhythm" not in compose_answer("q", named(late, "explain_user"))
+    assert statement_problems(["No orders yet."], [result], ["explain_user"]) == [(0, "false: the results count 3 orders")]

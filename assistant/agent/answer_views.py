@@ -179,7 +179,22 @@ def _explain(r: dict, lang: str, cur: str) -> dict:
             "orders": number(facts.get("orders", "")), "spend": money(facts.get("spend"), cur),
             "days_since_buy": days(facts.get("days_since_last_buy")), "tenure": number(facts.get("tenure_days", "")),
             "events_30d": number(facts.get("events_30d", "")), "top_category": str(facts.get("top_category") or ""),
-            "trend": str(facts.get("trend") or ""), **_lifecycle(r.get("lifecycle"), lang, cur)}
+            "trend": str(facts.get("trend") or ""), **_lifecycle(r.get("lifecycle"), lang, cur),
+            "rhythm": _on_rhythm(r)}
+
+
+def _on_rhythm(r: dict) -> str:
+    """The usual gap in days when a customer on rhythm has a high chance of no purchase within the horizon.
+
+    A 93% chance of no purchase in 7 days beside "Stage: active (0% chance of lapsing)" read as a
+    contradiction on CDNOW (new_user_trial.md Round 8): one who orders every 222 days rarely buys within 7.
+    """
+    life = r.get("lifecycle") if isinstance(r.get("lifecycle"), dict) else {}
+    gap, horizon, p = life.get("usual_gap_days"), r.get("horizon_days"), r.get("p_churn")
+    if life.get("stage") == "active" and isinstance(gap, (int, float)) and isinstance(horizon, (int, float)) \
+            and isinstance(p, (int, float)) and p >= 0.5 and gap > horizon:
+        return days(gap)
+    return ""
 
 
 def _lifecycle(life: Any, lang: str, cur: str) -> dict:

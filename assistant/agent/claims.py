@@ -302,6 +302,9 @@ _ABSENT_KIND = {"order": "orders", "purchase": "orders", "buy": "orders", "bough
                 "activities": "events", "行为": "events", "活动": "events", "review": "reviews", "评论": "reviews",
                 "customer": "customers", "user": "customers"}
 _CHANCE_OF = re.compile(r"(?:chance|probability|likelihood|risk|odds) of (?:making )?$", re.I)
+_AHEAD = re.compile(r"\s*(?:(?:in|within|over|during)\s+(?:the\s+)?(?:next|coming)\b|within\s+\d+|soon\b|"
+                    r"next\b|again\b)", re.I)
+_WILL_BEFORE = re.compile(r"\b(?:will|would|may|might|expect\w*|likely|predict\w*)\b[^.,;]*$", re.I)
 _SPAN = re.compile(r"\s*(?:in|over|during|within) the (?:last|past) (\d+) days?", re.I)
 _RECENTLY = re.compile(r"recent|lately|this (?:week|month)|最近|近期", re.I)
 RECENT_DAYS = 30  # what "recent" means in the facts the takeaway reads ("events in the last 30 days")
@@ -366,8 +369,9 @@ def _absence_problem(sentence: str, results: list[dict]) -> str:
     """
     counted = _counted(results)
     for match in _ABSENT.finditer(sentence):
-        if _CHANCE_OF.search(sentence[:match.start()]):
-            continue  # "73% chance of no purchase" is a prediction, not an absence
+        if _CHANCE_OF.search(sentence[:match.start()]) or _AHEAD.match(sentence, match.end()) \
+                or _WILL_BEFORE.search(sentence[:match.start()]):
+            continue  # "73% chance of no purchase", "no purchase within 7 days": a prediction, not an absence
         word = next(g for g in match.groups() if g).lower()
         kind = _ABSENT_KIND.get(word.rstrip("s") if word not in _ABSENT_KIND else word)
         seen = counted.get(kind or "")
