@@ -262,3 +262,18 @@ def test_a_high_chance_of_no_purchase_on_a_long_rhythm_says_so() -> None:
     late = {**result, "lifecycle": {**result["lifecycle"], "stage": "at_risk"}}
     assert "usual rhythm" not in compose_answer("q", named(late, "explain_user"))
     assert statement_problems(["No orders yet."], [result], ["explain_user"]) == [(0, "false: the results count 3 orders")]
+
+
+def test_a_focus_claim_names_the_most_mentioned_aspects() -> None:
+    """zh book3 this round: "评价主要集中在价格和服务上" (reviews focus on price and service) where quality has 7
+    mentions and price 2."""
+    book3 = {"n_reviews": 129, "aspects": [{"aspect": "quality", "reviews": 7, "positive": 3, "negative": 4},
+                                           {"aspect": "service", "reviews": 3, "positive": 0, "negative": 3},
+                                           {"aspect": "delivery", "reviews": 2, "positive": 0, "negative": 2},
+                                           {"aspect": "price", "reviews": 2, "positive": 2, "negative": 0}]}
+    assert statement_problems(["顾客对商品 book3 的评价主要集中在价格和服务上。"], [book3], ["review_summary"]) == [
+        (0, "false: quality is mentioned more than price (7 reviews, 2)")]
+    assert statement_problems(["顾客的评价主要集中在质量和服务上。"], [book3], ["review_summary"]) == []
+    assert statement_problems(["The reviews are mostly about delivery."], [book3], ["review_summary"]) == [
+        (0, "false: quality is mentioned more than delivery (7 reviews, 2)")]
+    assert statement_problems(["Reviewers mostly praise the price."], [book3], ["review_summary"]) == []

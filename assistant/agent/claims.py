@@ -248,6 +248,30 @@ def _aspect_problem(sentence: str, results: list[dict]) -> str:
                 return f"false: reviewers fault {name} more than they praise it ({neg} negative, {pos} positive)"
             if complain and not praise and (neg == 0 or pos > 2 * neg):
                 return f"false: reviewers mostly praise {name} ({pos} positive, {neg} negative)"
+    return _focus_problem(low, aspects)
+
+
+_FOCUS = re.compile(r"\b(?:focus(?:es|ed|ing)?|centr?e[sd]?|center(?:s|ed)?|concentrat\w*)\s+(?:mainly\s+|mostly\s+)?on\b"
+                    r"|\b(?:mainly|mostly|largely)\s+(?:about|on|concern\w*)\b|集中在|主要关注|主要涉及|主要是关于", re.I)
+
+
+def _focus_problem(low: str, aspects: dict[str, dict]) -> str:
+    """"The reviews focus mainly on price and service" where quality is mentioned more than price: the aspects
+    a focus claim names must be the most mentioned ones (zh book3 "评价主要集中在价格和服务上", Round 10)."""
+    match = _FOCUS.search(low)
+    if not match:
+        return ""
+    rest = low[match.end():]
+    named = [n for n in aspects if n in set(find_aspects(rest)) or re.search(rf"\b{re.escape(n)}\b", rest)]
+    if not named:
+        return ""
+    counts = sorted((a.get("reviews") or 0 for a in aspects.values()), reverse=True)
+    floor = counts[min(len(named), len(counts)) - 1]  # the k-th most mentioned, ties kept
+    for name in named:
+        if (aspects[name].get("reviews") or 0) < floor:
+            top = max(aspects, key=lambda n: aspects[n].get("reviews") or 0)
+            return f"false: {top} is mentioned more than {name} ({aspects[top].get('reviews')} reviews, " \
+                   f"{aspects[name].get('reviews')})"
     return ""
 
 
