@@ -270,7 +270,7 @@ def without_overstated_shares(text: str, facts: list[str]) -> tuple[str, list[st
 
 
 def likelihood_words(p: float) -> str:
-    """A chance as the words the claim check accepts for it (assistant/agent/claims.py `_likely_problem`)."""
+    """A chance as the words the claim check accepts for it (assistant/agent/count_claims.py `likely_problem`)."""
     return "likely" if p >= 0.5 else "unlikely"
 
 
