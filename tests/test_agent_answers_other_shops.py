@@ -125,8 +125,8 @@ def test_no_customers_at_all_beside_a_list_of_two_is_dropped() -> None:
     said = ("The customers who churn this week are those who have overdue orders and are not only at risk but also "
             "have no customers at all.")
     answer = brief_answer("at_risk_users", AT_RISK_CD30, said, "Which users will churn this week, and why?")
-    assert "no customers" not in answer["text"] and answer["takeaway"]["dropped"] == [
-        "false: the results list 2 customers"]
+    assert "no customers" not in answer["text"] and answer["takeaway"]["dropped"]  # the share rule drops it first
+    assert statement_problems([said], [AT_RISK_CD30], ["at_risk_users"]) == [(0, "false: the results list 2 customers")]
     assert statement_problems(["There are no customers in stage new."], [AT_RISK_CD30], ["at_risk_users"]) == []
 
 
@@ -277,3 +277,20 @@ def test_a_focus_claim_names_the_most_mentioned_aspects() -> None:
     assert statement_problems(["The reviews are mostly about delivery."], [book3], ["review_summary"]) == [
         (0, "false: quality is mentioned more than delivery (7 reviews, 2)")]
     assert statement_problems(["Reviewers mostly praise the price."], [book3], ["review_summary"]) == []
+
+
+def test_dev_takeaways_that_negate_or_miscount_are_dropped() -> None:
+    """agent_eval dev (this round, full answers): sim01 "No customers were described as An occasional buyer."
+    beside "5 of 5 were described as: An occasional buyer."; hist03 "The customer has placed 1031 orders so far."
+    (the user id read as a count; grounded before because the question holds 1031)."""
+    cases = {"cases": [{"case_id": f"{u}@20260430T235959Z", "user_id": str(u), "churned": True, "horizon_days": 30,
+                        "summary": "An occasional buyer. 3 orders."} for u in (1424, 1699, 4706, 4519, 101)],
+             "outcomes": {"n_snapshots": 5, "churned": 5, "retained": 0, "came_back_share": 0.0}}
+    answer = brief_answer("similar_cases", cases, "No customers were described as An occasional buyer.",
+                          "What happened to customers similar to user 1814?")
+    assert answer["takeaway"]["dropped"] == ["'No customers': the facts give only partial shares"]
+    assert "No customers" not in answer["text"]
+    history = {**HISTORY_847, "user_id": "1031", "totals": {**HISTORY_847["totals"], "orders": 3}}
+    answer = brief_answer("user_history", history, "The customer has placed 1031 orders so far.",
+                          "How many orders has user 1031 placed so far?")
+    assert answer["takeaway"]["dropped"] == ["false: 1031 orders, where the history counts [3, 10]"]

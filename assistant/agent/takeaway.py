@@ -233,7 +233,7 @@ _SHARE_RE = re.compile(r"\b(\d+) of (?:the )?(\d+)\b")
 _OF_THE_RE = re.compile(r"\s*of the (\d+)\b[^,.]*,", re.I)
 _PART_RE = re.compile(r"\b(\d+) (?:are|is|were|have|has|will)\b")
 _ALL_RE = re.compile(r"\b(?:all|every|everyone|everybody|each of)\b|所有|全部", re.I)
-_NONE_RE = re.compile(r"\b(?:none|no one|nobody|not one|not a single)\b|没有一个", re.I)
+_NONE_RE = re.compile(r"\b(?:none|no one|nobody|not one|not a single|no (?:customers?|users?|cases?))\b|没有一个", re.I)
 
 
 def without_overstated_shares(text: str, facts: list[str]) -> tuple[str, list[str]]:
