@@ -213,6 +213,9 @@ def test_a_count_of_events_is_bound_to_its_kind() -> None:
                         "Show the purchase history of user 847")
     assert kept["repair"] == "composed+takeaway", kept["takeaway"]
     assert statement_problems(["User 847 has 651 events and 37 orders."], [history], ["user_history"]) == []
+    # Round 8 (2h Taobao home): "a pattern of 411153 events", a category id read as a count
+    assert statement_problems(["It shows a pattern of 411153 events."], [history], ["user_history"]) == [
+        (0, "false: 411153 events, where the history counts [2, 6, 10, 651]")]
 
 
 def test_the_bench_recheck_derives_the_history_counts_from_the_results() -> None:

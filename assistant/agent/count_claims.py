@@ -153,11 +153,12 @@ def likely_problem(sentence: str, results: list[dict]) -> str:
 
 # "6 views", "2 purchases", "1 added to cart": a count of one kind of event, as a customer's history lists them.
 _BEHAVIOUR_COUNT = re.compile(r"\b(\d+)\s+(?:recent\s+|more\s+)?(views?|viewed|page views|purchases?|buys?|bought|"
-                              r"orders?|carts?|cart adds|added to (?:the )?cart|favou?rites?|favs?|saves|saved)\b", re.I)
+                              r"orders?|carts?|cart adds|added to (?:the )?cart|favou?rites?|favs?|saves|saved|"
+                              r"events?)\b", re.I)
 _BEHAVIOUR_OF = {"view": "view", "viewed": "view", "page view": "view", "purchase": "buy", "buy": "buy",
                  "bought": "buy", "order": "buy", "cart": "cart", "cart add": "cart", "added to cart": "cart",
                  "added to the cart": "cart", "favourite": "fav", "favorite": "fav", "fav": "fav", "save": "fav",
-                 "saved": "fav"}
+                 "saved": "fav", "event": "events"}
 
 
 def behaviour_count_problem(sentence: str, results: list[dict]) -> str:
@@ -165,7 +166,7 @@ def behaviour_count_problem(sentence: str, results: list[dict]) -> str:
 
     The takeaway's counts ("6 view, 2 buy") ground any equal number of the answer; this binds each to its
     noun. Read only beside a customer's listed events (user_history): the recent events of each kind, and
-    for purchases also every order total the results give.
+    for purchases also every order total the results give; "N events" must be a count of events they give.
     """
     histories = [r for r in results if isinstance(r.get("events"), list) and r.get("user_id")]
     if not histories:
@@ -175,11 +176,15 @@ def behaviour_count_problem(sentence: str, results: list[dict]) -> str:
         kinds = Counter(str(e.get("behavior")) for e in r["events"] if isinstance(e, dict))
         for kind, count in kinds.items():
             allowed.setdefault(kind, set()).add(count)
+        allowed.setdefault("events", set()).update({len(r["events"]), *kinds.values()})
     for r in results:
         own = r.get("totals") if isinstance(r.get("totals"), dict) else r.get("facts") \
             if isinstance(r.get("facts"), dict) else {}
         if isinstance(own.get("orders"), int):
             allowed.setdefault("buy", set()).add(own["orders"])
+        # "a pattern of 411153 events" (a category id, new_user_trial.md Round 8): events are what the results count
+        allowed.setdefault("events", set()).update(v for k in ("events", "events_30d", "events_total")
+                                                   if isinstance(v := own.get(k), int))
     for match in _BEHAVIOUR_COUNT.finditer(sentence):
         noun = match.group(2).lower()
         kind = _BEHAVIOUR_OF.get(noun) or _BEHAVIOUR_OF.get(noun.rstrip("s"))
