@@ -160,7 +160,9 @@ def score_turn(question: dict, events: list[dict], reference: list[Any], tools: 
         "facts": facts, "fact_recall": sum(f["found"] for f in facts) / len(facts) if facts else 1.0,
         # Re-checked here, independently of the agent: the final text against every tool result.
         "grounded": bool(answer) and final_is_grounded(answer["text"], question["question"],
-                                                       [*earlier_results, *_results(events)]),
+                                                       [*earlier_results, *_results(events)],
+                                                       [(e["name"], e["result"]) for e in events
+                                                        if e["type"] == "tool_result"]),
         "repair": answer.get("repair") if answer else None,
         "seconds": answer.get("seconds") if answer else None,
         "answer": answer["text"] if answer else None,
@@ -171,9 +173,15 @@ def _results(events: list[dict]) -> list[Any]:
     return [e["result"] for e in events if e["type"] == "tool_result"]
 
 
-def final_is_grounded(text: str, question: str, results: list[Any]) -> bool:
-    """Every number and id of the final answer is in a tool result (or the user's question)."""
-    return grounding.check(text, grounding.Evidence.from_results(results, [question])).ok
+def final_is_grounded(text: str, question: str, results: list[Any], turn: list[tuple[str, Any]] = ()) -> bool:
+    """Every number and id of the final answer is in a tool result (or the user's question), or is a count
+    the takeaway's facts make of this turn's (tool name, result) pairs: "10 buy" of a history's 10 recent
+    events is no field of the result, so it is derived again here from the results with the agent's own
+    rule (assistant/agent/takeaway.py `takeaway_facts`), not taken from what the agent reported."""
+    from assistant.agent.takeaway import takeaway_facts
+
+    counts = [takeaway_facts(list(turn))[1]] if turn else []
+    return grounding.check(text, grounding.Evidence.from_results([*results, *counts], [question])).ok
 
 
 def percentile(values: list[float], q: float) -> float | None:

@@ -94,11 +94,17 @@ def days(value: Any) -> str:
     return number(round(float(value))) if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
 
 
-def view_of(tool: str, result: dict, language: str = "en", currency: str = "$") -> dict:
-    """The template's view of one tool result: {"tool": name, ...strings}; unknown tools: {"tool", "fields"}."""
+def view_of(tool: str, result: dict, language: str = "en", currency: str = "$", side: str = "") -> dict:
+    """The template's view of one tool result: {"tool": name, ...strings}; unknown tools: {"tool", "fields"}.
+
+    `side` is the side of the reviews the question asks for ("negative": complaints, "positive": praise,
+    assistant/agent/cues.py `review_side`); only review_summary reads it.
+    """
     builder = _VIEWS.get(tool)
     if builder is None:
         return {"tool": tool, "fields": _plain_fields(result)}
+    if tool == "review_summary":
+        return {"tool": tool, **_reviews(result, language, currency, side)}
     return {"tool": tool, **builder(result, language, currency)}
 
 
@@ -159,9 +165,13 @@ def _feature_detail(feature: str, f: dict, lang: str) -> str:
 
 def _explain(r: dict, lang: str, cur: str) -> dict:
     facts = r.get("facts") if isinstance(r.get("facts"), dict) else {}
-    # Largest effect first: the first one is what the answer calls the main reason.
+    # Largest effect first, except that the first one is what the answer calls the main reason, so it
+    # is the largest that *raises* the risk: the largest of all may lower it, and "90%, mainly because of
+    # their activity in recent weeks, which lowers the risk" contradicted itself (new_user_trial.md Round 9b).
     ranked = sorted((d for d in r.get("drivers") or [] if isinstance(d, dict)),
                     key=lambda d: -abs(d["effect"]) if isinstance(d.get("effect"), (int, float)) else 0)
+    main = next((d for d in ranked if isinstance(d.get("effect"), (int, float)) and d["effect"] > 0), None)
+    ranked = ([main] + [d for d in ranked if d is not main]) if main is not None else ranked
     drivers = [_driver(d, facts, lang) for d in ranked]
     return {"user": str(r.get("user_id")), "risk": percent(r.get("p_churn")), "horizon": number(r.get("horizon_days", "")),
             "drivers": drivers[:MAX_DRIVERS], "too_little": str(r.get("too_little_history") or ""),
@@ -169,7 +179,22 @@ def _explain(r: dict, lang: str, cur: str) -> dict:
             "orders": number(facts.get("orders", "")), "spend": money(facts.get("spend"), cur),
             "days_since_buy": days(facts.get("days_since_last_buy")), "tenure": number(facts.get("tenure_days", "")),
             "events_30d": number(facts.get("events_30d", "")), "top_category": str(facts.get("top_category") or ""),
-            "trend": str(facts.get("trend") or ""), **_lifecycle(r.get("lifecycle"), lang, cur)}
+            "trend": str(facts.get("trend") or ""), **_lifecycle(r.get("lifecycle"), lang, cur),
+            "rhythm": _on_rhythm(r)}
+
+
+def _on_rhythm(r: dict) -> str:
+    """The usual gap in days when a customer on rhythm has a high chance of no purchase within the horizon.
+
+    A 93% chance of no purchase in 7 days beside "Stage: active (0% chance of lapsing)" read as a
+    contradiction on CDNOW (new_user_trial.md Round 8): one who orders every 222 days rarely buys within 7.
+    """
+    life = r.get("lifecycle") if isinstance(r.get("lifecycle"), dict) else {}
+    gap, horizon, p = life.get("usual_gap_days"), r.get("horizon_days"), r.get("p_churn")
+    if life.get("stage") == "active" and isinstance(gap, (int, float)) and isinstance(horizon, (int, float)) \
+            and isinstance(p, (int, float)) and p >= 0.5 and gap > horizon:
+        return days(gap)
+    return ""
 
 
 def _lifecycle(life: Any, lang: str, cur: str) -> dict:
@@ -231,7 +256,9 @@ def _cases(r: dict, lang: str, cur: str) -> dict:
     for c in r.get("cases") or []:
         if not isinstance(c, dict):
             continue
-        cases.append({"user": str(c.get("user_id") or ""), "date": day(c.get("cutoff"), lang),
+        # The case id is what a reader opens and the answer cites (the bench's fact `cases[0].case_id`).
+        cases.append({"id": str(c.get("case_id") or ""), "user": str(c.get("user_id") or ""),
+                      "date": day(c.get("cutoff"), lang),
                       "title": str(c.get("title") or ""), "outcome": str(c.get("outcome") or ""),
                       "similarity": number(c["similarity"], 2) if isinstance(c.get("similarity"), (int, float)) else "",
                       "churned": c.get("churned"), "buys_after": number(c.get("buys_after", "")),
@@ -249,23 +276,35 @@ def _cases(r: dict, lang: str, cur: str) -> dict:
             < len([c for c in cases if c["user"]])}
 
 
-def _reviews(r: dict, lang: str, cur: str) -> dict:
+def _reviews(r: dict, lang: str, cur: str, side: str = "") -> dict:
+    """review_summary in words; asked for one side, the aspects that side counts most come first, and only
+    quotes of that side are shown: a complaint question was answered with each aspect's majority quote,
+    all praise on a mostly happy shop ("taste ...; e.g. «These are a delicious ... snack»", Round 9b)."""
     s = r.get("sentiment") if isinstance(r.get("sentiment"), dict) else {}
     scope = r.get("scope") if isinstance(r.get("scope"), dict) else {}
     pos, neg, mixed = s.get("positive") or 0, s.get("negative") or 0, s.get("mixed") or 0
     # "mostly mixed" is said only where mixed reviews outnumber the rest: 300 positive, 0 mixed and 300
     # negative read "mostly mixed ... 0 mixed" (new_user_trial.md, Round 9d); such a split is "divided".
     lean = "mixed" if mixed > pos + neg else "positive" if pos > 2 * neg else "negative" if neg > pos else "divided"
+    rows = [a for a in r.get("aspects") or [] if isinstance(a, dict)]
+    if side:
+        rows = sorted(rows, key=lambda a: -(a.get(side) or 0))
+    # tools/reviews.py quotes each aspect's majority side: negative where negatives outnumber positives.
+    quote_side = {id(a): "negative" if (a.get("negative") or 0) > (a.get("positive") or 0) else "positive" for a in rows}
     aspects = [{"name": str(a.get("aspect")), "n": number(a.get("reviews", "")), "pos": number(a.get("positive", 0)),
                 "neg": number(a.get("negative", 0)),
                 "quote": {"id": str(a["quote"].get("review_id")), "text": str(a["quote"].get("text", ""))}
-                if isinstance(a.get("quote"), dict) else None}
-               for a in r.get("aspects") or [] if isinstance(a, dict)]
+                if isinstance(a.get("quote"), dict) and (not side or quote_side[id(a)] == side) else None}
+               for a in rows]
+    quotes = r.get("quotes") if isinstance(r.get("quotes"), dict) else {}
+    side_quotes = [{"id": str(q.get("review_id")), "text": str(q.get("text", ""))}
+                   for q in (quotes.get(side) or [] if side else []) if isinstance(q, dict)][:2]
     return {"n": number(r.get("n_reviews", 0)), "item": str(scope.get("item_id") or ""),
             "category": str(scope.get("category_id") or ""), "since": day(scope.get("since"), lang),
             "rating": number(r["mean_rating"], 1) if isinstance(r.get("mean_rating"), (int, float)) else "",
             "positive": number(pos), "mixed": number(mixed), "negative": number(neg), "lean": lean,
-            "aspects": aspects[:4]}
+            "aspects": aspects[:4], "side": side, "side_quotes": side_quotes,
+            "side_top": next((a for a in aspects[:1] if a[side[:3]] != "0"), None) if side else None}
 
 
 def _carts(r: dict, lang: str, cur: str) -> dict:

@@ -12,7 +12,9 @@ such statements and checks each against the tool results:
 - internal names: a result's field name (`first_category`, `p_buy`) is not prose;
 - extremes: "the highest churn is 48%" needs 48% to be the highest segment rate (lowest alike);
 - aspects: "reviewers praise freshness" needs more positive than negative freshness reviews,
-  "complain about taste" needs negative taste reviews that are not outnumbered two to one.
+  "complain about taste" needs negative taste reviews that are not outnumbered two to one;
+- what the results count (assistant/agent/count_claims.py): "no orders" of a customer with 37,
+  "likely to buy" beside 7%, "2 views" of a history that lists 6.
 
     problems = statement_problems(split_sentences(text), results, tools=["predict_next"])
     # [(0, "off topic: churn is not what predict_next answered")]
@@ -27,7 +29,9 @@ import re
 from collections import Counter
 from typing import Any, Iterable
 
+from assistant.agent.count_claims import absence_problem, behaviour_count_problem, likely_problem
 from assistant.agent.session import ids_by_kind
+from tools.aspects import find_aspects
 
 CHURN_TOOLS = {"at_risk_users", "explain_user", "segment_report", "similar_cases"}
 _CHURN_WORDS = re.compile(r"\b(churn\w*|at[- ]risk|risk of leaving|stop(?:s|ped)? buying|lapse\w*)|流失", re.I)
@@ -37,6 +41,7 @@ _LOWERS = re.compile(r"\b(lowers?|lowering|reduces?|reducing|decreases?|decreasi
                      re.I)
 _MAIN = re.compile(r"\b(main|biggest|largest|strongest|top|most important|primary|key|chief)\s+"
                    r"(driver|reason|factor|cause)\b|mainly because of|主要原因", re.I)
+_CAUSE = re.compile(r"reason|cause|because|原因", re.I)
 _COMMON = re.compile(r"\bmost common (reason|driver|cause|pattern)\b|最常见", re.I)
 _MOST_AT_RISK = re.compile(r"\b(?:user|customer)\s+([\w-]+)\s+(?:is|has)\s+(?:the\s+)?"
                            r"(?:most at risk|most likely to churn|highest (?:churn )?risk|riskiest)", re.I)
@@ -45,8 +50,10 @@ INTERNAL_NAMES = {"first_category", "value_band", "segment_by", "rank_by", "hori
                   "p_buy", "p_cart", "value_at_risk", "model_version", "user_id", "item_id", "category_id",
                   "next_behavior", "as_of", "last_n", "expected_spend", "days_since_last_buy", "mean_p_churn"}
 _EXTREME = re.compile(r"\b(highest|lowest|most|least)\b[^%]*?(\d+(?:\.\d+)?)\s?%", re.I)
-_PRAISE = re.compile(r"\b(praise\w*|like[sd]?|love[sd]?|enjoy\w*|happy with|positive about)\b|称赞|喜欢", re.I)
-_COMPLAIN = re.compile(r"\b(complain\w*|dislike[sd]?|unhappy with|negative about|criticiz\w*)\b|抱怨|不满", re.I)
+_PRAISE = re.compile(r"\b(praise\w*|like[sd]?|love[sd]?|enjoy\w*|happy with|positive about)\b"
+                     r"|称赞|喜欢|好评|良好|不错|(?<!不)满意", re.I)
+_COMPLAIN = re.compile(r"\b(complain\w*|dislike[sd]?|unhappy with|negative about|criticiz\w*)\b|抱怨|不满|差评|吐槽|投诉",
+                       re.I)
 _SNAKE = re.compile(r"\b[a-z]+(?:_[a-z0-9]+)+\b")
 # Words a reader uses for each feature group of the predictor (tools/predictor/explain.py).
 FEATURE_SYNONYMS = {
@@ -99,7 +106,9 @@ def statement_problems(sentences: list[str], results: Iterable[Any], tools: Iter
                or _driver_problem(sentence, drivers) or _ranking_problem(sentence, ranked)
                or _common_reason_problem(sentence, reasons) or _extreme_problem(sentence, results)
                or _aspect_problem(sentence, results) or _visits_problem(sentence, reasons, len(ranked_all))
-               or _because_problem(sentence, drivers) or _user_problem(sentence, user_ids, question))
+               or _because_problem(sentence, drivers) or _user_problem(sentence, user_ids, question)
+               or absence_problem(sentence, results) or likely_problem(sentence, results)
+               or behaviour_count_problem(sentence, results))
         if why:
             problems.append((index, why))
     return problems
@@ -133,10 +142,19 @@ def _driver_problem(sentence: str, drivers: list[dict]) -> str:
         return ""
     named = _named_features(sentence)
     by_feature = {str(d.get("feature")): d for d in drivers if d.get("type") == "feature" or d.get("feature")}
-    if _MAIN.search(sentence):
-        top = max(drivers, key=lambda d: abs(d.get("effect") or 0))
+    main = _MAIN.search(sentence)
+    if main:
         items = [str((d.get("event") or {}).get("item_id")) for d in drivers if isinstance(d.get("event"), dict)]
         named_item = [i for i in items if i and re.search(rf"\b{re.escape(i)}\b", sentence)]
+        # The main reason or cause of a risk is what raises it most; a "main driver" or "factor" may go either
+        # way. "90%, mainly because of their activity in recent weeks, which lowers the risk" (Round 9b).
+        raising = [d for d in drivers if isinstance(d.get("effect"), (int, float)) and d["effect"] > 0]
+        if _CAUSE.search(main.group(0)) and not raising:
+            if named or named_item:
+                return "false: no driver raises the churn risk, so none is the main reason for it"
+            return "" if re.search(r"\d", sentence) else "unsupported: names a main reason and no driver raises the risk"
+        pool = raising if _CAUSE.search(main.group(0)) else drivers
+        top = max(pool, key=lambda d: abs(d.get("effect") or 0))
         if top.get("feature") and named and str(top["feature"]) not in named:
             return f"false: the top driver is {top['feature']}, not {named[0]}"
         if isinstance(top.get("event"), dict) and named_item and named_item[0] != str(top["event"].get("item_id")):
@@ -217,16 +235,43 @@ def _aspect_problem(sentence: str, results: list[dict]) -> str:
     if not aspects:
         return ""
     low = re.sub(r"«[^»]*»?", "", sentence.lower())  # a quoted review is the customer's words, not a claim
-    for clause in re.split(r"\b(?:but|while|whereas|although)\b|;|，但", low):
+    for clause in re.split(r"\b(?:but|while|whereas|although)\b|;|，但|但是?|不过", low):
         praise, complain = _PRAISE.search(clause), _COMPLAIN.search(clause)
+        # Named as the results name it, or in the review analysis' own words in either language
+        # ("customer service", "价格"): "质量和服务均处于良好状态" beside 0 of 3 good service reviews.
+        found = set(find_aspects(clause))
         for name, a in aspects.items():
-            if not re.search(rf"\b{re.escape(name)}\b", clause):
+            if name not in found and not re.search(rf"\b{re.escape(name)}\b", clause):
                 continue
             pos, neg = a.get("positive") or 0, a.get("negative") or 0
             if praise and not complain and neg > pos:
                 return f"false: reviewers fault {name} more than they praise it ({neg} negative, {pos} positive)"
             if complain and not praise and (neg == 0 or pos > 2 * neg):
                 return f"false: reviewers mostly praise {name} ({pos} positive, {neg} negative)"
+    return _focus_problem(low, aspects)
+
+
+_FOCUS = re.compile(r"\b(?:focus(?:es|ed|ing)?|centr?e[sd]?|center(?:s|ed)?|concentrat\w*)\s+(?:mainly\s+|mostly\s+)?on\b"
+                    r"|\b(?:mainly|mostly|largely)\s+(?:about|on|concern\w*)\b|集中在|主要关注|主要涉及|主要是关于", re.I)
+
+
+def _focus_problem(low: str, aspects: dict[str, dict]) -> str:
+    """"The reviews focus mainly on price and service" where quality is mentioned more than price: the aspects
+    a focus claim names must be the most mentioned ones (zh book3 "评价主要集中在价格和服务上", Round 10)."""
+    match = _FOCUS.search(low)
+    if not match:
+        return ""
+    rest = low[match.end():]
+    named = [n for n in aspects if n in set(find_aspects(rest)) or re.search(rf"\b{re.escape(n)}\b", rest)]
+    if not named:
+        return ""
+    counts = sorted((a.get("reviews") or 0 for a in aspects.values()), reverse=True)
+    floor = counts[min(len(named), len(counts)) - 1]  # the k-th most mentioned, ties kept
+    for name in named:
+        if (aspects[name].get("reviews") or 0) < floor:
+            top = max(aspects, key=lambda n: aspects[n].get("reviews") or 0)
+            return f"false: {top} is mentioned more than {name} ({aspects[top].get('reviews')} reviews, " \
+                   f"{aspects[name].get('reviews')})"
     return ""
 
 

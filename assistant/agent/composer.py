@@ -20,6 +20,7 @@ from typing import Any
 
 from assistant import prompts
 from assistant.agent.answer_views import number, view_of
+from assistant.agent.cues import review_side
 
 TEMPLATES = {"en": "agent_answer", "zh": "agent_answer_zh"}
 
@@ -45,6 +46,7 @@ def compose_answer(question: str, results: list[tuple[str, Any]], note: str = ""
 
         language = answer_language(question)
     language = language if language in TEMPLATES else "en"
-    views = [view_of(name, result, language, currency) for name, result in results if isinstance(result, dict)]
+    side = review_side(question)
+    views = [view_of(name, result, language, currency, side) for name, result in results if isinstance(result, dict)]
     text = prompts.render(TEMPLATES[language], views=views, note=note)
     return "\n".join(line.rstrip() for line in text.strip().splitlines())

@@ -19,7 +19,8 @@ what the router reads where the prior is blind (assistant/agent/router.py `prefe
 - `asks_why_of_a_customer(q)`: why a named customer is at risk, their stage ("pourquoi", "warum", "なぜ");
 - `about_lookalikes(q)`: customers like a given one ("parecidos com", "ähnlich wie", "semblables à", "类似");
 - `about_reviews(q)`: what customers say ("complain", "quejas", "avis", "Bewertungen", "抱怨", "差评"), unless
-  the question is about who will leave.
+  the question is about who will leave;
+- `review_side(q)`: complaints ("negative") or praise ("positive"), for the composer to quote that side.
 
 Each list is a vocabulary, not a question: no rule names a phrasing of an evaluation set. A cue
 only reorders the model's ranking or settles a closed choice; the model and the tools' own checks
@@ -142,6 +143,17 @@ REVIEW_WORDS = _any(
     r"beschwerde\w*", r"beschweren", r"rezension\w*", r"avaliaç\w+", r"reclamaç\w+", r"reclamam", r"recension\w*",
     r"lamentel\w*", "评论", "评价", "抱怨", "差评", "好评", "吐槽", "投诉", "口碑",
 )
+# Which side of the reviews a question asks for: complaints ("What do customers complain about most?", "差评")
+# or praise ("What do reviewers love?", "好评"). The answer then quotes that side, not the majority's.
+COMPLAINT_WORDS = _any(
+    r"complain\w*", r"complaints?", r"problems?", r"issues?", r"negative", r"worst", r"dislik\w*", r"unhappy",
+    r"quejas?", r"quejan", r"plaintes?", r"plaignent", r"beschwerde\w*", r"beschweren", r"reclamaç\w+", r"reclamam",
+    r"lamentel\w*", "抱怨", "差评", "吐槽", "投诉", "不满", "问题",
+)
+PRAISE_WORDS = _any(
+    r"prais\w*", r"lov(?:e|es|ed|ing)", r"positive", r"best", r"favou?rite\w*", r"elogi\w*", r"loben?", r"lob",
+    "好评", "称赞", "喜欢", "夸",
+)
 # A question about who will leave, in these languages: reviews then only describe those customers.
 _LEAVING = _any(
     r"churn\w*", r"at[- ]risk", r"laps\w*", r"stop\w*\s+buying", r"leav\w+", r"abandon\w*", "riesgo", "risque",
@@ -211,6 +223,12 @@ def asks_why_of_a_customer(question: str) -> bool:
 
 def _names_a_customer(question: str) -> bool:
     return any(kind == "user" for kind, _ in referenced_ids(question))
+
+
+def review_side(question: str) -> str:
+    """"negative" for a question about complaints, "positive" for one about praise, "" for both or neither."""
+    complaint, praise = bool(COMPLAINT_WORDS.search(question)), bool(PRAISE_WORDS.search(question))
+    return "" if complaint == praise else "negative" if complaint else "positive"
 
 
 def about_lookalikes(question: str) -> bool:

@@ -37,7 +37,7 @@ from assistant.agent import grounding, intent, planner
 from assistant.agent.text import FEEDBACK_KEY, drop_feedback, is_call_payload, strip_untrusted, text_of
 from assistant.agent.composer import compose_answer
 from assistant.agent.takeaway import (echoes, focus_of, takeaway_facts, whole_sentences, without_invented_ordinals,
-                                     without_overstated_shares)
+                                     without_overstated_shares, without_unstated_aspects)
 from assistant.prompts import render
 from assistant.llm.decoding import decodes_locally
 from assistant.agent.router import make_router
@@ -432,9 +432,13 @@ class Agent:
             return ""
         kept, ranks = without_invented_ordinals(kept, lines)
         kept, overstated = without_overstated_shares(kept, lines)
-        if ranks or overstated:
+        unstated: list[str] = []
+        if any(name == "review_summary" for name, _ in turn.results):  # aspects are what reviews talk about
+            kept, unstated = without_unstated_aspects(kept, lines)
+        if ranks or overstated or unstated:
             turn.takeaway["dropped"] = [f"{rank}: a label or id read as a rank" for rank in ranks] + \
-                [f"{word!r}: the facts give only partial shares" for word in overstated]
+                [f"{word!r}: the facts give only partial shares" for word in overstated] + \
+                [f"{aspect}: an aspect no fact names" for aspect in unstated]
         return kept
 
     def _finish(self, turn: _Turn, text: str | None, started: float, steps: int, streamed: bool = False,

@@ -23,6 +23,7 @@ from typing import Any
 
 from assistant.agent.answer_views import FEATURE_WORDS, STAGE_WORDS, days, money, number, percent
 from assistant.agent.claims import REASON_KINDS
+from tools.aspects import ASPECTS, find_aspects
 
 MAX_FACT_LINES = 8
 # What the model is asked to say after each tool's answer (the first tool of the turn decides).
@@ -232,7 +233,7 @@ _SHARE_RE = re.compile(r"\b(\d+) of (?:the )?(\d+)\b")
 _OF_THE_RE = re.compile(r"\s*of the (\d+)\b[^,.]*,", re.I)
 _PART_RE = re.compile(r"\b(\d+) (?:are|is|were|have|has|will)\b")
 _ALL_RE = re.compile(r"\b(?:all|every|everyone|everybody|each of)\b|所有|全部", re.I)
-_NONE_RE = re.compile(r"\b(?:none|no one|nobody|not one|not a single)\b|没有一个", re.I)
+_NONE_RE = re.compile(r"\b(?:none|no one|nobody|not one|not a single|no (?:customers?|users?|cases?))\b|没有一个", re.I)
 
 
 def without_overstated_shares(text: str, facts: list[str]) -> tuple[str, list[str]]:
@@ -268,6 +269,36 @@ def without_overstated_shares(text: str, facts: list[str]) -> tuple[str, list[st
     return " ".join(kept), dropped
 
 
+def likelihood_words(p: float) -> str:
+    """A chance as the words the claim check accepts for it (assistant/agent/count_claims.py `likely_problem`)."""
+    return "likely" if p >= 0.5 else "unlikely"
+
+
+def without_unstated_aspects(text: str, facts: list[str]) -> tuple[str, list[str]]:
+    """The takeaway without its sentences that name an aspect of a purchase no fact line names.
+
+    Fine Food reviews: "they also complain about the lack of customer service" after facts that named taste
+    and price only, and "not only a product but also a service" of an item whose one review praised its
+    quality (new_user_trial.md Round 9b). An aspect is found by the review analysis' own keywords
+    (tools/aspects.py: "customer service" is service, "shipping" delivery); quoted review text is left out.
+
+    Returns:
+        (the kept sentences, the aspects dropped).
+    """
+    stated = " ".join(facts)
+    stated_aspects = set(find_aspects(stated)) | {a for a in ASPECTS if a in stated.lower()}
+    kept, dropped = [], []
+    for sentence in re.split(r"(?<=[.!?。！？])\s*", text.strip()):
+        if not sentence:
+            continue
+        unstated = [a for a in find_aspects(re.sub(r"«[^»]*»?", "", sentence)) if a not in stated_aspects]
+        if unstated:
+            dropped += unstated
+        else:
+            kept.append(sentence)
+    return " ".join(kept), dropped
+
+
 def _next(r: dict, counts: dict, cur: str) -> list[str]:
     lines = []
     cats = [c for c in r.get("next_categories") or [] if isinstance(c, dict)]
@@ -277,9 +308,11 @@ def _next(r: dict, counts: dict, cur: str) -> list[str]:
     buy = r.get("p_buy") if isinstance(r.get("p_buy"), dict) else {}
     for key, p in buy.items():
         if isinstance(p, (int, float)):
-            lines.append(f"Chance of buying anything within {str(key).rstrip('d')} days: {percent(p)}.")
+            # The chance in words too: beside a bare "7%" the model wrote "likely to buy something within 30 days".
+            lines.append(f"Chance of buying anything within {str(key).rstrip('d')} days: {percent(p)} "
+                         f"({likelihood_words(p)}).")
     if r.get("next_behavior"):
-        lines.append(f"Most likely next action: {r['next_behavior']}.")
+        lines.append(f"If they act again at all, the most likely action is: {r['next_behavior']}.")
     return lines
 
 
@@ -288,8 +321,11 @@ def _history(r: dict, counts: dict, cur: str) -> list[str]:
     events = [e for e in r.get("events") or [] if isinstance(e, dict)]
     lines = []
     if t:
+        # No category is no line of its own: "mostly no one category" came back as "no orders, no categories,
+        # and no recent events" of a customer with 37 orders (new_user_trial.md Round 9b).
+        top = f"; mostly {t['top_category']}" if t.get("top_category") else ""
         lines.append(f"{number(t.get('events', ''))} events and {number(t.get('orders', ''))} orders over "
-                     f"{number(t.get('tenure_days', ''))} days; mostly {t.get('top_category') or 'no one category'}.")
+                     f"{number(t.get('tenure_days', ''))} days{top}.")
         if (t.get("orders") or 0) > 0 and isinstance(t.get("days_since_last_buy"), (int, float)):
             lines.append(f"Last order {days(t['days_since_last_buy'])} days ago.")
     kinds = Counter(str(e.get("behavior")) for e in events)
