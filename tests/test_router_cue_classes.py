@@ -78,6 +78,29 @@ def shop_tools() -> list:
             known_values(open_carts, user_id=lambda v: v in USERS), segment_report]
 
 
+
+def customer_tools() -> list:
+    """The tools about one customer's next purchases and look-alikes, with the id check the catalog attaches."""
+    def predict_next(user_id: str, k: int = 5) -> dict:
+        """Predict a user's next categories and items.
+
+        Args:
+            user_id: the user's id.
+            k: how many.
+        """
+        return {}
+
+    def similar_cases(user_id: str, k: int = 5) -> dict:
+        """Past customers similar to this one.
+
+        Args:
+            user_id: the user's id.
+            k: how many.
+        """
+        return {}
+
+    return [known_values(predict_next, user_id=lambda v: v in USERS), similar_cases]
+
 def test_a_tenure_phrase_is_no_horizon_and_no_window() -> None:
     question = "How do customers who've been with us over a year compare with the newer ones, next 30 days?"
     assert spans(question) == [("30 days", 30)] and tenure_spans(question) == [("a year", 365)]
@@ -223,25 +246,7 @@ def test_what_a_named_customer_buys_next_puts_the_next_purchase_tool_first_in_an
     next" went to similar_cases and to the at-risk list."""
     from assistant.agent.cues import about_next_purchase
 
-    def predict_next(user_id: str, k: int = 5) -> dict:
-        """Predict a user's next categories and items.
-
-        Args:
-            user_id: the user's id.
-            k: how many.
-        """
-        return {}
-
-    def similar_cases(user_id: str, k: int = 5) -> dict:
-        """Past customers similar to this one.
-
-        Args:
-            user_id: the user's id.
-            k: how many.
-        """
-        return {}
-
-    specs = build_specs([*shop_tools(), known_values(predict_next, user_id=lambda v: v in USERS), similar_cases])
+    specs = build_specs([*shop_tools(), *customer_tools()])
     ranked = ["similar_cases", *RANKED, "predict_next"]
     for question in ("Les 4 catégories que le client 1334 achètera probablement ensuite", "顧客1334が次に買いそうなカテゴリは？",
                      "¿Qué comprará el cliente 4955 en su próxima compra?", "Was wird Kunde 4955 als Nächstes kaufen?",
@@ -268,16 +273,7 @@ def test_a_why_question_about_a_named_customer_puts_the_explanation_first_and_ne
     Kunde 2710 wohl als Nächstes bestellen?" to explain_user."""
     from assistant.agent.cues import about_next_purchase, asks_why_of_a_customer
 
-    def predict_next(user_id: str, k: int = 5) -> dict:
-        """Predict a user's next categories and items.
-
-        Args:
-            user_id: the user's id.
-            k: how many.
-        """
-        return {}
-
-    specs = build_specs([*shop_tools(), known_values(predict_next, user_id=lambda v: v in USERS)])
+    specs = build_specs([*shop_tools(), customer_tools()[0]])
     ranked = ["predict_next", *RANKED]
     for question in ("O cliente 4955 vai comprar de novo nos próximos 7 dias? Por quê?",
                      "lifecycle stage of user 1334 and what would move it", "Pourquoi le client 1334 va-t-il partir ?",
