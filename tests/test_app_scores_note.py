@@ -11,33 +11,14 @@ from __future__ import annotations
 import shutil
 
 import pytest
-import yaml
 
 import app
-from predictor_shop import CUTOFF, make_shop
-
-TINY = {"max_len": 8, "d_model": 16, "n_layers": 1, "n_heads": 2, "n_cutoffs": 4, "cutoff_stride_days": 7,
-        "batch_size": 64, "epochs": 1, "warmup_steps": 2, "max_items": 100, "max_categories": 20,
-        "item_hash_buckets": 4, "category_hash_buckets": 2, "val_fraction": 0.25, "device": "cpu",
-        "horizons_days": [7, 30]}
+from retrained_shop import make_home, train
 
 
 @pytest.fixture()
 def home(tmp_path, monkeypatch):
-    from tools.data.store import EventStore
-
-    home = tmp_path / "home"
-    monkeypatch.setenv("SHOPSIGHT_HOME", str(home))
-    monkeypatch.setenv("SHOPSIGHT_PREDICTOR", "shop")
-    for name in ("SHOPSIGHT_MODELS_DIR", "SHOPSIGHT_DB", "SHOPSIGHT_CHROMA_PATH"):
-        monkeypatch.delenv(name, raising=False)
-    events = make_shop()
-    home.mkdir()
-    with EventStore(home / "shop.duckdb") as store:
-        store.import_frames("test-shop", events=events[events["ts"] <= CUTOFF].reset_index(drop=True))
-    for name, extra in (("tiny", {}), ("tiny2", {"d_model": 8})):  # tiny2: other weights, another version
-        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(dict(TINY, **extra)))
-    return home
+    return make_home(tmp_path, monkeypatch)
 
 
 def _views(home) -> tuple[str, str]:
@@ -52,23 +33,16 @@ def _views(home) -> tuple[str, str]:
         return app._banner(ws), summary
 
 
-def _version(home) -> str:
-    return yaml.safe_load((home / "models" / "predictor" / "shop" / "config.yaml").read_text())["version"]
-
-
 def test_banner_and_operations_tab_say_whose_scores_they_serve_and_nothing_when_current(home):
     from assistant.cli import main
 
-    assert main(["predictor", "train", "--config", str(home.parent / "tiny.yaml"), "--quiet"]) == 0
-    assert main(["predictor", "score", "--quiet"]) == 0
-    first = _version(home)
+    first = train(home, "tiny", score=True)
     banner, summary = _views(home)
     assert "scores" not in banner and "checkpoint" not in banner, banner  # current scores: nothing to say
     assert "Scores:" not in summary and "Stages:" in summary, summary
 
     # Retrained, not rescored: the first checkpoint's scores are served; both views say so and how to fix it.
-    assert main(["predictor", "train", "--config", str(home.parent / "tiny2.yaml"), "--no-resume", "--quiet"]) == 0
-    second = _version(home)
+    second = train(home, "tiny2", score=False)
     assert second != first
     banner, summary = _views(home)
     assert banner.count("⚠ **scores**:") == 1, banner
