@@ -449,6 +449,10 @@ def _banner(ws: Workspace, jobs: dict | None = None) -> str:
     jobs = ws.jobs() if jobs is None else jobs
     lines = [f"**{part}**: {line}" for part, line in jobs.items()]  # a part being built: its progress, not a fix
     lines += [f"⚠ **{part}**: {message}" for part, message in ws.problems.items() if part not in jobs]
+    # While the demo builds the predictor or its scores, the old scores are about to be replaced: not a fix to run.
+    note = None if {"predictor", "scores"} & set(jobs) else ws.scores_note()
+    if note:
+        lines.append(f"⚠ **scores**: {note}")
     return "\n\n".join(lines)
 
 

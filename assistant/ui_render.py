@@ -312,6 +312,8 @@ def operations_summary(result: dict) -> str:
     for key in ("population", "lost_note", "value_note"):
         if result.get(key):
             parts.append(str(result[key]))
+    if result.get("scores_checkpoint_note"):  # the table's numbers are another checkpoint's: said beside them
+        parts.append(f"⚠ **Scores:** {result['scores_checkpoint_note']}")
     if result.get("as_of"):
         model = f"; value: {result['value_model']}" if result.get("value_model") else ""
         parts.append(f"as of {as_of_words(result['as_of'])}{model}")

@@ -375,6 +375,25 @@ class Workspace:
         info["jobs"] = self.jobs()
         return info
 
+    def scores_note(self) -> str | None:
+        """The tools' `scores_checkpoint_note` for the served churn scores, None when they are current or absent.
+
+        The banner says it before any tool runs: a retrained, unscored checkpoint (or a removed one) left the
+        Operations tab serving another checkpoint's scores, and only `shopsight ask` said so. One aggregate
+        query (no scores frame): it runs on every page load.
+        """
+        from tools.catalog.reads import scores_version_note
+
+        versions = self.store.query(
+            "SELECT model_version, count(*) AS n FROM scores WHERE cutoff = "
+            "(SELECT max(cutoff) FROM scores WHERE cutoff <= ?) GROUP BY 1 ORDER BY n DESC, 1", [self.cutoff])
+        if versions.empty:
+            return None
+        current = str(self.predictor.version) if self.predictor is not None else None
+        served = current if current in set(versions["model_version"].astype(str)) else str(
+            versions["model_version"].iloc[0])  # the tools' choice (tools/catalog/reads.py, served_scores)
+        return scores_version_note(served, current)
+
     def _predictor_metrics(self) -> dict:
         """Validation figures the trainer saved in calibration.json (churn AUC per horizon)."""
         import json

@@ -264,6 +264,30 @@ def test_cli_build_is_incremental_and_info_reports(tmp_path, monkeypatch, capsys
         main(["cases", "build", "--cutoffs", "yesterday", "--text-only"])
 
 
+def test_cli_build_without_progress_draws_no_bar_not_even_the_embedders_loading_one(tmp_path, monkeypatch, capsys):
+    """`cases build --no-progress` printed transformers' "Loading weights" bar when it loaded MiniLM."""
+    import tools.embeddings
+    from transformers.utils import logging as transformers_logging
+
+    from tools.data.store import EventStore
+
+    monkeypatch.setenv("SHOPSIGHT_HOME", str(tmp_path))
+    monkeypatch.setenv("SHOPSIGHT_DB", str(tmp_path / "shop.duckdb"))
+    monkeypatch.setenv("SHOPSIGHT_CHROMA_PATH", str(tmp_path / "chroma"))
+    monkeypatch.setattr(tools.embeddings, "_MODELS", {})  # loaded here, not by an earlier test in this process
+    with EventStore(tmp_path / "shop.duckdb") as store:
+        store.import_frames("test", events=_events())
+    from assistant.cli import main
+
+    bars_on = transformers_logging.is_progress_bar_enabled()
+    capsys.readouterr()
+    assert main(["cases", "build", "--cutoffs", "2024-01-31", "--text-only", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert tools.embeddings._MODELS, "the build did not load the embedder: the check below would prove nothing"
+    assert "Loading weights" not in err and "it/s]" not in err, err
+    assert transformers_logging.is_progress_bar_enabled() == bars_on  # other loads keep their bars
+
+
 def test_case_text_carries_profile_and_complaints(tmp_path):
     reviews = pd.DataFrame([{"review_id": "r1", "user_id": "u2", "item_id": "i2", "ts": datetime(2024, 1, 6),
                              "rating": 1, "title": "Late", "text": "The parcel arrived two weeks late."}])

@@ -5,10 +5,18 @@ A review is cut into clauses (sentences, and for Chinese also comma-separated pa
 matched against per-aspect keyword patterns. Keyword lists are deliberately small and
 precise: a missed mention costs less than a wrong one in a summary an agent will quote.
 The sentiment of each clause comes from `tools.reviews`.
+
+Taste and freshness are aspects of one kind of product (food), and their words mean something
+else in other shops: in a Chinese book shop's reviews "新鲜" is "novel" and "味道" the smell of the
+ink. A summary reports them only for a shop whose reviews talk about them (`aspects_for_shop`).
+A word with a common sense outside its aspect is listed only in forms that fix the sense:
+"态度" alone is an author's or a character's attitude; "服务态度" and "客服态度" are found by 服务 / 客服.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from dataclasses import dataclass
 
@@ -42,7 +50,7 @@ ASPECT_KEYWORDS: dict[str, dict[str, list[str]]] = {
     "service": {
         "en": [r"customer service", r"service", r"seller", r"refund(?:ed)?", r"return(?:ed)?",
                r"replacement", r"support", r"vendor", r"merchant", r"respon(?:d|ded|se|sive)"],
-        "zh": ["客服", "服务", "态度", "售后", "退货", "退款", "换货", "卖家", "商家"],
+        "zh": ["客服", "服务", "态度恶劣", "售后", "退货", "退款", "换货", "卖家", "商家"],
     },
     "freshness": {
         "en": [r"fresh(?:ness)?", r"stale", r"expir(?:ed|ation|y)", r"mou?ldy?", r"rancid", r"spoiled",
@@ -51,6 +59,14 @@ ASPECT_KEYWORDS: dict[str, dict[str, list[str]]] = {
     },
 }
 ASPECTS: tuple[str, ...] = tuple(ASPECT_KEYWORDS)
+# Stamped on a home's cached review analysis (tools/reviews.py): changed lists re-read its mentions.
+KEYWORDS_FINGERPRINT = hashlib.sha256(json.dumps(ASPECT_KEYWORDS, sort_keys=True).encode()).hexdigest()[:12]
+# Aspects of food only; elsewhere their keywords are mostly other senses (see the module docstring).
+PRODUCT_ASPECTS: tuple[str, ...] = ("taste", "freshness")
+# Share of a shop's reviews that must mention a product aspect for its summaries to report it. Food shops:
+# taste 58-60 %, freshness 7-18 % of the reviews; the Chinese book shop: 0.5 % and 0.7 %, all misreads
+# (bench/results/hardening.md, Round 10, hard13).
+MIN_SHOP_SHARE = 0.02
 
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 # Sentence ends in both scripts; Chinese commas also separate clauses about different aspects.
@@ -82,6 +98,17 @@ def keyword_position(clause: str, aspect: str) -> int:
     """Where the first keyword of `aspect` starts in `clause` (-1 when absent): quotes centre on it."""
     m = _EN_PATTERNS[aspect].search(clause.lower()) or _ZH_PATTERNS[aspect].search(clause)
     return m.start() if m else -1
+
+
+def aspects_for_shop(reviews_per_aspect: dict[str, int], n_reviews: int) -> tuple[str, ...]:
+    """The aspects a shop's summaries report, in `ASPECTS` order.
+
+    Args:
+        reviews_per_aspect: aspect -> how many of the shop's reviews mention it.
+        n_reviews: how many reviews the shop has (all of them, not one item's).
+    """
+    floor = MIN_SHOP_SHARE * n_reviews
+    return tuple(a for a in ASPECTS if a not in PRODUCT_ASPECTS or reviews_per_aspect.get(a, 0) >= max(floor, 1))
 
 
 @dataclass(frozen=True)

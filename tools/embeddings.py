@@ -35,8 +35,18 @@ def _load_minilm(device: str) -> Any:
     key = (folder, device)
     if key not in _MODELS:
         from sentence_transformers import SentenceTransformer  # heavy: only when first used
+        from transformers.utils import logging as transformers_logging
 
-        _MODELS[key] = SentenceTransformer(folder, device=device, local_files_only=True)
+        # transformers draws a "Loading weights" bar for this sub-second load: under `cases build
+        # --no-progress` it was the one bar left, and with progress on it sat beside the cases bar.
+        # Off while loading (process-wide, so a bar another thread opens in that second is lost too).
+        bars_were_on = transformers_logging.is_progress_bar_enabled()
+        transformers_logging.disable_progress_bar()
+        try:
+            _MODELS[key] = SentenceTransformer(folder, device=device, local_files_only=True)
+        finally:
+            if bars_were_on:
+                transformers_logging.enable_progress_bar()
     return _MODELS[key]
 
 

@@ -20,7 +20,7 @@ import pandas as pd
 
 from tools import paths
 from tools.data.pii import mask_pii
-from tools.aspects import ASPECTS, aspect_mentions, is_chinese, keyword_position
+from tools.aspects import KEYWORDS_FINGERPRINT, aspect_mentions, aspects_for_shop, is_chinese, keyword_position
 from tools.sentiment import NEGATIVE_RATINGS, POSITIVE_RATINGS, SentimentModel, fingerprint_reviews, rating_labels
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -120,6 +120,7 @@ class ReviewAnalyzer:
                                           index=pd.Index([], dtype=str, name="review_id"))
         self._memo_mentions = pd.DataFrame({c: pd.Series(dtype=t) for c, t in (
             ("review_id", str), ("aspect", str), ("clause", str), ("p_positive", float), ("sentiment", str))})
+        self._shop_aspects: tuple[int, tuple[str, ...]] = (-1, ())  # (reviews analysed, their shop_aspects)
 
     @property
     def n_analyzed(self) -> int:
@@ -168,6 +169,7 @@ class ReviewAnalyzer:
         """Load (or compute and save) the analysis of every stored review, so summaries are lookups."""
         files = cache_dir / "analysis_reviews.parquet", cache_dir / "analysis_mentions.parquet"
         stamp = cache_dir / "analysis.fingerprint"
+        fingerprint += f"|aspects {KEYWORDS_FINGERPRINT}"  # new keyword lists re-read the mentions, not the model
         if all(f.exists() for f in files) and stamp.exists() and stamp.read_text().strip() == fingerprint:
             self._memo_reviews = pd.read_parquet(files[0])
             self._memo_mentions = pd.read_parquet(files[1])
@@ -239,7 +241,7 @@ class ReviewAnalyzer:
         # One mention per review and aspect: a review that says "taste" three times counts once.
         dedup = per_mention.sort_values("p_positive").drop_duplicates(["review_id", "aspect"]) \
             if len(per_mention) else per_mention
-        for aspect in ASPECTS:
+        for aspect in self.shop_aspects():
             rows = dedup[dedup["aspect"] == aspect] if len(dedup) else dedup
             if not len(rows):
                 continue
@@ -263,6 +265,14 @@ class ReviewAnalyzer:
                                             ("positive", ranked[ranked.sentiment == "positive"]
                                              .iloc[::-1].head(n_quotes)))}
         return out
+
+    def shop_aspects(self) -> tuple[str, ...]:
+        """The aspects summaries report, judged on every review analysed (for_store: all the shop's)."""
+        n = len(self._memo_reviews)
+        if self._shop_aspects[0] != n:  # the memo only grows: recount when it did
+            mentions = self._memo_mentions.drop_duplicates(["review_id", "aspect"])["aspect"].value_counts()
+            self._shop_aspects = (n, aspects_for_shop({str(a): int(k) for a, k in mentions.items()}, n))
+        return self._shop_aspects[1]
 
     @staticmethod
     def _quote_row(row, texts: dict, ratings: dict) -> dict:
