@@ -71,6 +71,9 @@ class Settings:
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
         settings = cls()
+        # __post_init__ named the checkpoint from the default models_dir; SHOPSIGHT_MODELS_DIR or an override
+        # may point elsewhere, so the name is derived again below, from the final models_dir.
+        settings.predictor = ""
         for f in fields(cls):
             default = getattr(settings, f.name)
             kind = type(default) if not isinstance(default, Path) else Path

@@ -104,6 +104,23 @@ def test_an_older_home_keeps_using_its_demo_checkpoint_until_one_named_shop_is_t
     assert "in use: shop (default)" in out and f"demo: {_version(demo)}" in out
 
 
+def test_the_default_name_reads_the_models_folder_in_use_not_the_homes_default(tmp_path, monkeypatch):
+    """SHOPSIGHT_MODELS_DIR (or an override) pointing at an older home's models keeps its `demo` checkpoint."""
+    from assistant.config import Settings
+
+    monkeypatch.setenv("SHOPSIGHT_HOME", str(tmp_path / "new-home"))
+    monkeypatch.delenv("SHOPSIGHT_PREDICTOR", raising=False)
+    older = tmp_path / "older-home" / "models"
+    (older / "predictor" / "demo").mkdir(parents=True)
+    monkeypatch.setenv("SHOPSIGHT_MODELS_DIR", str(older))
+    assert Settings.from_env().predictor == "demo"
+    monkeypatch.delenv("SHOPSIGHT_MODELS_DIR")
+    assert Settings.from_env().predictor == "shop"
+    assert Settings.from_env(models_dir=older).predictor == "demo"
+    monkeypatch.setenv("SHOPSIGHT_PREDICTOR", "mine")
+    assert Settings.from_env(models_dir=older).predictor == "mine"  # a name the user sets is kept
+
+
 def test_score_replaces_a_replaced_checkpoints_scores_and_the_tools_say_whose_they_serve(home, capsys, monkeypatch):
     from assistant.cli import main
     from assistant.config import Settings
