@@ -382,16 +382,15 @@ class Workspace:
         Operations tab serving another checkpoint's scores, and only `shopsight ask` said so. One aggregate
         query (no scores frame): it runs on every page load.
         """
-        from tools.catalog.reads import scores_version_note
+        from tools.catalog.reads import scores_version_note, served_version
 
         versions = self.store.query(
             "SELECT model_version, count(*) AS n FROM scores WHERE cutoff = "
-            "(SELECT max(cutoff) FROM scores WHERE cutoff <= ?) GROUP BY 1 ORDER BY n DESC, 1", [self.cutoff])
+            "(SELECT max(cutoff) FROM scores WHERE cutoff <= ?) GROUP BY 1", [self.cutoff])
         if versions.empty:
             return None
         current = str(self.predictor.version) if self.predictor is not None else None
-        served = current if current in set(versions["model_version"].astype(str)) else str(
-            versions["model_version"].iloc[0])  # the tools' choice (tools/catalog/reads.py, served_scores)
+        served = served_version(versions.set_index("model_version")["n"], current)  # the tools' own choice
         return scores_version_note(served, current)
 
     def _predictor_metrics(self) -> dict:

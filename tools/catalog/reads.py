@@ -165,10 +165,18 @@ def served_scores(store, cutoff, horizon_days: int | None = None, prefer_version
     frame = frame[pd.to_datetime(frame["cutoff"]) == pd.to_datetime(frame["cutoff"]).max()]
     versions = frame["model_version"].astype(str)
     if versions.nunique() > 1:
-        counts = versions.value_counts()
-        keep = prefer_version if prefer_version in counts.index else counts.index[0]
-        frame = frame[versions == keep]
+        frame = frame[versions == served_version(versions.value_counts(), prefer_version)]
     return frame
+
+
+def served_version(rows_by_version: pd.Series, prefer_version: str | None = None) -> str:
+    """Which checkpoint's rows of one cutoff are served (`rows_by_version`: row count per model_version):
+    the current checkpoint's where it wrote any, else the one with the most rows (ties: the first name)."""
+    counts = pd.Series(rows_by_version.to_numpy(), index=rows_by_version.index.astype(str))
+    if prefer_version is not None and prefer_version in counts.index:
+        return prefer_version
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return ranked[0][0]
 
 
 def scores_version_note(served_version: str, current_version: str | None) -> str | None:
