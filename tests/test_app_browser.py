@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from browser_kit import ARGS, CHROMIUM  # skips this module without Playwright or chromium
+from browser_kit import ARGS, CHROMIUM, free_port  # skips this module without Playwright or chromium
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
 from app_shop import scripted_analyst, stack_in_home  # noqa: E402
@@ -24,12 +24,6 @@ pytestmark = pytest.mark.browser
 DRIVER_OR_REASON = re.compile(r"churn risk|too little history|moves the churn probability")
 WAIT_MS = 30_000  # the machine is shared: generous, but every wait is for a specific element
 expect.set_options(timeout=WAIT_MS)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,10 @@ DuckDB store, the real Workspace and app; no chat model is asked (none loads unl
 
 from __future__ import annotations
 
-import socket
 
 import pytest
 
-from browser_kit import ARGS, CHROMIUM  # skips this module without Playwright or chromium
+from browser_kit import ARGS, CHROMIUM, free_port  # skips this module without Playwright or chromium
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
 from test_app_other_shops import _settings, reviews_only_store  # noqa: E402
@@ -21,12 +20,6 @@ from test_app_other_shops import _settings, reviews_only_store  # noqa: E402
 pytestmark = pytest.mark.browser
 WAIT_MS = 30_000
 expect.set_options(timeout=WAIT_MS)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_reviews_only_shop_explains_its_empty_operations_tab_and_opens_a_reviewer(tmp_path, monkeypatch):

@@ -4,11 +4,9 @@ checks the same views without a browser, and that nothing is said when the score
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 
-from browser_kit import ARGS, CHROMIUM  # skips this module without Playwright or chromium
+from browser_kit import ARGS, CHROMIUM, free_port  # skips this module without Playwright or chromium
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
 from retrained_shop import make_home, train  # noqa: E402
@@ -29,9 +27,7 @@ def test_banner_and_operations_tab_in_the_browser_name_the_replaced_checkpoint(t
     train(home, "tiny2", score=False)
     store = EventStore(home / "shop.duckdb", read_only=True)
     ws = Workspace.open(Settings.from_env(), store=store, chat_model_factory=lambda: None, lazy=True)
-    with socket.socket() as sock:  # a free port
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     demo = app.launch(ws, host="127.0.0.1", port=port, block=False)
     try:
         with sync_playwright() as p:

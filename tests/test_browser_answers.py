@@ -10,11 +10,10 @@ with Debian's chromium, as tests/test_app_browser.py.
 from __future__ import annotations
 
 import re
-import socket
 
 import pytest
 
-from browser_kit import ARGS, CHROMIUM  # skips this module without Playwright or chromium
+from browser_kit import ARGS, CHROMIUM, free_port  # skips this module without Playwright or chromium
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
 from app_shop import scripted_analyst, stack_in_home  # noqa: E402
@@ -32,12 +31,6 @@ BAD_INPUT = [
     ("What is our profit margin?", ["won't guess numbers", "ShopSight can tell you"], False),
     ("Quels clients vont arrêter d'acheter cette semaine ?", ["French", "answer in English"], True),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
