@@ -57,8 +57,7 @@ def _counted(results: list[dict]) -> dict[str, dict[str, float]]:
             counted[kind][key] = min(counted[kind].get(key, value), value)
 
     for r in results:
-        own = r.get("totals") if isinstance(r.get("totals"), dict) else r.get("facts") \
-            if isinstance(r.get("facts"), dict) else None
+        own = _own_totals(r)
         if r.get("user_id") and own is not None:
             most("orders", "total", own.get("orders"))
             if (own.get("orders") or 0) > 0:
@@ -76,6 +75,14 @@ def _counted(results: list[dict]) -> dict[str, dict[str, float]]:
         if users:
             most("customers", "total", len(users))
     return counted
+
+
+def _own_totals(result: dict) -> dict | None:
+    """One customer's own counts in a result: user_history's `totals`, explain_user's `facts`, else None."""
+    for key in ("totals", "facts"):
+        if isinstance(result.get(key), dict):
+            return result[key]
+    return None
 
 
 def _days_between(earlier: Any, later: Any) -> float | None:
@@ -178,8 +185,7 @@ def behaviour_count_problem(sentence: str, results: list[dict]) -> str:
             allowed.setdefault(kind, set()).add(count)
         allowed.setdefault("events", set()).update({len(r["events"]), *kinds.values()})
     for r in results:
-        own = r.get("totals") if isinstance(r.get("totals"), dict) else r.get("facts") \
-            if isinstance(r.get("facts"), dict) else {}
+        own = _own_totals(r) or {}
         if isinstance(own.get("orders"), int):
             allowed.setdefault("buy", set()).add(own["orders"])
         # "a pattern of 411153 events" (a category id, new_user_trial.md Round 8): events are what the results count
