@@ -289,12 +289,10 @@ def _reviews(r: dict, lang: str, cur: str, side: str = "") -> dict:
     rows = [a for a in r.get("aspects") or [] if isinstance(a, dict)]
     if side:
         rows = sorted(rows, key=lambda a: -(a.get(side) or 0))
-    # tools/reviews.py quotes each aspect's majority side: negative where negatives outnumber positives.
-    quote_side = {id(a): "negative" if (a.get("negative") or 0) > (a.get("positive") or 0) else "positive" for a in rows}
     aspects = [{"name": str(a.get("aspect")), "n": number(a.get("reviews", "")), "pos": number(a.get("positive", 0)),
                 "neg": number(a.get("negative", 0)),
                 "quote": {"id": str(a["quote"].get("review_id")), "text": str(a["quote"].get("text", ""))}
-                if isinstance(a.get("quote"), dict) and (not side or quote_side[id(a)] == side) else None}
+                if isinstance(a.get("quote"), dict) and (not side or _quoted_side(a) == side) else None}
                for a in rows]
     quotes = r.get("quotes") if isinstance(r.get("quotes"), dict) else {}
     side_quotes = [{"id": str(q.get("review_id")), "text": str(q.get("text", ""))}
@@ -305,6 +303,11 @@ def _reviews(r: dict, lang: str, cur: str, side: str = "") -> dict:
             "positive": number(pos), "mixed": number(mixed), "negative": number(neg), "lean": lean,
             "aspects": aspects[:4], "side": side, "side_quotes": side_quotes,
             "side_top": next((a for a in aspects[:1] if a[side[:3]] != "0"), None) if side else None}
+
+
+def _quoted_side(aspect: dict) -> str:
+    """The side of an aspect's quote: tools/reviews.py quotes its majority, negative where negatives outnumber."""
+    return "negative" if (aspect.get("negative") or 0) > (aspect.get("positive") or 0) else "positive"
 
 
 def _carts(r: dict, lang: str, cur: str) -> dict:
