@@ -282,8 +282,11 @@ def test_a_why_question_about_a_named_customer_puts_the_explanation_first_and_ne
         assert prefer_cued_tools(specs, ranked, question, mentions(question))[0] == "explain_user", question
     question = "Was wird Kunde 2710 wohl als Nächstes bestellen?"
     assert about_next_purchase(question) and not asks_why_of_a_customer(question)
-    # "will they buy" alone asks whether, not what: no next-basket cue
+    # "will they buy" alone asks whether, not what: no next-basket cue; nor does what they bought or like
     assert not about_next_purchase("O cliente 4955 vai comprar de novo esta semana?")
+    for question in ("用户 4955 最近买了什么？", "顧客1334は何を買いましたか？", "用户4955喜欢什么品类？"):
+        assert not about_next_purchase(question), question
+    assert about_next_purchase("顧客1334は何を買いそうですか？") and about_next_purchase("用户 4955 会买什么？")
     # Japanese and Dutch spans of time
     assert spans("今月離脱しそうな顧客を上位5人教えて") == [("今月", 30)]
     assert spans("Welke klanten haken deze week af?") == [("deze week", 7)]

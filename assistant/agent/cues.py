@@ -126,10 +126,11 @@ NEXT_PURCHASE_WORDS = _any(
 )
 # "What will they buy?" without a word for next: the future of "buy" after a word for "what" ("¿Qué comprará",
 # "o que vai comprar", "Was wird ... kaufen"). A bare "vai comprar" is no such question: "O cliente 95 vai
-# comprar de novo nos próximos 7 dias? Por quê?" asks whether, and why (sealed F hf15, after its run).
+# comprar de novo nos próximos 7 dias? Por quê?" asks whether, and why (sealed F hf15, after its run). In
+# Chinese and Japanese the "what" is bound to a future "buy" too: "用户 4955 最近买了什么？" asks for the history.
 _WHAT_WILL_BUY = re.compile(r"(?<!\w)(?:qué|que|quoi|was|cosa|o\s+que)\b[^?.!]{0,40}?(?:comprar[áa]n?|vai\s+comprar|"
                             r"vão\s+comprar|achèter(?:a|ont)|kaufen\s+wird|kaufen\s+werden|wird\b[^?.!]{0,30}kaufen|"
-                            r"comprer(?:à|anno))|什么|何を", re.I)
+                            r"comprer(?:à|anno))|(?:会|要|将)买(?:些)?什么|何を買い?そう|何を買う", re.I)
 # Why a customer is at risk, their stage: the tool that explains one customer ("lifecycle stage of user 4400 and
 # what would move it" went to the history: sealed F hf16, after its run; "Por quê?" after a question about buying).
 WHY_WORDS = _any(
